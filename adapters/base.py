@@ -1,0 +1,137 @@
+"""The adapter contract: bytes in, canonical events out, and the reply to send back.
+
+An adapter is pure. It gets the raw bytes and the time of receipt; it returns
+events or raises :class:`~gateway.errors.MessageRejected`. It never opens a
+socket, touches the store or reads the clock. The gateway owns all I/O: it
+commits the events and then asks the adapter to build the reply for the outcome.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from enum import StrEnum
+from typing import Any, ClassVar, Protocol, runtime_checkable
+
+from pydantic import BaseModel
+
+from gateway.errors import MessageRejected
+from gateway.model import Event
+
+__all__ = [
+    "Adapter",
+    "Issue",
+    "MessageRejected",
+    "Outcome",
+    "OutcomeStatus",
+    "ParsedMessage",
+    "Reply",
+    "Severity",
+]
+
+
+class Severity(StrEnum):
+    """How serious an issue named in a reply is."""
+
+    ERROR = "error"
+    WARNING = "warning"
+    INFO = "info"
+
+
+@dataclass(frozen=True, slots=True)
+class Issue:
+    """One problem or warning to tell the sender (ERR segment, OperationOutcome.issue)."""
+
+    severity: Severity
+    text: str
+    code: str = ""
+    location: str = ""
+
+
+class OutcomeStatus(StrEnum):
+    """What the gateway did with a message."""
+
+    ACCEPTED = "accepted"  # committed durably (AA / 2xx)
+    DUPLICATE = "duplicate"  # seen before from the same sender; acknowledged again (AA / 200)
+    ERROR = "error"  # application error, e.g. the store failed (AE / 5xx)
+    REJECTED = "rejected"  # the message itself cannot be taken (AR / 4xx)
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """The gateway's verdict on one message, handed to the adapter to build the reply."""
+
+    status: OutcomeStatus
+    issues: tuple[Issue, ...] = ()
+    blocked: bool = False  # a blocking rule fired (AR for a prescription)
+
+
+@dataclass(frozen=True, slots=True)
+class ParsedMessage:
+    """What an adapter made of one message."""
+
+    adapter: str
+    sender: str  # who sent it; (sender, control_id) identifies a message for dedup
+    control_id: str
+    message_type: str  # e.g. "RDS^O13", "MedicationDispense", "his-prescription"
+    events: tuple[Event, ...]
+    # adapter-private data needed to build the reply (MSH fields, charset, FHIR ids …)
+    context: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class Reply:
+    """Bytes to send back, and for HTTP the status and content type."""
+
+    body: bytes
+    content_type: str = "application/octet-stream"
+    status: int = 200
+
+
+@runtime_checkable
+class Adapter(Protocol):
+    """What every message dialect implements.
+
+    Class attributes:
+        name: the short alias used in configuration (``hl7v2``, ``fhir-r4`` …).
+        kinds: message types the adapter handles (``RDE^O11``, ``MedicationRequest`` …).
+        config_model: a pydantic model of the adapter's configuration.
+        transport: ``mllp`` or ``http``: where the gateway mounts it.
+    """
+
+    name: ClassVar[str]
+    kinds: ClassVar[frozenset[str]]
+    config_model: ClassVar[type[BaseModel]]
+    transport: ClassVar[str]
+
+    def parse(self, raw: bytes, *, received_at: datetime) -> ParsedMessage:
+        """Turn one message into canonical events.
+
+        Args:
+            raw: the message bytes exactly as received (framing removed).
+            received_at: the gateway's receipt time, timezone-aware.
+
+        Returns:
+            The parsed message with its events (possibly none, e.g. a query).
+
+        Raises:
+            MessageRejected: the message cannot be taken; its reason names the problem.
+        """
+        ...
+
+    def reply(
+        self, parsed: ParsedMessage | None, raw: bytes, outcome: Outcome, *, now: datetime
+    ) -> Reply:
+        """Build the answer for ``outcome``; ``parsed`` is None when parsing failed.
+
+        Args:
+            parsed: the result of :meth:`parse`, or None if it raised.
+            raw: the original bytes (to echo identifiers from a message that failed).
+            outcome: what the gateway did with the message.
+            now: the time to stamp on the reply.
+
+        Returns:
+            The reply to send on the same connection / HTTP response.
+        """
+        ...

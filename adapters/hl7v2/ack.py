@@ -1,0 +1,70 @@
+"""ACK building: MSA-2 echoes MSH-10; ERR segments name each problem or warning."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+
+from ..base import Issue, Severity
+from .message import DEFAULT_SEPARATORS, Separators, escape
+
+__all__ = ["AckHeader", "build_ack"]
+
+_SEVERITY = {Severity.ERROR: "E", Severity.WARNING: "W", Severity.INFO: "I"}
+
+
+class AckHeader:
+    """What the ACK copies from the original MSH (all empty for an unreadable message)."""
+
+    __slots__ = ("charset", "control_id", "receiving_app", "receiving_facility",
+                 "sending_app", "sending_facility", "seps", "trigger", "version")
+
+    def __init__(self, *, seps: Separators = DEFAULT_SEPARATORS, sending_app: str = "",
+                 sending_facility: str = "", receiving_app: str = "",
+                 receiving_facility: str = "", control_id: str = "", trigger: str = "",
+                 version: str = "2.5", charset: str = "") -> None:
+        self.seps = seps
+        self.sending_app = sending_app
+        self.sending_facility = sending_facility
+        self.receiving_app = receiving_app
+        self.receiving_facility = receiving_facility
+        self.control_id = control_id
+        self.trigger = trigger
+        self.version = version
+        self.charset = charset
+
+
+def _err(issue: Issue, version: str, seps: Separators) -> str:
+    c = seps.component
+    code = issue.code or ("207" if issue.severity is Severity.ERROR else "0")
+    text = escape(issue.text, seps)
+    loc = issue.location
+    seg, _, field = loc.partition("-")
+    if version.startswith(("2.3", "2.4")):
+        # ERR-1 (CM): segment^sequence^field^code&text — what v2.3/2.4 receivers read
+        where = f"{escape(seg, seps)}{c}1{c}{escape(field, seps)}"
+        return f"ERR{seps.field}{where}{c}{code}{seps.subcomponent}{text}"
+    location = f"{escape(seg, seps)}{c}1{c}{escape(field, seps)}" if loc else ""
+    f = seps.field
+    return (f"ERR{f}{f}{location}{f}{code}{c}{text}{c}HL70357{f}{_SEVERITY[issue.severity]}"
+            f"{f}{f}{f}{f}{text}")
+
+
+def build_ack(h: AckHeader, ack_code: str, issues: Sequence[Issue], now: datetime) -> str:
+    """The ACK text (segments joined by CR), in the original message's delimiters."""
+    s = h.seps
+    f = s.field
+    enc = f"{s.component}{s.repetition}{s.escape}{s.subcomponent}"
+    ts = now.strftime("%Y%m%d%H%M%S")
+    ctrl = ("A" + h.control_id)[:20] if h.control_id else "A" + ts
+    trigger = f"ACK{s.component}{h.trigger}{s.component}ACK" if h.trigger else "ACK"
+    msh = (f"MSH{f}{enc}{f}{h.receiving_app}{f}{h.receiving_facility}{f}{h.sending_app}{f}"
+           f"{h.sending_facility}{f}{ts}{f}{f}{trigger}{f}{ctrl}{f}P{f}{h.version}"
+           f"{f}{f}{f}{f}{f}{f}{h.charset}")
+    first_error = next((i.text for i in issues if i.severity is Severity.ERROR), "")
+    msa = f"MSA{f}{ack_code}{f}{h.control_id}"
+    if first_error:
+        msa += f"{f}{escape(first_error, s)}"
+    segs = [msh, msa]
+    segs.extend(_err(i, h.version, s) for i in issues)
+    return "\r".join(segs) + "\r"

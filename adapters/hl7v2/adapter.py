@@ -1,0 +1,167 @@
+"""The HL7 v2 adapter: MLLP payloads in, canonical events and ACKs out."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import datetime
+from typing import Any, ClassVar
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from gateway.errors import MessageRejected
+
+from ..base import Issue, Outcome, OutcomeStatus, ParsedMessage, Reply, Severity
+from .ack import AckHeader, build_ack
+from .message import Message, charset_codec, decode_message, parse_ts
+from .pharmacy import PHARMACY_TYPES, Header, events_from_pharmacy
+
+__all__ = ["HL7v2Adapter", "HL7v2Config"]
+
+SUPPORTED_VERSIONS = ("2.3.1", "2.4", "2.5", "2.5.1")
+
+
+class HL7v2Config(BaseModel):
+    """Configuration of the HL7 v2 adapter."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    facilities: dict[str, str] = Field(
+        default_factory=dict,
+        description="MSH-4 sending facility (namespace id) → 12-character 定点医药机构编号",
+    )
+    default_hospital: str | None = Field(
+        default=None, description="hospital code for messages whose MSH-4 is not listed")
+    default_charset: str = Field(default="utf-8",
+                                 description="codec when MSH-18 is empty (GB18030 tried next)")
+    versions: tuple[str, ...] = SUPPORTED_VERSIONS
+    z_segment: str = Field(default="ZJC", pattern=r"^Z[A-Z0-9]{2}$",
+                           description="Z-segment carrying spec / maker / price / trace codes")
+
+    @field_validator("facilities")
+    @classmethod
+    def _codes_are_hospital_codes(cls, v: dict[str, str]) -> dict[str, str]:
+        for fac, code in v.items():
+            if len(code) != 12 or not code.isalnum():
+                raise ValueError(
+                    f"facility {fac!r} maps to {code!r}: a 定点医药机构编号 has 12 letters/digits")
+        return v
+
+
+class HL7v2Adapter:
+    """HL7 v2.3.1–2.5.1 pharmacy messages."""
+
+    name: ClassVar[str] = "hl7v2"
+    kinds: ClassVar[frozenset[str]] = PHARMACY_TYPES
+    config_model: ClassVar[type[BaseModel]] = HL7v2Config
+    transport: ClassVar[str] = "mllp"
+
+    def __init__(self, config: HL7v2Config | Mapping[str, Any] | None = None) -> None:
+        if config is None:
+            config = HL7v2Config()
+        elif not isinstance(config, HL7v2Config):
+            config = HL7v2Config.model_validate(config)
+        self.config = config
+
+    def _hospital(self, msg: Message) -> str:
+        fac = msg.msh.get(4, 1)
+        code = self.config.facilities.get(fac)
+        if code:
+            return code
+        if len(fac) == 12 and fac.isalnum() and not self.config.facilities:
+            return fac
+        if self.config.default_hospital:
+            return self.config.default_hospital
+        raise MessageRejected(
+            f"unknown sending facility {fac!r} in MSH-4: add it under the adapter's "
+            "'facilities' with its 12-character 定点医药机构编号",
+            code="204", location="MSH-4")
+
+    def parse(self, raw: bytes, *, received_at: datetime) -> ParsedMessage:
+        """Decode, check the header and build the pharmacy events."""
+        msg = decode_message(raw, self.config.default_charset)
+        msh = msg.msh
+        control_id = msg.control_id
+        if not control_id:
+            raise MessageRejected("MSH-10 (message control id) is empty",
+                                  code="101", location="MSH-10", reject=True)
+        mtype = msg.message_type
+        if not msh.get(9, 1):
+            raise MessageRejected("MSH-9 (message type) is empty",
+                                  code="101", location="MSH-9", reject=True)
+        if mtype not in self.kinds:
+            raise MessageRejected(
+                f"unsupported message type {mtype} (supported: {', '.join(sorted(self.kinds))})",
+                code="200", location="MSH-9", reject=True)
+        version = msg.version
+        if version not in self.config.versions:
+            raise MessageRejected(
+                f"unsupported HL7 version {version!r} in MSH-12 "
+                f"(supported: {', '.join(self.config.versions)})",
+                code="203", location="MSH-12", reject=True)
+        sender = f"{msh.get(3, 1)}^{msh.get(4, 1)}"
+        header = Header(
+            hospital_id=self._hospital(msg),
+            source=f"hl7v2:{sender}",
+            control_id=control_id,
+            occurred_at=parse_ts(msh.get(7), "MSH-7") or received_at,
+        )
+        events = events_from_pharmacy(msg, header, self.config.z_segment)
+        return ParsedMessage(
+            adapter=self.name, sender=sender, control_id=control_id, message_type=mtype,
+            events=events, context={"ack": _ack_header(msg)})
+
+    def reply(self, parsed: ParsedMessage | None, raw: bytes, outcome: Outcome, *,
+              now: datetime) -> Reply:
+        """An HL7 ACK: AA when committed (or a duplicate), AE / AR otherwise."""
+        if parsed is not None:
+            h: AckHeader = parsed.context["ack"]
+        else:
+            h = _salvage_header(raw)
+        status = outcome.status
+        if outcome.blocked:
+            code = "AR"
+        elif status in (OutcomeStatus.ACCEPTED, OutcomeStatus.DUPLICATE):
+            code = "AA"
+        elif status is OutcomeStatus.REJECTED:
+            code = "AR"
+        else:
+            code = "AE"
+        text = build_ack(h, code, outcome.issues, now)
+        codec = h.charset and _codec_or_utf8(h.charset)
+        return Reply(text.encode(codec or "utf-8", errors="replace"), "application/hl7-v2")
+
+
+def _codec_or_utf8(charset: str) -> str:
+    try:
+        return charset_codec(charset) or "utf-8"
+    except MessageRejected:
+        return "utf-8"
+
+
+def _ack_header(msg: Message) -> AckHeader:
+    msh = msg.msh
+    return AckHeader(
+        seps=msg.seps,
+        sending_app=msh.raw(3), sending_facility=msh.raw(4),
+        receiving_app=msh.raw(5), receiving_facility=msh.raw(6),
+        control_id=msh.raw(10), trigger=msh.get(9, 2),
+        version=msh.get(12) or "2.5", charset=msh.raw(18),
+    )
+
+
+def _salvage_header(raw: bytes) -> AckHeader:
+    """Best-effort MSH fields from a message that failed to parse, so the NAK is addressable."""
+    try:
+        msg = decode_message(raw.split(b"\r", 1)[0] + b"\r")
+    except MessageRejected:
+        return AckHeader()
+    h = _ack_header(msg)
+    if h.version not in SUPPORTED_VERSIONS:
+        h.version = "2.5"
+    return h
+
+
+def rejection_issue(exc: MessageRejected) -> Issue:
+    """The ERR content for a rejection."""
+    return Issue(Severity.ERROR, exc.reason, exc.code, exc.location)
+

@@ -1,0 +1,361 @@
+"""A fast HL7 v2 reader: charset detection, segment split and escape decoding.
+
+hl7apy spends ~30 ms on a 1.7 KB RDE^O11 and python-hl7 ~1 ms; splitting on the
+separators declared in MSH-1/MSH-2 takes microseconds, and fields are decoded only
+when somebody reads them. Everything here is a pure function of the bytes.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+
+from gateway.errors import MessageRejected
+
+__all__ = [
+    "CHINA_TZ",
+    "DEFAULT_SEPARATORS",
+    "Message",
+    "Segment",
+    "Separators",
+    "charset_codec",
+    "decode_message",
+    "escape",
+    "parse_ts",
+]
+
+CHINA_TZ = timezone(timedelta(hours=8), "CST")
+
+# HL7 table 0211 names and the spellings Chinese HIS vendors actually send.
+_CHARSETS: dict[str, str] = {
+    "": "",
+    "ASCII": "ascii",
+    "8859/1": "latin-1",
+    "UNICODE UTF-8": "utf-8",
+    "UTF-8": "utf-8",
+    "UTF8": "utf-8",
+    "GB 18030-2000": "gb18030",
+    "GB18030": "gb18030",
+    "GB18030-2000": "gb18030",
+    "GB18030-2005": "gb18030",
+    "GB 18030-2005": "gb18030",
+    "GBK": "gb18030",
+    "GB2312": "gb18030",
+    "GB 2312": "gb18030",
+}
+
+
+def charset_codec(msh18: str) -> str:
+    """Python codec for an MSH-18 value; empty string when none was named.
+
+    Raises:
+        MessageRejected: the charset is not one the gateway supports.
+    """
+    key = msh18.strip().upper()
+    try:
+        return _CHARSETS[key]
+    except KeyError:
+        raise MessageRejected(
+            f"unsupported character set {msh18!r} in MSH-18 "
+            "(supported: UNICODE UTF-8, GB 18030-2000, 8859/1, ASCII)",
+            code="203",
+            location="MSH-18",
+            reject=True,
+        ) from None
+
+
+@dataclass(frozen=True, slots=True)
+class Separators:
+    """The delimiters declared by MSH-1 and MSH-2."""
+
+    field: str = "|"
+    component: str = "^"
+    repetition: str = "~"
+    escape: str = "\\"
+    subcomponent: str = "&"
+
+
+DEFAULT_SEPARATORS = Separators()
+
+_HEX = re.compile(r"[0-9A-Fa-f]+")
+
+
+def _unescape(value: str, seps: Separators, codec: str) -> str:
+    esc = seps.escape
+    out: list[str] = []
+    i = 0
+    n = len(value)
+    while i < n:
+        j = value.find(esc, i)
+        if j < 0:
+            out.append(value[i:])
+            break
+        out.append(value[i:j])
+        k = value.find(esc, j + 1)
+        if k < 0:  # a lone escape character is kept literally
+            out.append(value[j:])
+            break
+        seq = value[j + 1 : k]
+        i = k + 1
+        if seq == "F":
+            out.append(seps.field)
+        elif seq == "S":
+            out.append(seps.component)
+        elif seq == "T":
+            out.append(seps.subcomponent)
+        elif seq == "R":
+            out.append(seps.repetition)
+        elif seq == "E":
+            out.append(esc)
+        elif seq.startswith("X") and _HEX.fullmatch(seq[1:]) and len(seq) % 2 == 1:
+            out.append(bytes.fromhex(seq[1:]).decode(codec or "utf-8", errors="replace"))
+        elif seq in (".br", ".sp"):
+            out.append("\n")
+        # \H\, \N\ (highlighting) and \C..\ / \M..\ (charset switches) carry no text
+    return "".join(out)
+
+
+def escape(value: str, seps: Separators = DEFAULT_SEPARATORS) -> str:
+    """Escape text for use inside a field (the inverse of the reader's decoding)."""
+    if not any(c in value for c in "|^~\\&\r\n"):
+        return value
+    esc = seps.escape
+    table = {
+        esc: f"{esc}E{esc}",
+        seps.field: f"{esc}F{esc}",
+        seps.component: f"{esc}S{esc}",
+        seps.subcomponent: f"{esc}T{esc}",
+        seps.repetition: f"{esc}R{esc}",
+        "\r": f"{esc}.br{esc}",
+        "\n": f"{esc}.br{esc}",
+    }
+    return "".join(table.get(c, c) for c in value)
+
+
+class Segment:
+    """One segment; ``field(n)`` is HL7 field n (MSH-n numbering handled)."""
+
+    __slots__ = ("_codec", "_seps", "fields", "name")
+
+    def __init__(self, fields: list[str], seps: Separators, codec: str) -> None:
+        self.name = fields[0]
+        self.fields = fields
+        self._seps = seps
+        self._codec = codec
+
+    def raw(self, n: int) -> str:
+        """Field n exactly as sent (escapes and separators intact)."""
+        f = self.fields
+        return f[n] if n < len(f) else ""
+
+    def repetitions(self, n: int) -> list[str]:
+        """The raw repetitions of field n."""
+        raw = self.raw(n)
+        return raw.split(self._seps.repetition) if raw else []
+
+    def get(self, n: int, component: int = 1, sub: int = 1, rep: int = 1) -> str:
+        """Decoded text of field n, component, sub-component and repetition (1-based)."""
+        raw = self.raw(n)
+        if not raw:
+            return ""
+        seps = self._seps
+        if rep > 1 or seps.repetition in raw:
+            reps = raw.split(seps.repetition)
+            raw = reps[rep - 1] if rep <= len(reps) else ""
+        if component > 1 or seps.component in raw:
+            comps = raw.split(seps.component)
+            raw = comps[component - 1] if component <= len(comps) else ""
+        if sub > 1 or seps.subcomponent in raw:
+            subs = raw.split(seps.subcomponent)
+            raw = subs[sub - 1] if sub <= len(subs) else ""
+        if seps.escape in raw:
+            return _unescape(raw, seps, self._codec)
+        return raw
+
+    def all(self, n: int, component: int = 1) -> list[str]:
+        """Decoded component of every repetition of field n."""
+        return [self.get(n, component, rep=i + 1) for i in range(len(self.repetitions(n)))]
+
+
+class Message:
+    """A decoded message: segments in order plus the MSH shortcuts."""
+
+    __slots__ = ("codec", "segments", "seps")
+
+    def __init__(self, segments: list[Segment], seps: Separators, codec: str) -> None:
+        self.segments = segments
+        self.seps = seps
+        self.codec = codec
+
+    @property
+    def msh(self) -> Segment:
+        """The header segment."""
+        return self.segments[0]
+
+    @property
+    def control_id(self) -> str:
+        """MSH-10."""
+        return self.msh.get(10)
+
+    @property
+    def message_type(self) -> str:
+        """MSH-9 as ``RDE^O11``."""
+        msh = self.msh
+        code, trigger = msh.get(9, 1), msh.get(9, 2)
+        return f"{code}^{trigger}" if trigger else code
+
+    @property
+    def version(self) -> str:
+        """MSH-12."""
+        return self.msh.get(12)
+
+    def find(self, name: str) -> Segment | None:
+        """The first segment called ``name``."""
+        for seg in self.segments:
+            if seg.name == name:
+                return seg
+        return None
+
+    def __iter__(self) -> Iterator[Segment]:
+        return iter(self.segments)
+
+
+def _decode_header(first: bytes) -> str:
+    for codec in ("ascii", "utf-8", "gb18030"):
+        try:
+            return first.decode(codec)
+        except UnicodeDecodeError:
+            continue
+    return first.decode("latin-1")
+
+
+def decode_message(raw: bytes, default_codec: str = "utf-8") -> Message:
+    """Decode and split one HL7 v2 message.
+
+    Args:
+        raw: the message bytes without MLLP framing.
+        default_codec: used when MSH-18 is empty; if the bytes are not valid in it,
+            GB18030 is tried, which is what Chinese HIS send without saying so.
+
+    Returns:
+        The split message.
+
+    Raises:
+        MessageRejected: no MSH, bad encoding characters, unsupported or wrong charset.
+    """
+    data = raw.strip(b"\r\n\t \x0b\x1c")
+    if not data:
+        raise MessageRejected("empty message", code="100", location="MSH", reject=True)
+    if not data.startswith(b"MSH"):
+        raise MessageRejected(
+            "message does not start with an MSH segment", code="100", location="MSH", reject=True
+        )
+    if b"\n" in data:
+        data = data.replace(b"\r\n", b"\r").replace(b"\n", b"\r")
+    end = data.find(b"\r")
+    header = _decode_header(data if end < 0 else data[:end])
+    if len(header) < 8:
+        raise MessageRejected("MSH segment is truncated", code="101", location="MSH", reject=True)
+    fs = header[3]
+    enc_end = header.find(fs, 4)
+    enc = header[4:enc_end] if enc_end > 0 else header[4:]
+    if (
+        fs.isalnum()
+        or fs in " \r\n"
+        or len(enc) < 4
+        or len(set(enc[:4] + fs)) != 5
+        or any(c.isalnum() or c.isspace() for c in enc[:4])
+    ):
+        raise MessageRejected(
+            f"invalid encoding characters {header[3:8]!r} in MSH-1/MSH-2 "
+            "(expected a field separator and four distinct delimiters, e.g. |^~\\&)",
+            code="102",
+            location="MSH-2",
+            reject=True,
+        )
+    seps = Separators(fs, enc[0], enc[1], enc[2], enc[3])
+    msh_fields = header.split(fs)
+    msh18 = msh_fields[17] if len(msh_fields) > 17 else ""
+    codec = charset_codec(msh18.split(seps.repetition)[0].split(seps.component)[0])
+    if codec:
+        try:
+            text = data.decode(codec)
+        except UnicodeDecodeError as exc:
+            raise MessageRejected(
+                f"message bytes are not valid {msh18.strip()} as MSH-18 declares "
+                f"(byte {exc.start})",
+                code="203",
+                location="MSH-18",
+                reject=True,
+            ) from None
+    else:
+        try:
+            text = data.decode(default_codec)
+            codec = default_codec
+        except UnicodeDecodeError:
+            try:
+                text = data.decode("gb18030")
+                codec = "gb18030"
+            except UnicodeDecodeError as exc:
+                raise MessageRejected(
+                    f"message is neither {default_codec} nor GB18030 and MSH-18 names no "
+                    f"character set (byte {exc.start})",
+                    code="203",
+                    location="MSH-18",
+                    reject=True,
+                ) from None
+    segments: list[Segment] = []
+    for i, seg_text in enumerate(text.split("\r")):
+        if not seg_text:
+            continue
+        fields = seg_text.split(fs)
+        if i == 0:
+            fields.insert(1, fs)  # MSH-1 is the separator itself; MSH-2 the encoding chars
+        name = fields[0]
+        if len(name) != 3 or not name.isalnum():
+            raise MessageRejected(
+                f"segment {len(segments) + 1} has an invalid name {name[:10]!r}",
+                code="100",
+                location=f"segment {len(segments) + 1}",
+                reject=True,
+            )
+        segments.append(Segment(fields, seps, codec))
+    return Message(segments, seps, codec)
+
+
+def parse_ts(value: str, location: str) -> datetime | None:
+    """Parse an HL7 DTM (YYYY[MM[DD[HH[MM[SS[.S+]]]]]][+/-ZZZZ]); China time when no zone.
+
+    Raises:
+        MessageRejected: the value is not a valid timestamp.
+    """
+    if not value:
+        return None
+    v = value.strip()
+    tz = CHINA_TZ
+    for sign in ("+", "-"):
+        pos = v.find(sign, 4)
+        if pos > 0:
+            zone = v[pos + 1 :]
+            if len(zone) != 4 or not zone.isdigit():
+                raise MessageRejected(f"invalid time zone in {location}: {value!r}",
+                                      code="102", location=location)
+            minutes = int(zone[:2]) * 60 + int(zone[2:])
+            tz = timezone(timedelta(minutes=minutes if sign == "+" else -minutes))
+            v = v[:pos]
+            break
+    frac = ""
+    if "." in v:
+        v, frac = v.split(".", 1)
+    if not v.isdigit() or len(v) not in (4, 6, 8, 10, 12, 14):
+        raise MessageRejected(f"invalid timestamp in {location}: {value!r}",
+                              code="102", location=location)
+    micro = int((frac + "000000")[:6]) if frac.isdigit() else 0
+    try:
+        return datetime(int(v[0:4]), int(v[4:6] or 1), int(v[6:8] or 1), int(v[8:10] or 0),
+                        int(v[10:12] or 0), int(v[12:14] or 0), micro, tzinfo=tz)
+    except ValueError:
+        raise MessageRejected(f"invalid timestamp in {location}: {value!r}",
+                              code="102", location=location) from None
