@@ -149,7 +149,7 @@ class Mirror:
         cfg = dest.config
         retrying = AsyncRetrying(
             stop=stop_after_attempt(QUICK_TRIES),
-            wait=wait_exponential_jitter(initial=0.05, max=0.5),
+            wait=wait_exponential_jitter(multiplier=0.05, max=0.5, jitter=0.05),
             retry=retry_if_result(lambda a: a.verdict is Verdict.RETRY),
             # out of quick tries: hand back the last answer; the outbox schedules the rest
             retry_error_callback=lambda state: state.outcome.result() if state.outcome else None)
