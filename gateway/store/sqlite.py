@@ -60,6 +60,7 @@ class SqliteStore:
         self._rcon: sqlite3.Connection | None = None
         self._pending: list[tuple[Incoming, asyncio.Future[CommitResult]]] = []
         self._flush_task: asyncio.Task[None] | None = None
+        self._checkpointer: asyncio.Task[None] | None = None
         self._msgids = MsgIdClock()
         self.commits = 0  # transactions, for tests and metrics
         self.closed = False
@@ -70,7 +71,27 @@ class SqliteStore:
         con.execute("PRAGMA journal_mode=WAL")
         con.execute("PRAGMA synchronous=FULL")
         con.execute("PRAGMA busy_timeout=10000")
+        # checkpoints run on the reader thread (see _checkpoint) so a commit never waits
+        # for the database file to be written back
+        con.execute("PRAGMA wal_autocheckpoint=0")
         return con
+
+    def _checkpoint_sync(self) -> None:
+        con = self._rcon
+        assert con is not None
+        con.execute("PRAGMA wal_checkpoint(PASSIVE)")
+
+    async def checkpoint(self) -> None:
+        """Copy committed WAL pages into the database file without blocking writers."""
+        await asyncio.get_running_loop().run_in_executor(self._reader, self._checkpoint_sync)
+
+    async def _checkpoint_loop(self) -> None:
+        while True:
+            await asyncio.sleep(1.0)
+            try:
+                await self.checkpoint()
+            except sqlite3.Error as exc:
+                log.warning("WAL checkpoint failed: %s", exc)
 
     def _migrate(self) -> None:
         con = self._wcon
@@ -101,9 +122,12 @@ class SqliteStore:
             self._rcon = await loop.run_in_executor(self._reader, self._open)
         except sqlite3.Error as exc:
             raise StoreError(f"cannot open store {self.path}: {exc}") from exc
+        self._checkpointer = asyncio.create_task(self._checkpoint_loop())
 
     async def close(self) -> None:
         """Wait for pending commits, then close."""
+        if self._checkpointer is not None:
+            self._checkpointer.cancel()
         if self._flush_task is not None:
             await asyncio.shield(self._flush_task)
         loop = asyncio.get_running_loop()
