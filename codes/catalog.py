@@ -13,6 +13,8 @@ files and persisting versions live in :mod:`codes.catalog_files`.
 
 from __future__ import annotations
 
+import itertools
+import re
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, fields
 from datetime import date, datetime, time
@@ -252,20 +254,9 @@ _MODEL_COLUMNS: Final = ("型号",)
 _COLUMNS: Final = {CatalogKind.DRUG: _DRUG_COLUMNS, CatalogKind.CONSUMABLE: _CONSUMABLE_COLUMNS}
 _HEADER_SCAN_ROWS: Final = 20
 _ABSENT: Final = frozenset({"无", "/", "-", "—", "－", "NULL", "null", "None"})
-# Fields with few distinct values; pooling them keeps a 300,000-code catalog small.
-_POOLED: Final = frozenset(
-    {
-        "generic_name",
-        "product_name",
-        "dosage_form",
-        "packaging",
-        "min_pack_quantity",
-        "min_pack_unit",
-        "manufacturer",
-        "insurance_class",
-        "material",
-    }
-)
+# Values repeat across the variants of one product and across products (forms,
+# units, manufacturers); sharing one str per value keeps a 300,000-code catalog small.
+_POOLED: Final = frozenset(_VALUE_FIELDS) - {"standard_code"}
 _DRUG_LETTERS: Final = frozenset("XZT")
 _CLASSES: Final = frozenset({"甲", "乙", "丙"})
 
@@ -361,15 +352,12 @@ def parse_catalog_rows(
             break
     header_at, kind = find_header(head, kind)
     index, used, model_col = _match_columns(head[header_at], kind)
-    body: Iterator[Sequence[object]] = _chain(head[header_at + 1 :], iterator)
+    body = itertools.chain(head[header_at + 1 :], iterator)
     return _import_body(body, kind, index, used, model_col, first_row + header_at)
 
 
-def _chain(
-    first: list[Sequence[object]], rest: Iterator[Sequence[object]]
-) -> Iterator[Sequence[object]]:
-    yield from first
-    yield from rest
+def _texts(row: Sequence[object]) -> list[str]:
+    return [v.strip() if type(v) is str else _cell(v) for v in row]
 
 
 def _import_body(
@@ -386,23 +374,26 @@ def _import_body(
     notes: list[RowNote] = []
     pool: dict[str, str] = {}
     code_col = index["code"]
-    value_cols = [(f, index[f]) for f in _VALUE_FIELDS if f in index]
-    pooled = [f in _POOLED for f, _ in value_cols]
+    # (slot in the positional value list, column in the row, pool the text?)
+    plan = [(_VALUE_FIELDS.index(f), index[f], f in _POOLED) for f in _VALUE_FIELDS if f in index]
+    spec_slot = _VALUE_FIELDS.index("specification")
     is_drug = kind is CatalogKind.DRUG
     absent = _ABSENT
+    blank = [""] * len(_VALUE_FIELDS)
+    make = CatalogEntry
     rows_read = 0
     number = header_number
-    for row in rows:
+    for raw_row in rows:
         number += 1
+        row = _texts(raw_row)
         width = len(row)
-        raw_code = _cell(row[code_col]) if code_col < width else ""
-        if not raw_code and not any(_cell(v) for v in row):
+        code = row[code_col] if code_col < width else ""
+        if not code and not any(row):
             continue
         rows_read += 1
-        code = raw_code
         if not is_valid(code):
             reason = validate(code) if code else "no code in the code column"
-            skipped.append(SkippedRow(number, raw_code, reason or "invalid code"))
+            skipped.append(SkippedRow(number, code, reason or "invalid code"))
             continue
         if (code[0] in _DRUG_LETTERS) is not is_drug:
             other = "drug" if code[0] in _DRUG_LETTERS else "consumable"
@@ -414,21 +405,22 @@ def _import_body(
             )
             continue
         first_seen[code] = number
-        values: dict[str, str] = {}
-        for (fld, col), pool_it in zip(value_cols, pooled, strict=True):
-            text = _cell(row[col]) if col < width else ""
-            if text in absent:
-                text = ""
-            if pool_it:
-                text = pool.setdefault(text, text)
-            values[fld] = text
+        values = blank.copy()
+        for slot, col, pool_it in plan:
+            if col < width:
+                text = row[col]
+                if text in absent:
+                    continue
+                if len(text) > _RUN_TOGETHER and slot != _STD_SLOT:
+                    notes.append(_run_together_note(number, code, used, slot, text))
+                values[slot] = pool.setdefault(text, text) if pool_it else text
         if model_col is not None and model_col < width:
-            model = _cell(row[model_col])
+            model = row[model_col]
             if model and model not in absent:
-                values["specification"] = f"{values.get('specification', '')} {model}".strip()
-        if is_drug:
+                values[spec_slot] = f"{values[spec_slot]} {model}".strip()
+        if is_drug and not _clean_standard_code(values, code):
             _repair_standard_code(values, number, code, used, notes)
-        entries[code] = CatalogEntry(code, **values)
+        entries[code] = make(code, *values)
     return CatalogImport(
         kind=kind,
         entries=entries,
@@ -440,53 +432,86 @@ def _import_body(
     )
 
 
+_RUN_TOGETHER: Final = 300  # longer cells are several rows run together by PDF extraction
+
+
+def _run_together_note(
+    number: int, code: str, used: dict[str, str], slot: int, text: str
+) -> RowNote:
+    column = used.get(_VALUE_FIELDS[slot], _VALUE_FIELDS[slot])
+    return RowNote(
+        number, code, column, f"{len(text)} characters: cells of other rows run together; kept"
+    )
+
+
+_STD_SLOT: Final = _VALUE_FIELDS.index("standard_code")
+_APPROVAL_SLOT: Final = _VALUE_FIELDS.index("approval_no")
+_CLASS_SLOT: Final = _VALUE_FIELDS.index("insurance_class")
+_CLEAN_STD: Final = re.compile(r"(\d{14})([甲乙丙]?)", re.ASCII)
+_APPROVAL_MAX: Final = 20  # longer approval cells may hide a glued 本位码
+
+
+def _clean_standard_code(values: list[str], code: str) -> bool:
+    """Handle the common case in place: a clean 本位码 agreeing with the code's enterprise."""
+    m = _CLEAN_STD.fullmatch(values[_STD_SLOT])
+    if m is None or len(values[_APPROVAL_SLOT]) > _APPROVAL_MAX:
+        return False
+    digits, cls = m.groups()
+    if digits[3:8] != code[-5:]:
+        return False
+    values[_STD_SLOT] = digits
+    if cls and not values[_CLASS_SLOT]:
+        values[_CLASS_SLOT] = cls
+    return True
+
+
 def _repair_standard_code(
-    values: dict[str, str], number: int, code: str, used: dict[str, str], notes: list[RowNote]
+    values: list[str], number: int, code: str, used: dict[str, str], notes: list[RowNote]
 ) -> None:
     """Keep a clean 14-digit 本位码 and its class letter; salvage one shifted or glued."""
     std_col = used.get("standard_code", "药品本位码")
     appr_col = used.get("approval_no", "批准文号")
-    raw = values.get("standard_code", "")
-    approval = values.get("approval_no", "")
+    raw = values[_STD_SLOT]
+    approval = values[_APPROVAL_SLOT]
     class_only = raw in _CLASSES
     found = split_standard_code(raw) if raw and not class_only else None
     glued = split_approval_and_standard_code(approval) if approval else None
     if glued is not None:
-        values["approval_no"] = glued[0]
+        values[_APPROVAL_SLOT] = glued[0]
         notes.append(RowNote(number, code, appr_col, "approval number and 本位码 split apart"))
         if found is None:
             found = glued[1], glued[2]
     if found is None and raw and not class_only:
         glued = split_approval_and_standard_code(raw)
         if glued is not None:
-            if not values.get("approval_no"):
-                values["approval_no"] = glued[0]
+            if not values[_APPROVAL_SLOT]:
+                values[_APPROVAL_SLOT] = glued[0]
             found = glued[1], glued[2]
             notes.append(RowNote(number, code, std_col, "approval number and 本位码 split apart"))
     if found is None and approval and glued is None:
         found = split_standard_code(approval)
         if found is not None:
-            values["approval_no"] = ""
+            values[_APPROVAL_SLOT] = ""
             notes.append(RowNote(number, code, appr_col, "本位码 found here; moved to 本位码"))
     if found is not None:
-        values["standard_code"], cls = found
-        if cls and not values.get("insurance_class"):
-            values["insurance_class"] = cls
-        if values["standard_code"][3:8] != code[-5:]:
+        values[_STD_SLOT], cls = found
+        if cls and not values[_CLASS_SLOT]:
+            values[_CLASS_SLOT] = cls
+        if values[_STD_SLOT][3:8] != code[-5:]:
             notes.append(
                 RowNote(
                     number,
                     code,
                     std_col,
-                    f"本位码 enterprise {values['standard_code'][3:8]} differs from the "
+                    f"本位码 enterprise {values[_STD_SLOT][3:8]} differs from the "
                     f"code's enterprise segment {code[-5:]}",
                 )
             )
         return
-    values["standard_code"] = ""
+    values[_STD_SLOT] = ""
     if class_only:
-        if not values.get("insurance_class"):
-            values["insurance_class"] = raw
+        if not values[_CLASS_SLOT]:
+            values[_CLASS_SLOT] = raw
         notes.append(RowNote(number, code, std_col, f"no 本位码, only the class {raw!r}"))
     elif raw:
         shown = raw if len(raw) <= 40 else raw[:40] + "…"

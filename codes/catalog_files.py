@@ -9,8 +9,9 @@ half-written version or index behind.
 
 from __future__ import annotations
 
+import array
+import base64
 import csv
-import io
 import os
 import re
 import tempfile
@@ -60,14 +61,6 @@ class VersionInfo:
     file: str
 
 
-def _decode(data: bytes) -> str:
-    # Catalogs from Chinese sources come as UTF-8 (often with a BOM) or GB18030.
-    try:
-        return data.decode("utf-8-sig")
-    except UnicodeDecodeError:
-        return data.decode("gb18030")
-
-
 def read_catalog_csv(
     path: str | os.PathLike[str], *, kind: CatalogKind | None = None, encoding: str | None = None
 ) -> CatalogImport:
@@ -82,12 +75,23 @@ def read_catalog_csv(
         The entries kept, the rows skipped and the values repaired.
 
     Raises:
-        CatalogError: no header row with a code column.
+        CatalogError: no header row with a code column, or the file is not text.
         OSError: the file cannot be read.
     """
-    data = Path(path).read_bytes()
-    text = data.decode(encoding) if encoding else _decode(data)
-    return parse_catalog_rows(csv.reader(io.StringIO(text, newline="")), kind=kind)
+    # Catalogs from Chinese sources come as UTF-8 (often with a BOM) or GB18030;
+    # the file is streamed, and read again only if UTF-8 turns out wrong.
+    encodings = [encoding] if encoding else ["utf-8-sig", "gb18030"]
+    for enc in encodings:
+        try:
+            with open(path, encoding=enc, newline="") as fh:
+                return parse_catalog_rows(csv.reader(fh), kind=kind)
+        except UnicodeDecodeError as exc:
+            if enc == encodings[-1]:
+                raise CatalogError(
+                    f"{path}: cannot be read as {' or '.join(encodings)} "
+                    f"({exc.reason} at byte {exc.start})"
+                ) from exc
+    raise AssertionError("unreachable: the last encoding returns or raises")
 
 
 def read_catalog_xlsx(
@@ -180,15 +184,28 @@ def _write_atomic(path: Path, data: bytes) -> None:
 
 
 def _version_bytes(version: CatalogVersion) -> bytes:
-    rows = [[getattr(e, f) for f in ENTRY_FIELDS] for e in version.entries.values()]
+    entries = list(version.entries.values())
+    columns: dict[str, Any] = {"code": [e.code for e in entries]}
+    for name in ENTRY_FIELDS[1:]:
+        # Dictionary-encode each column: most values repeat (forms, units,
+        # manufacturers), and a packed index array loads without one Python
+        # object per cell.
+        values: dict[str, int] = {}
+        index = array.array(
+            "I", (values.setdefault(getattr(e, name), len(values)) for e in entries)
+        )
+        columns[name] = {
+            "values": list(values),
+            "index": base64.b64encode(index.tobytes()).decode("ascii"),
+        }
     doc = {
         "format": FORMAT_VERSION,
         "kind": version.kind.value,
         "version": version.version,
         "imported_at": version.imported_at.isoformat(),
         "source": version.source,
-        "fields": list(ENTRY_FIELDS),
-        "entries": rows,
+        "count": len(entries),
+        "columns": columns,
     }
     return orjson.dumps(doc)
 
@@ -196,24 +213,33 @@ def _version_bytes(version: CatalogVersion) -> bytes:
 def _version_from_doc(doc: dict[str, Any], where: str) -> CatalogVersion:
     if doc.get("format") != FORMAT_VERSION:
         raise CatalogError(f"{where}: unknown catalog file format {doc.get('format')!r}")
-    names = doc["fields"]
-    make = CatalogEntry
-    if list(names) == list(ENTRY_FIELDS):
-        entries = {row[0]: make(*row) for row in doc["entries"]}
-    else:
-        # Written by another release with other fields: match by name, ignore extras.
-        known = [(i, n) for i, n in enumerate(names) if n in ENTRY_FIELDS]
-        entries = {}
-        for row in doc["entries"]:
-            entry = make(**{n: row[i] for i, n in known})
-            entries[entry.code] = entry
-    return CatalogVersion(
-        kind=CatalogKind(doc["kind"]),
-        version=doc["version"],
-        imported_at=datetime.fromisoformat(doc["imported_at"]),
-        entries=entries,
-        source=doc.get("source", ""),
-    )
+    try:
+        stored: dict[str, Any] = doc["columns"]
+        codes: list[str] = stored["code"]
+        columns: list[list[str]] = []
+        for name in ENTRY_FIELDS[1:]:
+            column = stored.get(name)
+            if column is None:  # a field added after the file was written
+                columns.append([""] * len(codes))
+                continue
+            index = array.array("I")
+            index.frombytes(base64.b64decode(column["index"]))
+            if index.itemsize != 4 or len(index) != len(codes):
+                raise CatalogError(f"{where}: column {name!r} does not match the codes")
+            values: list[str] = column["values"]
+            columns.append(list(map(values.__getitem__, index)))
+        entries = dict(zip(codes, map(CatalogEntry, codes, *columns), strict=True))
+        return CatalogVersion(
+            kind=CatalogKind(doc["kind"]),
+            version=doc["version"],
+            imported_at=datetime.fromisoformat(doc["imported_at"]),
+            entries=entries,
+            source=doc.get("source", ""),
+        )
+    except (KeyError, TypeError, ValueError, IndexError) as exc:
+        if isinstance(exc, CatalogError):
+            raise
+        raise CatalogError(f"{where}: damaged catalog version file ({exc!r})") from exc
 
 
 def _read_index(directory: Path) -> list[dict[str, Any]]:
