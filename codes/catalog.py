@@ -259,6 +259,12 @@ _ABSENT: Final = frozenset({"无", "/", "-", "—", "－", "NULL", "null", "None
 _POOLED: Final = frozenset(_VALUE_FIELDS) - {"standard_code"}
 _DRUG_LETTERS: Final = frozenset("XZT")
 _CLASSES: Final = frozenset({"甲", "乙", "丙"})
+_RUN_TOGETHER: Final = 300  # longer cells are several rows run together by PDF extraction
+_STD_SLOT: Final = _VALUE_FIELDS.index("standard_code")
+_APPROVAL_SLOT: Final = _VALUE_FIELDS.index("approval_no")
+_CLASS_SLOT: Final = _VALUE_FIELDS.index("insurance_class")
+_CLEAN_STD: Final = re.compile(r"(\d{14})([甲乙丙]?)", re.ASCII)
+_APPROVAL_MAX: Final = 20  # longer approval cells may hide a glued 本位码
 
 
 def _norm_header(value: object) -> str:
@@ -432,9 +438,6 @@ def _import_body(
     )
 
 
-_RUN_TOGETHER: Final = 300  # longer cells are several rows run together by PDF extraction
-
-
 def _run_together_note(
     number: int, code: str, used: dict[str, str], slot: int, text: str
 ) -> RowNote:
@@ -442,13 +445,6 @@ def _run_together_note(
     return RowNote(
         number, code, column, f"{len(text)} characters: cells of other rows run together; kept"
     )
-
-
-_STD_SLOT: Final = _VALUE_FIELDS.index("standard_code")
-_APPROVAL_SLOT: Final = _VALUE_FIELDS.index("approval_no")
-_CLASS_SLOT: Final = _VALUE_FIELDS.index("insurance_class")
-_CLEAN_STD: Final = re.compile(r"(\d{14})([甲乙丙]?)", re.ASCII)
-_APPROVAL_MAX: Final = 20  # longer approval cells may hide a glued 本位码
 
 
 def _clean_standard_code(values: list[str], code: str) -> bool:
@@ -492,7 +488,11 @@ def _repair_standard_code(
         found = split_standard_code(approval)
         if found is not None:
             values[_APPROVAL_SLOT] = ""
-            notes.append(RowNote(number, code, appr_col, "本位码 found here; moved to 本位码"))
+            notes.append(
+                RowNote(
+                    number, code, appr_col, "a 本位码, not an approval number; moved to 药品本位码"
+                )
+            )
     if found is not None:
         values[_STD_SLOT], cls = found
         if cls and not values[_CLASS_SLOT]:

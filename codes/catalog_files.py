@@ -119,8 +119,12 @@ def read_catalog_xlsx(
             raise CatalogError(f"{path}: no sheet named {sheet!r}")
         problems: list[str] = []
         for name in [sheet] if sheet is not None else workbook.sheetnames:
+            worksheet = workbook[name]
+            # Some exporters write a wrong sheet dimension; without this a read-only
+            # sheet would stop at the declared last row.
+            worksheet.reset_dimensions()
             try:
-                return parse_catalog_rows(workbook[name].iter_rows(values_only=True), kind=kind)
+                return parse_catalog_rows(worksheet.iter_rows(values_only=True), kind=kind)
             except CatalogError as exc:
                 problems.append(f"sheet {name!r}: {exc}")
         raise CatalogError(f"{path}: " + "; ".join(problems or ["workbook has no sheets"]))

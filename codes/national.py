@@ -272,7 +272,12 @@ def validate(code: str) -> str | None:
 
 
 def is_valid(code: str, kind: CodeKind | None = None) -> bool:
-    """Tell whether ``code`` is a valid national code (of ``kind``, when given)."""
+    """Tell whether ``code`` is a valid national code (of ``kind``, when given).
+
+    ``kind=CodeKind.TRACE`` checks for a standard 20-digit trace code instead.
+    """
+    if kind is CodeKind.TRACE:
+        return kind_of(code) is CodeKind.TRACE
     if not isinstance(code, str) or _VALID.fullmatch(code) is None:
         return False
     return kind is None or _FAMILIES[code[0]][0] is kind

@@ -206,6 +206,9 @@ def test_is_valid_with_kind() -> None:
     assert not is_valid(WESTERN, CodeKind.PATENT_MEDICINE)
     assert is_valid(PATENT, CodeKind.PATENT_MEDICINE)
     assert is_valid("C0101010011303807555", CodeKind.CONSUMABLE)
+    assert is_valid("81234560012345678901", CodeKind.TRACE)
+    assert not is_valid("81234560012345678901")  # a trace code is not a national code
+    assert not is_valid(WESTERN, CodeKind.TRACE)
 
 
 def test_non_string_is_rejected_not_crashing() -> None:
