@@ -17,16 +17,14 @@ from typing import Any
 import orjson
 from aiohttp import web
 
+from codes import validate as validate_code
+from codes import validate_trace_code
+
 from .model import CHINA_TZ
 
 __all__ = ["SIMULATOR_STATE", "SimulatorState", "simulator_app"]
 
 _MSGID = re.compile(r"^[A-Z0-9]{12}\d{14}\d{4}$")
-_NATIONAL = re.compile(
-    r"^(X[A-Z]\d\d[A-Z]{2}[A-Z]\d{3}[A-Z]\d{3}\d{9}"
-    r"|Z[A-Z]\d\d[A-Z]{2}[A-Z]\d{4}\d{9}"
-    r"|T\d{9}|T[A-Z0-9]{9}"
-    r"|C\d{19}|C\d{26})$")
 _WRAPPER = {"3501": "invinfo", "3502": "invinfo", "3503": "purcinfo", "3504": "purcinfo",
             "3505": "selinfo", "3506": "selinfo", "3507": "data"}
 _QTY = {"3501": "inv_cnt", "3502": "cnt", "3503": "purc_retn_cnt", "3504": "purc_retn_cnt",
@@ -105,8 +103,13 @@ def validate_envelope(env: Any) -> str | None:
         if infno == "3507":
             continue
         code = str(item.get("med_list_codg", ""))
-        if not _NATIONAL.match(code):
-            return f"医疗目录编码不是有效的国家医保编码: {code!r}"
+        why = validate_code(code)
+        if why:
+            return f"医疗目录编码不是有效的国家医保编码: {code!r} ({why})"
+        for trace in item.get("drugtracinfo") or ():
+            why = validate_trace_code(str(trace.get("drug_trac_codg", "")), allow_long=True)
+            if why:
+                return f"药品追溯码无效: {why}"
         qty = item.get(_QTY[infno], "")
         try:
             if float(qty) < 0:
