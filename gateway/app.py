@@ -55,7 +55,13 @@ def make_store(cfg: GatewayConfig, metrics: Metrics | None = None) -> Store:
     if cfg.store.backend == "sqlite":
         return SqliteStore(cfg.store.sqlite_path, group_commit_max=cfg.store.group_commit_max,
                            on_batch=on_batch)
-    raise NotImplementedError("the PostgreSQL store is not available in this build")
+    from .store.postgres import PostgresStore
+
+    assert cfg.store.postgres_dsn is not None  # the config validator requires it
+    return PostgresStore(cfg.store.postgres_dsn.get_secret_value(),
+                         schema=cfg.store.postgres_schema,
+                         group_commit_max=cfg.store.group_commit_max, lease_s=cfg.store.lease_s,
+                         pool_max=cfg.store.postgres_pool_max, on_batch=on_batch)
 
 
 def load_crosswalk(cfg: GatewayConfig) -> Crosswalk:

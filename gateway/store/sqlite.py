@@ -409,8 +409,9 @@ class SqliteStore:
         return await asyncio.get_running_loop().run_in_executor(self._reader, read)
 
     @staticmethod
-    def _record(row: tuple[Any, ...], body: bytes | None = None) -> OutboxRecord:
-        return OutboxRecord(*row[:6], STATE_NAMES[row[6]], *row[7:],  # type: ignore[call-arg]
+    def _record(r: tuple[Any, ...], body: bytes | None = None) -> OutboxRecord:
+        return OutboxRecord(r[0], r[1], r[2], r[3], r[4], r[5], STATE_NAMES[r[6]], r[7], r[8],
+                            r[9], r[10], r[11], r[12], r[13],
                             event=None if body is None else event_from_dict(orjson.loads(body)))
 
     async def list_outbox(self, query: OutboxQuery) -> list[OutboxRecord]:
