@@ -16,6 +16,7 @@ from adapters.base import Adapter
 from adapters.registry import create as create_adapter
 from mappings.crosswalk import Crosswalk, read_csv
 
+from .admin_mirror import add_mirror_routes
 from .config import GatewayConfig
 from .ingest import Ingestor, Route
 from .metrics import Metrics
@@ -197,4 +198,5 @@ def build_app(cfg: GatewayConfig, metrics_: Metrics | None = None) -> web.Applic
     app.router.add_get("/metrics", metrics)
     app.router.add_post("/ingest/{listener}", ingest_http)
     app.router.add_get("/api/unmapped", unmapped)
+    add_mirror_routes(app, STORE, MIRROR)
     return app
