@@ -138,6 +138,14 @@ async def _refresh_stats(app: web.Application) -> None:
                 m.outbox_oldest.labels(n).set(s.oldest_age_s.get(n, 0.0))
                 m.dead_letters.labels(n).set(s.dead.get(n, 0))
             m.held_events.set(s.held_events)
+            b = await store.balance()
+            for n in names:
+                for state, value in (("received", b.received(n)),
+                                     ("delivered", b.delivered.get(n, 0)),
+                                     ("queued", b.queued.get(n, 0)),
+                                     ("dead_lettered", b.dead.get(n, 0)),
+                                     ("held_unmapped", b.held_events)):
+                    m.mirror_units.labels(n, state).set(value)
         except Exception:
             log.exception("could not refresh outbox statistics")
         await asyncio.sleep(1.0)
