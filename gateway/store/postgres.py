@@ -134,6 +134,9 @@ CREATE TABLE unmapped (
 """,
     # which replica delivered a row: takeover after a crash is visible in the data
     2: "ALTER TABLE outbox ADD COLUMN delivered_by TEXT NOT NULL DEFAULT '';",
+    # live replicas, so that each claims a fair share of the groups
+    3: "CREATE TABLE replicas (owner TEXT PRIMARY KEY,"
+       " seen_until DOUBLE PRECISION NOT NULL);",
 }
 SCHEMA_VERSION = max(MIGRATIONS)
 
@@ -172,7 +175,7 @@ class PostgresStore:
     """The shared store: same interface as :class:`~gateway.store.sqlite.SqliteStore`."""
 
     def __init__(self, dsn: str, *, schema: str = "public", group_commit_max: int = 2000,
-                 lease_s: float = 30.0, claim_groups: int = 16, pool_max: int = 4,
+                 lease_s: float = 30.0, claim_groups: int = 64, pool_max: int = 4,
                  owner: str | None = None,
                  on_batch: Callable[[int], None] | None = None) -> None:
         if asyncpg is None:
@@ -240,6 +243,7 @@ class PostgresStore:
                 await self._pool.execute(
                     "UPDATE outbox_groups SET owner = '', lease_until = 0 WHERE owner = $1",
                     self.owner)
+                await self._pool.execute("DELETE FROM replicas WHERE owner = $1", self.owner)
             except (OSError, asyncpg.PostgresError):
                 log.warning("could not give back outbox leases; they expire by themselves")
             await self._pool.close()
@@ -396,8 +400,20 @@ class PostgresStore:
         return [_item(destination, r) for r in rows]
 
     async def claim(self, destination: str, limit: int, now: float) -> Claim:
-        """Lease the due groups nobody else holds, and return their first rows."""
+        """Lease the due groups nobody else holds, and return their first rows.
+
+        A replica takes at most its share of the destination's groups (groups ÷ live
+        replicas, rounded up), so several replicas split the work between them.
+        """
         async with self._pool.acquire() as con:
+            live, total = await con.fetchrow(
+                "WITH me AS (INSERT INTO replicas (owner, seen_until) VALUES ($1, $2::float8 + $3)"
+                " ON CONFLICT (owner) DO UPDATE SET seen_until = excluded.seen_until)"
+                " SELECT (SELECT count(*) FROM replicas WHERE seen_until >= $2::float8"
+                "         AND owner <> $1) + 1,"
+                " (SELECT count(*) FROM outbox_groups WHERE destination = $4)",
+                self.owner, now, self.lease_s, destination)
+            share = min(self.claim_groups, max(1, -(-total // live)))
             groups = await con.fetch(
                 "WITH cand AS ("
                 " SELECT g.destination, g.hospital_id, g.stream FROM outbox_groups g"
@@ -409,7 +425,7 @@ class PostgresStore:
                 " UPDATE outbox_groups g SET owner = $3, lease_until = $2 + $5 FROM cand"
                 " WHERE g.destination = cand.destination AND g.hospital_id = cand.hospital_id"
                 " AND g.stream = cand.stream RETURNING g.hospital_id, g.stream",
-                destination, now, self.owner, self.claim_groups, self.lease_s)
+                destination, now, self.owner, share, self.lease_s)
             if not groups:
                 return Claim([])
             per_group = max(1, limit // len(groups))
