@@ -65,7 +65,7 @@ async def replay(request: web.Request) -> web.Response:
     mirror = request.app.get(mirror_key) if mirror_key is not None else None
     if mirror is not None and result.queued:
         mirror.notify()
-    payload = {"queued": list(result.queued), "refused": list(result.refused),
+    payload: dict[str, Any] = {"queued": list(result.queued), "refused": list(result.refused),
                "skipped": list(result.skipped)}
     if result.refused:
         payload["error"] = ("already delivered: the platform holds these; "
