@@ -123,3 +123,23 @@ async def test_health_ready_and_metrics(gateway) -> None:
     assert 'jcgw_deliveries_total{destination="nhsa",outcome="delivered"} 1.0' in text
     assert 'jcgw_outbox_depth{destination="nhsa"} 0.0' in text
     assert 'jcgw_mirror_latency_seconds_count{destination="nhsa"} 1.0' in text
+
+
+async def test_commit_failure_gets_ae_never_aa_and_a_resend_is_taken(gateway) -> None:
+    import sqlite3
+
+    store = gateway.store
+    blocker = sqlite3.connect(store.path, timeout=0)
+    blocker.execute("BEGIN EXCLUSIVE")  # another process holds the database
+    store._wcon.execute("PRAGMA busy_timeout=50")
+    client = await MLLPClient.connect(gateway.mllp_port)
+    raw = sample("rds_o13_dispense_utf8.hl7")
+    nak = ack_fields(await client.send(raw))
+    assert nak["MSA"][1] == "AE"
+    assert "not stored" in nak["MSA"][3]
+    blocker.rollback()
+    blocker.close()
+    ok = ack_fields(await client.send(raw))
+    await client.close()
+    assert ok["MSA"][1] == "AA"
+    await _wait_for(lambda: len(gateway.simulator.order) == 1)
