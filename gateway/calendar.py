@@ -179,7 +179,8 @@ def load_year(path: Path) -> YearCalendar:
     """
     try:
         data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except (OSError, yaml.YAMLError) as exc:
+    except (OSError, yaml.YAMLError, ValueError) as exc:
+        # PyYAML raises ValueError for an impossible unquoted date such as 2027-02-31
         raise ConfigError([f"{path}: cannot read calendar: {exc}"]) from exc
     return _year_from_mapping(data, str(path))
 

@@ -76,9 +76,14 @@ def classify_negotiated_price(price: Decimal, reference: Decimal,
     return PriceBand.RED
 
 
-def above_winning_price(paid: Decimal, winning_price: Decimal) -> bool:
-    """Whether a winning product was bought above its winning price (to the cent)."""
-    return paid.quantize(CENT, ROUND_HALF_UP) > winning_price.quantize(CENT, ROUND_HALF_UP)
+def above_winning_price(paid: Decimal, winning_price: Decimal,
+                        tolerance: Decimal = Decimal(0)) -> bool:
+    """Whether a winning product was bought above its winning price.
+
+    Unit prices carry four decimals (a tablet at 2.1350 yuan), so the comparison is exact
+    unless a ``tolerance`` is configured.
+    """
+    return paid > winning_price + tolerance
 
 
 def payment_standard(last_year_price: Decimal, winning_price: Decimal, *, year: int = 0,

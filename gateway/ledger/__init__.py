@@ -13,6 +13,7 @@ from .contracts import (
 from .deadlines import DeadlinePolicy, OrderState, filing_deadline, order_state, payment_deadline
 from .ledger import DeadlineStatus, DraftLine, Evaluation, Ledger, LedgerSettings, ResolveItem
 from .metrics import ContractStatus, DemandFlag, demand_flag, time_progress
+from .overrides import override_report, override_report_csv
 from .report import build_report, report_csv
 from .store import LedgerStore
 
@@ -36,6 +37,8 @@ __all__ = [
     "filing_deadline",
     "generic_key",
     "order_state",
+    "override_report",
+    "override_report_csv",
     "payment_deadline",
     "read_contracts",
     "read_contracts_csv",
