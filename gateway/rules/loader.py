@@ -148,7 +148,9 @@ def rules_from_mapping(data: Any, name: str) -> RuleSet:
             severity = RuleSeverity.INFO
         title = _template(node.get("title"), f"{where}.title", problems)
         message = _template(node.get("message"), f"{where}.message", problems)
-        action = _template(node.get("action", "") or " ", f"{where}.action", problems).strip()
+        action = node.get("action") or ""
+        if action:
+            action = _template(action, f"{where}.action", problems)
         suggest = node.get("suggest", "none")
         if suggest not in ("none", "winning_product"):
             problems.append(f"{where}.suggest: {suggest!r} must be none or winning_product")
