@@ -78,7 +78,8 @@ def negotiation_lapse(
     proposed_at: datetime, calendar: WorkCalendar, policy: DeadlinePolicy = DEFAULT_POLICY
 ) -> datetime:
     """When an unconfirmed negotiation below the listed price lapses."""
-    day = calendar.add_working_days(local_date(proposed_at), policy.negotiation_confirm_working_days)
+    n = policy.negotiation_confirm_working_days
+    day = calendar.add_working_days(local_date(proposed_at), n)
     return end_of_day(day)
 
 

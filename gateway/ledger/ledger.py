@@ -21,6 +21,7 @@ Event conventions the ledger reads:
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
@@ -382,13 +383,11 @@ class Ledger:
                 state = st.value
                 detail = dict(d.detail)
                 if st is OrderState.OVERDUE:
-                    try:
+                    with contextlib.suppress(CalendarGapError):
                         detail["delay_list_due"] = end_of_day(self.settings.calendar
                             .add_working_days(local_date(d.due_at),
                                               self.settings.policy.delay_list_working_days)
                         ).isoformat()
-                    except CalendarGapError:
-                        pass
                 out.append(DeadlineStatus(d.hospital_id, d.kind, d.ref, d.opened_at, d.due_at,
                                           d.closed_at, state, detail))
                 continue

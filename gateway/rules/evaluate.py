@@ -40,13 +40,13 @@ def _compare(op: str, left: Any, right: Any) -> bool:
     if op == "ne":
         return a != b
     if op == "lt":
-        return a < b  # type: ignore[operator]
+        return a < b
     if op == "le":
-        return a <= b  # type: ignore[operator]
+        return a <= b
     if op == "gt":
-        return a > b  # type: ignore[operator]
+        return a > b
     if op == "ge":
-        return a >= b  # type: ignore[operator]
+        return a >= b
     raise ValueError(f"unknown op {op!r}")
 
 

@@ -141,7 +141,7 @@ def rules_from_mapping(data: Any, name: str) -> RuleSet:
         before = len(problems)
         cond = _condition(node.get("when"), f"{where}.when", problems)
         try:
-            severity = RuleSeverity(node.get("severity"))
+            severity = RuleSeverity(str(node.get("severity")))
         except ValueError:
             problems.append(f"{where}.severity: {node.get('severity')!r} must be info, "
                             "warning or critical")

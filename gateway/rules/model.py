@@ -37,7 +37,7 @@ FACTS: dict[str, str] = {
     "time_progress": "序时进度: elapsed days ÷ days in the cycle",
     "progress_ratio": "completion ÷ time_progress (1 when no time has passed)",
     "lagging": "completion < time_progress",
-    "projected_completion": "completion expected at cycle end: received + 30-day run rate × days left",
+    "projected_completion": "expected completion at cycle end: received + 30-day rate × days left",
     "days_elapsed": "days of the cycle passed, today included",
     "days_left": "days of the cycle still to come",
     "agreed_volume": "约定采购量", "received_qty": "winning quantity received so far",

@@ -12,13 +12,12 @@ import jwt
 import orjson
 import pytest
 from aiohttp import web
+from conftest import DATA, EXEMESTANE_PFIZER, EXEMESTANE_WIN, HOSPITAL, cst, event
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from gateway.cds import CdsSettings, TrustedClient, cds_app
 from gateway.ledger import override_report, override_report_csv
 from gateway.model import EventKind
-
-from conftest import DATA, EXEMESTANE_PFIZER, EXEMESTANE_WIN, HOSPITAL, cst, event
 
 BASE = "https://gateway.example.local/cds-services"
 ISS = "https://his.example.local"

@@ -6,13 +6,12 @@ from datetime import date, timedelta
 from pathlib import Path
 
 import pytest
+from conftest import EXEMESTANE_PFIZER, HOSPITAL, cst, event
 
 from gateway.calendar import CalendarGapError, load_year
 from gateway.errors import ConfigError
 from gateway.ledger import OrderState, filing_deadline, order_state, payment_deadline
 from gateway.model import EventKind
-
-from conftest import EXEMESTANE_PFIZER, HOSPITAL, cst, event
 
 
 def test_2026_make_up_saturdays_work_and_holidays_rest(calendar):
@@ -127,5 +126,5 @@ def test_bad_calendar_file_names_file_and_key(tmp_path: Path):
     assert "2027.yaml: holidays[0].from" in text
     assert "make_up_workdays[0]" in text
     p.write_text("year: 2027\nholidays:\n  - {name: 春节, from: 2027-02-31}\n", encoding="utf-8")
-    with pytest.raises(ConfigError, match="2027.yaml"):
+    with pytest.raises(ConfigError, match=r"2027\.yaml"):
         load_year(p)

@@ -9,6 +9,17 @@ from pathlib import Path
 
 import openpyxl
 import pytest
+from conftest import (
+    ABIRATERONE_OTHER,
+    ABIRATERONE_WIN_A,
+    ABIRATERONE_WIN_B,
+    DATA,
+    EXEMESTANE_PFIZER,
+    EXEMESTANE_WIN,
+    HOSPITAL,
+    cst,
+    event,
+)
 
 from gateway.ledger import (
     ContractFormatError,
@@ -23,18 +34,6 @@ from gateway.ledger import (
     report_csv,
 )
 from gateway.model import EventKind
-
-from conftest import (
-    ABIRATERONE_OTHER,
-    ABIRATERONE_WIN_A,
-    ABIRATERONE_WIN_B,
-    DATA,
-    EXEMESTANE_PFIZER,
-    EXEMESTANE_WIN,
-    HOSPITAL,
-    cst,
-    event,
-)
 
 
 def _exemestane(ledger: Ledger):

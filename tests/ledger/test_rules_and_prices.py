@@ -5,6 +5,7 @@ from __future__ import annotations
 from decimal import Decimal
 
 import pytest
+from conftest import EXEMESTANE_PFIZER, EXEMESTANE_WIN, HOSPITAL, cst, event
 
 from adapters.base import Severity
 from adapters.hl7v2.ack import AckHeader, build_ack
@@ -19,8 +20,6 @@ from gateway.prices import (
     reference_price,
 )
 from gateway.rules import RuleSet, rules_from_mapping
-
-from conftest import EXEMESTANE_PFIZER, EXEMESTANE_WIN, HOSPITAL, cst, event
 
 PFIZER = DraftLine(1, EXEMESTANE_PFIZER, "依西美坦片（辉瑞）")
 
@@ -101,7 +100,7 @@ def test_warning_goes_into_the_ack_as_err_with_warning_severity(ledger):
     assert issue.severity is Severity.WARNING and issue.code == "nonwinning-while-lagging"
     ack = build_ack(AckHeader(control_id="RX0001", trigger="O11", version="2.5"), "AA",
                     result.issues, cst(2026, 6, 1))
-    err = [s for s in ack.split("\r") if s.startswith("ERR")][0]
+    err = next(s for s in ack.split("\r") if s.startswith("ERR"))
     assert err.split("|")[4] == "W" and "依西美坦片" in err
 
 
