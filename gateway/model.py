@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta, timezone
 from decimal import Decimal
 from enum import StrEnum
 from typing import Any
 
 __all__ = [
+    "CHINA_TZ",
     "Event",
     "EventKind",
     "Line",
@@ -24,6 +25,9 @@ __all__ = [
     "event_from_dict",
     "event_to_dict",
 ]
+
+# China has one time zone and no daylight saving; a fixed offset needs no tz database.
+CHINA_TZ = timezone(timedelta(hours=8), "CST")
 
 
 class EventKind(StrEnum):

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 
 from gateway.errors import MessageRejected
+from gateway.model import CHINA_TZ
 
 __all__ = [
     "CHINA_TZ",
@@ -26,7 +27,6 @@ __all__ = [
     "parse_ts",
 ]
 
-CHINA_TZ = timezone(timedelta(hours=8), "CST")
 
 # HL7 table 0211 names and the spellings Chinese HIS vendors actually send.
 _CHARSETS: dict[str, str] = {
