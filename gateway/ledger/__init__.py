@@ -11,6 +11,7 @@ from .contracts import (
     read_contracts_xlsx,
 )
 from .deadlines import DeadlinePolicy, OrderState, filing_deadline, order_state, payment_deadline
+from .http import ledger_app
 from .ledger import DeadlineStatus, DraftLine, Evaluation, Ledger, LedgerSettings, ResolveItem
 from .metrics import ContractStatus, DemandFlag, demand_flag, time_progress
 from .overrides import override_report, override_report_csv
@@ -36,6 +37,7 @@ __all__ = [
     "demand_flag",
     "filing_deadline",
     "generic_key",
+    "ledger_app",
     "order_state",
     "override_report",
     "override_report_csv",
