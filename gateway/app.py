@@ -16,8 +16,11 @@ from adapters.base import Adapter
 from adapters.registry import create as create_adapter
 from mappings.crosswalk import Crosswalk, read_csv
 
+from .cds import cds_app
 from .config import GatewayConfig
 from .ingest import Ingestor, Route
+from .ledger import Ledger, ledger_app
+from .ledger_wiring import LedgerFeed, cds_settings, make_ledger, prescription_advisor
 from .metrics import Metrics
 from .mirror import Destination, Mirror
 from .mllp import start_mllp_server
@@ -29,6 +32,8 @@ from .store.sqlite import SqliteStore
 __all__ = [
     "CONFIG",
     "INGESTOR",
+    "LEDGER",
+    "LEDGER_FEED",
     "METRICS",
     "MIRROR",
     "SIMULATOR",
@@ -45,6 +50,9 @@ STORE: web.AppKey[Store] = web.AppKey("store", Store)  # type: ignore[type-abstr
 INGESTOR: web.AppKey[Ingestor] = web.AppKey("ingestor", Ingestor)
 MIRROR: web.AppKey[Mirror] = web.AppKey("mirror", Mirror)
 SIMULATOR: web.AppKey[SimulatorState] = web.AppKey("simulator", SimulatorState)
+CROSSWALK: web.AppKey[Crosswalk] = web.AppKey("crosswalk", Crosswalk)
+LEDGER: web.AppKey[Ledger] = web.AppKey("ledger", Ledger)
+LEDGER_FEED: web.AppKey[LedgerFeed] = web.AppKey("ledger_feed", LedgerFeed)
 HTTP_ADAPTERS: web.AppKey[dict[str, Adapter]] = web.AppKey("http_adapters", dict)
 MLLP_SERVERS: web.AppKey[dict[str, asyncio.Server]] = web.AppKey("mllp_servers", dict)
 
@@ -90,10 +98,19 @@ async def _core_ctx(app: web.Application) -> AsyncIterator[None]:
     destinations = [Destination(d, profile_for(d.profile)(d, cfg)) for d in cfg.destinations]
     mirror = Mirror(store, destinations, metrics, session)
     app[MIRROR] = mirror
-    ingestor = Ingestor(store, load_crosswalk(cfg),
+    ingestor = Ingestor(store, app[CROSSWALK],
                         [Route(d.name, d.profile) for d in destinations], metrics,
                         notify=mirror.notify)
     app[INGESTOR] = ingestor
+    feed_task: asyncio.Task[None] | None = None
+    feed: LedgerFeed | None = None
+    if LEDGER in app:
+        ledger = app[LEDGER]
+        ingestor.advisors.append(prescription_advisor(ledger))
+        feed = LedgerFeed(store, ledger)
+        app[LEDGER_FEED] = feed
+        ingestor.committed_hooks.append(lambda _events: feed.wake.set() if feed else None)
+        feed_task = asyncio.create_task(feed.run(), name="ledger-feed")
     servers: dict[str, asyncio.Server] = {}
     http_adapters: dict[str, Adapter] = {}
     for listener in cfg.listeners:
@@ -110,6 +127,10 @@ async def _core_ctx(app: web.Application) -> AsyncIterator[None]:
     stats_task = asyncio.create_task(_refresh_stats(app))
     yield
     stats_task.cancel()
+    if feed_task is not None and feed is not None:
+        feed_task.cancel()
+        await asyncio.gather(feed_task, return_exceptions=True)
+        feed.close()
     for server in servers.values():
         server.close()
         await server.wait_closed()
@@ -191,4 +212,16 @@ def build_app(cfg: GatewayConfig, metrics_: Metrics | None = None) -> web.Applic
     app.router.add_get("/metrics", metrics)
     app.router.add_post("/ingest/{listener}", ingest_http)
     app.router.add_get("/api/unmapped", unmapped)
+    crosswalk = load_crosswalk(cfg)
+    app[CROSSWALK] = crosswalk
+    if cfg.ledger.enabled:
+        ledger = make_ledger(cfg, crosswalk)
+        app[LEDGER] = ledger
+        app.add_subapp("/ledger", ledger_app(ledger))
+        if cfg.cds.enabled:
+            app.add_subapp("/cds-services", cds_app(ledger, cds_settings(cfg, crosswalk)))
+
+        async def close_ledger(_: web.Application) -> None:
+            ledger.store.close()  # after the CDS sub-app flushed its cards
+        app.on_cleanup.append(close_ledger)
     return app

@@ -239,17 +239,21 @@ class Ledger:
         self._orders = {(d.hospital_id, d.ref): d
                         for d in self.store.deadlines(open_only=True) if d.kind == "order"}
 
-    def apply(self, events: Sequence[Event]) -> None:
+    def apply(self, events: Sequence[Event], cursor: int | None = None) -> None:
         """Fold committed events in; an event already applied is skipped.
 
         Args:
             events: canonical events, in commit order.
+            cursor: the store sequence number of the last event, recorded in the same
+                transaction so that a restart resumes exactly after it.
         """
         folds: list[tuple[str, str, EventKind, date, bool, Decimal, Decimal]] = []
         stock: dict[tuple[str, str], Decimal] = {}
         opened_orders: list[DeadlineRow] = []
         closed_orders: list[tuple[str, str]] = []
         with self.store.transaction() as db:
+            if cursor is not None:
+                self.store.set_cursor(db, cursor)
             for ev in events:
                 if not self.store.mark_applied(db, ev.event_id):
                     continue

@@ -27,6 +27,7 @@ _SCHEMA = """
 CREATE TABLE IF NOT EXISTS ledger_contracts (
   contract_id TEXT PRIMARY KEY, body BLOB NOT NULL, imported_at TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS ledger_applied (event_id TEXT PRIMARY KEY);
+CREATE TABLE IF NOT EXISTS ledger_cursor (name TEXT PRIMARY KEY, seq INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS ledger_daily (
   hospital_id TEXT NOT NULL, national_code TEXT NOT NULL, kind TEXT NOT NULL,
   day TEXT NOT NULL, online INTEGER NOT NULL, qty INTEGER NOT NULL, amount INTEGER NOT NULL,
@@ -123,6 +124,17 @@ class LedgerStore:
             self._db.execute("COMMIT")
 
     # -- writes inside a transaction ---------------------------------------------------
+
+    def cursor(self, name: str = "events") -> int:
+        """The last store event sequence number folded in (0 before any)."""
+        row = self._db.execute("SELECT seq FROM ledger_cursor WHERE name = ?", (name,)).fetchone()
+        return int(row[0]) if row else 0
+
+    @staticmethod
+    def set_cursor(db: sqlite3.Connection, seq: int, name: str = "events") -> None:
+        """Move the feed cursor inside the transaction that applied the events."""
+        db.execute("INSERT INTO ledger_cursor VALUES (?, ?) ON CONFLICT (name) DO UPDATE"
+                   " SET seq = excluded.seq", (name, seq))
 
     @staticmethod
     def mark_applied(db: sqlite3.Connection, event_id: str) -> bool:

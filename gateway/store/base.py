@@ -138,3 +138,11 @@ class Store(Protocol):
     async def writable(self) -> bool:
         """Whether a write can commit now (for /readyz)."""
         ...
+
+    async def events_after(self, seq: int, limit: int) -> list[tuple[int, Event]]:
+        """Committed events after sequence number ``seq``, in commit order."""
+        ...
+
+    async def unmapped(self, hospital_id: str | None = None) -> list[UnmappedItem]:
+        """The unmapped-item queue, most frequent first."""
+        ...

@@ -22,7 +22,7 @@ from typing import Any
 import orjson
 
 from ..errors import StoreError
-from ..model import event_from_dict
+from ..model import Event, event_from_dict
 from .base import (
     CommitResult,
     DeliveryUpdate,
@@ -332,6 +332,16 @@ class SqliteStore:
                 args = (hospital_id,)
             return [UnmappedItem(*r) for r in con.execute(sql + " ORDER BY occurrences DESC",
                                                           args)]
+        return await asyncio.get_running_loop().run_in_executor(self._reader, read)
+
+    async def events_after(self, seq: int, limit: int) -> list[tuple[int, Event]]:
+        """Committed events after sequence number ``seq``, in commit order (ledger feed)."""
+        def read() -> list[tuple[int, Event]]:
+            con = self._rcon
+            assert con is not None
+            rows = con.execute("SELECT seq, body FROM events WHERE seq > ? ORDER BY seq LIMIT ?",
+                               (seq, limit)).fetchall()
+            return [(r[0], event_from_dict(orjson.loads(r[1]))) for r in rows]
         return await asyncio.get_running_loop().run_in_executor(self._reader, read)
 
     async def writable(self) -> bool:
