@@ -109,7 +109,7 @@ async def _core_ctx(app: web.Application) -> AsyncIterator[None]:
         ingestor.advisors.append(prescription_advisor(ledger))
         feed = LedgerFeed(store, ledger)
         app[LEDGER_FEED] = feed
-        ingestor.committed_hooks.append(lambda _events: feed.wake.set() if feed else None)
+        store.committed_listeners.append(feed.committed)  # type: ignore[attr-defined]
         feed_task = asyncio.create_task(feed.run(), name="ledger-feed")
     servers: dict[str, asyncio.Server] = {}
     http_adapters: dict[str, Adapter] = {}

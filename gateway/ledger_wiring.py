@@ -92,47 +92,68 @@ def prescription_advisor(ledger: Ledger) -> Callable[[Event, datetime], Advice]:
 
 
 class LedgerFeed:
-    """Folds committed events into the ledger, off the acknowledgement path."""
+    """Folds committed events into the ledger, off the acknowledgement path.
+
+    At start it catches up from the store after its cursor; from then on the store hands
+    it each group commit's events in commit order (:meth:`committed`), so the hot path
+    never reads events back.
+    """
 
     def __init__(self, store: Store, ledger: Ledger, batch: int = 500) -> None:
         self.store = store
         self.ledger = ledger
         self.batch = batch
         self.wake = asyncio.Event()
+        self._live: list[tuple[int, Event]] = []
         # one thread: folds happen in commit order, and the SQLite work leaves the loop free
         self._executor = ThreadPoolExecutor(1, thread_name_prefix="ledger-feed")
         self.cursor = ledger.store.cursor()
 
-    async def run_once(self) -> int:
-        """Fold the next batch; returns how many events it read."""
-        rows = await self.store.events_after(self.cursor, self.batch)
+    def committed(self, events: list[tuple[int, Event]]) -> None:
+        """Store listener: events of one group commit, in commit order."""
+        self._live.extend(events)
+        self.wake.set()
+
+    async def _apply(self, rows: list[tuple[int, Event]]) -> None:
+        rows = [r for r in rows if r[0] > self.cursor]
         if not rows:
-            return 0
+            return
         last = rows[-1][0]
         events = [e for _, e in rows]
         await asyncio.get_running_loop().run_in_executor(
             self._executor, lambda: self.ledger.apply(events, cursor=last))
         self.cursor = last
+
+    async def run_once(self) -> int:
+        """Fold the next batch read from the store; returns how many events it read."""
+        rows = await self.store.events_after(self.cursor, self.batch)
+        await self._apply(rows)
         return len(rows)
 
+    async def catch_up(self) -> None:
+        """Fold everything the store committed after the cursor (at start, after a crash)."""
+        while await self.run_once() == self.batch:
+            pass
+
     async def run(self) -> None:
-        """Follow the store until cancelled."""
+        """Catch up, then follow the commits until cancelled."""
+        await self.catch_up()
         while True:
             self.wake.clear()
+            rows, self._live = self._live, []
             try:
-                n = await self.run_once()
+                for i in range(0, len(rows), self.batch):
+                    await self._apply(rows[i:i + self.batch])
             except asyncio.CancelledError:
                 raise
             except Exception:
-                log.exception("ledger feed failed; retrying")
-                n = 0
+                log.exception("ledger feed failed; catching up from the store")
                 await asyncio.sleep(1.0)
-            if n < self.batch:
+                await self.catch_up()
+            if not self._live:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self.wake.wait(), timeout=1.0)
 
     def close(self) -> None:
         """Stop the worker thread."""
         self._executor.shutdown(wait=True)
-
-

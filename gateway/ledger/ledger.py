@@ -158,6 +158,11 @@ class Ledger:
         self._contracts: dict[str, Contract] = {}
         self._by_generic: dict[tuple[str, str], list[Contract]] = {}
         self._counters: dict[str, Counters] = {}
+        self._status_cache: dict[str, tuple[date, int, Contract, Counters, ContractStatus]] = {}
+        # bumped whenever contracts, counters or stock change; rule results for a line are
+        # reused while it stands (prescriptions repeat the same products all day)
+        self._view_version = 0
+        self._findings_cache: dict[tuple[Any, ...], tuple[Finding, ...]] = {}
         self._stock: dict[tuple[str, str], Decimal] = {}
         self._online: dict[tuple[str, str], list[Decimal]] = {}
         self._orders: dict[tuple[str, str], DeadlineRow] = {}
@@ -229,7 +234,12 @@ class Ledger:
                 if online:
                     tot[0] += sign * amount
 
+    def _changed(self) -> None:
+        self._view_version += 1
+        self._findings_cache = {}
+
     def _rebuild(self) -> None:
+        self._changed()
         self._counters = {cid: Counters() for cid in self._contracts}
         self._online = {}
         for r in self.store.daily():
@@ -270,6 +280,8 @@ class Ledger:
         for f in folds:
             self._fold(*f)
         self._stock.update(stock)
+        if folds or stock:
+            self._changed()
         for row in opened_orders:
             self._orders[(row.hospital_id, row.ref)] = row
         for key in closed_orders:
@@ -407,8 +419,19 @@ class Ledger:
 
     def status(self, contract: Contract, now: datetime) -> ContractStatus:
         """One contract's metrics as of ``now`` (from memory)."""
-        return contract_status(contract, self._counters.get(contract.contract_id, Counters()),
-                               local_date(now))
+        counters = self._counters.get(contract.contract_id)
+        if counters is None:
+            return contract_status(contract, Counters(), local_date(now))
+        day = local_date(now)
+        # every prescription line reads its contract's status: compute it once per day and
+        # per change of the counters, not per line
+        cached = self._status_cache.get(contract.contract_id)
+        if (cached is not None and cached[0] == day and cached[1] == counters.version
+                and cached[2] is contract and cached[3] is counters):
+            return cached[4]
+        st = contract_status(contract, counters, day)
+        self._status_cache[contract.contract_id] = (day, counters.version, contract, counters, st)
+        return st
 
     def stock(self, hospital_id: str, national_code: str) -> Decimal | None:
         """Warehouse stock of a product, None if never reported."""
@@ -477,9 +500,18 @@ class Ledger:
                        ) -> tuple[Finding, ...]:
         """Run the rules over each line of a draft prescription."""
         out: list[Finding] = []
+        day = local_date(now)
+        cache = self._findings_cache
         for line in lines:
-            facts, repl = self.line_facts(hospital_id, line, now)
-            out.extend(evaluate_line(self.rules, facts, line_seq=line.seq, replacements=repl))
+            key = (hospital_id, line.seq, line.national_code, line.name, day)
+            found = cache.get(key)
+            if found is None:
+                facts, repl = self.line_facts(hospital_id, line, now)
+                found = tuple(evaluate_line(self.rules, facts, line_seq=line.seq,
+                                            replacements=repl))
+                if len(cache) < 100_000:
+                    cache[key] = found
+            out.extend(found)
         return tuple(out)
 
     def evaluate_prescription(self, event: Event, now: datetime) -> Evaluation:

@@ -63,10 +63,12 @@ class Counters:
     rx_all: Decimal = ZERO
     nonwinning_codes: set[str] = field(default_factory=set)
     received_by_day: dict[date, Decimal] = field(default_factory=dict)
+    version: int = 0  # bumped on every change, so a computed status can be reused until then
 
     def add(self, kind: EventKind, winning: bool, code: str, qty: Decimal,
             amount: Decimal, day: date) -> None:
         """Fold one product's quantity and amount of one event kind on ``day`` in."""
+        self.version += 1
         if kind is EventKind.RECEIPT or kind is EventKind.RETURN:
             sign = 1 if kind is EventKind.RECEIPT else -1
             self.generic_qty += sign * qty

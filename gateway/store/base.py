@@ -52,6 +52,7 @@ class CommitResult:
     duplicate: bool
     message_id: int
     outbox_ids: tuple[int, ...] = ()
+    event_seqs: tuple[int | None, ...] = ()  # per event; None: the event id was seen before
 
 
 @dataclass(frozen=True, slots=True)

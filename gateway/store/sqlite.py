@@ -53,6 +53,8 @@ class SqliteStore:
                  on_batch: Callable[[int], None] | None = None) -> None:
         self.path = Path(path)
         self.on_batch = on_batch
+        # called in commit order, right after each group commit, with (seq, event) pairs
+        self.committed_listeners: list[Callable[[list[tuple[int, Event]]], None]] = []
         self.group_commit_max = group_commit_max
         self._writer = ThreadPoolExecutor(1, thread_name_prefix="sqlite-writer")
         self._reader = ThreadPoolExecutor(1, thread_name_prefix="sqlite-reader")
@@ -173,8 +175,22 @@ class SqliteStore:
                         fut.set_exception(StoreError(f"commit failed: {results}"))
                     else:
                         fut.set_result(results[i])
+                if self.committed_listeners and not isinstance(results, BaseException):
+                    self._tell_listeners(items, results)
         finally:
             self._flush_task = None
+
+    def _tell_listeners(self, items: list[Incoming], results: list[CommitResult]) -> None:
+        committed = [(seq, ev) for inc, res in zip(items, results, strict=True)
+                     for seq, ev in zip(res.event_seqs, inc.events, strict=True)
+                     if seq is not None]
+        if not committed:
+            return
+        for listener in self.committed_listeners:
+            try:
+                listener(committed)
+            except Exception:  # the commit stands; a listener catches up from the store
+                log.exception("commit listener failed")
 
     def _write_batch(self, items: list[Incoming]) -> list[CommitResult]:
         con = self._wcon
@@ -225,7 +241,8 @@ class SqliteStore:
                 (d.destination, seq, d.unit, ev.hospital_id, ev.stream,
                  self._msgids.next(ev.hospital_id, now), now))
             outbox_ids.append(cur.lastrowid or 0)
-        return CommitResult(duplicate=False, message_id=message_id, outbox_ids=tuple(outbox_ids))
+        return CommitResult(duplicate=False, message_id=message_id, outbox_ids=tuple(outbox_ids),
+                            event_seqs=tuple(seqs))
 
     @staticmethod
     def _note_unmapped(con: sqlite3.Connection, hospital_id: str, lines: Any, now: float) -> None:
