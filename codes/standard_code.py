@@ -12,9 +12,18 @@ from __future__ import annotations
 import re
 from typing import Final
 
-__all__ = ["enterprise_from_standard_code", "split_standard_code"]
+__all__ = [
+    "enterprise_from_standard_code",
+    "split_approval_and_standard_code",
+    "split_standard_code",
+]
 
 _GLUED: Final = re.compile(r"\s*([甲乙丙]?)\s*(\d{14})\s*([甲乙丙]?)\s*", re.ASCII)
+# Imported drugs: the approval number (国药准字HJ20140691) run together with the
+# 本位码 (86901359000300), as PDF extraction leaves two adjacent cells.
+_APPROVAL_GLUED: Final = re.compile(
+    r"\s*((?:国药准字)?[A-Z]{1,2}\d{8})(86\d{12})([甲乙丙]?)\s*", re.ASCII
+)
 
 
 def split_standard_code(raw: str) -> tuple[str, str | None] | None:
@@ -30,6 +39,19 @@ def split_standard_code(raw: str) -> tuple[str, str | None] | None:
     if before and after:
         return None
     return digits, (before or after or None)
+
+
+def split_approval_and_standard_code(raw: str) -> tuple[str, str, str | None] | None:
+    """Split ``国药准字HJ2014069186901359000300乙`` into (approval no., 本位码, class).
+
+    Returns:
+        None when the cell is not an approval number glued to a 本位码.
+    """
+    m = _APPROVAL_GLUED.fullmatch(raw)
+    if m is None:
+        return None
+    approval, digits, cls = m.groups()
+    return approval, digits, cls or None
 
 
 def enterprise_from_standard_code(benweima: str) -> str | None:
