@@ -15,6 +15,7 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
+from codes import validate
 from mappings.crosswalk import Crosswalk
 from mappings.entry import (
     CodeValidator,
@@ -32,7 +33,6 @@ __all__ = [
     "AuditRecord",
     "apply_import",
     "create_entry",
-    "default_code_validator",
     "delete_entry",
     "update_entry",
 ]
@@ -81,13 +81,6 @@ class AuditRecord:
         )
 
 
-def default_code_validator() -> CodeValidator:
-    """The national-code validator of the ``codes`` package."""
-    from codes import validate
-
-    return validate
-
-
 def _problems(
     others: Iterable[CrosswalkEntry],
     entry: CrosswalkEntry,
@@ -134,7 +127,7 @@ def create_entry(
     *,
     user: str,
     at: datetime,
-    validate_code: CodeValidator | None = None,
+    validate_code: CodeValidator | None = validate,
     known_codes: Container[str] | None = None,
     note: str = "",
 ) -> tuple[Crosswalk, AuditRecord]:
@@ -145,7 +138,7 @@ def create_entry(
         entry: the entry to add; its range must not overlap the item's other ranges.
         user: who makes the change.
         at: when (timezone-aware, from the caller's clock).
-        validate_code: national-code validator; defaults to ``codes.validate``.
+        validate_code: national-code validator (``codes.validate``); None skips it.
         known_codes: the catalog's national codes, to refuse codes not in it.
         note: free text kept in the audit record (e.g. "按2024版目录调整").
 
@@ -155,8 +148,7 @@ def create_entry(
     Raises:
         CrosswalkEntryError: with every problem (invalid code, bad factor, overlap …).
     """
-    check = validate_code if validate_code is not None else default_code_validator()
-    _check(crosswalk, entry, replacing=None, user=user, validate_code=check,
+    _check(crosswalk, entry, replacing=None, user=user, validate_code=validate_code,
            known_codes=known_codes)
     record = AuditRecord(at=at, user=user, action=AuditAction.CREATE, before=None, after=entry,
                          note=note)
@@ -182,7 +174,7 @@ def update_entry(
     *,
     user: str,
     at: datetime,
-    validate_code: CodeValidator | None = None,
+    validate_code: CodeValidator | None = validate,
     known_codes: Container[str] | None = None,
     note: str = "",
 ) -> tuple[Crosswalk, AuditRecord]:
@@ -205,8 +197,7 @@ def update_entry(
             f"{after.hospital_id}/{after.item_code}; delete it and create the new one"])
     if after == before:
         raise CrosswalkEntryError([f"{before.hospital_id}/{before.item_code}: nothing changed"])
-    check = validate_code if validate_code is not None else default_code_validator()
-    _check(crosswalk, after, replacing=before, user=user, validate_code=check,
+    _check(crosswalk, after, replacing=before, user=user, validate_code=validate_code,
            known_codes=known_codes)
     record = AuditRecord(at=at, user=user, action=AuditAction.UPDATE, before=before, after=after,
                          note=note)
@@ -243,7 +234,7 @@ def apply_import(
     *,
     user: str,
     at: datetime,
-    validate_code: CodeValidator | None = None,
+    validate_code: CodeValidator | None = validate,
     known_codes: Container[str] | None = None,
     note: str = "",
 ) -> tuple[Crosswalk, tuple[AuditRecord, ...]]:
@@ -257,7 +248,6 @@ def apply_import(
     Raises:
         CrosswalkEntryError: with the problems of every refused entry.
     """
-    check = validate_code if validate_code is not None else default_code_validator()
     working: dict[tuple[str, str], list[CrosswalkEntry]] = {}
     removes: list[CrosswalkEntry] = []
     adds: dict[EntryKey, CrosswalkEntry] = {}
@@ -271,7 +261,7 @@ def apply_import(
         before = next((e for e in current if e.key == entry.key), None)
         if before == entry:
             continue
-        found = _problems(current, entry, replacing=before, user=user, validate_code=check,
+        found = _problems(current, entry, replacing=before, user=user, validate_code=validate_code,
                           known_codes=known_codes)
         if found:
             problems.extend(found)

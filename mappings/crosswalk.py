@@ -19,6 +19,7 @@ from datetime import date
 from decimal import Decimal
 from pathlib import Path
 
+from codes import validate
 from gateway.model import Event, Line
 from mappings.entry import CodeValidator, CrosswalkEntry, EntryKey
 from mappings.files import CrosswalkFormatError, read_csv
@@ -148,7 +149,7 @@ def load_csv(
     source: Path | str,
     *,
     hospital_id: str | None = None,
-    validate_code: CodeValidator | None = None,
+    validate_code: CodeValidator | None = validate,
 ) -> Crosswalk:
     """Read a crosswalk CSV file (or CSV text) into a :class:`Crosswalk`.
 

@@ -19,6 +19,7 @@ from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import IO, Any
 
+from codes import validate
 from mappings.entry import (
     CodeValidator,
     CrosswalkEntry,
@@ -160,7 +161,7 @@ def read_rows(
     *,
     name: str = "<crosswalk>",
     hospital_id: str | None = None,
-    validate_code: CodeValidator | None = None,
+    validate_code: CodeValidator | None = validate,
 ) -> list[CrosswalkEntry]:
     """Turn a header row and data rows (as from CSV or a sheet) into crosswalk entries.
 
@@ -169,7 +170,7 @@ def read_rows(
         name: the file name used in error messages.
         hospital_id: the hospital the file belongs to; required when the file has
             no hospital column, and then every row's hospital must equal it.
-        validate_code: national-code validator (``codes.validate``); None skips it.
+        validate_code: national-code validator, ``codes.validate`` unless given; None skips it.
 
     Returns:
         The entries in file order.
@@ -264,7 +265,7 @@ def read_csv(
     source: Path | str,
     *,
     hospital_id: str | None = None,
-    validate_code: CodeValidator | None = None,
+    validate_code: CodeValidator | None = validate,
 ) -> list[CrosswalkEntry]:
     """Read crosswalk entries from a CSV file or CSV text (UTF-8, optional BOM).
 
@@ -289,7 +290,7 @@ def read_xlsx(
     *,
     sheet: str | None = None,
     hospital_id: str | None = None,
-    validate_code: CodeValidator | None = None,
+    validate_code: CodeValidator | None = validate,
 ) -> list[CrosswalkEntry]:
     """Read crosswalk entries from an Excel workbook (first sheet unless ``sheet`` is named).
 
