@@ -12,6 +12,7 @@ crosswalk entry.
 
 from __future__ import annotations
 
+import itertools
 import re
 from collections import Counter
 from collections.abc import Iterable
@@ -82,7 +83,7 @@ def _bigrams(text: str) -> set[str]:
 
 def _pinyin_bigrams(key: str) -> set[str]:
     syl = key.split()
-    return {f"{a} {b}" for a, b in zip(syl, syl[1:], strict=False)} if len(syl) > 1 else set(syl)
+    return {f"{a} {b}" for a, b in itertools.pairwise(syl)} if len(syl) > 1 else set(syl)
 
 
 _BRAND = re.compile(r"[\u4e00-\u9fff]{2,8}")
