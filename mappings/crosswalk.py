@@ -5,10 +5,11 @@ A crosswalk entry also converts quantities: hospitals count in their own unit
 tablet), so each entry carries the factor between them. Mapping is a pure
 function of an event, the crosswalk and the day.
 
-Every message line goes through :meth:`Crosswalk.lookup`, so the index is one
-plain dict keyed by (hospital, item) whose value already holds the entry that
-wins when ranges overlap; the other ranges of the same item are only scanned
-when that one is not valid on the day.
+Every message line goes through :meth:`Crosswalk.lookup`, so the index is a
+plain dict per hospital keyed by item code. Most items have one entry without
+dates, stored as the entry itself; otherwise the value holds the entry that
+wins when ranges overlap, and the other ranges are only scanned when that one
+is not valid on the day.
 """
 
 from __future__ import annotations
@@ -39,7 +40,9 @@ _Range = tuple[date, date, CrosswalkEntry]
 _Slot = tuple[date, date, CrosswalkEntry, tuple[_Range, ...]]
 
 
-def _slot(entries: list[CrosswalkEntry]) -> _Slot:
+def _slot(entries: list[CrosswalkEntry]) -> _Slot | CrosswalkEntry:
+    if len(entries) == 1 and entries[0].valid_from is None and entries[0].valid_to is None:
+        return entries[0]
     ordered = sorted(entries, key=lambda e: e.valid_from or date.min, reverse=True)
     ranges = [(e.valid_from or date.min, e.valid_to or date.max, e) for e in ordered]
     lo, hi, first = ranges[0]
@@ -57,11 +60,11 @@ class Crosswalk:
 
     def __init__(self, entries: Iterable[CrosswalkEntry] = ()) -> None:
         self._entries: dict[tuple[str, str], list[CrosswalkEntry]] = {}
-        self._index: dict[tuple[str, str], _Slot] = {}
+        self._index: dict[str, dict[str, _Slot | CrosswalkEntry]] = {}
         for e in entries:
             self._entries.setdefault((e.hospital_id, e.item_code), []).append(e)
-        for key, found in self._entries.items():
-            self._index[key] = _slot(found)
+        for (hospital, item), found in self._entries.items():
+            self._index.setdefault(hospital, {})[item] = _slot(found)
 
     def add(self, entry: CrosswalkEntry) -> None:
         """Add an entry in place (entries for other date ranges of the same item are kept)."""
@@ -69,26 +72,32 @@ class Crosswalk:
         # a new list: crosswalks made by with_changes share the old ones
         found = [*self._entries.get(key, ()), entry]
         self._entries[key] = found
-        self._index[key] = _slot(found)
+        # a new per-hospital dict: crosswalks made by with_changes share the old ones
+        self._index[entry.hospital_id] = {**self._index.get(entry.hospital_id, {}),
+                                          entry.item_code: _slot(found)}
 
     def lookup(self, hospital_id: str, item_code: str, day: date) -> CrosswalkEntry | None:
         """The entry valid on ``day``, the latest-starting one if ranges overlap."""
-        slot = self._index.get((hospital_id, item_code))
+        items = self._index.get(hospital_id)
+        if items is None:
+            return None
+        slot = items.get(item_code)
         if slot is None:
             return None
-        if slot[0] <= day <= slot[1]:
-            return slot[2]
-        for lo, hi, entry in slot[3]:
+        if type(slot) is CrosswalkEntry:
+            return slot
+        lo, hi, first, others = slot
+        if lo <= day <= hi:
+            return first
+        for lo, hi, entry in others:
             if lo <= day <= hi:
                 return entry
         return None
 
     def ranges(self, hospital_id: str, item_code: str) -> tuple[CrosswalkEntry, ...]:
         """Every entry of one item, latest-starting first."""
-        slot = self._index.get((hospital_id, item_code))
-        if slot is None:
-            return ()
-        return (slot[2], *(r[2] for r in slot[3]))
+        found = self._entries.get((hospital_id, item_code), ())
+        return tuple(sorted(found, key=lambda e: e.valid_from or date.min, reverse=True))
 
     def get(self, key: EntryKey) -> CrosswalkEntry | None:
         """The entry with this (hospital_id, item_code, valid_from), if any."""
@@ -120,6 +129,7 @@ class Crosswalk:
         new._entries = dict(self._entries)
         new._index = dict(self._index)
         touched: set[tuple[str, str]] = set()
+        copied: set[str] = set()
         for e in remove:
             key = (e.hospital_id, e.item_code)
             kept = [x for x in new._entries.get(key, ()) if x.key != e.key]
@@ -130,11 +140,15 @@ class Crosswalk:
             new._entries[key] = [*new._entries.get(key, ()), e]
             touched.add(key)
         for key in touched:
+            hospital, item = key
+            if hospital not in copied:  # copy-on-write per hospital
+                new._index[hospital] = dict(new._index.get(hospital, {}))
+                copied.add(hospital)
             if new._entries[key]:
-                new._index[key] = _slot(new._entries[key])
+                new._index[hospital][item] = _slot(new._entries[key])
             else:
                 del new._entries[key]
-                new._index.pop(key, None)
+                new._index[hospital].pop(item, None)
         return new
 
     def __iter__(self) -> Iterator[CrosswalkEntry]:

@@ -12,11 +12,13 @@ crosswalk entry.
 
 from __future__ import annotations
 
+import csv
 import itertools
 import re
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from rapidfuzz import fuzz, process
 
@@ -33,7 +35,13 @@ from mappings.normalize import (
     pinyin_key,
 )
 
-__all__ = ["HospitalItem", "Suggestion", "SuggestionIndex", "build_index"]
+__all__ = [
+    "HospitalItem",
+    "Suggestion",
+    "SuggestionIndex",
+    "build_index",
+    "read_catalog_entries",
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,7 +82,28 @@ _APPROVAL_PREFIX = re.compile(r"^(国药准字|进口药品注册证号|医药�
 
 
 def _approval_key(text: str) -> str:
-    return _APPROVAL_PREFIX.sub("", normalize_text(text).upper())
+    key = text.replace(" ", "").upper()
+    if not key.isascii():
+        key = _APPROVAL_PREFIX.sub("", normalize_text(key).upper())
+    return key
+
+
+def _add(index: dict[str, int | list[int]], key: str, i: int) -> None:
+    # one int per key: a list per row would cost 300,000 lists on a full catalog
+    found = index.get(key)
+    if found is None:
+        index[key] = i
+    elif isinstance(found, int):
+        index[key] = [found, i]
+    else:
+        found.append(i)
+
+
+def _get(index: dict[str, int | list[int]], key: str) -> list[int]:
+    found = index.get(key)
+    if found is None:
+        return []
+    return [found] if isinstance(found, int) else found
 
 
 def _bigrams(text: str) -> set[str]:
@@ -142,8 +171,8 @@ class SuggestionIndex:
         self._group_by_name: dict[str, int] = {}
         self._by_bigram: dict[str, list[int]] = {}
         self._by_pinyin: dict[str, list[int]] = {}
-        self._by_standard: dict[str, list[int]] = {}
-        self._by_approval: dict[str, list[int]] = {}
+        self._by_standard: dict[str, int | list[int]] = {}
+        self._by_approval: dict[str, int | list[int]] = {}
         self._by_brand: dict[str, list[int]] = {}
         self._build(entries)
 
@@ -151,47 +180,64 @@ class SuggestionIndex:
         return len(self._entries)
 
     def _build(self, entries: Iterable[CatalogEntry]) -> None:
-        intern: dict[str, str] = {}
+        # Catalog values repeat a lot (generic names, makers, forms): normalise each
+        # distinct value once and share the resulting strings between rows.
+        group_ids: dict[str, int] = {}
+        brands: dict[str, str] = {}
+        makers: dict[str, tuple[str, bool]] = {}
+        specs: dict[tuple[str, str, str], SpecKey] = {}
         raw_core: list[str] = []
         enterprise_cores: dict[str, Counter[str]] = {}
         for entry in entries:
             i = len(self._entries)
             self._entries.append(entry)
-            name = normalize_text(entry.generic_name or entry.name)
-            g = self._group_by_name.get(name)
+            raw_name = entry.generic_name or entry.name
+            g = group_ids.get(raw_name)
             if g is None:
-                g = len(self._groups)
-                self._group_by_name[name] = g
-                self._groups.append(_Group(name=name, form=dosage_form_of(name),
-                                           pinyin=pinyin_key(name)))
+                name = normalize_text(raw_name)
+                g = self._group_by_name.get(name)
+                if g is None:
+                    g = len(self._groups)
+                    self._group_by_name[name] = g
+                    self._groups.append(_Group(name=name, form=dosage_form_of(name),
+                                               pinyin=pinyin_key(name)))
+                group_ids[raw_name] = g
             self._group_of.append(g)
             self._groups[g].members.append(i)
-            self._spec.append(_catalog_spec(entry))
+            spec_cells = (entry.specification, entry.dosage_form, entry.packaging)
+            spec = specs.get(spec_cells)
+            if spec is None:
+                spec = specs[spec_cells] = _catalog_spec(entry)
+            self._spec.append(spec)
             self._count.append(_catalog_count(entry))
-            brand = intern.setdefault(_brand_of(entry), _brand_of(entry))
+            brand = brands.get(entry.product_name)
+            if brand is None:
+                brand = brands[entry.product_name] = _brand_of(entry)
             self._brand.append(brand)
             if brand:
                 self._by_brand.setdefault(brand, []).append(i)
-            core = manufacturer_core(entry.manufacturer)
-            clean = is_clean_manufacturer(entry.manufacturer)
+            maker = makers.get(entry.manufacturer)
+            if maker is None:
+                maker = makers[entry.manufacturer] = (
+                    manufacturer_core(entry.manufacturer),
+                    is_clean_manufacturer(entry.manufacturer))
+            core, clean = maker
             raw_core.append(core if clean else "")
-            enterprise = entry.code[-5:]
-            if clean and entry.code[0] in "XZ":
-                enterprise_cores.setdefault(enterprise, Counter())[core] += 1
-            if entry.standard_code:
-                parts = split_standard_code(entry.standard_code)
-                if parts is not None:
-                    # PDF extraction repeats a 本位码 on neighbouring rows
-                    self._by_standard.setdefault(parts[0], []).append(i)
+            if clean:
+                enterprise_cores.setdefault(entry.code[-5:], Counter())[core] += 1
+            standard = entry.standard_code
+            if len(standard) == 14 and standard.isdigit():
+                # PDF extraction repeats a 本位码 on neighbouring rows
+                _add(self._by_standard, standard, i)
             if entry.approval_no:
-                self._by_approval.setdefault(_approval_key(entry.approval_no), []).append(i)
+                _add(self._by_approval, _approval_key(entry.approval_no), i)
         # A cut or glued manufacturer cell takes the name its enterprise segment has
         # elsewhere in the catalog (the segment is the same company on every code).
         best = {e: c.most_common(1)[0][0] for e, c in enterprise_cores.items()}
         for i, entry in enumerate(self._entries):
             alt = best.get(entry.code[-5:], "")
-            core = raw_core[i] or alt or manufacturer_core(entry.manufacturer)
-            self._core.append(intern.setdefault(core, core))
+            core = raw_core[i] or alt or makers[entry.manufacturer][0]
+            self._core.append(core)
             # shifted rows carry a clean name of the neighbouring row: keep both
             self._alt_core.append(alt if alt != core else "")
         for g, group in enumerate(self._groups):
@@ -287,9 +333,9 @@ class SuggestionIndex:
         exact: set[int] = set()
         standard = split_standard_code(item.standard_code) if item.standard_code else None
         if standard is not None:
-            exact.update(self._by_standard.get(standard[0], ()))
+            exact.update(_get(self._by_standard, standard[0]))
         approval = _approval_key(item.approval_no) if item.approval_no.strip() else ""
-        by_approval = set(self._by_approval.get(approval, ())) if approval else set()
+        by_approval = set(_get(self._by_approval, approval)) if approval else set()
         brands = {normalize_text(x) for x in parsed.extras}
         if _BRAND.fullmatch(generic):
             brands.add(generic)
@@ -380,6 +426,63 @@ class SuggestionIndex:
             total += 8
             reasons.append(f"商品名 {self._brand[i]} 一致")
         return total, tuple(reasons)
+
+
+_CATALOG_COLUMNS = {
+    "code": ("医保药品编码", "国家医保药品编码", "药品代码", "code"),
+    "name": ("注册名称", "name"),
+    "generic_name": ("药品通用名", "通用名", "generic_name"),
+    "product_name": ("产品名称", "商品名", "product_name"),
+    "dosage_form": ("剂型", "注册剂型", "dosage_form"),
+    "specification": ("规格", "注册规格", "specification"),
+    "packaging": ("包装规格", "包装材质", "packaging"),
+    "min_pack_quantity": ("最小包装数量", "min_pack_quantity"),
+    "min_pack_unit": ("最小包装单位", "min_pack_unit"),
+    "manufacturer": ("药品生产企业", "生产企业", "manufacturer"),
+    "approval_no": ("批准文号", "approval_no"),
+    "standard_code": ("药品本位码", "本位码", "standard_code"),
+}
+
+
+def read_catalog_entries(path: Path) -> Iterator[CatalogEntry]:
+    """Stream a drug catalog CSV (published Chinese headers) as entries, for the index.
+
+    A lean reader for loading a catalog at start-up: repeated values share one
+    string, and rows are not repaired or reported as by ``codes.catalog_files``,
+    which is the importer to use when a new catalog file is published.
+
+    Raises:
+        ValueError: the header has no national-code column.
+    """
+    with path.open(encoding="utf-8-sig", newline="") as f:
+        reader = csv.reader(f)
+        header = [h.strip() for h in next(reader, [])]
+        columns: dict[str, int] = {}
+        for name, aliases in _CATALOG_COLUMNS.items():
+            for alias in aliases:
+                if alias in header:
+                    columns[name] = header.index(alias)
+                    break
+        if "code" not in columns:
+            raise ValueError(f"{path}: no national-code column (医保药品编码) in the header")
+        shared: dict[str, str] = {}
+        unique = {"code", "approval_no", "standard_code"}
+        picks = [(name, i, name in unique) for name, i in columns.items()]
+        width = max(columns.values()) + 1
+        for row in reader:
+            if len(row) < width:
+                row = row + [""] * (width - len(row))
+            values: dict[str, str] = {}
+            for name, i, is_unique in picks:
+                v = row[i].strip()
+                values[name] = v if is_unique else shared.setdefault(v, v)
+            if not values["code"]:
+                continue
+            standard = values.get("standard_code", "")
+            if standard and not (len(standard) == 14 and standard.isdigit()):
+                parts = split_standard_code(standard)
+                values["standard_code"] = parts[0] if parts else ""
+            yield CatalogEntry(**values)
 
 
 def build_index(entries: Iterable[CatalogEntry]) -> SuggestionIndex:
