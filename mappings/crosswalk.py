@@ -84,7 +84,7 @@ class Crosswalk:
         slot = items.get(item_code)
         if slot is None:
             return None
-        if type(slot) is CrosswalkEntry:
+        if isinstance(slot, CrosswalkEntry):
             return slot
         lo, hi, first, others = slot
         if lo <= day <= hi:

@@ -112,6 +112,8 @@ _DATE_RE = re.compile(r"^(\d{4})\s*[-/.年]\s*(\d{1,2})\s*[-/.月]\s*(\d{1,2})\s
 
 
 def _text(value: object) -> str:
+    if type(value) is str:
+        return value.strip()
     if value is None:
         return ""
     if isinstance(value, float) and value.is_integer():
@@ -196,6 +198,10 @@ def read_rows(
 
     problems: list[str] = []
     entries: list[CrosswalkEntry] = []
+    # hospital ids, units, codes and factors repeat across rows: keep one object each
+    shared: dict[str, str] = {}
+    factors: dict[str, Decimal] = {}
+    code_problems: dict[str, list[str]] = {}
     for n, row in enumerate(it, start=2):
         def cell(field: str, row: Sequence[object] = row) -> object:
             i = columns.get(field)
@@ -214,25 +220,37 @@ def read_rows(
         if not hospital:
             row_problems.append(f"{where}: column hospital_id ({CHINESE_HEADERS['hospital_id']}) "
                                 "is empty")
-        factor = _factor(cell("factor"), where, row_problems)
+        factor_text = _text(cell("factor"))
+        factor = factors.get(factor_text)
+        if factor is None:
+            factor = _factor(factor_text, where, row_problems)
+            if not row_problems:
+                factors[factor_text] = factor
         valid_from = _date(cell("valid_from"), f"{where} valid_from", row_problems)
         valid_to = _date(cell("valid_to"), f"{where} valid_to", row_problems)
         if row_problems:
             problems.extend(row_problems)
             continue
+        code = _text(cell("national_code")).upper()
         entry = CrosswalkEntry(
-            hospital_id=hospital,
+            hospital_id=shared.setdefault(hospital, hospital),
             item_code=_text(cell("item_code")),
-            national_code=_text(cell("national_code")).upper(),
+            national_code=shared.setdefault(code, code),
             item_name=_text(cell("item_name")),
-            hospital_unit=_text(cell("hospital_unit")),
-            national_unit=_text(cell("national_unit")),
+            hospital_unit=shared.setdefault(u := _text(cell("hospital_unit")), u),
+            national_unit=shared.setdefault(u := _text(cell("national_unit")), u),
             factor=factor,
             valid_from=valid_from,
             valid_to=valid_to,
         )
-        problems.extend(f"{where}: {p}" for p in entry_problems(entry,
-                                                                 validate_code=validate_code))
+        # the code check runs once per distinct code; the rest of the entry per row
+        found = code_problems.get(code)
+        if found is None:
+            found = code_problems[code] = entry_problems(
+                CrosswalkEntry(hospital_id="-", item_code="-", national_code=code),
+                validate_code=validate_code)
+        found = found + entry_problems(entry, validate_code=None)
+        problems.extend(f"{where}: {p}" for p in found)
         entries.append(entry)
     problems.extend(overlap_problems(entries, name=name))
     if problems:

@@ -22,7 +22,7 @@ from pathlib import Path
 
 from rapidfuzz import fuzz, process
 
-from codes.catalog import CatalogEntry
+from codes.catalog import ENTRY_FIELDS, CatalogEntry
 from codes.standard_code import split_standard_code
 from mappings.normalize import (
     SpecKey,
@@ -82,10 +82,14 @@ _APPROVAL_PREFIX = re.compile(r"^(国药准字|进口药品注册证号|医药�
 
 
 def _approval_key(text: str) -> str:
-    key = text.replace(" ", "").upper()
-    if not key.isascii():
-        key = _APPROVAL_PREFIX.sub("", normalize_text(key).upper())
-    return key
+    """"国药准字H20051055" for "H20051055", "国药准字 h20051055", full-width forms …"""
+    key = text.replace(" ", "")
+    if not key.isupper():
+        key = key.upper()
+    if key.startswith("国药准字") and key[4:].isascii():
+        return key  # the catalog's own string: no copy per row
+    rest = _APPROVAL_PREFIX.sub("", normalize_text(key).upper())
+    return "国药准字" + rest if re.fullmatch(r"[A-Z]\d{8}", rest) else rest
 
 
 def _add(index: dict[str, int | list[int]], key: str, i: int) -> None:
@@ -444,6 +448,11 @@ _CATALOG_COLUMNS = {
 }
 
 
+# read_catalog_entries builds entries positionally, in codes' field order
+if tuple(_CATALOG_COLUMNS) != ENTRY_FIELDS[: len(_CATALOG_COLUMNS)]:  # pragma: no cover
+    raise ImportError("codes.catalog.CatalogEntry fields changed order; update _CATALOG_COLUMNS")
+
+
 def read_catalog_entries(path: Path) -> Iterator[CatalogEntry]:
     """Stream a drug catalog CSV (published Chinese headers) as entries, for the index.
 
@@ -465,24 +474,27 @@ def read_catalog_entries(path: Path) -> Iterator[CatalogEntry]:
                     break
         if "code" not in columns:
             raise ValueError(f"{path}: no national-code column (医保药品编码) in the header")
-        shared: dict[str, str] = {}
-        unique = {"code", "approval_no", "standard_code"}
-        picks = [(name, i, name in unique) for name, i in columns.items()]
+        shared: dict[str, str] = {"无": "", "/": "", "-": "", "—": ""}  # published "none"
+        fields = list(_CATALOG_COLUMNS)
+        picks = [columns.get(name, -1) for name in fields]
+        repeated = [name not in ("code", "approval_no", "standard_code") for name in fields]
+        standard_at = fields.index("standard_code")
         width = max(columns.values()) + 1
         for row in reader:
             if len(row) < width:
                 row = row + [""] * (width - len(row))
-            values: dict[str, str] = {}
-            for name, i, is_unique in picks:
-                v = row[i].strip()
-                values[name] = v if is_unique else shared.setdefault(v, v)
-            if not values["code"]:
+            values = [
+                "" if i < 0 else (shared.setdefault(v, v) if rep else v)  # one object each
+                for i, rep in zip(picks, repeated, strict=True)
+                for v in (row[i].strip() if i >= 0 else "",)
+            ]
+            if not values[0]:
                 continue
-            standard = values.get("standard_code", "")
+            standard = values[standard_at]
             if standard and not (len(standard) == 14 and standard.isdigit()):
                 parts = split_standard_code(standard)
-                values["standard_code"] = parts[0] if parts else ""
-            yield CatalogEntry(**values)
+                values[standard_at] = parts[0] if parts else ""
+            yield CatalogEntry(*values)
 
 
 def build_index(entries: Iterable[CatalogEntry]) -> SuggestionIndex:
