@@ -202,55 +202,72 @@ def read_rows(
     shared: dict[str, str] = {}
     factors: dict[str, Decimal] = {}
     code_problems: dict[str, list[str]] = {}
-    for n, row in enumerate(it, start=2):
-        def cell(field: str, row: Sequence[object] = row) -> object:
-            i = columns.get(field)
-            return row[i] if i is not None and i < len(row) else None
-
-        if not any(_text(c) for c in row):
+    # every field has a position; -1 (absent) reads the empty last cell appended below
+    at = {f: columns.get(f, -1) for f in FIELDS}
+    i_hospital, i_item, i_code, i_name, i_hunit, i_nunit, i_factor, i_from, i_to = (
+        at[f] for f in FIELDS)
+    width = max(columns.values()) + 1
+    dates: dict[str, date | None] = {"": None}
+    for n, raw in enumerate(it, start=2):
+        cells = [c.strip() if type(c) is str else c for c in raw[:width]]
+        cells.extend([""] * (width + 1 - len(cells)))
+        if not any(_text(c) for c in cells):
             continue  # blank lines at the end of a sheet
+        texts = [c if type(c) is str else _text(c) for c in cells]
         where = f"{name} row {n}"
         row_problems: list[str] = []
-        hospital = _text(cell("hospital_id")) or (hospital_id or "")
+        hospital = texts[i_hospital] or (hospital_id or "")
+        item_code, code = texts[i_item], texts[i_code].upper()
         if hospital_id and hospital != hospital_id:
             row_problems.append(f"{where}: hospital {hospital!r} is not {hospital_id!r}")
-        for f in _REQUIRED:
-            if not _text(cell(f)):
-                row_problems.append(f"{where}: column {f} ({CHINESE_HEADERS[f]}) is empty")
+        if not item_code:
+            row_problems.append(f"{where}: column item_code ({CHINESE_HEADERS['item_code']}) "
+                                "is empty")
+        if not code:
+            row_problems.append(f"{where}: column national_code "
+                                f"({CHINESE_HEADERS['national_code']}) is empty")
         if not hospital:
             row_problems.append(f"{where}: column hospital_id ({CHINESE_HEADERS['hospital_id']}) "
                                 "is empty")
-        factor_text = _text(cell("factor"))
-        factor = factors.get(factor_text)
+        factor = factors.get(texts[i_factor])
         if factor is None:
-            factor = _factor(factor_text, where, row_problems)
+            factor = _factor(texts[i_factor], where, row_problems)
             if not row_problems:
-                factors[factor_text] = factor
-        valid_from = _date(cell("valid_from"), f"{where} valid_from", row_problems)
-        valid_to = _date(cell("valid_to"), f"{where} valid_to", row_problems)
+                factors[texts[i_factor]] = factor
+        span: list[date | None] = []
+        for i, label in ((i_from, "valid_from"), (i_to, "valid_to")):
+            value = cells[i]
+            if isinstance(value, str) and value in dates:
+                span.append(dates[value])
+            else:
+                d = _date(value, f"{where} {label}", row_problems)
+                if isinstance(value, str) and d is not None:
+                    dates[value] = d
+                span.append(d)
         if row_problems:
             problems.extend(row_problems)
             continue
-        code = _text(cell("national_code")).upper()
         entry = CrosswalkEntry(
             hospital_id=shared.setdefault(hospital, hospital),
-            item_code=_text(cell("item_code")),
+            item_code=item_code,
             national_code=shared.setdefault(code, code),
-            item_name=_text(cell("item_name")),
-            hospital_unit=shared.setdefault(u := _text(cell("hospital_unit")), u),
-            national_unit=shared.setdefault(u := _text(cell("national_unit")), u),
+            item_name=texts[i_name],
+            hospital_unit=shared.setdefault(texts[i_hunit], texts[i_hunit]),
+            national_unit=shared.setdefault(texts[i_nunit], texts[i_nunit]),
             factor=factor,
-            valid_from=valid_from,
-            valid_to=valid_to,
+            valid_from=span[0],
+            valid_to=span[1],
         )
-        # the code check runs once per distinct code; the rest of the entry per row
+        # the code check runs once per distinct code
         found = code_problems.get(code)
         if found is None:
             found = code_problems[code] = entry_problems(
                 CrosswalkEntry(hospital_id="-", item_code="-", national_code=code),
                 validate_code=validate_code)
-        found = found + entry_problems(entry, validate_code=None)
-        problems.extend(f"{where}: {p}" for p in found)
+        if found:
+            problems.extend(f"{where}: {p}" for p in found)
+        if span[0] is not None and span[1] is not None and span[0] > span[1]:
+            problems.append(f"{where}: valid_from {span[0]} is after valid_to {span[1]}")
         entries.append(entry)
     problems.extend(overlap_problems(entries, name=name))
     if problems:

@@ -286,7 +286,7 @@ class SuggestionIndex:
             )
             scored.append((g, float(score)))
         scored.sort(key=lambda x: -x[1])
-        return [x for x in scored[:8] if x[1] >= 55 or x[0] in extra]
+        return [x for x in scored[:8] if x[1] >= 65 or x[0] in extra]
 
     def _products(self, group: _Group, mcore: str, spec: SpecKey) -> dict[int, float]:
         """Members worth scoring, with their manufacturer score."""
