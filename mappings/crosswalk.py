@@ -22,6 +22,7 @@ from pathlib import Path
 
 from codes import validate
 from gateway.model import Event, Line
+from mappings._bulk import paused_gc
 from mappings.entry import CodeValidator, CrosswalkEntry, EntryKey
 from mappings.files import CrosswalkFormatError, read_csv
 
@@ -61,6 +62,10 @@ class Crosswalk:
     def __init__(self, entries: Iterable[CrosswalkEntry] = ()) -> None:
         self._entries: dict[tuple[str, str], list[CrosswalkEntry]] = {}
         self._index: dict[str, dict[str, _Slot | CrosswalkEntry]] = {}
+        with paused_gc():
+            self._fill(entries)
+
+    def _fill(self, entries: Iterable[CrosswalkEntry]) -> None:
         for e in entries:
             self._entries.setdefault((e.hospital_id, e.item_code), []).append(e)
         for (hospital, item), found in self._entries.items():

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from codes import validate
+from mappings._bulk import paused_gc
 from mappings.entry import (
     CodeValidator,
     CrosswalkEntry,
@@ -181,6 +182,17 @@ def read_rows(
         CrosswalkFormatError: with every problem found (missing columns, empty or
             malformed cells, invalid national codes, duplicate or overlapping ranges).
     """
+    with paused_gc():
+        return _read_rows(rows, name=name, hospital_id=hospital_id, validate_code=validate_code)
+
+
+def _read_rows(
+    rows: Iterable[Sequence[object]],
+    *,
+    name: str,
+    hospital_id: str | None,
+    validate_code: CodeValidator | None,
+) -> list[CrosswalkEntry]:
     it = iter(rows)
     header = next(it, None)
     if header is None:

@@ -16,7 +16,7 @@ import csv
 import itertools
 import re
 from collections import Counter
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -24,6 +24,7 @@ from rapidfuzz import fuzz, process
 
 from codes.catalog import ENTRY_FIELDS, CatalogEntry
 from codes.standard_code import split_standard_code
+from mappings._bulk import paused_gc
 from mappings.normalize import (
     SpecKey,
     dosage_form_of,
@@ -178,10 +179,16 @@ class SuggestionIndex:
         self._by_standard: dict[str, int | list[int]] = {}
         self._by_approval: dict[str, int | list[int]] = {}
         self._by_brand: dict[str, list[int]] = {}
-        self._build(entries)
+        with paused_gc():
+            self._build(entries)
 
     def __len__(self) -> int:
         return len(self._entries)
+
+    @property
+    def entries(self) -> Sequence[CatalogEntry]:
+        """The catalog entries in the index, in load order."""
+        return self._entries
 
     def _build(self, entries: Iterable[CatalogEntry]) -> None:
         # Catalog values repeat a lot (generic names, makers, forms): normalise each
@@ -228,7 +235,10 @@ class SuggestionIndex:
             core, clean = maker
             raw_core.append(core if clean else "")
             if clean:
-                enterprise_cores.setdefault(entry.code[-5:], Counter())[core] += 1
+                counter = enterprise_cores.get(entry.code[-5:])
+                if counter is None:
+                    counter = enterprise_cores[entry.code[-5:]] = Counter()
+                counter[core] += 1
             standard = entry.standard_code
             if len(standard) == 14 and standard.isdigit():
                 # PDF extraction repeats a 本位码 on neighbouring rows
@@ -476,20 +486,22 @@ def read_catalog_entries(path: Path) -> Iterator[CatalogEntry]:
             raise ValueError(f"{path}: no national-code column (医保药品编码) in the header")
         shared: dict[str, str] = {"无": "", "/": "", "-": "", "—": ""}  # published "none"
         fields = list(_CATALOG_COLUMNS)
-        picks = [columns.get(name, -1) for name in fields]
-        repeated = [name not in ("code", "approval_no", "standard_code") for name in fields]
-        standard_at = fields.index("standard_code")
         width = max(columns.values()) + 1
+        picks = [columns.get(name, width) for name in fields]  # width: the padding cell
+        # one object per distinct value, except for values unique to a row
+        repeated = [k for k, name in enumerate(fields)
+                    if name not in ("code", "approval_no", "standard_code")]
+        standard_at = fields.index("standard_code")
+        share = shared.setdefault
         for row in reader:
-            if len(row) < width:
-                row = row + [""] * (width - len(row))
-            values = [
-                "" if i < 0 else (shared.setdefault(v, v) if rep else v)  # one object each
-                for i, rep in zip(picks, repeated, strict=True)
-                for v in (row[i].strip() if i >= 0 else "",)
-            ]
+            if len(row) <= width:
+                row = row + [""] * (width + 1 - len(row))
+            values = [row[i].strip() for i in picks]
             if not values[0]:
                 continue
+            for k in repeated:
+                v = values[k]
+                values[k] = share(v, v)
             standard = values[standard_at]
             if standard and not (len(standard) == 14 and standard.isdigit()):
                 parts = split_standard_code(standard)
