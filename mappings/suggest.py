@@ -199,32 +199,35 @@ class SuggestionIndex:
         specs: dict[tuple[str, str, str], SpecKey] = {}
         raw_core: list[str] = []
         enterprise_cores: dict[str, Counter[str]] = {}
-        for entry in entries:
-            i = len(self._entries)
-            self._entries.append(entry)
+        counts: dict[tuple[str, str], int | None] = {}
+        # local names: this loop runs once per catalog row
+        add_entry, add_group, add_spec = self._entries.append, self._group_of.append, \
+            self._spec.append
+        add_count, add_brand, add_core = self._count.append, self._brand.append, \
+            raw_core.append
+        groups, by_standard, by_approval = self._groups, self._by_standard, self._by_approval
+        for i, entry in enumerate(entries):
+            add_entry(entry)
             raw_name = entry.generic_name or entry.name
             g = group_ids.get(raw_name)
             if g is None:
-                name = normalize_text(raw_name)
-                g = self._group_by_name.get(name)
-                if g is None:
-                    g = len(self._groups)
-                    self._group_by_name[name] = g
-                    self._groups.append(_Group(name=name, form=dosage_form_of(name),
-                                               pinyin=pinyin_key(name)))
-                group_ids[raw_name] = g
-            self._group_of.append(g)
-            self._groups[g].members.append(i)
+                g = group_ids[raw_name] = self._group_for(raw_name)
+            add_group(g)
+            groups[g].members.append(i)
             spec_cells = (entry.specification, entry.dosage_form, entry.packaging)
             spec = specs.get(spec_cells)
             if spec is None:
                 spec = specs[spec_cells] = _catalog_spec(entry)
-            self._spec.append(spec)
-            self._count.append(_catalog_count(entry))
+            add_spec(spec)
+            count_cells = (entry.min_pack_quantity, entry.packaging)
+            if count_cells in counts:
+                add_count(counts[count_cells])
+            else:
+                add_count(counts.setdefault(count_cells, _catalog_count(entry)))
             brand = brands.get(entry.product_name)
             if brand is None:
                 brand = brands[entry.product_name] = _brand_of(entry)
-            self._brand.append(brand)
+            add_brand(brand)
             if brand:
                 self._by_brand.setdefault(brand, []).append(i)
             maker = makers.get(entry.manufacturer)
@@ -233,18 +236,25 @@ class SuggestionIndex:
                     manufacturer_core(entry.manufacturer),
                     is_clean_manufacturer(entry.manufacturer))
             core, clean = maker
-            raw_core.append(core if clean else "")
+            add_core(core if clean else "")
             if clean:
                 counter = enterprise_cores.get(entry.code[-5:])
                 if counter is None:
                     counter = enterprise_cores[entry.code[-5:]] = Counter()
                 counter[core] += 1
             standard = entry.standard_code
-            if len(standard) == 14 and standard.isdigit():
+            if len(standard) == 14:
                 # PDF extraction repeats a 本位码 on neighbouring rows
-                _add(self._by_standard, standard, i)
+                if standard not in by_standard:
+                    by_standard[standard] = i
+                else:
+                    _add(by_standard, standard, i)
             if entry.approval_no:
-                _add(self._by_approval, _approval_key(entry.approval_no), i)
+                key = _approval_key(entry.approval_no)
+                if key not in by_approval:
+                    by_approval[key] = i
+                else:
+                    _add(by_approval, key, i)
         # A cut or glued manufacturer cell takes the name its enterprise segment has
         # elsewhere in the catalog (the segment is the same company on every code).
         best = {e: c.most_common(1)[0][0] for e, c in enterprise_cores.items()}
@@ -266,6 +276,16 @@ class SuggestionIndex:
                 self._by_bigram.setdefault(bg, []).append(g)
             for bg in _pinyin_bigrams(group.pinyin):
                 self._by_pinyin.setdefault(bg, []).append(g)
+
+    def _group_for(self, raw_name: str) -> int:
+        name = normalize_text(raw_name)
+        g = self._group_by_name.get(name)
+        if g is None:
+            g = len(self._groups)
+            self._group_by_name[name] = g
+            self._groups.append(_Group(name=name, form=dosage_form_of(name),
+                                       pinyin=pinyin_key(name)))
+        return g
 
     # --- query -----------------------------------------------------------------------
 
