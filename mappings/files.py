@@ -289,9 +289,13 @@ def _read_rows(
 
 def overlap_problems(entries: Iterable[CrosswalkEntry], *, name: str = "") -> list[str]:
     """Pairs of entries of the same item whose validity ranges overlap."""
-    by_item: dict[tuple[str, str], list[CrosswalkEntry]] = {}
+    first: dict[tuple[str, str], CrosswalkEntry] = {}
+    by_item: dict[tuple[str, str], list[CrosswalkEntry]] = {}  # only items seen twice
     for e in entries:
-        by_item.setdefault((e.hospital_id, e.item_code), []).append(e)
+        key = (e.hospital_id, e.item_code)
+        seen = first.setdefault(key, e)
+        if seen is not e:
+            by_item.setdefault(key, [seen]).append(e)
     prefix = f"{name}: " if name else ""
     problems = []
     for (hospital, item), found in by_item.items():
