@@ -193,18 +193,21 @@ def main() -> None:
         gc.collect()
         rss_before = rss_mb()
 
-        t0 = time.perf_counter()
-        index = build_index(read_catalog_entries(catalog_path))
-        t2 = time.perf_counter()
-        crosswalk = load_csv(crosswalk_path)
-        t3 = time.perf_counter()
-        load_s = t3 - t0
+        # best of two loads: the machine is shared, the minimum is the code's own cost
+        first = load(catalog_path, crosswalk_path)
+        times = [first[2:]]
+        del first
+        gc.collect()
+        index, crosswalk, *second = load(catalog_path, crosswalk_path)
+        times.append((second[0], second[1]))
+        catalog_s, crosswalk_s = min(times, key=sum)
+        load_s = catalog_s + crosswalk_s
         rss = rss_mb()
         t = time.perf_counter()
         full_import = len(read_catalog_csv(catalog_path).entries)
         import_s = time.perf_counter() - t
-        print(f"load: catalog {len(index)} codes read and indexed {t2 - t0:.2f}s, "
-              f"crosswalk {len(crosswalk)} entries {t3 - t2:.2f}s "
+        print(f"load: catalog {len(index)} codes read and indexed {catalog_s:.2f}s, "
+              f"crosswalk {len(crosswalk)} entries {crosswalk_s:.2f}s "
               f"= {load_s:.2f}s; peak RSS {rss:.0f} MB ({rss_before:.0f} MB before loading)")
         print(f"      (first import of the same file with row repair and report, "
               f"codes.catalog_files.read_catalog_csv: {full_import} codes in {import_s:.2f}s)")
@@ -226,6 +229,16 @@ def main() -> None:
           f"lookups_per_s={lookups_per_s:.0f} suggest_ms={suggest_ms:.2f}")
 
 
+def load(catalog_path: Path, crosswalk_path: Path) -> tuple[SuggestionIndex, Crosswalk, float,
+                                                             float]:
+    """Load the catalog index and the crosswalk; returns both and their load times."""
+    t0 = time.perf_counter()
+    index = build_index(read_catalog_entries(catalog_path))
+    t1 = time.perf_counter()
+    crosswalk = load_csv(crosswalk_path)
+    return index, crosswalk, t1 - t0, time.perf_counter() - t1
+
+
 def bench_lookups(crosswalk: Crosswalk, keys: list[tuple[str, str]]) -> tuple[float, float]:
     """Lookups per second through Crosswalk.lookup and through a bare dict."""
     rng = random.Random(3)
@@ -235,7 +248,7 @@ def bench_lookups(crosswalk: Crosswalk, keys: list[tuple[str, str]]) -> tuple[fl
     rng.shuffle(sample)
     lookup = crosswalk.lookup
     best = 0.0
-    for _ in range(3):
+    for _ in range(5):
         t = time.perf_counter()
         for h, i in sample:
             lookup(h, i, day)
@@ -243,7 +256,7 @@ def bench_lookups(crosswalk: Crosswalk, keys: list[tuple[str, str]]) -> tuple[fl
     plain = {(e.hospital_id, e.item_code): e for e in crosswalk}
     get = plain.get
     base = 0.0
-    for _ in range(3):
+    for _ in range(5):
         t = time.perf_counter()
         for h, i in sample:
             get((h, i))
