@@ -82,6 +82,21 @@ class Ingestor:
                 blocked = blocked or advice.blocked
         return Advice(tuple(issues), blocked)
 
+    def remap(self, event: Event) -> tuple[Event, bool, tuple[PlannedDelivery, ...]]:
+        """Map a held event with today's crosswalk: (event, still held?, deliveries)."""
+        mapped, unmapped = map_event(event, self.crosswalk, self.clock().date())
+        if unmapped:
+            return mapped, True, ()
+        return mapped, False, self.plan([mapped], [False])
+
+    async def release_held(self, hospital_id: str | None = None) -> int:
+        """Release the held events the crosswalk now maps, in their original order."""
+        released = await self.store.release_held(self.remap, hospital_id)  # type: ignore[attr-defined]
+        if released:
+            log.info("released %d held event(s)", len(released))
+            self.notify()
+        return len(released)
+
     async def handle(self, adapter: Adapter, raw: bytes, peer: str) -> Reply:
         """Take one message; the reply is positive only after a durable commit."""
         received_at = self.clock()

@@ -29,11 +29,15 @@ from .base import (
     Incoming,
     OutboxItem,
     OutboxStats,
+    PlannedDelivery,
     UnmappedItem,
 )
 from .msgid import MsgIdClock
 
-__all__ = ["SqliteStore"]
+__all__ = ["Remap", "SqliteStore"]
+
+# held event → (event mapped again, still held?, deliveries to plan)
+Remap = Callable[[Event], tuple[Event, bool, tuple[PlannedDelivery, ...]]]
 
 log = logging.getLogger(__name__)
 
@@ -350,6 +354,49 @@ class SqliteStore:
             return [UnmappedItem(*r) for r in con.execute(sql + " ORDER BY occurrences DESC",
                                                           args)]
         return await asyncio.get_running_loop().run_in_executor(self._reader, read)
+
+    async def release_held(self, remap: Remap, hospital_id: str | None = None) -> list[Event]:
+        """Map held events again, oldest first; those now complete get their outbox rows.
+
+        ``remap`` returns the event with national codes, whether it is still held, and the
+        deliveries to plan. Released events are committed in one transaction, in their
+        original order, and returned.
+        """
+        def write() -> list[Event]:
+            con = self._wcon
+            assert con is not None
+            now = time.time()
+            sql = "SELECT seq, body FROM events WHERE held = 1"
+            args: tuple[str, ...] = ()
+            if hospital_id:
+                sql += " AND hospital_id = ?"
+                args = (hospital_id,)
+            released: list[Event] = []
+            con.execute("BEGIN IMMEDIATE")
+            try:
+                for seq, body in con.execute(sql + " ORDER BY seq", args).fetchall():
+                    event, still_held, deliveries = remap(event_from_dict(orjson.loads(body)))
+                    if still_held:
+                        continue
+                    con.execute("UPDATE events SET held = 0, body = ? WHERE seq = ?",
+                                (_dumps(event), seq))
+                    for d in deliveries:
+                        con.execute(
+                            "INSERT INTO outbox (destination, event_seq, unit, hospital_id,"
+                            " stream, msgid, created_at, next_attempt_at)"
+                            " VALUES (?, ?, ?, ?, ?, ?, ?, 0)",
+                            (d.destination, seq, d.unit, event.hospital_id, event.stream,
+                             self._msgids.next(event.hospital_id, now), now))
+                    for line in event.lines:
+                        con.execute("DELETE FROM unmapped WHERE hospital_id = ? AND item_code = ?",
+                                    (event.hospital_id, line.item_code))
+                    released.append(event)
+                con.execute("COMMIT")
+            except BaseException:
+                con.execute("ROLLBACK")
+                raise
+            return released
+        return await asyncio.get_running_loop().run_in_executor(self._writer, write)
 
     async def events_after(self, seq: int, limit: int) -> list[tuple[int, Event]]:
         """Committed events after sequence number ``seq``, in commit order (ledger feed)."""

@@ -98,7 +98,7 @@ async def test_unmapped_item_is_held_not_mirrored_and_queued(gateway) -> None:
     async with aiohttp.ClientSession() as s, s.get(gateway.url("/api/unmapped")) as r:
         queue = await r.json()
     assert queue[0]["item_code"] == "Y9990001"
-    assert queue[0]["item_name"] == "来曲唑片^弗隆|2.5mg"  # escapes decoded
+    assert queue[0]["item_name"] == "阿那曲唑片^海正|1mg"  # escapes decoded
     assert queue[0]["occurrences"] == 1
 
 
@@ -143,3 +143,34 @@ async def test_commit_failure_gets_ae_never_aa_and_a_resend_is_taken(gateway) ->
     await client.close()
     assert ok["MSA"][1] == "AA"
     await _wait_for(lambda: len(gateway.simulator.order) == 1)
+
+
+async def test_held_events_are_released_in_order_once_mapped(gateway) -> None:
+    from decimal import Decimal
+
+    from gateway.app import CROSSWALK, INGESTOR
+    from mappings.crosswalk import CrosswalkEntry
+
+    raw = sample("rds_o13_unmapped_item.hl7")
+    client = await MLLPClient.connect(gateway.mllp_port)
+    for n in range(3):  # three dispenses of the unknown item, in this order
+        msg = raw.replace(b"RDS20261123000888", f"RDSHELD{n:05d}".encode()) \
+                 .replace(b"CF20261123000888", f"CFHELD{n:05d}".encode())
+        assert ack_fields(await client.send(msg))["MSA"][1] == "AA"
+    await client.close()
+    await asyncio.sleep(0.2)
+    assert gateway.simulator.order == []
+    ingestor = gateway.app[INGESTOR]
+    entry = CrosswalkEntry(HOSPITAL, "Y9990001", "XL02BGA045A001010104641",
+                           item_name="阿那曲唑片(海正)", hospital_unit="盒", national_unit="片",
+                           factor=Decimal(14))
+    ingestor.crosswalk = gateway.app[CROSSWALK].with_changes(add=[entry])
+    assert await ingestor.release_held() == 3
+    await _wait_for(lambda: len(gateway.simulator.order) == 3)
+    sent = [gateway.simulator.accepted[m]["input"]["selinfo"] for m in gateway.simulator.order]
+    assert [s["rtal_docno"] for s in sent] == ["CFHELD00000", "CFHELD00001", "CFHELD00002"]
+    assert {s["med_list_codg"] for s in sent} == {"XL02BGA045A001010104641"}
+    assert {s["sel_retn_cnt"] for s in sent} == {"42"}  # 3 boxes × 14 tablets
+    assert (await gateway.store.query("SELECT count(*) FROM events WHERE held = 1"))[0][0] == 0
+    assert await gateway.store.unmapped() == []
+    assert await ingestor.release_held() == 0  # nothing left, nothing sent twice
