@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import hmac
 import logging
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 
 import aiohttp
@@ -200,9 +201,33 @@ async def unmapped(request: web.Request) -> web.Response:
                               {f: getattr(i, f) for f in i.__slots__} for i in items])
 
 
+_PROTECTED = ("/api/", "/ledger/")
+
+
+def _token_guard(token: str) -> Callable[..., Awaitable[web.StreamResponse]]:
+    """Require ``Authorization: Bearer <token>`` on the operator API."""
+    expected = f"Bearer {token}".encode()
+
+    @web.middleware
+    async def guard(request: web.Request,
+                    handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+                    ) -> web.StreamResponse:
+        if request.path.startswith(_PROTECTED):
+            given = request.headers.get("Authorization", "").encode()
+            if not hmac.compare_digest(given, expected):
+                return web.json_response(
+                    {"error": "operator API: send Authorization: Bearer <http.api_token>"},
+                    status=401)
+        return await handler(request)
+    return guard
+
+
 def build_app(cfg: GatewayConfig, metrics_: Metrics | None = None) -> web.Application:
     """The gateway as an aiohttp application (HTTP side plus every listener and worker)."""
-    app = web.Application(client_max_size=cfg.http.max_body_bytes)
+    middlewares = []
+    if cfg.http.api_token is not None:
+        middlewares.append(_token_guard(cfg.http.api_token.get_secret_value()))
+    app = web.Application(client_max_size=cfg.http.max_body_bytes, middlewares=middlewares)
     app[CONFIG] = cfg
     app[METRICS] = metrics_ or Metrics()
     app.cleanup_ctx.append(_simulator_ctx)

@@ -83,6 +83,9 @@ class HttpConfig(_Frozen):
     host: str = "127.0.0.1"
     port: int = Field(default=8080, ge=0, le=65535)
     max_body_bytes: int = Field(default=10_485_760, ge=1024)
+    api_token: SecretStr | None = Field(
+        default=None,
+        description="bearer token required on /api and /ledger (e.g. ${JCGW_API_TOKEN})")
 
 
 class DestinationConfig(_Frozen):
