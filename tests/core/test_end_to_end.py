@@ -178,9 +178,9 @@ async def test_held_events_are_released_in_order_once_mapped(gateway) -> None:
 
 async def test_operator_api_requires_the_configured_token(tmp_path) -> None:
     from aiohttp.test_utils import TestServer
+    from helpers import free_port, make_config
 
     from gateway.app import build_app
-    from helpers import free_port, make_config
 
     sim = free_port()
     cfg = make_config(tmp_path, mllp_port=free_port(), http_port=0, simulator_port=sim,
