@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
+from functools import cache
 
 from gateway.errors import MessageRejected
 from gateway.model import Event, EventKind, Line, OrderControl, Party, Patient
@@ -96,17 +97,21 @@ def patient_of(msg: Message) -> Patient | None:
     )
 
 
+@cache
+def _positions(layout: ZLayout) -> tuple[tuple[str, int], ...]:
+    names = ("specification", "manufacturer", "price", "approval_no", "generic_name",
+             "standard_code", "lot_no", "expiry")
+    return tuple((n, getattr(layout, n)) for n in names if getattr(layout, n) is not None)
+
+
 def _apply_z(z: Segment | None, layout: ZLayout) -> dict[str, str | tuple[str, ...]]:
     if z is None:
         return {}
     out: dict[str, str | tuple[str, ...]] = {}
-    for name in ("specification", "manufacturer", "price", "approval_no", "generic_name",
-                 "standard_code", "lot_no", "expiry"):
-        pos = getattr(layout, name)
-        if pos is not None:
-            value = z.get(pos)
-            if value:
-                out[name] = value
+    for name, pos in _positions(layout):
+        value = z.get(pos)
+        if value:
+            out[name] = value
     if layout.trace_codes is not None:
         codes = tuple(t for t in z.all(layout.trace_codes) if t)
         if codes:

@@ -122,33 +122,41 @@ class _VendorAdapter:
                      for n, s in specs.items())
 
     # --- values
-    def _value(self, f: _Field, node: Any, root: Any, where: str) -> Any:
+    def _value(self, f: _Field, node: Any, root: Any, where: str,
+               cache: dict[Any, dict[str, Any]]) -> Any:
         spec = f.spec
-        location = self._join(where, spec.path) if spec.path else where
-        values = [spec.value or ""] if f.read is None else f.read(node, root)
+        values = [spec.value or ""] if f.read is None else f.read(node, root, cache)
         if spec.split and values:
             values = [v.strip() for x in values for v in x.split(spec.split)]
-        values = [v for v in values if v]
-        if spec.map is not None:
-            mapped = []
+        if values and not all(values):
+            values = [v for v in values if v]
+        if spec.map is not None and values:
+            table = spec.map
             for v in values:
-                if v in spec.map:
-                    mapped.append(spec.map[v])
-                else:
+                if v not in table:
+                    location = self._where(where, spec)
                     raise MessageRejected(
                         f"{location}: value {v!r} has no translation "
-                        f"(known: {', '.join(spec.map)})", code="103", location=location)
-            values = mapped
-        if not values and spec.default is not None:
-            values = [spec.default]
+                        f"(known: {', '.join(table)})", code="103", location=location)
+            values = [table[v] for v in values]
         if not values:
-            if spec.required:
+            if spec.default is not None:
+                values = [spec.default]
+            elif spec.required:
+                location = self._where(where, spec)
                 raise MessageRejected(f"{location}: required value is missing", code="101",
                                       location=location)
-            return None
-        if f.type == "list":
+            else:
+                return None
+        ftype = f.type
+        if ftype == "str":
+            return values[0]
+        if ftype == "list":
             return tuple(values)
-        return self._convert(values[0], f.type, spec, location)
+        return self._convert(values[0], ftype, spec, self._where(where, spec))
+
+    def _where(self, where: str, spec: FieldSpec) -> str:
+        return self._join(where, spec.path) if spec.path else where
 
     def _convert(self, v: str, ftype: FieldType, spec: FieldSpec, location: str) -> Any:
         if ftype == "str":
@@ -194,11 +202,11 @@ class _VendorAdapter:
             return None
         return parsed if parsed.tzinfo else parsed.replace(tzinfo=self._tz)
 
-    def _read(self, fields: tuple[_Field, ...], node: Any, root: Any,
-              where: str) -> dict[str, Any]:
+    def _read(self, fields: tuple[_Field, ...], node: Any, root: Any, where: str,
+              cache: dict[Any, dict[str, Any]]) -> dict[str, Any]:
         out = {}
         for f in fields:
-            value = self._value(f, node, root, where)
+            value = self._value(f, node, root, where, cache)
             if value is not None:
                 out[f.name] = value
         return out
@@ -219,7 +227,8 @@ class _VendorAdapter:
                 ``location`` is the path of the offending value.
         """
         root = self._load(raw)
-        header = self._read(self._header, root, root, "")
+        cache: dict[Any, dict[str, Any]] = {}
+        header = self._read(self._header, root, root, "", cache)
         docs = self._documents(root)
         if not docs:
             raise MessageRejected(f"no document at {self.profile.documents}", code="100",
@@ -230,8 +239,8 @@ class _VendorAdapter:
         for d, doc in enumerate(docs):
             where = self._loc(docs_path, d) if len(docs) > 1 or self._format == "json" \
                 else docs_path
-            fields = {**header, **self._read(self._event, doc, root, where)}
-            extra = self._read(self._extra, doc, root, where)
+            fields = {**header, **self._read(self._event, doc, root, where, cache)}
+            extra = self._read(self._extra, doc, root, where, cache)
             items = self._line_nodes(doc)
             if not items:
                 location = self._join(where, self.profile.lines.path)
@@ -244,7 +253,7 @@ class _VendorAdapter:
             lines = tuple(
                 self._line(j + 1, self._read(
                     self._lines, item, root,
-                    self._loc(self._join(where, self.profile.lines.path), j)))
+                    self._loc(self._join(where, self.profile.lines.path), j), cache))
                 for j, item in enumerate(items))
             parsed_docs.append((fields, extra, lines))
             control_id = control_id or str(fields.get("control_id") or "")
