@@ -9,7 +9,6 @@ function of an event, the crosswalk and the day.
 from __future__ import annotations
 
 import csv
-import dataclasses
 import io
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -78,15 +77,22 @@ class Crosswalk:
         return sum(len(v) for v in self._index.values())
 
 
+_PRICE_STEP = Decimal("0.0001")
+
+
 def _map_line(line: Line, entry: CrosswalkEntry) -> Line:
-    qty = line.quantity * entry.factor
-    price = None if line.price is None else (line.price / entry.factor).quantize(Decimal("0.0001"))
-    return dataclasses.replace(
-        line,
+    # spelled out rather than dataclasses.replace: this runs for every line on the hot path
+    factor = entry.factor
+    price = line.price
+    return Line(
+        line.seq, line.item_code, line.item_name, line.specification, line.manufacturer,
+        line.quantity, line.unit, price, line.generic_name, line.dosage_form,
+        line.approval_no, line.standard_code, line.lot_no, line.expiry, line.trace_codes,
+        line.supplier, line.order_control,
         national_code=entry.national_code,
-        national_quantity=qty,
+        national_quantity=line.quantity * factor,
         national_unit=entry.national_unit or line.unit,
-        national_price=price,
+        national_price=None if price is None else (price / factor).quantize(_PRICE_STEP),
     )
 
 
@@ -106,6 +112,8 @@ def map_event(event: Event, crosswalk: Crosswalk, day: date) -> tuple[Event, tup
             mapped.append(line)
         else:
             mapped.append(_map_line(line, entry))
+    if len(unmapped) == len(mapped):
+        return event, tuple(unmapped)
     return event.with_lines(tuple(mapped)), tuple(unmapped)
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from datetime import datetime
 
@@ -34,18 +35,29 @@ class AckHeader:
         self.charset = charset
 
 
+_ERL = re.compile(r"^([A-Z][A-Z0-9]{2})(?:-(\d+))?$")
+
+
+def _erl(location: str, c: str) -> tuple[str, str, str]:
+    """ERR-2 (segment^sequence^field) for an ``RXD-4`` style location; empty otherwise."""
+    m = _ERL.match(location)
+    if not m:
+        return "", "", ""
+    seg, field = m.group(1), m.group(2) or ""
+    return (f"{seg}{c}1{c}{field}" if field else f"{seg}{c}1"), seg, field
+
+
 def _err(issue: Issue, version: str, seps: Separators) -> str:
     c = seps.component
+    f = seps.field
     code = issue.code or ("207" if issue.severity is Severity.ERROR else "0")
     text = escape(issue.text, seps)
-    loc = issue.location
-    seg, _, field = loc.partition("-")
+    location, seg, field = _erl(issue.location, c)
+    if issue.location and not location:
+        text = f"{text} ({escape(issue.location, seps)})"
     if version.startswith(("2.3", "2.4")):
         # ERR-1 (CM): segment^sequence^field^code&text — what v2.3/2.4 receivers read
-        where = f"{escape(seg, seps)}{c}1{c}{escape(field, seps)}"
-        return f"ERR{seps.field}{where}{c}{code}{seps.subcomponent}{text}"
-    location = f"{escape(seg, seps)}{c}1{c}{escape(field, seps)}" if loc else ""
-    f = seps.field
+        return f"ERR{f}{seg}{c}{1 if seg else ''}{c}{field}{c}{code}{seps.subcomponent}{text}"
     return (f"ERR{f}{f}{location}{f}{code}{c}{text}{c}HL70357{f}{_SEVERITY[issue.severity]}"
             f"{f}{f}{f}{f}{text}")
 

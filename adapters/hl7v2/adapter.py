@@ -89,7 +89,8 @@ class HL7v2Adapter:
         if self.config.default_hospital:
             return self.config.default_hospital
         raise MessageRejected(
-            f"unknown facility {fac!r} in MSH-{field}: add it under the adapter's "
+            f"unknown {'receiving' if field == 6 else 'sending'} facility {fac!r} in "
+            f"MSH-{field}: add it under the adapter's "
             "'facilities' with its 12-character 定点医药机构编号",
             code="204", location=f"MSH-{field}")
 
@@ -169,11 +170,14 @@ class HL7v2Adapter:
             if seg.name != "ERR":
                 continue
             if msg.version.startswith(("2.3", "2.4")):
-                seg_id, field = seg.get(1, 1), seg.get(1, 3)
+                seg_id, field, text = seg.get(1, 1), seg.get(1, 3), seg.get(1, 4, 2)
             else:
-                seg_id, field = seg.get(2, 1), seg.get(2, 3)
+                seg_id, field, text = seg.get(2, 1), seg.get(2, 3), seg.get(8)
             if seg_id:
                 locations.append(f"{seg_id}-{field}" if field else seg_id)
+            elif text.endswith(")") and " (" in text:
+                # a location that is no SEG-n (e.g. "ORC[2]") travels at the end of the text
+                locations.append(text[text.rindex(" (") + 2 : -1])
         return ReplySummary(accepted=msa.get(1) in ("AA", "CA"), control_id=msa.get(2),
                             locations=tuple(locations))
 

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 
 from gateway.errors import MessageRejected
+from gateway.model import CHINA_TZ
 
 __all__ = [
     "CHINA_TZ",
@@ -26,7 +27,6 @@ __all__ = [
     "parse_ts",
 ]
 
-CHINA_TZ = timezone(timedelta(hours=8), "CST")
 
 # HL7 table 0211 names and the spellings Chinese HIS vendors actually send.
 _CHARSETS: dict[str, str] = {
@@ -134,23 +134,24 @@ def escape(value: str, seps: Separators = DEFAULT_SEPARATORS) -> str:
     return "".join(table.get(c, c) for c in value)
 
 
+def _pick(value: str, sep: str, index: int) -> str:
+    if index == 1:
+        i = value.find(sep)
+        return value if i < 0 else value[:i]
+    parts = value.split(sep)
+    return parts[index - 1] if index <= len(parts) else ""
+
+
 class Segment:
     """One segment; ``field(n)`` is HL7 field n (MSH-n numbering handled)."""
 
-    __slots__ = ("_codec", "_comp", "_comps", "_esc", "_rep", "_seps", "_sub", "fields", "name")
+    __slots__ = ("_codec", "_seps", "fields", "name")
 
     def __init__(self, fields: list[str], seps: Separators, codec: str) -> None:
         self.name = fields[0]
         self.fields = fields
         self._seps = seps
         self._codec = codec
-        self._rep = seps.repetition
-        self._comp = seps.component
-        self._sub = seps.subcomponent
-        self._esc = seps.escape
-        # first repetition of a field split into components, filled on first read:
-        # a mapper reads several components of the same field
-        self._comps: dict[int, list[str]] = {}
 
     def raw(self, n: int) -> str:
         """Field n exactly as sent (escapes and separators intact)."""
@@ -160,36 +161,24 @@ class Segment:
     def repetitions(self, n: int) -> list[str]:
         """The raw repetitions of field n."""
         raw = self.raw(n)
-        return raw.split(self._rep) if raw else []
+        return raw.split(self._seps.repetition) if raw else []
 
     def get(self, n: int, component: int = 1, sub: int = 1, rep: int = 1) -> str:
         """Decoded text of field n, component, sub-component and repetition (1-based)."""
-        if rep == 1:
-            comps = self._comps.get(n)
-            if comps is None:
-                f = self.fields
-                if n >= len(f) or not f[n]:
-                    return ""
-                raw = f[n]
-                if self._rep in raw:
-                    raw = raw.split(self._rep, 1)[0]
-                comps = self._comps[n] = raw.split(self._comp)
-            if component > len(comps):
-                return ""
-            raw = comps[component - 1]
-        else:
-            raw = self.raw(n)
-            reps = raw.split(self._rep) if raw else []
-            raw = reps[rep - 1] if rep <= len(reps) else ""
-            parts = raw.split(self._comp)
-            raw = parts[component - 1] if component <= len(parts) else ""
+        f = self.fields
+        if n >= len(f):
+            return ""
+        raw = f[n]
         if not raw:
             return ""
-        if sub > 1 or self._sub in raw:
-            subs = raw.split(self._sub)
-            raw = subs[sub - 1] if sub <= len(subs) else ""
-        if self._esc in raw:
-            return _unescape(raw, self._seps, self._codec)
+        seps = self._seps
+        # find/slice for the first item, split only when a later one is asked for:
+        # this runs dozens of times per message
+        raw = _pick(raw, seps.repetition, rep)
+        raw = _pick(raw, seps.component, component)
+        raw = _pick(raw, seps.subcomponent, sub)
+        if seps.escape in raw:
+            return _unescape(raw, seps, self._codec)
         return raw
 
     def all(self, n: int, component: int = 1) -> list[str]:

@@ -2,7 +2,7 @@
 
 HL7 v2 has no message for "received into stock" or "returned to the
 distributor", so warehouse systems that speak HL7 send this documented
-Z-message (layout in docs/hl7v2.md):
+Z-message (layout in docs/adapters.md):
 
 ``ZWD`` — one per document: ZWD-1 document number, ZWD-2 document type
 (RK 入库, TH 退货, PD 盘点, YK 移库, BS 报损; the mapping to event kinds is

@@ -1,0 +1,227 @@
+"""Wiring: every long-lived resource is one cleanup context of the aiohttp app."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import aiohttp
+from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from adapters.base import Adapter
+from adapters.registry import create as create_adapter
+from mappings.crosswalk import Crosswalk, read_csv
+
+from .cds import cds_app
+from .config import GatewayConfig
+from .ingest import Ingestor, Route
+from .ledger import Ledger, ledger_app
+from .ledger_wiring import LedgerFeed, cds_settings, make_ledger, prescription_advisor
+from .metrics import Metrics
+from .mirror import Destination, Mirror
+from .mllp import start_mllp_server
+from .profiles import profile_for
+from .simulator import SimulatorState, simulator_app
+from .store.base import Store
+from .store.sqlite import SqliteStore
+
+__all__ = [
+    "CONFIG",
+    "INGESTOR",
+    "LEDGER",
+    "LEDGER_FEED",
+    "METRICS",
+    "MIRROR",
+    "SIMULATOR",
+    "STORE",
+    "build_app",
+    "make_store",
+]
+
+log = logging.getLogger(__name__)
+
+CONFIG: web.AppKey[GatewayConfig] = web.AppKey("config", GatewayConfig)
+METRICS: web.AppKey[Metrics] = web.AppKey("metrics", Metrics)
+STORE: web.AppKey[Store] = web.AppKey("store", Store)  # type: ignore[type-abstract]
+INGESTOR: web.AppKey[Ingestor] = web.AppKey("ingestor", Ingestor)
+MIRROR: web.AppKey[Mirror] = web.AppKey("mirror", Mirror)
+SIMULATOR: web.AppKey[SimulatorState] = web.AppKey("simulator", SimulatorState)
+CROSSWALK: web.AppKey[Crosswalk] = web.AppKey("crosswalk", Crosswalk)
+LEDGER: web.AppKey[Ledger] = web.AppKey("ledger", Ledger)
+LEDGER_FEED: web.AppKey[LedgerFeed] = web.AppKey("ledger_feed", LedgerFeed)
+HTTP_ADAPTERS: web.AppKey[dict[str, Adapter]] = web.AppKey("http_adapters", dict)
+MLLP_SERVERS: web.AppKey[dict[str, asyncio.Server]] = web.AppKey("mllp_servers", dict)
+
+
+def make_store(cfg: GatewayConfig, metrics: Metrics | None = None) -> Store:
+    """The store the configuration names."""
+    on_batch = metrics.commit_batch.observe if metrics else None
+    if cfg.store.backend == "sqlite":
+        return SqliteStore(cfg.store.sqlite_path, group_commit_max=cfg.store.group_commit_max,
+                           on_batch=on_batch)
+    raise NotImplementedError("the PostgreSQL store is not available in this build")
+
+
+def load_crosswalk(cfg: GatewayConfig) -> Crosswalk:
+    """The crosswalk named in the configuration (empty when none)."""
+    path = cfg.crosswalk.csv
+    return Crosswalk(read_csv(Path(path)) if path else ())
+
+
+async def _simulator_ctx(app: web.Application) -> AsyncIterator[None]:
+    cfg = app[CONFIG]
+    runner: web.AppRunner | None = None
+    if cfg.simulator.enabled:
+        state = SimulatorState()
+        app[SIMULATOR] = state
+        runner = web.AppRunner(simulator_app(state), access_log=None)
+        await runner.setup()
+        await web.TCPSite(runner, cfg.simulator.host, cfg.simulator.port).start()
+        log.info("platform simulator on http://%s:%d/fsi/api/", cfg.simulator.host,
+                 cfg.simulator.port)
+    yield
+    if runner is not None:
+        await runner.cleanup()
+
+
+async def _core_ctx(app: web.Application) -> AsyncIterator[None]:
+    cfg = app[CONFIG]
+    metrics = app[METRICS]
+    store = make_store(cfg, metrics)
+    await store.start()
+    app[STORE] = store
+    session = aiohttp.ClientSession()
+    destinations = [Destination(d, profile_for(d.profile)(d, cfg)) for d in cfg.destinations]
+    mirror = Mirror(store, destinations, metrics, session)
+    app[MIRROR] = mirror
+    ingestor = Ingestor(store, app[CROSSWALK],
+                        [Route(d.name, d.profile) for d in destinations], metrics,
+                        notify=mirror.notify)
+    app[INGESTOR] = ingestor
+    feed_task: asyncio.Task[None] | None = None
+    feed: LedgerFeed | None = None
+    if LEDGER in app:
+        ledger = app[LEDGER]
+        ingestor.advisors.append(prescription_advisor(ledger))
+        feed = LedgerFeed(store, ledger)
+        app[LEDGER_FEED] = feed
+        ingestor.committed_hooks.append(lambda _events: feed.wake.set() if feed else None)
+        feed_task = asyncio.create_task(feed.run(), name="ledger-feed")
+    servers: dict[str, asyncio.Server] = {}
+    http_adapters: dict[str, Adapter] = {}
+    for listener in cfg.listeners:
+        adapter = create_adapter(listener.adapter, listener.config)
+        if listener.transport == "mllp":
+            assert listener.port is not None
+            servers[listener.name] = await start_mllp_server(
+                ingestor, adapter, listener.host, listener.port, listener.max_frame_bytes)
+        else:
+            http_adapters[listener.name] = adapter
+    app[MLLP_SERVERS] = servers
+    app[HTTP_ADAPTERS] = http_adapters
+    mirror.start()
+    stats_task = asyncio.create_task(_refresh_stats(app))
+    yield
+    stats_task.cancel()
+    if feed_task is not None and feed is not None:
+        feed_task.cancel()
+        await asyncio.gather(feed_task, return_exceptions=True)
+        feed.close()
+    for server in servers.values():
+        server.close()
+        await server.wait_closed()
+    await mirror.stop()
+    await session.close()
+    await store.close()
+
+
+async def _refresh_stats(app: web.Application) -> None:
+    """Keep the outbox gauges current (a scrape must not wait on the database)."""
+    m = app[METRICS]
+    store = app[STORE]
+    names = [d.name for d in app[CONFIG].destinations]
+    while True:
+        try:
+            s = await store.stats(time.time())
+            for n in names:
+                m.outbox_depth.labels(n).set(s.depth.get(n, 0))
+                m.outbox_oldest.labels(n).set(s.oldest_age_s.get(n, 0.0))
+                m.dead_letters.labels(n).set(s.dead.get(n, 0))
+            m.held_events.set(s.held_events)
+        except Exception:
+            log.exception("could not refresh outbox statistics")
+        await asyncio.sleep(1.0)
+
+
+async def healthz(request: web.Request) -> web.Response:
+    """Alive: the process answers."""
+    return web.json_response({"status": "ok"})
+
+
+async def readyz(request: web.Request) -> web.Response:
+    """Ready: the store takes writes and every platform was reachable at the last try."""
+    app = request.app
+    writable = await app[STORE].writable()
+    reachable = app[MIRROR].reachable
+    ok = writable and all(reachable.values())
+    return web.json_response({"status": "ready" if ok else "not ready",
+                              "store_writable": writable, "platforms_reachable": reachable},
+                             status=200 if ok else 503)
+
+
+async def metrics(request: web.Request) -> web.Response:
+    """Prometheus exposition."""
+    body = generate_latest(request.app[METRICS].registry)
+    return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+
+async def ingest_http(request: web.Request) -> web.Response:
+    """POST /ingest/{listener}: a message for an HTTP adapter (FHIR, vendor XML/JSON)."""
+    name = request.match_info["listener"]
+    adapter = request.app[HTTP_ADAPTERS].get(name)
+    if adapter is None:
+        raise web.HTTPNotFound(text=f"no HTTP listener named {name!r}")
+    raw = await request.read()
+    peer = request.remote or "?"
+    reply = await request.app[INGESTOR].handle(adapter, raw, peer)
+    return web.Response(body=reply.body, status=reply.status, content_type=reply.content_type
+                        .split(";")[0])
+
+
+async def unmapped(request: web.Request) -> web.Response:
+    """GET /api/unmapped: the unmapped-item queue."""
+    store = request.app[STORE]
+    items = await store.unmapped(request.query.get("hospital"))  # type: ignore[attr-defined]
+    return web.json_response([vars(i) if hasattr(i, "__dict__") else
+                              {f: getattr(i, f) for f in i.__slots__} for i in items])
+
+
+def build_app(cfg: GatewayConfig, metrics_: Metrics | None = None) -> web.Application:
+    """The gateway as an aiohttp application (HTTP side plus every listener and worker)."""
+    app = web.Application(client_max_size=cfg.http.max_body_bytes)
+    app[CONFIG] = cfg
+    app[METRICS] = metrics_ or Metrics()
+    app.cleanup_ctx.append(_simulator_ctx)
+    app.cleanup_ctx.append(_core_ctx)
+    app.router.add_get("/healthz", healthz)
+    app.router.add_get("/readyz", readyz)
+    app.router.add_get("/metrics", metrics)
+    app.router.add_post("/ingest/{listener}", ingest_http)
+    app.router.add_get("/api/unmapped", unmapped)
+    crosswalk = load_crosswalk(cfg)
+    app[CROSSWALK] = crosswalk
+    if cfg.ledger.enabled:
+        ledger = make_ledger(cfg, crosswalk)
+        app[LEDGER] = ledger
+        app.add_subapp("/ledger", ledger_app(ledger))
+        if cfg.cds.enabled:
+            app.add_subapp("/cds-services", cds_app(ledger, cds_settings(cfg, crosswalk)))
+
+        async def close_ledger(_: web.Application) -> None:
+            ledger.store.close()  # after the CDS sub-app flushed its cards
+        app.on_cleanup.append(close_ledger)
+    return app

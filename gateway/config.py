@@ -1,0 +1,336 @@
+"""Configuration: one YAML file validated at start into typed, frozen models.
+
+Every problem is reported at once as ``file: key: message (fix)``. String values
+may name environment variables as ``${NAME}`` (or ``${NAME:-default}``), which is
+how secrets stay out of the file; secret fields are ``SecretStr`` and never logged.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
+
+from .errors import ConfigError
+
+__all__ = [
+    "DestinationConfig",
+    "GatewayConfig",
+    "HospitalConfig",
+    "HttpConfig",
+    "ListenerConfig",
+    "SimulatorConfig",
+    "StoreConfig",
+    "load_config",
+    "parse_config",
+]
+
+HOSPITAL_CODE = r"^[A-Z0-9]{12}$"
+
+
+class _Frozen(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class HospitalConfig(_Frozen):
+    """A hospital (定点医药机构) served by this gateway."""
+
+    code: str = Field(pattern=HOSPITAL_CODE, description="12-character 定点医药机构编号")
+    name: str
+    admdvs: str = Field(default="", description="medical-insurance area code (就医地医保区划)")
+
+
+class StoreConfig(_Frozen):
+    """Where events and the outbox are kept."""
+
+    backend: Literal["sqlite", "postgres"] = "sqlite"
+    sqlite_path: Path = Path("var/gateway.db")
+    postgres_dsn: SecretStr | None = None
+    group_commit_max: int = Field(default=2000, ge=1, description="most messages per commit")
+
+    @model_validator(mode="after")
+    def _dsn_for_postgres(self) -> StoreConfig:
+        if self.backend == "postgres" and self.postgres_dsn is None:
+            raise ValueError("backend 'postgres' needs postgres_dsn (e.g. ${JCGW_PG_DSN})")
+        return self
+
+
+class ListenerConfig(_Frozen):
+    """A port on which an adapter receives messages."""
+
+    name: str = Field(pattern=r"^[a-z0-9][a-z0-9_-]*$")
+    adapter: str
+    transport: Literal["mllp", "http"] = "mllp"
+    host: str = "127.0.0.1"
+    port: int | None = Field(default=None, ge=0, le=65535, description="MLLP port")
+    max_frame_bytes: int = Field(default=1_048_576, ge=1024)
+    config: dict[str, Any] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _port_for_mllp(self) -> ListenerConfig:
+        if self.transport == "mllp" and self.port is None:
+            raise ValueError("an MLLP listener needs a port (e.g. 2575)")
+        return self
+
+
+class HttpConfig(_Frozen):
+    """The HTTP side: health, metrics, FHIR, vendor XML/JSON, admin API."""
+
+    host: str = "127.0.0.1"
+    port: int = Field(default=8080, ge=0, le=65535)
+    max_body_bytes: int = Field(default=10_485_760, ge=1024)
+
+
+class DestinationConfig(_Frozen):
+    """A platform the outbox mirrors events to."""
+
+    name: str = Field(pattern=r"^[a-z0-9][a-z0-9_-]*$")
+    profile: Literal["nhsa-inventory"] = "nhsa-inventory"
+    url: str = Field(pattern=r"^https?://")
+    timeout_s: float = Field(default=5.0, gt=0)
+    max_attempts: int = Field(default=20, ge=1, description="tries before a dead letter")
+    backoff_initial_s: float = Field(default=0.5, gt=0)
+    backoff_max_s: float = Field(default=300.0, gt=0)
+    concurrency: int = Field(default=16, ge=1, le=256)
+    batch_size: int = Field(default=500, ge=1)
+    recer_sys_code: str = "JCGW"
+    infver: str = "V1.0"
+    opter: str = "jcgw"
+    opter_name: str = "集采网关"
+    patient_fields: tuple[str, ...] = Field(
+        default=(), description="patient fields this platform needs (default: none)")
+    app_secret: SecretStr | None = None
+
+
+class SimulatorConfig(_Frozen):
+    """The bundled platform simulator, started alongside the gateway for demos."""
+
+    enabled: bool = False
+    host: str = "127.0.0.1"
+    port: int = Field(default=8090, ge=0, le=65535)
+
+
+class LedgerConfig(_Frozen):
+    """The 集采 ledger: contracts, progress, deadlines, warning rules."""
+
+    enabled: bool = True
+    path: Path | None = Field(default=None, description="default: <data_dir>/ledger.db")
+    calendar_dir: Path = Path("config/calendar")
+    rules: Path = Path("config/rules.yaml")
+    contracts: Path | None = Field(default=None, description="CSV/XLSX imported at start")
+
+
+class CdsClientConfig(_Frozen):
+    """A prescribing system allowed to call the CDS Hooks service."""
+
+    iss: str = Field(min_length=1)
+    jwks_file: Path
+    hospital_id: str = Field(default="", pattern=r"^([A-Z0-9]{12})?$")
+    hospitals: tuple[str, ...] = ()
+
+
+class CdsConfig(_Frozen):
+    """The CDS Hooks 2.0 service at /cds-services."""
+
+    enabled: bool = True
+    public_base_url: str = Field(default="http://127.0.0.1:8080/cds-services",
+                                 pattern=r"^https?://")
+    require_auth: bool = True
+    default_hospital_id: str = Field(default="", pattern=r"^([A-Z0-9]{12})?$")
+    clients: tuple[CdsClientConfig, ...] = ()
+
+
+class CrosswalkConfig(_Frozen):
+    """Where the crosswalk (对码) comes from at start."""
+
+    csv: Path | None = None
+
+
+class GatewayConfig(_Frozen):
+    """The whole configuration."""
+
+    data_dir: Path = Path("var")
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    hospitals: tuple[HospitalConfig, ...] = ()
+    store: StoreConfig = StoreConfig()
+    listeners: tuple[ListenerConfig, ...] = ()
+    http: HttpConfig = HttpConfig()
+    destinations: tuple[DestinationConfig, ...] = ()
+    simulator: SimulatorConfig = SimulatorConfig()
+    crosswalk: CrosswalkConfig = CrosswalkConfig()
+    ledger: LedgerConfig = LedgerConfig()
+    cds: CdsConfig = CdsConfig()
+
+    @model_validator(mode="after")
+    def _unique_names(self) -> GatewayConfig:
+        problems = []
+        for kind, names in (("listener", [x.name for x in self.listeners]),
+                            ("destination", [x.name for x in self.destinations]),
+                            ("hospital", [x.code for x in self.hospitals])):
+            dup = sorted({n for n in names if names.count(n) > 1})
+            if dup:
+                problems.append(f"{kind} names must be unique, repeated: {', '.join(dup)}")
+        ports = [x.port for x in self.listeners if x.port]
+        if len(ports) != len(set(ports)):
+            problems.append("two listeners use the same port")
+        if problems:
+            raise ValueError("; ".join(problems))
+        return self
+
+    def hospital_name(self, code: str) -> str:
+        """The configured name of a hospital, or empty."""
+        return next((h.name for h in self.hospitals if h.code == code), "")
+
+
+_ENV = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+
+_FIXES = {
+    "missing": "add this key",
+    "extra_forbidden": "remove it or check its spelling",
+    "string_pattern_mismatch": "use the format shown",
+    "literal_error": "use one of the allowed values",
+    "int_parsing": "write a whole number",
+    "float_parsing": "write a number",
+    "bool_parsing": "write true or false",
+}
+
+
+def _expand(value: Any, path: str, problems: list[str], file: str) -> Any:
+    if isinstance(value, str):
+        def sub(m: re.Match[str]) -> str:
+            name, default = m.group(1), m.group(2)
+            if name in os.environ:
+                return os.environ[name]
+            if default is not None:
+                return default
+            problems.append(f"{file}: {path}: environment variable {name} is not set "
+                            f"(export {name}=… or give a default as ${{{name}:-value}})")
+            return ""
+        return _ENV.sub(sub, value)
+    if isinstance(value, dict):
+        return {k: _expand(v, f"{path}.{k}" if path else str(k), problems, file)
+                for k, v in value.items()}
+    if isinstance(value, list):
+        return [_expand(v, f"{path}[{i}]", problems, file) for i, v in enumerate(value)]
+    return value
+
+
+def _loc(loc: tuple[int | str, ...]) -> str:
+    out = ""
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        else:
+            out += f".{part}" if out else str(part)
+    return out or "(top level)"
+
+
+def parse_config(data: Any, file: str = "<config>", base_dir: Path | None = None) -> GatewayConfig:
+    """Validate already-loaded YAML data.
+
+    Raises:
+        ConfigError: with every problem found, each naming file, key and fix.
+    """
+    problems: list[str] = []
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ConfigError([f"{file}: (top level): expected a mapping of keys, "
+                           f"got {type(data).__name__}"])
+    data = _expand(data, "", problems, file)
+    try:
+        cfg = GatewayConfig.model_validate(data)
+    except ValidationError as exc:
+        for err in exc.errors():
+            fix = _FIXES.get(err["type"], "")
+            msg = err["msg"].removeprefix("Value error, ")
+            problems.append(f"{file}: {_loc(err['loc'])}: {msg}" + (f" ({fix})" if fix else ""))
+        raise ConfigError(problems) from None
+    if problems:
+        raise ConfigError(problems)
+    if base_dir is not None:
+        cfg = _resolve_paths(cfg, base_dir)
+    _check_adapters(cfg, file)
+    return cfg
+
+
+def _resolve_paths(cfg: GatewayConfig, base: Path) -> GatewayConfig:
+    """Relative paths in the file are relative to the working directory, as operators expect."""
+    def fix(p: Path) -> Path:
+        return p if p.is_absolute() else (Path.cwd() / p)
+    store = cfg.store.model_copy(update={"sqlite_path": fix(cfg.store.sqlite_path)})
+    cw = cfg.crosswalk
+    if cw.csv is not None:
+        cw = cw.model_copy(update={"csv": fix(cw.csv)})
+    led = cfg.ledger
+    led = led.model_copy(update={
+        "calendar_dir": fix(led.calendar_dir), "rules": fix(led.rules),
+        "path": fix(led.path) if led.path else None,
+        "contracts": fix(led.contracts) if led.contracts else None})
+    cds = cfg.cds.model_copy(update={"clients": tuple(
+        c.model_copy(update={"jwks_file": fix(c.jwks_file)}) for c in cfg.cds.clients)})
+    return cfg.model_copy(update={"data_dir": fix(cfg.data_dir), "store": store, "crosswalk": cw,
+                                  "ledger": led, "cds": cds})
+
+
+def _check_adapters(cfg: GatewayConfig, file: str) -> None:
+    from adapters.registry import UnknownAdapterError, resolve
+
+    problems = []
+    for i, listener in enumerate(cfg.listeners):
+        key = f"{file}: listeners[{i}]"
+        try:
+            cls = resolve(listener.adapter)
+        except UnknownAdapterError as exc:
+            problems.append(f"{key}.adapter: {exc}")
+            continue
+        except ImportError as exc:
+            problems.append(f"{key}.adapter: cannot import {listener.adapter!r}: {exc}")
+            continue
+        if cls.transport != listener.transport:
+            problems.append(f"{key}.transport: adapter {listener.adapter!r} speaks "
+                            f"{cls.transport}, not {listener.transport} (set transport: "
+                            f"{cls.transport})")
+        try:
+            cls.config_model.model_validate(listener.config)
+        except ValidationError as exc:
+            for err in exc.errors():
+                problems.append(f"{key}.config.{_loc(err['loc'])}: "
+                                f"{err['msg'].removeprefix('Value error, ')}")
+    files: list[tuple[str, Path | None]] = [("crosswalk.csv", cfg.crosswalk.csv)]
+    if cfg.ledger.enabled:
+        files += [("ledger.calendar_dir", cfg.ledger.calendar_dir),
+                  ("ledger.rules", cfg.ledger.rules), ("ledger.contracts", cfg.ledger.contracts)]
+    if cfg.cds.enabled:
+        files += [(f"cds.clients[{i}].jwks_file", c.jwks_file)
+                  for i, c in enumerate(cfg.cds.clients)]
+    for key, path in files:
+        if path is not None and not Path(path).exists():
+            problems.append(f"{file}: {key}: {path} does not exist (give an existing path)")
+    if problems:
+        raise ConfigError(problems)
+
+
+def load_config(path: Path | str) -> GatewayConfig:
+    """Load and validate a YAML configuration file.
+
+    Raises:
+        ConfigError: the file is missing, not YAML, or invalid; every problem is listed.
+    """
+    p = Path(path)
+    try:
+        text = p.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError([f"{p}: cannot read the configuration file: {exc.strerror}"]) from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        raise ConfigError([f"{p}: not valid YAML{where}: {getattr(exc, 'problem', exc)}"]) \
+            from None
+    return parse_config(data, str(p), p.parent)

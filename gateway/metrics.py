@@ -1,0 +1,47 @@
+"""Prometheus metrics, one registry per running gateway (tests run several)."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+__all__ = ["Metrics"]
+
+
+class Metrics:
+    """Every metric the gateway exports under the ``jcgw_`` prefix."""
+
+    def __init__(self) -> None:
+        r = self.registry = CollectorRegistry()
+        self.received = Counter("jcgw_messages_received", "Messages received",
+                                ["adapter", "type"], registry=r)
+        self.acknowledged = Counter("jcgw_messages_acknowledged",
+                                    "Messages acknowledged positively (committed or duplicate)",
+                                    ["adapter", "type"], registry=r)
+        self.rejected = Counter("jcgw_messages_rejected",
+                                "Messages answered with a NAK (AE/AR, 4xx/5xx)",
+                                ["adapter", "type", "status"], registry=r)
+        self.duplicates = Counter("jcgw_messages_duplicate",
+                                  "Messages seen before from the same sender",
+                                  ["adapter", "type"], registry=r)
+        self.quarantined = Counter("jcgw_quarantined", "Byte sequences kept in quarantine",
+                                   ["adapter"], registry=r)
+        self.events_held = Counter("jcgw_events_held", "Events held for unmapped lines",
+                                   ["hospital"], registry=r)
+        self.outbox_depth = Gauge("jcgw_outbox_depth", "Outbox rows waiting for delivery",
+                                  ["destination"], registry=r)
+        self.outbox_oldest = Gauge("jcgw_outbox_oldest_age_seconds",
+                                   "Age of the oldest waiting outbox row",
+                                   ["destination"], registry=r)
+        self.dead_letters = Gauge("jcgw_dead_letters", "Outbox rows given up (dead letters)",
+                                  ["destination"], registry=r)
+        self.held_events = Gauge("jcgw_held_events", "Events waiting for a crosswalk entry",
+                                 registry=r)
+        self.mirror_latency = Histogram(
+            "jcgw_mirror_latency_seconds", "Commit to platform acknowledgement",
+            ["destination"], registry=r,
+            buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 3600))
+        self.deliveries = Counter("jcgw_deliveries", "Delivery attempts by outcome",
+                                  ["destination", "outcome"], registry=r)
+        self.commit_batch = Histogram("jcgw_store_commit_batch_size",
+                                      "Messages per group commit", registry=r,
+                                      buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024))

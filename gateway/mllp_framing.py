@@ -1,0 +1,114 @@
+"""MLLP framing as a pure byte-stream state machine: <VT> payload <FS><CR>.
+
+Feeding bytes yields complete frames and, separately, whatever does not belong:
+bytes outside any frame, a frame that was never closed, a frame over the size
+limit. Nothing is thrown away; the caller quarantines what is not a frame.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+
+__all__ = ["END", "START", "Chunk", "ChunkKind", "MLLPFramer", "frame"]
+
+START = b"\x0b"
+END = b"\x1c\x0d"
+
+
+class ChunkKind(StrEnum):
+    """What a piece of the stream turned out to be."""
+
+    FRAME = "frame"
+    GARBAGE = "garbage"  # bytes outside <VT>…<FS><CR>
+    OVERSIZE = "oversize"  # a complete frame larger than the limit
+    TRUNCATED = "truncated"  # a frame cut off by a new <VT> or the end of the connection
+    TOO_LARGE = "too_large"  # an oversize frame past the hard cap: the connection must close
+
+
+@dataclass(frozen=True, slots=True)
+class Chunk:
+    """A frame payload or bytes to quarantine."""
+
+    kind: ChunkKind
+    data: bytes
+
+
+def frame(payload: bytes) -> bytes:
+    """Wrap a payload in MLLP framing."""
+    return START + payload + END
+
+
+class MLLPFramer:
+    """Incremental MLLP decoder; ``hard_cap`` bounds memory for an oversize frame."""
+
+    __slots__ = ("_buf", "_in_frame", "_scan", "hard_cap", "max_frame")
+
+    def __init__(self, max_frame: int = 1_048_576, hard_cap: int | None = None) -> None:
+        self.max_frame = max_frame
+        self.hard_cap = hard_cap if hard_cap is not None else max(64 * 1024 * 1024, max_frame)
+        self._buf = bytearray()
+        self._in_frame = False
+        self._scan = 0  # where to resume looking for <FS><CR> inside the open frame
+
+    def feed(self, data: bytes) -> list[Chunk]:
+        """Add bytes; return the chunks they completed, in stream order."""
+        buf = self._buf
+        buf += data
+        out: list[Chunk] = []
+        pos = 0
+        n = len(buf)
+        while pos < n:
+            if not self._in_frame:
+                s = buf.find(START, pos)
+                stop = n if s < 0 else s
+                if bytes(buf[pos:stop]).strip(b"\r\n\t "):
+                    out.append(Chunk(ChunkKind.GARBAGE, bytes(buf[pos:stop])))
+                if s < 0:
+                    pos = n
+                    break
+                pos = s + 1
+                self._in_frame = True
+                self._scan = pos
+            e = buf.find(END, self._scan)
+            restart = buf.find(START, self._scan, e if e >= 0 else n)
+            if restart >= 0:  # a new frame began before this one ended
+                out.append(Chunk(ChunkKind.TRUNCATED, bytes(buf[pos:restart])))
+                self._in_frame = False
+                pos = restart
+                continue
+            if e < 0:
+                self._scan = max(pos, n - 1)  # <FS> may be the last byte, <CR> still to come
+                if n - pos > self.hard_cap:
+                    out.append(Chunk(ChunkKind.TOO_LARGE, bytes(buf[pos:])))
+                    self._in_frame = False
+                    pos = n
+                break
+            payload = bytes(buf[pos:e])
+            kind = ChunkKind.FRAME if len(payload) <= self.max_frame else ChunkKind.OVERSIZE
+            out.append(Chunk(kind, payload))
+            self._in_frame = False
+            pos = e + 2
+        del buf[:pos]
+        if self._in_frame:
+            self._scan -= pos
+        return out
+
+    def close(self) -> list[Chunk]:
+        """The connection ended: an open frame is truncated, leftovers are garbage."""
+        out = []
+        if self._buf:
+            data = bytes(self._buf)
+            if self._in_frame:
+                out.append(Chunk(ChunkKind.TRUNCATED, data))
+            elif data.strip(b"\r\n\t "):
+                out.append(Chunk(ChunkKind.GARBAGE, data))
+        self._buf.clear()
+        self._in_frame = False
+        self._scan = 0
+        return out
+
+    @property
+    def buffered(self) -> int:
+        """Bytes held waiting for the end of a frame."""
+        return len(self._buf)

@@ -1,0 +1,59 @@
+"""The contract between the mirror and one platform's dialect."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Any, Protocol
+
+from ..model import Event
+
+__all__ = ["Answer", "PlatformProfile", "Request", "Verdict"]
+
+
+class Verdict(StrEnum):
+    """What the mirror does with the event after an answer."""
+
+    DELIVERED = "delivered"
+    RETRY = "retry"
+    REJECTED = "rejected"
+
+
+@dataclass(frozen=True, slots=True)
+class Request:
+    """One HTTP request to a platform."""
+
+    path: str
+    body: bytes
+    headers: dict[str, str]
+    infno: str
+
+
+@dataclass(frozen=True, slots=True)
+class Answer:
+    """A platform's answer reduced to what the mirror needs."""
+
+    verdict: Verdict
+    reason: str = ""
+    platform_ref: str = ""
+    duplicate: bool = False
+
+
+class PlatformProfile(Protocol):
+    """Turns events into requests and answers into verdicts."""
+
+    def units(self, event: Event) -> int:
+        """How many requests the event becomes (0: this platform does not take it)."""
+        ...
+
+    def build(self, event: Event, unit: int, msgid: str, now: float) -> Request:
+        """The request for one unit of an event."""
+        ...
+
+    def interpret(self, status: int, body: bytes) -> Answer:
+        """The verdict for an HTTP status and body."""
+        ...
+
+    def describe(self) -> dict[str, Any]:
+        """Facts for logs and the admin API."""
+        ...

@@ -1,0 +1,367 @@
+"""SQLite store: WAL, synchronous=FULL, and group commit.
+
+One writer thread owns the write connection. Messages that arrive while a commit
+is in flight wait in a list and go together in the next transaction, so many
+concurrent senders share one fsync; nobody is acknowledged before the
+transaction holding their message has returned from COMMIT.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import sqlite3
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from ..errors import StoreError
+from ..model import Event, event_from_dict
+from .base import (
+    CommitResult,
+    DeliveryUpdate,
+    Incoming,
+    OutboxItem,
+    OutboxStats,
+    UnmappedItem,
+)
+from .msgid import MsgIdClock
+
+__all__ = ["SqliteStore"]
+
+log = logging.getLogger(__name__)
+
+SCHEMA_VERSION = 1
+
+_STATE = {"delivered": 1, "dead": 2}
+
+
+def _dumps(obj: Any) -> bytes:
+    return orjson.dumps(obj, default=str)
+
+
+class SqliteStore:
+    """The embedded default store."""
+
+    def __init__(self, path: Path | str, *, group_commit_max: int = 2000,
+                 on_batch: Callable[[int], None] | None = None) -> None:
+        self.path = Path(path)
+        self.on_batch = on_batch
+        self.group_commit_max = group_commit_max
+        self._writer = ThreadPoolExecutor(1, thread_name_prefix="sqlite-writer")
+        self._reader = ThreadPoolExecutor(1, thread_name_prefix="sqlite-reader")
+        self._wcon: sqlite3.Connection | None = None
+        self._rcon: sqlite3.Connection | None = None
+        self._pending: list[tuple[Incoming, asyncio.Future[CommitResult]]] = []
+        self._flush_task: asyncio.Task[None] | None = None
+        self._checkpointer: asyncio.Task[None] | None = None
+        self._msgids = MsgIdClock()
+        self.commits = 0  # transactions, for tests and metrics
+        self.closed = False
+
+    # -- lifecycle -------------------------------------------------------
+    def _open(self) -> sqlite3.Connection:
+        con = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+        con.execute("PRAGMA journal_mode=WAL")
+        con.execute("PRAGMA synchronous=FULL")
+        con.execute("PRAGMA busy_timeout=10000")
+        # checkpoints run on the reader thread (see _checkpoint) so a commit never waits
+        # for the database file to be written back
+        con.execute("PRAGMA wal_autocheckpoint=0")
+        return con
+
+    def _checkpoint_sync(self) -> None:
+        con = self._rcon
+        assert con is not None
+        con.execute("PRAGMA wal_checkpoint(PASSIVE)")
+
+    async def checkpoint(self) -> None:
+        """Copy committed WAL pages into the database file without blocking writers."""
+        await asyncio.get_running_loop().run_in_executor(self._reader, self._checkpoint_sync)
+
+    async def _checkpoint_loop(self) -> None:
+        while True:
+            await asyncio.sleep(1.0)
+            try:
+                await self.checkpoint()
+            except sqlite3.Error as exc:
+                log.warning("WAL checkpoint failed: %s", exc)
+
+    def _migrate(self) -> None:
+        con = self._wcon
+        assert con is not None
+        con.execute("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)")
+        row = con.execute("SELECT max(version) FROM schema_version").fetchone()
+        current = row[0] or 0
+        if current > SCHEMA_VERSION:
+            raise StoreError(f"{self.path} has schema version {current}, newer than this "
+                             f"gateway's {SCHEMA_VERSION}: upgrade the gateway")
+        if current < 1:
+            sql = resources.files("gateway.store").joinpath("schema_sqlite.sql").read_text()
+            con.executescript("BEGIN;" + sql + "INSERT INTO schema_version VALUES (1); COMMIT;")
+        for hospital, msgid in con.execute(
+                "SELECT hospital_id, max(msgid) FROM outbox GROUP BY hospital_id"):
+            self._msgids.seed(hospital, msgid)
+
+    def _start_sync(self) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._wcon = self._open()
+        self._migrate()
+
+    async def start(self) -> None:
+        """Open both connections and apply the schema."""
+        loop = asyncio.get_running_loop()
+        try:
+            await loop.run_in_executor(self._writer, self._start_sync)
+            self._rcon = await loop.run_in_executor(self._reader, self._open)
+        except sqlite3.Error as exc:
+            raise StoreError(f"cannot open store {self.path}: {exc}") from exc
+        self._checkpointer = asyncio.create_task(self._checkpoint_loop())
+
+    async def close(self) -> None:
+        """Wait for pending commits, then close."""
+        if self._checkpointer is not None:
+            self._checkpointer.cancel()
+        if self._flush_task is not None:
+            await asyncio.shield(self._flush_task)
+        loop = asyncio.get_running_loop()
+        if self._wcon is not None:
+            await loop.run_in_executor(self._writer, self._wcon.close)
+        if self._rcon is not None:
+            await loop.run_in_executor(self._reader, self._rcon.close)
+        self._writer.shutdown(wait=True)
+        self._reader.shutdown(wait=True)
+        self.closed = True
+
+    # -- ingest ----------------------------------------------------------
+    async def commit(self, incoming: Incoming) -> CommitResult:
+        """Join the next group commit; returns once the transaction is durable.
+
+        Raises:
+            StoreError: the transaction failed; nothing of the message was stored.
+        """
+        fut: asyncio.Future[CommitResult] = asyncio.get_running_loop().create_future()
+        self._pending.append((incoming, fut))
+        if self._flush_task is None:
+            self._flush_task = asyncio.create_task(self._flush())
+        return await fut
+
+    async def _flush(self) -> None:
+        loop = asyncio.get_running_loop()
+        try:
+            while self._pending:
+                batch = self._pending[: self.group_commit_max]
+                del self._pending[: self.group_commit_max]
+                items = [inc for inc, _ in batch]
+                try:
+                    results: list[CommitResult] | BaseException = await loop.run_in_executor(
+                        self._writer, self._write_batch, items)
+                except BaseException as exc:
+                    results = exc
+                if self.on_batch is not None and not isinstance(results, BaseException):
+                    self.on_batch(len(batch))
+                for i, (_, fut) in enumerate(batch):
+                    if fut.done():
+                        continue
+                    if isinstance(results, BaseException):
+                        fut.set_exception(StoreError(f"commit failed: {results}"))
+                    else:
+                        fut.set_result(results[i])
+        finally:
+            self._flush_task = None
+
+    def _write_batch(self, items: list[Incoming]) -> list[CommitResult]:
+        con = self._wcon
+        assert con is not None
+        now = time.time()
+        results: list[CommitResult] = []
+        con.execute("BEGIN IMMEDIATE")
+        try:
+            for inc in items:
+                results.append(self._write_one(con, inc, now))
+            con.execute("COMMIT")
+        except BaseException:
+            con.execute("ROLLBACK")
+            raise
+        self.commits += 1
+        return results
+
+    def _write_one(self, con: sqlite3.Connection, inc: Incoming, now: float) -> CommitResult:
+        cur = con.execute(
+            "INSERT OR IGNORE INTO messages (sender, control_id, adapter, message_type, peer,"
+            " received_at, raw) VALUES (?, ?, ?, ?, ?, ?, ?)",
+            (inc.sender, inc.control_id, inc.adapter, inc.message_type, inc.peer,
+             inc.received_at.timestamp(), inc.raw))
+        if cur.rowcount == 0:
+            row = con.execute("SELECT id FROM messages WHERE sender = ? AND control_id = ?",
+                              (inc.sender, inc.control_id)).fetchone()
+            return CommitResult(duplicate=True, message_id=row[0])
+        message_id = cur.lastrowid or 0
+        seqs: list[int | None] = []
+        for ev, held in zip(inc.events, inc.held, strict=True):
+            cur = con.execute(
+                "INSERT OR IGNORE INTO events (event_id, message_id, hospital_id, kind,"
+                " occurred_at, held, body) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (ev.event_id, message_id, ev.hospital_id, ev.kind.value,
+                 ev.occurred_at.isoformat(), int(held), _dumps(ev)))
+            seqs.append(cur.lastrowid if cur.rowcount else None)  # None: event seen before
+            if held and cur.rowcount:
+                self._note_unmapped(con, ev.hospital_id, ev.lines, now)
+        outbox_ids = []
+        for d in inc.deliveries:
+            seq = seqs[d.event_index]
+            if seq is None:
+                continue
+            ev = inc.events[d.event_index]
+            cur = con.execute(
+                "INSERT INTO outbox (destination, event_seq, unit, hospital_id, stream, msgid,"
+                " created_at, next_attempt_at) VALUES (?, ?, ?, ?, ?, ?, ?, 0)",
+                (d.destination, seq, d.unit, ev.hospital_id, ev.stream,
+                 self._msgids.next(ev.hospital_id, now), now))
+            outbox_ids.append(cur.lastrowid or 0)
+        return CommitResult(duplicate=False, message_id=message_id, outbox_ids=tuple(outbox_ids))
+
+    @staticmethod
+    def _note_unmapped(con: sqlite3.Connection, hospital_id: str, lines: Any, now: float) -> None:
+        for line in lines:
+            if line.national_code is not None:
+                continue
+            con.execute(
+                "INSERT INTO unmapped (hospital_id, item_code, item_name, specification,"
+                " manufacturer, occurrences, first_seen, last_seen) VALUES (?, ?, ?, ?, ?, 1, ?, ?)"
+                " ON CONFLICT (hospital_id, item_code) DO UPDATE SET"
+                " occurrences = occurrences + 1, last_seen = excluded.last_seen",
+                (hospital_id, line.item_code, line.item_name, line.specification,
+                 line.manufacturer, now, now))
+
+    async def quarantine(self, raw: bytes, *, peer: str, adapter: str, reason: str,
+                         received_at: datetime) -> int:
+        """Keep bytes that could not be taken, with the reason, durably."""
+        def write() -> int:
+            con = self._wcon
+            assert con is not None
+            cur = con.execute(
+                "INSERT INTO quarantine (received_at, peer, adapter, reason, raw)"
+                " VALUES (?, ?, ?, ?, ?)", (received_at.timestamp(), peer, adapter, reason, raw))
+            return cur.lastrowid or 0
+        try:
+            return await asyncio.get_running_loop().run_in_executor(self._writer, write)
+        except sqlite3.Error as exc:
+            raise StoreError(f"cannot quarantine: {exc}") from exc
+
+    # -- outbox ----------------------------------------------------------
+    async def pending(self, destination: str, limit: int) -> list[OutboxItem]:
+        """The oldest undelivered rows of a destination, in commit order."""
+        def read() -> list[OutboxItem]:
+            con = self._rcon
+            assert con is not None
+            rows = con.execute(
+                "SELECT o.id, o.msgid, o.hospital_id, o.stream, o.unit, o.attempts, o.created_at,"
+                " o.next_attempt_at, e.body FROM outbox o JOIN events e ON e.seq = o.event_seq"
+                " WHERE o.destination = ? AND o.state = 0 ORDER BY o.id LIMIT ?",
+                (destination, limit)).fetchall()
+            return [OutboxItem(id=r[0], destination=destination, msgid=r[1], hospital_id=r[2],
+                               stream=r[3], unit=r[4], attempts=r[5], created_at=r[6],
+                               next_attempt_at=r[7], event=event_from_dict(orjson.loads(r[8])))
+                    for r in rows]
+        return await asyncio.get_running_loop().run_in_executor(self._reader, read)
+
+    async def record_deliveries(self, updates: list[DeliveryUpdate]) -> None:
+        """Store the outcomes of delivery attempts in one transaction."""
+        if not updates:
+            return
+        def write() -> None:
+            con = self._wcon
+            assert con is not None
+            con.execute("BEGIN IMMEDIATE")
+            try:
+                for u in updates:
+                    if u.outcome == "retry":
+                        con.execute(
+                            "UPDATE outbox SET attempts = attempts + 1, last_error = ?,"
+                            " next_attempt_at = ? WHERE id = ? AND state = 0",
+                            (u.error, u.next_attempt_at, u.outbox_id))
+                    else:
+                        con.execute(
+                            "UPDATE outbox SET attempts = attempts + 1, state = ?, last_error = ?,"
+                            " delivered_at = ?, platform_ref = ? WHERE id = ? AND state = 0",
+                            (_STATE[u.outcome], u.error, u.at, u.platform_ref, u.outbox_id))
+                con.execute("COMMIT")
+            except BaseException:
+                con.execute("ROLLBACK")
+                raise
+        await asyncio.get_running_loop().run_in_executor(self._writer, write)
+
+    async def stats(self, now: float) -> OutboxStats:
+        """Outbox depth, oldest age and dead letters per destination; held events."""
+        def read() -> OutboxStats:
+            con = self._rcon
+            assert con is not None
+            depth: dict[str, int] = {}
+            oldest: dict[str, float] = {}
+            dead: dict[str, int] = {}
+            for dest, n, first in con.execute(
+                    "SELECT destination, count(*), min(created_at) FROM outbox WHERE state = 0"
+                    " GROUP BY destination"):
+                depth[dest] = n
+                oldest[dest] = max(0.0, now - first)
+            for dest, n in con.execute(
+                    "SELECT destination, count(*) FROM outbox WHERE state = 2"
+                    " GROUP BY destination"):
+                dead[dest] = n
+            held = con.execute("SELECT count(*) FROM events WHERE held = 1").fetchone()[0]
+            return OutboxStats(depth, oldest, dead, held)
+        return await asyncio.get_running_loop().run_in_executor(self._reader, read)
+
+    async def unmapped(self, hospital_id: str | None = None) -> list[UnmappedItem]:
+        """The unmapped-item queue, most frequent first."""
+        def read() -> list[UnmappedItem]:
+            con = self._rcon
+            assert con is not None
+            sql = ("SELECT hospital_id, item_code, item_name, specification, manufacturer,"
+                   " occurrences, first_seen, last_seen FROM unmapped")
+            args: tuple[str, ...] = ()
+            if hospital_id:
+                sql += " WHERE hospital_id = ?"
+                args = (hospital_id,)
+            return [UnmappedItem(*r) for r in con.execute(sql + " ORDER BY occurrences DESC",
+                                                          args)]
+        return await asyncio.get_running_loop().run_in_executor(self._reader, read)
+
+    async def events_after(self, seq: int, limit: int) -> list[tuple[int, Event]]:
+        """Committed events after sequence number ``seq``, in commit order (ledger feed)."""
+        def read() -> list[tuple[int, Event]]:
+            con = self._rcon
+            assert con is not None
+            rows = con.execute("SELECT seq, body FROM events WHERE seq > ? ORDER BY seq LIMIT ?",
+                               (seq, limit)).fetchall()
+            return [(r[0], event_from_dict(orjson.loads(r[1]))) for r in rows]
+        return await asyncio.get_running_loop().run_in_executor(self._reader, read)
+
+    async def writable(self) -> bool:
+        """Whether a write transaction can commit now."""
+        def probe() -> bool:
+            con = self._wcon
+            assert con is not None
+            con.execute("BEGIN IMMEDIATE")
+            con.execute("ROLLBACK")
+            return True
+        try:
+            return await asyncio.wait_for(
+                asyncio.get_running_loop().run_in_executor(self._writer, probe), 5)
+        except (sqlite3.Error, TimeoutError, RuntimeError):
+            return False
+
+    async def query(self, sql: str, args: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+        """A read-only query on the reader connection (admin API, tests)."""
+        def read() -> list[tuple[Any, ...]]:
+            con = self._rcon
+            assert con is not None
+            return list(con.execute(sql, args).fetchall())
+        return await asyncio.get_running_loop().run_in_executor(self._reader, read)

@@ -1,0 +1,113 @@
+"""Bad input gets a clear NAK (or a closed connection), is quarantined, and harms nobody else."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+from helpers import MLLPClient, ack_fields, sample
+
+from gateway.mllp_framing import START
+
+
+async def _quarantine(gateway) -> list[tuple[str, bytes]]:  # type: ignore[no-untyped-def]
+    await asyncio.sleep(0.05)
+    return [(r[0], r[1]) for r in
+            await gateway.store.query("SELECT reason, raw FROM quarantine ORDER BY id")]
+
+
+@pytest.mark.parametrize(("name", "code", "location", "words"), [
+    ("bad_missing_msh.hl7", "AR", "MSH^1", "does not start with an MSH"),
+    ("bad_encoding_chars.hl7", "AR", "MSH^1^2", "encoding characters"),
+    ("bad_unknown_type_adt.hl7", "AR", "MSH^1^9", "unsupported message type ADT^A01"),
+    ("bad_quantity.hl7", "AE", "RXD^1^4", "RXD-4 is not a number"),
+    ("bad_unknown_facility.hl7", "AE", "MSH^1^4", "unknown sending facility"),
+])
+async def test_bad_message_gets_nak_naming_the_problem_and_is_quarantined(
+        gateway, name: str, code: str, location: str, words: str) -> None:
+    raw = sample(name)
+    client = await MLLPClient.connect(gateway.mllp_port)
+    ack = ack_fields(await client.send(raw))
+    assert ack["MSA"][1] == code
+    assert words in ack["MSA"][3]
+    err = ack["ERR"]
+    assert err[2] == location
+    assert words in err[8]
+    assert err[4] == "E"
+    # the listener keeps serving the same connection
+    good = ack_fields(await client.send(sample("rds_o13_dispense_utf8.hl7")))
+    assert good["MSA"][1] == "AA"
+    await client.close()
+    kept = await _quarantine(gateway)
+    assert kept[0][1] == raw
+    assert words in kept[0][0]
+    assert (await gateway.store.query("SELECT count(*) FROM events"))[0][0] == 1
+
+
+async def test_truncated_frame_is_quarantined_and_others_still_served(gateway) -> None:
+    _, w = await asyncio.open_connection("127.0.0.1", gateway.mllp_port)
+    partial = sample("rds_o13_dispense_utf8.hl7")[:120]
+    w.write(START + partial)  # never finished
+    await w.drain()
+    w.close()
+    other = await MLLPClient.connect(gateway.mllp_port)
+    assert ack_fields(await other.send(sample("rds_o13_dispense_utf8.hl7")))["MSA"][1] == "AA"
+    await other.close()
+    for _ in range(50):
+        kept = await _quarantine(gateway)
+        if kept:
+            break
+    assert kept[0][1] == partial
+    assert "cut off" in kept[0][0]
+
+
+async def test_frame_cut_by_next_start_block_is_quarantined_and_next_answered(gateway) -> None:
+    client = await MLLPClient.connect(gateway.mllp_port)
+    cut = sample("rds_o13_dispense_utf8.hl7")[:80]
+    client.writer.write(START + cut)
+    ack = ack_fields(await client.send(sample("rds_o13_dispense_gb18030.hl7")), "gb18030")
+    assert ack["MSA"][1] == "AA"
+    await client.close()
+    kept = await _quarantine(gateway)
+    assert kept[0][1] == cut
+
+
+async def test_bytes_outside_framing_are_quarantined(gateway) -> None:
+    client = await MLLPClient.connect(gateway.mllp_port)
+    client.writer.write(b"GET / HTTP/1.1\r\n\r\n")
+    ack = ack_fields(await client.send(sample("rds_o13_dispense_utf8.hl7")))
+    assert ack["MSA"][1] == "AA"
+    await client.close()
+    kept = await _quarantine(gateway)
+    assert kept[0][1] == b"GET / HTTP/1.1\r\n\r\n"
+    assert "outside MLLP framing" in kept[0][0]
+
+
+@pytest.mark.parametrize("gateway", [{"max_frame": 65536}], indirect=True)
+async def test_ten_megabyte_frame_is_refused_quarantined_and_listener_keeps_serving(
+        gateway) -> None:
+    head = sample("rds_o13_dispense_utf8.hl7")
+    huge = head + b"NTE|1||" + b"X" * (10 * 1024 * 1024) + b"\r"
+    client = await MLLPClient.connect(gateway.mllp_port)
+    ack = ack_fields(await client.send(huge, timeout=30))
+    assert ack["MSA"][1] == "AR"
+    assert ack["MSA"][2] == "RDS20261123000001"
+    assert "exceeds the limit of 65536 bytes" in ack["MSA"][3]
+    other = await MLLPClient.connect(gateway.mllp_port)
+    assert ack_fields(await other.send(sample("rds_o13_dispense_gb18030.hl7")),
+                      "gb18030")["MSA"][1] == "AA"
+    await other.close()
+    await client.close()
+    kept = await _quarantine(gateway)
+    assert kept[0][1] == huge
+    assert (await gateway.store.query("SELECT count(*) FROM messages"))[0][0] == 1
+
+
+async def test_random_garbage_frames_never_stop_the_listener(gateway) -> None:
+    client = await MLLPClient.connect(gateway.mllp_port)
+    for payload in (b"", b"\x00\xff\xfe", b"MSH", b"MSH|", "MSH|^~\\&|病人".encode("gb18030")):
+        ack = ack_fields(await client.send(payload), "latin-1")
+        assert ack["MSA"][1] in ("AR", "AE")
+    assert ack_fields(await client.send(sample("rds_o13_dispense_utf8.hl7")))["MSA"][1] == "AA"
+    await client.close()
+    assert len(await _quarantine(gateway)) == 5

@@ -1,0 +1,145 @@
+"""One message from the HIS over MLLP to the platform simulator, over real sockets."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import aiohttp
+from helpers import HOSPITAL, MLLPClient, ack_fields, sample
+
+
+async def _wait_for(predicate, timeout: float = 5.0) -> float:  # type: ignore[no-untyped-def]
+    start = time.monotonic()
+    while not predicate():
+        if time.monotonic() - start > timeout:
+            raise AssertionError("condition not met in time")
+        await asyncio.sleep(0.01)
+    return time.monotonic() - start
+
+
+async def test_dispense_reaches_platform_as_3505_within_a_second(gateway) -> None:
+    client = await MLLPClient.connect(gateway.mllp_port)
+    ack = ack_fields(await client.send(sample("rds_o13_dispense_utf8.hl7")))
+    acked_at = time.monotonic()
+    await client.close()
+    assert ack["MSA"][1] == "AA"
+    assert ack["MSA"][2] == "RDS20261123000001"  # MSA-2 = MSH-10
+    await _wait_for(lambda: len(gateway.simulator.order) == 1, timeout=1.0)
+    assert time.monotonic() - acked_at < 1.0
+    env = gateway.simulator.accepted[gateway.simulator.order[0]]
+    assert env["infno"] == "3505"
+    assert env["fixmedins_code"] == HOSPITAL
+    assert env["msgid"].startswith(HOSPITAL) and len(env["msgid"]) == 30
+    sel = env["input"]["selinfo"]
+    assert sel["med_list_codg"] == "XL02BGA045A001010104520"
+    # 2 boxes of 14 tablets, converted to the national minimum unit
+    assert sel["sel_retn_cnt"] == "28"
+    assert sel["finl_trns_pric"] == "2.35"
+    assert [t["drug_trac_codg"] for t in sel["drugtracinfo"]] == [
+        "81234567890123456789", "81234567890123456790"]
+    # patient data stays in the hospital by default
+    body = str(env)
+    for secret in ("张伟", "330102198001010016", "13800138000"):
+        assert secret not in body
+
+
+async def test_duplicate_control_id_is_acknowledged_again_but_mirrored_once(gateway) -> None:
+    client = await MLLPClient.connect(gateway.mllp_port)
+    raw = sample("rds_o13_dispense_utf8.hl7")
+    first = ack_fields(await client.send(raw))
+    second = ack_fields(await client.send(raw))
+    await client.close()
+    assert first["MSA"][:3] == second["MSA"][:3] == ["MSA", "AA", "RDS20261123000001"]
+    await _wait_for(lambda: len(gateway.simulator.order) == 1)
+    await asyncio.sleep(0.3)
+    assert len(gateway.simulator.order) == 1
+    assert gateway.simulator.duplicates == 0
+    rows = await gateway.store.query("SELECT count(*) FROM messages")
+    assert rows[0][0] == 1
+
+
+async def test_prescription_is_stored_but_not_mirrored_as_a_sale(gateway) -> None:
+    client = await MLLPClient.connect(gateway.mllp_port)
+    ack = ack_fields(await client.send(sample("rde_o11_prescription_utf8.hl7")))
+    await client.close()
+    assert ack["MSA"][1] == "AA"
+    rows = await gateway.store.query("SELECT kind, held, body FROM events")
+    assert len(rows) == 1 and rows[0][0] == "prescription" and rows[0][1] == 0
+    assert b"XL02BGA045A001010101359" in rows[0][2]  # mapped, kept for warnings
+    await asyncio.sleep(0.3)
+    assert gateway.simulator.order == []
+    assert (await gateway.store.query("SELECT count(*) FROM outbox"))[0][0] == 0
+
+
+async def test_gb18030_message_keeps_chinese_text_and_is_answered_in_gb18030(gateway) -> None:
+    client = await MLLPClient.connect(gateway.mllp_port)
+    ack = await client.send(sample("rds_o13_dispense_gb18030.hl7"))
+    await client.close()
+    fields = ack_fields(ack, "gb18030")
+    assert fields["MSA"][1] == "AA"
+    assert fields["MSH"][17] == "GB 18030-2000"
+    await _wait_for(lambda: len(gateway.simulator.order) == 1)
+    sel = gateway.simulator.accepted[gateway.simulator.order[0]]["input"]["selinfo"]
+    assert sel["fixmedins_hilist_name"] == "他达拉非片"
+    assert sel["phar_name"] == "孙丽"
+    assert sel["med_list_codg"] == "XG04BET001A001010207360"
+
+
+async def test_unmapped_item_is_held_not_mirrored_and_queued(gateway) -> None:
+    client = await MLLPClient.connect(gateway.mllp_port)
+    ack = ack_fields(await client.send(sample("rds_o13_unmapped_item.hl7")))
+    await client.close()
+    assert ack["MSA"][1] == "AA"  # committed: held, not dropped
+    rows = await gateway.store.query("SELECT held FROM events")
+    assert rows == [(1,)]
+    await asyncio.sleep(0.3)
+    assert gateway.simulator.order == []
+    async with aiohttp.ClientSession() as s, s.get(gateway.url("/api/unmapped")) as r:
+        queue = await r.json()
+    assert queue[0]["item_code"] == "Y9990001"
+    assert queue[0]["item_name"] == "来曲唑片^弗隆|2.5mg"  # escapes decoded
+    assert queue[0]["occurrences"] == 1
+
+
+async def test_health_ready_and_metrics(gateway) -> None:
+    client = await MLLPClient.connect(gateway.mllp_port)
+    await client.send(sample("rds_o13_dispense_utf8.hl7"))
+    await client.send(sample("bad_unknown_type_adt.hl7"))
+    await client.close()
+    await _wait_for(lambda: len(gateway.simulator.order) == 1)
+    await asyncio.sleep(1.2)  # gauges refresh every second
+    async with aiohttp.ClientSession() as s:
+        async with s.get(gateway.url("/healthz")) as r:
+            assert r.status == 200
+        async with s.get(gateway.url("/readyz")) as r:
+            assert r.status == 200
+            assert (await r.json())["store_writable"] is True
+        async with s.get(gateway.url("/metrics")) as r:
+            text = await r.text()
+    assert 'jcgw_messages_received_total{adapter="hl7v2",type="RDS^O13"} 1.0' in text
+    assert 'jcgw_messages_acknowledged_total{adapter="hl7v2",type="RDS^O13"} 1.0' in text
+    assert 'jcgw_messages_rejected_total{adapter="hl7v2",status="rejected",type=""} 1.0' in text
+    assert 'jcgw_deliveries_total{destination="nhsa",outcome="delivered"} 1.0' in text
+    assert 'jcgw_outbox_depth{destination="nhsa"} 0.0' in text
+    assert 'jcgw_mirror_latency_seconds_count{destination="nhsa"} 1.0' in text
+
+
+async def test_commit_failure_gets_ae_never_aa_and_a_resend_is_taken(gateway) -> None:
+    import sqlite3
+
+    store = gateway.store
+    blocker = sqlite3.connect(store.path, timeout=0)
+    blocker.execute("BEGIN EXCLUSIVE")  # another process holds the database
+    store._wcon.execute("PRAGMA busy_timeout=50")
+    client = await MLLPClient.connect(gateway.mllp_port)
+    raw = sample("rds_o13_dispense_utf8.hl7")
+    nak = ack_fields(await client.send(raw))
+    assert nak["MSA"][1] == "AE"
+    assert "not stored" in nak["MSA"][3]
+    blocker.rollback()
+    blocker.close()
+    ok = ack_fields(await client.send(raw))
+    await client.close()
+    assert ok["MSA"][1] == "AA"
+    await _wait_for(lambda: len(gateway.simulator.order) == 1)

@@ -1,0 +1,57 @@
+"""The platform simulator answers like the platform: envelope, codes, duplicate msgid."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from gateway.simulator import simulator_app
+
+
+def envelope(**over: Any) -> dict[str, Any]:
+    env: dict[str, Any] = {
+        "infno": "3505", "msgid": "H33010200015202611230930000001",
+        "recer_sys_code": "JCGW", "infver": "V1.0", "opter_type": "1", "opter": "jcgw",
+        "inf_time": "2026-11-23 09:30:00", "fixmedins_code": "H33010200015",
+        "input": {"selinfo": {"med_list_codg": "XL02BGA045A001010104520", "sel_retn_cnt": "28",
+                              "drugtracinfo": [{"drug_trac_codg": "81234567890123456789"}]}},
+    }
+    env.update(over)
+    return env
+
+
+async def test_accepts_valid_then_rejects_repeated_msgid(aiohttp_client) -> None:
+    client = await aiohttp_client(simulator_app())
+    r1 = await (await client.post("/fsi/api/inventory", json=envelope())).json()
+    r2 = await (await client.post("/fsi/api/inventory", json=envelope())).json()
+    assert r1["infcode"] == 0 and r1["output"]["platform_ref"]
+    assert r2["infcode"] == -1 and "msgid重复" in r2["err_msg"]
+    stats = await (await client.get("/_sim/stats")).json()
+    assert stats == {"accepted": 1, "duplicates": 1, "rejected": 0, "calls": 2}
+
+
+async def test_rejects_bad_national_code_msgid_and_time(aiohttp_client) -> None:
+    client = await aiohttp_client(simulator_app())
+    bad_code = envelope()
+    bad_code["input"]["selinfo"]["med_list_codg"] = "XL02BGA045A00101010452"  # 22 chars
+    cases = [
+        (bad_code, "国家医保编码"),
+        (envelope(msgid="H3301020001520261123093000001"), "msgid格式错误"),
+        (envelope(msgid="H33010200016202611230930000001"), "不一致"),
+        (envelope(inf_time="2026/11/23 09:30"), "inf_time"),
+        (envelope(infno="9999"), "不支持的交易编号"),
+        (envelope(input={}), "selinfo"),
+    ]
+    for env, words in cases:
+        answer = await (await client.post("/fsi/api/inventory", json=env)).json()
+        assert answer["infcode"] == -1, env
+        assert words in answer["err_msg"], answer["err_msg"]
+    assert (await (await client.get("/_sim/stats")).json())["accepted"] == 0
+
+
+async def test_injected_faults(aiohttp_client) -> None:
+    client = await aiohttp_client(simulator_app())
+    await client.post("/_sim/faults", json={"fail_next": 2, "fail_status": 502})
+    statuses = [(await client.post("/fsi/api/x", json=envelope())).status for _ in range(3)]
+    assert statuses == [502, 502, 200]
+    r = await client.post("/_sim/faults", json={"explode": True})
+    assert r.status == 400

@@ -1,0 +1,131 @@
+"""Shared test helpers: ports, configurations, MLLP clients, sample messages."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import socket
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from gateway.config import GatewayConfig, parse_config
+from gateway.mllp_framing import END, START
+
+ROOT = Path(__file__).resolve().parent.parent
+DATA = ROOT / "tests" / "data"
+HL7 = DATA / "hl7v2"
+CROSSWALK = ROOT / "config" / "crosswalk.sample.csv"
+HOSPITAL = "H33010200015"
+
+
+def free_port() -> int:
+    """A TCP port free on 127.0.0.1 right now."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def sample(name: str) -> bytes:
+    """A sample message's bytes."""
+    return (HL7 / name).read_bytes()
+
+
+def numbered_dispense(n: int, control_prefix: str = "RDS") -> bytes:
+    """The sample dispense with its own MSH-10 and prescription number (ORC-2)."""
+    raw = sample("rds_o13_dispense_utf8.hl7")
+    return (raw.replace(b"RDS20261123000001", f"{control_prefix}{n:012d}".encode())
+               .replace(b"CF20261123000123", f"CF{control_prefix}{n:010d}".encode()))
+
+
+def config_dict(tmp: Path, *, mllp_port: int, http_port: int, platform_url: str,
+                simulator_port: int | None = None, max_frame: int = 1_048_576,
+                **extra: Any) -> dict[str, Any]:
+    """A full configuration as YAML data, everything on loopback and under ``tmp``."""
+    cfg: dict[str, Any] = {
+        "data_dir": str(tmp / "var"),
+        "log_level": "INFO",
+        "hospitals": [{"code": HOSPITAL, "name": "浙江省人民医院", "admdvs": "330100"}],
+        "store": {"backend": "sqlite", "sqlite_path": str(tmp / "var" / "gateway.db")},
+        "listeners": [{"name": "his-mllp", "adapter": "hl7v2", "transport": "mllp",
+                       "host": "127.0.0.1", "port": mllp_port, "max_frame_bytes": max_frame,
+                       "config": {"facilities": {"ZJSRMYY": HOSPITAL}}}],
+        "http": {"host": "127.0.0.1", "port": http_port},
+        "crosswalk": {"csv": str(CROSSWALK)},
+        "destinations": [{"name": "nhsa", "profile": "nhsa-inventory", "url": platform_url,
+                          "timeout_s": 2, "backoff_initial_s": 0.05, "backoff_max_s": 0.5}],
+        "ledger": {"calendar_dir": str(ROOT / "config" / "calendar"),
+                   "rules": str(ROOT / "config" / "rules.yaml"),
+                   "contracts": str(ROOT / "config" / "contracts.sample.csv"),
+                   "path": str(tmp / "var" / "ledger.db")},
+        "cds": {"require_auth": False, "default_hospital_id": HOSPITAL},
+        "simulator": {"enabled": simulator_port is not None, "host": "127.0.0.1",
+                      "port": simulator_port or 0},
+    }
+    cfg.update(extra)
+    return cfg
+
+
+def make_config(tmp: Path, **kw: Any) -> GatewayConfig:
+    """A validated configuration (see :func:`config_dict`)."""
+    return parse_config(config_dict(tmp, **kw), "test.yaml")
+
+
+def write_config(tmp: Path, **kw: Any) -> Path:
+    """The configuration written as a YAML file."""
+    path = tmp / "gateway.yaml"
+    path.write_text(yaml.safe_dump(config_dict(tmp, **kw), allow_unicode=True), "utf-8")
+    return path
+
+
+class MLLPClient:
+    """A sequential MLLP client, as a HIS interface engine behaves."""
+
+    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.reader = reader
+        self.writer = writer
+
+    @classmethod
+    async def connect(cls, port: int, host: str = "127.0.0.1") -> MLLPClient:
+        r, w = await asyncio.open_connection(host, port)
+        return cls(r, w)
+
+    async def send(self, payload: bytes, timeout: float = 10.0) -> bytes:
+        """Send one message and return the ACK payload."""
+        self.writer.write(START + payload + END)
+        await self.writer.drain()
+        return await self.read_ack(timeout)
+
+    async def read_ack(self, timeout: float = 10.0) -> bytes:
+        data = await asyncio.wait_for(self.reader.readuntil(END), timeout)
+        return data[data.index(START) + 1: -2]
+
+    async def close(self) -> None:
+        self.writer.close()
+        with contextlib.suppress(ConnectionError, OSError):
+            await self.writer.wait_closed()
+
+
+_ESCAPES = {"\\F\\": "|", "\\S\\": "^", "\\T\\": "&", "\\R\\": "~"}
+
+
+def _unescape_text(field: str) -> str:
+    if "^" in field:  # a composite (ERR-2, ERR-3): keep its components apart
+        return field
+    for k, v in _ESCAPES.items():
+        field = field.replace(k, v)
+    return field.replace("\\E\\", "\\")
+
+
+def ack_fields(ack: bytes, codec: str = "utf-8") -> dict[str, list[str]]:
+    """Segments of an ACK by name → fields, text fields unescaped (first ERR as "ERR")."""
+    out: dict[str, list[str]] = {}
+    for seg in ack.decode(codec).split("\r"):
+        if seg:
+            parts = [_unescape_text(p) for p in seg.split("|")]
+            if parts[0] == "ERR" and "ERR" in out:
+                out.setdefault("ERR2", parts)
+                continue
+            out.setdefault(parts[0], parts)
+    return out

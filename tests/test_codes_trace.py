@@ -1,0 +1,66 @@
+"""Drug traceability codes: the 20-digit standard form and configurable long codes."""
+
+from __future__ import annotations
+
+import pytest
+
+from codes import CodeError, CodeKind, TraceCode, kind_of, parse_trace_code, validate_trace_code
+
+STANDARD = "81234560012345678901"
+GS1 = "(01)06901234567892(17)270630(10)B2405(21)0012345678"
+
+
+def test_standard_trace_code() -> None:
+    trace = parse_trace_code(STANDARD)
+    assert trace == TraceCode(code=STANDARD, standard=True)
+    assert trace.drug_identifier == "8123456"
+    assert kind_of(STANDARD) is CodeKind.TRACE
+
+
+@pytest.mark.parametrize(
+    ("code", "reason"),
+    [
+        ("91234560012345678901", "position 1 of a trace code must be 8, got '9'"),
+        ("8123456001234567890", "trace code must be 20 digits, got 19 characters"),
+        ("812345600123456789012", "got 21 characters (longer codes are accepted only when"),
+        ("81234560O12345678901", "position 9 of a trace code must be a digit, got 'O'"),
+        ("", "trace code is empty"),
+        (STANDARD + " ", "leading or trailing whitespace"),
+        (GS1, "position 1 of a trace code must be a digit, got '('"),
+    ],
+)
+def test_rejections_by_default(code: str, reason: str) -> None:
+    got = validate_trace_code(code)
+    assert got is not None and reason in got
+    with pytest.raises(CodeError) as info:
+        parse_trace_code(code)
+    assert info.value.reason == got
+
+
+def test_long_codes_only_when_allowed() -> None:
+    trace = parse_trace_code(GS1, allow_long=True)
+    assert trace.standard is False
+    assert trace.drug_identifier is None
+    assert parse_trace_code("1" * 100, allow_long=True).code == "1" * 100
+    assert parse_trace_code(STANDARD, allow_long=True).standard is True
+    assert kind_of(GS1) is None
+
+
+@pytest.mark.parametrize(
+    ("code", "reason"),
+    [
+        ("1" * 101, "trace code must be at most 100 characters, got 101"),
+        ("1234567890", "trace code must be at least 20 characters, got 10"),
+        ("8123456001234567890 12345", "trace code contains ' '"),
+        ("8123456001234567890１2345", "trace code contains '１'"),
+    ],
+)
+def test_long_code_rejections(code: str, reason: str) -> None:
+    got = validate_trace_code(code, allow_long=True)
+    assert got is not None and reason in got
+
+
+def test_no_check_digit_is_enforced() -> None:
+    # Any final digit is accepted: a false rejection would block dispensing.
+    accepted = {parse_trace_code(STANDARD[:-1] + str(d)).code[-1] for d in range(10)}
+    assert accepted == set("0123456789")
