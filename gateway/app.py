@@ -10,10 +10,12 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 
 import aiohttp
+import orjson
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from adapters.base import Adapter
+from adapters.fhir import capability_statement
 from adapters.registry import create as create_adapter
 from mappings.crosswalk import Crosswalk, read_csv
 
@@ -180,17 +182,61 @@ async def metrics(request: web.Request) -> web.Response:
     return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
 
 
+async def _ingest(request: web.Request, adapter: Adapter) -> web.Response:
+    raw = await request.read()
+    reply = await request.app[INGESTOR].handle(adapter, raw, request.remote or "?")
+    ctype, _, params = reply.content_type.partition(";")
+    charset = params.partition("charset=")[2].strip() or None
+    return web.Response(body=reply.body, status=reply.status, content_type=ctype.strip(),
+                        charset=charset, headers=dict(reply.headers))
+
+
 async def ingest_http(request: web.Request) -> web.Response:
     """POST /ingest/{listener}: a message for an HTTP adapter (FHIR, vendor XML/JSON)."""
     name = request.match_info["listener"]
     adapter = request.app[HTTP_ADAPTERS].get(name)
     if adapter is None:
-        raise web.HTTPNotFound(text=f"no HTTP listener named {name!r}")
-    raw = await request.read()
-    peer = request.remote or "?"
-    reply = await request.app[INGESTOR].handle(adapter, raw, peer)
-    return web.Response(body=reply.body, status=reply.status, content_type=reply.content_type
-                        .split(";")[0])
+        known = ", ".join(sorted(request.app[HTTP_ADAPTERS])) or "none configured"
+        return web.json_response(
+            {"error": f"no HTTP listener named {name!r} (listeners: {known})"}, status=404)
+    return await _ingest(request, adapter)
+
+
+def _fhir_adapter(request: web.Request) -> Adapter:
+    for adapter in request.app[HTTP_ADAPTERS].values():
+        if adapter.name == "fhir-r4":
+            return adapter
+    raise web.HTTPNotFound(text="no FHIR listener is configured (adapter: fhir-r4)")
+
+
+def _outcome(status: int, code: str, text: str, expression: str = "") -> web.Response:
+    issue: dict[str, object] = {"severity": "error", "code": code, "diagnostics": text}
+    if expression:
+        issue["expression"] = [expression]
+    return web.json_response({"resourceType": "OperationOutcome", "issue": [issue]},
+                             status=status, content_type="application/fhir+json")
+
+
+async def fhir_post(request: web.Request) -> web.Response:
+    """POST /fhir (Bundle) and POST /fhir/{type} (one resource of that type)."""
+    adapter = _fhir_adapter(request)
+    rtype = request.match_info.get("type")
+    if rtype:
+        try:
+            declared = orjson.loads(await request.read()).get("resourceType")
+        except (orjson.JSONDecodeError, AttributeError):
+            declared = None  # the adapter names the problem
+        if declared is not None and declared != rtype:
+            return _outcome(400, "invalid", f"resourceType {declared!r} posted to /fhir/{rtype}",
+                            "resourceType")
+    return await _ingest(request, adapter)
+
+
+async def fhir_metadata(request: web.Request) -> web.Response:
+    """GET /fhir/metadata: the CapabilityStatement."""
+    _fhir_adapter(request)
+    base = f"{request.scheme}://{request.host}/fhir"
+    return web.json_response(capability_statement(base), content_type="application/fhir+json")
 
 
 async def unmapped(request: web.Request) -> web.Response:
@@ -236,6 +282,9 @@ def build_app(cfg: GatewayConfig, metrics_: Metrics | None = None) -> web.Applic
     app.router.add_get("/readyz", readyz)
     app.router.add_get("/metrics", metrics)
     app.router.add_post("/ingest/{listener}", ingest_http)
+    app.router.add_post("/fhir", fhir_post)
+    app.router.add_post("/fhir/{type}", fhir_post)
+    app.router.add_get("/fhir/metadata", fhir_metadata)
     app.router.add_get("/api/unmapped", unmapped)
     crosswalk = load_crosswalk(cfg)
     app[CROSSWALK] = crosswalk

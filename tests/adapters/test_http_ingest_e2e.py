@@ -83,3 +83,25 @@ async def test_vendor_xml_and_json(http_gateway: str) -> None:
         async with http.post(http_gateway + "his-xml", data=xxe) as r:
             assert r.status == 400
             assert etree.fromstring(await r.read()).findtext("返回码") == "-1"
+
+
+async def test_fhir_rest_routes_and_capability_statement(http_gateway: str) -> None:
+    base = http_gateway.removesuffix("/ingest/")
+    body = _sample("fhir-r4/valid", "medicationrequest_contained_medication.json")
+    async with ClientSession() as http:
+        async with http.post(base + "/fhir/MedicationRequest", data=body,
+                             headers={"Content-Type": "application/fhir+json"}) as r:
+            assert r.status == 201, await r.text()
+            assert "MedicationRequest/" in r.headers["Location"]
+        async with http.post(base + "/fhir/MedicationDispense", data=body) as r:
+            assert r.status == 400
+            outcome = orjson.loads(await r.read())
+            assert outcome["issue"][0]["expression"] == ["resourceType"]
+        async with http.get(base + "/fhir/metadata") as r:
+            assert r.status == 200
+            cap = orjson.loads(await r.read())
+    assert cap["resourceType"] == "CapabilityStatement"
+    assert cap["fhirVersion"] == "4.0.1"
+    types = {res["type"] for rest in cap["rest"] for res in rest["resource"]}
+    assert {"MedicationRequest", "MedicationDispense", "SupplyRequest",
+            "SupplyDelivery"} <= types
