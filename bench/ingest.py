@@ -83,6 +83,8 @@ def gateway_config(tmp: Path, mllp: int, http: int, sim: int) -> Path:
     cfg["simulator"]["port"] = sim
     cfg["destinations"][0]["url"] = f"http://127.0.0.1:{sim}/fsi/api/inventory"
     cfg["crosswalk"]["csv"] = str(ROOT / "config" / "crosswalk.sample.csv")
+    if os.environ.get("BENCH_NO_LEDGER"):
+        cfg["ledger"]["enabled"] = False
     path = tmp / "gateway.yaml"
     path.write_text(yaml.safe_dump(cfg, allow_unicode=True), "utf-8")
     return path

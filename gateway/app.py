@@ -3,22 +3,28 @@
 from __future__ import annotations
 
 import asyncio
+import hmac
 import logging
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 
 import aiohttp
+import orjson
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from adapters.base import Adapter
+from adapters.fhir import capability_statement
 from adapters.registry import create as create_adapter
 from mappings.crosswalk import Crosswalk, read_csv
 
 from .admin_mirror import add_mirror_routes
+from .cds import cds_app
 from .config import GatewayConfig
 from .ingest import Ingestor, Route
+from .ledger import Ledger, ledger_app
+from .ledger_wiring import LedgerFeed, cds_settings, make_ledger, prescription_advisor
 from .metrics import Metrics
 from .mirror import Destination, Mirror
 from .mllp import start_mllp_server
@@ -30,6 +36,8 @@ from .store.sqlite import SqliteStore
 __all__ = [
     "CONFIG",
     "INGESTOR",
+    "LEDGER",
+    "LEDGER_FEED",
     "METRICS",
     "MIRROR",
     "SIMULATOR",
@@ -46,6 +54,9 @@ STORE: web.AppKey[Store] = web.AppKey("store", Store)  # type: ignore[type-abstr
 INGESTOR: web.AppKey[Ingestor] = web.AppKey("ingestor", Ingestor)
 MIRROR: web.AppKey[Mirror] = web.AppKey("mirror", Mirror)
 SIMULATOR: web.AppKey[SimulatorState] = web.AppKey("simulator", SimulatorState)
+CROSSWALK: web.AppKey[Crosswalk] = web.AppKey("crosswalk", Crosswalk)
+LEDGER: web.AppKey[Ledger] = web.AppKey("ledger", Ledger)
+LEDGER_FEED: web.AppKey[LedgerFeed] = web.AppKey("ledger_feed", LedgerFeed)
 HTTP_ADAPTERS: web.AppKey[dict[str, Adapter]] = web.AppKey("http_adapters", dict)
 MLLP_SERVERS: web.AppKey[dict[str, asyncio.Server]] = web.AppKey("mllp_servers", dict)
 
@@ -97,10 +108,19 @@ async def _core_ctx(app: web.Application) -> AsyncIterator[None]:
     destinations = [Destination(d, profile_for(d.profile)(d, cfg)) for d in cfg.destinations]
     mirror = Mirror(store, destinations, metrics, session)
     app[MIRROR] = mirror
-    ingestor = Ingestor(store, load_crosswalk(cfg),
+    ingestor = Ingestor(store, app[CROSSWALK],
                         [Route(d.name, d.profile) for d in destinations], metrics,
                         notify=mirror.notify)
     app[INGESTOR] = ingestor
+    feed_task: asyncio.Task[None] | None = None
+    feed: LedgerFeed | None = None
+    if LEDGER in app:
+        ledger = app[LEDGER]
+        ingestor.advisors.append(prescription_advisor(ledger))
+        feed = LedgerFeed(store, ledger)
+        app[LEDGER_FEED] = feed
+        store.committed_listeners.append(feed.committed)  # type: ignore[attr-defined]
+        feed_task = asyncio.create_task(feed.run(), name="ledger-feed")
     servers: dict[str, asyncio.Server] = {}
     http_adapters: dict[str, Adapter] = {}
     for listener in cfg.listeners:
@@ -117,6 +137,10 @@ async def _core_ctx(app: web.Application) -> AsyncIterator[None]:
     stats_task = asyncio.create_task(_refresh_stats(app))
     yield
     stats_task.cancel()
+    if feed_task is not None and feed is not None:
+        feed_task.cancel()
+        await asyncio.gather(feed_task, return_exceptions=True)
+        feed.close()
     for server in servers.values():
         server.close()
         await server.wait_closed()
@@ -173,17 +197,61 @@ async def metrics(request: web.Request) -> web.Response:
     return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
 
 
+async def _ingest(request: web.Request, adapter: Adapter) -> web.Response:
+    raw = await request.read()
+    reply = await request.app[INGESTOR].handle(adapter, raw, request.remote or "?")
+    ctype, _, params = reply.content_type.partition(";")
+    charset = params.partition("charset=")[2].strip() or None
+    return web.Response(body=reply.body, status=reply.status, content_type=ctype.strip(),
+                        charset=charset, headers=dict(reply.headers))
+
+
 async def ingest_http(request: web.Request) -> web.Response:
     """POST /ingest/{listener}: a message for an HTTP adapter (FHIR, vendor XML/JSON)."""
     name = request.match_info["listener"]
     adapter = request.app[HTTP_ADAPTERS].get(name)
     if adapter is None:
-        raise web.HTTPNotFound(text=f"no HTTP listener named {name!r}")
-    raw = await request.read()
-    peer = request.remote or "?"
-    reply = await request.app[INGESTOR].handle(adapter, raw, peer)
-    return web.Response(body=reply.body, status=reply.status, content_type=reply.content_type
-                        .split(";")[0])
+        known = ", ".join(sorted(request.app[HTTP_ADAPTERS])) or "none configured"
+        return web.json_response(
+            {"error": f"no HTTP listener named {name!r} (listeners: {known})"}, status=404)
+    return await _ingest(request, adapter)
+
+
+def _fhir_adapter(request: web.Request) -> Adapter:
+    for adapter in request.app[HTTP_ADAPTERS].values():
+        if adapter.name == "fhir-r4":
+            return adapter
+    raise web.HTTPNotFound(text="no FHIR listener is configured (adapter: fhir-r4)")
+
+
+def _outcome(status: int, code: str, text: str, expression: str = "") -> web.Response:
+    issue: dict[str, object] = {"severity": "error", "code": code, "diagnostics": text}
+    if expression:
+        issue["expression"] = [expression]
+    return web.json_response({"resourceType": "OperationOutcome", "issue": [issue]},
+                             status=status, content_type="application/fhir+json")
+
+
+async def fhir_post(request: web.Request) -> web.Response:
+    """POST /fhir (Bundle) and POST /fhir/{type} (one resource of that type)."""
+    adapter = _fhir_adapter(request)
+    rtype = request.match_info.get("type")
+    if rtype:
+        try:
+            declared = orjson.loads(await request.read()).get("resourceType")
+        except (orjson.JSONDecodeError, AttributeError):
+            declared = None  # the adapter names the problem
+        if declared is not None and declared != rtype:
+            return _outcome(400, "invalid", f"resourceType {declared!r} posted to /fhir/{rtype}",
+                            "resourceType")
+    return await _ingest(request, adapter)
+
+
+async def fhir_metadata(request: web.Request) -> web.Response:
+    """GET /fhir/metadata: the CapabilityStatement."""
+    _fhir_adapter(request)
+    base = f"{request.scheme}://{request.host}/fhir"
+    return web.json_response(capability_statement(base), content_type="application/fhir+json")
 
 
 async def unmapped(request: web.Request) -> web.Response:
@@ -194,9 +262,33 @@ async def unmapped(request: web.Request) -> web.Response:
                               {f: getattr(i, f) for f in i.__slots__} for i in items])
 
 
+_PROTECTED = ("/api/", "/ledger/")
+
+
+def _token_guard(token: str) -> Callable[..., Awaitable[web.StreamResponse]]:
+    """Require ``Authorization: Bearer <token>`` on the operator API."""
+    expected = f"Bearer {token}".encode()
+
+    @web.middleware
+    async def guard(request: web.Request,
+                    handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+                    ) -> web.StreamResponse:
+        if request.path.startswith(_PROTECTED):
+            given = request.headers.get("Authorization", "").encode()
+            if not hmac.compare_digest(given, expected):
+                return web.json_response(
+                    {"error": "operator API: send Authorization: Bearer <http.api_token>"},
+                    status=401)
+        return await handler(request)
+    return guard
+
+
 def build_app(cfg: GatewayConfig, metrics_: Metrics | None = None) -> web.Application:
     """The gateway as an aiohttp application (HTTP side plus every listener and worker)."""
-    app = web.Application(client_max_size=cfg.http.max_body_bytes)
+    middlewares = []
+    if cfg.http.api_token is not None:
+        middlewares.append(_token_guard(cfg.http.api_token.get_secret_value()))
+    app = web.Application(client_max_size=cfg.http.max_body_bytes, middlewares=middlewares)
     app[CONFIG] = cfg
     app[METRICS] = metrics_ or Metrics()
     app.cleanup_ctx.append(_simulator_ctx)
@@ -205,6 +297,21 @@ def build_app(cfg: GatewayConfig, metrics_: Metrics | None = None) -> web.Applic
     app.router.add_get("/readyz", readyz)
     app.router.add_get("/metrics", metrics)
     app.router.add_post("/ingest/{listener}", ingest_http)
+    app.router.add_post("/fhir", fhir_post)
+    app.router.add_post("/fhir/{type}", fhir_post)
+    app.router.add_get("/fhir/metadata", fhir_metadata)
     app.router.add_get("/api/unmapped", unmapped)
+    crosswalk = load_crosswalk(cfg)
+    app[CROSSWALK] = crosswalk
+    if cfg.ledger.enabled:
+        ledger = make_ledger(cfg, crosswalk)
+        app[LEDGER] = ledger
+        app.add_subapp("/ledger", ledger_app(ledger))
+        if cfg.cds.enabled:
+            app.add_subapp("/cds-services", cds_app(ledger, cds_settings(cfg, crosswalk)))
+
+        async def close_ledger(_: web.Application) -> None:
+            ledger.store.close()  # after the CDS sub-app flushed its cards
+        app.on_cleanup.append(close_ledger)
     add_mirror_routes(app, STORE, MIRROR)
     return app

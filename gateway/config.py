@@ -91,6 +91,9 @@ class HttpConfig(_Frozen):
     host: str = "127.0.0.1"
     port: int = Field(default=8080, ge=0, le=65535)
     max_body_bytes: int = Field(default=10_485_760, ge=1024)
+    api_token: SecretStr | None = Field(
+        default=None,
+        description="bearer token required on /api and /ledger (e.g. ${JCGW_API_TOKEN})")
 
 
 class DestinationConfig(_Frozen):
@@ -161,6 +164,36 @@ class SimulatorConfig(_Frozen):
     port: int = Field(default=8090, ge=0, le=65535)
 
 
+class LedgerConfig(_Frozen):
+    """The 集采 ledger: contracts, progress, deadlines, warning rules."""
+
+    enabled: bool = True
+    path: Path | None = Field(default=None, description="default: <data_dir>/ledger.db")
+    calendar_dir: Path = Path("config/calendar")
+    rules: Path = Path("config/rules.yaml")
+    contracts: Path | None = Field(default=None, description="CSV/XLSX imported at start")
+
+
+class CdsClientConfig(_Frozen):
+    """A prescribing system allowed to call the CDS Hooks service."""
+
+    iss: str = Field(min_length=1)
+    jwks_file: Path
+    hospital_id: str = Field(default="", pattern=r"^([A-Z0-9]{12})?$")
+    hospitals: tuple[str, ...] = ()
+
+
+class CdsConfig(_Frozen):
+    """The CDS Hooks 2.0 service at /cds-services."""
+
+    enabled: bool = True
+    public_base_url: str = Field(default="http://127.0.0.1:8080/cds-services",
+                                 pattern=r"^https?://")
+    require_auth: bool = True
+    default_hospital_id: str = Field(default="", pattern=r"^([A-Z0-9]{12})?$")
+    clients: tuple[CdsClientConfig, ...] = ()
+
+
 class CrosswalkConfig(_Frozen):
     """Where the crosswalk (对码) comes from at start."""
 
@@ -179,6 +212,8 @@ class GatewayConfig(_Frozen):
     destinations: tuple[DestinationConfig, ...] = ()
     simulator: SimulatorConfig = SimulatorConfig()
     crosswalk: CrosswalkConfig = CrosswalkConfig()
+    ledger: LedgerConfig = LedgerConfig()
+    cds: CdsConfig = CdsConfig()
 
     @model_validator(mode="after")
     def _unique_names(self) -> GatewayConfig:
@@ -281,7 +316,15 @@ def _resolve_paths(cfg: GatewayConfig, base: Path) -> GatewayConfig:
     cw = cfg.crosswalk
     if cw.csv is not None:
         cw = cw.model_copy(update={"csv": fix(cw.csv)})
-    return cfg.model_copy(update={"data_dir": fix(cfg.data_dir), "store": store, "crosswalk": cw})
+    led = cfg.ledger
+    led = led.model_copy(update={
+        "calendar_dir": fix(led.calendar_dir), "rules": fix(led.rules),
+        "path": fix(led.path) if led.path else None,
+        "contracts": fix(led.contracts) if led.contracts else None})
+    cds = cfg.cds.model_copy(update={"clients": tuple(
+        c.model_copy(update={"jwks_file": fix(c.jwks_file)}) for c in cfg.cds.clients)})
+    return cfg.model_copy(update={"data_dir": fix(cfg.data_dir), "store": store, "crosswalk": cw,
+                                  "ledger": led, "cds": cds})
 
 
 def _check_adapters(cfg: GatewayConfig, file: str) -> None:
@@ -308,9 +351,16 @@ def _check_adapters(cfg: GatewayConfig, file: str) -> None:
             for err in exc.errors():
                 problems.append(f"{key}.config.{_loc(err['loc'])}: "
                                 f"{err['msg'].removeprefix('Value error, ')}")
-    if cfg.crosswalk.csv is not None and not Path(cfg.crosswalk.csv).exists():
-        problems.append(f"{file}: crosswalk.csv: file {cfg.crosswalk.csv} does not exist "
-                        "(give the path of the crosswalk CSV)")
+    files: list[tuple[str, Path | None]] = [("crosswalk.csv", cfg.crosswalk.csv)]
+    if cfg.ledger.enabled:
+        files += [("ledger.calendar_dir", cfg.ledger.calendar_dir),
+                  ("ledger.rules", cfg.ledger.rules), ("ledger.contracts", cfg.ledger.contracts)]
+    if cfg.cds.enabled:
+        files += [(f"cds.clients[{i}].jwks_file", c.jwks_file)
+                  for i, c in enumerate(cfg.cds.clients)]
+    for key, path in files:
+        if path is not None and not Path(path).exists():
+            problems.append(f"{file}: {key}: {path} does not exist (give an existing path)")
     if problems:
         raise ConfigError(problems)
 

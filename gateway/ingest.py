@@ -7,7 +7,15 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from adapters.base import Adapter, Issue, Outcome, OutcomeStatus, Reply, Severity
+from adapters.base import (
+    Adapter,
+    Issue,
+    Outcome,
+    OutcomeStatus,
+    Reply,
+    Severity,
+    rejection_issues,
+)
 from mappings.crosswalk import Crosswalk, map_event
 
 from .errors import MessageRejected, StoreError
@@ -81,6 +89,21 @@ class Ingestor:
                 issues.extend(advice.issues)
                 blocked = blocked or advice.blocked
         return Advice(tuple(issues), blocked)
+
+    def remap(self, event: Event) -> tuple[Event, bool, tuple[PlannedDelivery, ...]]:
+        """Map a held event with today's crosswalk: (event, still held?, deliveries)."""
+        mapped, unmapped = map_event(event, self.crosswalk, self.clock().date())
+        if unmapped:
+            return mapped, True, ()
+        return mapped, False, self.plan([mapped], [False])
+
+    async def release_held(self, hospital_id: str | None = None) -> int:
+        """Release the held events the crosswalk now maps, in their original order."""
+        released = await self.store.release_held(self.remap, hospital_id)  # type: ignore[attr-defined]
+        if released:
+            log.info("released %d held event(s)", len(released))
+            self.notify()
+        return len(released)
 
     async def handle(self, adapter: Adapter, raw: bytes, peer: str) -> Reply:
         """Take one message; the reply is positive only after a durable commit."""
@@ -159,8 +182,7 @@ class Ingestor:
         kept = await self._keep(raw, peer, adapter.name, exc.reason, received_at)
         status = OutcomeStatus.REJECTED if exc.reject and kept else OutcomeStatus.ERROR
         self.metrics.rejected.labels(adapter.name, "", status.value).inc()
-        issue = Issue(Severity.ERROR, exc.reason, exc.code, exc.location)
-        return adapter.reply(None, raw, Outcome(status, (issue,)), now=self.clock())
+        return adapter.reply(None, raw, Outcome(status, rejection_issues(exc)), now=self.clock())
 
     async def bad_bytes(self, adapter: Adapter, raw: bytes, peer: str, reason: str) -> None:
         """Quarantine bytes that are not even a message (framing errors)."""

@@ -134,6 +134,14 @@ def escape(value: str, seps: Separators = DEFAULT_SEPARATORS) -> str:
     return "".join(table.get(c, c) for c in value)
 
 
+def _pick(value: str, sep: str, index: int) -> str:
+    if index == 1:
+        i = value.find(sep)
+        return value if i < 0 else value[:i]
+    parts = value.split(sep)
+    return parts[index - 1] if index <= len(parts) else ""
+
+
 class Segment:
     """One segment; ``field(n)`` is HL7 field n (MSH-n numbering handled)."""
 
@@ -157,19 +165,18 @@ class Segment:
 
     def get(self, n: int, component: int = 1, sub: int = 1, rep: int = 1) -> str:
         """Decoded text of field n, component, sub-component and repetition (1-based)."""
-        raw = self.raw(n)
+        f = self.fields
+        if n >= len(f):
+            return ""
+        raw = f[n]
         if not raw:
             return ""
         seps = self._seps
-        if rep > 1 or seps.repetition in raw:
-            reps = raw.split(seps.repetition)
-            raw = reps[rep - 1] if rep <= len(reps) else ""
-        if component > 1 or seps.component in raw:
-            comps = raw.split(seps.component)
-            raw = comps[component - 1] if component <= len(comps) else ""
-        if sub > 1 or seps.subcomponent in raw:
-            subs = raw.split(seps.subcomponent)
-            raw = subs[sub - 1] if sub <= len(subs) else ""
+        # find/slice for the first item, split only when a later one is asked for:
+        # this runs dozens of times per message
+        raw = _pick(raw, seps.repetition, rep)
+        raw = _pick(raw, seps.component, component)
+        raw = _pick(raw, seps.subcomponent, sub)
         if seps.escape in raw:
             return _unescape(raw, seps, self._codec)
         return raw

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Protocol
@@ -57,6 +58,7 @@ class CommitResult:
     duplicate: bool
     message_id: int
     outbox_ids: tuple[int, ...] = ()
+    event_seqs: tuple[int | None, ...] = ()  # per event; None: the event id was seen before
 
 
 @dataclass(frozen=True, slots=True)
@@ -247,4 +249,20 @@ class Store(Protocol):
 
     async def balance(self) -> Balance:
         """Units per destination and state, read in one snapshot."""
+        ...
+
+    async def events_after(self, seq: int, limit: int) -> list[tuple[int, Event]]:
+        """Committed events after sequence number ``seq``, in commit order."""
+        ...
+
+    async def release_held(
+        self,
+        remap: Callable[[Event], tuple[Event, bool, tuple[PlannedDelivery, ...]]],
+        hospital_id: str | None = None,
+    ) -> list[Event]:
+        """Map held events again, oldest first, and plan deliveries for the complete ones."""
+        ...
+
+    async def unmapped(self, hospital_id: str | None = None) -> list[UnmappedItem]:
+        """The unmapped-item queue, most frequent first."""
         ...

@@ -29,7 +29,7 @@ from typing import Any
 import orjson
 
 from ..errors import StoreError
-from ..model import event_from_dict
+from ..model import Event, event_from_dict
 from .base import (
     Balance,
     Claim,
@@ -40,6 +40,7 @@ from .base import (
     OutboxQuery,
     OutboxRecord,
     OutboxStats,
+    PlannedDelivery,
     ReplayResult,
     UnmappedItem,
 )
@@ -194,6 +195,8 @@ class PostgresStore:
         self._flush_task: asyncio.Task[None] | None = None
         self.commits = 0
         self.closed = False
+        # called in commit order, right after each group commit, with (seq, event) pairs
+        self.committed_listeners: list[Callable[[list[tuple[int, Event]]], None]] = []
 
     # -- lifecycle -------------------------------------------------------
     async def start(self) -> None:
@@ -274,6 +277,8 @@ class PostgresStore:
                     results = exc
                 if self.on_batch is not None and not isinstance(results, BaseException):
                     self.on_batch(len(batch))
+                if self.committed_listeners and not isinstance(results, BaseException):
+                    self._tell_listeners([inc for inc, _ in batch], results)
                 for i, (_, fut) in enumerate(batch):
                     if fut.done():
                         continue
@@ -283,6 +288,19 @@ class PostgresStore:
                         fut.set_result(results[i])
         finally:
             self._flush_task = None
+
+    def _tell_listeners(self, items: list[Incoming], results: list[CommitResult]) -> None:
+        committed = [(seq, ev) for inc, res in zip(items, results, strict=True)
+                     if not res.duplicate
+                     for seq, ev in zip(res.event_seqs, inc.events, strict=True)
+                     if seq is not None]
+        if not committed:
+            return
+        for listener in self.committed_listeners:
+            try:
+                listener(committed)
+            except Exception:  # the commit stands; a listener catches up from the store
+                log.exception("commit listener failed")
 
     async def _write_batch(self, items: list[Incoming]) -> list[CommitResult]:
         now = time.time()
@@ -341,7 +359,8 @@ class PostgresStore:
         for inc, (message_id, dup, seqs) in zip(items, staged, strict=True):
             n = 0 if dup else sum(1 for d in inc.deliveries if seqs[d.event_index] is not None)
             results.append(CommitResult(duplicate=dup, message_id=message_id,
-                                        outbox_ids=tuple(next(taken) for _ in range(n))))
+                                        outbox_ids=tuple(next(taken) for _ in range(n)),
+                                        event_seqs=tuple(seqs)))
         return results
 
     @staticmethod
@@ -509,6 +528,50 @@ class PostgresStore:
         """A read-only query ($1, $2 … placeholders) for the admin API and tests."""
         async with self._pool.acquire() as con, con.transaction(readonly=True):
             return [tuple(r) for r in await con.fetch(sql, *args)]
+
+    async def release_held(
+        self,
+        remap: Callable[[Event], tuple[Event, bool, tuple[PlannedDelivery, ...]]],
+        hospital_id: str | None = None,
+    ) -> list[Event]:
+        """Map held events again, oldest first; those now complete get their outbox rows."""
+        now = time.time()
+        released: list[tuple[int, Event, tuple[PlannedDelivery, ...]]] = []
+        async with self._pool.acquire() as con, con.transaction():
+            sql = "SELECT seq, body FROM events WHERE held = 1"
+            args: tuple[str, ...] = ()
+            if hospital_id:
+                sql += " AND hospital_id = $1"
+                args = (hospital_id,)
+            # FOR UPDATE: two replicas releasing at once must not plan rows twice
+            for seq, body in await con.fetch(sql + " ORDER BY seq FOR UPDATE", *args):
+                event, still_held, deliveries = remap(event_from_dict(orjson.loads(body)))
+                if still_held:
+                    continue
+                await con.execute("UPDATE events SET held = 0, body = $2 WHERE seq = $1",
+                                  seq, _dumps(event))
+                await con.execute(
+                    "DELETE FROM unmapped WHERE hospital_id = $1 AND item_code = ANY($2::text[])",
+                    event.hospital_id, [li.item_code for li in event.lines])
+                released.append((seq, event, deliveries))
+            planned = [(seq, ev, d) for seq, ev, ds in released for d in ds]
+            msgids = await self._allocate(con, [ev.hospital_id for _, ev, _ in planned], now)
+            for (seq, ev, d), msgid in zip(planned, msgids, strict=True):
+                await con.execute(
+                    "INSERT INTO outbox (destination, event_seq, unit, hospital_id, stream,"
+                    " msgid, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7)",
+                    d.destination, seq, d.unit, ev.hospital_id, ev.stream, msgid, now)
+                await con.execute(
+                    "INSERT INTO outbox_groups (destination, hospital_id, stream)"
+                    " VALUES ($1, $2, $3) ON CONFLICT DO NOTHING",
+                    d.destination, ev.hospital_id, ev.stream)
+        return [ev for _, ev, _ in released]
+
+    async def events_after(self, seq: int, limit: int) -> list[tuple[int, Event]]:
+        """Committed events after sequence number ``seq``, in commit order (ledger feed)."""
+        rows = await self._pool.fetch(
+            "SELECT seq, body FROM events WHERE seq > $1 ORDER BY seq LIMIT $2", seq, limit)
+        return [(r[0], event_from_dict(orjson.loads(r[1]))) for r in rows]
 
     # -- dead letters and replay -------------------------------------------
     async def list_outbox(self, query: OutboxQuery) -> list[OutboxRecord]:

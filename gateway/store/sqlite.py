@@ -22,7 +22,7 @@ from typing import Any
 import orjson
 
 from ..errors import StoreError
-from ..model import event_from_dict
+from ..model import Event, event_from_dict
 from .base import (
     Balance,
     Claim,
@@ -33,13 +33,17 @@ from .base import (
     OutboxQuery,
     OutboxRecord,
     OutboxStats,
+    PlannedDelivery,
     ReplayResult,
     UnmappedItem,
 )
 from .msgid import MsgIdClock
 from .query import STATE_NAMES, outbox_where
 
-__all__ = ["SqliteStore"]
+__all__ = ["Remap", "SqliteStore"]
+
+# held event → (event mapped again, still held?, deliveries to plan)
+Remap = Callable[[Event], tuple[Event, bool, tuple[PlannedDelivery, ...]]]
 
 log = logging.getLogger(__name__)
 
@@ -70,6 +74,8 @@ class SqliteStore:
                  on_batch: Callable[[int], None] | None = None) -> None:
         self.path = Path(path)
         self.on_batch = on_batch
+        # called in commit order, right after each group commit, with (seq, event) pairs
+        self.committed_listeners: list[Callable[[list[tuple[int, Event]]], None]] = []
         self.group_commit_max = group_commit_max
         self._writer = ThreadPoolExecutor(1, thread_name_prefix="sqlite-writer")
         self._reader = ThreadPoolExecutor(1, thread_name_prefix="sqlite-reader")
@@ -194,8 +200,22 @@ class SqliteStore:
                         fut.set_exception(StoreError(f"commit failed: {results}"))
                     else:
                         fut.set_result(results[i])
+                if self.committed_listeners and not isinstance(results, BaseException):
+                    self._tell_listeners(items, results)
         finally:
             self._flush_task = None
+
+    def _tell_listeners(self, items: list[Incoming], results: list[CommitResult]) -> None:
+        committed = [(seq, ev) for inc, res in zip(items, results, strict=True)
+                     for seq, ev in zip(res.event_seqs, inc.events, strict=True)
+                     if seq is not None]
+        if not committed:
+            return
+        for listener in self.committed_listeners:
+            try:
+                listener(committed)
+            except Exception:  # the commit stands; a listener catches up from the store
+                log.exception("commit listener failed")
 
     def _write_batch(self, items: list[Incoming]) -> list[CommitResult]:
         con = self._wcon
@@ -246,7 +266,8 @@ class SqliteStore:
                 (d.destination, seq, d.unit, ev.hospital_id, ev.stream,
                  self._msgids.next(ev.hospital_id, now), now))
             outbox_ids.append(cur.lastrowid or 0)
-        return CommitResult(duplicate=False, message_id=message_id, outbox_ids=tuple(outbox_ids))
+        return CommitResult(duplicate=False, message_id=message_id, outbox_ids=tuple(outbox_ids),
+                            event_seqs=tuple(seqs))
 
     @staticmethod
     def _note_unmapped(con: sqlite3.Connection, hospital_id: str, lines: Any, now: float) -> None:
@@ -353,6 +374,59 @@ class SqliteStore:
                 args = (hospital_id,)
             return [UnmappedItem(*r) for r in con.execute(sql + " ORDER BY occurrences DESC",
                                                           args)]
+        return await asyncio.get_running_loop().run_in_executor(self._reader, read)
+
+    async def release_held(self, remap: Remap, hospital_id: str | None = None) -> list[Event]:
+        """Map held events again, oldest first; those now complete get their outbox rows.
+
+        ``remap`` returns the event with national codes, whether it is still held, and the
+        deliveries to plan. Released events are committed in one transaction, in their
+        original order, and returned.
+        """
+        def write() -> list[Event]:
+            con = self._wcon
+            assert con is not None
+            now = time.time()
+            sql = "SELECT seq, body FROM events WHERE held = 1"
+            args: tuple[str, ...] = ()
+            if hospital_id:
+                sql += " AND hospital_id = ?"
+                args = (hospital_id,)
+            released: list[Event] = []
+            con.execute("BEGIN IMMEDIATE")
+            try:
+                for seq, body in con.execute(sql + " ORDER BY seq", args).fetchall():
+                    event, still_held, deliveries = remap(event_from_dict(orjson.loads(body)))
+                    if still_held:
+                        continue
+                    con.execute("UPDATE events SET held = 0, body = ? WHERE seq = ?",
+                                (_dumps(event), seq))
+                    for d in deliveries:
+                        con.execute(
+                            "INSERT INTO outbox (destination, event_seq, unit, hospital_id,"
+                            " stream, msgid, created_at, next_attempt_at)"
+                            " VALUES (?, ?, ?, ?, ?, ?, ?, 0)",
+                            (d.destination, seq, d.unit, event.hospital_id, event.stream,
+                             self._msgids.next(event.hospital_id, now), now))
+                    for line in event.lines:
+                        con.execute("DELETE FROM unmapped WHERE hospital_id = ? AND item_code = ?",
+                                    (event.hospital_id, line.item_code))
+                    released.append(event)
+                con.execute("COMMIT")
+            except BaseException:
+                con.execute("ROLLBACK")
+                raise
+            return released
+        return await asyncio.get_running_loop().run_in_executor(self._writer, write)
+
+    async def events_after(self, seq: int, limit: int) -> list[tuple[int, Event]]:
+        """Committed events after sequence number ``seq``, in commit order (ledger feed)."""
+        def read() -> list[tuple[int, Event]]:
+            con = self._rcon
+            assert con is not None
+            rows = con.execute("SELECT seq, body FROM events WHERE seq > ? ORDER BY seq LIMIT ?",
+                               (seq, limit)).fetchall()
+            return [(r[0], event_from_dict(orjson.loads(r[1]))) for r in rows]
         return await asyncio.get_running_loop().run_in_executor(self._reader, read)
 
     async def writable(self) -> bool:

@@ -98,7 +98,7 @@ async def test_unmapped_item_is_held_not_mirrored_and_queued(gateway) -> None:
     async with aiohttp.ClientSession() as s, s.get(gateway.url("/api/unmapped")) as r:
         queue = await r.json()
     assert queue[0]["item_code"] == "Y9990001"
-    assert queue[0]["item_name"] == "来曲唑片^弗隆|2.5mg"  # escapes decoded
+    assert queue[0]["item_name"] == "阿那曲唑片^海正|1mg"  # escapes decoded
     assert queue[0]["occurrences"] == 1
 
 
@@ -123,3 +123,82 @@ async def test_health_ready_and_metrics(gateway) -> None:
     assert 'jcgw_deliveries_total{destination="nhsa",outcome="delivered"} 1.0' in text
     assert 'jcgw_outbox_depth{destination="nhsa"} 0.0' in text
     assert 'jcgw_mirror_latency_seconds_count{destination="nhsa"} 1.0' in text
+
+
+async def test_commit_failure_gets_ae_never_aa_and_a_resend_is_taken(gateway) -> None:
+    import sqlite3
+
+    store = gateway.store
+    blocker = sqlite3.connect(store.path, timeout=0)
+    blocker.execute("BEGIN EXCLUSIVE")  # another process holds the database
+    store._wcon.execute("PRAGMA busy_timeout=50")
+    client = await MLLPClient.connect(gateway.mllp_port)
+    raw = sample("rds_o13_dispense_utf8.hl7")
+    nak = ack_fields(await client.send(raw))
+    assert nak["MSA"][1] == "AE"
+    assert "not stored" in nak["MSA"][3]
+    blocker.rollback()
+    blocker.close()
+    ok = ack_fields(await client.send(raw))
+    await client.close()
+    assert ok["MSA"][1] == "AA"
+    await _wait_for(lambda: len(gateway.simulator.order) == 1)
+
+
+async def test_held_events_are_released_in_order_once_mapped(gateway) -> None:
+    from decimal import Decimal
+
+    from gateway.app import CROSSWALK, INGESTOR
+    from mappings.crosswalk import CrosswalkEntry
+
+    raw = sample("rds_o13_unmapped_item.hl7")
+    client = await MLLPClient.connect(gateway.mllp_port)
+    for n in range(3):  # three dispenses of the unknown item, in this order
+        msg = raw.replace(b"RDS20261123000888", f"RDSHELD{n:05d}".encode()) \
+                 .replace(b"CF20261123000888", f"CFHELD{n:05d}".encode())
+        assert ack_fields(await client.send(msg))["MSA"][1] == "AA"
+    await client.close()
+    await asyncio.sleep(0.2)
+    assert gateway.simulator.order == []
+    ingestor = gateway.app[INGESTOR]
+    entry = CrosswalkEntry(HOSPITAL, "Y9990001", "XL02BGA045A001010104641",
+                           item_name="阿那曲唑片(海正)", hospital_unit="盒", national_unit="片",
+                           factor=Decimal(14))
+    ingestor.crosswalk = gateway.app[CROSSWALK].with_changes(add=[entry])
+    assert await ingestor.release_held() == 3
+    await _wait_for(lambda: len(gateway.simulator.order) == 3)
+    sent = [gateway.simulator.accepted[m]["input"]["selinfo"] for m in gateway.simulator.order]
+    assert [s["rtal_docno"] for s in sent] == ["CFHELD00000", "CFHELD00001", "CFHELD00002"]
+    assert {s["med_list_codg"] for s in sent} == {"XL02BGA045A001010104641"}
+    assert {s["sel_retn_cnt"] for s in sent} == {"42"}  # 3 boxes × 14 tablets
+    assert (await gateway.store.query("SELECT count(*) FROM events WHERE held = 1"))[0][0] == 0
+    assert await gateway.store.unmapped() == []
+    assert await ingestor.release_held() == 0  # nothing left, nothing sent twice
+
+
+async def test_operator_api_requires_the_configured_token(tmp_path) -> None:
+    from aiohttp.test_utils import TestServer
+    from helpers import free_port, make_config
+
+    from gateway.app import build_app
+
+    sim = free_port()
+    cfg = make_config(tmp_path, mllp_port=free_port(), http_port=0, simulator_port=sim,
+                      platform_url=f"http://127.0.0.1:{sim}/fsi/api/x",
+                      http={"host": "127.0.0.1", "port": 0, "api_token": "t0ken-Ab9"})
+    server = TestServer(build_app(cfg), host="127.0.0.1")
+    await server.start_server()
+    try:
+        async with aiohttp.ClientSession() as s:
+            async with s.get(server.make_url("/api/unmapped")) as r:
+                assert r.status == 401
+            async with s.get(server.make_url("/ledger/contracts"),
+                             headers={"Authorization": "Bearer wrong"}) as r:
+                assert r.status == 401
+            async with s.get(server.make_url("/api/unmapped"),
+                             headers={"Authorization": "Bearer t0ken-Ab9"}) as r:
+                assert r.status == 200
+            async with s.get(server.make_url("/healthz")) as r:
+                assert r.status == 200  # probes stay open
+    finally:
+        await server.close()

@@ -123,3 +123,31 @@ async def test_balance_adds_up(make_store) -> None:
     b = await store.balance()
     assert (b.delivered["nhsa"], b.queued["nhsa"], b.dead["nhsa"]) == (1, 3, 1)
     assert b.received("nhsa") == 5
+
+
+async def test_held_events_are_released_in_order_with_fresh_msgids(make_store) -> None:
+    import dataclasses
+
+    from gateway.store.base import PlannedDelivery
+
+    store = await make_store()
+    held = [dataclasses.replace(dispense(i), lines=tuple(
+        dataclasses.replace(li, national_code=None) for li in dispense(i).lines))
+        for i in range(3)]
+    for ev in held:
+        inc = incoming([ev], [("nhsa", 0)])
+        await store.commit(dataclasses.replace(inc, held=(True,)))
+    assert (await store.balance()).held_events == 3
+    assert len(await store.unmapped()) == 1
+
+    def remap(ev):  # type: ignore[no-untyped-def]
+        mapped = dispense(int(ev.event_id.split("-")[2]))
+        return mapped, False, (PlannedDelivery(0, "nhsa", 0),)
+    released = await store.release_held(remap)
+    assert [e.event_id for e in released] == [e.event_id for e in held]
+    claim = await store.claim("nhsa", 10, time.time())
+    assert [it.event.event_id for it in claim.items] == [e.event_id for e in held]
+    assert len({it.msgid for it in claim.items}) == 3
+    assert (await store.balance()).held_events == 0 and await store.unmapped() == []
+    after = await store.events_after(0, 10)
+    assert [e.event_id for _, e in after] == [e.event_id for e in held]

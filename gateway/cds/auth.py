@@ -1,0 +1,157 @@
+"""JWT bearer authentication of CDS clients (CDS Hooks 2.0.1 "Trusting CDS Clients").
+
+The client signs a short-lived JWT with its private key (ES384 or RS384; the
+specification names these two), header ``kid`` naming the key. The service keeps an
+allow-list of issuers with their public keys (JWK sets configured out of band, since an
+on-premise gateway fetches nothing from the internet), checks ``aud`` against the URL
+that was called, bounds ``exp`` to five minutes, and refuses a ``jti`` seen before.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import jwt
+
+from gateway.errors import GatewayError
+
+__all__ = ["AuthError", "JtiCache", "TrustedClient", "Verified", "verify_bearer"]
+
+ALGORITHMS = ("ES384", "RS384")
+
+
+class AuthError(GatewayError, PermissionError):
+    """The bearer token is missing or not acceptable (HTTP 401)."""
+
+
+@dataclass(frozen=True, slots=True)
+class TrustedClient:
+    """One allowed issuer: its JWK set and which hospitals it may speak for."""
+
+    iss: str
+    jwks: Mapping[str, Any]  # {"keys": [...]}
+    hospital_id: str = ""  # used when the token has no tenant claim
+    hospitals: frozenset[str] = frozenset()  # allowed tenants (empty: only hospital_id)
+    _keys: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
+
+    def key(self, kid: str | None) -> Any:
+        """The public key for ``kid`` (the only key when the set has one and no kid)."""
+        if not self._keys:
+            for k in jwt.PyJWKSet.from_dict(dict(self.jwks)).keys:
+                self._keys[k.key_id or ""] = k.key
+        if kid is None and len(self._keys) == 1:
+            return next(iter(self._keys.values()))
+        found = self._keys.get(kid or "")
+        if found is None:
+            raise AuthError(f"unknown key id {kid!r} for issuer {self.iss!r}")
+        return found
+
+
+class JtiCache:
+    """Token ids seen until their tokens expire (bounded by the 5-minute lifetime)."""
+
+    def __init__(self, max_entries: int = 1_000_000) -> None:
+        self._seen: dict[str, float] = {}
+        self._max = max_entries
+        self._next_prune = 0.0
+
+    def check_and_add(self, iss: str, jti: str, exp: float, now: float) -> bool:
+        """Record ``jti``; False if it was seen and has not expired."""
+        if now >= self._next_prune or len(self._seen) >= self._max:
+            self._seen = {k: v for k, v in self._seen.items() if v > now}
+            self._next_prune = now + 30
+            if len(self._seen) >= self._max:
+                raise AuthError("too many live tokens; refusing to forget replay ids")
+        key = f"{iss}\x00{jti}"
+        if key in self._seen and self._seen[key] > now:
+            return False
+        self._seen[key] = exp
+        return True
+
+
+@dataclass(frozen=True, slots=True)
+class Verified:
+    """A verified client call."""
+
+    iss: str
+    hospital_id: str
+    claims: Mapping[str, Any]
+
+
+def verify_bearer(header: str | None, *, audience: str,
+                  clients: Mapping[str, TrustedClient], jti_cache: JtiCache,
+                  now: float | None = None, leeway: float = 30,
+                  max_lifetime: float = 300,
+                  algorithms: Sequence[str] = ALGORITHMS) -> Verified:
+    """Check an ``Authorization: Bearer <jwt>`` header.
+
+    Args:
+        header: the Authorization header value.
+        audience: the URL of the endpoint called (the ``aud`` the token must carry).
+        clients: trusted issuers by ``iss``.
+        jti_cache: replay memory.
+        now: the time (seconds since the epoch); the clock when None.
+        leeway: clock skew allowed, seconds.
+        max_lifetime: the longest ``exp`` accepted from now, seconds (5 minutes).
+
+    Returns:
+        The issuer, the hospital the call is for, and the claims.
+
+    Raises:
+        AuthError: with the reason.
+    """
+    if not header or not header.startswith("Bearer "):
+        raise AuthError("missing Authorization: Bearer token")
+    token = header[7:].strip()
+    try:
+        unverified = jwt.get_unverified_header(token)
+        claims_unverified = jwt.decode(token, options={"verify_signature": False})
+    except jwt.PyJWTError as exc:
+        raise AuthError(f"malformed token: {exc}") from exc
+    alg = unverified.get("alg")
+    if alg not in algorithms:
+        raise AuthError(f"algorithm {alg!r} not accepted (use {', '.join(algorithms)})")
+    iss = claims_unverified.get("iss")
+    client = clients.get(iss) if isinstance(iss, str) else None
+    if client is None:
+        raise AuthError(f"issuer {iss!r} is not on the allow-list")
+    t = time.time() if now is None else now
+    try:
+        claims: dict[str, Any] = jwt.decode(
+            token, client.key(unverified.get("kid")), algorithms=list(algorithms),
+            audience=audience, issuer=client.iss, leeway=leeway,
+            options={"require": ["iss", "aud", "exp", "iat", "jti"], "verify_iat": False},
+        ) if now is None else _decode_at(token, client, audience, leeway, algorithms, t)
+    except jwt.PyJWTError as exc:
+        raise AuthError(f"token rejected: {exc}") from exc
+    if float(claims["exp"]) > t + max_lifetime + leeway:
+        raise AuthError("token lifetime exceeds 5 minutes")
+    if not jti_cache.check_and_add(client.iss, str(claims["jti"]), float(claims["exp"]), t):
+        raise AuthError("token id (jti) already used")
+    tenant = claims.get("tenant")
+    if tenant:
+        allowed = client.hospitals or frozenset({client.hospital_id})
+        if tenant not in allowed:
+            raise AuthError(f"issuer {client.iss!r} may not act for tenant {tenant!r}")
+        hospital = str(tenant)
+    else:
+        hospital = client.hospital_id
+    if not hospital:
+        raise AuthError("no tenant claim and no hospital configured for the issuer")
+    return Verified(client.iss, hospital, claims)
+
+
+def _decode_at(token: str, client: TrustedClient, audience: str, leeway: float,
+               algorithms: Sequence[str], t: float) -> dict[str, Any]:
+    # pyjwt checks exp against the clock; with a given time, check it here instead
+    claims: dict[str, Any] = jwt.decode(
+        token, client.key(jwt.get_unverified_header(token).get("kid")),
+        algorithms=list(algorithms), audience=audience, issuer=client.iss,
+        options={"require": ["iss", "aud", "exp", "iat", "jti"], "verify_exp": False,
+                 "verify_iat": False})
+    if float(claims["exp"]) + leeway < t:
+        raise jwt.ExpiredSignatureError("Signature has expired")
+    return claims

@@ -1,0 +1,51 @@
+"""The 集采 ledger: contracts, progress, deadlines, the per-hospital report."""
+
+from .contracts import (
+    Contract,
+    ContractFormatError,
+    WinningProduct,
+    generic_key,
+    read_contracts,
+    read_contracts_csv,
+    read_contracts_json,
+    read_contracts_xlsx,
+)
+from .deadlines import DeadlinePolicy, OrderState, filing_deadline, order_state, payment_deadline
+from .http import ledger_app
+from .ledger import DeadlineStatus, DraftLine, Evaluation, Ledger, LedgerSettings, ResolveItem
+from .metrics import ContractStatus, DemandFlag, demand_flag, time_progress
+from .overrides import override_report, override_report_csv
+from .report import build_report, report_csv
+from .store import LedgerStore
+
+__all__ = [
+    "Contract",
+    "ContractFormatError",
+    "ContractStatus",
+    "DeadlinePolicy",
+    "DeadlineStatus",
+    "DemandFlag",
+    "DraftLine",
+    "Evaluation",
+    "Ledger",
+    "LedgerSettings",
+    "LedgerStore",
+    "OrderState",
+    "ResolveItem",
+    "WinningProduct",
+    "build_report",
+    "demand_flag",
+    "filing_deadline",
+    "generic_key",
+    "ledger_app",
+    "order_state",
+    "override_report",
+    "override_report_csv",
+    "payment_deadline",
+    "read_contracts",
+    "read_contracts_csv",
+    "read_contracts_json",
+    "read_contracts_xlsx",
+    "report_csv",
+    "time_progress",
+]

@@ -1,0 +1,330 @@
+"""Procurement results (集采中选结果) and each hospital's agreement, imported from files or JSON.
+
+One row per hospital × project/batch × winning product; rows of the same hospital,
+project, batch and generic name form one contract. Products of the same generic name
+that did not win are known through the national codes: they share the class and
+generic-name segments (:func:`generic_key`).
+
+Columns (CSV header / XLSX first row / JSON keys), Chinese aliases accepted:
+``hospital_id, project, batch, generic_name, national_code, product_name, winning_price,
+supplier, cycle_start, cycle_end, agreed_volume, agreed_ratio`` and optionally
+``category`` (drug / consumable), ``reported_demand``, ``last_year_purchases``, ``unit``.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import re
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import date, datetime
+from decimal import Decimal, InvalidOperation
+from pathlib import Path
+from typing import Any
+
+__all__ = [
+    "Contract",
+    "ContractFormatError",
+    "WinningProduct",
+    "contracts_from_rows",
+    "generic_key",
+    "is_drug_code",
+    "read_contracts",
+    "read_contracts_csv",
+    "read_contracts_json",
+    "read_contracts_xlsx",
+]
+
+_X = re.compile(r"^X[A-Z]\d\d[A-Z]{2}[A-Z]\d{3}[A-Z]\d{3}\d{2}\d{2}\d{5}$")
+_Z = re.compile(r"^Z[A-Z]\d\d[A-Z]{2}[A-Z]\d{4}\d{2}\d{2}\d{5}$")
+_C = re.compile(r"^C\d{19}(\d{7})?$")
+
+
+class ContractFormatError(ValueError):
+    """A procurement-result file has bad rows; ``problems`` names each row and column."""
+
+    def __init__(self, source: str, problems: list[str]) -> None:
+        super().__init__(f"{source}: " + "; ".join(problems))
+        self.source = source
+        self.problems = problems
+
+
+def generic_key(national_code: str) -> str | None:
+    """The class + generic-name prefix shared by all products of one generic name.
+
+    X codes: characters 1–10 (X, ATC level 4, generic-name code); Z codes: 1–11;
+    consumable C codes: 1–10 (classification and generic-name segments). None for
+    anything else.
+    """
+    code = national_code.strip().upper()
+    if _X.match(code):
+        return code[:10]
+    if _Z.match(code):
+        return code[:11]
+    if _C.match(code):
+        return code[:10]
+    return None
+
+
+def is_drug_code(national_code: str) -> bool:
+    """True for drug codes (X, Z, T), False for consumables (C)."""
+    return national_code[:1] in ("X", "Z", "T")
+
+
+@dataclass(frozen=True, slots=True)
+class WinningProduct:
+    """One winning product of a contract, priced per national minimum unit."""
+
+    national_code: str
+    product_name: str
+    winning_price: Decimal
+    supplier: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Contract:
+    """One hospital's agreement for one generic name in one project / batch."""
+
+    hospital_id: str
+    project: str
+    batch: str
+    generic_name: str
+    generic_key: str
+    cycle_start: date
+    cycle_end: date
+    agreed_volume: Decimal  # national units over the cycle
+    agreed_ratio: Decimal  # winning share of the generic name's use the hospital agreed to
+    products: tuple[WinningProduct, ...]
+    category: str = "drug"  # drug | consumable
+    unit: str = ""
+    reported_demand: Decimal | None = None  # 报量
+    last_year_purchases: Decimal | None = None  # 上一年度实际采购量
+
+    @property
+    def contract_id(self) -> str:
+        """Stable identifier: hospital / project / batch / generic key."""
+        return f"{self.hospital_id}/{self.project}/{self.batch}/{self.generic_key}"
+
+    @property
+    def winning_codes(self) -> frozenset[str]:
+        """National codes of the winning products."""
+        return frozenset(p.national_code for p in self.products)
+
+    def product(self, national_code: str) -> WinningProduct | None:
+        """The winning product with ``national_code``, if it is one."""
+        for p in self.products:
+            if p.national_code == national_code:
+                return p
+        return None
+
+    def active_on(self, day: date) -> bool:
+        """Whether ``day`` lies in the procurement cycle."""
+        return self.cycle_start <= day <= self.cycle_end
+
+
+_ALIASES = {
+    "hospital_id": ("hospital_id", "定点医药机构编号", "医疗机构编码", "机构编码"),
+    "project": ("project", "项目", "采购项目"),
+    "batch": ("batch", "批次"),
+    "generic_name": ("generic_name", "通用名", "药品通用名"),
+    "national_code": ("national_code", "医保编码", "国家医保编码", "医保药品编码"),
+    "product_name": ("product_name", "产品名称", "中选产品"),
+    "winning_price": ("winning_price", "中选价格", "中选价"),
+    "supplier": ("supplier", "中选企业", "供应企业", "生产企业"),
+    "cycle_start": ("cycle_start", "采购周期开始", "周期开始"),
+    "cycle_end": ("cycle_end", "采购周期结束", "周期结束"),
+    "agreed_volume": ("agreed_volume", "约定采购量"),
+    "agreed_ratio": ("agreed_ratio", "约定采购比例"),
+    "category": ("category", "类别"),
+    "unit": ("unit", "单位"),
+    "reported_demand": ("reported_demand", "报量", "填报需求量"),
+    "last_year_purchases": ("last_year_purchases", "上年采购量", "上一年度采购量"),
+}
+_REQUIRED = ("hospital_id", "project", "batch", "generic_name", "national_code",
+             "winning_price", "cycle_start", "cycle_end", "agreed_volume", "agreed_ratio")
+_BY_ALIAS = {alias: key for key, aliases in _ALIASES.items() for alias in aliases}
+
+
+def _canonical_row(row: Mapping[str, Any]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for k, v in row.items():
+        if k is None:
+            continue
+        key = _BY_ALIAS.get(str(k).strip())
+        if key is not None:
+            out[key] = v.strip() if isinstance(v, str) else v
+    return out
+
+
+def _dec(value: Any, col: str, where: str, problems: list[str]) -> Decimal | None:
+    if value is None or value == "":
+        return None
+    text = str(value).strip().rstrip("%")
+    try:
+        d = Decimal(text)
+    except InvalidOperation:
+        problems.append(f"{where}: {col}: {value!r} is not a number")
+        return None
+    if str(value).strip().endswith("%"):
+        d = d / 100
+    if d < 0:
+        problems.append(f"{where}: {col}: {value!r} is negative")
+        return None
+    return d
+
+
+def _day(value: Any, col: str, where: str, problems: list[str]) -> date | None:
+    if isinstance(value, datetime):
+        return value.date()
+    if isinstance(value, date):
+        return value
+    try:
+        return date.fromisoformat(str(value).strip().replace("/", "-"))
+    except ValueError:
+        problems.append(f"{where}: {col}: {value!r} is not a date (YYYY-MM-DD)")
+        return None
+
+
+def contracts_from_rows(rows: Iterable[Mapping[str, Any]], source: str) -> list[Contract]:
+    """Group procurement-result rows into contracts, checking every row.
+
+    Args:
+        rows: mappings from column name (English or Chinese alias) to value.
+        source: the file name or "api", used in error messages.
+
+    Returns:
+        The contracts, in the order their first row appeared.
+
+    Raises:
+        ContractFormatError: listing every bad row and column at once.
+    """
+    problems: list[str] = []
+    groups: dict[tuple[str, str, str, str], dict[str, Any]] = {}
+    for n, raw in enumerate(rows, start=2):
+        where = f"row {n}"
+        row = _canonical_row(raw)
+        missing = [c for c in _REQUIRED if row.get(c) in (None, "")]
+        if missing:
+            problems.append(f"{where}: missing {', '.join(missing)}")
+            continue
+        code = str(row["national_code"]).upper()
+        gkey = generic_key(code)
+        if gkey is None:
+            problems.append(f"{where}: national_code: {code!r} is not a national drug (X/Z) or "
+                            "consumable (C) code")
+            continue
+        price = _dec(row["winning_price"], "winning_price", where, problems)
+        volume = _dec(row["agreed_volume"], "agreed_volume", where, problems)
+        ratio = _dec(row["agreed_ratio"], "agreed_ratio", where, problems)
+        start = _day(row["cycle_start"], "cycle_start", where, problems)
+        end = _day(row["cycle_end"], "cycle_end", where, problems)
+        demand = _dec(row.get("reported_demand"), "reported_demand", where, problems)
+        last_year = _dec(row.get("last_year_purchases"), "last_year_purchases", where, problems)
+        if None in (price, volume, ratio, start, end):
+            continue
+        assert price is not None and volume is not None and ratio is not None
+        assert start is not None and end is not None
+        if end < start:
+            problems.append(f"{where}: cycle_end {end} is before cycle_start {start}")
+            continue
+        if ratio > 1:
+            problems.append(f"{where}: agreed_ratio: {ratio} is above 1 (write 0.7 or 70%)")
+            continue
+        category = str(row.get("category") or ("drug" if is_drug_code(code) else "consumable"))
+        if category not in ("drug", "consumable"):
+            problems.append(f"{where}: category: {category!r} must be drug or consumable")
+            continue
+        key = (str(row["hospital_id"]), str(row["project"]), str(row["batch"]), gkey)
+        product = WinningProduct(code, str(row.get("product_name") or row["generic_name"]),
+                                 price, str(row.get("supplier") or ""))
+        group = groups.get(key)
+        terms = (str(row["generic_name"]), start, end, volume, ratio, category)
+        if group is None:
+            groups[key] = {"terms": terms, "products": [product], "row": n,
+                           "unit": str(row.get("unit") or ""), "demand": demand,
+                           "last_year": last_year}
+            continue
+        if group["terms"] != terms:
+            problems.append(f"{where}: generic name, cycle, agreed volume, ratio or category "
+                            f"differ from row {group['row']} of the same contract")
+            continue
+        if any(p.national_code == code for p in group["products"]):
+            problems.append(f"{where}: national_code {code} repeats row {group['row']}")
+            continue
+        group["products"].append(product)
+    if problems:
+        raise ContractFormatError(source, problems)
+    contracts = []
+    for (hospital, project, batch, gkey), g in groups.items():
+        generic, start, end, volume, ratio, category = g["terms"]
+        contracts.append(Contract(hospital, project, batch, generic, gkey, start, end, volume,
+                                  ratio, tuple(g["products"]), category, g["unit"], g["demand"],
+                                  g["last_year"]))
+    return contracts
+
+
+def read_contracts_csv(text: str, source: str = "csv") -> list[Contract]:
+    """Contracts from CSV text (UTF-8, header row; a BOM is tolerated).
+
+    Raises:
+        ContractFormatError: bad rows.
+    """
+    return contracts_from_rows(csv.DictReader(io.StringIO(text.lstrip("\ufeff"))), source)
+
+
+def read_contracts_xlsx(data: bytes, source: str = "xlsx") -> list[Contract]:
+    """Contracts from the first sheet of an XLSX workbook (header in the first row).
+
+    Raises:
+        ContractFormatError: bad rows or an unreadable workbook.
+    """
+    import openpyxl
+
+    try:
+        wb = openpyxl.load_workbook(io.BytesIO(data), read_only=True, data_only=True)
+    except Exception as exc:  # openpyxl raises many unrelated types for a bad file
+        raise ContractFormatError(source, [f"not a readable XLSX workbook: {exc}"]) from exc
+    ws = wb.worksheets[0]
+    rows = ws.iter_rows(values_only=True)
+    header = next(rows, None)
+    if header is None:
+        raise ContractFormatError(source, ["the first sheet is empty"])
+    names = [str(h).strip() if h is not None else "" for h in header]
+    records = [dict(zip(names, r, strict=False)) for r in rows
+               if any(v not in (None, "") for v in r)]
+    wb.close()
+    return contracts_from_rows(records, source)
+
+
+def read_contracts_json(data: Any, source: str = "api") -> list[Contract]:
+    """Contracts from decoded JSON: a list of rows, or ``{"rows": [...]}``.
+
+    Raises:
+        ContractFormatError: bad shape or bad rows.
+    """
+    if isinstance(data, Mapping):
+        data = data.get("rows")
+    if not isinstance(data, Sequence) or isinstance(data, str | bytes):
+        raise ContractFormatError(source, ['expected a list of rows or {"rows": [...]}'])
+    if not all(isinstance(r, Mapping) for r in data):
+        raise ContractFormatError(source, ["every row must be a JSON object"])
+    return contracts_from_rows(data, source)
+
+
+def read_contracts(path: Path) -> list[Contract]:
+    """Contracts from a ``.csv``, ``.xlsx`` or ``.json`` file.
+
+    Raises:
+        ContractFormatError: bad rows or an unknown file type.
+    """
+    suffix = path.suffix.lower()
+    if suffix == ".csv":
+        return read_contracts_csv(path.read_text(encoding="utf-8-sig"), str(path))
+    if suffix == ".xlsx":
+        return read_contracts_xlsx(path.read_bytes(), str(path))
+    if suffix == ".json":
+        import orjson
+
+        return read_contracts_json(orjson.loads(path.read_bytes()), str(path))
+    raise ContractFormatError(str(path), ["unknown file type (use .csv, .xlsx or .json)"])

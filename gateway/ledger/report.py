@@ -1,0 +1,171 @@
+"""The per-hospital report (一院一档): monthly or to date, as JSON and CSV [GZ 三].
+
+Per project / batch / generic name: agreed volume and its completion, time progress,
+winning share by quantity and amount, non-winning purchases, over-purchase, use share
+against the agreed ratio, the fund's minimum prepayment (R15), reported demand against
+last year (R9); per hospital: online purchase rates (R5), deadlines (R6–R8) and
+purchases of winning products above the winning price.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from datetime import date, datetime, timedelta
+from decimal import ROUND_HALF_UP, Decimal
+from typing import Any
+
+from gateway.calendar import local_date
+from gateway.model import EventKind
+
+from .contracts import is_drug_code
+from .ledger import Ledger
+from .metrics import Counters, contract_status, demand_flag, online_rate_ok, ratio
+
+__all__ = ["CSV_COLUMNS", "build_report", "month_bounds", "report_csv"]
+
+
+def month_bounds(month: str) -> tuple[date, date]:
+    """First and last day of ``YYYY-MM``.
+
+    Raises:
+        ValueError: not a month.
+    """
+    first = date.fromisoformat(month + "-01")
+    last = (first + timedelta(days=32)).replace(day=1) - timedelta(days=1)
+    return first, last
+
+
+def _r(value: Decimal | None, places: str = "0.0001") -> str | None:
+    return None if value is None else str(value.quantize(Decimal(places), ROUND_HALF_UP))
+
+
+def _online(ledger: Ledger, rows: list[Any]) -> dict[str, Any]:
+    tot: dict[str, list[Decimal]] = {"drug": [Decimal(0)] * 2, "consumable": [Decimal(0)] * 2}
+    for r in rows:
+        if r.kind not in (EventKind.RECEIPT.value, EventKind.RETURN.value):
+            continue
+        if is_drug_code(r.national_code):
+            cat = "drug"
+        elif r.national_code.startswith(ledger.settings.high_value_prefixes):
+            cat = "consumable"
+        else:
+            continue
+        sign = 1 if r.kind == EventKind.RECEIPT.value else -1
+        tot[cat][1] += sign * r.amount
+        if r.online:
+            tot[cat][0] += sign * r.amount
+    thresholds = {"drug": ledger.settings.online_rate_drug,
+                  "consumable": ledger.settings.online_rate_consumable}
+    out = {}
+    for cat, (online, total) in tot.items():
+        rate = ratio(online, total)
+        out[cat] = {"online_amount": str(online), "total_amount": str(total),
+                    "rate": _r(rate), "threshold": str(thresholds[cat]),
+                    "ok": online_rate_ok(rate, thresholds[cat])}
+    return out
+
+
+def build_report(ledger: Ledger, hospital_id: str, now: datetime,
+                 month: str | None = None) -> dict[str, Any]:
+    """The report of one hospital: to date (``month=None``) or for ``YYYY-MM``.
+
+    Completion and time progress are read at the period's end (today for to-date);
+    purchase figures (received, shares, non-winning) cover the period.
+
+    Raises:
+        ValueError: a malformed month.
+    """
+    today = local_date(now)
+    if month is None:
+        since, until = None, today
+    else:
+        since, until = month_bounds(month)
+        until = min(until, today)
+    contracts = [c for c in ledger.contracts(hospital_id)
+                 if c.cycle_start <= until and (since is None or c.cycle_end >= since)]
+    cumulative = ledger.fold_rows(ledger.daily_rows(hospital_id, None, until), contracts)
+    rows = ledger.daily_rows(hospital_id, since, until)
+    period = cumulative if since is None else ledger.fold_rows(rows, contracts)
+    items = []
+    summary = {"contracted_products": 0, "zero_purchase_products": 0,
+               "below_time_progress": 0, "over_purchased": 0, "nonwinning_bought": 0,
+               "at_risk": 0}
+    for c in sorted(contracts, key=lambda c: (c.project, c.batch, c.generic_key)):
+        st = contract_status(c, cumulative.get(c.contract_id, Counters()), until)
+        pst = contract_status(c, period.get(c.contract_id, Counters()), until)
+        min_price = min(p.winning_price for p in c.products)
+        flag = demand_flag(c.reported_demand, c.last_year_purchases,
+                           ledger.settings.demand_threshold)
+        use_ok = None if st.use_share is None else st.use_share >= c.agreed_ratio
+        item = {
+            "contract_id": c.contract_id, "project": c.project, "batch": c.batch,
+            "generic_name": c.generic_name, "generic_key": c.generic_key,
+            "category": c.category,
+            "winning_products": [{"national_code": p.national_code, "name": p.product_name,
+                                  "winning_price": str(p.winning_price),
+                                  "supplier": p.supplier,
+                                  "stock": None if (s := ledger.stock(hospital_id,
+                                                                      p.national_code)) is None
+                                  else str(s)} for p in c.products],
+            "cycle_start": c.cycle_start.isoformat(), "cycle_end": c.cycle_end.isoformat(),
+            "agreed_volume": str(c.agreed_volume), "agreed_ratio": str(c.agreed_ratio),
+            "received_qty": str(st.received_qty), "received_amount": str(st.received_amount),
+            "completion": _r(st.completion), "time_progress": _r(st.time_progress),
+            "lagging": st.lagging, "projected_completion": _r(st.projected_completion),
+            "at_risk": st.at_risk, "over_purchased": st.over_purchased,
+            "zero_purchase": st.zero_purchase,
+            "period_received_qty": str(pst.received_qty),
+            "period_received_amount": str(pst.received_amount),
+            "qty_share": _r(pst.qty_share), "amount_share": _r(pst.amount_share),
+            "nonwinning_qty": str(pst.nonwinning_qty),
+            "nonwinning_amount": str(pst.nonwinning_amount),
+            "nonwinning_codes": list(pst.nonwinning_codes),
+            "use_share": _r(st.use_share), "use_share_meets_ratio": use_ok,
+            "prepayment_min": str((ledger.settings.prepayment_ratio * c.agreed_volume
+                                   * min_price).quantize(Decimal("0.01"), ROUND_HALF_UP)),
+            "reported_demand": None if c.reported_demand is None else str(c.reported_demand),
+            "last_year_purchases": None if c.last_year_purchases is None
+            else str(c.last_year_purchases),
+            "demand_flag": flag.value,
+        }
+        items.append(item)
+        summary["contracted_products"] += len(c.products)
+        summary["zero_purchase_products"] += int(st.zero_purchase)
+        summary["below_time_progress"] += int(st.lagging)
+        summary["over_purchased"] += int(st.over_purchased)
+        summary["nonwinning_bought"] += int(pst.nonwinning_qty > 0)
+        summary["at_risk"] += int(st.at_risk)
+    deadlines = [d.to_json() for d in ledger.deadlines(hospital_id, now)
+                 if since is None or local_date(d.opened_at) <= until]
+    flags = [f for f in ledger.store.price_flags(hospital_id)
+             if (since is None or f["day"] >= since.isoformat()) and f["day"] <= until.isoformat()]
+    return {
+        "hospital_id": hospital_id, "as_of": now.isoformat(),
+        "period": {"month": month, "from": since.isoformat() if since else None,
+                   "to": until.isoformat()},
+        "summary": summary, "contracts": items, "online_rate": _online(ledger, rows),
+        "deadlines": deadlines, "price_flags": flags,
+    }
+
+
+CSV_COLUMNS = ("contract_id", "project", "batch", "generic_name", "agreed_volume",
+               "received_qty", "received_amount", "completion", "time_progress", "lagging",
+               "projected_completion", "at_risk", "over_purchased", "zero_purchase",
+               "period_received_qty", "period_received_amount", "qty_share", "amount_share",
+               "nonwinning_qty", "nonwinning_amount", "use_share", "agreed_ratio",
+               "use_share_meets_ratio", "prepayment_min", "reported_demand",
+               "last_year_purchases", "demand_flag")
+
+
+def report_csv(report: dict[str, Any]) -> str:
+    """The report's contract rows as CSV (UTF-8 with BOM so Excel shows the Chinese)."""
+    buf = io.StringIO()
+    buf.write("\ufeff")
+    w = csv.writer(buf, lineterminator="\r\n")
+    w.writerow(("hospital_id", "period_from", "period_to", *CSV_COLUMNS))
+    p = report["period"]
+    for item in report["contracts"]:
+        w.writerow((report["hospital_id"], p["from"] or "", p["to"],
+                    *("" if item[c] is None else item[c] for c in CSV_COLUMNS)))
+    return buf.getvalue()

@@ -1,0 +1,159 @@
+"""Connecting the 集采 ledger to the store, the ingest path and the HTTP side.
+
+The ledger follows the store: a feed task reads committed events after the ledger's
+cursor and folds them in, moving the cursor in the same ledger transaction. A crash
+between the store commit and the fold therefore loses nothing: on restart the feed
+resumes after the cursor, and an event folded twice counts once (by event id).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime
+
+from mappings.crosswalk import Crosswalk
+
+from .calendar import load_calendar
+from .cds import CdsSettings, TrustedClient
+from .config import GatewayConfig
+from .errors import ConfigError
+from .ingest import Advice
+from .ledger import Ledger, LedgerSettings, LedgerStore, read_contracts
+from .model import CHINA_TZ, Event
+from .rules.loader import load_rules
+from .store.base import Store
+
+__all__ = ["LedgerFeed", "cds_settings", "make_ledger", "prescription_advisor"]
+
+log = logging.getLogger(__name__)
+
+
+def _resolver(crosswalk: Crosswalk) -> Callable[[str, str], str | None]:
+    def resolve(hospital_id: str, item_code: str) -> str | None:
+        entry = crosswalk.lookup(hospital_id, item_code, datetime.now(CHINA_TZ).date())
+        return entry.national_code if entry else None
+    return resolve
+
+
+def make_ledger(cfg: GatewayConfig, crosswalk: Crosswalk) -> Ledger:
+    """The ledger the configuration describes, with contracts imported if configured.
+
+    Raises:
+        ConfigError: the calendar, rules or contracts file is invalid.
+    """
+    lc = cfg.ledger
+    path = lc.path or (cfg.data_dir / "ledger.db")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    settings = LedgerSettings(calendar=load_calendar(lc.calendar_dir))
+    ledger = Ledger(LedgerStore(path), settings, load_rules(lc.rules),
+                    resolve_item=_resolver(crosswalk))
+    if lc.contracts is not None:
+        try:
+            contracts = read_contracts(lc.contracts)
+        except ValueError as exc:
+            raise ConfigError([f"ledger.contracts: {exc}"]) from None
+        n = ledger.load_contracts(contracts, datetime.now(CHINA_TZ))
+        log.info("ledger: %d contract(s) from %s", n, lc.contracts)
+    return ledger
+
+
+def cds_settings(cfg: GatewayConfig, crosswalk: Crosswalk) -> CdsSettings:
+    """CDS Hooks settings: trusted clients with their public keys from JWKS files.
+
+    Raises:
+        ConfigError: a JWKS file cannot be read.
+    """
+    clients = {}
+    for i, c in enumerate(cfg.cds.clients):
+        try:
+            jwks = json.loads(c.jwks_file.read_text("utf-8"))
+        except (OSError, ValueError) as exc:
+            raise ConfigError([f"cds.clients[{i}].jwks_file: cannot read {c.jwks_file}: {exc}"]) \
+                from None
+        clients[c.iss] = TrustedClient(c.iss, jwks, hospital_id=c.hospital_id,
+                                       hospitals=frozenset(c.hospitals))
+    return CdsSettings(clients=clients, public_base_url=cfg.cds.public_base_url.rstrip("/"),
+                       require_auth=cfg.cds.require_auth,
+                       default_hospital_id=cfg.cds.default_hospital_id,
+                       resolve_item=_resolver(crosswalk))
+
+
+def prescription_advisor(ledger: Ledger) -> Callable[[Event, datetime], Advice]:
+    """The ingest path's hook that turns the rules' findings into ACK warnings."""
+    def advise(event: Event, now: datetime) -> Advice:
+        evaluation = ledger.evaluate_prescription(event, now)
+        return Advice(evaluation.issues, evaluation.blocked)
+    return advise
+
+
+class LedgerFeed:
+    """Folds committed events into the ledger, off the acknowledgement path.
+
+    At start it catches up from the store after its cursor; from then on the store hands
+    it each group commit's events in commit order (:meth:`committed`), so the hot path
+    never reads events back.
+    """
+
+    def __init__(self, store: Store, ledger: Ledger, batch: int = 500) -> None:
+        self.store = store
+        self.ledger = ledger
+        self.batch = batch
+        self.wake = asyncio.Event()
+        self._live: list[tuple[int, Event]] = []
+        # one thread: folds happen in commit order, and the SQLite work leaves the loop free
+        self._executor = ThreadPoolExecutor(1, thread_name_prefix="ledger-feed")
+        self.cursor = ledger.store.cursor()
+
+    def committed(self, events: list[tuple[int, Event]]) -> None:
+        """Store listener: events of one group commit, in commit order."""
+        self._live.extend(events)
+        self.wake.set()
+
+    async def _apply(self, rows: list[tuple[int, Event]]) -> None:
+        rows = [r for r in rows if r[0] > self.cursor]
+        if not rows:
+            return
+        last = rows[-1][0]
+        events = [e for _, e in rows]
+        await asyncio.get_running_loop().run_in_executor(
+            self._executor, lambda: self.ledger.apply(events, cursor=last))
+        self.cursor = last
+
+    async def run_once(self) -> int:
+        """Fold the next batch read from the store; returns how many events it read."""
+        rows = await self.store.events_after(self.cursor, self.batch)
+        await self._apply(rows)
+        return len(rows)
+
+    async def catch_up(self) -> None:
+        """Fold everything the store committed after the cursor (at start, after a crash)."""
+        while await self.run_once() == self.batch:
+            pass
+
+    async def run(self) -> None:
+        """Catch up, then follow the commits until cancelled."""
+        await self.catch_up()
+        while True:
+            self.wake.clear()
+            rows, self._live = self._live, []
+            try:
+                for i in range(0, len(rows), self.batch):
+                    await self._apply(rows[i:i + self.batch])
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("ledger feed failed; catching up from the store")
+                await asyncio.sleep(1.0)
+                await self.catch_up()
+            if not self._live:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self.wake.wait(), timeout=1.0)
+
+    def close(self) -> None:
+        """Stop the worker thread."""
+        self._executor.shutdown(wait=True)

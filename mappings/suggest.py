@@ -1,0 +1,534 @@
+"""Match suggestions (对码建议) for a hospital item that has no crosswalk entry.
+
+The national catalog is indexed once: products are grouped by normalised
+generic name, groups are found through character and pinyin bigrams (so an
+IME homophone such as 脂 for 酯 still finds the group), and inside a group the
+manufacturers are compared once per distinct name rather than once per code.
+That keeps one suggestion to a few milliseconds against 300,000 codes.
+
+A suggestion is a proposal with its reasons; only a person creates the
+crosswalk entry.
+"""
+
+from __future__ import annotations
+
+import csv
+import itertools
+import re
+from collections import Counter
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from rapidfuzz import fuzz, process
+
+from codes.catalog import ENTRY_FIELDS, CatalogEntry
+from codes.standard_code import split_standard_code
+from mappings._bulk import paused_gc
+from mappings.normalize import (
+    SpecKey,
+    dosage_form_of,
+    is_clean_manufacturer,
+    manufacturer_core,
+    normalize_text,
+    parse_item_name,
+    parse_spec,
+    pinyin_key,
+)
+
+__all__ = [
+    "HospitalItem",
+    "Suggestion",
+    "SuggestionIndex",
+    "build_index",
+    "read_catalog_entries",
+]
+
+
+@dataclass(frozen=True, slots=True)
+class HospitalItem:
+    """An unmapped hospital item as the HIS describes it."""
+
+    code: str
+    name: str
+    specification: str = ""
+    manufacturer: str = ""
+    approval_no: str = ""  # 批准文号
+    standard_code: str = ""  # 药品本位码
+
+
+@dataclass(frozen=True, slots=True)
+class Suggestion:
+    """A proposed national code, its score (0–1) and why it was proposed."""
+
+    national_code: str
+    score: float
+    reasons: tuple[str, ...]
+
+
+@dataclass(slots=True)
+class _Group:
+    """All products sharing one normalised generic name."""
+
+    name: str
+    form: str
+    pinyin: str
+    members: list[int] = field(default_factory=list)
+    by_core: dict[str, list[int]] = field(default_factory=dict)
+    cores: list[str] = field(default_factory=list)
+    by_dose: dict[str, list[int]] = field(default_factory=dict)
+
+
+_APPROVAL_PREFIX = re.compile(r"^(国药准字|进口药品注册证号|医药产品注册证号|注册证号)")
+
+
+def _approval_key(text: str) -> str:
+    """"国药准字H20051055" for "H20051055", "国药准字 h20051055", full-width forms …"""
+    key = text.replace(" ", "")
+    if not key.isupper():
+        key = key.upper()
+    if key.startswith("国药准字") and key[4:].isascii():
+        return key  # the catalog's own string: no copy per row
+    rest = _APPROVAL_PREFIX.sub("", normalize_text(key).upper())
+    return "国药准字" + rest if re.fullmatch(r"[A-Z]\d{8}", rest) else rest
+
+
+def _add(index: dict[str, int | list[int]], key: str, i: int) -> None:
+    # one int per key: a list per row would cost 300,000 lists on a full catalog
+    found = index.get(key)
+    if found is None:
+        index[key] = i
+    elif isinstance(found, int):
+        index[key] = [found, i]
+    else:
+        found.append(i)
+
+
+def _get(index: dict[str, int | list[int]], key: str) -> list[int]:
+    found = index.get(key)
+    if found is None:
+        return []
+    return [found] if isinstance(found, int) else found
+
+
+def _bigrams(text: str) -> set[str]:
+    return {text[i:i + 2] for i in range(len(text) - 1)} if len(text) > 1 else {text}
+
+
+def _pinyin_bigrams(key: str) -> set[str]:
+    syl = key.split()
+    return {f"{a} {b}" for a, b in itertools.pairwise(syl)} if len(syl) > 1 else set(syl)
+
+
+_BRAND = re.compile(r"[\u4e00-\u9fff]{2,8}")
+
+
+def _brand_of(entry: CatalogEntry) -> str:
+    b = normalize_text(entry.product_name)
+    if not _BRAND.fullmatch(b) or dosage_form_of(b) or b.endswith(("剂", "丸", "片", "囊", "粒")):
+        return ""
+    return b
+
+
+def _catalog_spec(entry: CatalogEntry) -> SpecKey:
+    # PDF extraction shifts the specification into the next or previous column.
+    spec = parse_spec(entry.specification)
+    if not spec.doses:
+        for other in (entry.dosage_form, entry.packaging):
+            alt = parse_spec(other)
+            if alt.doses:
+                spec = SpecKey(alt.doses, spec.count)
+                break
+    return spec
+
+
+def _catalog_count(entry: CatalogEntry) -> int | None:
+    q = entry.min_pack_quantity.strip()
+    if q.isdigit() and 0 < int(q) <= 1000:
+        return int(q)
+    return parse_spec(entry.packaging).count
+
+
+def _manufacturer_score(query: str, core: str) -> float:
+    if not query or not core:
+        return 0.0
+    score = fuzz.ratio(query, core)
+    if min(len(query), len(core)) >= 2:
+        # "扬子江" for "扬子江药业集团": a short name contained in the long one
+        shorter, longer = sorted((len(query), len(core)))
+        partial = fuzz.partial_ratio(query, core) * (0.85 + 0.15 * shorter / longer)
+        score = max(score, partial)
+    return float(score)
+
+
+class SuggestionIndex:
+    """The national catalog prepared for suggestions; build once per catalog version."""
+
+    def __init__(self, entries: Iterable[CatalogEntry]) -> None:
+        self._entries: list[CatalogEntry] = []
+        self._spec: list[SpecKey] = []
+        self._count: list[int | None] = []
+        self._core: list[str] = []
+        self._alt_core: list[str] = []
+        self._brand: list[str] = []
+        self._group_of: list[int] = []
+        self._groups: list[_Group] = []
+        self._group_by_name: dict[str, int] = {}
+        self._by_bigram: dict[str, list[int]] = {}
+        self._by_pinyin: dict[str, list[int]] = {}
+        self._by_standard: dict[str, int | list[int]] = {}
+        self._by_approval: dict[str, int | list[int]] = {}
+        self._by_brand: dict[str, list[int]] = {}
+        with paused_gc():
+            self._build(entries)
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    @property
+    def entries(self) -> Sequence[CatalogEntry]:
+        """The catalog entries in the index, in load order."""
+        return self._entries
+
+    def _build(self, entries: Iterable[CatalogEntry]) -> None:
+        # Catalog values repeat a lot (generic names, makers, forms): normalise each
+        # distinct value once and share the resulting strings between rows.
+        group_ids: dict[str, int] = {}
+        brands: dict[str, str] = {}
+        makers: dict[str, tuple[str, bool]] = {}
+        specs: dict[tuple[str, str, str], SpecKey] = {}
+        raw_core: list[str] = []
+        enterprise_cores: dict[str, Counter[str]] = {}
+        counts: dict[tuple[str, str], int | None] = {}
+        # local names: this loop runs once per catalog row
+        add_entry, add_group, add_spec = self._entries.append, self._group_of.append, \
+            self._spec.append
+        add_count, add_brand, add_core = self._count.append, self._brand.append, \
+            raw_core.append
+        groups, by_standard, by_approval = self._groups, self._by_standard, self._by_approval
+        for i, entry in enumerate(entries):
+            add_entry(entry)
+            raw_name = entry.generic_name or entry.name
+            g = group_ids.get(raw_name)
+            if g is None:
+                g = group_ids[raw_name] = self._group_for(raw_name)
+            add_group(g)
+            groups[g].members.append(i)
+            spec_cells = (entry.specification, entry.dosage_form, entry.packaging)
+            spec = specs.get(spec_cells)
+            if spec is None:
+                spec = specs[spec_cells] = _catalog_spec(entry)
+            add_spec(spec)
+            count_cells = (entry.min_pack_quantity, entry.packaging)
+            if count_cells in counts:
+                add_count(counts[count_cells])
+            else:
+                add_count(counts.setdefault(count_cells, _catalog_count(entry)))
+            brand = brands.get(entry.product_name)
+            if brand is None:
+                brand = brands[entry.product_name] = _brand_of(entry)
+            add_brand(brand)
+            if brand:
+                self._by_brand.setdefault(brand, []).append(i)
+            maker = makers.get(entry.manufacturer)
+            if maker is None:
+                maker = makers[entry.manufacturer] = (
+                    manufacturer_core(entry.manufacturer),
+                    is_clean_manufacturer(entry.manufacturer))
+            core, clean = maker
+            add_core(core if clean else "")
+            if clean:
+                counter = enterprise_cores.get(entry.code[-5:])
+                if counter is None:
+                    counter = enterprise_cores[entry.code[-5:]] = Counter()
+                counter[core] += 1
+            standard = entry.standard_code
+            if len(standard) == 14:
+                # PDF extraction repeats a 本位码 on neighbouring rows
+                if standard not in by_standard:
+                    by_standard[standard] = i
+                else:
+                    _add(by_standard, standard, i)
+            if entry.approval_no:
+                key = _approval_key(entry.approval_no)
+                if key not in by_approval:
+                    by_approval[key] = i
+                else:
+                    _add(by_approval, key, i)
+        # A cut or glued manufacturer cell takes the name its enterprise segment has
+        # elsewhere in the catalog (the segment is the same company on every code).
+        best = {e: c.most_common(1)[0][0] for e, c in enterprise_cores.items()}
+        for i, entry in enumerate(self._entries):
+            alt = best.get(entry.code[-5:], "")
+            core = raw_core[i] or alt or makers[entry.manufacturer][0]
+            self._core.append(core)
+            # shifted rows carry a clean name of the neighbouring row: keep both
+            self._alt_core.append(alt if alt != core else "")
+        for g, group in enumerate(self._groups):
+            for i in group.members:
+                group.by_core.setdefault(self._core[i], []).append(i)
+                if self._alt_core[i]:
+                    group.by_core.setdefault(self._alt_core[i], []).append(i)
+                for dose in self._spec[i].doses:
+                    group.by_dose.setdefault(dose, []).append(i)
+            group.cores = list(group.by_core)
+            for bg in _bigrams(group.name):
+                self._by_bigram.setdefault(bg, []).append(g)
+            for bg in _pinyin_bigrams(group.pinyin):
+                self._by_pinyin.setdefault(bg, []).append(g)
+
+    def _group_for(self, raw_name: str) -> int:
+        name = normalize_text(raw_name)
+        g = self._group_by_name.get(name)
+        if g is None:
+            g = len(self._groups)
+            self._group_by_name[name] = g
+            self._groups.append(_Group(name=name, form=dosage_form_of(name),
+                                       pinyin=pinyin_key(name)))
+        return g
+
+    # --- query -----------------------------------------------------------------------
+
+    def _candidate_groups(self, generic: str, extra: set[int]) -> list[tuple[int, float]]:
+        votes: Counter[int] = Counter()
+        limit = max(50, len(self._groups) // 20)  # skip bigrams as common as "胶囊"
+        for bg in _bigrams(generic):
+            found = self._by_bigram.get(bg, ())
+            if len(found) <= limit:
+                votes.update(found)
+        py = pinyin_key(generic)
+        for bg in _pinyin_bigrams(py):
+            found = self._by_pinyin.get(bg, ())
+            if len(found) <= limit:
+                votes.update(found)
+        if not votes:  # only common bigrams: fall back to them
+            for bg in _bigrams(generic):
+                votes.update(self._by_bigram.get(bg, ()))
+        candidates = {g for g, _ in votes.most_common(60)} | extra
+        scored = []
+        for g in candidates:
+            group = self._groups[g]
+            score = max(
+                fuzz.ratio(generic, group.name),
+                fuzz.ratio(py, group.pinyin) * 0.97,
+                fuzz.partial_ratio(generic, group.name) * 0.9
+                if min(len(generic), len(group.name)) >= 3 else 0.0,
+            )
+            scored.append((g, float(score)))
+        scored.sort(key=lambda x: -x[1])
+        return [x for x in scored[:8] if x[1] >= 65 or x[0] in extra]
+
+    def _products(self, group: _Group, mcore: str, spec: SpecKey) -> dict[int, float]:
+        """Members worth scoring, with their manufacturer score."""
+        out: dict[int, float] = {}
+        if mcore:
+            hits = process.extract(mcore, group.cores, scorer=fuzz.partial_ratio,
+                                   limit=25, score_cutoff=50)
+            scored = sorted(((_manufacturer_score(mcore, c), c) for c, _, _ in hits),
+                            reverse=True)[:10]
+            for score, core in scored:
+                for i in group.by_core[core]:
+                    out[i] = max(score, out.get(i, 0.0))
+        if len(out) < 5:
+            pool: list[int] = []
+            for dose in spec.doses:
+                pool.extend(group.by_dose.get(dose, ()))
+            for i in (pool or group.members)[:400]:
+                out.setdefault(i, self._manufacturer(mcore, i))
+        return out
+
+    def _manufacturer(self, mcore: str, i: int) -> float:
+        if not mcore:
+            return 0.0
+        return max(_manufacturer_score(mcore, self._core[i]),
+                   _manufacturer_score(mcore, self._alt_core[i]))
+
+    def suggest(self, item: HospitalItem, *, limit: int = 5) -> list[Suggestion]:
+        """Rank national codes for a hospital item, best first.
+
+        Args:
+            item: the hospital item (name required; the other fields sharpen the match).
+            limit: how many suggestions to return.
+
+        Returns:
+            Up to ``limit`` suggestions, each with its reasons; empty when nothing
+            in the catalog resembles the item.
+        """
+        parsed = parse_item_name(item.name)
+        generic = parsed.generic
+        spec = parse_spec(item.specification) if item.specification.strip() else SpecKey(
+            frozenset(), None)
+        inline = parse_spec(parsed.spec)
+        spec = SpecKey(spec.doses or inline.doses,
+                       spec.count if spec.count is not None else inline.count)
+        mcore = manufacturer_core(item.manufacturer) if item.manufacturer.strip() else ""
+        form = dosage_form_of(generic)
+
+        exact: set[int] = set()
+        standard = split_standard_code(item.standard_code) if item.standard_code else None
+        if standard is not None:
+            exact.update(_get(self._by_standard, standard[0]))
+        approval = _approval_key(item.approval_no) if item.approval_no.strip() else ""
+        by_approval = set(_get(self._by_approval, approval)) if approval else set()
+        brands = {normalize_text(x) for x in parsed.extras}
+        if _BRAND.fullmatch(generic):
+            brands.add(generic)
+        by_brand = {i for b in brands for i in self._by_brand.get(b, ())}
+        extra_groups = {self._group_of[i] for i in exact | by_approval | by_brand}
+        enterprise = standard[0][3:8] if standard is not None else ""
+
+        ranked: list[tuple[float, int, tuple[str, ...]]] = []
+        for g, name_score in self._candidate_groups(generic, extra_groups):
+            group = self._groups[g]
+            products = self._products(group, mcore, spec)
+            for i in exact | by_approval | by_brand:
+                if self._group_of[i] == g and i not in products:
+                    products[i] = self._manufacturer(mcore, i)
+            for i, mscore in products.items():
+                total, reasons = self._score(i, group, name_score, form, spec, mcore, mscore,
+                                             i in exact, i in by_approval, i in by_brand,
+                                             enterprise)
+                ranked.append((total, i, reasons))
+        ranked.sort(key=lambda x: (-x[0], self._entries[x[1]].code))
+        return [
+            Suggestion(self._entries[i].code, round(min(total, 100.0) / 100, 3), reasons)
+            for total, i, reasons in ranked[:limit]
+        ]
+
+    def _score(
+        self,
+        i: int,
+        group: _Group,
+        name_score: float,
+        form: str,
+        spec: SpecKey,
+        mcore: str,
+        mscore: float,
+        exact: bool,
+        approval: bool,
+        brand: bool,
+        enterprise: str,
+    ) -> tuple[float, tuple[str, ...]]:
+        entry = self._entries[i]
+        reasons = [f"通用名 {entry.generic_name or entry.name} 相似度 {name_score:.0f}"]
+        total = 0.40 * name_score
+        if form and group.form:
+            if form == group.form:
+                total += 5
+                reasons.append(f"剂型 {form} 一致")
+            else:
+                total -= 10
+                reasons.append(f"剂型不同 {form}≠{group.form}")
+        cspec = self._spec[i]
+        if spec.doses and cspec.doses:
+            if spec.doses == cspec.doses or spec.doses <= cspec.doses:
+                total += 20
+                reasons.append(f"规格 {'/'.join(sorted(spec.doses))} 一致")
+            elif spec.doses & cspec.doses:
+                total += 12
+                reasons.append(f"规格部分一致 {'/'.join(sorted(spec.doses & cspec.doses))}")
+            else:
+                total -= 10
+                reasons.append(f"规格不同 {'/'.join(sorted(spec.doses))}≠"
+                               f"{'/'.join(sorted(cspec.doses))}")
+        else:
+            total += 8
+        ccount = self._count[i]
+        if spec.count is not None and ccount is not None:
+            if spec.count == ccount:
+                total += 5
+                reasons.append(f"包装数量 {ccount} 一致")
+            else:
+                total -= 3
+                reasons.append(f"包装数量不同 {spec.count}≠{ccount}")
+        if mcore:
+            total += 0.25 * mscore
+            if mscore >= 60:
+                reasons.append(f"厂家 {entry.manufacturer or self._core[i]} 相似度 {mscore:.0f}")
+            else:
+                reasons.append(f"厂家不符 ({entry.manufacturer or '目录未写'})")
+        if approval:
+            total += 20
+            reasons.append(f"批准文号 {entry.approval_no} 一致")
+        if exact:
+            total += 40
+            reasons.append(f"本位码 {entry.standard_code} 一致")
+        elif enterprise and entry.code[-5:] == enterprise:
+            total += 10
+            reasons.append(f"本位码企业段 {enterprise} 与编码企业段一致")
+        if brand:
+            total += 8
+            reasons.append(f"商品名 {self._brand[i]} 一致")
+        return total, tuple(reasons)
+
+
+_CATALOG_COLUMNS = {
+    "code": ("医保药品编码", "国家医保药品编码", "药品代码", "code"),
+    "name": ("注册名称", "name"),
+    "generic_name": ("药品通用名", "通用名", "generic_name"),
+    "product_name": ("产品名称", "商品名", "product_name"),
+    "dosage_form": ("剂型", "注册剂型", "dosage_form"),
+    "specification": ("规格", "注册规格", "specification"),
+    "packaging": ("包装规格", "包装材质", "packaging"),
+    "min_pack_quantity": ("最小包装数量", "min_pack_quantity"),
+    "min_pack_unit": ("最小包装单位", "min_pack_unit"),
+    "manufacturer": ("药品生产企业", "生产企业", "manufacturer"),
+    "approval_no": ("批准文号", "approval_no"),
+    "standard_code": ("药品本位码", "本位码", "standard_code"),
+}
+
+
+# read_catalog_entries builds entries positionally, in codes' field order
+if tuple(_CATALOG_COLUMNS) != ENTRY_FIELDS[: len(_CATALOG_COLUMNS)]:  # pragma: no cover
+    raise ImportError("codes.catalog.CatalogEntry fields changed order; update _CATALOG_COLUMNS")
+
+
+def read_catalog_entries(path: Path) -> Iterator[CatalogEntry]:
+    """Stream a drug catalog CSV (published Chinese headers) as entries, for the index.
+
+    A lean reader for loading a catalog at start-up: repeated values share one
+    string, and rows are not repaired or reported as by ``codes.catalog_files``,
+    which is the importer to use when a new catalog file is published.
+
+    Raises:
+        ValueError: the header has no national-code column.
+    """
+    with path.open(encoding="utf-8-sig", newline="") as f:
+        reader = csv.reader(f)
+        header = [h.strip() for h in next(reader, [])]
+        columns: dict[str, int] = {}
+        for name, aliases in _CATALOG_COLUMNS.items():
+            for alias in aliases:
+                if alias in header:
+                    columns[name] = header.index(alias)
+                    break
+        if "code" not in columns:
+            raise ValueError(f"{path}: no national-code column (医保药品编码) in the header")
+        shared: dict[str, str] = {"无": "", "/": "", "-": "", "—": ""}  # published "none"
+        fields = list(_CATALOG_COLUMNS)
+        width = max(columns.values()) + 1
+        picks = [columns.get(name, width) for name in fields]  # width: the padding cell
+        # one object per distinct value, except for values unique to a row
+        repeated = [k for k, name in enumerate(fields)
+                    if name not in ("code", "approval_no", "standard_code")]
+        standard_at = fields.index("standard_code")
+        share = shared.setdefault
+        for row in reader:
+            if len(row) <= width:
+                row = row + [""] * (width + 1 - len(row))
+            values = [row[i].strip() for i in picks]
+            if not values[0]:
+                continue
+            for k in repeated:
+                v = values[k]
+                values[k] = share(v, v)
+            standard = values[standard_at]
+            if standard and not (len(standard) == 14 and standard.isdigit()):
+                parts = split_standard_code(standard)
+                values[standard_at] = parts[0] if parts else ""
+            yield CatalogEntry(*values)
+
+
+def build_index(entries: Iterable[CatalogEntry]) -> SuggestionIndex:
+    """Prepare a national catalog for :meth:`SuggestionIndex.suggest`."""
+    return SuggestionIndex(entries)
