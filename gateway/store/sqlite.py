@@ -207,6 +207,7 @@ class SqliteStore:
 
     def _tell_listeners(self, items: list[Incoming], results: list[CommitResult]) -> None:
         committed = [(seq, ev) for inc, res in zip(items, results, strict=True)
+                     if not res.duplicate
                      for seq, ev in zip(res.event_seqs, inc.events, strict=True)
                      if seq is not None]
         if not committed:
