@@ -172,11 +172,26 @@ class Segment:
         if not raw:
             return ""
         seps = self._seps
-        # find/slice for the first item, split only when a later one is asked for:
-        # this runs dozens of times per message
-        raw = _pick(raw, seps.repetition, rep)
-        raw = _pick(raw, seps.component, component)
-        raw = _pick(raw, seps.subcomponent, sub)
+        # this runs dozens of times per message: for the first item of each level an
+        # inlined find/slice, a split only when a later item is asked for
+        if rep == 1:
+            i = raw.find(seps.repetition)
+            if i >= 0:
+                raw = raw[:i]
+        else:
+            raw = _pick(raw, seps.repetition, rep)
+        if component == 1:
+            i = raw.find(seps.component)
+            if i >= 0:
+                raw = raw[:i]
+        else:
+            raw = _pick(raw, seps.component, component)
+        if sub == 1:
+            i = raw.find(seps.subcomponent)
+            if i >= 0:
+                raw = raw[:i]
+        else:
+            raw = _pick(raw, seps.subcomponent, sub)
         if seps.escape in raw:
             return _unescape(raw, seps, self._codec)
         return raw
