@@ -67,6 +67,52 @@ def _dumps(obj: Any) -> bytes:
     return orjson.dumps(obj, default=str)
 
 
+_ROWS_PER_STATEMENT = 500  # × 8 columns, well under SQLite's variable limit
+
+
+def _next_id(con: sqlite3.Connection, table: str, column: str) -> int:
+    row = con.execute(f"SELECT max({column}) FROM {table}").fetchone()
+    return int(row[0] or 0) + 1
+
+
+def _existing_messages(con: sqlite3.Connection,
+                       keys: list[tuple[str, str]]) -> dict[tuple[str, str], int]:
+    by_sender: dict[str, list[str]] = {}
+    for sender, control_id in dict.fromkeys(keys):
+        by_sender.setdefault(sender, []).append(control_id)
+    found: dict[tuple[str, str], int] = {}
+    for sender, ids in by_sender.items():  # sender = ? AND control_id IN (…) uses the index
+        for i in range(0, len(ids), _ROWS_PER_STATEMENT):
+            chunk = ids[i:i + _ROWS_PER_STATEMENT]
+            marks = ",".join("?" * len(chunk))
+            for mid, control_id in con.execute(
+                    f"SELECT id, control_id FROM messages WHERE sender = ?"
+                    f" AND control_id IN ({marks})", [sender, *chunk]):
+                found[(sender, control_id)] = mid
+    return found
+
+
+def _missing_event_ids(con: sqlite3.Connection, event_ids: list[str]) -> set[str]:
+    missing = set(event_ids)
+    unique = list(missing)
+    for i in range(0, len(unique), _ROWS_PER_STATEMENT):
+        chunk = unique[i:i + _ROWS_PER_STATEMENT]
+        marks = ",".join("?" * len(chunk))
+        for (seen,) in con.execute(f"SELECT event_id FROM events WHERE event_id IN ({marks})",
+                                   chunk):
+            missing.discard(seen)
+    return missing
+
+
+def _insert_many(con: sqlite3.Connection, into: str, width: int,
+                 rows: list[tuple[Any, ...]]) -> None:
+    for i in range(0, len(rows), _ROWS_PER_STATEMENT):
+        chunk = rows[i:i + _ROWS_PER_STATEMENT]
+        row = "(" + ",".join("?" * width) + ")"
+        con.execute(f"INSERT INTO {into} VALUES " + ",".join([row] * len(chunk)),
+                    [v for r in chunk for v in r])
+
+
 class SqliteStore:
     """The embedded default store."""
 
@@ -222,11 +268,9 @@ class SqliteStore:
         con = self._wcon
         assert con is not None
         now = time.time()
-        results: list[CommitResult] = []
         con.execute("BEGIN IMMEDIATE")
         try:
-            for inc in items:
-                results.append(self._write_one(con, inc, now))
+            results = self._write_rows(con, items, now)
             con.execute("COMMIT")
         except BaseException:
             con.execute("ROLLBACK")
@@ -234,41 +278,65 @@ class SqliteStore:
         self.commits += 1
         return results
 
-    def _write_one(self, con: sqlite3.Connection, inc: Incoming, now: float) -> CommitResult:
-        cur = con.execute(
-            "INSERT OR IGNORE INTO messages (sender, control_id, adapter, message_type, peer,"
-            " received_at, raw) VALUES (?, ?, ?, ?, ?, ?, ?)",
-            (inc.sender, inc.control_id, inc.adapter, inc.message_type, inc.peer,
-             inc.received_at.timestamp(), inc.raw))
-        if cur.rowcount == 0:
-            row = con.execute("SELECT id FROM messages WHERE sender = ? AND control_id = ?",
-                              (inc.sender, inc.control_id)).fetchone()
-            return CommitResult(duplicate=True, message_id=row[0])
-        message_id = cur.lastrowid or 0
-        seqs: list[int | None] = []
-        for ev, held in zip(inc.events, inc.held, strict=True):
-            cur = con.execute(
-                "INSERT OR IGNORE INTO events (event_id, message_id, hospital_id, kind,"
-                " occurred_at, held, body) VALUES (?, ?, ?, ?, ?, ?, ?)",
-                (ev.event_id, message_id, ev.hospital_id, ev.kind.value,
-                 ev.occurred_at.isoformat(), int(held), _dumps(ev)))
-            seqs.append(cur.lastrowid if cur.rowcount else None)  # None: event seen before
-            if held and cur.rowcount:
-                self._note_unmapped(con, ev.hospital_id, ev.lines, now)
-        outbox_ids = []
-        for d in inc.deliveries:
-            seq = seqs[d.event_index]
-            if seq is None:
+    def _write_rows(self, con: sqlite3.Connection, items: list[Incoming],
+                    now: float) -> list[CommitResult]:
+        """Write a group in a few multi-row statements.
+
+        Every SQLite step releases and retakes the GIL; one statement per table per group
+        instead of one per row keeps the writer thread from fighting the event loop for it.
+        Ids are assigned here, under the write lock, so no per-row lastrowid is needed.
+        """
+        known = _existing_messages(con, [(i.sender, i.control_id) for i in items])
+        next_mid = _next_id(con, "messages", "id")
+        next_seq = _next_id(con, "events", "seq")
+        next_oid = _next_id(con, "outbox", "id")
+        fresh_events = _missing_event_ids(
+            con, [e.event_id for i in items if (i.sender, i.control_id) not in known
+                  for e in i.events])
+        msg_rows: list[tuple[Any, ...]] = []
+        event_rows: list[tuple[Any, ...]] = []
+        outbox_rows: list[tuple[Any, ...]] = []
+        results: list[CommitResult] = []
+        for inc in items:
+            key = (inc.sender, inc.control_id)
+            if key in known:
+                results.append(CommitResult(duplicate=True, message_id=known[key]))
                 continue
-            ev = inc.events[d.event_index]
-            cur = con.execute(
-                "INSERT INTO outbox (destination, event_seq, unit, hospital_id, stream, msgid,"
-                " created_at, next_attempt_at) VALUES (?, ?, ?, ?, ?, ?, ?, 0)",
-                (d.destination, seq, d.unit, ev.hospital_id, ev.stream,
-                 self._msgids.next(ev.hospital_id, now), now))
-            outbox_ids.append(cur.lastrowid or 0)
-        return CommitResult(duplicate=False, message_id=message_id, outbox_ids=tuple(outbox_ids),
-                            event_seqs=tuple(seqs))
+            mid = known[key] = next_mid
+            next_mid += 1
+            msg_rows.append((mid, inc.sender, inc.control_id, inc.adapter, inc.message_type,
+                             inc.peer, inc.received_at.timestamp(), inc.raw))
+            seqs: list[int | None] = []
+            for ev, held in zip(inc.events, inc.held, strict=True):
+                if ev.event_id not in fresh_events:
+                    seqs.append(None)  # the event was seen before
+                    continue
+                fresh_events.discard(ev.event_id)
+                seqs.append(next_seq)
+                event_rows.append((next_seq, ev.event_id, mid, ev.hospital_id, ev.kind.value,
+                                   ev.occurred_at.isoformat(), int(held), _dumps(ev)))
+                next_seq += 1
+                if held:
+                    self._note_unmapped(con, ev.hospital_id, ev.lines, now)
+            outbox_ids = []
+            for d in inc.deliveries:
+                seq = seqs[d.event_index]
+                if seq is None:
+                    continue
+                ev = inc.events[d.event_index]
+                outbox_rows.append((next_oid, d.destination, seq, d.unit, ev.hospital_id,
+                                    ev.stream, self._msgids.next(ev.hospital_id, now), now))
+                outbox_ids.append(next_oid)
+                next_oid += 1
+            results.append(CommitResult(duplicate=False, message_id=mid,
+                                        outbox_ids=tuple(outbox_ids), event_seqs=tuple(seqs)))
+        _insert_many(con, "messages (id, sender, control_id, adapter, message_type, peer,"
+                          " received_at, raw)", 8, msg_rows)
+        _insert_many(con, "events (seq, event_id, message_id, hospital_id, kind, occurred_at,"
+                          " held, body)", 8, event_rows)
+        _insert_many(con, "outbox (id, destination, event_seq, unit, hospital_id, stream,"
+                          " msgid, created_at)", 8, outbox_rows)
+        return results
 
     @staticmethod
     def _note_unmapped(con: sqlite3.Connection, hospital_id: str, lines: Any, now: float) -> None:
