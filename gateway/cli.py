@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from urllib.request import Request, urlopen
 
+from . import cli_mappings
 from .config import GatewayConfig, load_config
 from .errors import ConfigError
 from .mllp_framing import END, START, frame
@@ -199,6 +200,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--hospital")
     s.add_argument("--force", action="store_true", help="also resend delivered rows")
     s.set_defaults(func=cmd_replay)
+    cli_mappings.register(sub)
     return p
 
 
