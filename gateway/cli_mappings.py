@@ -39,11 +39,8 @@ def _call(args: argparse.Namespace, method: str, path: str, *,
         url += "?" + urlencode(params)
     headers = {}
     if write:
-        user = args.user or os.environ.get("JCGW_USER", "")
-        if not user:
-            raise _Failed(2, "name yourself: --user NAME (or JCGW_USER); every crosswalk change "
-                             "is recorded with who made it")
-        headers["X-Operator"] = user
+        # percent-encoded: HTTP header values are Latin-1, names are often Chinese
+        headers["X-Operator"] = quote(_user_of(args), safe="")
     if body is not None:
         data = json.dumps(body, ensure_ascii=False).encode("utf-8")
     if data is not None:
@@ -65,6 +62,14 @@ def _call(args: argparse.Namespace, method: str, path: str, *,
     except URLError as exc:
         raise _Failed(2, f"cannot reach the gateway at {args.url}: {exc.reason} "
                          "(is it running? give --url)") from None
+
+
+def _user_of(args: argparse.Namespace) -> str:
+    user = str(args.user or os.environ.get("JCGW_USER", "")).strip()
+    if not user:
+        raise _Failed(2, "name yourself: --user NAME (or JCGW_USER); every crosswalk change "
+                         "is recorded with who made it")
+    return user
 
 
 def _show(raw: bytes) -> None:

@@ -1,7 +1,7 @@
 """HTTP API of the crosswalk (对码) and national catalogs, mounted at ``/api/mappings``.
 
-Every write names the person making it (``X-Operator`` header or a ``user`` field) and
-is refused without one. Errors are JSON: ``{"error": "...", "problems": [...]}`` with
+Every write names the person making it (``X-Operator`` header, percent-encoded when the
+name is not ASCII, or a ``user`` field) and is refused without one. Errors are JSON: ``{"error": "...", "problems": [...]}`` with
 400 for bad input (every problem listed, nothing changed), 404 for what does not exist
 and 409 for a request that contradicts the current state.
 
@@ -28,6 +28,7 @@ from datetime import date, datetime
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Any
+from urllib.parse import unquote
 
 import orjson
 from aiohttp import BodyPartReader, web
@@ -137,8 +138,13 @@ async def _body(request: web.Request) -> dict[str, Any]:
     return data
 
 
+def _operator(request: web.Request) -> str:
+    # clients that cannot send UTF-8 header values percent-encode the name
+    return unquote(request.headers.get(OPERATOR_HEADER, "")).strip()
+
+
 def _user(request: web.Request, body: dict[str, Any] | None = None) -> str:
-    user = (request.headers.get(OPERATOR_HEADER) or str((body or {}).get("user") or "")
+    user = (_operator(request) or str((body or {}).get("user") or "")
             or request.query.get("user", "")).strip()
     if not user:
         raise _BadRequest([f"name the person making the change: {OPERATOR_HEADER} header or "
@@ -489,11 +495,7 @@ def mappings_api(service: MappingService,
     async def import_file(request: web.Request) -> web.Response:
         path, name, fields = await _upload(request, data_dir / "uploads")
         try:
-            user = (request.headers.get(OPERATOR_HEADER) or fields.get("user")
-                    or request.query.get("user", "")).strip()
-            if not user:
-                raise _BadRequest([f"name the person making the change: {OPERATOR_HEADER} "
-                                   "header or \"user\" field"])
+            user = _user(request, fields)
             hospital = request.query.get("hospital") or fields.get("hospital") or None
             if path.suffix in (".xlsx", ".xlsm"):
                 entries = read_xlsx(path, hospital_id=hospital)
