@@ -2,8 +2,9 @@
 
 Every write names the person making it (``X-Operator`` header, percent-encoded when the
 name is not ASCII, or a ``user`` field) and is refused without one. Errors are JSON,
-``{"error": "...", "problems": [...]}``, with 400 for bad input (every problem listed, nothing changed), 404 for what does not exist
-and 409 for a request that contradicts the current state.
+``{"error": "...", "problems": [...]}``, with 400 for bad input (every problem listed,
+nothing changed), 404 for what does not exist and 409 for a request that contradicts
+the current state.
 
 Routes (relative to the mount point):
 
