@@ -20,6 +20,7 @@ Routes (relative to the mount point):
 
 from __future__ import annotations
 
+import asyncio
 import io
 import logging
 import uuid
@@ -61,6 +62,7 @@ log = logging.getLogger(__name__)
 MAPPINGS: web.AppKey[MappingService] = web.AppKey("mappings", MappingService)
 OPERATOR_HEADER = "X-Operator"
 _XLSX_TYPES = ("application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",)
+_FOLLOW_UP_S = 1.0
 _ENTRY_FIELDS = ("hospital_id", "item_code", "national_code", "item_name", "hospital_unit",
                  "national_unit", "factor", "valid_from", "valid_to")
 
@@ -374,6 +376,10 @@ def mappings_api(service: MappingService,
         released = 0
         for hospital in sorted(hospitals):
             released += await ingestor.release_held(hospital)
+        # a message mapped with the old crosswalk may commit, held, just after this release
+        task = asyncio.create_task(release_again(ingestor, hospitals))
+        follow_ups.add(task)
+        task.add_done_callback(follow_ups.discard)
         if LEDGER in gateway:
             # the ledger names prescriptions' products through the current crosswalk
             gateway[LEDGER].resolve_item = service_resolver
@@ -382,6 +388,16 @@ def mappings_api(service: MappingService,
     def service_resolver(hospital_id: str, item_code: str) -> str | None:
         entry = service.crosswalk.lookup(hospital_id, item_code, service.clock().date())
         return entry.national_code if entry else None
+
+    follow_ups: set[asyncio.Task[None]] = set()
+
+    async def release_again(ingestor: Any, hospitals: frozenset[str]) -> None:
+        await asyncio.sleep(_FOLLOW_UP_S)
+        for hospital in sorted(hospitals):
+            try:
+                await ingestor.release_held(hospital)
+            except Exception:  # the next change or restart releases them
+                log.exception("follow-up release of held events failed for %s", hospital)
 
     service.on_change = publish
 
@@ -396,10 +412,17 @@ def mappings_api(service: MappingService,
                 ingestor.crosswalk = service.crosswalk
                 await ingestor.release_held()
 
+    async def shutdown(_: web.Application) -> None:
+        # before the gateway closes its message store
+        for task in follow_ups:
+            task.cancel()
+        await asyncio.gather(*follow_ups, return_exceptions=True)
+
     async def cleanup(_: web.Application) -> None:
         service.close()
 
     api.on_startup.append(startup)
+    api.on_shutdown.append(shutdown)
     api.on_cleanup.append(cleanup)
 
     def store_of() -> Any:
@@ -515,14 +538,16 @@ def mappings_api(service: MappingService,
     # --- unmapped queue ---
     async def unmapped(request: web.Request) -> web.Response:
         limit = _query_int(request, "limit", 5, 0, 50)
-        items, labels = await service.queue(store_of(), hospital=request.query.get("hospital"),
-                                            limit=limit)
+        items, total, labels = await service.queue(
+            store_of(), hospital=request.query.get("hospital"), limit=limit,
+            max_items=_query_int(request, "items", 100, 1, 10_000))
         catalog: dict[str, Any] = {"versions": list(labels)}
         if not labels:
             catalog["message"] = ("no national catalog imported: items are listed without "
                                   "suggestions; import one with POST /api/mappings/catalogs "
                                   "(jicai-gateway catalog import FILE --version LABEL)")
-        return _json({"catalog": catalog, "items": [_queue_json(q) for q in items]})
+        return _json({"catalog": catalog, "total": total,
+                      "items": [_queue_json(q) for q in items]})
 
     async def accept(request: web.Request) -> web.Response:
         body = await _body(request)

@@ -213,23 +213,24 @@ class MappingService:
             ConfigError: the seed CSV is malformed (every problem listed).
         """
         store = CrosswalkStore(Path(data_dir) / "crosswalk.db")
+        service = cls(store, data_dir)
         if seed_csv is not None and store.is_new():
             try:
                 entries = read_csv(Path(seed_csv))
-                service = cls(store, data_dir)
                 _, records = apply_import(service.crosswalk, entries, user=CONFIG_IMPORT_USER,
                                           at=service.clock(), known_codes=service._known_sync(),
                                           note=f"first start: imported {seed_csv}")
             except CrosswalkEntryError as exc:
-                store.close()
+                service.close()
                 raise ConfigError([f"crosswalk.csv: {p}" for p in exc.problems]) from None
             store.apply(records)
+            service.crosswalk = store.load()
             log.info("crosswalk: imported %d entries from %s into %s", len(records), seed_csv,
                      store.path)
         elif seed_csv is not None:
             log.info("crosswalk: %s is the source of truth; %s is not read again", store.path,
                      seed_csv)
-        return cls(store, data_dir)
+        return service
 
     def close(self) -> None:
         """Close the crosswalk database."""
@@ -298,7 +299,8 @@ class MappingService:
                               for r in records)
         released = 0
         if records and self.on_change is not None:
-            released = await self.on_change(new, hospitals)
+            # the current crosswalk, not ``new``: a later change may already have replaced it
+            released = await self.on_change(self.crosswalk, hospitals)
         return ChangeResult(tuple(StoredAudit(i, r) for i, r in zip(ids, records, strict=True)),
                             released)
 
@@ -499,17 +501,28 @@ class MappingService:
                     lines.setdefault((event.hospital_id, line.item_code), line)
         return lines
 
-    async def queue(self, store: Store, *, hospital: str | None = None,
-                    limit: int = 5) -> tuple[list[QueueItem], tuple[str, ...]]:
+    async def queue(self, store: Store, *, hospital: str | None = None, limit: int = 5,
+                    item_code: str | None = None, max_items: int = 100,
+                    ) -> tuple[list[QueueItem], int, tuple[str, ...]]:
         """The unmapped items still without an entry today, each with ranked suggestions.
 
+        Args:
+            store: the message store holding the queue and the held events.
+            hospital: only this hospital's items.
+            limit: suggestions per item.
+            item_code: only this item (with ``hospital``).
+            max_items: describe at most this many items (most frequent first).
+
         Returns:
-            The items (most frequent first) and the catalog versions suggestions came
-            from (empty when no catalog is imported: the items then carry no suggestions).
+            The items, how many are queued in all, and the catalog versions suggestions
+            came from (empty when no catalog is imported: the items then carry none).
         """
         today = self.clock().date()
         items = [i for i in await store.unmapped(hospital)
-                 if self.crosswalk.lookup(i.hospital_id, i.item_code, today) is None]
+                 if self.crosswalk.lookup(i.hospital_id, i.item_code, today) is None
+                 and (item_code is None or i.item_code == item_code)]
+        total = len(items)
+        items = items[:max_items]
         index, labels = await self.suggestion_index()
         lines = await self._held_lines(store, hospital) if items else {}
 
@@ -520,7 +533,7 @@ class MappingService:
                 out.append(QueueItem(item, line.unit if line else "",
                                      self._suggest(index, item, line, limit)))
             return out
-        return await asyncio.get_running_loop().run_in_executor(None, work), labels
+        return await asyncio.get_running_loop().run_in_executor(None, work), total, labels
 
     def _suggest(self, index: SuggestionIndex | None, item: UnmappedItem, line: Line | None,
                  limit: int) -> tuple[tuple[Suggestion, Conversion | None], ...]:
@@ -554,8 +567,9 @@ class MappingService:
             Conflict: no catalog, or the code is not among the item's suggestions.
             CrosswalkEntryError: no factor could be settled, or the entry is invalid.
         """
-        queue, labels = await self.queue(store, hospital=hospital, limit=10)
-        found = next((q for q in queue if q.item.item_code == item_code), None)
+        queue, _, labels = await self.queue(store, hospital=hospital, limit=10,
+                                            item_code=item_code)
+        found = next(iter(queue), None)
         if found is None:
             raise NotFound([f"{hospital}/{item_code} is not in the unmapped queue"])
         if not labels:

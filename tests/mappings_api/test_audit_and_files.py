@@ -5,7 +5,7 @@ from __future__ import annotations
 import sqlite3
 from datetime import datetime
 
-from conftest import OPERATOR
+from api_helpers import OPERATOR
 from helpers import CROSSWALK, HOSPITAL
 
 BICALUTAMIDE = "XL02BBB085A001010100665"

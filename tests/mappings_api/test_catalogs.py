@@ -5,7 +5,7 @@ from __future__ import annotations
 import csv
 import io
 
-from conftest import OPERATOR
+from api_helpers import OPERATOR
 from helpers import DATA, HOSPITAL
 
 CATALOG = DATA / "codes" / "nhsa_drug_catalog_sample.csv"

@@ -6,7 +6,7 @@ import asyncio
 import json
 
 import pytest
-from conftest import held_dispense
+from api_helpers import held_dispense
 from helpers import DATA, HOSPITAL
 
 from gateway.cli import main

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
-from conftest import OPERATOR, held_dispense
+from api_helpers import OPERATOR, held_dispense
 from helpers import DATA, HOSPITAL
 
 ANASTROZOLE_HISUN = "XL02BGA045A001010104641"  # 阿那曲唑片 1mg×14 浙江海正
