@@ -5,8 +5,12 @@ from __future__ import annotations
 import sqlite3
 from datetime import datetime
 
+import pytest
 from api_helpers import OPERATOR
-from helpers import CROSSWALK, HOSPITAL
+from helpers import CROSSWALK, HOSPITAL, free_port, make_config
+
+from gateway.app import build_app
+from gateway.errors import ConfigError
 
 BICALUTAMIDE = "XL02BBB085A001010100665"
 CONFIG_ENTRIES = len(CROSSWALK.read_text("utf-8").strip().splitlines()) - 1
@@ -146,3 +150,15 @@ async def test_conceptmap_and_translate(gateway) -> None:
     assert params["parameter"][0]["valueBoolean"] is False
     status, _ = await gateway.api("GET", "/$translate", params={"code": "Y0012345"})
     assert status == 400
+
+
+def test_a_malformed_seed_csv_stops_the_start_with_every_problem(tmp_path) -> None:
+    bad = tmp_path / "crosswalk.csv"
+    bad.write_text("hospital_id,item_code,national_code,factor\n"
+                   f"{HOSPITAL},Y1,XL02,14\n{HOSPITAL},Y2,{BICALUTAMIDE},zero\n", "utf-8")
+    cfg = make_config(tmp_path, mllp_port=free_port(), http_port=0,
+                      platform_url="http://127.0.0.1:9/x", crosswalk={"csv": str(bad)})
+    with pytest.raises(ConfigError) as caught:
+        build_app(cfg)
+    text = "\n".join(caught.value.problems)
+    assert "crosswalk.csv" in text and "row 2" in text and "row 3" in text
