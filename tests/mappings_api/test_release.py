@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+from datetime import date
 
 from api_helpers import OPERATOR, held_dispense
 from helpers import DATA, HOSPITAL
+
+from gateway.app import CROSSWALK, LEDGER
 
 ANASTROZOLE_HISUN = "XL02BGA045A001010104641"  # 阿那曲唑片 1mg×14 浙江海正
 CATALOG = DATA / "codes" / "nhsa_drug_catalog_sample.csv"
@@ -39,6 +42,9 @@ async def test_mapping_through_the_api_releases_held_events_in_order(gateway) ->
     _, answer = await gateway.api("POST", "/entries", json=entry, headers=OPERATOR, expect=201)
     await _assert_released_in_order(gateway, answer["released"])
     assert answer["audit"][0]["user"] == OPERATOR["X-Operator"]
+    # the rest of the gateway sees the new crosswalk too (prescription warnings, app state)
+    assert gateway.app[LEDGER].resolve_item(HOSPITAL, "Y9990001") == ANASTROZOLE_HISUN
+    assert gateway.app[CROSSWALK].lookup(HOSPITAL, "Y9990001", date.today()) is not None
     # the running ingest path uses the new entry for the next message at once
     await gateway.send(held_dispense(9))
     await gateway.wait_for(lambda: len(gateway.simulator.order) == 4)
