@@ -1,18 +1,34 @@
 """Message dialects: each adapter turns bytes into canonical events and builds replies."""
 
-from .base import Adapter, Issue, Outcome, OutcomeStatus, ParsedMessage, Reply, Severity
+from .base import (
+    Adapter,
+    Issue,
+    MessageInvalid,
+    Outcome,
+    OutcomeStatus,
+    ParsedMessage,
+    Reply,
+    ReplyReader,
+    ReplySummary,
+    Severity,
+    rejection_issues,
+)
 from .registry import UnknownAdapterError, available, create, resolve
 
 __all__ = [
     "Adapter",
     "Issue",
+    "MessageInvalid",
     "Outcome",
     "OutcomeStatus",
     "ParsedMessage",
     "Reply",
+    "ReplyReader",
+    "ReplySummary",
     "Severity",
     "UnknownAdapterError",
     "available",
     "create",
+    "rejection_issues",
     "resolve",
 ]

@@ -8,7 +8,7 @@ commits the events and then asks the adapter to build the reply for the outcome.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
@@ -22,12 +22,16 @@ from gateway.model import Event
 __all__ = [
     "Adapter",
     "Issue",
+    "MessageInvalid",
     "MessageRejected",
     "Outcome",
     "OutcomeStatus",
     "ParsedMessage",
     "Reply",
+    "ReplyReader",
+    "ReplySummary",
     "Severity",
+    "rejection_issues",
 ]
 
 
@@ -87,6 +91,41 @@ class Reply:
     body: bytes
     content_type: str = "application/octet-stream"
     status: int = 200
+    # extra HTTP response headers (e.g. ``Location`` for a FHIR create); ignored on MLLP
+    headers: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class ReplySummary:
+    """What a reply says, read back from its bytes (used by the conformance kit)."""
+
+    accepted: bool  # AA / 2xx
+    control_id: str = ""  # the message id the reply acknowledges, when it echoes one
+    locations: tuple[str, ...] = ()  # where each reported problem is (ERR-2, issue.expression)
+
+
+class MessageInvalid(MessageRejected):
+    """A rejection that names several problems at once (one ERR / issue each).
+
+    ``reason``, ``code`` and ``location`` are those of the first problem, so a
+    caller that knows only :class:`MessageRejected` still gets a useful answer.
+    """
+
+    def __init__(self, issues: Sequence[Issue], *, reject: bool = True) -> None:
+        if not issues:
+            raise ValueError("MessageInvalid needs at least one issue")
+        first = issues[0]
+        more = f" (and {len(issues) - 1} more problem(s))" if len(issues) > 1 else ""
+        super().__init__(first.text + more, code=first.code or "207",
+                         location=first.location, reject=reject)
+        self.issues = tuple(issues)
+
+
+def rejection_issues(exc: MessageRejected) -> tuple[Issue, ...]:
+    """The issues to put in the reply for a rejection (every problem it names)."""
+    if isinstance(exc, MessageInvalid):
+        return exc.issues
+    return (Issue(Severity.ERROR, exc.reason, exc.code, exc.location),)
 
 
 @runtime_checkable
@@ -133,5 +172,18 @@ class Adapter(Protocol):
 
         Returns:
             The reply to send on the same connection / HTTP response.
+        """
+        ...
+
+
+@runtime_checkable
+class ReplyReader(Protocol):
+    """Optional: an adapter that can read its own replies back (the kit checks round trips)."""
+
+    def read_reply(self, reply: Reply) -> ReplySummary:
+        """Summarise a reply this adapter built.
+
+        Raises:
+            MessageRejected: the bytes are not a reply of this dialect.
         """
         ...

@@ -16,6 +16,9 @@ ENTRY_POINT_GROUP = "jicai_gateway.adapters"
 
 BUILTIN: dict[str, str] = {
     "hl7v2": "adapters.hl7v2:HL7v2Adapter",
+    "fhir-r4": "adapters.fhir:FhirR4Adapter",
+    "vendor-xml": "adapters.vendor:VendorXmlAdapter",
+    "vendor-json": "adapters.vendor:VendorJsonAdapter",
 }
 
 

@@ -3,19 +3,23 @@
 from __future__ import annotations
 
 import asyncio
+import hmac
 import logging
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 
 import aiohttp
+import orjson
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from adapters.base import Adapter
+from adapters.fhir import capability_statement
 from adapters.registry import create as create_adapter
 from mappings.crosswalk import Crosswalk, read_csv
 
+from .admin_mirror import add_mirror_routes
 from .cds import cds_app
 from .config import GatewayConfig
 from .ingest import Ingestor, Route
@@ -64,7 +68,13 @@ def make_store(cfg: GatewayConfig, metrics: Metrics | None = None) -> Store:
     if cfg.store.backend == "sqlite":
         return SqliteStore(cfg.store.sqlite_path, group_commit_max=cfg.store.group_commit_max,
                            on_batch=on_batch)
-    raise NotImplementedError("the PostgreSQL store is not available in this build")
+    from .store.postgres import PostgresStore
+
+    assert cfg.store.postgres_dsn is not None  # the config validator requires it
+    return PostgresStore(cfg.store.postgres_dsn.get_secret_value(),
+                         schema=cfg.store.postgres_schema,
+                         group_commit_max=cfg.store.group_commit_max, lease_s=cfg.store.lease_s,
+                         pool_max=cfg.store.postgres_pool_max, on_batch=on_batch)
 
 
 def load_crosswalk(cfg: GatewayConfig) -> Crosswalk:
@@ -153,6 +163,14 @@ async def _refresh_stats(app: web.Application) -> None:
                 m.outbox_oldest.labels(n).set(s.oldest_age_s.get(n, 0.0))
                 m.dead_letters.labels(n).set(s.dead.get(n, 0))
             m.held_events.set(s.held_events)
+            b = await store.balance()
+            for n in names:
+                for state, value in (("received", b.received(n)),
+                                     ("delivered", b.delivered.get(n, 0)),
+                                     ("queued", b.queued.get(n, 0)),
+                                     ("dead_lettered", b.dead.get(n, 0)),
+                                     ("held_unmapped", b.held_events)):
+                    m.mirror_units.labels(n, state).set(value)
         except Exception:
             log.exception("could not refresh outbox statistics")
         await asyncio.sleep(1.0)
@@ -180,17 +198,61 @@ async def metrics(request: web.Request) -> web.Response:
     return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
 
 
+async def _ingest(request: web.Request, adapter: Adapter) -> web.Response:
+    raw = await request.read()
+    reply = await request.app[INGESTOR].handle(adapter, raw, request.remote or "?")
+    ctype, _, params = reply.content_type.partition(";")
+    charset = params.partition("charset=")[2].strip() or None
+    return web.Response(body=reply.body, status=reply.status, content_type=ctype.strip(),
+                        charset=charset, headers=dict(reply.headers))
+
+
 async def ingest_http(request: web.Request) -> web.Response:
     """POST /ingest/{listener}: a message for an HTTP adapter (FHIR, vendor XML/JSON)."""
     name = request.match_info["listener"]
     adapter = request.app[HTTP_ADAPTERS].get(name)
     if adapter is None:
-        raise web.HTTPNotFound(text=f"no HTTP listener named {name!r}")
-    raw = await request.read()
-    peer = request.remote or "?"
-    reply = await request.app[INGESTOR].handle(adapter, raw, peer)
-    return web.Response(body=reply.body, status=reply.status, content_type=reply.content_type
-                        .split(";")[0])
+        known = ", ".join(sorted(request.app[HTTP_ADAPTERS])) or "none configured"
+        return web.json_response(
+            {"error": f"no HTTP listener named {name!r} (listeners: {known})"}, status=404)
+    return await _ingest(request, adapter)
+
+
+def _fhir_adapter(request: web.Request) -> Adapter:
+    for adapter in request.app[HTTP_ADAPTERS].values():
+        if adapter.name == "fhir-r4":
+            return adapter
+    raise web.HTTPNotFound(text="no FHIR listener is configured (adapter: fhir-r4)")
+
+
+def _outcome(status: int, code: str, text: str, expression: str = "") -> web.Response:
+    issue: dict[str, object] = {"severity": "error", "code": code, "diagnostics": text}
+    if expression:
+        issue["expression"] = [expression]
+    return web.json_response({"resourceType": "OperationOutcome", "issue": [issue]},
+                             status=status, content_type="application/fhir+json")
+
+
+async def fhir_post(request: web.Request) -> web.Response:
+    """POST /fhir (Bundle) and POST /fhir/{type} (one resource of that type)."""
+    adapter = _fhir_adapter(request)
+    rtype = request.match_info.get("type")
+    if rtype:
+        try:
+            declared = orjson.loads(await request.read()).get("resourceType")
+        except (orjson.JSONDecodeError, AttributeError):
+            declared = None  # the adapter names the problem
+        if declared is not None and declared != rtype:
+            return _outcome(400, "invalid", f"resourceType {declared!r} posted to /fhir/{rtype}",
+                            "resourceType")
+    return await _ingest(request, adapter)
+
+
+async def fhir_metadata(request: web.Request) -> web.Response:
+    """GET /fhir/metadata: the CapabilityStatement."""
+    _fhir_adapter(request)
+    base = f"{request.scheme}://{request.host}/fhir"
+    return web.json_response(capability_statement(base), content_type="application/fhir+json")
 
 
 async def unmapped(request: web.Request) -> web.Response:
@@ -201,9 +263,33 @@ async def unmapped(request: web.Request) -> web.Response:
                               {f: getattr(i, f) for f in i.__slots__} for i in items])
 
 
+_PROTECTED = ("/api/", "/ledger/")
+
+
+def _token_guard(token: str) -> Callable[..., Awaitable[web.StreamResponse]]:
+    """Require ``Authorization: Bearer <token>`` on the operator API."""
+    expected = f"Bearer {token}".encode()
+
+    @web.middleware
+    async def guard(request: web.Request,
+                    handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+                    ) -> web.StreamResponse:
+        if request.path.startswith(_PROTECTED):
+            given = request.headers.get("Authorization", "").encode()
+            if not hmac.compare_digest(given, expected):
+                return web.json_response(
+                    {"error": "operator API: send Authorization: Bearer <http.api_token>"},
+                    status=401)
+        return await handler(request)
+    return guard
+
+
 def build_app(cfg: GatewayConfig, metrics_: Metrics | None = None) -> web.Application:
     """The gateway as an aiohttp application (HTTP side plus every listener and worker)."""
-    app = web.Application(client_max_size=cfg.http.max_body_bytes)
+    middlewares = []
+    if cfg.http.api_token is not None:
+        middlewares.append(_token_guard(cfg.http.api_token.get_secret_value()))
+    app = web.Application(client_max_size=cfg.http.max_body_bytes, middlewares=middlewares)
     app[CONFIG] = cfg
     app[METRICS] = metrics_ or Metrics()
     app.cleanup_ctx.append(_simulator_ctx)
@@ -212,6 +298,9 @@ def build_app(cfg: GatewayConfig, metrics_: Metrics | None = None) -> web.Applic
     app.router.add_get("/readyz", readyz)
     app.router.add_get("/metrics", metrics)
     app.router.add_post("/ingest/{listener}", ingest_http)
+    app.router.add_post("/fhir", fhir_post)
+    app.router.add_post("/fhir/{type}", fhir_post)
+    app.router.add_get("/fhir/metadata", fhir_metadata)
     app.router.add_get("/api/unmapped", unmapped)
     mappings = open_mappings(cfg)  # <data_dir>/crosswalk.db, seeded once from crosswalk.csv
     crosswalk = mappings.crosswalk
@@ -227,4 +316,5 @@ def build_app(cfg: GatewayConfig, metrics_: Metrics | None = None) -> web.Applic
         async def close_ledger(_: web.Application) -> None:
             ledger.store.close()  # after the CDS sub-app flushed its cards
         app.on_cleanup.append(close_ledger)
+    add_mirror_routes(app, STORE, MIRROR)
     return app

@@ -1,16 +1,18 @@
-"""The ``jicai-gateway`` command: serve, check-config, simulate-platform, send, replay."""
+"""The ``jicai-gateway`` command: serve, check-config, simulate-platform, send, replay,
+deadletters, sim-faults, sim-counts."""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import logging
 import socket
-import sqlite3
 import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 from urllib.request import Request, urlopen
 
 from . import cli_mappings
@@ -82,10 +84,14 @@ def cmd_simulate_platform(args: argparse.Namespace) -> int:
     """Run the platform simulator on its own."""
     from aiohttp import web
 
-    from .simulator import simulator_app
+    from .simulator import SimulatorState, simulator_app
 
     _setup_logging("INFO")
-    web.run_app(simulator_app(), host=args.host, port=args.port, access_log=None,
+    state = SimulatorState(seed=args.seed)
+    state.reset()
+    if args.faults:
+        state.set_faults(json.loads(args.faults))
+    web.run_app(simulator_app(state), host=args.host, port=args.port, access_log=None,
                 print=lambda _: logging.getLogger("simulator").info(
                     "platform simulator on http://%s:%d/fsi/api/ (records: /_sim/received)",
                     args.host, args.port))
@@ -135,40 +141,112 @@ def cmd_send(args: argparse.Namespace) -> int:
     return status
 
 
-def cmd_replay(args: argparse.Namespace) -> int:
-    """Put dead letters (or, with --force, delivered rows) back in the outbox."""
+def _outbox_query(args: argparse.Namespace, default_states: Sequence[str]) -> Any:
+    from .replay import build_query
+
+    try:
+        return build_query(ids=args.id or (), destination=args.destination,
+                           hospital=args.hospital, since=args.since, until=args.until,
+                           transaction=args.transaction, states=default_states,
+                           limit=args.limit)
+    except ValueError as exc:
+        print(exc, file=sys.stderr)
+        raise SystemExit(2) from None
+
+
+async def _with_store(cfg: GatewayConfig, work: Any) -> Any:
+    from .app import make_store
+
+    store = make_store(cfg)
+    await store.start()
+    try:
+        return await work(store)
+    finally:
+        await store.close()
+
+
+def cmd_deadletters(args: argparse.Namespace) -> int:
+    """List dead letters (or other outbox rows), or show one with its event."""
+    from .replay import record_to_dict
+
     cfg = _load(args.config)
-    if cfg.store.backend != "sqlite":
-        print("replay for this backend: use the HTTP API", file=sys.stderr)
-        return 2
-    con = sqlite3.connect(cfg.store.sqlite_path)
-    states = (2, 1) if args.force else (2,)
-    where = [f"state IN ({','.join('?' * len(states))})"]
-    params: list[object] = list(states)
-    if args.id:
-        where.append(f"id IN ({','.join('?' * len(args.id))})")
-        params.extend(args.id)
-    if args.destination:
-        where.append("destination = ?")
-        params.append(args.destination)
-    if args.hospital:
-        where.append("hospital_id = ?")
-        params.append(args.hospital)
-    if args.id and not args.force:
-        delivered = con.execute(
-            f"SELECT id FROM outbox WHERE state = 1 AND id IN ({','.join('?' * len(args.id))})",
-            args.id).fetchall()
-        if delivered:
-            print(f"refused: outbox row(s) {[r[0] for r in delivered]} were already delivered; "
-                  "use --force to send them again", file=sys.stderr)
+    if args.show is not None:
+        record = asyncio.run(_with_store(cfg, lambda st: st.outbox_record(args.show)))
+        if record is None:
+            print(f"no outbox row {args.show}", file=sys.stderr)
             return 1
-    with con:
-        cur = con.execute(
-            f"UPDATE outbox SET state = 0, attempts = 0, next_attempt_at = ?, last_error = ''"
-            f" WHERE {' AND '.join(where)}", [time.time(), *params])
-    print(f"{cur.rowcount} outbox row(s) queued again; a running gateway sends them within "
-          "its next drain")
+        print(json.dumps(record_to_dict(record), ensure_ascii=False, indent=2, default=str))
+        return 0
+    query = _outbox_query(args, args.state or ("dead",))
+    rows = asyncio.run(_with_store(cfg, lambda st: st.list_outbox(query)))
+    for r in rows:
+        when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(r.created_at))
+        print(f"{r.id}\t{r.state}\t{r.destination}\t{r.msgid}\t{r.stream}\t{when}\t"
+              f"attempts={r.attempts}\t{r.last_error}")
+    print(f"{len(rows)} row(s)", file=sys.stderr)
     return 0
+
+
+def cmd_replay(args: argparse.Namespace) -> int:
+    """Queue dead letters again (delivered rows only with --force), on any backend."""
+    cfg = _load(args.config)
+    if not (args.id or args.destination or args.hospital or args.since or args.until
+            or args.transaction or args.all):
+        print("name what to replay: --id, --destination, --hospital, --since/--until, "
+              "--transaction (or --all for every dead letter)", file=sys.stderr)
+        return 2
+    query = _outbox_query(args, ("dead", "delivered") if args.force else ("dead",))
+    result = asyncio.run(_with_store(cfg, lambda st: st.replay(
+        query, to_destination=args.to, force=args.force, now=time.time())))
+    print(f"{len(result.queued)} outbox row(s) queued again"
+          + (f" for {args.to}" if args.to else "")
+          + (f"; {len(result.skipped)} already pending" if result.skipped else "")
+          + "; a running gateway sends them within its next drain")
+    if result.refused:
+        print(f"refused: outbox row(s) {list(result.refused)} were already delivered; "
+              "use --force to send them again", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _sim_call(url: str, path: str, body: bytes | None = None) -> int:
+    req = Request(url.rstrip("/") + path, data=body, method="POST" if body else "GET",
+                  headers={"Content-Type": "application/json"})
+    try:
+        with urlopen(req, timeout=10) as resp:
+            print(resp.read().decode())
+    except Exception as exc:
+        body_text = getattr(exc, "read", lambda: b"")().decode("utf-8", "replace")
+        print(f"{exc}\n{body_text}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def cmd_sim_faults(args: argparse.Namespace) -> int:
+    """Set the running simulator's faults from JSON (e.g. '{"fail_ratio": 0.5}')."""
+    try:
+        json.loads(args.faults)
+    except json.JSONDecodeError as exc:
+        print(f"faults must be JSON: {exc}", file=sys.stderr)
+        return 2
+    return _sim_call(args.url, "/_sim/faults" + ("?replace=1" if args.replace else ""),
+                     args.faults.encode())
+
+
+def cmd_sim_counts(args: argparse.Namespace) -> int:
+    """Print what the running simulator accepted, refused and counted as duplicates."""
+    return _sim_call(args.url, "/_sim/counts")
+
+
+def _add_filters(s: argparse.ArgumentParser) -> None:
+    s.add_argument("-c", "--config", default=DEFAULT_CONFIG)
+    s.add_argument("--id", type=int, action="append", help="outbox row id (repeatable)")
+    s.add_argument("--destination")
+    s.add_argument("--hospital", help="定点医药机构编号")
+    s.add_argument("--since", help="commit time from (ISO 8601 or unix seconds)")
+    s.add_argument("--until", help="commit time before")
+    s.add_argument("--transaction", help="infno (3505), 招采 transaction or event kind")
+    s.add_argument("--limit", type=int, default=1000)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -184,6 +262,8 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("simulate-platform", help="run the platform simulator alone")
     s.add_argument("--host", default="127.0.0.1")
     s.add_argument("--port", type=int, default=8090)
+    s.add_argument("--faults", help="faults at start, as JSON (see sim-faults)")
+    s.add_argument("--seed", type=int, default=20261123, help="for fault ratios")
     s.set_defaults(func=cmd_simulate_platform)
     s = sub.add_parser("send", help="send message files over MLLP or HTTP")
     g = s.add_mutually_exclusive_group()
@@ -194,12 +274,25 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("files", nargs="+")
     s.set_defaults(func=cmd_send)
     s = sub.add_parser("replay", help="queue dead letters again")
-    s.add_argument("-c", "--config", default=DEFAULT_CONFIG)
-    s.add_argument("--id", type=int, action="append", help="outbox row id (repeatable)")
-    s.add_argument("--destination")
-    s.add_argument("--hospital")
+    _add_filters(s)
+    s.add_argument("--to", help="deliver to this destination instead (same msgids)")
+    s.add_argument("--all", action="store_true", help="every dead letter")
     s.add_argument("--force", action="store_true", help="also resend delivered rows")
     s.set_defaults(func=cmd_replay)
+    s = sub.add_parser("deadletters", help="list dead letters, or --show one")
+    _add_filters(s)
+    s.add_argument("--state", action="append", choices=["pending", "delivered", "dead"])
+    s.add_argument("--show", type=int, metavar="ID", help="one row with its event")
+    s.set_defaults(func=cmd_deadletters)
+    s = sub.add_parser("sim-faults", help="script the running simulator's faults")
+    s.add_argument("--url", default="http://127.0.0.1:8090")
+    s.add_argument("--replace", action="store_true", help="clear faults not named")
+    s.add_argument("faults", help='JSON, e.g. \'{"fail_ratio": 0.5, "transactions": '
+                                  '{"3505": {"latency_s": 0.2}}}\'')
+    s.set_defaults(func=cmd_sim_faults)
+    s = sub.add_parser("sim-counts", help="what the running simulator counted")
+    s.add_argument("--url", default="http://127.0.0.1:8090")
+    s.set_defaults(func=cmd_sim_counts)
     cli_mappings.register(sub)
     return p
 

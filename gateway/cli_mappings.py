@@ -38,6 +38,9 @@ def _call(args: argparse.Namespace, method: str, path: str, *,
     if params:
         url += "?" + urlencode(params)
     headers = {}
+    token = args.token or os.environ.get("JCGW_API_TOKEN", "")
+    if token:
+        headers["Authorization"] = f"Bearer {token}"
     if write:
         # percent-encoded: HTTP header values are Latin-1, names are often Chinese
         headers["X-Operator"] = quote(_user_of(args), safe="")
@@ -58,6 +61,8 @@ def _call(args: argparse.Namespace, method: str, path: str, *,
             text = "\n".join(lines)
         except ValueError:
             text = f"HTTP {exc.code}: {raw.decode('utf-8', 'replace')}"
+        if exc.code == 401:
+            text += "\n(give the gateway's API token: --token or JCGW_API_TOKEN)"
         raise _Failed(1, text) from None
     except URLError as exc:
         raise _Failed(2, f"cannot reach the gateway at {args.url}: {exc.reason} "
@@ -226,6 +231,8 @@ def _common(p: argparse.ArgumentParser, *, write: bool = False) -> None:
     p.add_argument("--url", default=os.environ.get("JCGW_URL", DEFAULT_URL),
                    help="the running gateway's HTTP address (default %(default)s)")
     p.add_argument("--timeout", type=float, default=120.0)
+    p.add_argument("--token", help="the gateway's http.api_token, when it has one "
+                                   "(default $JCGW_API_TOKEN)")
     if write:
         p.add_argument("--user", help="who makes the change (recorded in the audit; "
                                       "default $JCGW_USER)")

@@ -42,6 +42,8 @@ class HospitalConfig(_Frozen):
     code: str = Field(pattern=HOSPITAL_CODE, description="12-character 定点医药机构编号")
     name: str
     admdvs: str = Field(default="", description="medical-insurance area code (就医地医保区划)")
+    hash_secret: SecretStr | None = Field(
+        default=None, description="key for hashing patient identifiers (e.g. ${JCGW_H1_HASH})")
 
 
 class StoreConfig(_Frozen):
@@ -51,6 +53,12 @@ class StoreConfig(_Frozen):
     sqlite_path: Path = Path("var/gateway.db")
     postgres_dsn: SecretStr | None = None
     group_commit_max: int = Field(default=2000, ge=1, description="most messages per commit")
+    postgres_schema: str = Field(default="public", pattern=r"^[a-z_][a-z0-9_]*$")
+    postgres_pool_max: int = Field(default=4, ge=2, le=64)
+    lease_s: float = Field(
+        default=30.0, gt=0,
+        description="how long a replica holds outbox groups it claimed; a dead replica's "
+                    "groups are taken over after this")
 
     @model_validator(mode="after")
     def _dsn_for_postgres(self) -> StoreConfig:
@@ -83,13 +91,16 @@ class HttpConfig(_Frozen):
     host: str = "127.0.0.1"
     port: int = Field(default=8080, ge=0, le=65535)
     max_body_bytes: int = Field(default=10_485_760, ge=1024)
+    api_token: SecretStr | None = Field(
+        default=None,
+        description="bearer token required on /api and /ledger (e.g. ${JCGW_API_TOKEN})")
 
 
 class DestinationConfig(_Frozen):
     """A platform the outbox mirrors events to."""
 
     name: str = Field(pattern=r"^[a-z0-9][a-z0-9_-]*$")
-    profile: Literal["nhsa-inventory"] = "nhsa-inventory"
+    profile: Literal["nhsa-inventory", "zhaocai"] = "nhsa-inventory"
     url: str = Field(pattern=r"^https?://")
     timeout_s: float = Field(default=5.0, gt=0)
     max_attempts: int = Field(default=20, ge=1, description="tries before a dead letter")
@@ -103,7 +114,46 @@ class DestinationConfig(_Frozen):
     opter_name: str = "集采网关"
     patient_fields: tuple[str, ...] = Field(
         default=(), description="patient fields this platform needs (default: none)")
+    hash_identifiers: bool = Field(
+        default=False, description="send patient identifiers as HMAC-SM3 under the "
+                                   "hospital's hash_secret (the platform must accept it)")
     app_secret: SecretStr | None = None
+    signing: Literal["none", "hmac-sha256", "hmac-sm3", "sm2"] = "none"
+    paas_id: str = Field(default="", description="x-tif-paasid issued by the platform")
+    sm4_key: SecretStr | None = Field(
+        default=None, description="32 hex digits: encrypt request bodies with SM4")
+    sm2_private_key: SecretStr | None = Field(default=None, description="64 hex digits")
+    app_code: str = Field(default="", description="招采 platform application code (token)")
+    token_path: str = Field(default="/token", description="招采 token endpoint under url")
+    idle_poll_s: float = Field(
+        default=1.0, gt=0, description="how often an idle worker looks for rows committed "
+                                       "by other replicas")
+    breaker_failures: int = Field(
+        default=5, ge=1, description="consecutive platform failures that open the circuit")
+    breaker_cooldown_s: float = Field(default=1.0, gt=0)
+    breaker_cooldown_max_s: float = Field(default=60.0, gt=0)
+
+    @model_validator(mode="after")
+    def _known_patient_fields_and_keys(self) -> DestinationConfig:
+        from .privacy import PATIENT_FIELDS
+
+        problems = []
+        unknown = sorted(set(self.patient_fields) - set(PATIENT_FIELDS))
+        if unknown:
+            problems.append(f"patient_fields: unknown {unknown}; choose from "
+                            f"{', '.join(PATIENT_FIELDS)}")
+        if self.signing in ("hmac-sha256", "hmac-sm3") and self.app_secret is None:
+            problems.append(f"signing {self.signing!r} needs app_secret (e.g. ${{JCGW_SECRET}})")
+        if self.signing == "sm2" and self.sm2_private_key is None:
+            problems.append("signing 'sm2' needs sm2_private_key (e.g. ${JCGW_SM2_KEY})")
+        if self.sm4_key is not None and not re.fullmatch(r"[0-9a-fA-F]{32}",
+                                                         self.sm4_key.get_secret_value()):
+            problems.append("sm4_key must be 32 hex digits")
+        if self.profile == "zhaocai" and (not self.app_code or self.app_secret is None):
+            problems.append("profile 'zhaocai' needs app_code and app_secret for its token")
+        if problems:
+            raise ValueError("; ".join(problems))
+        return self
 
 
 class SimulatorConfig(_Frozen):

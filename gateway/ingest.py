@@ -7,7 +7,15 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from adapters.base import Adapter, Issue, Outcome, OutcomeStatus, Reply, Severity
+from adapters.base import (
+    Adapter,
+    Issue,
+    Outcome,
+    OutcomeStatus,
+    Reply,
+    Severity,
+    rejection_issues,
+)
 from mappings.crosswalk import Crosswalk, map_event
 
 from .errors import MessageRejected, StoreError
@@ -174,8 +182,7 @@ class Ingestor:
         kept = await self._keep(raw, peer, adapter.name, exc.reason, received_at)
         status = OutcomeStatus.REJECTED if exc.reject and kept else OutcomeStatus.ERROR
         self.metrics.rejected.labels(adapter.name, "", status.value).inc()
-        issue = Issue(Severity.ERROR, exc.reason, exc.code, exc.location)
-        return adapter.reply(None, raw, Outcome(status, (issue,)), now=self.clock())
+        return adapter.reply(None, raw, Outcome(status, rejection_issues(exc)), now=self.clock())
 
     async def bad_bytes(self, adapter: Adapter, raw: bytes, peer: str, reason: str) -> None:
         """Quarantine bytes that are not even a message (framing errors)."""

@@ -42,6 +42,9 @@ class Metrics:
             buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 3600))
         self.deliveries = Counter("jcgw_deliveries", "Delivery attempts by outcome",
                                   ["destination", "outcome"], registry=r)
+        self.mirror_units = Gauge(
+            "jcgw_mirror_units", "Outbox units by state; received = delivered + queued + "
+            "dead_lettered + held_unmapped", ["destination", "state"], registry=r)
         self.commit_batch = Histogram("jcgw_store_commit_batch_size",
                                       "Messages per group commit", registry=r,
                                       buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024))

@@ -4,6 +4,12 @@ At-least-once with the msgid as idempotency key: a row is marked delivered only
 after the platform said so, so a crash in between resends the same msgid and the
 platform answers "duplicate", which counts as delivered. FIFO per hospital and
 stream: a group stops at its first row that did not go through.
+
+Each destination has its own loop, outbox rows and circuit breaker, so one platform
+being down never stalls another. The store hands out whole FIFO groups whose head
+is due (on PostgreSQL leased to this process), so a group waiting out its back-off
+holds up nobody else, and a poison event holds up its own group only until its
+retry budget (``max_attempts``) is spent and it becomes a dead letter.
 """
 
 from __future__ import annotations
@@ -24,6 +30,7 @@ from tenacity import (
     wait_exponential_jitter,
 )
 
+from .breaker import CircuitBreaker
 from .config import DestinationConfig
 from .metrics import Metrics
 from .profiles.base import Answer, PlatformProfile, Verdict
@@ -69,6 +76,10 @@ class Mirror:
         self._wake = {d.name: asyncio.Event() for d in self.destinations}
         self._tasks: list[asyncio.Task[None]] = []
         self.reachable: dict[str, bool] = {d.name: True for d in self.destinations}
+        self.breakers = {d.name: CircuitBreaker(d.config.breaker_failures,
+                                                d.config.breaker_cooldown_s,
+                                                d.config.breaker_cooldown_max_s)
+                         for d in self.destinations}
 
     def notify(self) -> None:
         """New outbox rows were committed."""
@@ -104,27 +115,46 @@ class Mirror:
     async def drain_once(self, dest: Destination) -> float:
         """Deliver what is due; returns how long to sleep (0: more work right away)."""
         cfg = dest.config
-        items = await self.store.pending(dest.name, cfg.batch_size)
-        if not items:
-            return 5.0
+        breaker = self.breakers[dest.name]
         now = self.clock()
+        held_back = breaker.wait_s(now)
+        if held_back > 0:
+            return held_back
+        prepare = getattr(dest.profile, "prepare", None)
+        if prepare is not None:
+            try:
+                await prepare(self.session)
+            except (aiohttp.ClientError, TimeoutError, ValueError, KeyError) as exc:
+                log.warning("mirror %s: cannot authenticate: %s", dest.name, exc)
+                breaker.failure(self.clock())
+                self.reachable[dest.name] = False
+                return max(breaker.wait_s(self.clock()), cfg.backoff_initial_s)
+        claim = await self.store.claim(dest.name, cfg.batch_size, now)
+        if not claim.items:
+            if claim.next_due is not None:
+                return max(0.01, min(cfg.idle_poll_s, claim.next_due - now))
+            return cfg.idle_poll_s
         groups: dict[tuple[str, str], list[OutboxItem]] = {}
-        for it in items:
+        for it in claim.items:
             groups.setdefault((it.hospital_id, it.stream), []).append(it)
-        due = [g for g in groups.values() if g[0].next_attempt_at <= now]
-        if not due:
-            return max(0.05, min(g[0].next_attempt_at for g in groups.values()) - now)
         sem = asyncio.Semaphore(cfg.concurrency)
-        results = await asyncio.gather(*(self._deliver_group(dest, g, sem) for g in due))
+        results = await asyncio.gather(*(self._deliver_group(dest, g, sem)
+                                         for g in groups.values()))
         updates = [u for r in results for u in r]
         await self.store.record_deliveries(updates)
+        release = getattr(self.store, "release", None)
+        if release is not None:  # a shared store: let any replica take the groups next
+            await release(dest.name)
         return 0.0
 
     async def _deliver_group(self, dest: Destination, group: list[OutboxItem],
                              sem: asyncio.Semaphore) -> list[DeliveryUpdate]:
         updates = []
+        breaker = self.breakers[dest.name]
         async with sem:
             for item in group:
+                if not breaker.allow(self.clock()):
+                    break  # platform looks down: the row stays as it is, uncharged
                 update = await self._deliver(dest, item)
                 updates.append(update)
                 if update.outcome == "retry":
@@ -133,6 +163,9 @@ class Mirror:
 
     async def _attempt(self, dest: Destination, item: OutboxItem) -> Answer:
         cfg = dest.config
+        breaker = self.breakers[dest.name]
+        if breaker.is_open(self.clock()) and not breaker.probing:
+            return Answer(Verdict.RETRY, "circuit open: platform unavailable")
         req = dest.profile.build(item.event, item.unit, item.msgid, self.clock())
         try:
             async with self.session.post(
@@ -142,7 +175,11 @@ class Mirror:
                 answer = dest.profile.interpret(resp.status, body)
         except (aiohttp.ClientError, TimeoutError) as exc:
             answer = Answer(Verdict.RETRY, f"{type(exc).__name__}: {exc}")
-        self.reachable[dest.name] = not answer.reason.startswith(("Client", "Server", "Timeout"))
+        if answer.verdict is Verdict.RETRY:
+            breaker.failure(self.clock())
+        else:
+            breaker.success()
+        self.reachable[dest.name] = answer.verdict is not Verdict.RETRY
         return answer
 
     async def _deliver(self, dest: Destination, item: OutboxItem) -> DeliveryUpdate:
@@ -161,13 +198,21 @@ class Mirror:
             m.mirror_latency.labels(dest.name).observe(max(0.0, now - item.created_at))
             return DeliveryUpdate(item.id, "delivered", answer.reason, at=now,
                                   platform_ref=answer.platform_ref)
-        if answer.verdict is Verdict.REJECTED or item.attempts + 1 >= cfg.max_attempts:
+        charged = not self.breakers[dest.name].is_open(now)
+        if answer.verdict is Verdict.REJECTED or (charged
+                                                  and item.attempts + 1 >= cfg.max_attempts):
             m.deliveries.labels(dest.name, "dead").inc()
             log.error("mirror %s: msgid %s (event %s) is a dead letter after %d attempt(s): %s",
                       dest.name, item.msgid, item.event.event_id, item.attempts + 1,
                       answer.reason)
             return DeliveryUpdate(item.id, "dead", answer.reason, at=now)
         m.deliveries.labels(dest.name, "retry").inc()
+        breaker = self.breakers[dest.name]
+        if breaker.is_open(now):
+            # the platform is down for everyone: wait for the circuit, keep the budget
+            delay = max(breaker.wait_s(now), cfg.backoff_initial_s)
+            return DeliveryUpdate(item.id, "retry", answer.reason, next_attempt_at=now + delay,
+                                  charge=False)
         delay = backoff_delay(item.attempts, cfg.backoff_initial_s, cfg.backoff_max_s)
         log.warning("mirror %s: msgid %s not delivered (%s); next try in %.1fs",
                     dest.name, item.msgid, answer.reason, delay)

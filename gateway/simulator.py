@@ -1,14 +1,24 @@
 """The platform simulator: a real aiohttp server that answers like the platform.
 
 It validates the inventory-interface envelope and the national codes, records what
-it accepted, rejects a repeated ``msgid`` as a duplicate, and can be told to
-misbehave (latency, 5xx, business rejections) from tests and the CLI.
+it accepted, rejects a repeated ``msgid`` as a duplicate (and counts the resends),
+refuses a second upload of a live batch number (a correction must delete it with
+3507 first), checks ``x-tif-*`` signatures and SM4 bodies when given keys, speaks
+the provincial procurement platform's dialect with tokens under ``/zc/api/``, and
+can be told to misbehave — latency, 5xx, hanging past the client's timeout,
+dropped connections, malformed answers, business rejections, flapping at a given
+ratio — globally or per transaction, from tests (``state.faults``), over HTTP
+(``POST /_sim/faults``) and from the CLI (``jicai-gateway sim-faults``).
 """
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
+import hmac
+import random
 import re
+import secrets
 import time
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -21,8 +31,9 @@ from codes import validate as validate_code
 from codes import validate_trace_code
 
 from .model import CHINA_TZ
+from .signing import SignatureInvalid, SigningKeys, verify_request
 
-__all__ = ["SIMULATOR_STATE", "SimulatorState", "simulator_app"]
+__all__ = ["SIMULATOR_STATE", "Faults", "SimulatorState", "simulator_app", "validate_envelope"]
 
 _MSGID = re.compile(r"^[A-Z0-9]{12}\d{14}\d{4}$")
 _WRAPPER = {"3501": "invinfo", "3502": "invinfo", "3503": "purcinfo", "3504": "purcinfo",
@@ -35,13 +46,47 @@ _REQUIRED = ("infno", "msgid", "recer_sys_code", "infver", "opter_type", "opter"
 
 @dataclass
 class Faults:
-    """Misbehaviour to inject; counts are decremented as calls consume them."""
+    """Misbehaviour to inject; ``*_next`` counts are used up by the calls they hit.
+
+    Ratios draw from the simulator's seeded random generator, so a run repeats.
+    ``transactions`` holds a Faults mapping per infno, applied after the global one.
+    """
 
     fail_next: int = 0  # answer the next N calls with ``fail_status``
     fail_status: int = 503
+    fail_ratio: float = 0.0  # flapping: this share of calls answer ``fail_status``
     reject_next: int = 0  # answer the next N calls with a business rejection (infcode -1)
+    reject_items: list[str] = field(default_factory=list)  # hospital item ids always refused
+    fail_items: list[str] = field(default_factory=list)  # hospital item ids always 500
     latency_s: float = 0.0
+    hang_s: float = 0.0  # wait this long before answering (past the client's timeout)
+    hang_ratio: float = 0.0  # share of calls that hang (0 with hang_s > 0: every call)
+    drop_next: int = 0  # close the connection without an answer
+    drop_ratio: float = 0.0
+    malformed_next: int = 0  # answer 200 with a body that is not the envelope
+    malformed_ratio: float = 0.0
     down: bool = False  # every call answers 503
+    expire_tokens: bool = False  # 招采: every token in use is refused once
+    transactions: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+    def update(self, data: dict[str, Any]) -> None:
+        """Set fields from JSON data.
+
+        Raises:
+            ValueError: an unknown field, or a bad per-transaction entry.
+        """
+        unknown = set(data) - set(Faults.__dataclass_fields__)
+        if unknown:
+            raise ValueError(f"unknown fault(s): {sorted(unknown)}")
+        for k, v in data.items():
+            if k == "transactions":
+                for sub in v.values():
+                    Faults().update(sub)  # validate
+                self.transactions = {str(i): dict(sub) for i, sub in v.items()}
+            elif isinstance(getattr(self, k), list):
+                setattr(self, k, [str(x) for x in v])
+            else:
+                setattr(self, k, type(getattr(self, k))(v))
 
 
 @dataclass
@@ -51,17 +96,55 @@ class SimulatorState:
     accepted: dict[str, dict[str, Any]] = field(default_factory=dict)  # msgid → envelope
     order: list[str] = field(default_factory=list)
     duplicates: int = 0
+    duplicate_msgids: dict[str, int] = field(default_factory=dict)
     rejected: list[dict[str, Any]] = field(default_factory=list)
     calls: int = 0
     faults: Faults = field(default_factory=Faults)
     received_at: dict[str, float] = field(default_factory=dict)
+    live: dict[tuple[str, str, str], str] = field(default_factory=dict)  # upload → msgid
+    deleted: list[str] = field(default_factory=list)  # msgids removed by 3507
+    keys: SigningKeys | None = None  # verify x-tif-* signatures (and SM4 bodies)
+    apps: dict[str, bytes] = field(default_factory=dict)  # 招采 app code → secret
+    tokens: set[str] = field(default_factory=set)
+    injected: dict[str, int] = field(default_factory=dict)  # fault name → times used
+    seed: int = 20261123
+    rng: random.Random = field(default_factory=lambda: random.Random(20261123))
+    sub_faults: dict[str, Faults] = field(default_factory=dict)
 
     def reset(self) -> None:
-        """Forget everything received and clear faults."""
+        """Forget everything received and clear faults (keys and apps stay)."""
+        keys, apps, seed = self.keys, self.apps, self.seed
         self.__init__()  # type: ignore[misc]
+        self.keys, self.apps, self.seed = keys, apps, seed
+        self.rng = random.Random(seed)
+
+    def set_faults(self, data: dict[str, Any]) -> None:
+        """Replace the faults with ``data`` (JSON form); counts start afresh.
+
+        Raises:
+            ValueError: an unknown fault.
+        """
+        faults = Faults()
+        faults.update(data)
+        self.faults = faults
+        self.sub_faults = {}
+        for infno, sub in faults.transactions.items():
+            f = Faults()
+            f.update(sub)
+            self.sub_faults[infno] = f
+
+    def counts(self) -> dict[str, Any]:
+        """Accepted, duplicates, rejected, calls and faults used, for tests and the CLI."""
+        return {"accepted": len(self.order), "duplicates": self.duplicates,
+                "rejected": len(self.rejected), "calls": self.calls,
+                "deleted": len(self.deleted), "injected": dict(self.injected)}
 
 
 SIMULATOR_STATE: web.AppKey[SimulatorState] = web.AppKey("simulator_state", SimulatorState)
+
+
+class _Drop(Exception):
+    """Close the connection without answering."""
 
 
 def _now_str() -> str:
@@ -119,22 +202,95 @@ def validate_envelope(env: Any) -> str | None:
     return None
 
 
+def _hit(state: SimulatorState, name: str) -> None:
+    state.injected[name] = state.injected.get(name, 0) + 1
+
+
+async def _misbehave(state: SimulatorState, f: Faults) -> web.StreamResponse | None:
+    """Apply one Faults set; a response to send instead of the real answer, or None."""
+    rng = state.rng
+    if f.latency_s:
+        await asyncio.sleep(f.latency_s)
+    if f.hang_s and (f.hang_ratio <= 0 or rng.random() < f.hang_ratio):
+        _hit(state, "hang")
+        await asyncio.sleep(f.hang_s)
+    if f.down:
+        _hit(state, "down")
+        return web.Response(status=503, text="platform down")
+    if f.drop_next > 0 or (f.drop_ratio and rng.random() < f.drop_ratio):
+        f.drop_next = max(0, f.drop_next - 1)
+        _hit(state, "drop")
+        raise _Drop
+    if f.fail_next > 0 or (f.fail_ratio and rng.random() < f.fail_ratio):
+        f.fail_next = max(0, f.fail_next - 1)
+        _hit(state, "fail")
+        return web.Response(status=f.fail_status, text="injected failure")
+    if f.malformed_next > 0 or (f.malformed_ratio and rng.random() < f.malformed_ratio):
+        f.malformed_next = max(0, f.malformed_next - 1)
+        _hit(state, "malformed")
+        return web.Response(body=b"<html>502 Bad Gateway</html>", content_type="text/html")
+    return None
+
+
+def _items(env: dict[str, Any]) -> list[dict[str, Any]]:
+    inp = env.get("input")
+    if not isinstance(inp, dict):
+        return []
+    out: list[dict[str, Any]] = []
+    for v in inp.values():
+        if isinstance(v, dict):
+            out.append(v)
+            out.extend(x for x in v.get("lines", ()) if isinstance(x, dict))
+        elif isinstance(v, list):
+            out.extend(x for x in v if isinstance(x, dict))
+    return out
+
+
+def _item_ids(env: dict[str, Any]) -> set[str]:
+    return {str(i.get("fixmedins_hilist_id") or i.get("hospitalItemId") or "")
+            for i in _items(env)} - {""}
+
+
+async def _guarded(request: web.Request, dialect: str) -> web.StreamResponse:
+    try:
+        return await _handle_any(request, dialect)
+    except _Drop:
+        transport = request.transport
+        if transport is not None:
+            transport.abort()
+        return web.Response(status=500)  # never reaches the client
+
+
 async def _handle(request: web.Request) -> web.StreamResponse:
+    return await _guarded(request, "nhsa")
+
+
+async def _handle_any(request: web.Request, dialect: str) -> web.StreamResponse:
     state = request.app[SIMULATOR_STATE]
     state.calls += 1
-    faults = state.faults
-    if faults.latency_s:
-        await asyncio.sleep(faults.latency_s)
-    if faults.down:
-        return web.Response(status=503, text="platform down")
-    if faults.fail_next > 0:
-        faults.fail_next -= 1
-        return web.Response(status=faults.fail_status, text="injected failure")
+    early = await _misbehave(state, state.faults)
+    if early is not None:
+        return early
     raw = await request.read()
+    if state.keys is not None:
+        try:
+            raw = verify_request(state.keys, request.headers, raw, time.time())
+        except SignatureInvalid as exc:
+            state.rejected.append({"msgid": "", "reason": f"signature: {exc}"})
+            return web.Response(status=401, text=f"签名校验失败: {exc}")
     try:
         env = orjson.loads(raw)
     except orjson.JSONDecodeError:
-        return _answer(-1, "", "报文不是有效的JSON")
+        return _answer(-1, "", "报文不是有效的JSON") if dialect == "nhsa" \
+            else _zc_answer(9001, "报文不是有效的JSON")
+    infno = str(env.get("infno", "")) if isinstance(env, dict) else ""
+    sub = state.sub_faults.get(infno)
+    if sub is not None:
+        early = await _misbehave(state, sub)
+        if early is not None:
+            return early
+    if dialect == "zhaocai":
+        return _zhaocai(request, state, env)
     reason = validate_envelope(env)
     msgid = str(env.get("msgid", "")) if isinstance(env, dict) else ""
     if reason:
@@ -142,15 +298,108 @@ async def _handle(request: web.Request) -> web.StreamResponse:
         return _answer(-1, msgid, reason)
     if msgid in state.accepted:
         state.duplicates += 1
+        state.duplicate_msgids[msgid] = state.duplicate_msgids.get(msgid, 0) + 1
         return _answer(-1, msgid, f"msgid重复: {msgid} 已处理")
-    if faults.reject_next > 0:
-        faults.reject_next -= 1
+    faults = sub or state.faults
+    ids = _item_ids(env)
+    if ids & set(state.faults.fail_items) or (sub and ids & set(sub.fail_items)):
+        _hit(state, "fail_item")
+        return web.Response(status=500, text="injected failure for this item")
+    if faults.reject_next > 0 or ids & set(faults.reject_items):
+        faults.reject_next = max(0, faults.reject_next - 1)
         state.rejected.append({"msgid": msgid, "reason": "injected business rejection"})
         return _answer(-1, msgid, "业务校验不通过(模拟)")
+    answer = _apply_inventory(state, env, msgid)
+    if answer is not None:
+        return answer
     state.accepted[msgid] = env
     state.order.append(msgid)
     state.received_at[msgid] = time.time()
     return _answer(0, msgid, "", {"platform_ref": f"P{len(state.order):012d}"})
+
+
+_DATA_TYPE_INFNO = {"1": ("3501",), "2": ("3502",), "3": ("3503", "3504"), "4": ("3505", "3506")}
+
+
+def _apply_inventory(state: SimulatorState, env: dict[str, Any],
+                     msgid: str) -> web.Response | None:
+    """Keep the live uploads: a batch number goes up once until a 3507 removes it."""
+    infno = str(env["infno"])
+    code = str(env["fixmedins_code"])
+    if infno == "3507":
+        data = env["input"]["data"]
+        bchno = str(data.get("fixmedins_bchno", ""))
+        for candidate in _DATA_TYPE_INFNO.get(str(data.get("inv_data_type", "")), ()):
+            if state.live.pop((code, candidate, bchno), None) is not None:
+                state.deleted.append(msgid)
+                return None
+        reason = f"未找到可删除的上传记录: fixmedins_bchno={bchno}"
+        state.rejected.append({"msgid": msgid, "reason": reason})
+        return _answer(-1, msgid, reason)
+    if infno in ("3503", "3504", "3505", "3506"):
+        item = env["input"][_WRAPPER[infno]]
+        key = (code, infno, str(item.get("fixmedins_bchno", "")))
+        if key in state.live:
+            reason = f"批次号{key[2]}已上传, 请先调用3507删除后再上传"
+            state.rejected.append({"msgid": msgid, "reason": reason})
+            return _answer(-1, msgid, reason)
+        state.live[key] = msgid
+    return None
+
+
+def _zc_answer(code: int, msg: str = "", data: Any = None) -> web.Response:
+    return web.Response(body=orjson.dumps({"returnCode": code, "returnMsg": msg,
+                                           "data": data if data is not None else {}}),
+                        content_type="application/json")
+
+
+def _zhaocai(request: web.Request, state: SimulatorState, env: Any) -> web.Response:
+    from .profiles.zhaocai import RETURN_CODES
+
+    auth = request.headers.get("Authorization", "").removeprefix("Bearer ")
+    if auth not in state.tokens:
+        return _zc_answer(RETURN_CODES["token"], "token无效或已过期")
+    if state.faults.expire_tokens:
+        state.tokens.clear()
+        state.faults.expire_tokens = False
+        _hit(state, "expire_tokens")
+        return _zc_answer(RETURN_CODES["token"], "token无效或已过期")
+    msgid = str(env.get("msgid", "")) if isinstance(env, dict) else ""
+    data = (env.get("input") or {}).get("data") if isinstance(env, dict) else None
+    if not msgid or not isinstance(data, dict) or not data.get("lines"):
+        reason = "缺少msgid或input.data.lines"
+        state.rejected.append({"msgid": msgid, "reason": reason})
+        return _zc_answer(9002, reason)
+    if msgid in state.accepted:
+        state.duplicates += 1
+        state.duplicate_msgids[msgid] = state.duplicate_msgids.get(msgid, 0) + 1
+        return _zc_answer(RETURN_CODES["duplicate"], f"请求流水号重复: {msgid}")
+    if _item_ids(env) & set(state.faults.reject_items):
+        state.rejected.append({"msgid": msgid, "reason": "injected business rejection"})
+        return _zc_answer(3001, "业务校验不通过(模拟)")
+    state.accepted[msgid] = env
+    state.order.append(msgid)
+    state.received_at[msgid] = time.time()
+    return _zc_answer(0, "成功", {"platformRef": f"ZC{len(state.order):012d}"})
+
+
+async def _zc_token(request: web.Request) -> web.Response:
+    from .profiles.zhaocai import token_sign
+
+    state = request.app[SIMULATOR_STATE]
+    body = await request.json()
+    app_code, ts = str(body.get("appCode", "")), str(body.get("timestamp", ""))
+    secret = state.apps.get(app_code)
+    if secret is None or not hmac.compare_digest(str(body.get("sign", "")),
+                                                 token_sign(app_code, ts, secret)):
+        return _zc_answer(1002, "应用编码或签名错误")
+    token = secrets.token_hex(16)
+    state.tokens.add(token)
+    return _zc_answer(0, "成功", {"accessToken": token, "expiresIn": 7200})
+
+
+async def _zc_handle(request: web.Request) -> web.StreamResponse:
+    return await _guarded(request, "zhaocai")
 
 
 async def _received(request: web.Request) -> web.Response:
@@ -175,12 +424,19 @@ async def _reset(request: web.Request) -> web.Response:
 async def _faults(request: web.Request) -> web.Response:
     state = request.app[SIMULATOR_STATE]
     data = await request.json()
-    unknown = set(data) - set(Faults.__dataclass_fields__)
-    if unknown:
-        return web.json_response({"error": f"unknown fault(s): {sorted(unknown)}"}, status=400)
-    for k, v in data.items():
-        setattr(state.faults, k, type(getattr(state.faults, k))(v))
-    return web.json_response(vars(state.faults))
+    try:
+        if request.query.get("replace"):
+            state.set_faults(data)
+        else:
+            state.faults.update(data)
+            state.set_faults(dataclasses.asdict(state.faults))
+    except (ValueError, TypeError, AttributeError) as exc:
+        return web.json_response({"error": str(exc)}, status=400)
+    return web.json_response(dataclasses.asdict(state.faults))
+
+
+async def _counts(request: web.Request) -> web.Response:
+    return web.json_response(request.app[SIMULATOR_STATE].counts())
 
 
 def simulator_app(state: SimulatorState | None = None) -> web.Application:
@@ -188,6 +444,9 @@ def simulator_app(state: SimulatorState | None = None) -> web.Application:
     app = web.Application(client_max_size=16 * 1024 * 1024)
     app[SIMULATOR_STATE] = state or SimulatorState()
     app.router.add_post("/fsi/api/{tail:.*}", _handle)
+    app.router.add_post("/zc/api/token", _zc_token)
+    app.router.add_post("/zc/api/{tail:.*}", _zc_handle)
+    app.router.add_get("/_sim/counts", _counts)
     app.router.add_get("/_sim/received", _received)
     app.router.add_get("/_sim/stats", _stats)
     app.router.add_post("/_sim/reset", _reset)

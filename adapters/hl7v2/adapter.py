@@ -9,15 +9,20 @@ from typing import Any, ClassVar
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from gateway.errors import MessageRejected
+from gateway.model import EventKind
 
-from ..base import Issue, Outcome, OutcomeStatus, ParsedMessage, Reply, Severity
+from ..base import Issue, Outcome, OutcomeStatus, ParsedMessage, Reply, ReplySummary, Severity
 from .ack import AckHeader, build_ack
+from .fields import Header, ZFields, ZLayout
 from .message import Message, charset_codec, decode_message, parse_ts
-from .pharmacy import PHARMACY_TYPES, Header, events_from_pharmacy
+from .pharmacy import PHARMACY_TYPES, events_from_pharmacy
+from .supply import SUPPLY_TYPES, events_from_supply
+from .warehouse import DEFAULT_DOC_TYPES, WAREHOUSE_TYPES, events_from_warehouse
 
 __all__ = ["HL7v2Adapter", "HL7v2Config"]
 
 SUPPORTED_VERSIONS = ("2.3.1", "2.4", "2.5", "2.5.1")
+_FROM_SUPPLIER = frozenset({"ORS^O06"})
 
 
 class HL7v2Config(BaseModel):
@@ -36,6 +41,14 @@ class HL7v2Config(BaseModel):
     versions: tuple[str, ...] = SUPPORTED_VERSIONS
     z_segment: str = Field(default="ZJC", pattern=r"^Z[A-Z0-9]{2}$",
                            description="Z-segment carrying spec / maker / price / trace codes")
+    z_fields: ZFields = Field(default_factory=ZFields,
+                              description="field positions in the default Z-segment")
+    z_by_facility: dict[str, ZLayout] = Field(
+        default_factory=dict,
+        description="MSH-4 sending facility → its own Z-segment name and field positions")
+    warehouse_doc_types: dict[str, EventKind] = Field(
+        default_factory=lambda: dict(DEFAULT_DOC_TYPES),
+        description="ZWH^Z01 document type (ZWD-2) → event kind")
 
     @field_validator("facilities")
     @classmethod
@@ -51,7 +64,7 @@ class HL7v2Adapter:
     """HL7 v2.3.1–2.5.1 pharmacy messages."""
 
     name: ClassVar[str] = "hl7v2"
-    kinds: ClassVar[frozenset[str]] = PHARMACY_TYPES
+    kinds: ClassVar[frozenset[str]] = PHARMACY_TYPES | SUPPLY_TYPES | WAREHOUSE_TYPES
     config_model: ClassVar[type[BaseModel]] = HL7v2Config
     transport: ClassVar[str] = "mllp"
 
@@ -61,9 +74,13 @@ class HL7v2Adapter:
         elif not isinstance(config, HL7v2Config):
             config = HL7v2Config.model_validate(config)
         self.config = config
+        self._default_layout = ZLayout(segment=config.z_segment,
+                                       **config.z_fields.model_dump())
 
     def _hospital(self, msg: Message) -> str:
-        fac = msg.msh.get(4, 1)
+        # a supplier's response comes from the supplier: the hospital is the receiver
+        field = 6 if msg.message_type in _FROM_SUPPLIER else 4
+        fac = msg.msh.get(field, 1)
         code = self.config.facilities.get(fac)
         if code:
             return code
@@ -72,9 +89,10 @@ class HL7v2Adapter:
         if self.config.default_hospital:
             return self.config.default_hospital
         raise MessageRejected(
-            f"unknown sending facility {fac!r} in MSH-4: add it under the adapter's "
+            f"unknown {'receiving' if field == 6 else 'sending'} facility {fac!r} in "
+            f"MSH-{field}: add it under the adapter's "
             "'facilities' with its 12-character 定点医药机构编号",
-            code="204", location="MSH-4")
+            code="204", location=f"MSH-{field}")
 
     def parse(self, raw: bytes, *, received_at: datetime) -> ParsedMessage:
         """Decode, check the header and build the pharmacy events."""
@@ -98,14 +116,21 @@ class HL7v2Adapter:
                 f"unsupported HL7 version {version!r} in MSH-12 "
                 f"(supported: {', '.join(self.config.versions)})",
                 code="203", location="MSH-12", reject=True)
-        sender = f"{msh.get(3, 1)}^{msh.get(4, 1)}"
+        facility = msh.get(4, 1)
+        sender = f"{msh.get(3, 1)}^{facility}"
         header = Header(
             hospital_id=self._hospital(msg),
             source=f"hl7v2:{sender}",
             control_id=control_id,
             occurred_at=parse_ts(msh.get(7), "MSH-7") or received_at,
         )
-        events = events_from_pharmacy(msg, header, self.config.z_segment)
+        layout = self.config.z_by_facility.get(facility, self._default_layout)
+        if mtype in PHARMACY_TYPES:
+            events = events_from_pharmacy(msg, header, layout)
+        elif mtype in SUPPLY_TYPES:
+            events = events_from_supply(msg, header, layout)
+        else:
+            events = events_from_warehouse(msg, header, self.config.warehouse_doc_types)
         return ParsedMessage(
             adapter=self.name, sender=sender, control_id=control_id, message_type=mtype,
             events=events, context={"ack": _ack_header(msg)})
@@ -129,6 +154,32 @@ class HL7v2Adapter:
         text = build_ack(h, code, outcome.issues, now)
         codec = h.charset and _codec_or_utf8(h.charset)
         return Reply(text.encode(codec or "utf-8", errors="replace"), "application/hl7-v2")
+
+    def read_reply(self, reply: Reply) -> ReplySummary:
+        """Read an ACK back: accepted when MSA-1 is AA/CA; ERR locations as ``SEG-n``.
+
+        Raises:
+            MessageRejected: the bytes are not an HL7 ACK.
+        """
+        msg = decode_message(reply.body, self.config.default_charset)
+        msa = msg.find("MSA")
+        if msa is None:
+            raise MessageRejected("reply has no MSA segment", code="100", location="MSA")
+        locations = []
+        for seg in msg.segments:
+            if seg.name != "ERR":
+                continue
+            if msg.version.startswith(("2.3", "2.4")):
+                seg_id, field, text = seg.get(1, 1), seg.get(1, 3), seg.get(1, 4, 2)
+            else:
+                seg_id, field, text = seg.get(2, 1), seg.get(2, 3), seg.get(8)
+            if seg_id:
+                locations.append(f"{seg_id}-{field}" if field else seg_id)
+            elif text.endswith(")") and " (" in text:
+                # a location that is no SEG-n (e.g. "ORC[2]") travels at the end of the text
+                locations.append(text[text.rindex(" (") + 2 : -1])
+        return ReplySummary(accepted=msa.get(1) in ("AA", "CA"), control_id=msa.get(2),
+                            locations=tuple(locations))
 
 
 def _codec_or_utf8(charset: str) -> str:

@@ -1,34 +1,65 @@
-"""Pharmacy messages (RDE^O11 orders, RDS^O13 dispenses) to canonical events.
+"""Pharmacy messages to canonical events: orders, dispenses, gives and administrations.
 
-Each ORC opens an order group; the RXE (order) or RXD (dispense) in the group is
-one line. A ``ZJC`` segment after it carries what HL7 v2.5 has no field for and
-集采 needs: specification, manufacturer, unit price, traceability codes, approval
-number and generic name (layout documented in docs/hl7v2.md).
+Each ORC opens an order group. The group's item segment (RXE order, RXD
+dispense, RXG give, RXA administration) is one line; each RXC after it (the
+components of an IV mixture) is a line of its own, because each component is a
+product bought and counted on its own. A Z-segment after a line carries what
+HL7 v2.5 has no field for and 集采 needs (specification, manufacturer, unit price,
+traceability codes, approval number, generic name); its name and field positions
+are configured per hospital (:class:`~adapters.hl7v2.fields.ZLayout`).
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime
-from decimal import Decimal, InvalidOperation
+from functools import cache
 
 from gateway.errors import MessageRejected
 from gateway.model import Event, EventKind, Line, OrderControl, Party, Patient
 
+from .fields import Header, ZLayout, decimal, hl7_date, party
 from .message import Message, Segment, parse_ts
 
-__all__ = ["Header", "events_from_pharmacy"]
+__all__ = ["PHARMACY_TYPES", "events_from_pharmacy", "patient_of"]
 
 
-def _decimal(value: str, location: str) -> Decimal:
-    try:
-        d = Decimal(value)
-    except InvalidOperation:
-        raise MessageRejected(f"{location} is not a number: {value!r}",
-                              code="102", location=location) from None
-    if not d.is_finite():
-        raise MessageRejected(f"{location} is not a finite number: {value!r}",
-                              code="102", location=location)
-    return d
+@dataclass(frozen=True, slots=True)
+class _Item:
+    """Where an item segment keeps each fact (0: the segment has no such field)."""
+
+    kind: EventKind
+    segment: str
+    code: int
+    qty: int
+    unit: int
+    form: int = 0
+    lot: int = 0
+    expiry: int = 0
+    maker: int = 0
+    time: int = 0
+    actor: int = 0
+
+
+_RXE = _Item(EventKind.PRESCRIPTION, "RXE", 2, 10, 11, form=6)
+_RXD = _Item(EventKind.DISPENSE, "RXD", 2, 4, 5, lot=18, expiry=19, maker=20, time=3, actor=10)
+_RXG = _Item(EventKind.ADMINISTRATION, "RXG", 4, 5, 7, form=8, lot=19, expiry=20, maker=21)
+_RXA = _Item(EventKind.ADMINISTRATION, "RXA", 5, 6, 7, form=8, lot=15, expiry=16, maker=17,
+             time=3, actor=10)
+
+_TYPES: dict[str, _Item] = {
+    "RDE^O11": _RXE, "RDE^O01": _RXE,
+    "RDS^O13": _RXD, "RDS^O01": _RXD,
+    "RGV^O15": _RXG, "RGV^O01": _RXG,
+    "RAS^O17": _RXA, "RAS^O01": _RXA,
+}
+
+PHARMACY_TYPES = frozenset(_TYPES)
+
+# RXA-20 completion status: a refused or not-given dose consumed nothing
+_NOT_GIVEN = frozenset({"RE", "NA"})
+# RXA-21 action code: A add, D delete, U update
+_RXA_ACTION = {"D": OrderControl.CANCEL, "U": OrderControl.CHANGE}
 
 
 def _order_control(value: str, location: str) -> OrderControl | None:
@@ -42,30 +73,8 @@ def _order_control(value: str, location: str) -> OrderControl | None:
             code="103", location=location) from None
 
 
-def _party(seg: Segment | None, n: int) -> Party | None:
-    """An XCN/XON field: id^family^given (Chinese names come whole in the family part)."""
-    if seg is None:
-        return None
-    pid, family, given = seg.get(n, 1), seg.get(n, 2), seg.get(n, 3)
-    if not (pid or family):
-        return None
-    return Party(pid, family + given)
-
-
-class Header:
-    """The MSH facts every event of a message shares."""
-
-    __slots__ = ("control_id", "hospital_id", "occurred_at", "source")
-
-    def __init__(self, hospital_id: str, source: str, control_id: str,
-                 occurred_at: datetime) -> None:
-        self.hospital_id = hospital_id
-        self.source = source
-        self.control_id = control_id
-        self.occurred_at = occurred_at
-
-
-def _patient(msg: Message) -> Patient | None:
+def patient_of(msg: Message) -> Patient | None:
+    """The PID / PV1 patient of a message, if it names one."""
     pid = msg.find("PID")
     if pid is None:
         return None
@@ -88,123 +97,185 @@ def _patient(msg: Message) -> Patient | None:
     )
 
 
-def _line(seq: int, item: Segment, z: Segment | None, qty_field: int, unit_field: int,
-          code_field: int, oc: OrderControl | None) -> Line:
+@cache
+def _positions(layout: ZLayout) -> tuple[tuple[str, int], ...]:
+    names = ("specification", "manufacturer", "price", "approval_no", "generic_name",
+             "standard_code", "lot_no", "expiry")
+    return tuple((n, getattr(layout, n)) for n in names if getattr(layout, n) is not None)
+
+
+def _apply_z(z: Segment | None, layout: ZLayout) -> dict[str, str | tuple[str, ...]]:
+    if z is None:
+        return {}
+    out: dict[str, str | tuple[str, ...]] = {}
+    for name, pos in _positions(layout):
+        value = z.get(pos)
+        if value:
+            out[name] = value
+    if layout.trace_codes is not None:
+        codes = tuple(t for t in z.all(layout.trace_codes) if t)
+        if codes:
+            out["trace_codes"] = codes
+    return out
+
+
+def _line(seq: int, item: Segment, spec: _Item, z: Segment | None, layout: ZLayout,
+          oc: OrderControl | None) -> Line:
     name = item.name
-    code = item.get(code_field, 1)
+    code = item.get(spec.code, 1)
     if not code:
-        raise MessageRejected(f"{name}-{code_field} (item code) is empty in order group {seq}",
-                              code="101", location=f"{name}-{code_field}")
-    qty_raw = item.get(qty_field)
+        raise MessageRejected(f"{name}-{spec.code} (item code) is empty in line {seq}",
+                              code="101", location=f"{name}-{spec.code}")
+    qty_raw = item.get(spec.qty)
     if not qty_raw:
-        raise MessageRejected(f"{name}-{qty_field} (quantity) is empty in order group {seq}",
-                              code="101", location=f"{name}-{qty_field}")
-    quantity = _decimal(qty_raw, f"{name}-{qty_field}")
-    price = None
-    spec = manufacturer = approval = generic = ""
-    trace: tuple[str, ...] = ()
-    if z is not None:
-        spec = z.get(1)
-        manufacturer = z.get(2)
-        if z.get(3):
-            price = _decimal(z.get(3), f"{z.name}-3")
-        trace = tuple(t for t in z.all(4) if t)
-        approval = z.get(5)
-        generic = z.get(6)
-    lot = expiry = ""
-    if name == "RXD":
-        manufacturer = manufacturer or item.get(20, 2) or item.get(20, 1)
-        lot = item.get(18)
-        exp = item.get(19)
-        expiry = f"{exp[0:4]}-{exp[4:6]}-{exp[6:8]}" if len(exp) >= 8 and exp.isdigit() else exp
-    else:
-        spec = spec or (f"{item.get(25)}{item.get(26, 1)}" if item.get(25) else "")
+        raise MessageRejected(f"{name}-{spec.qty} (quantity) is empty in line {seq}",
+                              code="101", location=f"{name}-{spec.qty}")
+    quantity = decimal(qty_raw, f"{name}-{spec.qty}")
+    zv = _apply_z(z, layout)
+    price_raw = zv.get("price")
+    price = decimal(price_raw, f"{layout.segment}-{layout.price}") \
+        if isinstance(price_raw, str) else None
+    maker = ""
+    if spec.maker:
+        maker = item.get(spec.maker, 2) or item.get(spec.maker, 1)
+    spec_text = str(zv.get("specification", ""))
+    if not spec_text and name == "RXE" and item.get(25):
+        spec_text = f"{item.get(25)}{item.get(26, 1)}"  # give strength + units
+    trace = zv.get("trace_codes", ())
     return Line(
         seq=seq,
         item_code=code,
-        item_name=item.get(code_field, 2),
-        specification=spec,
-        manufacturer=manufacturer,
+        item_name=item.get(spec.code, 2),
+        specification=spec_text,
+        manufacturer=str(zv.get("manufacturer", "")) or maker,
         quantity=quantity,
-        unit=item.get(unit_field, 2) or item.get(unit_field, 1),
+        unit=item.get(spec.unit, 2) or item.get(spec.unit, 1),
         price=price,
-        generic_name=generic,
-        dosage_form=item.get(6, 2) or item.get(6, 1) if name == "RXE" else "",
-        approval_no=approval,
-        lot_no=lot,
-        expiry=expiry,
-        trace_codes=trace,
+        generic_name=str(zv.get("generic_name", "")),
+        dosage_form=(item.get(spec.form, 2) or item.get(spec.form, 1)) if spec.form else "",
+        approval_no=str(zv.get("approval_no", "")),
+        standard_code=str(zv.get("standard_code", "")),
+        lot_no=str(zv.get("lot_no", "")) or (item.get(spec.lot) if spec.lot else ""),
+        expiry=hl7_date(str(zv.get("expiry", "")) or (item.get(spec.expiry) if spec.expiry
+                                                     else "")),
+        trace_codes=trace if isinstance(trace, tuple) else (),
         order_control=oc,
     )
 
 
-_KINDS: dict[str, tuple[EventKind, str, int, int, int]] = {
-    # message type: kind, item segment, code field, quantity field, unit field
-    "RDE^O11": (EventKind.PRESCRIPTION, "RXE", 2, 10, 11),
-    "RDE^O01": (EventKind.PRESCRIPTION, "RXE", 2, 10, 11),
-    "RDS^O13": (EventKind.DISPENSE, "RXD", 2, 4, 5),
-    "RDS^O01": (EventKind.DISPENSE, "RXD", 2, 4, 5),
-}
+def _component_line(seq: int, rxc: Segment, z: Segment | None, layout: ZLayout,
+                    oc: OrderControl | None) -> Line:
+    """An RXC component: RXC-2 code^name, RXC-3 amount, RXC-4 units."""
+    code = rxc.get(2, 1)
+    if not code:
+        raise MessageRejected(f"RXC-2 (component code) is empty in line {seq}",
+                              code="101", location="RXC-2")
+    amount = rxc.get(3)
+    if not amount:
+        raise MessageRejected(f"RXC-3 (component amount) is empty in line {seq}",
+                              code="101", location="RXC-3")
+    zv = _apply_z(z, layout)
+    price_raw = zv.get("price")
+    trace = zv.get("trace_codes", ())
+    return Line(
+        seq=seq, item_code=code, item_name=rxc.get(2, 2),
+        specification=str(zv.get("specification", "")),
+        manufacturer=str(zv.get("manufacturer", "")),
+        quantity=decimal(amount, "RXC-3"), unit=rxc.get(4, 2) or rxc.get(4, 1),
+        price=decimal(price_raw, f"{layout.segment}-{layout.price}")
+        if isinstance(price_raw, str) else None,
+        generic_name=str(zv.get("generic_name", "")),
+        approval_no=str(zv.get("approval_no", "")),
+        standard_code=str(zv.get("standard_code", "")),
+        trace_codes=trace if isinstance(trace, tuple) else (),
+        order_control=oc,
+    )
 
-PHARMACY_TYPES = frozenset(_KINDS)
+
+class _Group:
+    __slots__ = ("orc", "slots")
+
+    def __init__(self, orc: Segment) -> None:
+        self.orc = orc
+        self.slots: list[list[Segment | None]] = []  # [item or RXC, Z]
 
 
-def events_from_pharmacy(msg: Message, header: Header, z_name: str = "ZJC") -> tuple[Event, ...]:
-    """Turn an RDE or RDS message into one event per ORC-2 document (prescription).
+def _groups(msg: Message, item_name: str, z_name: str) -> list[_Group]:
+    groups: list[_Group] = []
+    current: _Group | None = None
+    for seg in msg.segments:
+        n = seg.name
+        if n == "ORC":
+            current = _Group(seg)
+            groups.append(current)
+        elif current is None:
+            continue
+        elif n == item_name or n == "RXC":
+            current.slots.append([seg, None])
+        elif n == z_name and current.slots:
+            current.slots[-1][1] = seg
+    return groups
+
+
+def events_from_pharmacy(msg: Message, header: Header,
+                         layout: ZLayout | None = None) -> tuple[Event, ...]:
+    """One event per ORC-2 document (prescription) of an RDE, RDS, RGV or RAS message.
 
     Raises:
         MessageRejected: a required field is missing or malformed.
     """
-    kind, item_name, code_f, qty_f, unit_f = _KINDS[msg.message_type]
-    groups: list[tuple[Segment, Segment | None, Segment | None]] = []  # ORC, item, Z
-    orc: Segment | None = None
-    item: Segment | None = None
-    z: Segment | None = None
-    for seg in msg.segments:
-        n = seg.name
-        if n == "ORC":
-            if orc is not None:
-                groups.append((orc, item, z))
-            orc, item, z = seg, None, None
-        elif n == item_name and orc is not None:
-            if item is not None:  # a second item in one group starts a new line
-                groups.append((orc, item, z))
-                z = None
-            item = seg
-        elif n == z_name and orc is not None:
-            z = seg
-    if orc is not None:
-        groups.append((orc, item, z))
+    layout = layout or ZLayout()
+    spec = _TYPES[msg.message_type]
+    kind = spec.kind
+    groups = _groups(msg, spec.segment, layout.segment)
     if not groups:
         raise MessageRejected(f"{msg.message_type} has no ORC order group",
                               code="100", location="ORC")
-    patient = _patient(msg)
+    patient = patient_of(msg)
     pv1 = msg.find("PV1")
     department = None
     if pv1 is not None and (pv1.get(3, 1) or pv1.get(10)):
         department = Party(pv1.get(3, 1) or pv1.get(10), pv1.get(3, 9) or pv1.get(3, 1))
-    # one event per document number (ORC-2 placer order / prescription number)
     docs: dict[str, list[Line]] = {}
     first_orc: dict[str, Segment] = {}
-    disp_time: dict[str, datetime | None] = {}
-    dispenser: dict[str, Party | None] = {}
-    for i, (g_orc, g_item, g_z) in enumerate(groups, start=1):
-        if g_item is None:
-            raise MessageRejected(f"order group {i} has no {item_name} segment",
+    item_time: dict[str, datetime | None] = {}
+    actor: dict[str, Party | None] = {}
+    for i, group in enumerate(groups, start=1):
+        g_orc = group.orc
+        if not group.slots or group.slots[0][0] is None or group.slots[0][0].name == "RXC":
+            raise MessageRejected(f"order group {i} has no {spec.segment} segment",
                                   code="100", location=f"ORC[{i}]")
-        # only an order has a lifecycle; a dispense's ORC-1 is RE (observations follow)
+        # only an order has a lifecycle in ORC-1; a dispense's ORC-1 is RE
         oc = _order_control(g_orc.get(1), "ORC-1") if kind is EventKind.PRESCRIPTION else None
-        doc = g_orc.get(2, 1) or (g_item.get(7) if item_name == "RXD" else "") or header.control_id
-        line = _line(len(docs.get(doc, ())) + 1, g_item, g_z, qty_f, unit_f, code_f, oc)
-        docs.setdefault(doc, []).append(line)
+        item = group.slots[0][0]
+        doc = g_orc.get(2, 1) or (item.get(7) if spec.segment == "RXD" else "") \
+            or header.control_id
+        lines = docs.setdefault(doc, [])
         first_orc.setdefault(doc, g_orc)
-        if item_name == "RXD":
-            disp_time.setdefault(doc, parse_ts(g_item.get(3), "RXD-3"))
-            dispenser.setdefault(doc, _party(g_item, 10))
+        for seg, z in group.slots:
+            assert seg is not None
+            if seg.name == "RXC":
+                lines.append(_component_line(len(lines) + 1, seg, z, layout, oc))
+                continue
+            item = seg
+            line_oc = oc
+            if spec.segment == "RXA":
+                if item.get(20) in _NOT_GIVEN:
+                    continue
+                line_oc = _RXA_ACTION.get(item.get(21))
+            lines.append(_line(len(lines) + 1, item, spec, z, layout, line_oc))
+            if spec.time:
+                item_time.setdefault(doc, parse_ts(item.get(spec.time),
+                                                   f"{spec.segment}-{spec.time}"))
+            if spec.actor:
+                actor.setdefault(doc, party(item, spec.actor))
     events = []
-    for index, (doc, lines) in enumerate(docs.items()):
+    index = 0
+    for doc, lines in docs.items():
+        if not lines:  # every dose of the document was refused / not given
+            continue
         o = first_orc[doc]
-        occurred = disp_time.get(doc) or parse_ts(o.get(9), "ORC-9") or header.occurred_at
+        occurred = item_time.get(doc) or parse_ts(o.get(9), "ORC-9") or header.occurred_at
         events.append(Event(
             event_id=f"{header.source}:{header.control_id}:{index}",
             kind=kind,
@@ -215,9 +286,10 @@ def events_from_pharmacy(msg: Message, header: Header, z_name: str = "ZJC") -> t
             control_id=header.control_id,
             document_no=doc,
             order_control=lines[0].order_control,
-            prescriber=_party(o, 12),
-            pharmacist=dispenser.get(doc),
+            prescriber=party(o, 12),
+            pharmacist=actor.get(doc),
             department=department,
             patient=patient,
         ))
+        index += 1
     return tuple(events)

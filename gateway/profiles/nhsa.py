@@ -4,6 +4,11 @@ Envelope: ``infno``, ``msgid`` (30 = hospital code + yyyyMMddHHmmss + 4-digit
 sequence), ``inf_time``, ``fixmedins_code`` … and ``input``; answer ``infcode``
 (0 = success), ``err_msg``, ``output``. One request carries one item line, as the
 interface's ``selinfo`` / ``purcinfo`` objects do, so each line has its own msgid.
+
+Corrections never overwrite: an event cancelling an earlier one (order control CA /
+DC) goes out as 3507 deletes of the earlier lines' uploads, and a change (XO) as a
+3507 delete followed by a fresh upload of each line, in that order (same FIFO
+stream), under the earlier upload's batch number ``fixmedins_bchno``.
 """
 
 from __future__ import annotations
@@ -15,10 +20,12 @@ from typing import Any
 import orjson
 
 from ..config import DestinationConfig, GatewayConfig
-from ..model import CHINA_TZ, Event, EventKind, Line
+from ..model import CHINA_TZ, Event, EventKind, Line, OrderControl
+from ..privacy import PatientPolicy, patient_payload
+from ..signing import Signer, SigningKeys
 from .base import Answer, Request, Verdict
 
-__all__ = ["INFNO", "NhsaInventoryProfile"]
+__all__ = ["DELETE_DATA_TYPE", "INFNO", "NhsaInventoryProfile", "signer_for"]
 
 # event kind → (infno, input wrapper)
 INFNO: dict[EventKind, tuple[str, str]] = {
@@ -30,7 +37,43 @@ INFNO: dict[EventKind, tuple[str, str]] = {
     EventKind.DISPENSE_RETURN: ("3506", "selinfo"),
 }
 
-_DUPLICATE_MARKERS = ("重复", "duplicate")
+# 3507 ``inv_data_type``: which upload a delete removes
+DELETE_DATA_TYPE: dict[EventKind, str] = {
+    EventKind.STOCKTAKE: "1",
+    EventKind.STOCK_CHANGE: "2",
+    EventKind.RECEIPT: "3",
+    EventKind.RETURN: "3",
+    EventKind.DISPENSE: "4",
+    EventKind.DISPENSE_RETURN: "4",
+}
+
+_DELETES = (OrderControl.CANCEL, OrderControl.DISCONTINUE)
+
+# the platform's answer when it already holds a msgid (only that: a batch number
+# already uploaded is a different, final rejection)
+_DUPLICATE_MARKERS = ("msgid重复", "报文ID重复", "duplicate msgid")
+
+# our patient fields → 3505 keys; a phone number has no key there and never leaves
+_PATIENT_KEYS = {"visit_no": "mdtrt_sn", "name": "psn_name", "id_card": "certno",
+                 "insurance_no": "psn_no"}
+
+
+def signer_for(dest: DestinationConfig) -> Signer:
+    """The destination's signer, from its configured scheme and keys."""
+    def secret(v: Any) -> str:
+        return "" if v is None else str(v.get_secret_value())
+    return Signer(SigningKeys(scheme=dest.signing, paasid=dest.paas_id,
+                              secret=secret(dest.app_secret).encode(),
+                              sm4_key=secret(dest.sm4_key),
+                              sm2_private_key=secret(dest.sm2_private_key)))
+
+
+def patient_policy(dest: DestinationConfig, gateway: GatewayConfig) -> PatientPolicy:
+    """The destination's patient-data policy with the hospitals' hash secrets."""
+    return PatientPolicy(
+        fields=dest.patient_fields, hash_identifiers=dest.hash_identifiers,
+        secrets={h.code: h.hash_secret.get_secret_value().encode()
+                 for h in gateway.hospitals if h.hash_secret is not None})
 
 
 def _fmt_time(value: datetime) -> str:
@@ -48,17 +91,36 @@ class NhsaInventoryProfile:
         self.dest = dest
         self._names = {h.code: h.name for h in gateway.hospitals}
         self._admdvs = {h.code: h.admdvs for h in gateway.hospitals}
+        self.signer = signer_for(dest)
+        self.policy = patient_policy(dest, gateway)
 
     def units(self, event: Event) -> int:
-        """One request per line for the kinds this interface takes, none otherwise."""
-        return len(event.lines) if event.kind in INFNO else 0
+        """One request per line; a change (XO) two per line: delete, then upload."""
+        if event.kind not in INFNO:
+            return 0
+        if event.order_control is OrderControl.CHANGE:
+            return 2 * len(event.lines)
+        return len(event.lines)
+
+    def _unit_action(self, event: Event, unit: int) -> tuple[str, Line]:
+        """("delete" | "upload", line) for one unit of an event."""
+        if event.order_control is OrderControl.CHANGE:
+            return ("delete" if unit % 2 == 0 else "upload"), event.lines[unit // 2]
+        if event.order_control in _DELETES:
+            return "delete", event.lines[unit]
+        return "upload", event.lines[unit]
+
+    @staticmethod
+    def batch_no(event: Event, line: Line) -> str:
+        """``fixmedins_bchno``: stable across an event and its corrections."""
+        return f"{event.document_no or event.control_id}-{line.seq}"
 
     def _line_fields(self, event: Event, line: Line) -> dict[str, Any]:
         return {
             "med_list_codg": line.national_code or "",
             "fixmedins_hilist_id": line.item_code,
             "fixmedins_hilist_name": line.item_name,
-            "fixmedins_bchno": f"{event.document_no or event.control_id}-{line.seq}",
+            "fixmedins_bchno": self.batch_no(event, line),
             "manu_lotnum": line.lot_no,
             "expy_end": line.expiry,
             "finl_trns_pric": _num(line.national_price),
@@ -66,18 +128,17 @@ class NhsaInventoryProfile:
         }
 
     def _patient_fields(self, event: Event) -> dict[str, Any]:
-        wanted = self.dest.patient_fields
-        p = event.patient
-        if not wanted or p is None:
-            return {}
-        names = {"visit_no": ("mdtrt_sn", p.visit_no), "name": ("psn_name", p.name),
-                 "id_card": ("certno", p.id_card), "insurance_no": ("psn_no", p.insurance_no)}
-        return {names[f][0]: names[f][1] for f in wanted if f in names}
+        return patient_payload(event.patient, event.hospital_id, self.policy, _PATIENT_KEYS)
 
     def build(self, event: Event, unit: int, msgid: str, now: float) -> Request:
-        """The envelope for line ``unit`` of ``event``."""
+        """The signed envelope for unit ``unit`` of ``event`` (an upload or a 3507 delete)."""
+        action, line = self._unit_action(event, unit)
+        if action == "delete":
+            infno, wrapper = "3507", "data"
+            body: dict[str, Any] = {"fixmedins_bchno": self.batch_no(event, line),
+                                    "inv_data_type": DELETE_DATA_TYPE[event.kind]}
+            return self._envelope(event, infno, wrapper, body, msgid, now)
         infno, wrapper = INFNO[event.kind]
-        line = event.lines[unit]
         body = self._line_fields(event, line)
         when = _fmt_time(event.occurred_at)
         qty = _num(line.national_quantity if line.national_quantity is not None
@@ -108,6 +169,10 @@ class NhsaInventoryProfile:
         else:
             body.update({"inv_cnt": qty, "invdate": when[:10], "cnt": qty,
                          "inv_chg_time": when, "rx_flag": "0"})
+        return self._envelope(event, infno, wrapper, body, msgid, now)
+
+    def _envelope(self, event: Event, infno: str, wrapper: str, body: dict[str, Any],
+                  msgid: str, now: float) -> Request:
         envelope = {
             "infno": infno,
             "msgid": msgid,
@@ -117,7 +182,6 @@ class NhsaInventoryProfile:
             "dev_no": "",
             "dev_safe_info": "",
             "cainfo": "",
-            "signtype": "",
             "infver": self.dest.infver,
             "opter_type": "1",
             "opter": self.dest.opter,
@@ -126,15 +190,22 @@ class NhsaInventoryProfile:
             "fixmedins_code": event.hospital_id,
             "fixmedins_name": self._names.get(event.hospital_id, ""),
             "sign_no": "",
+            "signtype": self.dest.signing if self.dest.signing != "none" else "",
             "input": {wrapper: body},
         }
-        return Request(path="", body=orjson.dumps(envelope),
-                       headers={"Content-Type": "application/json;charset=utf-8"}, infno=infno)
+        sealed, headers = self.signer.seal(orjson.dumps(envelope), now)
+        return Request(path="", body=sealed,
+                       headers={"Content-Type": "application/json;charset=utf-8", **headers},
+                       infno=infno)
 
     def interpret(self, status: int, body: bytes) -> Answer:
         """infcode 0 (or a duplicate msgid) is delivered; 5xx/429 retry; the rest is final."""
         if status >= 500 or status in (408, 425, 429):
             return Answer(Verdict.RETRY, f"HTTP {status}")
+        if status in (401, 403):
+            # the keys are wrong or expired: every event would fail alike, so wait for
+            # the operator (the circuit opens) rather than dead-letter the queue
+            return Answer(Verdict.RETRY, f"HTTP {status}: signature or credentials refused")
         if status >= 400:
             return Answer(Verdict.REJECTED, f"HTTP {status}: {body[:200]!r}")
         try:
@@ -155,4 +226,6 @@ class NhsaInventoryProfile:
 
     def describe(self) -> dict[str, Any]:
         """Facts about the profile."""
-        return {"profile": "nhsa-inventory", "transactions": sorted(v[0] for v in INFNO.values())}
+        return {"profile": "nhsa-inventory", "signing": self.dest.signing,
+                "patient_fields": list(self.dest.patient_fields),
+                "transactions": [*sorted(v[0] for v in INFNO.values()), "3507"]}

@@ -10,12 +10,17 @@ from typing import Protocol
 from ..model import Event
 
 __all__ = [
+    "Balance",
+    "Claim",
     "CommitResult",
     "DeliveryUpdate",
     "Incoming",
     "OutboxItem",
+    "OutboxQuery",
+    "OutboxRecord",
     "OutboxStats",
     "PlannedDelivery",
+    "ReplayResult",
     "Store",
     "UnmappedItem",
 ]
@@ -82,6 +87,9 @@ class DeliveryUpdate:
     next_attempt_at: float = 0.0
     platform_ref: str = ""
     at: float = 0.0
+    # False when the platform looked down (circuit open): the try does not use up the
+    # event's retry budget, which is meant for events the platform keeps refusing
+    charge: bool = True
 
 
 @dataclass(frozen=True, slots=True)
@@ -106,6 +114,77 @@ class UnmappedItem:
     occurrences: int
     first_seen: float
     last_seen: float
+
+
+@dataclass(frozen=True, slots=True)
+class Claim:
+    """Outbox rows handed to one mirror worker, and when the next ones fall due."""
+
+    items: list[OutboxItem]
+    next_due: float | None = None  # unix time of the earliest waiting head row, if any
+
+
+@dataclass(frozen=True, slots=True)
+class OutboxQuery:
+    """Which outbox rows an operator means (dead-letter listing, replay)."""
+
+    ids: tuple[int, ...] = ()
+    states: tuple[str, ...] = ("dead",)  # "pending" | "delivered" | "dead"
+    destination: str | None = None
+    hospital_id: str | None = None
+    streams: tuple[str, ...] = ()  # event kinds, e.g. ("dispense",)
+    since: float | None = None  # commit time, unix seconds, inclusive
+    until: float | None = None  # exclusive
+    limit: int = 1000
+
+
+@dataclass(frozen=True, slots=True)
+class OutboxRecord:
+    """One outbox row as an operator sees it."""
+
+    id: int
+    destination: str
+    msgid: str
+    hospital_id: str
+    stream: str
+    unit: int
+    state: str
+    attempts: int
+    created_at: float
+    next_attempt_at: float
+    delivered_at: float | None
+    last_error: str
+    platform_ref: str
+    event_id: str
+    event: Event | None = None  # filled in by ``outbox_record`` (inspect), not by listings
+
+
+@dataclass(frozen=True, slots=True)
+class ReplayResult:
+    """What a replay did: rows queued again, rows refused (already delivered)."""
+
+    queued: tuple[int, ...] = ()
+    refused: tuple[int, ...] = ()
+    skipped: tuple[int, ...] = ()  # still pending: already on their way
+
+
+@dataclass(frozen=True, slots=True)
+class Balance:
+    """Outbox units per destination by state, and events held for unmapped lines.
+
+    received = delivered + queued + dead + held, where ``held`` counts events (their
+    units are planned only when the crosswalk entry arrives).
+    """
+
+    delivered: dict[str, int] = field(default_factory=dict)
+    queued: dict[str, int] = field(default_factory=dict)
+    dead: dict[str, int] = field(default_factory=dict)
+    held_events: int = 0
+
+    def received(self, destination: str) -> int:
+        """Everything the destination was given, in outbox units, plus held events."""
+        return (self.delivered.get(destination, 0) + self.queued.get(destination, 0)
+                + self.dead.get(destination, 0) + self.held_events)
 
 
 class Store(Protocol):
@@ -139,6 +218,37 @@ class Store(Protocol):
 
     async def writable(self) -> bool:
         """Whether a write can commit now (for /readyz)."""
+        ...
+
+    async def claim(self, destination: str, limit: int, now: float) -> Claim:
+        """Rows due for delivery, whole FIFO groups at a time, oldest first.
+
+        A group (hospital, stream) whose head row waits for its back-off is skipped,
+        so one failing event never holds up another hospital or stream. On a shared
+        database the groups are leased to this process until :meth:`record_deliveries`
+        (or the lease's expiry, when the process died).
+        """
+        ...
+
+    async def list_outbox(self, query: OutboxQuery) -> list[OutboxRecord]:
+        """Outbox rows matching ``query`` (dead letters by default), oldest first."""
+        ...
+
+    async def outbox_record(self, outbox_id: int) -> OutboxRecord | None:
+        """One row with its event, for inspection."""
+        ...
+
+    async def replay(self, query: OutboxQuery, *, to_destination: str | None = None,
+                     force: bool = False, now: float = 0.0) -> ReplayResult:
+        """Queue matching dead letters again (delivered ones only with ``force``).
+
+        With ``to_destination`` the rows are queued for that destination under their
+        original msgids instead of their own.
+        """
+        ...
+
+    async def balance(self) -> Balance:
+        """Units per destination and state, read in one snapshot."""
         ...
 
     async def events_after(self, seq: int, limit: int) -> list[tuple[int, Event]]:

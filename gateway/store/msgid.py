@@ -39,6 +39,15 @@ class MsgIdClock:
         if (second, seq) > self._last.get(hospital_id, (0, -1)):
             self._last[hospital_id] = (second, seq)
 
+    def restore(self, hospital_id: str, second: int, seq: int) -> None:
+        """Continue after (second, sequence), e.g. a shared counter row."""
+        if (second, seq) > self._last.get(hospital_id, (0, -1)):
+            self._last[hospital_id] = (second, seq)
+
+    def position(self, hospital_id: str) -> tuple[int, int]:
+        """The (second, sequence) of the last id handed out for a hospital."""
+        return self._last.get(hospital_id, (0, -1))
+
     def _stamp(self, second: int) -> str:
         cached = self._stamp_cache
         if cached[0] == second:

@@ -24,15 +24,21 @@ import orjson
 from ..errors import StoreError
 from ..model import Event, event_from_dict
 from .base import (
+    Balance,
+    Claim,
     CommitResult,
     DeliveryUpdate,
     Incoming,
     OutboxItem,
+    OutboxQuery,
+    OutboxRecord,
     OutboxStats,
     PlannedDelivery,
+    ReplayResult,
     UnmappedItem,
 )
 from .msgid import MsgIdClock
+from .query import STATE_NAMES, outbox_where
 
 __all__ = ["Remap", "SqliteStore"]
 
@@ -41,7 +47,18 @@ Remap = Callable[[Event], tuple[Event, bool, tuple[PlannedDelivery, ...]]]
 
 log = logging.getLogger(__name__)
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+
+# version → statements; version 1 is schema_sqlite.sql
+_MIGRATIONS: dict[int, str] = {
+    2: "CREATE INDEX IF NOT EXISTS outbox_groups ON outbox"
+       " (destination, hospital_id, stream, id) WHERE state = 0;",
+}
+
+_RECORD_COLUMNS = (
+    "o.id, o.destination, o.msgid, o.hospital_id, o.stream, o.unit, o.state, o.attempts,"
+    " o.created_at, o.next_attempt_at, o.delivered_at, o.last_error, o.platform_ref,"
+    " e.event_id")
 
 _STATE = {"delivered": 1, "dead": 2}
 
@@ -111,6 +128,10 @@ class SqliteStore:
         if current < 1:
             sql = resources.files("gateway.store").joinpath("schema_sqlite.sql").read_text()
             con.executescript("BEGIN;" + sql + "INSERT INTO schema_version VALUES (1); COMMIT;")
+            current = 1
+        for version in range(current + 1, SCHEMA_VERSION + 1):
+            con.executescript(f"BEGIN;{_MIGRATIONS[version]}"
+                              f"INSERT INTO schema_version VALUES ({version}); COMMIT;")
         for hospital, msgid in con.execute(
                 "SELECT hospital_id, max(msgid) FROM outbox GROUP BY hospital_id"):
             self._msgids.seed(hospital, msgid)
@@ -186,6 +207,7 @@ class SqliteStore:
 
     def _tell_listeners(self, items: list[Incoming], results: list[CommitResult]) -> None:
         committed = [(seq, ev) for inc, res in zip(items, results, strict=True)
+                     if not res.duplicate
                      for seq, ev in zip(res.event_seqs, inc.events, strict=True)
                      if seq is not None]
         if not committed:
@@ -305,9 +327,9 @@ class SqliteStore:
                 for u in updates:
                     if u.outcome == "retry":
                         con.execute(
-                            "UPDATE outbox SET attempts = attempts + 1, last_error = ?,"
+                            "UPDATE outbox SET attempts = attempts + ?, last_error = ?,"
                             " next_attempt_at = ? WHERE id = ? AND state = 0",
-                            (u.error, u.next_attempt_at, u.outbox_id))
+                            (int(u.charge), u.error, u.next_attempt_at, u.outbox_id))
                     else:
                         con.execute(
                             "UPDATE outbox SET attempts = attempts + 1, state = ?, last_error = ?,"
@@ -428,4 +450,132 @@ class SqliteStore:
             con = self._rcon
             assert con is not None
             return list(con.execute(sql, args).fetchall())
+        return await asyncio.get_running_loop().run_in_executor(self._reader, read)
+
+    # -- mirror claims, dead letters, replay -------------------------------
+    async def claim(self, destination: str, limit: int, now: float) -> Claim:
+        """Rows of the due FIFO groups, oldest first (one process: no lease needed)."""
+        def read() -> Claim:
+            con = self._rcon
+            assert con is not None
+            heads = con.execute(
+                "SELECT o.hospital_id, o.stream, o.next_attempt_at FROM outbox o JOIN"
+                " (SELECT min(id) AS id FROM outbox WHERE destination = ? AND state = 0"
+                "  GROUP BY hospital_id, stream) h ON h.id = o.id ORDER BY o.id",
+                (destination,)).fetchall()
+            due = [(h, s) for h, s, at in heads if at <= now]
+            waiting = [at for _, _, at in heads if at > now]
+            next_due = min(waiting) if waiting else None
+            items: list[OutboxItem] = []
+            per_group = max(1, limit // max(1, len(due)))
+            for hospital, stream in due:
+                rows = con.execute(
+                    "SELECT o.id, o.msgid, o.hospital_id, o.stream, o.unit, o.attempts,"
+                    " o.created_at, o.next_attempt_at, e.body FROM outbox o"
+                    " JOIN events e ON e.seq = o.event_seq WHERE o.destination = ?"
+                    " AND o.state = 0 AND o.hospital_id = ? AND o.stream = ?"
+                    " ORDER BY o.id LIMIT ?", (destination, hospital, stream, per_group))
+                items.extend(OutboxItem(
+                    id=r[0], destination=destination, msgid=r[1], hospital_id=r[2],
+                    stream=r[3], unit=r[4], attempts=r[5], created_at=r[6],
+                    next_attempt_at=r[7], event=event_from_dict(orjson.loads(r[8])))
+                    for r in rows)
+            return Claim(items, next_due)
+        return await asyncio.get_running_loop().run_in_executor(self._reader, read)
+
+    @staticmethod
+    def _record(r: tuple[Any, ...], body: bytes | None = None) -> OutboxRecord:
+        return OutboxRecord(r[0], r[1], r[2], r[3], r[4], r[5], STATE_NAMES[r[6]], r[7], r[8],
+                            r[9], r[10], r[11], r[12], r[13],
+                            event=None if body is None else event_from_dict(orjson.loads(body)))
+
+    async def list_outbox(self, query: OutboxQuery) -> list[OutboxRecord]:
+        """Outbox rows matching ``query``, oldest first."""
+        where, args = outbox_where(query, lambda n: "?")
+        def read() -> list[OutboxRecord]:
+            con = self._rcon
+            assert con is not None
+            rows = con.execute(
+                f"SELECT {_RECORD_COLUMNS} FROM outbox o JOIN events e ON e.seq = o.event_seq"
+                f" WHERE {where} ORDER BY o.id LIMIT ?", (*args, query.limit)).fetchall()
+            return [self._record(r) for r in rows]
+        return await asyncio.get_running_loop().run_in_executor(self._reader, read)
+
+    async def outbox_record(self, outbox_id: int) -> OutboxRecord | None:
+        """One row with its event."""
+        def read() -> OutboxRecord | None:
+            con = self._rcon
+            assert con is not None
+            row = con.execute(
+                f"SELECT {_RECORD_COLUMNS}, e.body FROM outbox o JOIN events e"
+                " ON e.seq = o.event_seq WHERE o.id = ?", (outbox_id,)).fetchone()
+            return None if row is None else self._record(row[:-1], row[-1])
+        return await asyncio.get_running_loop().run_in_executor(self._reader, read)
+
+    async def replay(self, query: OutboxQuery, *, to_destination: str | None = None,
+                     force: bool = False, now: float = 0.0) -> ReplayResult:
+        """Queue matching rows again; delivered ones are refused unless ``force``."""
+        where, args = outbox_where(query, lambda n: "?")
+        now = now or time.time()
+        def write() -> ReplayResult:
+            con = self._wcon
+            assert con is not None
+            queued: list[int] = []
+            refused: list[int] = []
+            skipped: list[int] = []
+            con.execute("BEGIN IMMEDIATE")
+            try:
+                rows = con.execute(
+                    "SELECT o.id, o.destination, o.msgid, o.state, o.event_seq, o.unit,"
+                    " o.hospital_id, o.stream FROM outbox o"
+                    f" WHERE {where} ORDER BY o.id LIMIT ?", (*args, query.limit)).fetchall()
+                for oid, dest, msgid, state, seq, unit, hospital, stream in rows:
+                    target_id, target_state = oid, state
+                    if to_destination and to_destination != dest:
+                        other = con.execute(
+                            "SELECT id, state FROM outbox WHERE destination = ? AND msgid = ?",
+                            (to_destination, msgid)).fetchone()
+                        if other is None:
+                            cur = con.execute(
+                                "INSERT INTO outbox (destination, event_seq, unit, hospital_id,"
+                                " stream, msgid, created_at, next_attempt_at)"
+                                " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                                (to_destination, seq, unit, hospital, stream, msgid, now, now))
+                            queued.append(cur.lastrowid or 0)
+                            continue
+                        target_id, target_state = other
+                    if target_state == 0:
+                        skipped.append(target_id)
+                    elif target_state == 1 and not force:
+                        refused.append(target_id)
+                    else:
+                        con.execute(
+                            "UPDATE outbox SET state = 0, attempts = 0, next_attempt_at = ?,"
+                            " last_error = '', delivered_at = NULL WHERE id = ?",
+                            (now, target_id))
+                        queued.append(target_id)
+                con.execute("COMMIT")
+            except BaseException:
+                con.execute("ROLLBACK")
+                raise
+            return ReplayResult(tuple(queued), tuple(refused), tuple(skipped))
+        return await asyncio.get_running_loop().run_in_executor(self._writer, write)
+
+    async def balance(self) -> Balance:
+        """Units per destination and state, and held events, in one read transaction."""
+        def read() -> Balance:
+            con = self._rcon
+            assert con is not None
+            by_state: dict[int, dict[str, int]] = {0: {}, 1: {}, 2: {}}
+            con.execute("BEGIN")
+            try:
+                for dest, state, n in con.execute(
+                        "SELECT destination, state, count(*) FROM outbox"
+                        " GROUP BY destination, state"):
+                    by_state[state][dest] = n
+                held = con.execute("SELECT count(*) FROM events WHERE held = 1").fetchone()[0]
+            finally:
+                con.execute("COMMIT")
+            return Balance(delivered=by_state[1], queued=by_state[0], dead=by_state[2],
+                           held_events=held)
         return await asyncio.get_running_loop().run_in_executor(self._reader, read)

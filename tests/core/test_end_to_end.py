@@ -174,3 +174,31 @@ async def test_held_events_are_released_in_order_once_mapped(gateway) -> None:
     assert (await gateway.store.query("SELECT count(*) FROM events WHERE held = 1"))[0][0] == 0
     assert await gateway.store.unmapped() == []
     assert await ingestor.release_held() == 0  # nothing left, nothing sent twice
+
+
+async def test_operator_api_requires_the_configured_token(tmp_path) -> None:
+    from aiohttp.test_utils import TestServer
+    from helpers import free_port, make_config
+
+    from gateway.app import build_app
+
+    sim = free_port()
+    cfg = make_config(tmp_path, mllp_port=free_port(), http_port=0, simulator_port=sim,
+                      platform_url=f"http://127.0.0.1:{sim}/fsi/api/x",
+                      http={"host": "127.0.0.1", "port": 0, "api_token": "t0ken-Ab9"})
+    server = TestServer(build_app(cfg), host="127.0.0.1")
+    await server.start_server()
+    try:
+        async with aiohttp.ClientSession() as s:
+            async with s.get(server.make_url("/api/unmapped")) as r:
+                assert r.status == 401
+            async with s.get(server.make_url("/ledger/contracts"),
+                             headers={"Authorization": "Bearer wrong"}) as r:
+                assert r.status == 401
+            async with s.get(server.make_url("/api/unmapped"),
+                             headers={"Authorization": "Bearer t0ken-Ab9"}) as r:
+                assert r.status == 200
+            async with s.get(server.make_url("/healthz")) as r:
+                assert r.status == 200  # probes stay open
+    finally:
+        await server.close()

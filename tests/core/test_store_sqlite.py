@@ -95,3 +95,18 @@ def test_msgid_clock_never_repeats_within_a_second_or_after_seed() -> None:
     fresh.seed(HOSPITAL, ids[-1])
     assert fresh.next(HOSPITAL, t) > ids[-1]
     assert all(len(i) == 30 and i.startswith(HOSPITAL) for i in ids[:5])
+
+
+async def test_commit_listeners_hear_new_events_in_order_and_never_duplicates(
+        tmp_path: Path) -> None:
+    store = SqliteStore(tmp_path / "g.db")
+    heard: list[tuple[int, str]] = []
+    store.committed_listeners.append(lambda evs: heard.extend((s, e.control_id) for s, e in evs))
+    await store.start()
+    await asyncio.gather(*(store.commit(incoming(n)) for n in range(20)))
+    again = await asyncio.gather(*(store.commit(incoming(n)) for n in (3, 4, 25)))
+    assert [r.duplicate for r in again] == [True, True, False]
+    assert [c for _, c in heard] == [f"RDS{n:012d}" for n in [*range(20), 25]]
+    seqs = [s for s, _ in heard]
+    assert seqs == sorted(seqs) and len(set(seqs)) == 21
+    await store.close()

@@ -64,6 +64,18 @@ async def test_cli_reports_refused_changes_with_every_problem(gateway, capsys,
     assert "row 2" in err and "row 3" in err
 
 
+async def test_cli_sends_the_api_token_of_a_protected_gateway(launcher, capsys,
+                                                              monkeypatch) -> None:
+    gw = await launcher.start(http={"host": "127.0.0.1", "port": 0, "api_token": "t0ken-Ab9"})
+    monkeypatch.delenv("JCGW_API_TOKEN", raising=False)
+    assert await _cli(gw, "mappings", "list") == 1
+    assert "HTTP 401" in capsys.readouterr().err
+    monkeypatch.setenv("JCGW_API_TOKEN", "t0ken-Ab9")
+    assert await _cli(gw, "mappings", "add", HOSPITAL, "Y0077001", "XL02BBB085A001010100665",
+                      "--factor", "28", "--user", "信息科 王强") == 0
+    assert json.loads(capsys.readouterr().out)["entry"]["factor"] == "28"
+
+
 def test_cli_says_when_the_gateway_is_not_running(capsys) -> None:
     from helpers import free_port
 

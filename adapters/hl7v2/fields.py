@@ -1,0 +1,87 @@
+"""Typed readers for HL7 v2 field values, shared by the message-type mappers.
+
+Each reader raises :class:`~gateway.errors.MessageRejected` naming the field
+(``RXE-10``) so the ACK's ERR segment points the sender at the exact place.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from decimal import Decimal, InvalidOperation
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from gateway.errors import MessageRejected
+from gateway.model import Party
+
+from .message import Segment
+
+__all__ = ["Header", "ZFields", "ZLayout", "decimal", "hl7_date", "party"]
+
+
+def decimal(value: str, location: str) -> Decimal:
+    """A finite decimal, or a rejection naming ``location``."""
+    try:
+        d = Decimal(value)
+    except InvalidOperation:
+        raise MessageRejected(f"{location} is not a number: {value!r}",
+                              code="102", location=location) from None
+    if not d.is_finite():
+        raise MessageRejected(f"{location} is not a finite number: {value!r}",
+                              code="102", location=location)
+    return d
+
+
+def hl7_date(value: str) -> str:
+    """An HL7 DT/DTM as an ISO date (``20280814`` → ``2028-08-14``); other text unchanged."""
+    if len(value) >= 8 and value[:8].isdigit():
+        return f"{value[0:4]}-{value[4:6]}-{value[6:8]}"
+    return value
+
+
+def party(seg: Segment | None, n: int) -> Party | None:
+    """An XCN/XON/CE field as id^name (Chinese names come whole in the family part)."""
+    if seg is None:
+        return None
+    pid, family, given = seg.get(n, 1), seg.get(n, 2), seg.get(n, 3)
+    if not (pid or family):
+        return None
+    if given.isdigit() or given.startswith("HL7"):  # XON-3 / CE-3 are not name parts
+        given = ""
+    return Party(pid, family + given)
+
+
+class Header:
+    """The MSH facts every event of a message shares."""
+
+    __slots__ = ("control_id", "hospital_id", "occurred_at", "source")
+
+    def __init__(self, hospital_id: str, source: str, control_id: str,
+                 occurred_at: datetime) -> None:
+        self.hospital_id = hospital_id
+        self.source = source
+        self.control_id = control_id
+        self.occurred_at = occurred_at
+
+
+class ZFields(BaseModel):
+    """Field positions in a hospital's Z-segment; ``None`` when the segment lacks the field."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    specification: int | None = Field(default=1, ge=1, le=99, description="规格")
+    manufacturer: int | None = Field(default=2, ge=1, le=99, description="生产企业")
+    price: int | None = Field(default=3, ge=1, le=99, description="单价 (yuan per unit)")
+    trace_codes: int | None = Field(default=4, ge=1, le=99,
+                                    description="药品追溯码, repeated with ~")
+    approval_no: int | None = Field(default=5, ge=1, le=99, description="批准文号")
+    generic_name: int | None = Field(default=6, ge=1, le=99, description="通用名")
+    standard_code: int | None = Field(default=None, ge=1, le=99, description="药品本位码")
+    lot_no: int | None = Field(default=None, ge=1, le=99, description="批号")
+    expiry: int | None = Field(default=None, ge=1, le=99, description="有效期 (DT)")
+
+
+class ZLayout(ZFields):
+    """A Z-segment name and its field positions, as one hospital's HIS sends them."""
+
+    segment: str = Field(default="ZJC", pattern=r"^Z[A-Z0-9]{2}$")

@@ -1,0 +1,15 @@
+"""Vendor XML and JSON over HTTP, described by declarative profiles."""
+
+from .adapter import VendorConfig, VendorJsonAdapter, VendorXmlAdapter, shipped_profiles
+from .profile import Profile, load_profile
+from .safe_xml import parse_xml
+
+__all__ = [
+    "Profile",
+    "VendorConfig",
+    "VendorJsonAdapter",
+    "VendorXmlAdapter",
+    "load_profile",
+    "parse_xml",
+    "shipped_profiles",
+]

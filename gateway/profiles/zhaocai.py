@@ -1,0 +1,167 @@
+"""A provincial procurement platform (招采), hospital side.
+
+The shape most provincial platforms share: ``{"infno": …, "msgid": …, "input":
+{"data": {…}}}`` with a bearer token obtained from the application code and
+secret, and the answer ``returnCode`` / ``returnMsg`` / ``data``. One request
+carries a whole document — an order, a receipt against a shipment, a return, a
+settlement statement — unlike the national interface's one line per request.
+
+The token request carries no secret: ``sign`` is HMAC-SHA256 of app code and
+timestamp under the secret. A token the platform no longer accepts is dropped
+and fetched again before the next try.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import time
+from decimal import Decimal
+from typing import Any
+
+import aiohttp
+import orjson
+
+from ..config import DestinationConfig, GatewayConfig
+from ..model import CHINA_TZ, Event, EventKind, Line, OrderControl
+from ..signing import Signer
+from .base import Answer, Request, Verdict
+from .nhsa import signer_for
+
+__all__ = ["RETURN_CODES", "TRANSACTIONS", "ZhaocaiProfile", "token_sign"]
+
+# event kind → transaction name
+TRANSACTIONS: dict[EventKind, str] = {
+    EventKind.PURCHASE_ORDER: "order.submit",
+    EventKind.RECEIPT: "delivery.receive",
+    EventKind.RETURN: "return.apply",
+    EventKind.PAYMENT: "settlement.submit",
+}
+CANCEL = "order.cancel"
+
+RETURN_CODES = {"ok": 0, "token": 1001, "duplicate": 2001}
+
+
+def token_sign(app_code: str, timestamp: str, secret: bytes) -> str:
+    """The token request's signature: hex HMAC-SHA256 of app code and timestamp."""
+    return hmac.new(secret, f"{app_code}{timestamp}".encode(), hashlib.sha256).hexdigest()
+
+
+def _num(value: Decimal | None) -> str:
+    return "" if value is None else format(value.normalize(), "f")
+
+
+def _extra(event: Event, key: str) -> str:
+    return next((v for k, v in event.extra if k == key), "")
+
+
+class ZhaocaiProfile:
+    """Orders, receipts, returns and settlements to a provincial procurement platform."""
+
+    def __init__(self, dest: DestinationConfig, gateway: GatewayConfig) -> None:
+        self.dest = dest
+        self._secret = (dest.app_secret.get_secret_value().encode()
+                        if dest.app_secret is not None else b"")
+        self.signer: Signer = signer_for(dest)
+        self.token = ""
+        self.token_expires = 0.0
+        self.token_fetches = 0
+
+    def units(self, event: Event) -> int:
+        """One request per document for the kinds this platform takes."""
+        return 1 if event.kind in TRANSACTIONS and event.lines else 0
+
+    @staticmethod
+    def _line(line: Line) -> dict[str, Any]:
+        return {
+            "hospitalItemId": line.item_code,
+            "itemName": line.item_name,
+            "specification": line.specification,
+            "manufacturer": line.manufacturer,
+            "nationalCode": line.national_code or "",
+            "quantity": _num(line.quantity),
+            "unit": line.unit,
+            "price": _num(line.price),
+            "amount": _num(line.amount),
+            "lotNo": line.lot_no,
+            "expiryDate": line.expiry,
+            "distributor": line.supplier.name if line.supplier else "",
+        }
+
+    def build(self, event: Event, unit: int, msgid: str, now: float) -> Request:
+        """The document for ``event`` (a cancelled order becomes ``order.cancel``)."""
+        infno = TRANSACTIONS[event.kind]
+        if event.kind is EventKind.PURCHASE_ORDER and event.order_control in (
+                OrderControl.CANCEL, OrderControl.DISCONTINUE):
+            infno = CANCEL
+        data: dict[str, Any] = {
+            "hospitalCode": event.hospital_id,
+            "documentNo": event.document_no or event.control_id,
+            "documentTime": event.occurred_at.astimezone(CHINA_TZ).strftime("%Y-%m-%d %H:%M:%S"),
+            "distributor": event.supplier.name if event.supplier else "",
+            "lines": [self._line(li) for li in event.lines],
+        }
+        if event.kind is EventKind.RECEIPT:
+            data["shipmentId"] = _extra(event, "shipment_id") or event.document_no
+            data["invoiceNo"] = _extra(event, "invoice_no")
+        if event.kind is EventKind.RETURN:
+            data["reason"] = _extra(event, "return_reason")
+        body = orjson.dumps({"infno": infno, "msgid": msgid, "input": {"data": data}})
+        sealed, headers = self.signer.seal(body, now)
+        headers = {"Content-Type": "application/json;charset=utf-8",
+                   "Authorization": f"Bearer {self.token}", **headers}
+        return Request(path=f"/{infno}", body=sealed, headers=headers, infno=infno)
+
+    async def prepare(self, session: aiohttp.ClientSession, now: float | None = None) -> None:
+        """Fetch a token when there is none or it is about to expire.
+
+        Raises:
+            aiohttp.ClientError, TimeoutError, ValueError: the platform did not issue one;
+                the mirror treats it as the platform being unavailable.
+        """
+        now = time.time() if now is None else now
+        if self.token and now < self.token_expires - 30:
+            return
+        ts = str(int(now))
+        payload = {"appCode": self.dest.app_code, "timestamp": ts,
+                   "sign": token_sign(self.dest.app_code, ts, self._secret)}
+        async with session.post(self.dest.url + self.dest.token_path, json=payload,
+                                timeout=aiohttp.ClientTimeout(total=self.dest.timeout_s)) as r:
+            answer = orjson.loads(await r.read())
+        if r.status != 200 or answer.get("returnCode") != 0:
+            raise ValueError(f"token refused: HTTP {r.status} {answer.get('returnMsg', '')}")
+        data = answer.get("data") or {}
+        self.token = str(data["accessToken"])
+        self.token_expires = now + float(data.get("expiresIn", 3600))
+        self.token_fetches += 1
+
+    def interpret(self, status: int, body: bytes) -> Answer:
+        """returnCode 0 or a repeated msgid is delivered; a stale token retries."""
+        if status >= 500 or status in (408, 425, 429):
+            return Answer(Verdict.RETRY, f"HTTP {status}")
+        if status == 401:
+            self.token = ""
+            return Answer(Verdict.RETRY, "HTTP 401: token refused")
+        if status >= 400:
+            return Answer(Verdict.REJECTED, f"HTTP {status}: {body[:200]!r}")
+        try:
+            answer = orjson.loads(body)
+            code = int(answer["returnCode"])
+        except (orjson.JSONDecodeError, KeyError, TypeError, ValueError):
+            return Answer(Verdict.RETRY, f"malformed answer: {body[:200]!r}")
+        msg = str(answer.get("returnMsg") or "")
+        data = answer.get("data")
+        ref = str(data.get("platformRef", "")) if isinstance(data, dict) else ""
+        if code == RETURN_CODES["ok"]:
+            return Answer(Verdict.DELIVERED, platform_ref=ref)
+        if code == RETURN_CODES["duplicate"]:
+            return Answer(Verdict.DELIVERED, msg, ref, duplicate=True)
+        if code == RETURN_CODES["token"]:
+            self.token = ""
+            return Answer(Verdict.RETRY, f"token expired: {msg}")
+        return Answer(Verdict.REJECTED, f"returnCode {code}: {msg}")
+
+    def describe(self) -> dict[str, Any]:
+        """Facts about the profile."""
+        return {"profile": "zhaocai", "signing": self.dest.signing,
+                "transactions": sorted({*TRANSACTIONS.values(), CANCEL})}

@@ -1,0 +1,117 @@
+"""Dead letters and replay, shared by the CLI and the HTTP API.
+
+An operator names rows by id, commit-time range, hospital and transaction (an
+infno such as ``3505``, a 招采 transaction such as ``delivery.receive``, or an event
+kind such as ``dispense``), looks at them, and queues them again — to their own
+destination or another one, always under their original msgids. A row the
+platform already confirmed is refused unless the operator forces it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping, Sequence
+from datetime import datetime
+from typing import Any
+
+from .model import CHINA_TZ, EventKind, event_to_dict
+from .profiles.nhsa import INFNO
+from .profiles.zhaocai import TRANSACTIONS
+from .store.base import OutboxQuery, OutboxRecord
+
+__all__ = [
+    "ALL_STATES",
+    "build_query",
+    "parse_time",
+    "query_from_params",
+    "record_to_dict",
+    "streams_for",
+]
+
+ALL_STATES = ("pending", "delivered", "dead")
+
+
+def parse_time(value: str) -> float:
+    """Unix seconds from unix seconds or ISO 8601 (China time when no offset is given).
+
+    Raises:
+        ValueError: neither form.
+    """
+    try:
+        return float(value)
+    except ValueError:
+        pass
+    try:
+        when = datetime.fromisoformat(value)
+    except ValueError:
+        raise ValueError(f"not a time: {value!r} (use 2026-11-23T09:30:00 or unix seconds)") \
+            from None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=CHINA_TZ)
+    return when.timestamp()
+
+
+def streams_for(transaction: str) -> tuple[str, ...]:
+    """The event kinds (outbox streams) a transaction name stands for.
+
+    Raises:
+        ValueError: an unknown transaction.
+    """
+    kinds = [k.value for k, (infno, _) in INFNO.items() if infno == transaction]
+    kinds += [k.value for k, name in TRANSACTIONS.items() if name == transaction]
+    if transaction == "3507":  # deletes travel in the stream of what they delete
+        kinds = [k.value for k in INFNO]
+    if transaction in {k.value for k in EventKind}:
+        kinds = [transaction]
+    if not kinds:
+        raise ValueError(f"unknown transaction {transaction!r}: use an infno (3501–3507), a "
+                         "招采 transaction or an event kind such as dispense")
+    return tuple(dict.fromkeys(kinds))
+
+
+def build_query(*, ids: Sequence[int] = (), destination: str | None = None,
+                hospital: str | None = None, since: str | None = None,
+                until: str | None = None, transaction: str | None = None,
+                states: Sequence[str] = ("dead",), limit: int = 1000) -> OutboxQuery:
+    """An :class:`OutboxQuery` from an operator's words.
+
+    Rows named by id are looked at in every state, so that a delivered one is
+    reported as refused rather than silently left out.
+
+    Raises:
+        ValueError: a bad time or transaction.
+    """
+    return OutboxQuery(
+        ids=tuple(int(i) for i in ids), states=ALL_STATES if ids else tuple(states),
+        destination=destination or None, hospital_id=hospital or None,
+        streams=streams_for(transaction) if transaction else (),
+        since=parse_time(since) if since else None, until=parse_time(until) if until else None,
+        limit=limit)
+
+
+def query_from_params(params: Mapping[str, Any]) -> OutboxQuery:
+    """The query from HTTP query parameters or a JSON body.
+
+    Raises:
+        ValueError: bad values.
+    """
+    ids = params.get("ids") or []
+    if isinstance(ids, str):
+        ids = [i for i in ids.split(",") if i]
+    # forcing a filter replay means "delivered ones too"
+    states = params.get("states") or (["dead", "delivered"] if params.get("force") else ["dead"])
+    if isinstance(states, str):
+        states = states.split(",")
+    return build_query(ids=[int(i) for i in ids], destination=params.get("destination"),
+                       hospital=params.get("hospital"), since=params.get("since"),
+                       until=params.get("until"), transaction=params.get("transaction"),
+                       states=states, limit=int(params.get("limit", 1000)))
+
+
+def record_to_dict(record: OutboxRecord) -> dict[str, Any]:
+    """Plain JSON of a row (with its event, when loaded)."""
+    out = {f.name: getattr(record, f.name) for f in dataclasses.fields(record)
+           if f.name != "event"}
+    if record.event is not None:
+        out["event"] = event_to_dict(record.event)
+    return out

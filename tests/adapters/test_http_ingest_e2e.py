@@ -1,0 +1,107 @@
+"""FHIR R4 and vendor XML/JSON through the gateway's HTTP ingest: answers after commit."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import orjson
+import pytest
+from aiohttp import ClientSession
+from aiohttp.test_utils import TestServer
+from helpers import HOSPITAL, free_port, make_config
+from lxml import etree
+
+from gateway.app import build_app
+
+DATA = Path(__file__).parent.parent / "data"
+
+LISTENERS = [
+    {"name": "his-fhir", "adapter": "fhir-r4", "transport": "http",
+     "config": {"organizations": {"Organization/zjsrmyy": HOSPITAL}}},
+    {"name": "his-xml", "adapter": "vendor-xml", "transport": "http",
+     "config": {"profile": "his-prescription-xml"}},
+    {"name": "spd-json", "adapter": "vendor-json", "transport": "http",
+     "config": {"profile": "warehouse-stock-json"}},
+]
+
+
+def _sample(folder: str, name: str) -> bytes:
+    # the samples name hospital H33010200001; the test gateway serves HOSPITAL
+    return (DATA / folder / name).read_bytes().replace(b"H33010200001", HOSPITAL.encode())
+
+
+@pytest.fixture
+async def http_gateway(tmp_path: Path) -> AsyncIterator[str]:
+    mllp_port = free_port()
+    cfg = make_config(tmp_path, mllp_port=mllp_port, http_port=0, simulator_port=None,
+                      platform_url="http://127.0.0.1:9/fsi/api/inventory")
+    base_listeners = [dict(lst.model_dump()) for lst in cfg.listeners]
+    cfg = make_config(tmp_path, mllp_port=mllp_port, http_port=0, simulator_port=None,
+                      platform_url="http://127.0.0.1:9/fsi/api/inventory",
+                      listeners=base_listeners + LISTENERS)
+    server = TestServer(build_app(cfg), host="127.0.0.1")
+    await server.start_server()
+    try:
+        yield str(server.make_url("/ingest/"))
+    finally:
+        await server.close()
+
+
+async def test_fhir_create_then_duplicate_then_invalid(http_gateway: str) -> None:
+    body = _sample("fhir-r4/valid", "medicationrequest_contained_medication.json")
+    async with ClientSession() as http:
+        async with http.post(http_gateway + "his-fhir", data=body,
+                             headers={"Content-Type": "application/fhir+json"}) as r:
+            assert r.status == 201, await r.text()
+            created = orjson.loads(await r.read())
+            assert created["resourceType"] == "MedicationRequest"
+        async with http.post(http_gateway + "his-fhir", data=body) as r:
+            assert r.status == 200  # the same prescription again: committed once
+        bad = _sample("fhir-r4/invalid", "quantity_not_a_number.json")
+        async with http.post(http_gateway + "his-fhir", data=bad) as r:
+            assert r.status == 400
+            outcome = orjson.loads(await r.read())
+            assert outcome["resourceType"] == "OperationOutcome"
+            assert outcome["issue"][0]["expression"] == [
+                "MedicationRequest.dispenseRequest.quantity.value"]
+
+
+async def test_vendor_xml_and_json(http_gateway: str) -> None:
+    xml = _sample("vendor-xml/valid", "outpatient_prescription_two_drugs.xml")
+    doc = _sample("vendor-json/valid", "receipt_into_stock.json")
+    async with ClientSession() as http:
+        async with http.post(http_gateway + "his-xml", data=xml) as r:
+            assert r.status == 200, await r.text()
+            answer = etree.fromstring(await r.read())
+            assert answer.findtext("返回码") == "0"
+            assert answer.findtext("消息ID") == "WN20261123090012000187"
+        async with http.post(http_gateway + "spd-json", data=doc) as r:
+            assert r.status == 200, await r.text()
+            assert orjson.loads(await r.read())["resultCode"] == "0"
+        xxe = (DATA / "vendor-xml" / "invalid" / "xxe_external_entity.xml").read_bytes()
+        async with http.post(http_gateway + "his-xml", data=xxe) as r:
+            assert r.status == 400
+            assert etree.fromstring(await r.read()).findtext("返回码") == "-1"
+
+
+async def test_fhir_rest_routes_and_capability_statement(http_gateway: str) -> None:
+    base = http_gateway.removesuffix("/ingest/")
+    body = _sample("fhir-r4/valid", "medicationrequest_contained_medication.json")
+    async with ClientSession() as http:
+        async with http.post(base + "/fhir/MedicationRequest", data=body,
+                             headers={"Content-Type": "application/fhir+json"}) as r:
+            assert r.status == 201, await r.text()
+            assert "MedicationRequest/" in r.headers["Location"]
+        async with http.post(base + "/fhir/MedicationDispense", data=body) as r:
+            assert r.status == 400
+            outcome = orjson.loads(await r.read())
+            assert outcome["issue"][0]["expression"] == ["resourceType"]
+        async with http.get(base + "/fhir/metadata") as r:
+            assert r.status == 200
+            cap = orjson.loads(await r.read())
+    assert cap["resourceType"] == "CapabilityStatement"
+    assert cap["fhirVersion"] == "4.0.1"
+    types = {res["type"] for rest in cap["rest"] for res in rest["resource"]}
+    assert {"MedicationRequest", "MedicationDispense", "SupplyRequest",
+            "SupplyDelivery"} <= types

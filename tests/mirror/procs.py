@@ -1,0 +1,58 @@
+"""Gateway processes for the crash and multi-replica tests (real ``serve`` processes)."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import yaml
+from factory import HOSPITALS
+from helpers import ROOT, free_port
+
+EXTRA_HOSPITALS = tuple(f"H3301{n:07d}" for n in range(8))
+
+
+def write_gateway_config(tmp: Path, name: str, store: dict[str, Any], platform_url: str,
+                         **dest: Any) -> Path:
+    """A gateway with no listeners: it only mirrors what is in the store."""
+    cfg = {
+        "data_dir": str(tmp / "var"),
+        "log_level": "WARNING",
+        "hospitals": [{"code": h, "name": f"医院{i}"}
+                      for i, h in enumerate(HOSPITALS + EXTRA_HOSPITALS)],
+        "store": store,
+        "http": {"host": "127.0.0.1", "port": free_port()},
+        "destinations": [{"name": "nhsa", "url": platform_url, "timeout_s": 2,
+                          "backoff_initial_s": 0.05, "backoff_max_s": 0.5,
+                          "idle_poll_s": 0.1, "batch_size": 200, **dest}],
+    }
+    path = tmp / f"{name}.yaml"
+    path.write_text(yaml.safe_dump(cfg, allow_unicode=True), "utf-8")
+    return path
+
+
+def spawn_gateway(config: Path, log: Path) -> subprocess.Popen[bytes]:
+    """``jicai-gateway serve`` in its own process."""
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    return subprocess.Popen([sys.executable, "-m", "gateway.cli", "serve", "-c", str(config)],
+                            cwd=ROOT, env=env, stdout=log.open("ab"), stderr=subprocess.STDOUT)
+
+
+def sigkill(proc: subprocess.Popen[bytes]) -> None:
+    """SIGKILL: no cleanup, no flush, leases left behind."""
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+
+
+async def wait_for(predicate: Any, timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{what}: not reached in {timeout}s")
+        await asyncio.sleep(0.02)

@@ -1,0 +1,75 @@
+"""PostgreSQL specifics: several processes on one database (leases, msgids, migrations)."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import asyncpg
+from conftest import PG_DSN
+from factory import HOSPITALS, dispense, incoming
+
+from gateway.store.postgres import SCHEMA_VERSION, PostgresStore
+
+
+async def _two(schema: str, lease_s: float = 30.0) -> tuple[PostgresStore, PostgresStore]:
+    a = PostgresStore(PG_DSN, schema=schema, lease_s=lease_s, owner="replica-a")
+    b = PostgresStore(PG_DSN, schema=schema, lease_s=lease_s, owner="replica-b")
+    await asyncio.gather(a.start(), b.start())  # both migrate at once: applied once
+    return a, b
+
+
+async def test_migrations_are_applied_once_and_versioned(pg_schema: str) -> None:
+    a, b = await _two(pg_schema)
+    try:
+        con = await asyncpg.connect(PG_DSN)
+        versions = await con.fetch(f'SELECT version FROM "{pg_schema}".schema_migrations'
+                                   " ORDER BY version")
+        await con.close()
+        assert [v[0] for v in versions] == list(range(1, SCHEMA_VERSION + 1))
+    finally:
+        await a.close()
+        await b.close()
+
+
+async def test_two_replicas_allocate_distinct_msgids_for_one_hospital(pg_schema: str) -> None:
+    a, b = await _two(pg_schema)
+    try:
+        async def fill(store: PostgresStore, base: int) -> None:
+            await asyncio.gather(*(store.commit(incoming([dispense(base + i)], [("nhsa", 1)]))
+                                   for i in range(200)))
+        await asyncio.gather(fill(a, 0), fill(b, 10_000))
+        rows = await a.query("SELECT msgid FROM outbox")
+        msgids = [r[0] for r in rows]
+        assert len(msgids) == 400 and len(set(msgids)) == 400
+    finally:
+        await a.close()
+        await b.close()
+
+
+async def test_groups_are_leased_to_one_replica_and_taken_over_after_expiry(
+        pg_schema: str) -> None:
+    a, b = await _two(pg_schema, lease_s=0.5)
+    try:
+        for i, h in enumerate(HOSPITALS[:2]):
+            for n in range(3):
+                await a.commit(incoming([dispense(i * 100 + n, h)], [("nhsa", 1)]))
+        now = time.time()
+        a.claim_groups = 1
+        first = await a.claim("nhsa", 100, now)
+        second = await b.claim("nhsa", 100, now)
+        groups_a = {it.hospital_id for it in first.items}
+        groups_b = {it.hospital_id for it in second.items}
+        assert len(groups_a) == 1 and groups_b and not groups_a & groups_b
+        # replica a "dies" without recording anything: b gets its group after the lease
+        while_alive = await b.claim("nhsa", 100, time.time())
+        assert not {it.hospital_id for it in while_alive.items} & groups_a
+        await asyncio.sleep(0.6)
+        await b.release("nhsa")
+        taken = await b.claim("nhsa", 100, time.time())
+        assert {it.hospital_id for it in taken.items} == groups_a | groups_b
+        assert [it.msgid for it in taken.items if it.hospital_id in groups_a] == \
+            [it.msgid for it in first.items]  # the same rows, the same msgids
+    finally:
+        await a.close()
+        await b.close()

@@ -1,0 +1,79 @@
+"""Dead letters and replay from the HTTP API and the CLI."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from pathlib import Path
+
+import yaml
+from aiohttp import web
+from factory import HOSPITALS, dispense, incoming
+
+from gateway.admin_mirror import add_mirror_routes
+from gateway.app import STORE
+from gateway.cli import main
+from gateway.store.base import DeliveryUpdate
+from gateway.store.sqlite import SqliteStore
+
+
+async def _dead_and_delivered(store: SqliteStore) -> tuple[int, int]:
+    a = (await store.commit(incoming([dispense(1)], [("nhsa", 1)]))).outbox_ids[0]
+    b = (await store.commit(incoming([dispense(2, HOSPITALS[1])], [("nhsa", 1)]))).outbox_ids[0]
+    await store.record_deliveries([DeliveryUpdate(a, "dead", "infcode -1: 医疗目录编码无效",
+                                                  at=time.time()),
+                                   DeliveryUpdate(b, "delivered", at=time.time())])
+    return a, b
+
+
+async def test_http_api_lists_inspects_and_replays_refusing_delivered(
+        tmp_path: Path, aiohttp_client) -> None:  # type: ignore[no-untyped-def]
+    store = SqliteStore(tmp_path / "gw.db")
+    await store.start()
+    dead, delivered = await _dead_and_delivered(store)
+    app = web.Application()
+    app[STORE] = store
+    add_mirror_routes(app, STORE)
+    client = await aiohttp_client(app)
+    listed = await (await client.get("/api/deadletters?transaction=3505")).json()
+    assert [r["id"] for r in listed] == [dead] and "医疗目录编码无效" in listed[0]["last_error"]
+    one = await (await client.get(f"/api/outbox/{dead}")).json()
+    assert one["event"]["document_no"] == dispense(1).document_no
+    assert (await client.get("/api/outbox/999")).status == 404
+    r = await client.post("/api/replay", json={"ids": [dead, delivered]})
+    assert r.status == 409
+    body = await r.json()
+    assert body["queued"] == [dead] and body["refused"] == [delivered]
+    r = await client.post("/api/replay", json={"ids": [delivered], "force": True})
+    assert r.status == 200 and (await r.json())["queued"] == [delivered]
+    bal = await (await client.get("/api/mirror/balance")).json()
+    assert bal["nhsa"] == {"received": 2, "delivered": 0, "queued": 2, "dead": 0, "held": 0}
+    assert (await client.post("/api/replay", json={"since": "yesterday"})).status == 400
+    await store.close()
+
+
+def test_cli_lists_and_replays_by_hospital_and_time(tmp_path: Path, capsys) -> None:  # type: ignore[no-untyped-def]
+    db = tmp_path / "gw.db"
+
+    async def prepare() -> tuple[int, int]:
+        store = SqliteStore(db)
+        await store.start()
+        try:
+            return await _dead_and_delivered(store)
+        finally:
+            await store.close()
+    dead, delivered = asyncio.run(prepare())
+    cfg = tmp_path / "gw.yaml"
+    cfg.write_text(yaml.safe_dump({"store": {"sqlite_path": str(db)}}), "utf-8")
+    assert main(["deadletters", "-c", str(cfg)]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith(f"{dead}\tdead\tnhsa\t{HOSPITALS[0]}")
+    assert main(["replay", "-c", str(cfg), "--id", str(delivered)]) == 1
+    assert "already delivered" in capsys.readouterr().err
+    assert main(["replay", "-c", str(cfg), "--hospital", HOSPITALS[0],
+                 "--since", "2000-01-01T00:00:00", "--to", "backup"]) == 0
+    assert "1 outbox row(s) queued again for backup" in capsys.readouterr().out
+    assert main(["deadletters", "-c", str(cfg), "--state", "pending",
+                 "--destination", "backup"]) == 0
+    assert "\tpending\tbackup\t" in capsys.readouterr().out
+    assert main(["replay", "-c", str(cfg)]) == 2  # says what to name

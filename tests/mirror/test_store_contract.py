@@ -1,0 +1,153 @@
+"""The outbox side of the store contract, on SQLite and on the real PostgreSQL server."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import time
+
+from factory import HOSPITALS, dispense, incoming
+
+from gateway.store.base import DeliveryUpdate, OutboxQuery
+
+MSGID = re.compile(r"^[A-Z0-9]{12}\d{14}\d{4}$")
+
+
+async def _fill(store, n: int, hospital: str = HOSPITALS[0], start: int = 0,  # type: ignore[no-untyped-def]
+                dests: tuple[str, ...] = ("nhsa",)) -> list[int]:
+    ids: list[int] = []
+    for i in range(start, start + n):
+        ev = dispense(i, hospital)
+        res = await store.commit(incoming([ev], [(d, 1) for d in dests][:1]))
+        ids.extend(res.outbox_ids)
+    return ids
+
+
+async def test_commit_fixes_unique_msgids_and_a_resent_message_adds_nothing(make_store) -> None:
+    store = await make_store()
+    ids = await _fill(store, 30)
+    again = await store.commit(incoming([dispense(0)], [("nhsa", 1)]))
+    assert again.duplicate and again.outbox_ids == ()
+    claim = await store.claim("nhsa", 100, time.time())
+    msgids = [it.msgid for it in claim.items]
+    assert [it.id for it in claim.items] == ids
+    assert len(set(msgids)) == 30 and all(MSGID.match(m) for m in msgids)
+    assert all(m.startswith(HOSPITALS[0]) for m in msgids)
+    assert msgids == sorted(msgids)  # allocated in commit order
+
+
+async def test_a_group_waiting_out_its_backoff_holds_up_no_other_group(make_store) -> None:
+    store = await make_store()
+    a = await _fill(store, 3, HOSPITALS[0])
+    b = await _fill(store, 3, HOSPITALS[1], start=100)
+    now = time.time()
+    await store.record_deliveries([DeliveryUpdate(a[0], "retry", "HTTP 503",
+                                                  next_attempt_at=now + 60)])
+    if hasattr(store, "release"):
+        await store.release("nhsa")
+    claim = await store.claim("nhsa", 100, now)
+    assert [it.id for it in claim.items] == b  # hospital 0 waits behind its head, FIFO
+    later = await store.claim("nhsa", 100, now + 61)
+    assert [it.id for it in later.items if it.hospital_id == HOSPITALS[0]] == a
+
+
+async def test_uncharged_retry_keeps_the_budget_and_dead_letters_replay(make_store) -> None:
+    store = await make_store()
+    ids = await _fill(store, 4)
+    now = time.time()
+    await store.record_deliveries([
+        DeliveryUpdate(ids[0], "retry", "circuit open", next_attempt_at=now, charge=False),
+        DeliveryUpdate(ids[1], "retry", "HTTP 500", next_attempt_at=now),
+        DeliveryUpdate(ids[2], "dead", "infcode -1: 医疗目录编码无效", at=now),
+        DeliveryUpdate(ids[3], "delivered", at=now, platform_ref="P000000000003"),
+    ])
+    rows = {r.id: r for r in await store.list_outbox(OutboxQuery(states=()))}
+    assert rows[ids[0]].attempts == 0 and rows[ids[1]].attempts == 1
+    assert rows[ids[3]].state == "delivered" and rows[ids[3]].platform_ref == "P000000000003"
+    dead = await store.list_outbox(OutboxQuery())
+    assert [r.id for r in dead] == [ids[2]]
+    assert "医疗目录编码无效" in dead[0].last_error
+    rec = await store.outbox_record(ids[2])
+    assert rec is not None and rec.event is not None and rec.event.document_no.startswith("CF")
+
+    all_states = ("pending", "delivered", "dead")
+    result = await store.replay(OutboxQuery(ids=(ids[2], ids[3]), states=all_states), now=now)
+    assert result.queued == (ids[2],) and result.refused == (ids[3],)
+    forced = await store.replay(OutboxQuery(ids=(ids[3],), states=all_states), force=True,
+                                now=now)
+    assert forced.queued == (ids[3],)
+    back = await store.outbox_record(ids[3])
+    assert back is not None and back.state == "pending" and back.attempts == 0
+    assert (await store.balance()).queued == {"nhsa": 4}
+
+
+async def test_replay_to_another_destination_keeps_the_original_msgid(make_store) -> None:
+    store = await make_store()
+    ids = await _fill(store, 2)
+    now = time.time()
+    await store.record_deliveries([DeliveryUpdate(i, "dead", "HTTP 400", at=now) for i in ids])
+    result = await store.replay(OutboxQuery(hospital_id=HOSPITALS[0]), to_destination="backup",
+                                now=now)
+    assert len(result.queued) == 2
+    copies = await store.list_outbox(OutboxQuery(states=("pending",), destination="backup"))
+    originals = await store.list_outbox(OutboxQuery(destination="nhsa"))
+    assert [c.msgid for c in copies] == [o.msgid for o in originals]
+    again = await store.replay(OutboxQuery(hospital_id=HOSPITALS[0]), to_destination="backup",
+                               now=now)
+    assert again.queued == () and len(again.skipped) == 2  # already on their way
+
+
+async def test_filters_by_time_range_hospital_and_stream(make_store) -> None:
+    store = await make_store()
+    a = await _fill(store, 2, HOSPITALS[0])
+    cut = time.time()
+    await asyncio.sleep(0.02)
+    b = await _fill(store, 2, HOSPITALS[1], start=50)
+    now = time.time()
+    await store.record_deliveries([DeliveryUpdate(i, "dead", "x", at=now) for i in a + b])
+    after = await store.list_outbox(OutboxQuery(since=cut))
+    assert [r.id for r in after] == b
+    before = await store.list_outbox(OutboxQuery(until=cut))
+    assert [r.id for r in before] == a
+    assert [r.id for r in await store.list_outbox(OutboxQuery(hospital_id=HOSPITALS[1]))] == b
+    assert await store.list_outbox(OutboxQuery(streams=("receipt",))) == []
+    assert len(await store.list_outbox(OutboxQuery(streams=("dispense",)))) == 4
+
+
+async def test_balance_adds_up(make_store) -> None:
+    store = await make_store()
+    ids = await _fill(store, 5)
+    now = time.time()
+    await store.record_deliveries([DeliveryUpdate(ids[0], "delivered", at=now),
+                                   DeliveryUpdate(ids[1], "dead", "x", at=now)])
+    b = await store.balance()
+    assert (b.delivered["nhsa"], b.queued["nhsa"], b.dead["nhsa"]) == (1, 3, 1)
+    assert b.received("nhsa") == 5
+
+
+async def test_held_events_are_released_in_order_with_fresh_msgids(make_store) -> None:
+    import dataclasses
+
+    from gateway.store.base import PlannedDelivery
+
+    store = await make_store()
+    held = [dataclasses.replace(dispense(i), lines=tuple(
+        dataclasses.replace(li, national_code=None) for li in dispense(i).lines))
+        for i in range(3)]
+    for ev in held:
+        inc = incoming([ev], [("nhsa", 0)])
+        await store.commit(dataclasses.replace(inc, held=(True,)))
+    assert (await store.balance()).held_events == 3
+    assert len(await store.unmapped()) == 1
+
+    def remap(ev):  # type: ignore[no-untyped-def]
+        mapped = dispense(int(ev.event_id.split("-")[2]))
+        return mapped, False, (PlannedDelivery(0, "nhsa", 0),)
+    released = await store.release_held(remap)
+    assert [e.event_id for e in released] == [e.event_id for e in held]
+    claim = await store.claim("nhsa", 10, time.time())
+    assert [it.event.event_id for it in claim.items] == [e.event_id for e in held]
+    assert len({it.msgid for it in claim.items}) == 3
+    assert (await store.balance()).held_events == 0 and await store.unmapped() == []
+    after = await store.events_after(0, 10)
+    assert [e.event_id for _, e in after] == [e.event_id for e in held]
