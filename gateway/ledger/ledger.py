@@ -261,21 +261,29 @@ class Ledger:
         stock: dict[tuple[str, str], Decimal] = {}
         opened_orders: list[DeadlineRow] = []
         closed_orders: list[tuple[str, str]] = []
+        # a feed batch holds hundreds of events for a few products: sum the daily totals
+        # and write each once, rather than one upsert per line
+        daily: dict[tuple[str, str, str, date, bool], list[Decimal]] = {}
         with self.store.transaction() as db:
             if cursor is not None:
                 self.store.set_cursor(db, cursor)
+            fresh = self.store.mark_applied_many(db, [ev.event_id for ev in events])
             for ev in events:
-                if not self.store.mark_applied(db, ev.event_id):
+                if ev.event_id not in fresh:
                     continue
+                fresh.discard(ev.event_id)  # the same event twice in one batch counts once
                 day = local_date(ev.occurred_at)
                 for line in ev.lines:
                     code = line.national_code
                     if not code:
                         continue
-                    self._apply_line(db, ev, line, code, day, folds, stock)
+                    self._apply_line(db, ev, line, code, day, folds, stock, daily)
                 opened, closed = self._apply_deadlines(db, ev)
                 opened_orders.extend(opened)
                 closed_orders.extend(closed)
+            self.store.add_daily_many(db, daily)
+            for (hospital_id, code), qty in stock.items():
+                self.store.set_stock(db, hospital_id, code, qty)
         # memory changes only after the transaction committed
         for f in folds:
             self._fold(*f)
@@ -289,7 +297,8 @@ class Ledger:
 
     def _apply_line(self, db: Any, ev: Event, line: Line, code: str, day: date,
                     folds: list[tuple[str, str, EventKind, date, bool, Decimal, Decimal]],
-                    stock: dict[tuple[str, str], Decimal]) -> None:
+                    stock: dict[tuple[str, str], Decimal],
+                    daily: dict[tuple[str, str, str, date, bool], list[Decimal]]) -> None:
         qty = _line_qty(line)
         amount = _line_amount(line)
         kind = ev.kind
@@ -297,8 +306,10 @@ class Ledger:
                 OrderControl.CANCEL, OrderControl.DISCONTINUE):
             qty, amount = -qty, -amount
         if kind in _COUNTED:
-            self.store.add_daily(db, ev.hospital_id, code, kind.value, day, ev.online, qty,
-                                 amount)
+            total = daily.setdefault((ev.hospital_id, code, kind.value, day, ev.online),
+                                     [Decimal(0), Decimal(0)])
+            total[0] += qty
+            total[1] += amount
             folds.append((ev.hospital_id, code, kind, day, ev.online, qty, amount))
         skey = (ev.hospital_id, code)
         current = stock.get(skey, self._stock.get(skey))
@@ -311,7 +322,6 @@ class Ledger:
             new = (current or Decimal(0)) + delta
         if new is not None:
             stock[skey] = new
-            self.store.set_stock(db, ev.hospital_id, code, new)
         if kind is EventKind.RECEIPT:
             contract = self.contract_for(ev.hospital_id, code, day)
             product = contract.product(code) if contract else None

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import sqlite3
 import threading
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import date, datetime
@@ -141,6 +141,31 @@ class LedgerStore:
         """Record ``event_id``; False if it was applied before."""
         cur = db.execute("INSERT OR IGNORE INTO ledger_applied VALUES (?)", (event_id,))
         return cur.rowcount == 1
+
+    @staticmethod
+    def mark_applied_many(db: sqlite3.Connection, event_ids: Sequence[str]) -> set[str]:
+        """Record event ids; returns those not applied before."""
+        fresh: set[str] = set(event_ids)
+        ids = list(fresh)
+        for i in range(0, len(ids), 500):  # stay under SQLite's parameter limit
+            chunk = ids[i:i + 500]
+            marks = ",".join("?" * len(chunk))
+            for (seen,) in db.execute(
+                    f"SELECT event_id FROM ledger_applied WHERE event_id IN ({marks})", chunk):
+                fresh.discard(seen)
+        db.executemany("INSERT INTO ledger_applied VALUES (?)", [(e,) for e in fresh])
+        return fresh
+
+    @staticmethod
+    def add_daily_many(db: sqlite3.Connection,
+                       totals: Mapping[tuple[str, str, str, date, bool], Sequence[Decimal]]
+                       ) -> None:
+        """Add to many daily totals (key: hospital, code, kind, day, online)."""
+        db.executemany(
+            "INSERT INTO ledger_daily VALUES (?,?,?,?,?,?,?) ON CONFLICT DO UPDATE SET "
+            "qty = qty + excluded.qty, amount = amount + excluded.amount",
+            [(h, code, kind, day.isoformat(), int(online), to_micros(qty), to_micros(amount))
+             for (h, code, kind, day, online), (qty, amount) in totals.items()])
 
     @staticmethod
     def add_daily(db: sqlite3.Connection, hospital_id: str, code: str, kind: str, day: date,
