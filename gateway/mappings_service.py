@@ -484,17 +484,21 @@ class MappingService:
             return await asyncio.get_running_loop().run_in_executor(None, work)
 
     async def _held_lines(self, store: Store, hospital: str | None) -> dict[tuple[str, str], Line]:
+        """The latest held line of each unmapped item: its unit, 批准文号 and 本位码."""
         query = getattr(store, "query", None)
         if query is None:
             return {}
-        sql = "SELECT body FROM events WHERE held = 1"
-        args: tuple[Any, ...] = ()
-        if hospital:
-            sql += " AND hospital_id = ?"
-            args = (hospital,)
-        rows = await query(sql + f" ORDER BY seq DESC LIMIT {_HELD_SCAN}", args)
+        # no placeholders: the SQLite and PostgreSQL stores spell them differently
+        try:
+            rows = await query("SELECT hospital_id, body FROM events WHERE held = 1"
+                               f" ORDER BY seq DESC LIMIT {_HELD_SCAN}")
+        except Exception:  # descriptions only sharpen suggestions; the queue still answers
+            log.warning("could not read held events for the unmapped queue", exc_info=True)
+            return {}
         lines: dict[tuple[str, str], Line] = {}
-        for (body,) in rows:
+        for event_hospital, body in rows:
+            if hospital and event_hospital != hospital:
+                continue
             event = event_from_dict(orjson.loads(body))
             for line in event.lines:
                 if line.national_code is None:
