@@ -25,6 +25,7 @@ from .config import GatewayConfig
 from .ingest import Ingestor, Route
 from .ledger import Ledger, ledger_app
 from .ledger_wiring import LedgerFeed, cds_settings, make_ledger, prescription_advisor
+from .mappings_api import mappings_api, open_mappings
 from .metrics import Metrics
 from .mirror import Destination, Mirror
 from .mllp import start_mllp_server
@@ -301,8 +302,10 @@ def build_app(cfg: GatewayConfig, metrics_: Metrics | None = None) -> web.Applic
     app.router.add_post("/fhir/{type}", fhir_post)
     app.router.add_get("/fhir/metadata", fhir_metadata)
     app.router.add_get("/api/unmapped", unmapped)
-    crosswalk = load_crosswalk(cfg)
+    mappings = open_mappings(cfg)  # <data_dir>/crosswalk.db, seeded once from crosswalk.csv
+    crosswalk = mappings.crosswalk
     app[CROSSWALK] = crosswalk
+    app.add_subapp("/api/mappings", mappings_api(mappings, app))
     if cfg.ledger.enabled:
         ledger = make_ledger(cfg, crosswalk)
         app[LEDGER] = ledger

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 from urllib.request import Request, urlopen
 
+from . import cli_mappings
 from .config import GatewayConfig, load_config
 from .errors import ConfigError
 from .mllp_framing import END, START, frame
@@ -292,6 +293,7 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("sim-counts", help="what the running simulator counted")
     s.add_argument("--url", default="http://127.0.0.1:8090")
     s.set_defaults(func=cmd_sim_counts)
+    cli_mappings.register(sub)
     return p
 
 

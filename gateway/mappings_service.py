@@ -1,0 +1,643 @@
+"""Crosswalk and national-catalog operations of a running gateway (对码 workbench).
+
+The HTTP API (:mod:`gateway.mappings_api`) and through it the CLI call this service.
+It keeps the current :class:`~mappings.crosswalk.Crosswalk`, persists every change with
+its audit record before the new crosswalk is used, and then hands the new crosswalk to
+the ingest path and releases the held events it now maps. Suggestions come from the
+latest imported national catalog and are never applied by themselves.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+from collections.abc import Awaitable, Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import date, datetime
+from decimal import Decimal, InvalidOperation
+from pathlib import Path
+from typing import Any, TypeVar
+
+import orjson
+
+from codes import (
+    CatalogDiff,
+    CatalogEntry,
+    CatalogError,
+    CatalogImport,
+    CatalogKind,
+    CatalogVersion,
+    CodeKind,
+    WithdrawnAlert,
+    diff,
+    import_catalog_file,
+    kind_of,
+    list_versions,
+    load_version,
+    save_version,
+    version_from_import,
+    withdrawn_mapped,
+)
+from codes.catalog_files import VersionInfo
+from mappings.changes import (
+    AuditRecord,
+    apply_import,
+    create_entry,
+    delete_entry,
+    update_entry,
+)
+from mappings.crosswalk import Crosswalk
+from mappings.entry import CrosswalkEntry, CrosswalkEntryError, EntryKey
+from mappings.files import read_csv
+from mappings.suggest import HospitalItem, Suggestion, SuggestionIndex, build_index
+
+from .crosswalk_store import CrosswalkStore, StoredAudit
+from .errors import ConfigError, GatewayError
+from .model import CHINA_TZ, Line, event_from_dict
+from .store.base import Store, UnmappedItem
+
+__all__ = [
+    "CONFIG_IMPORT_USER",
+    "CatalogImportResult",
+    "ChangeResult",
+    "Conflict",
+    "Conversion",
+    "MappingService",
+    "NotFound",
+    "QueueItem",
+    "propose_conversion",
+]
+
+log = logging.getLogger(__name__)
+
+CONFIG_IMPORT_USER = "config-import"
+_HELD_SCAN = 5000  # held events read to describe queued items (unit, 批准文号, 本位码)
+_T = TypeVar("_T")
+
+
+class NotFound(GatewayError, LookupError):
+    """The entry, item or catalog version asked for does not exist."""
+
+    def __init__(self, problems: Sequence[str]) -> None:
+        super().__init__("; ".join(problems))
+        self.problems = tuple(problems)
+
+
+class Conflict(GatewayError):
+    """The request contradicts the current state (a version label taken, a code not proposed)."""
+
+    def __init__(self, problems: Sequence[str]) -> None:
+        super().__init__("; ".join(problems))
+        self.problems = tuple(problems)
+
+
+@dataclass(frozen=True, slots=True)
+class ChangeResult:
+    """What one change did: its audit records (with ids) and the held events it released."""
+
+    audit: tuple[StoredAudit, ...]
+    released: int
+    unchanged: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class CatalogImportResult:
+    """A stored catalog version, what the import skipped, and what changed since the last one."""
+
+    version: VersionInfo
+    kind: CatalogKind
+    imported: CatalogImport
+    diff: CatalogDiff | None
+    alerts: tuple[WithdrawnAlert, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Conversion:
+    """A proposed unit conversion: national units per hospital unit, and the two units."""
+
+    factor: Decimal
+    hospital_unit: str
+    national_unit: str
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class QueueItem:
+    """One unmapped item with its ranked suggestions."""
+
+    item: UnmappedItem
+    unit: str
+    suggestions: tuple[tuple[Suggestion, Conversion | None], ...]
+
+
+@dataclass(slots=True)
+class _Catalogs:
+    """Latest catalog versions and the suggestion index built over them."""
+
+    latest: dict[CatalogKind, CatalogVersion | None] = field(default_factory=dict)
+    index: SuggestionIndex | None = None
+    index_labels: tuple[str, ...] = ()
+
+
+class _KnownCodes:
+    """A national code must be listed in the latest catalog of its kind, once one is imported."""
+
+    def __init__(self, catalogs: dict[CatalogKind, CatalogVersion | None]) -> None:
+        self.catalogs = catalogs
+
+    def __contains__(self, code: object) -> bool:
+        if not isinstance(code, str):
+            return False
+        kind = kind_of(code)
+        catalog_kind = CatalogKind.CONSUMABLE if kind is CodeKind.CONSUMABLE else CatalogKind.DRUG
+        catalog = self.catalogs.get(catalog_kind)
+        return catalog is None or code in catalog
+
+
+_PIECE_UNITS = frozenset("片粒支袋丸贴枚瓶")
+_PACK_COUNT = re.compile(r"(\d+)\s*([片粒支袋丸贴枚瓶])\s*[/／]\s*(\S)")
+
+
+def propose_conversion(hospital_unit: str, specification: str,
+                       catalog: CatalogEntry) -> Conversion | None:
+    """Propose the unit conversion for mapping an item to a catalog entry, when it is clear.
+
+    A hospital counting in the catalog's minimum package (盒) gets the package's count
+    of minimum units (14 tablets); one counting in tablets gets 1. Anything else is left
+    for a person to state.
+    """
+    unit = hospital_unit.strip()
+    count = catalog.min_pack_quantity.strip()
+    if unit and unit == catalog.min_pack_unit.strip() and count.isdigit() and int(count) > 0:
+        m = _PACK_COUNT.search(specification)
+        national = m.group(2) if m and m.group(3) == unit and m.group(1) == count else ""
+        return Conversion(Decimal(count), unit, national,
+                          f"1 {unit} = {count} (目录最小包装数量)")
+    if unit in _PIECE_UNITS and unit != catalog.min_pack_unit.strip():
+        return Conversion(Decimal(1), unit, unit, f"院内按{unit}计量")
+    return None
+
+
+def _item_key(item: UnmappedItem) -> tuple[str, str]:
+    return (item.hospital_id, item.item_code)
+
+
+class MappingService:
+    """The crosswalk and catalogs of one gateway; every change is audited and persisted first.
+
+    ``on_change(crosswalk, hospitals)`` is called after each persisted change, outside the
+    change lock: it hands the crosswalk to the ingest path and releases held events,
+    returning how many were released.
+    """
+
+    def __init__(self, store: CrosswalkStore, data_dir: Path,
+                 *, clock: Callable[[], datetime] = lambda: datetime.now(CHINA_TZ)) -> None:
+        self.store = store
+        self.data_dir = Path(data_dir)
+        self.clock = clock
+        self.crosswalk = store.load()
+        self.on_change: Callable[[Crosswalk, frozenset[str]], Awaitable[int]] | None = None
+        self._lock = asyncio.Lock()
+        self._catalog_lock = asyncio.Lock()
+        self._db = ThreadPoolExecutor(1, thread_name_prefix="crosswalk-db")
+        self._catalogs = _Catalogs()
+        self._loaded: dict[tuple[CatalogKind, str], CatalogVersion] = {}
+
+    @classmethod
+    def open(cls, data_dir: Path, *, seed_csv: Path | None = None) -> MappingService:
+        """Open ``<data_dir>/crosswalk.db``; import ``seed_csv`` once if the database is new.
+
+        Raises:
+            ConfigError: the seed CSV is malformed (every problem listed).
+        """
+        store = CrosswalkStore(Path(data_dir) / "crosswalk.db")
+        service = cls(store, data_dir)
+        if seed_csv is not None and store.is_new():
+            try:
+                entries = read_csv(Path(seed_csv))
+                _, records = apply_import(service.crosswalk, entries, user=CONFIG_IMPORT_USER,
+                                          at=service.clock(), known_codes=service._known_sync(),
+                                          note=f"first start: imported {seed_csv}")
+            except CrosswalkEntryError as exc:
+                service.close()
+                raise ConfigError([f"crosswalk.csv: {p}" for p in exc.problems]) from None
+            store.apply(records)
+            service.crosswalk = store.load()
+            log.info("crosswalk: imported %d entries from %s into %s", len(records), seed_csv,
+                     store.path)
+        elif seed_csv is not None:
+            log.info("crosswalk: %s is the source of truth; %s is not read again", store.path,
+                     seed_csv)
+        return service
+
+    def close(self) -> None:
+        """Close the crosswalk database."""
+        self._db.shutdown(wait=True)
+        self.store.close()
+
+    async def _run(self, fn: Callable[[], _T]) -> _T:
+        return await asyncio.get_running_loop().run_in_executor(self._db, fn)
+
+    # --- the crosswalk -------------------------------------------------------------
+
+    def search(self, *, hospital: str | None = None, query: str = "",
+               national_code: str | None = None, day: date | None = None) -> list[CrosswalkEntry]:
+        """Entries by hospital, item and start date, filtered.
+
+        ``query`` matches item code, item name or national code (case-insensitive substring);
+        ``day`` keeps only entries valid on that day.
+        """
+        q = query.strip().lower()
+        found = []
+        for e in self.crosswalk:
+            if hospital and e.hospital_id != hospital:
+                continue
+            if national_code and e.national_code != national_code:
+                continue
+            if day is not None and not e.valid_on(day):
+                continue
+            if q and q not in e.item_code.lower() and q not in e.item_name.lower() \
+                    and q not in e.national_code.lower():
+                continue
+            found.append(e)
+        found.sort(key=lambda e: (e.hospital_id, e.item_code, e.valid_from or date.min))
+        return found
+
+    def get(self, key: EntryKey) -> CrosswalkEntry:
+        """The entry with this key.
+
+        Raises:
+            NotFound: no such entry (the item's ranges are named).
+        """
+        entry = self.crosswalk.get(key)
+        if entry is None:
+            hospital, item, valid_from = key
+            ranges = self.crosswalk.ranges(hospital, item)
+            if not ranges:
+                raise NotFound([f"{hospital}/{item}: no crosswalk entry"])
+            starts = ", ".join(e.valid_from.isoformat() if e.valid_from else "(none)"
+                               for e in ranges)
+            since = f"starting {valid_from}" if valid_from else "without a start date"
+            raise NotFound([f"{hospital}/{item}: no entry {since}; pass valid_from= one of "
+                            f"{starts}"])
+        return entry
+
+    async def _commit(
+        self, change: Callable[[Crosswalk, Any], tuple[Crosswalk, Sequence[AuditRecord]]],
+    ) -> ChangeResult:
+        known = await self.known_codes()
+        async with self._lock:
+            new, records = change(self.crosswalk, known)
+            if records:
+                ids = await self._run(lambda: self.store.apply(records))
+                self.crosswalk = new
+            else:
+                ids = []
+        hospitals = frozenset((r.after or r.before).hospital_id  # type: ignore[union-attr]
+                              for r in records)
+        released = 0
+        if records and self.on_change is not None:
+            # the current crosswalk, not ``new``: a later change may already have replaced it
+            released = await self.on_change(self.crosswalk, hospitals)
+        return ChangeResult(tuple(StoredAudit(i, r) for i, r in zip(ids, records, strict=True)),
+                            released)
+
+    async def create(self, entry: CrosswalkEntry, *, user: str, note: str = "") -> ChangeResult:
+        """Add an entry (audited); held events it maps are released.
+
+        Raises:
+            CrosswalkEntryError: the entry is invalid or overlaps another range of the item.
+        """
+        return await self._commit(lambda cw, known: _one(create_entry(
+            cw, entry, user=user, at=self.clock(), known_codes=known, note=note)))
+
+    async def update(self, key: EntryKey, after: CrosswalkEntry, *, user: str,
+                     note: str = "") -> ChangeResult:
+        """Replace the entry ``key`` by ``after`` (audited).
+
+        Raises:
+            NotFound: no such entry.
+            CrosswalkEntryError: ``after`` is invalid, unchanged or overlaps.
+        """
+        self.get(key)
+        return await self._commit(lambda cw, known: _one(update_entry(
+            cw, key, after, user=user, at=self.clock(), known_codes=known, note=note)))
+
+    async def delete(self, key: EntryKey, *, user: str, note: str = "") -> ChangeResult:
+        """Remove the entry ``key`` (audited); its item's next lines are held again.
+
+        Raises:
+            NotFound: no such entry.
+            CrosswalkEntryError: no user named.
+        """
+        self.get(key)
+        return await self._commit(lambda cw, known: _one(delete_entry(
+            cw, key, user=user, at=self.clock(), note=note)))
+
+    async def import_entries(self, entries: Sequence[CrosswalkEntry], *, user: str,
+                             note: str = "") -> ChangeResult:
+        """Create and update entries from a file, all or nothing (audited per entry).
+
+        Raises:
+            CrosswalkEntryError: with every refused entry's problems; nothing changed.
+        """
+        result = await self._commit(lambda cw, known: apply_import(
+            cw, entries, user=user, at=self.clock(), known_codes=known, note=note))
+        return ChangeResult(result.audit, result.released, len(entries) - len(result.audit))
+
+    async def audit(self, **filters: Any) -> list[StoredAudit]:
+        """Audit records, newest first (see :meth:`CrosswalkStore.audit`)."""
+        return await self._run(lambda: self.store.audit(**filters))
+
+    def mapped_items(self, day: date | None = None) -> dict[str, list[str]]:
+        """National code → "hospital/item" of the entries still in force on ``day`` or later."""
+        today = day or self.clock().date()
+        out: dict[str, list[str]] = {}
+        for e in self.crosswalk:
+            if e.valid_to is None or e.valid_to >= today:
+                out.setdefault(e.national_code, []).append(f"{e.hospital_id}/{e.item_code}")
+        return out
+
+    # --- national catalogs ---------------------------------------------------------
+
+    def _known_sync(self) -> _KnownCodes:
+        for kind in CatalogKind:
+            if kind not in self._catalogs.latest:
+                versions = list_versions(self.data_dir, kind)
+                self._catalogs.latest[kind] = (
+                    self._version(kind, versions[-1].version) if versions else None)
+        return _KnownCodes(self._catalogs.latest)
+
+    async def known_codes(self) -> _KnownCodes:
+        """The latest catalogs as a container of national codes (codes of a kind with no
+        catalog imported are all accepted)."""
+        async with self._catalog_lock:
+            return await asyncio.get_running_loop().run_in_executor(None, self._known_sync)
+
+    def _version(self, kind: CatalogKind, label: str) -> CatalogVersion:
+        key = (kind, label)
+        found = self._loaded.get(key)
+        if found is None:
+            found = load_version(self.data_dir, kind, label)
+            if len(self._loaded) >= 4:
+                self._loaded.pop(next(iter(self._loaded)))
+            self._loaded[key] = found
+        return found
+
+    def versions(self) -> dict[CatalogKind, list[VersionInfo]]:
+        """Stored catalog versions per kind, oldest first."""
+        return {kind: list_versions(self.data_dir, kind) for kind in CatalogKind}
+
+    async def import_catalog(self, path: Path, *, version: str, kind: CatalogKind | None,
+                             source: str, replace: bool = False) -> CatalogImportResult:
+        """Import a catalog file as a new version, compare it with the previous one.
+
+        Raises:
+            CatalogError: the file is not a catalog, or the label is unusable.
+            Conflict: the label is taken (and ``replace`` is false).
+        """
+        def work() -> CatalogImportResult:
+            imported = import_catalog_file(path, kind=kind)
+            existing = list_versions(self.data_dir, imported.kind)
+            if not replace and any(v.version == version for v in existing):
+                raise Conflict([f"{imported.kind} catalog version {version!r} exists; "
+                                "choose another label or pass replace=1"])
+            previous = next((v for v in reversed(existing) if v.version != version), None)
+            new = version_from_import(imported, version, imported_at=self.clock(),
+                                      source=source)
+            save_version(self.data_dir, new)
+            self._loaded.pop((imported.kind, version), None)
+            self._loaded[(imported.kind, version)] = new
+            change = None
+            alerts: list[WithdrawnAlert] = []
+            if previous is not None:
+                change = diff(self._version(imported.kind, previous.version), new)
+                alerts = withdrawn_mapped(change, self.mapped_items())
+            self._catalogs.latest[imported.kind] = new
+            info = next(v for v in list_versions(self.data_dir, imported.kind)
+                        if v.version == version)
+            return CatalogImportResult(info, imported.kind, imported, change, tuple(alerts))
+
+        async with self._catalog_lock:
+            result = await asyncio.get_running_loop().run_in_executor(None, work)
+        for alert in result.alerts:
+            log.warning("catalog %s: %s", result.version.version, alert.message)
+        return result
+
+    async def diff(self, kind: CatalogKind, old: str, new: str) -> CatalogDiff:
+        """The difference between two stored versions of one kind.
+
+        Raises:
+            NotFound: a version is not stored.
+        """
+        def work() -> CatalogDiff:
+            try:
+                return diff(self._version(kind, old), self._version(kind, new))
+            except CatalogError as exc:
+                raise NotFound([str(exc)]) from None
+        async with self._catalog_lock:
+            return await asyncio.get_running_loop().run_in_executor(None, work)
+
+    async def withdrawn_alerts(self) -> tuple[list[WithdrawnAlert], list[str]]:
+        """Codes withdrawn by the latest version of each catalog that the crosswalk still maps.
+
+        Returns:
+            The alerts, and which versions were compared (for the answer's text).
+        """
+        def work() -> tuple[list[WithdrawnAlert], list[str]]:
+            alerts: list[WithdrawnAlert] = []
+            compared: list[str] = []
+            mapped = self.mapped_items()
+            for kind, versions in self.versions().items():
+                if len(versions) < 2:
+                    continue
+                old, new = versions[-2].version, versions[-1].version
+                compared.append(f"{kind} {old} → {new}")
+                alerts.extend(withdrawn_mapped(
+                    diff(self._version(kind, old), self._version(kind, new)), mapped))
+            return alerts, compared
+        async with self._catalog_lock:
+            return await asyncio.get_running_loop().run_in_executor(None, work)
+
+    # --- the unmapped queue and suggestions ------------------------------------------
+
+    async def suggestion_index(self) -> tuple[SuggestionIndex | None, tuple[str, ...]]:
+        """The index over the latest catalogs, built once per set of versions.
+
+        Returns:
+            The index (None when no catalog has been imported) and the versions it covers.
+        """
+        def work() -> tuple[SuggestionIndex | None, tuple[str, ...]]:
+            self._known_sync()
+            versions = [v for v in self._catalogs.latest.values() if v is not None]
+            labels = tuple(f"{v.kind} {v.version}" for v in versions)
+            if not versions:
+                return None, ()
+            if self._catalogs.index is None or self._catalogs.index_labels != labels:
+                self._catalogs.index = build_index(
+                    e for v in versions for e in v.entries.values())
+                self._catalogs.index_labels = labels
+            return self._catalogs.index, labels
+        async with self._catalog_lock:
+            return await asyncio.get_running_loop().run_in_executor(None, work)
+
+    async def _held_lines(self, store: Store, hospital: str | None) -> dict[tuple[str, str], Line]:
+        """The latest held line of each unmapped item: its unit, 批准文号 and 本位码."""
+        query = getattr(store, "query", None)
+        if query is None:
+            return {}
+        # no placeholders: the SQLite and PostgreSQL stores spell them differently
+        try:
+            rows = await query("SELECT hospital_id, body FROM events WHERE held = 1"
+                               f" ORDER BY seq DESC LIMIT {_HELD_SCAN}")
+        except Exception:  # descriptions only sharpen suggestions; the queue still answers
+            log.warning("could not read held events for the unmapped queue", exc_info=True)
+            return {}
+        lines: dict[tuple[str, str], Line] = {}
+        for event_hospital, body in rows:
+            if hospital and event_hospital != hospital:
+                continue
+            event = event_from_dict(orjson.loads(body))
+            for line in event.lines:
+                if line.national_code is None:
+                    lines.setdefault((event.hospital_id, line.item_code), line)
+        return lines
+
+    async def queue(self, store: Store, *, hospital: str | None = None, limit: int = 5,
+                    item_code: str | None = None, max_items: int = 100,
+                    ) -> tuple[list[QueueItem], int, tuple[str, ...]]:
+        """The unmapped items still without an entry today, each with ranked suggestions.
+
+        Args:
+            store: the message store holding the queue and the held events.
+            hospital: only this hospital's items.
+            limit: suggestions per item.
+            item_code: only this item (with ``hospital``).
+            max_items: describe at most this many items (most frequent first).
+
+        Returns:
+            The items, how many are queued in all, and the catalog versions suggestions
+            came from (empty when no catalog is imported: the items then carry none).
+        """
+        today = self.clock().date()
+        items = [i for i in await store.unmapped(hospital)
+                 if self.crosswalk.lookup(i.hospital_id, i.item_code, today) is None
+                 and (item_code is None or i.item_code == item_code)]
+        total = len(items)
+        items = items[:max_items]
+        index, labels = await self.suggestion_index()
+        lines = await self._held_lines(store, hospital) if items else {}
+
+        def work() -> list[QueueItem]:
+            out = []
+            for item in items:
+                line = lines.get(_item_key(item))
+                out.append(QueueItem(item, line.unit if line else "",
+                                     self._suggest(index, item, line, limit)))
+            return out
+        return await asyncio.get_running_loop().run_in_executor(None, work), total, labels
+
+    def _suggest(self, index: SuggestionIndex | None, item: UnmappedItem, line: Line | None,
+                 limit: int) -> tuple[tuple[Suggestion, Conversion | None], ...]:
+        if index is None:
+            return ()
+        query = HospitalItem(
+            code=item.item_code, name=item.item_name, specification=item.specification,
+            manufacturer=item.manufacturer,
+            approval_no=line.approval_no if line else "",
+            standard_code=line.standard_code if line else "")
+        catalogs = [v for v in self._catalogs.latest.values() if v is not None]
+        out = []
+        for s in index.suggest(query, limit=limit):
+            entry = next((found for v in catalogs if (found := v.get(s.national_code))), None)
+            conversion = None
+            if entry is not None and line is not None:
+                conversion = propose_conversion(line.unit, item.specification, entry)
+            out.append((s, conversion))
+        return tuple(out)
+
+    async def accept(self, store: Store, hospital: str, item_code: str, *, user: str,
+                     national_code: str | None = None, rank: int | None = None,
+                     overrides: dict[str, Any] | None = None, note: str = "") -> ChangeResult:
+        """Map a queued item to one of its suggestions, named by code or rank (1 = best).
+
+        ``overrides`` may set factor, hospital_unit, national_unit, item_name, valid_from,
+        valid_to; the factor defaults to the proposed conversion, when there is one.
+
+        Raises:
+            NotFound: the item is not in the unmapped queue.
+            Conflict: no catalog, or the code is not among the item's suggestions.
+            CrosswalkEntryError: no factor could be settled, or the entry is invalid.
+        """
+        queue, _, labels = await self.queue(store, hospital=hospital, limit=10,
+                                            item_code=item_code)
+        found = next(iter(queue), None)
+        if found is None:
+            raise NotFound([f"{hospital}/{item_code} is not in the unmapped queue"])
+        if not labels:
+            raise Conflict(["no national catalog imported: there are no suggestions to accept; "
+                            "import one (POST /api/mappings/catalogs) or create the entry"])
+        if (national_code is None) == (rank is None):
+            raise CrosswalkEntryError(["name the suggestion to accept: national_code or rank"])
+        pick = None
+        if rank is not None:
+            if 1 <= rank <= len(found.suggestions):
+                pick = found.suggestions[rank - 1]
+        else:
+            pick = next((s for s in found.suggestions if s[0].national_code == national_code),
+                        None)
+        if pick is None:
+            offered = ", ".join(s.national_code for s, _ in found.suggestions) or "none"
+            what = f"rank {rank}" if rank is not None else repr(national_code)
+            raise Conflict([f"{hospital}/{item_code}: {what} is not among the suggestions "
+                            f"({offered}); map another code with POST /entries"])
+        suggestion, conversion = pick
+        given = dict(overrides or {})
+        problems: list[str] = []
+        factor = _decimal(given.get("factor"), problems)
+        if factor is None and conversion is not None:
+            factor = conversion.factor
+        if factor is None and not problems:
+            problems.append(f"{hospital}/{item_code}: give factor (national units per "
+                            f"{found.unit or 'hospital unit'}): no conversion can be proposed")
+        valid_from = _iso_date(given.get("valid_from"), "valid_from", problems)
+        valid_to = _iso_date(given.get("valid_to"), "valid_to", problems)
+        if problems:
+            raise CrosswalkEntryError(problems)
+        assert factor is not None
+        entry = CrosswalkEntry(
+            hospital_id=hospital, item_code=item_code, national_code=suggestion.national_code,
+            item_name=str(given.get("item_name") or found.item.item_name),
+            hospital_unit=str(given.get("hospital_unit")
+                              or (conversion.hospital_unit if conversion else found.unit)),
+            national_unit=str(given.get("national_unit")
+                              or (conversion.national_unit if conversion else "")),
+            factor=factor, valid_from=valid_from, valid_to=valid_to)
+        why = f"accepted suggestion ({suggestion.score:.2f}: {'; '.join(suggestion.reasons)})"
+        return await self.create(entry, user=user, note=f"{note} — {why}" if note else why)
+
+
+def _one(change: tuple[Crosswalk, AuditRecord]) -> tuple[Crosswalk, tuple[AuditRecord]]:
+    return change[0], (change[1],)
+
+
+def _decimal(value: Any, problems: list[str]) -> Decimal | None:
+    if value is None or value == "":
+        return None
+    try:
+        return Decimal(str(value))
+    except InvalidOperation:
+        problems.append(f"factor {value!r} is not a number")
+        return None
+
+
+def _iso_date(value: Any, name: str, problems: list[str]) -> date | None:
+    if value is None or value == "":
+        return None
+    try:
+        return date.fromisoformat(str(value))
+    except ValueError:
+        problems.append(f"{name} {value!r} is not a date (YYYY-MM-DD)")
+        return None
