@@ -7,7 +7,6 @@ import hmac
 import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
-from pathlib import Path
 
 import aiohttp
 import orjson
@@ -17,7 +16,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from adapters.base import Adapter
 from adapters.fhir import capability_statement
 from adapters.registry import create as create_adapter
-from mappings.crosswalk import Crosswalk, read_csv
+from mappings.crosswalk import Crosswalk
 
 from .admin_mirror import add_mirror_routes
 from .cds import cds_app
@@ -75,12 +74,6 @@ def make_store(cfg: GatewayConfig, metrics: Metrics | None = None) -> Store:
                          schema=cfg.store.postgres_schema,
                          group_commit_max=cfg.store.group_commit_max, lease_s=cfg.store.lease_s,
                          pool_max=cfg.store.postgres_pool_max, on_batch=on_batch)
-
-
-def load_crosswalk(cfg: GatewayConfig) -> Crosswalk:
-    """The crosswalk named in the configuration (empty when none)."""
-    path = cfg.crosswalk.csv
-    return Crosswalk(read_csv(Path(path)) if path else ())
 
 
 async def _simulator_ctx(app: web.Application) -> AsyncIterator[None]:
@@ -307,11 +300,14 @@ def build_app(cfg: GatewayConfig, metrics_: Metrics | None = None) -> web.Applic
     app[CROSSWALK] = crosswalk
     app.add_subapp("/api/mappings", mappings_api(mappings, app))
     if cfg.ledger.enabled:
-        ledger = make_ledger(cfg, crosswalk)
+        def current_crosswalk() -> Crosswalk:
+            return mappings.crosswalk
+        ledger = make_ledger(cfg, current_crosswalk)
         app[LEDGER] = ledger
         app.add_subapp("/ledger", ledger_app(ledger))
         if cfg.cds.enabled:
-            app.add_subapp("/cds-services", cds_app(ledger, cds_settings(cfg, crosswalk)))
+            app.add_subapp("/cds-services",
+                           cds_app(ledger, cds_settings(cfg, current_crosswalk)))
 
         async def close_ledger(_: web.Application) -> None:
             ledger.store.close()  # after the CDS sub-app flushed its cards

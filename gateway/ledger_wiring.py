@@ -33,14 +33,18 @@ __all__ = ["LedgerFeed", "cds_settings", "make_ledger", "prescription_advisor"]
 log = logging.getLogger(__name__)
 
 
-def _resolver(crosswalk: Crosswalk) -> Callable[[str, str], str | None]:
+CurrentCrosswalk = Callable[[], Crosswalk]
+
+
+def _resolver(current: CurrentCrosswalk) -> Callable[[str, str], str | None]:
+    # reads the crosswalk at call time: mappings change while the gateway runs
     def resolve(hospital_id: str, item_code: str) -> str | None:
-        entry = crosswalk.lookup(hospital_id, item_code, datetime.now(CHINA_TZ).date())
+        entry = current().lookup(hospital_id, item_code, datetime.now(CHINA_TZ).date())
         return entry.national_code if entry else None
     return resolve
 
 
-def make_ledger(cfg: GatewayConfig, crosswalk: Crosswalk) -> Ledger:
+def make_ledger(cfg: GatewayConfig, crosswalk: CurrentCrosswalk) -> Ledger:
     """The ledger the configuration describes, with contracts imported if configured.
 
     Raises:
@@ -62,7 +66,7 @@ def make_ledger(cfg: GatewayConfig, crosswalk: Crosswalk) -> Ledger:
     return ledger
 
 
-def cds_settings(cfg: GatewayConfig, crosswalk: Crosswalk) -> CdsSettings:
+def cds_settings(cfg: GatewayConfig, crosswalk: CurrentCrosswalk) -> CdsSettings:
     """CDS Hooks settings: trusted clients with their public keys from JWKS files.
 
     Raises:
