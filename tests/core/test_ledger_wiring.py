@@ -49,3 +49,17 @@ async def test_ledger_counts_dispenses_after_commit_and_survives_restart_of_the_
     # only the winning product was dispensed: its use share of the generic name is 100 %
     assert anastrozole["use_share"] == "1.0000"
     assert anastrozole["lagging"] is True  # nothing received into stock yet
+
+
+def test_rules_and_cds_resolve_hospital_codes_with_the_current_crosswalk() -> None:
+    from decimal import Decimal
+
+    from gateway.ledger_wiring import _resolver
+    from mappings.crosswalk import Crosswalk, CrosswalkEntry
+
+    holder = {"cw": Crosswalk([])}
+    resolve = _resolver(lambda: holder["cw"])
+    assert resolve(HOSPITAL, "Y9990001") is None
+    holder["cw"] = holder["cw"].with_changes(add=[CrosswalkEntry(
+        HOSPITAL, "Y9990001", "XL02BGA045A001010104641", factor=Decimal(14))])
+    assert resolve(HOSPITAL, "Y9990001") == "XL02BGA045A001010104641"
