@@ -44,6 +44,7 @@ from .base import (
     ReplayResult,
     UnmappedItem,
 )
+from .group_commit import CommitListener, GroupCommit
 from .msgid import MsgIdClock
 from .query import STATE_NAMES, outbox_where
 
@@ -189,14 +190,10 @@ class PostgresStore:
         self.claim_groups = claim_groups
         self.pool_max = pool_max
         self.owner = owner or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
-        self.on_batch = on_batch
         self._pool: Any = None
-        self._pending: list[tuple[Incoming, asyncio.Future[CommitResult]]] = []
-        self._flush_task: asyncio.Task[None] | None = None
+        self._group = GroupCommit(self._write_batch, group_commit_max, on_batch)
         self.commits = 0
         self.closed = False
-        # called in commit order, right after each group commit, with (seq, event) pairs
-        self.committed_listeners: list[Callable[[list[tuple[int, Event]]], None]] = []
 
     # -- lifecycle -------------------------------------------------------
     async def start(self) -> None:
@@ -239,8 +236,7 @@ class PostgresStore:
 
     async def close(self) -> None:
         """Wait for pending commits, give back held leases, then close the pool."""
-        if self._flush_task is not None:
-            await asyncio.shield(self._flush_task)
+        await self._group.drain()
         if self._pool is not None:
             try:
                 await self._pool.execute(
@@ -259,48 +255,12 @@ class PostgresStore:
         Raises:
             StoreError: the transaction failed; nothing of the message was stored.
         """
-        fut: asyncio.Future[CommitResult] = asyncio.get_running_loop().create_future()
-        self._pending.append((incoming, fut))
-        if self._flush_task is None:
-            self._flush_task = asyncio.create_task(self._flush())
-        return await fut
+        return await self._group.commit(incoming)
 
-    async def _flush(self) -> None:
-        try:
-            while self._pending:
-                batch = self._pending[: self.group_commit_max]
-                del self._pending[: self.group_commit_max]
-                results: list[CommitResult] | BaseException
-                try:
-                    results = await self._write_batch([inc for inc, _ in batch])
-                except BaseException as exc:
-                    results = exc
-                if self.on_batch is not None and not isinstance(results, BaseException):
-                    self.on_batch(len(batch))
-                if self.committed_listeners and not isinstance(results, BaseException):
-                    self._tell_listeners([inc for inc, _ in batch], results)
-                for i, (_, fut) in enumerate(batch):
-                    if fut.done():
-                        continue
-                    if isinstance(results, BaseException):
-                        fut.set_exception(StoreError(f"commit failed: {results}"))
-                    else:
-                        fut.set_result(results[i])
-        finally:
-            self._flush_task = None
-
-    def _tell_listeners(self, items: list[Incoming], results: list[CommitResult]) -> None:
-        committed = [(seq, ev) for inc, res in zip(items, results, strict=True)
-                     if not res.duplicate
-                     for seq, ev in zip(res.event_seqs, inc.events, strict=True)
-                     if seq is not None]
-        if not committed:
-            return
-        for listener in self.committed_listeners:
-            try:
-                listener(committed)
-            except Exception:  # the commit stands; a listener catches up from the store
-                log.exception("commit listener failed")
+    @property
+    def committed_listeners(self) -> list[CommitListener]:
+        """Called after each group commit with its new (seq, event) pairs, in order."""
+        return self._group.listeners
 
     async def _write_batch(self, items: list[Incoming]) -> list[CommitResult]:
         now = time.time()

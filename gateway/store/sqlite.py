@@ -37,6 +37,7 @@ from .base import (
     ReplayResult,
     UnmappedItem,
 )
+from .group_commit import CommitListener, GroupCommit
 from .msgid import MsgIdClock
 from .query import STATE_NAMES, outbox_where
 
@@ -119,16 +120,12 @@ class SqliteStore:
     def __init__(self, path: Path | str, *, group_commit_max: int = 2000,
                  on_batch: Callable[[int], None] | None = None) -> None:
         self.path = Path(path)
-        self.on_batch = on_batch
-        # called in commit order, right after each group commit, with (seq, event) pairs
-        self.committed_listeners: list[Callable[[list[tuple[int, Event]]], None]] = []
         self.group_commit_max = group_commit_max
         self._writer = ThreadPoolExecutor(1, thread_name_prefix="sqlite-writer")
         self._reader = ThreadPoolExecutor(1, thread_name_prefix="sqlite-reader")
         self._wcon: sqlite3.Connection | None = None
         self._rcon: sqlite3.Connection | None = None
-        self._pending: list[tuple[Incoming, asyncio.Future[CommitResult]]] = []
-        self._flush_task: asyncio.Task[None] | None = None
+        self._group = GroupCommit(self._write_group, group_commit_max, on_batch)
         self._checkpointer: asyncio.Task[None] | None = None
         self._msgids = MsgIdClock()
         self.commits = 0  # transactions, for tests and metrics
@@ -201,8 +198,7 @@ class SqliteStore:
         """Wait for pending commits, then close."""
         if self._checkpointer is not None:
             self._checkpointer.cancel()
-        if self._flush_task is not None:
-            await asyncio.shield(self._flush_task)
+        await self._group.drain()
         loop = asyncio.get_running_loop()
         if self._wcon is not None:
             await loop.run_in_executor(self._writer, self._wcon.close)
@@ -219,50 +215,16 @@ class SqliteStore:
         Raises:
             StoreError: the transaction failed; nothing of the message was stored.
         """
-        fut: asyncio.Future[CommitResult] = asyncio.get_running_loop().create_future()
-        self._pending.append((incoming, fut))
-        if self._flush_task is None:
-            self._flush_task = asyncio.create_task(self._flush())
-        return await fut
+        return await self._group.commit(incoming)
 
-    async def _flush(self) -> None:
-        loop = asyncio.get_running_loop()
-        try:
-            while self._pending:
-                batch = self._pending[: self.group_commit_max]
-                del self._pending[: self.group_commit_max]
-                items = [inc for inc, _ in batch]
-                try:
-                    results: list[CommitResult] | BaseException = await loop.run_in_executor(
-                        self._writer, self._write_batch, items)
-                except BaseException as exc:
-                    results = exc
-                if self.on_batch is not None and not isinstance(results, BaseException):
-                    self.on_batch(len(batch))
-                for i, (_, fut) in enumerate(batch):
-                    if fut.done():
-                        continue
-                    if isinstance(results, BaseException):
-                        fut.set_exception(StoreError(f"commit failed: {results}"))
-                    else:
-                        fut.set_result(results[i])
-                if self.committed_listeners and not isinstance(results, BaseException):
-                    self._tell_listeners(items, results)
-        finally:
-            self._flush_task = None
+    @property
+    def committed_listeners(self) -> list[CommitListener]:
+        """Called after each group commit with its new (seq, event) pairs, in order."""
+        return self._group.listeners
 
-    def _tell_listeners(self, items: list[Incoming], results: list[CommitResult]) -> None:
-        committed = [(seq, ev) for inc, res in zip(items, results, strict=True)
-                     if not res.duplicate
-                     for seq, ev in zip(res.event_seqs, inc.events, strict=True)
-                     if seq is not None]
-        if not committed:
-            return
-        for listener in self.committed_listeners:
-            try:
-                listener(committed)
-            except Exception:  # the commit stands; a listener catches up from the store
-                log.exception("commit listener failed")
+    async def _write_group(self, items: list[Incoming]) -> list[CommitResult]:
+        return await asyncio.get_running_loop().run_in_executor(
+            self._writer, self._write_batch, items)
 
     def _write_batch(self, items: list[Incoming]) -> list[CommitResult]:
         con = self._wcon

@@ -1,0 +1,87 @@
+"""Group commit, shared by every store: whoever arrives while a commit is in flight
+goes in the next one, so concurrent senders share a transaction and its fsync."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+
+from ..errors import StoreError
+from ..model import Event
+from .base import CommitResult, Incoming
+
+__all__ = ["CommitListener", "GroupCommit"]
+
+log = logging.getLogger(__name__)
+
+# called in commit order, right after each group commit, with (seq, event) pairs
+CommitListener = Callable[[list[tuple[int, Event]]], None]
+
+
+class GroupCommit:
+    """Queues messages and writes them in groups with the store's ``write`` function."""
+
+    def __init__(self, write: Callable[[list[Incoming]], Awaitable[list[CommitResult]]],
+                 max_batch: int, on_batch: Callable[[int], None] | None = None) -> None:
+        self._write = write
+        self.max_batch = max_batch
+        self.on_batch = on_batch
+        self.listeners: list[CommitListener] = []
+        self._pending: list[tuple[Incoming, asyncio.Future[CommitResult]]] = []
+        self._flush_task: asyncio.Task[None] | None = None
+
+    async def commit(self, incoming: Incoming) -> CommitResult:
+        """Join the next group; returns once its transaction is durable.
+
+        Raises:
+            StoreError: the transaction failed; nothing of the message was stored.
+        """
+        fut: asyncio.Future[CommitResult] = asyncio.get_running_loop().create_future()
+        self._pending.append((incoming, fut))
+        if self._flush_task is None:
+            self._flush_task = asyncio.create_task(self._flush())
+        return await fut
+
+    async def drain(self) -> None:
+        """Wait until every queued message has been written (or has failed)."""
+        if self._flush_task is not None:
+            await asyncio.shield(self._flush_task)
+
+    async def _flush(self) -> None:
+        try:
+            while self._pending:
+                batch = self._pending[: self.max_batch]
+                del self._pending[: self.max_batch]
+                items = [inc for inc, _ in batch]
+                try:
+                    results: list[CommitResult] | BaseException = await self._write(items)
+                except BaseException as exc:  # every waiter must hear of it
+                    results = exc
+                if isinstance(results, BaseException):
+                    for _, fut in batch:
+                        if not fut.done():
+                            fut.set_exception(StoreError(f"commit failed: {results}"))
+                    continue
+                if self.on_batch is not None:
+                    self.on_batch(len(batch))
+                for (_, fut), result in zip(batch, results, strict=True):
+                    if not fut.done():
+                        fut.set_result(result)
+                if self.listeners:
+                    self._tell_listeners(items, results)
+        finally:
+            self._flush_task = None
+
+    def _tell_listeners(self, items: list[Incoming], results: list[CommitResult]) -> None:
+        committed = [(seq, ev) for inc, res in zip(items, results, strict=True)
+                     if not res.duplicate
+                     for seq, ev in zip(res.event_seqs, inc.events, strict=True)
+                     if seq is not None]
+        if not committed:
+            return
+        for listener in self.listeners:
+            try:
+                listener(committed)
+            except Exception:  # the commit stands; a listener catches up from the store
+                log.exception("commit listener failed")
