@@ -11,7 +11,7 @@ from ..errors import StoreError
 from ..model import Event
 from .base import CommitResult, Incoming
 
-__all__ = ["CommitListener", "GroupCommit"]
+__all__ = ["CommitListener", "GroupCommit", "GroupCommitting"]
 
 log = logging.getLogger(__name__)
 
@@ -85,3 +85,22 @@ class GroupCommit:
                 listener(committed)
             except Exception:  # the commit stands; a listener catches up from the store
                 log.exception("commit listener failed")
+
+
+class GroupCommitting:
+    """The ingest side of a store whose ``_group`` does the group commit."""
+
+    _group: GroupCommit
+
+    async def commit(self, incoming: Incoming) -> CommitResult:
+        """Join the next group commit; returns once the transaction is durable.
+
+        Raises:
+            StoreError: the transaction failed; nothing of the message was stored.
+        """
+        return await self._group.commit(incoming)
+
+    @property
+    def committed_listeners(self) -> list[CommitListener]:
+        """Called after each group commit with its new (seq, event) pairs, in order."""
+        return self._group.listeners

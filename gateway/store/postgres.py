@@ -44,7 +44,7 @@ from .base import (
     ReplayResult,
     UnmappedItem,
 )
-from .group_commit import CommitListener, GroupCommit
+from .group_commit import GroupCommit, GroupCommitting
 from .msgid import MsgIdClock
 from .query import STATE_NAMES, outbox_where
 
@@ -173,7 +173,7 @@ def _record(r: Any, body: bytes | None = None) -> OutboxRecord:
                         event=None if body is None else event_from_dict(orjson.loads(body)))
 
 
-class PostgresStore:
+class PostgresStore(GroupCommitting):
     """The shared store: same interface as :class:`~gateway.store.sqlite.SqliteStore`."""
 
     def __init__(self, dsn: str, *, schema: str = "public", group_commit_max: int = 2000,
@@ -249,19 +249,6 @@ class PostgresStore:
         self.closed = True
 
     # -- ingest ----------------------------------------------------------
-    async def commit(self, incoming: Incoming) -> CommitResult:
-        """Join the next group commit; returns once the transaction is durable.
-
-        Raises:
-            StoreError: the transaction failed; nothing of the message was stored.
-        """
-        return await self._group.commit(incoming)
-
-    @property
-    def committed_listeners(self) -> list[CommitListener]:
-        """Called after each group commit with its new (seq, event) pairs, in order."""
-        return self._group.listeners
-
     async def _write_batch(self, items: list[Incoming]) -> list[CommitResult]:
         now = time.time()
         async with self._pool.acquire() as con, con.transaction():

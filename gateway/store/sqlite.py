@@ -37,7 +37,7 @@ from .base import (
     ReplayResult,
     UnmappedItem,
 )
-from .group_commit import CommitListener, GroupCommit
+from .group_commit import GroupCommit, GroupCommitting
 from .msgid import MsgIdClock
 from .query import STATE_NAMES, outbox_where
 
@@ -114,7 +114,7 @@ def _insert_many(con: sqlite3.Connection, into: str, width: int,
                     [v for r in chunk for v in r])
 
 
-class SqliteStore:
+class SqliteStore(GroupCommitting):
     """The embedded default store."""
 
     def __init__(self, path: Path | str, *, group_commit_max: int = 2000,
@@ -209,19 +209,6 @@ class SqliteStore:
         self.closed = True
 
     # -- ingest ----------------------------------------------------------
-    async def commit(self, incoming: Incoming) -> CommitResult:
-        """Join the next group commit; returns once the transaction is durable.
-
-        Raises:
-            StoreError: the transaction failed; nothing of the message was stored.
-        """
-        return await self._group.commit(incoming)
-
-    @property
-    def committed_listeners(self) -> list[CommitListener]:
-        """Called after each group commit with its new (seq, event) pairs, in order."""
-        return self._group.listeners
-
     async def _write_group(self, items: list[Incoming]) -> list[CommitResult]:
         return await asyncio.get_running_loop().run_in_executor(
             self._writer, self._write_batch, items)
