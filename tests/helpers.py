@@ -5,13 +5,19 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import socket
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import yaml
+from aiohttp import web
+from aiohttp.test_utils import TestServer
 
+from gateway.app import SIMULATOR, STORE
 from gateway.config import GatewayConfig, parse_config
 from gateway.mllp_framing import END, START
+from gateway.simulator import SimulatorState
+from gateway.store.sqlite import SqliteStore
 
 ROOT = Path(__file__).resolve().parent.parent
 DATA = ROOT / "tests" / "data"
@@ -129,3 +135,25 @@ def ack_fields(ack: bytes, codec: str = "utf-8") -> dict[str, list[str]]:
                 continue
             out.setdefault(parts[0], parts)
     return out
+
+
+@dataclass
+class RunningGateway:
+    """A gateway app served on loopback by a test server, with its MLLP port."""
+
+    app: web.Application
+    server: TestServer
+    mllp_port: int
+
+    @property
+    def simulator(self) -> SimulatorState:
+        return self.app[SIMULATOR]
+
+    @property
+    def store(self) -> SqliteStore:
+        store = self.app[STORE]
+        assert isinstance(store, SqliteStore)
+        return store
+
+    def url(self, path: str) -> str:
+        return str(self.server.make_url(path))

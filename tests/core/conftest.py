@@ -3,38 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
-from aiohttp import web
 from aiohttp.test_utils import TestServer
-from helpers import free_port, make_config
+from helpers import RunningGateway, free_port, make_config
 
-from gateway.app import SIMULATOR, STORE, build_app
-from gateway.simulator import SimulatorState
-from gateway.store.sqlite import SqliteStore
-
-
-@dataclass
-class RunningGateway:
-    app: web.Application
-    server: TestServer
-    mllp_port: int
-
-    @property
-    def simulator(self) -> SimulatorState:
-        return self.app[SIMULATOR]
-
-    @property
-    def store(self) -> SqliteStore:
-        store = self.app[STORE]
-        assert isinstance(store, SqliteStore)
-        return store
-
-    def url(self, path: str) -> str:
-        return str(self.server.make_url(path))
+from gateway.app import build_app
 
 
 @pytest.fixture

@@ -10,37 +10,18 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
-from aiohttp import web
 from aiohttp.test_utils import TestServer
-from helpers import MLLPClient, ack_fields, free_port, make_config, sample
+from helpers import MLLPClient, RunningGateway, ack_fields, free_port, make_config, sample
 
-from gateway.app import SIMULATOR, STORE, build_app
-from gateway.simulator import SimulatorState
-from gateway.store.sqlite import SqliteStore
+from gateway.app import build_app
 
 API = "/api/mappings"
 OPERATOR = {"X-Operator": "药剂科 李娜"}
 
 
 @dataclass
-class Gateway:
-    app: web.Application
-    server: TestServer
-    mllp_port: int
+class Gateway(RunningGateway):
     session: aiohttp.ClientSession
-
-    @property
-    def simulator(self) -> SimulatorState:
-        return self.app[SIMULATOR]
-
-    @property
-    def store(self) -> SqliteStore:
-        store = self.app[STORE]
-        assert isinstance(store, SqliteStore)
-        return store
-
-    def url(self, path: str) -> str:
-        return str(self.server.make_url(path))
 
     async def api(self, method: str, path: str, *, expect: int | None = None,
                   **kw: Any) -> tuple[int, Any]:
