@@ -2,42 +2,16 @@
 
 from __future__ import annotations
 
-import os
-import uuid
-from collections.abc import AsyncIterator
-
 import pytest
 from api_helpers import OPERATOR, held_dispense
 from helpers import DATA, HOSPITAL
+from pg import PG_DSN
 
-PG_DSN = os.environ.get("JCGW_TEST_PG_DSN", "postgresql://postgres@127.0.0.1:5432/test")
 CATALOG = DATA / "codes" / "nhsa_drug_catalog_sample.csv"
 
 pytestmark = pytest.mark.postgres
 
 
-@pytest.fixture
-async def pg_schema() -> AsyncIterator[str]:
-    """A fresh schema on the test server (skipped without one, failed under CI=true)."""
-    import asyncpg
-
-    try:
-        con = await asyncpg.connect(PG_DSN, timeout=5)
-    except (OSError, asyncpg.PostgresError) as exc:
-        why = f"PostgreSQL at {PG_DSN} is unreachable: {exc}"
-        if os.environ.get("CI", "").lower() == "true":
-            pytest.fail(f"{why}; CI must run the PostgreSQL tests")
-        pytest.skip(why)
-    await con.close()
-    schema = f"jcgw_t_{uuid.uuid4().hex[:12]}"
-    try:
-        yield schema
-    finally:
-        con = await asyncpg.connect(PG_DSN)
-        try:
-            await con.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
-        finally:
-            await con.close()
 
 
 async def test_queue_and_accept_on_postgres(launcher, pg_schema) -> None:

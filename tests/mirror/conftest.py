@@ -2,56 +2,13 @@
 
 from __future__ import annotations
 
-import os
 import uuid
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
-
-PG_DSN = os.environ.get("JCGW_TEST_PG_DSN", "postgresql://postgres@127.0.0.1:5432/test")
-
-
-async def _pg_reachable() -> str | None:
-    try:
-        import asyncpg
-    except ImportError:
-        return "asyncpg is not installed (pip install -e '.[test]')"
-    try:
-        con = await asyncpg.connect(PG_DSN, timeout=5)
-    except (OSError, asyncpg.PostgresError) as exc:
-        return f"PostgreSQL at {PG_DSN} is unreachable: {exc}"
-    await con.close()
-    return None
-
-
-async def require_pg() -> None:
-    """Skip (or, under CI=true, fail) when the PostgreSQL server cannot be reached."""
-    why = await _pg_reachable()
-    if why is None:
-        return
-    if os.environ.get("CI", "").lower() == "true":
-        pytest.fail(f"{why}; CI must run the PostgreSQL tests (start the server first)")
-    pytest.skip(why)
-
-
-@pytest.fixture
-async def pg_schema() -> AsyncIterator[str]:
-    """A fresh schema on the test server, dropped afterwards."""
-    await require_pg()
-    import asyncpg
-
-    schema = f"jcgw_t_{uuid.uuid4().hex[:12]}"
-    try:
-        yield schema
-    finally:
-        con = await asyncpg.connect(PG_DSN)
-        try:
-            await con.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
-        finally:
-            await con.close()
-
+from pg import PG_DSN, require_pg
 
 StoreFactory = Callable[..., Any]
 

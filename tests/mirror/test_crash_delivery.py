@@ -15,8 +15,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import PG_DSN, require_pg
 from factory import HOSPITALS, dispense, incoming
+from pg import PG_DSN, require_pg
 from procs import EXTRA_HOSPITALS, sigkill, spawn_gateway, wait_for, write_gateway_config
 from rig import start_simulator
 

@@ -6,8 +6,8 @@ import asyncio
 import time
 
 import asyncpg
-from conftest import PG_DSN
 from factory import HOSPITALS, dispense, incoming
+from pg import PG_DSN
 
 from gateway.store.postgres import SCHEMA_VERSION, PostgresStore
 
