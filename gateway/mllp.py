@@ -60,7 +60,7 @@ class MLLPProtocol(asyncio.Protocol):
     def _dispatch(self, chunk: Chunk) -> None:
         kind = chunk.kind
         if kind is ChunkKind.FRAME:
-            self._queue(self.ingestor.handle(self.adapter, chunk.data, self.peer))
+            self._queue(self._handle_frame(chunk.data))
         elif kind is ChunkKind.OVERSIZE:
             self._queue(self._refuse_oversize(chunk.data))
         elif kind is ChunkKind.TOO_LARGE:
@@ -69,6 +69,17 @@ class MLLPProtocol(asyncio.Protocol):
             reason = ("bytes outside MLLP framing" if kind is ChunkKind.GARBAGE
                       else "MLLP frame cut off before its end marker")
             self._queue(self.ingestor.bad_bytes(self.adapter, chunk.data, self.peer, reason))
+
+    async def _handle_frame(self, data: bytes) -> bytes:
+        try:
+            return (await self.ingestor.handle(self.adapter, data, self.peer)).body
+        except Exception:
+            # a sender must always get an answer: without one it would wait and resend
+            log.exception("unexpected error handling a message from %s", self.peer)
+            issue = Issue(Severity.ERROR, "internal error, message not stored: send it again",
+                          "207")
+            return self.adapter.reply(None, data, Outcome(OutcomeStatus.ERROR, (issue,)),
+                                      now=self.ingestor.clock()).body
 
     async def _refuse_oversize(self, data: bytes) -> bytes:
         limit = self.framer.max_frame

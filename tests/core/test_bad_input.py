@@ -111,3 +111,25 @@ async def test_random_garbage_frames_never_stop_the_listener(gateway) -> None:
     assert ack_fields(await client.send(sample("rds_o13_dispense_utf8.hl7")))["MSA"][1] == "AA"
     await client.close()
     assert len(await _quarantine(gateway)) == 5
+
+
+async def test_an_unexpected_failure_still_answers_ae_and_keeps_serving(gateway) -> None:
+    from gateway.app import INGESTOR
+
+    ingestor = gateway.app[INGESTOR]
+    real_plan = ingestor.plan
+    calls = {"n": 0}
+
+    def broken_once(events, held):  # type: ignore[no-untyped-def]
+        calls["n"] += 1
+        if calls["n"] == 1:
+            raise RuntimeError("simulated defect")
+        return real_plan(events, held)
+
+    ingestor.plan = broken_once
+    client = await MLLPClient.connect(gateway.mllp_port)
+    nak = ack_fields(await client.send(sample("rds_o13_dispense_utf8.hl7")))
+    assert nak["MSA"][1] == "AE" and "send it again" in nak["MSA"][3]
+    ok = ack_fields(await client.send(sample("rds_o13_dispense_utf8.hl7")))
+    assert ok["MSA"][1] == "AA"  # the resend is taken: nothing was stored the first time
+    await client.close()
