@@ -23,7 +23,13 @@ from .cds import cds_app
 from .config import GatewayConfig
 from .ingest import Ingestor, Route
 from .ledger import Ledger, ledger_app
-from .ledger_wiring import LedgerFeed, cds_settings, make_ledger, prescription_advisor
+from .ledger_wiring import (
+    LedgerFeed,
+    WarningPusher,
+    cds_settings,
+    make_ledger,
+    prescription_advisor,
+)
 from .mappings_api import mappings_api, open_mappings
 from .metrics import Metrics
 from .mirror import Destination, Mirror
@@ -32,6 +38,7 @@ from .profiles import profile_for
 from .simulator import SimulatorState, simulator_app
 from .store.base import Store
 from .store.sqlite import SqliteStore
+from .webhooks import WebhookSender, WebhookTarget
 
 __all__ = [
     "CONFIG",
@@ -57,6 +64,7 @@ SIMULATOR: web.AppKey[SimulatorState] = web.AppKey("simulator", SimulatorState)
 CROSSWALK: web.AppKey[Crosswalk] = web.AppKey("crosswalk", Crosswalk)
 LEDGER: web.AppKey[Ledger] = web.AppKey("ledger", Ledger)
 LEDGER_FEED: web.AppKey[LedgerFeed] = web.AppKey("ledger_feed", LedgerFeed)
+PUSHER: web.AppKey[WarningPusher] = web.AppKey("webhook_pusher", WarningPusher)
 HTTP_ADAPTERS: web.AppKey[dict[str, Adapter]] = web.AppKey("http_adapters", dict)
 MLLP_SERVERS: web.AppKey[dict[str, asyncio.Server]] = web.AppKey("mllp_servers", dict)
 
@@ -107,10 +115,19 @@ async def _core_ctx(app: web.Application) -> AsyncIterator[None]:
                         notify=mirror.notify)
     app[INGESTOR] = ingestor
     feed_task: asyncio.Task[None] | None = None
+    pusher_task: asyncio.Task[None] | None = None
     feed: LedgerFeed | None = None
     if LEDGER in app:
         ledger = app[LEDGER]
-        ingestor.advisors.append(prescription_advisor(ledger))
+        pusher: WarningPusher | None = None
+        if cfg.webhooks:
+            pusher = WarningPusher(WebhookSender([
+                WebhookTarget(w.url, w.secret.get_secret_value().encode(), frozenset(w.events))
+                for w in cfg.webhooks]), ledger)
+            app[PUSHER] = pusher
+            pusher_task = asyncio.create_task(pusher.run(), name="deadline-webhooks")
+        ingestor.advisors.append(prescription_advisor(
+            ledger, pusher.prescription_warning if pusher else None))
         feed = LedgerFeed(store, ledger)
         app[LEDGER_FEED] = feed
         store.committed_listeners.append(feed.committed)  # type: ignore[attr-defined]
@@ -131,6 +148,10 @@ async def _core_ctx(app: web.Application) -> AsyncIterator[None]:
     stats_task = asyncio.create_task(_refresh_stats(app))
     yield
     stats_task.cancel()
+    if pusher_task is not None:
+        pusher_task.cancel()
+        await asyncio.gather(pusher_task, return_exceptions=True)
+        await app[PUSHER].close()
     if feed_task is not None and feed is not None:
         feed_task.cancel()
         await asyncio.gather(feed_task, return_exceptions=True)

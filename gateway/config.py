@@ -194,6 +194,14 @@ class CdsConfig(_Frozen):
     clients: tuple[CdsClientConfig, ...] = ()
 
 
+class WebhookConfig(_Frozen):
+    """A system that receives signed 集采 warnings and ledger alerts."""
+
+    url: str = Field(pattern=r"^https?://")
+    secret: SecretStr
+    events: tuple[Literal["prescription.warning", "deadline.overdue"], ...] = ()
+
+
 class CrosswalkConfig(_Frozen):
     """Where the crosswalk (对码) comes from at start."""
 
@@ -214,6 +222,7 @@ class GatewayConfig(_Frozen):
     crosswalk: CrosswalkConfig = CrosswalkConfig()
     ledger: LedgerConfig = LedgerConfig()
     cds: CdsConfig = CdsConfig()
+    webhooks: tuple[WebhookConfig, ...] = ()
 
     @model_validator(mode="after")
     def _unique_names(self) -> GatewayConfig:

@@ -15,6 +15,7 @@ import logging
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
+from typing import Any
 
 from mappings.crosswalk import Crosswalk
 
@@ -23,12 +24,20 @@ from .cds import CdsSettings, TrustedClient
 from .config import GatewayConfig
 from .errors import ConfigError
 from .ingest import Advice
-from .ledger import Ledger, LedgerSettings, LedgerStore, read_contracts
+from .ledger import Evaluation, Ledger, LedgerSettings, LedgerStore, read_contracts
 from .model import CHINA_TZ, Event
 from .rules.loader import load_rules
 from .store.base import Store
+from .webhooks import WebhookSender
 
-__all__ = ["LedgerFeed", "cds_settings", "make_ledger", "prescription_advisor"]
+__all__ = [
+    "LedgerFeed",
+    "WarningPusher",
+    "cds_settings",
+    "make_ledger",
+    "prescription_advisor",
+    "warning_payload",
+]
 
 log = logging.getLogger(__name__)
 
@@ -87,12 +96,88 @@ def cds_settings(cfg: GatewayConfig, crosswalk: CurrentCrosswalk) -> CdsSettings
                        resolve_item=_resolver(crosswalk))
 
 
-def prescription_advisor(ledger: Ledger) -> Callable[[Event, datetime], Advice]:
+def prescription_advisor(
+    ledger: Ledger, on_warning: Callable[[Event, Evaluation], None] | None = None,
+) -> Callable[[Event, datetime], Advice]:
     """The ingest path's hook that turns the rules' findings into ACK warnings."""
     def advise(event: Event, now: datetime) -> Advice:
         evaluation = ledger.evaluate_prescription(event, now)
+        if evaluation.findings and on_warning is not None:
+            on_warning(event, evaluation)
         return Advice(evaluation.issues, evaluation.blocked)
     return advise
+
+
+def warning_payload(event: Event, evaluation: Evaluation) -> dict[str, Any]:
+    """A webhook body for a prescription's warnings: who prescribed what, never the patient."""
+    party = {"id": event.prescriber.id, "name": event.prescriber.name} \
+        if event.prescriber else None
+    dept = {"id": event.department.id, "name": event.department.name} \
+        if event.department else None
+    return {
+        "hospital_id": event.hospital_id, "document_no": event.document_no,
+        "control_id": event.control_id, "source": event.source,
+        "occurred_at": event.occurred_at.isoformat(), "prescriber": party, "department": dept,
+        "blocked": evaluation.blocked,
+        "findings": [{"rule_id": f.rule_id, "severity": str(f.severity), "summary": f.summary,
+                      "detail": f.detail, "action": f.action, "line_seq": f.line_seq,
+                      "product_code": f.product_code,
+                      "replacements": [r.national_code for r in f.replacements]}
+                     for f in evaluation.findings],
+    }
+
+
+# deadline states worth telling other systems about: filing / payment past due, an order
+# unanswered after 48 h (overdue) and again 24 h after the reminder (escalate)
+_ALERT_STATES = frozenset({"overdue", "escalate"})
+
+
+class WarningPusher:
+    """Sends signed webhooks for prescription warnings and overdue deadlines, off the
+    acknowledgement path (a slow receiver never delays an ACK)."""
+
+    def __init__(self, sender: WebhookSender, ledger: Ledger, interval_s: float = 60.0) -> None:
+        self.sender = sender
+        self.ledger = ledger
+        self.interval_s = interval_s
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._told: set[tuple[str, str, str, str]] = set()
+
+    def _spawn(self, event_type: str, payload: dict[str, Any]) -> None:
+        task = asyncio.get_running_loop().create_task(self.sender.send(event_type, payload))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    def prescription_warning(self, event: Event, evaluation: Evaluation) -> None:
+        """Advisor hook: push the findings of one prescription."""
+        self._spawn("prescription.warning", warning_payload(event, evaluation))
+
+    def check_deadlines(self, now: datetime) -> int:
+        """Push each overdue deadline once; returns how many were pushed."""
+        n = 0
+        for d in self.ledger.deadlines(None, now):
+            key = (d.hospital_id, d.kind, d.ref, d.state)
+            if d.state not in _ALERT_STATES or key in self._told:
+                continue
+            self._told.add(key)
+            self._spawn("deadline.overdue", d.to_json())
+            n += 1
+        return n
+
+    async def run(self) -> None:
+        """Check deadlines every ``interval_s`` until cancelled."""
+        while True:
+            try:
+                self.check_deadlines(datetime.now(CHINA_TZ))
+            except Exception:
+                log.exception("deadline check failed")
+            await asyncio.sleep(self.interval_s)
+
+    async def close(self) -> None:
+        """Let deliveries in flight finish (each has bounded retries), then close."""
+        if self._tasks:
+            await asyncio.wait(self._tasks, timeout=10)
+        await self.sender.close()
 
 
 class LedgerFeed:
