@@ -11,11 +11,11 @@ from pathlib import Path
 import orjson
 from aiohttp import web
 from aiohttp.test_utils import TestServer
+from helpers import HOSPITAL, MLLPClient, ack_fields, free_port, make_config, sample
 
 from gateway.app import LEDGER, PUSHER, build_app
 from gateway.model import CHINA_TZ, Event, EventKind, Line
 from gateway.webhooks import verify
-from helpers import HOSPITAL, MLLPClient, ack_fields, free_port, make_config, sample
 
 SECRET = "hook-s3cret"
 
