@@ -7,6 +7,7 @@ import hmac
 import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
+from datetime import datetime
 
 import aiohttp
 import orjson
@@ -34,6 +35,7 @@ from .mappings_api import mappings_api, open_mappings
 from .metrics import Metrics
 from .mirror import Destination, Mirror
 from .mllp import start_mllp_server
+from .model import CHINA_TZ
 from .profiles import profile_for
 from .simulator import SimulatorState, simulator_app
 from .store.base import Store
@@ -325,7 +327,8 @@ def build_app(cfg: GatewayConfig, metrics_: Metrics | None = None) -> web.Applic
             return mappings.crosswalk
         ledger = make_ledger(cfg, current_crosswalk)
         app[LEDGER] = ledger
-        app.add_subapp("/ledger", ledger_app(ledger))
+        # reports and deadlines are read in China time, as the hospital reads them
+        app.add_subapp("/ledger", ledger_app(ledger, clock=lambda: datetime.now(CHINA_TZ)))
         if cfg.cds.enabled:
             app.add_subapp("/cds-services",
                            cds_app(ledger, cds_settings(cfg, current_crosswalk)))
