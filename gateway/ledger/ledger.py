@@ -305,6 +305,12 @@ class Ledger:
         if kind is EventKind.PRESCRIPTION and ev.order_control in (
                 OrderControl.CANCEL, OrderControl.DISCONTINUE):
             qty, amount = -qty, -amount
+        if kind is EventKind.DISPENSE:
+            for trace in line.trace_codes:
+                if not self.store.record_sale_trace(db, ev.hospital_id, trace, ev.event_id,
+                                                    code, day):
+                    log.warning("traceability code %s sold again (event %s)", trace,
+                                ev.event_id)
         if kind in _COUNTED:
             total = daily.setdefault((ev.hospital_id, code, kind.value, day, ev.online),
                                      [Decimal(0), Decimal(0)])

@@ -87,10 +87,16 @@ def build_report(ledger: Ledger, hospital_id: str, now: datetime,
     cumulative = ledger.fold_rows(ledger.daily_rows(hospital_id, None, until), contracts)
     rows = ledger.daily_rows(hospital_id, since, until)
     period = cumulative if since is None else ledger.fold_rows(rows, contracts)
+    # R13: a listed product with no sales for a year is suspended, then delisted
+    last_sale: dict[str, date] = {}
+    for r in ledger.daily_rows(hospital_id, None, until):
+        if r.kind == "dispense" and r.qty > 0 and r.day > last_sale.get(r.national_code, date.min):
+            last_sale[r.national_code] = r.day
+    year_ago = until - timedelta(days=365)
     items = []
     summary = {"contracted_products": 0, "zero_purchase_products": 0,
                "below_time_progress": 0, "over_purchased": 0, "nonwinning_bought": 0,
-               "at_risk": 0}
+               "at_risk": 0, "no_sales_one_year": 0}
     for c in sorted(contracts, key=lambda c: (c.project, c.batch, c.generic_key)):
         st = contract_status(c, cumulative.get(c.contract_id, Counters()), until)
         pst = contract_status(c, period.get(c.contract_id, Counters()), until)
@@ -105,6 +111,10 @@ def build_report(ledger: Ledger, hospital_id: str, now: datetime,
             "winning_products": [{"national_code": p.national_code, "name": p.product_name,
                                   "winning_price": str(p.winning_price),
                                   "supplier": p.supplier,
+                                  "last_sale": (last_sale[p.national_code].isoformat()
+                                                if p.national_code in last_sale else None),
+                                  "no_sales_one_year": _unsold(p.national_code, c.cycle_start,
+                                                               last_sale, year_ago),
                                   "stock": None if (s := ledger.stock(hospital_id,
                                                                       p.national_code)) is None
                                   else str(s)} for p in c.products],
@@ -136,6 +146,8 @@ def build_report(ledger: Ledger, hospital_id: str, now: datetime,
         summary["over_purchased"] += int(st.over_purchased)
         summary["nonwinning_bought"] += int(pst.nonwinning_qty > 0)
         summary["at_risk"] += int(st.at_risk)
+        summary["no_sales_one_year"] += sum(
+            _unsold(p.national_code, c.cycle_start, last_sale, year_ago) for p in c.products)
     deadlines = [d.to_json() for d in ledger.deadlines(hospital_id, now)
                  if since is None or local_date(d.opened_at) <= until]
     flags = [f for f in ledger.store.price_flags(hospital_id)
@@ -146,7 +158,18 @@ def build_report(ledger: Ledger, hospital_id: str, now: datetime,
                    "to": until.isoformat()},
         "summary": summary, "contracts": items, "online_rate": _online(ledger, rows),
         "deadlines": deadlines, "price_flags": flags,
+        "trace_flags": [f for f in ledger.store.trace_flags(hospital_id)
+                        if (since is None or f["day"] >= since.isoformat())
+                        and f["day"] <= until.isoformat()],
     }
+
+
+def _unsold(code: str, cycle_start: date, last_sale: dict[str, date], year_ago: date) -> bool:
+    """No sale for a whole year of the product being contracted (R13)."""
+    if cycle_start > year_ago:
+        return False  # not contracted for a year yet
+    sold = last_sale.get(code)
+    return sold is None or sold < year_ago
 
 
 CSV_COLUMNS = ("contract_id", "project", "batch", "generic_name", "agreed_volume",

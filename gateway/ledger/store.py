@@ -43,6 +43,13 @@ CREATE TABLE IF NOT EXISTS ledger_price_flags (
   event_id TEXT NOT NULL, seq INTEGER NOT NULL, hospital_id TEXT NOT NULL,
   national_code TEXT NOT NULL, day TEXT NOT NULL, price TEXT NOT NULL,
   winning_price TEXT NOT NULL, PRIMARY KEY (event_id, seq));
+CREATE TABLE IF NOT EXISTS ledger_trace (
+  hospital_id TEXT NOT NULL, code TEXT NOT NULL, event_id TEXT NOT NULL,
+  national_code TEXT NOT NULL, day TEXT NOT NULL, PRIMARY KEY (hospital_id, code));
+CREATE TABLE IF NOT EXISTS ledger_trace_flags (
+  hospital_id TEXT NOT NULL, code TEXT NOT NULL, first_event TEXT NOT NULL,
+  first_day TEXT NOT NULL, event_id TEXT NOT NULL, day TEXT NOT NULL,
+  national_code TEXT NOT NULL, PRIMARY KEY (hospital_id, code, event_id));
 CREATE TABLE IF NOT EXISTS cds_cards (
   uuid TEXT PRIMARY KEY, service TEXT NOT NULL, hospital_id TEXT NOT NULL,
   doctor TEXT NOT NULL, department TEXT NOT NULL, rule_id TEXT NOT NULL,
@@ -216,6 +223,33 @@ class LedgerStore:
         """Record a purchase of a winning product above its winning price."""
         db.execute("INSERT OR IGNORE INTO ledger_price_flags VALUES (?,?,?,?,?,?,?)",
                    (event_id, seq, hospital_id, code, day.isoformat(), str(price), str(winning)))
+
+    @staticmethod
+    def record_sale_trace(db: sqlite3.Connection, hospital_id: str, code: str, event_id: str,
+                          national_code: str, day: date) -> bool:
+        """Note a traceability code sold; False (and a flag) if it was sold before (R14)."""
+        cur = db.execute("INSERT OR IGNORE INTO ledger_trace VALUES (?,?,?,?,?)",
+                         (hospital_id, code, event_id, national_code, day.isoformat()))
+        if cur.rowcount == 1:
+            return True
+        first_event, first_day = db.execute(
+            "SELECT event_id, day FROM ledger_trace WHERE hospital_id=? AND code=?",
+            (hospital_id, code)).fetchone()
+        if first_event == event_id:
+            return True
+        db.execute("INSERT OR IGNORE INTO ledger_trace_flags VALUES (?,?,?,?,?,?,?)",
+                   (hospital_id, code, first_event, first_day, event_id, day.isoformat(),
+                    national_code))
+        return False
+
+    def trace_flags(self, hospital_id: str) -> list[dict[str, Any]]:
+        """Traceability codes sold more than once: returned, switched or counterfeit drugs."""
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT code, national_code, first_event, first_day, event_id, day FROM "
+                "ledger_trace_flags WHERE hospital_id=? ORDER BY day", (hospital_id,)).fetchall()
+        return [{"trace_code": c, "national_code": n, "first_sale_event": fe,
+                 "first_sale_day": fd, "event_id": e, "day": d} for c, n, fe, fd, e, d in rows]
 
     # -- contracts ---------------------------------------------------------------------
 
