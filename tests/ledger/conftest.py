@@ -1,52 +1,16 @@
-"""Fixtures for the ledger, rules and CDS tests: calendar, contracts, event builders."""
+"""Fixtures for the ledger, rules and CDS tests: calendar, rules, a ledger with contracts."""
 
 from __future__ import annotations
 
-import itertools
 from collections.abc import Iterator
-from datetime import datetime, timedelta, timezone
-from decimal import Decimal
 from pathlib import Path
 
 import pytest
+from ledger_helpers import DATA, ROOT, cst
 
 from gateway.calendar import WorkCalendar, load_calendar
 from gateway.ledger import Ledger, LedgerSettings, LedgerStore, read_contracts
-from gateway.model import Event, EventKind, Line, Party
 from gateway.rules import RuleSet, load_rules
-
-ROOT = Path(__file__).resolve().parents[2]
-DATA = ROOT / "tests" / "data" / "ledger"
-CST = timezone(timedelta(hours=8))
-HOSPITAL = "H36070200012"
-# 依西美坦片: 齐鲁 wins, Pfizer's original does not
-EXEMESTANE_WIN = "XL02BGY096A001010204021"
-EXEMESTANE_PFIZER = "XL02BGY096A001010178720"
-ABIRATERONE_WIN_A = "XL02BBA292A001010201523"
-ABIRATERONE_WIN_B = "XL02BBA292A001010204021"
-ABIRATERONE_OTHER = "XL02BBA292A001010205345"
-
-_ids = itertools.count(1)
-
-
-def cst(y: int, m: int, d: int, hh: int = 9, mm: int = 0, ss: int = 0) -> datetime:
-    """A moment in China time."""
-    return datetime(y, m, d, hh, mm, ss, tzinfo=CST)
-
-
-def event(kind: EventKind, lines: list[tuple[str, str | int | Decimal, str | None]], *,
-          at: datetime, hospital: str = HOSPITAL, online: bool = True,
-          emergency: bool = False, doc: str = "", event_id: str | None = None,
-          extra: tuple[tuple[str, str], ...] = (), name: str = "") -> Event:
-    """An event with lines of (national code, quantity in national units, unit price)."""
-    built = tuple(
-        Line(seq=i, item_code=f"HIS{i:04d}", item_name=name, quantity=Decimal(str(q)),
-             price=None if p is None else Decimal(p), national_code=code,
-             national_quantity=Decimal(str(q)))
-        for i, (code, q, p) in enumerate(lines, start=1))
-    return Event(event_id=event_id or f"ev-{next(_ids)}", kind=kind, hospital_id=hospital,
-                 source="test", occurred_at=at, lines=built, document_no=doc, online=online,
-                 emergency=emergency, supplier=Party("S01", "国药控股赣州有限公司"), extra=extra)
 
 
 @pytest.fixture(scope="session")

@@ -12,8 +12,8 @@ import jwt
 import orjson
 import pytest
 from aiohttp import web
-from conftest import DATA, EXEMESTANE_PFIZER, EXEMESTANE_WIN, HOSPITAL, cst, event
 from cryptography.hazmat.primitives.asymmetric import ec
+from ledger_helpers import DATA, EXEMESTANE_PFIZER, EXEMESTANE_WIN, HOSPITAL, cst, event
 
 from gateway.cds import CdsSettings, TrustedClient, cds_app
 from gateway.ledger import override_report, override_report_csv

@@ -6,7 +6,7 @@ from datetime import date, timedelta
 from pathlib import Path
 
 import pytest
-from conftest import EXEMESTANE_PFIZER, HOSPITAL, cst, event
+from ledger_helpers import EXEMESTANE_PFIZER, HOSPITAL, cst, event
 
 from gateway.calendar import CalendarGapError, load_year
 from gateway.errors import ConfigError

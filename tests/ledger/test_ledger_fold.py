@@ -9,7 +9,7 @@ from pathlib import Path
 
 import openpyxl
 import pytest
-from conftest import (
+from ledger_helpers import (
     ABIRATERONE_OTHER,
     ABIRATERONE_WIN_A,
     ABIRATERONE_WIN_B,

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from aiohttp import web
-from conftest import DATA, EXEMESTANE_WIN, HOSPITAL, cst, event
+from ledger_helpers import DATA, EXEMESTANE_WIN, HOSPITAL, cst, event
 
 from gateway.ledger import ledger_app
 from gateway.model import EventKind

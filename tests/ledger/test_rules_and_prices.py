@@ -5,7 +5,7 @@ from __future__ import annotations
 from decimal import Decimal
 
 import pytest
-from conftest import EXEMESTANE_PFIZER, EXEMESTANE_WIN, HOSPITAL, cst, event
+from ledger_helpers import EXEMESTANE_PFIZER, EXEMESTANE_WIN, HOSPITAL, cst, event
 
 from adapters.base import Severity
 from adapters.hl7v2.ack import AckHeader, build_ack

@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 from datetime import timedelta
 
-from conftest import EXEMESTANE_WIN, HOSPITAL, cst, event
+from ledger_helpers import EXEMESTANE_WIN, HOSPITAL, cst, event
 
 from gateway.ledger import Ledger, build_report
 from gateway.model import EventKind
