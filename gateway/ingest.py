@@ -65,7 +65,6 @@ class Ingestor:
         self.notify = notify
         self.clock = clock
         self.advisors: list[Advisor] = []
-        self.committed_hooks: list[Callable[[Sequence[Event]], None]] = []
 
     def plan(self, events: Sequence[Event], held: Sequence[bool]) -> tuple[PlannedDelivery, ...]:
         """Outbox rows for the events that are ready (held events get none yet)."""
@@ -156,11 +155,6 @@ class Ingestor:
             return adapter.reply(parsed, raw, Outcome(OutcomeStatus.DUPLICATE), now=self.clock())
         if result.outbox_ids:
             self.notify()
-        for hook in self.committed_hooks:
-            try:
-                hook(events)
-            except Exception:  # the message is committed; a hook must not turn AA into AE
-                log.exception("post-commit hook failed for %s", parsed.control_id)
         return adapter.reply(parsed, raw, Outcome(OutcomeStatus.ACCEPTED, advice.issues),
                              now=self.clock())
 
