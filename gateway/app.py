@@ -59,7 +59,7 @@ log = logging.getLogger(__name__)
 
 CONFIG: web.AppKey[GatewayConfig] = web.AppKey("config", GatewayConfig)
 METRICS: web.AppKey[Metrics] = web.AppKey("metrics", Metrics)
-STORE: web.AppKey[Store] = web.AppKey("store", Store)  # type: ignore[type-abstract]
+STORE: web.AppKey[Store] = web.AppKey("store", Store)
 INGESTOR: web.AppKey[Ingestor] = web.AppKey("ingestor", Ingestor)
 MIRROR: web.AppKey[Mirror] = web.AppKey("mirror", Mirror)
 SIMULATOR: web.AppKey[SimulatorState] = web.AppKey("simulator", SimulatorState)
@@ -67,8 +67,8 @@ CROSSWALK: web.AppKey[Crosswalk] = web.AppKey("crosswalk", Crosswalk)
 LEDGER: web.AppKey[Ledger] = web.AppKey("ledger", Ledger)
 LEDGER_FEED: web.AppKey[LedgerFeed] = web.AppKey("ledger_feed", LedgerFeed)
 PUSHER: web.AppKey[WarningPusher] = web.AppKey("webhook_pusher", WarningPusher)
-HTTP_ADAPTERS: web.AppKey[dict[str, Adapter]] = web.AppKey("http_adapters", dict)
-MLLP_SERVERS: web.AppKey[dict[str, asyncio.Server]] = web.AppKey("mllp_servers", dict)
+HTTP_ADAPTERS: web.AppKey[dict[str, Adapter]] = web.AppKey("http_adapters")
+MLLP_SERVERS: web.AppKey[dict[str, asyncio.Server]] = web.AppKey("mllp_servers")
 
 
 def make_store(cfg: GatewayConfig, metrics: Metrics | None = None) -> Store:
@@ -226,9 +226,10 @@ async def _ingest(request: web.Request, adapter: Adapter) -> web.Response:
 async def ingest_http(request: web.Request) -> web.Response:
     """POST /ingest/{listener}: a message for an HTTP adapter (FHIR, vendor XML/JSON)."""
     name = request.match_info["listener"]
-    adapter = request.app[HTTP_ADAPTERS].get(name)
+    adapters = request.app[HTTP_ADAPTERS]
+    adapter = adapters.get(name)
     if adapter is None:
-        known = ", ".join(sorted(request.app[HTTP_ADAPTERS])) or "none configured"
+        known = ", ".join(sorted(adapters)) or "none configured"
         return web.json_response(
             {"error": f"no HTTP listener named {name!r} (listeners: {known})"}, status=404)
     return await _ingest(request, adapter)
@@ -274,7 +275,7 @@ async def fhir_metadata(request: web.Request) -> web.Response:
 async def unmapped(request: web.Request) -> web.Response:
     """GET /api/unmapped: the unmapped-item queue."""
     store = request.app[STORE]
-    items = await store.unmapped(request.query.get("hospital"))  # type: ignore[attr-defined]
+    items = await store.unmapped(request.query.get("hospital"))
     return web.json_response([vars(i) if hasattr(i, "__dict__") else
                               {f: getattr(i, f) for f in i.__slots__} for i in items])
 

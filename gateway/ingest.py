@@ -98,7 +98,7 @@ class Ingestor:
 
     async def release_held(self, hospital_id: str | None = None) -> int:
         """Release the held events the crosswalk now maps, in their original order."""
-        released = await self.store.release_held(self.remap, hospital_id)  # type: ignore[attr-defined]
+        released = await self.store.release_held(self.remap, hospital_id)
         if released:
             log.info("released %d held event(s)", len(released))
             self.notify()

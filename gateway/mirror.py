@@ -59,7 +59,7 @@ class Destination:
 def backoff_delay(attempts: int, initial: float, maximum: float,
                   rand: Callable[[], float] = random.random) -> float:
     """Exponential back-off with full jitter on the upper half, capped."""
-    base = min(maximum, initial * (2 ** min(attempts, 30)))
+    base = min(maximum, initial * 2.0 ** min(attempts, 30))
     return base / 2 + rand() * base / 2
 
 

@@ -1,5 +1,8 @@
 """Platform profiles: canonical events to one platform's requests, and its answers back."""
 
+from collections.abc import Callable
+
+from ..config import DestinationConfig, GatewayConfig
 from .base import Answer, PlatformProfile, Verdict
 from .nhsa import NhsaInventoryProfile
 from .zhaocai import ZhaocaiProfile
@@ -8,8 +11,11 @@ __all__ = ["Answer", "NhsaInventoryProfile", "PlatformProfile", "Verdict", "Zhao
            "profile_for"]
 
 
-def profile_for(name: str) -> type[PlatformProfile]:
+ProfileFactory = Callable[[DestinationConfig, GatewayConfig], PlatformProfile]
+
+
+def profile_for(name: str) -> ProfileFactory:
     """The profile class for a configured profile name."""
-    profiles: dict[str, type[PlatformProfile]] = {"nhsa-inventory": NhsaInventoryProfile,
-                                                   "zhaocai": ZhaocaiProfile}
+    profiles: dict[str, ProfileFactory] = {"nhsa-inventory": NhsaInventoryProfile,
+                                           "zhaocai": ZhaocaiProfile}
     return profiles[name]
