@@ -215,7 +215,14 @@ async def metrics(request: web.Request) -> web.Response:
 
 
 async def _ingest(request: web.Request, adapter: Adapter) -> web.Response:
-    raw = await request.read()
+    try:
+        raw = await request.read()
+    except web.HTTPRequestEntityTooLarge:
+        limit = request.app[CONFIG].http.max_body_bytes
+        log.warning("refused a body over %d bytes from %s for %s (%s bytes announced)",
+                    limit, request.remote, adapter.name, request.content_length)
+        return web.json_response(
+            {"error": f"message body exceeds http.max_body_bytes ({limit} bytes)"}, status=413)
     reply = await request.app[INGESTOR].handle(adapter, raw, request.remote or "?")
     ctype, _, params = reply.content_type.partition(";")
     charset = params.partition("charset=")[2].strip() or None

@@ -105,3 +105,27 @@ async def test_fhir_rest_routes_and_capability_statement(http_gateway: str) -> N
     types = {res["type"] for rest in cap["rest"] for res in rest["resource"]}
     assert {"MedicationRequest", "MedicationDispense", "SupplyRequest",
             "SupplyDelivery"} <= types
+
+
+async def test_oversized_body_is_refused_with_413_and_the_listener_keeps_serving(
+        tmp_path: Path) -> None:
+    mllp_port = free_port()
+    base = make_config(tmp_path, mllp_port=mllp_port, http_port=0, simulator_port=None,
+                       platform_url="http://127.0.0.1:9/fsi/api/inventory")
+    cfg = make_config(tmp_path, mllp_port=mllp_port, http_port=0, simulator_port=None,
+                      platform_url="http://127.0.0.1:9/fsi/api/inventory",
+                      listeners=[dict(lst.model_dump()) for lst in base.listeners] + LISTENERS,
+                      http={"host": "127.0.0.1", "port": 0, "max_body_bytes": 65536})
+    server = TestServer(build_app(cfg), host="127.0.0.1")
+    await server.start_server()
+    try:
+        async with ClientSession() as http:
+            huge = b'{"resourceType": "Bundle", "x": "' + b"x" * 200_000 + b'"}'
+            async with http.post(server.make_url("/ingest/his-fhir"), data=huge) as r:
+                assert r.status == 413
+                assert "max_body_bytes" in (await r.json())["error"]
+            body = _sample("fhir-r4/valid", "medicationrequest_contained_medication.json")
+            async with http.post(server.make_url("/ingest/his-fhir"), data=body) as r:
+                assert r.status == 201
+    finally:
+        await server.close()
