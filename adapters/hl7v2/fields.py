@@ -43,7 +43,7 @@ def party(seg: Segment | None, n: int) -> Party | None:
     """An XCN/XON/CE field as id^name (Chinese names come whole in the family part)."""
     if seg is None:
         return None
-    pid, family, given = seg.get(n, 1), seg.get(n, 2), seg.get(n, 3)
+    pid, family, given = seg.components(n)
     if not (pid or family):
         return None
     if given.isdigit() or given.startswith("HL7"):  # XON-3 / CE-3 are not name parts

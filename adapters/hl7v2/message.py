@@ -171,6 +171,8 @@ class Segment:
         raw = f[n]
         if not raw:
             return ""
+        if raw.isalnum():  # no separator nor escape can be in it: the common case
+            return raw if component == 1 and rep == 1 and sub == 1 else ""
         seps = self._seps
         # this runs dozens of times per message: for the first item of each level an
         # inlined find/slice, a split only when a later item is asked for
@@ -196,6 +198,24 @@ class Segment:
             return _unescape(raw, seps, self._codec)
         return raw
 
+    def components(self, n: int, rep: int = 1, size: int = 3) -> list[str]:
+        """The first ``size`` decoded components of field n (padded with empty strings)."""
+        f = self.fields
+        raw = f[n] if n < len(f) else ""
+        if not raw or raw.isalnum():
+            return [raw] + [""] * (size - 1)
+        seps = self._seps
+        raw = _pick(raw, seps.repetition, rep)
+        parts = raw.split(seps.component, size)[:size]
+        parts += [""] * (size - len(parts))
+        out = []
+        for part in parts:
+            i = part.find(seps.subcomponent)
+            if i >= 0:
+                part = part[:i]
+            out.append(_unescape(part, seps, self._codec) if seps.escape in part else part)
+        return out
+
     def all(self, n: int, component: int = 1) -> list[str]:
         """Decoded component of every repetition of field n."""
         return [self.get(n, component, rep=i + 1) for i in range(len(self.repetitions(n)))]
@@ -204,9 +224,10 @@ class Segment:
 class Message:
     """A decoded message: segments in order plus the MSH shortcuts."""
 
-    __slots__ = ("codec", "segments", "seps")
+    __slots__ = ("_type", "codec", "segments", "seps")
 
     def __init__(self, segments: list[Segment], seps: Separators, codec: str) -> None:
+        self._type: str | None = None
         self.segments = segments
         self.seps = seps
         self.codec = codec
@@ -224,9 +245,11 @@ class Message:
     @property
     def message_type(self) -> str:
         """MSH-9 as ``RDE^O11``."""
-        msh = self.msh
-        code, trigger = msh.get(9, 1), msh.get(9, 2)
-        return f"{code}^{trigger}" if trigger else code
+        if self._type is None:
+            msh = self.msh
+            code, trigger = msh.get(9, 1), msh.get(9, 2)
+            self._type = f"{code}^{trigger}" if trigger else code
+        return self._type
 
     @property
     def version(self) -> str:

@@ -87,9 +87,10 @@ def patient_of(msg: Message) -> Patient | None:
             id_card = ident
         elif not patient_id:
             patient_id = ident
+    family, given, _ = pid.components(5)
     return Patient(
         id=patient_id,
-        name=pid.get(5, 1) + pid.get(5, 2),
+        name=family + given,
         id_card=id_card or pid.get(19),
         phone=pid.get(13, 1),
         insurance_no=pid.get(2),
@@ -119,10 +120,16 @@ def _apply_z(z: Segment | None, layout: ZLayout) -> dict[str, str | tuple[str, .
     return out
 
 
+def _second_or_first(seg: Segment, n: int) -> str:
+    """A coded field's text (component 2), or its code when it has no text."""
+    first, second, _ = seg.components(n)
+    return second or first
+
+
 def _line(seq: int, item: Segment, spec: _Item, z: Segment | None, layout: ZLayout,
           oc: OrderControl | None) -> Line:
     name = item.name
-    code = item.get(spec.code, 1)
+    code, item_name, _ = item.components(spec.code)
     if not code:
         raise MessageRejected(f"{name}-{spec.code} (item code) is empty in line {seq}",
                               code="101", location=f"{name}-{spec.code}")
@@ -137,7 +144,8 @@ def _line(seq: int, item: Segment, spec: _Item, z: Segment | None, layout: ZLayo
         if isinstance(price_raw, str) else None
     maker = ""
     if spec.maker:
-        maker = item.get(spec.maker, 2) or item.get(spec.maker, 1)
+        maker_id, maker_name, _ = item.components(spec.maker)
+        maker = maker_name or maker_id
     spec_text = str(zv.get("specification", ""))
     if not spec_text and name == "RXE" and item.get(25):
         spec_text = f"{item.get(25)}{item.get(26, 1)}"  # give strength + units
@@ -145,14 +153,14 @@ def _line(seq: int, item: Segment, spec: _Item, z: Segment | None, layout: ZLayo
     return Line(
         seq=seq,
         item_code=code,
-        item_name=item.get(spec.code, 2),
+        item_name=item_name,
         specification=spec_text,
         manufacturer=str(zv.get("manufacturer", "")) or maker,
         quantity=quantity,
-        unit=item.get(spec.unit, 2) or item.get(spec.unit, 1),
+        unit=_second_or_first(item, spec.unit),
         price=price,
         generic_name=str(zv.get("generic_name", "")),
-        dosage_form=(item.get(spec.form, 2) or item.get(spec.form, 1)) if spec.form else "",
+        dosage_form=_second_or_first(item, spec.form) if spec.form else "",
         approval_no=str(zv.get("approval_no", "")),
         standard_code=str(zv.get("standard_code", "")),
         lot_no=str(zv.get("lot_no", "")) or (item.get(spec.lot) if spec.lot else ""),
