@@ -123,7 +123,7 @@ async def main() -> None:
         stored = sqlite3.connect(tmp / "gateway.db").execute(
             "SELECT count(*) FROM messages").fetchone()[0]
     base_port = free_port()
-    base = await run_target([sys.executable, str(ROOT / "bench" / "_baseline_server.py"),
+    base = await run_target([sys.executable, str(ROOT / "bench" / "support" / "baseline_server.py"),
                              str(base_port)], base_port, args.baseline_messages,
                             args.connections, 200)
     for name, r in (("gateway (SQLite WAL, synchronous=FULL, group commit)", gw),
