@@ -22,8 +22,8 @@ from pathlib import Path
 
 import yaml
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _mllp_load import drive
+sys.path.insert(0, str(Path(__file__).resolve().parent / "support"))
+from mllp_load import drive
 
 ROOT = Path(__file__).resolve().parent.parent
 TEMPLATE = (ROOT / "tests" / "data" / "hl7v2" / "rde_o11_prescription_utf8.hl7").read_bytes()
