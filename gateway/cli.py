@@ -127,18 +127,41 @@ def cmd_send(args: argparse.Namespace) -> int:
                 status = 1
         return status
     host, _, port = args.mllp.rpartition(":")
-    with socket.create_connection((host or "127.0.0.1", int(port)), timeout=args.timeout) as s:
+    try:
+        conn = socket.create_connection((host or "127.0.0.1", int(port)), timeout=args.timeout)
+    except (OSError, ValueError) as exc:
+        print(f"cannot connect to MLLP listener {args.mllp}: {exc}", file=sys.stderr)
+        return 2
+    with conn as s:
         for name in args.files:
             raw = Path(name).read_bytes()
             if b"\n" in raw and b"\r" not in raw:
                 raw = raw.replace(b"\n", b"\r")  # files edited by hand often lose the CRs
             s.sendall(frame(raw))
             ack = _read_ack(s, args.timeout)
-            text = ack.decode("utf-8", "replace").replace("\r", "\n")
-            print(f"--- {name}\n{text}")
-            if "|AA|" not in text.split("MSA", 1)[-1][:5] and "MSA|AA" not in text:
+            text = _decode_ack(ack)
+            print(f"--- {name}\n{text.replace(chr(13), chr(10))}")
+            if _ack_code(text) != "AA":
                 status = 1
     return status
+
+
+def _decode_ack(ack: bytes) -> str:
+    """The ACK as text: UTF-8, or GB18030 when a Chinese HIS was answered in its charset."""
+    try:
+        return ack.decode("utf-8")
+    except UnicodeDecodeError:
+        return ack.decode("gb18030", "replace")
+
+
+def _ack_code(text: str) -> str:
+    """MSA-1 of an ACK (AA, AE, AR), read with the field separator its MSH declares."""
+    fs = text[3:4] or "|"
+    for seg in text.split("\r"):
+        if seg.startswith("MSA"):
+            fields = seg.split(fs)
+            return fields[1] if len(fields) > 1 else ""
+    return ""
 
 
 def _outbox_query(args: argparse.Namespace, default_states: Sequence[str]) -> Any:
