@@ -5,9 +5,9 @@ from __future__ import annotations
 import asyncio
 
 import pytest
+from helpers import HL7, free_port
 
 from gateway.cli import main
-from helpers import HL7, free_port
 
 
 async def test_send_prints_acks_and_exits_by_their_code(
