@@ -157,7 +157,6 @@ async def _core_ctx(app: web.Application) -> AsyncIterator[None]:
     if feed_task is not None and feed is not None:
         feed_task.cancel()
         await asyncio.gather(feed_task, return_exceptions=True)
-        feed.close()
     for server in servers.values():
         server.close()
         await server.wait_closed()

@@ -13,7 +13,6 @@ import contextlib
 import json
 import logging
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
 from typing import Any
 
@@ -196,8 +195,7 @@ class LedgerFeed:
         self.coalesce_s = coalesce_s
         self.wake = asyncio.Event()
         self._live: list[tuple[int, Event]] = []
-        # one thread: folds happen in commit order, and the SQLite work leaves the loop free
-        self._executor = ThreadPoolExecutor(1, thread_name_prefix="ledger-feed")
+        self.slice = 64
         self.cursor = ledger.store.cursor()
 
     def committed(self, events: list[tuple[int, Event]]) -> None:
@@ -209,11 +207,13 @@ class LedgerFeed:
         rows = [r for r in rows if r[0] > self.cursor]
         if not rows:
             return
-        last = rows[-1][0]
-        events = [e for _, e in rows]
-        await asyncio.get_running_loop().run_in_executor(
-            self._executor, lambda: self.ledger.apply(events, cursor=last))
-        self.cursor = last
+        # folded on the event loop in small slices: a worker thread would only add GIL
+        # hand-offs to this Python-bound work, and small slices keep ACK latency flat
+        for i in range(0, len(rows), self.slice):
+            chunk = rows[i:i + self.slice]
+            self.ledger.apply([e for _, e in chunk], cursor=chunk[-1][0])
+            self.cursor = chunk[-1][0]
+            await asyncio.sleep(0)
 
     async def run_once(self) -> int:
         """Fold the next batch read from the store; returns how many events it read."""
@@ -245,10 +245,6 @@ class LedgerFeed:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self.wake.wait(), timeout=1.0)
             if len(self._live) < self.batch:
-                # gather a few group commits per fold: one hand-off to the feed thread per
-                # tenth of a second instead of per commit keeps it off the ingest path
+                # gather a few group commits per fold: one ledger transaction per tenth of a
+                # second instead of one per group commit
                 await asyncio.sleep(self.coalesce_s)
-
-    def close(self) -> None:
-        """Stop the worker thread."""
-        self._executor.shutdown(wait=True)
