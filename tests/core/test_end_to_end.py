@@ -202,3 +202,26 @@ async def test_operator_api_requires_the_configured_token(tmp_path) -> None:
                 assert r.status == 200  # probes stay open
     finally:
         await server.close()
+
+
+async def test_readyz_reports_an_unreachable_platform_and_recovers(gateway) -> None:
+    gateway.simulator.faults.down = True  # every call answers 503
+    client = await MLLPClient.connect(gateway.mllp_port)
+    assert ack_fields(await client.send(sample("rds_o13_dispense_utf8.hl7")))["MSA"][1] == "AA"
+    await client.close()
+
+    async def ready() -> tuple[int, dict[str, object]]:
+        async with aiohttp.ClientSession() as s, s.get(gateway.url("/readyz")) as r:
+            return r.status, await r.json()
+
+    for _ in range(100):
+        status, body = await ready()
+        if status == 503:
+            break
+        await asyncio.sleep(0.05)
+    assert status == 503 and body["platforms_reachable"] == {"nhsa": False}
+    assert body["store_writable"] is True
+    gateway.simulator.faults.down = False
+    await _wait_for(lambda: len(gateway.simulator.order) == 1, timeout=10)
+    status, body = await ready()
+    assert status == 200 and body["platforms_reachable"] == {"nhsa": True}
