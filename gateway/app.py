@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import hmac
 import logging
 import time
@@ -282,8 +283,7 @@ async def unmapped(request: web.Request) -> web.Response:
     """GET /api/unmapped: the unmapped-item queue."""
     store = request.app[STORE]
     items = await store.unmapped(request.query.get("hospital"))
-    return web.json_response([vars(i) if hasattr(i, "__dict__") else
-                              {f: getattr(i, f) for f in i.__slots__} for i in items])
+    return web.json_response([dataclasses.asdict(i) for i in items])
 
 
 _PROTECTED = ("/api/", "/ledger/")

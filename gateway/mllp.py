@@ -48,9 +48,6 @@ class MLLPProtocol(asyncio.Protocol):
         for chunk in self.framer.feed(data):
             self._dispatch(chunk)
 
-    def eof_received(self) -> bool | None:
-        return None
-
     def connection_lost(self, exc: Exception | None) -> None:
         for chunk in self.framer.close():
             self._dispatch(chunk)
@@ -91,7 +88,7 @@ class MLLPProtocol(asyncio.Protocol):
                                    now=self.ingestor.clock())
         return reply.body
 
-    def _queue(self, work: Awaitable[object], close: bool = False) -> None:
+    def _queue(self, work: Awaitable[bytes | None], close: bool = False) -> None:
         prev = self._tail
         self._in_flight += 1
         if self._in_flight >= MAX_IN_FLIGHT and not self._paused and self.transport:
@@ -99,7 +96,7 @@ class MLLPProtocol(asyncio.Protocol):
             self._paused = True
         self._tail = asyncio.ensure_future(self._answer(work, prev, close))
 
-    async def _answer(self, work: Awaitable[object], prev: asyncio.Future[None] | None,
+    async def _answer(self, work: Awaitable[bytes | None], prev: asyncio.Future[None] | None,
                       close: bool) -> None:
         try:
             result = await work
@@ -112,9 +109,8 @@ class MLLPProtocol(asyncio.Protocol):
         t = self.transport
         if t is None or t.is_closing():
             return
-        body = result if isinstance(result, bytes) else getattr(result, "body", None)
-        if body is not None:
-            t.write(START + body + END)
+        if result is not None:  # bytes that are no message get no answer
+            t.write(START + result + END)
         if close:
             log.warning("closing connection from %s after an oversize frame", self.peer)
             t.close()
