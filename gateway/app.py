@@ -283,7 +283,9 @@ async def unmapped(request: web.Request) -> web.Response:
     """GET /api/unmapped: the unmapped-item queue."""
     store = request.app[STORE]
     items = await store.unmapped(request.query.get("hospital"))
-    return web.json_response([dataclasses.asdict(i) for i in items])
+    # orjson keeps Chinese names readable for an operator using curl
+    return web.Response(body=orjson.dumps([dataclasses.asdict(i) for i in items]),
+                        content_type="application/json")
 
 
 _PROTECTED = ("/api/", "/ledger/")
