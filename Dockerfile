@@ -1,7 +1,10 @@
 # Slim image running `jicai-gateway serve`, as a non-root user, with a health check.
 FROM python:3.11-slim AS build
+# a C compiler for the mypyc-compiled parsing modules (setup.py); not in the final image
+RUN apt-get update && apt-get install -y --no-install-recommends gcc libc6-dev \
+    && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
-COPY pyproject.toml README.md ./
+COPY pyproject.toml setup.py README.md ./
 COPY gateway gateway
 COPY adapters adapters
 COPY mappings mappings

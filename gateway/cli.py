@@ -19,6 +19,7 @@ from . import cli_mappings
 from .config import GatewayConfig, load_config
 from .errors import ConfigError
 from .mllp_framing import END, START, frame
+from .native import native_status
 
 __all__ = ["main"]
 
@@ -55,6 +56,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
     cfg = _load(args.config)
     _setup_logging(cfg.log_level)
     logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
+    native = native_status()
+    (logging.getLogger("gateway").warning if native.stale or not native.compiled
+     else logging.getLogger("gateway").info)("%s", native.summary())
     loop = _new_loop()
     asyncio.set_event_loop(loop)
     # the store's writer thread comes back from each fsync wanting the GIL; a short
@@ -77,6 +81,7 @@ def cmd_check_config(args: argparse.Namespace) -> int:
     print(f"{args.config}: OK — {len(cfg.listeners)} listener(s), "
           f"{len(cfg.destinations)} destination(s), {len(cfg.hospitals)} hospital(s), "
           f"store {cfg.store.backend}")
+    print(native_status().summary())
     return 0
 
 

@@ -13,6 +13,17 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from pg import PG_DSN, require_pg
 
+from gateway.native import native_status
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    # a compiled module older than its source would run the old code under test
+    stale = native_status().stale
+    if stale:
+        pytest.exit(f"compiled modules are older than their source: {', '.join(stale)}; "
+                    "rebuild them with `./scripts/test.sh` or `.venv/bin/pip install -e .`",
+                    returncode=4)
+
 
 @pytest.fixture
 async def pg_schema() -> AsyncIterator[str]:

@@ -127,6 +127,18 @@ def _check_codes(resource: Mapping[str, Any], resource_type: str, base: str) -> 
     return issues
 
 
+def _unknown_nested_type(resource: Mapping[str, Any], base: str, exc: KeyError) -> Issue:
+    key = str(exc.args[0]) if exc.args else ""
+    name = key.split(".", 1)[-1].removesuffix("Type")
+    where = base
+    for i, item in enumerate(resource.get("contained") or ()):
+        if isinstance(item, Mapping) and item.get("resourceType") == name:
+            where = f"{base}.contained[{i}].resourceType"
+            break
+    return Issue(Severity.ERROR, f"{where}: resourceType {name!r} is not a FHIR R4 resource",
+                 "102", where)
+
+
 def validate_resource(resource: Mapping[str, Any], base: str) -> list[Issue]:
     """Every problem of one R4 resource, each located by a FHIRPath starting at ``base``.
 
@@ -146,4 +158,6 @@ def validate_resource(resource: Mapping[str, Any], base: str) -> list[Issue]:
         issues.extend(_issue(base, err, resource_type) for err in exc.errors())
     except (TypeError, ValueError) as exc:  # a validator that raised outside pydantic
         issues.append(Issue(Severity.ERROR, f"{base}: {exc}", "102", base))
+    except KeyError as exc:  # fhir.resources looks nested resources up by resourceType
+        issues.append(_unknown_nested_type(resource, base, exc))
     return issues

@@ -9,11 +9,10 @@ from __future__ import annotations
 from datetime import datetime
 from decimal import Decimal, InvalidOperation
 
-from pydantic import BaseModel, ConfigDict, Field
-
 from gateway.errors import MessageRejected
 from gateway.model import Party
 
+from .layout import ZFields, ZLayout
 from .message import Segment
 
 __all__ = ["Header", "ZFields", "ZLayout", "decimal", "hl7_date", "party"]
@@ -62,26 +61,3 @@ class Header:
         self.source = source
         self.control_id = control_id
         self.occurred_at = occurred_at
-
-
-class ZFields(BaseModel):
-    """Field positions in a hospital's Z-segment; ``None`` when the segment lacks the field."""
-
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-    specification: int | None = Field(default=1, ge=1, le=99, description="规格")
-    manufacturer: int | None = Field(default=2, ge=1, le=99, description="生产企业")
-    price: int | None = Field(default=3, ge=1, le=99, description="单价 (yuan per unit)")
-    trace_codes: int | None = Field(default=4, ge=1, le=99,
-                                    description="药品追溯码, repeated with ~")
-    approval_no: int | None = Field(default=5, ge=1, le=99, description="批准文号")
-    generic_name: int | None = Field(default=6, ge=1, le=99, description="通用名")
-    standard_code: int | None = Field(default=None, ge=1, le=99, description="药品本位码")
-    lot_no: int | None = Field(default=None, ge=1, le=99, description="批号")
-    expiry: int | None = Field(default=None, ge=1, le=99, description="有效期 (DT)")
-
-
-class ZLayout(ZFields):
-    """A Z-segment name and its field positions, as one hospital's HIS sends them."""
-
-    segment: str = Field(default="ZJC", pattern=r"^Z[A-Z0-9]{2}$")

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
-from functools import cache
 
 from gateway.errors import MessageRejected
 from gateway.model import Event, EventKind, Line, OrderControl, Party, Patient
@@ -62,15 +61,18 @@ _NOT_GIVEN = frozenset({"RE", "NA"})
 _RXA_ACTION = {"D": OrderControl.CANCEL, "U": OrderControl.CHANGE}
 
 
+_ORDER_CONTROLS = {oc.value: oc for oc in OrderControl}
+
+
 def _order_control(value: str, location: str) -> OrderControl | None:
     if not value:
         return None
-    try:
-        return OrderControl(value)
-    except ValueError:
+    oc = _ORDER_CONTROLS.get(value)
+    if oc is None:
         raise MessageRejected(
             f"unsupported order control {value!r} in {location} (supported: NW, CA, DC, XO)",
-            code="103", location=location) from None
+            code="103", location=location)
+    return oc
 
 
 def patient_of(msg: Message) -> Patient | None:
@@ -98,18 +100,11 @@ def patient_of(msg: Message) -> Patient | None:
     )
 
 
-@cache
-def _positions(layout: ZLayout) -> tuple[tuple[str, int], ...]:
-    names = ("specification", "manufacturer", "price", "approval_no", "generic_name",
-             "standard_code", "lot_no", "expiry")
-    return tuple((n, getattr(layout, n)) for n in names if getattr(layout, n) is not None)
-
-
 def _apply_z(z: Segment | None, layout: ZLayout) -> dict[str, str | tuple[str, ...]]:
     if z is None:
         return {}
     out: dict[str, str | tuple[str, ...]] = {}
-    for name, pos in _positions(layout):
+    for name, pos in layout.positions:
         value = z.get(pos)
         if value:
             out[name] = value

@@ -160,3 +160,13 @@ def test_capability_statement_is_valid_r4() -> None:
                      "SupplyDelivery"}
     assert ADAPTER.capability_statement("https://x/fhir") == capability_statement(
         "https://x/fhir")
+
+
+def test_contained_resource_of_unknown_type_is_named() -> None:
+    body = _sample("medicationrequest_contained_medication.json")
+    body["contained"][0]["resourceType"] = "Medicament"
+    exc = _reject(body)
+    assert isinstance(exc, MessageInvalid)
+    issues = rejection_issues(exc)
+    assert [i.location for i in issues] == ["MedicationRequest.contained[0].resourceType"]
+    assert "Medicament" in issues[0].text
