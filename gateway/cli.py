@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import json
 import logging
 import socket
@@ -64,11 +65,26 @@ def cmd_serve(args: argparse.Namespace) -> int:
     # the store's writer thread comes back from each fsync wanting the GIL; a short
     # switch interval lets it commit the next group instead of waiting 5 ms
     sys.setswitchinterval(0.0005)
-    web.run_app(build_app(cfg), host=cfg.http.host, port=cfg.http.port, access_log=None,
+    app = build_app(cfg)
+    app.on_startup.append(_settle_heap)
+    web.run_app(app, host=cfg.http.host, port=cfg.http.port, access_log=None,
                 loop=loop, print=lambda _: logging.getLogger("gateway").info(
                     "gateway HTTP on http://%s:%d (health /healthz, metrics /metrics)",
                     cfg.http.host, cfg.http.port))
     return 0
+
+
+async def _settle_heap(app: object) -> None:
+    """After start-up: let the cyclic garbage collector skip what lives as long as we do.
+
+    Catalogs, the crosswalk, the ledger and the rules are loaded at start and kept; a
+    message's objects die by reference counting as soon as it is answered. Frozen, the
+    former are never scanned again, and a larger first-generation threshold stops the
+    collector from running every few messages (it cost ~7 % of the CPU at full load).
+    """
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(50_000, 20, 100)
 
 
 def cmd_check_config(args: argparse.Namespace) -> int:

@@ -1,15 +1,18 @@
 """The MLLP listener: asyncio Protocol (framing) → ingestor (handling).
 
 A connection may pipeline: frames are handled concurrently (so they share group
-commits) and answered in the order they arrived.
+commits) and answered in the order they arrived. Frames go to
+:meth:`~gateway.ingest.Ingestor.submit`, which handles everything that arrived in one
+turn of the event loop together; no task is created per frame.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable
-from typing import cast
+from collections import deque
+from collections.abc import Callable, Coroutine
+from typing import Any, cast
 
 from adapters.base import Adapter, Issue, Outcome, OutcomeStatus, Severity
 
@@ -23,6 +26,17 @@ log = logging.getLogger(__name__)
 MAX_IN_FLIGHT = 256  # per connection, before we stop reading (back-pressure)
 
 
+class _Slot:
+    """One answer owed to the sender, in arrival order."""
+
+    __slots__ = ("body", "close", "ready")
+
+    def __init__(self, close: bool) -> None:
+        self.body: bytes | None = None
+        self.close = close
+        self.ready = False
+
+
 class MLLPProtocol(asyncio.Protocol):
     """One MLLP connection."""
 
@@ -33,10 +47,9 @@ class MLLPProtocol(asyncio.Protocol):
         self.framer = MLLPFramer(max_frame)
         self.transport: asyncio.Transport | None = None
         self.peer = "?"
-        self._tail: asyncio.Future[None] | None = None
-        self._in_flight = 0
+        self._owed: deque[_Slot] = deque()
+        self._tasks: set[asyncio.Future[bytes | None]] = set()
         self._paused = False
-        self._closing = False
         self._on_close = on_close
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -57,26 +70,18 @@ class MLLPProtocol(asyncio.Protocol):
     def _dispatch(self, chunk: Chunk) -> None:
         kind = chunk.kind
         if kind is ChunkKind.FRAME:
-            self._queue(self._handle_frame(chunk.data))
+            slot = self._owe()
+            self.ingestor.submit(self.adapter, chunk.data, self.peer,
+                                 lambda reply: self._pay(slot, reply.body))
         elif kind is ChunkKind.OVERSIZE:
-            self._queue(self._refuse_oversize(chunk.data))
+            self._owe_later(self._refuse_oversize(chunk.data))
         elif kind is ChunkKind.TOO_LARGE:
-            self._queue(self._refuse_oversize(chunk.data), close=True)
+            self._owe_later(self._refuse_oversize(chunk.data), close=True)
         else:
             reason = ("bytes outside MLLP framing" if kind is ChunkKind.GARBAGE
                       else "MLLP frame cut off before its end marker")
-            self._queue(self.ingestor.bad_bytes(self.adapter, chunk.data, self.peer, reason))
-
-    async def _handle_frame(self, data: bytes) -> bytes:
-        try:
-            return (await self.ingestor.handle(self.adapter, data, self.peer)).body
-        except Exception:
-            # a sender must always get an answer: without one it would wait and resend
-            log.exception("unexpected error handling a message from %s", self.peer)
-            issue = Issue(Severity.ERROR, "internal error, message not stored: send it again",
-                          "207")
-            return self.adapter.reply(None, data, Outcome(OutcomeStatus.ERROR, (issue,)),
-                                      now=self.ingestor.clock()).body
+            self._owe_later(self.ingestor.bad_bytes(self.adapter, chunk.data, self.peer,
+                                                    reason))
 
     async def _refuse_oversize(self, data: bytes) -> bytes:
         limit = self.framer.max_frame
@@ -88,33 +93,49 @@ class MLLPProtocol(asyncio.Protocol):
                                    now=self.ingestor.clock())
         return reply.body
 
-    def _queue(self, work: Awaitable[bytes | None], close: bool = False) -> None:
-        prev = self._tail
-        self._in_flight += 1
-        if self._in_flight >= MAX_IN_FLIGHT and not self._paused and self.transport:
+    def _owe(self, close: bool = False) -> _Slot:
+        slot = _Slot(close)
+        self._owed.append(slot)
+        if len(self._owed) >= MAX_IN_FLIGHT and not self._paused and self.transport:
             self.transport.pause_reading()
             self._paused = True
-        self._tail = asyncio.ensure_future(self._answer(work, prev, close))
+        return slot
 
-    async def _answer(self, work: Awaitable[bytes | None], prev: asyncio.Future[None] | None,
-                      close: bool) -> None:
-        try:
-            result = await work
-        except Exception:
-            log.exception("unexpected error handling a message from %s", self.peer)
-            result = None
-        if prev is not None:
-            await prev
-        self._in_flight -= 1
+    def _owe_later(self, work: Coroutine[Any, Any, bytes | None], close: bool = False) -> None:
+        slot = self._owe(close)
+        task = asyncio.ensure_future(work)
+        self._tasks.add(task)
+
+        def finished(t: asyncio.Future[bytes | None]) -> None:
+            self._tasks.discard(t)
+            body = None
+            if not t.cancelled():
+                if t.exception() is not None:
+                    log.error("unexpected error handling bytes from %s", self.peer,
+                              exc_info=t.exception())
+                else:
+                    body = t.result()
+            self._pay(slot, body)
+
+        task.add_done_callback(finished)
+
+    def _pay(self, slot: _Slot, body: bytes | None) -> None:
+        """Record an answer and send every answer that is due, in arrival order."""
+        slot.body = body
+        slot.ready = True
+        owed = self._owed
         t = self.transport
-        if t is None or t.is_closing():
-            return
-        if result is not None:  # bytes that are no message get no answer
-            t.write(START + result + END)
-        if close:
-            log.warning("closing connection from %s after an oversize frame", self.peer)
-            t.close()
-        elif self._paused and self._in_flight < MAX_IN_FLIGHT // 2:
+        while owed and owed[0].ready:
+            done = owed.popleft()
+            if t is None or t.is_closing():
+                continue
+            if done.body is not None:  # bytes that are no message get no answer
+                t.write(START + done.body + END)
+            if done.close:
+                log.warning("closing connection from %s after an oversize frame", self.peer)
+                t.close()
+        if self._paused and len(owed) < MAX_IN_FLIGHT // 2 and t is not None \
+                and not t.is_closing():
             t.resume_reading()
             self._paused = False
 

@@ -11,12 +11,14 @@ from ..errors import StoreError
 from ..model import Event
 from .base import CommitResult, Incoming
 
-__all__ = ["CommitListener", "GroupCommit", "GroupCommitting"]
+__all__ = ["CommitCallback", "CommitListener", "GroupCommit", "GroupCommitting"]
 
 log = logging.getLogger(__name__)
 
 # called in commit order, right after each group commit, with (seq, event) pairs
 CommitListener = Callable[[list[tuple[int, Event]]], None]
+# told the outcome of one message's commit: its result, or the StoreError
+CommitCallback = Callable[[CommitResult | BaseException], None]
 
 
 class GroupCommit:
@@ -28,7 +30,7 @@ class GroupCommit:
         self.max_batch = max_batch
         self.on_batch = on_batch
         self.listeners: list[CommitListener] = []
-        self._pending: list[tuple[Incoming, asyncio.Future[CommitResult]]] = []
+        self._pending: list[tuple[Incoming, asyncio.Future[CommitResult] | CommitCallback]] = []
         self._flush_task: asyncio.Task[None] | None = None
 
     async def commit(self, incoming: Incoming) -> CommitResult:
@@ -42,6 +44,16 @@ class GroupCommit:
         if self._flush_task is None:
             self._flush_task = asyncio.create_task(self._flush())
         return await fut
+
+    def commit_then(self, incoming: Incoming, done: CommitCallback) -> None:
+        """Join the next group; ``done`` is called once its transaction is durable (or failed).
+
+        The callback form of :meth:`commit`, for callers that handle many messages per
+        turn of the event loop and would otherwise pay a task and a future for each.
+        """
+        self._pending.append((incoming, done))
+        if self._flush_task is None:
+            self._flush_task = asyncio.create_task(self._flush())
 
     async def drain(self) -> None:
         """Wait until every queued message has been written (or has failed)."""
@@ -59,15 +71,14 @@ class GroupCommit:
                 except BaseException as exc:  # every waiter must hear of it
                     results = exc
                 if isinstance(results, BaseException):
-                    for _, fut in batch:
-                        if not fut.done():
-                            fut.set_exception(StoreError(f"commit failed: {results}"))
+                    error = StoreError(f"commit failed: {results}")
+                    for _, waiter in batch:
+                        _tell(waiter, error)
                     continue
                 if self.on_batch is not None:
                     self.on_batch(len(batch))
-                for (_, fut), result in zip(batch, results, strict=True):
-                    if not fut.done():
-                        fut.set_result(result)
+                for (_, waiter), result in zip(batch, results, strict=True):
+                    _tell(waiter, result)
                 if self.listeners:
                     self._tell_listeners(items, results)
         finally:
@@ -87,6 +98,22 @@ class GroupCommit:
                 log.exception("commit listener failed")
 
 
+def _tell(waiter: asyncio.Future[CommitResult] | CommitCallback,
+          outcome: CommitResult | StoreError) -> None:
+    if isinstance(waiter, asyncio.Future):
+        if waiter.done():
+            return
+        if isinstance(outcome, StoreError):
+            waiter.set_exception(outcome)
+        else:
+            waiter.set_result(outcome)
+        return
+    try:
+        waiter(outcome)
+    except Exception:  # one caller's failure must not keep the others from hearing
+        log.exception("commit callback failed")
+
+
 class GroupCommitting:
     """The ingest side of a store whose ``_group`` does the group commit."""
 
@@ -99,6 +126,10 @@ class GroupCommitting:
             StoreError: the transaction failed; nothing of the message was stored.
         """
         return await self._group.commit(incoming)
+
+    def commit_then(self, incoming: Incoming, done: CommitCallback) -> None:
+        """Join the next group commit; ``done`` hears the result once it is durable."""
+        self._group.commit_then(incoming, done)
 
     @property
     def committed_listeners(self) -> list[CommitListener]:

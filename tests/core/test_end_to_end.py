@@ -6,7 +6,9 @@ import asyncio
 import time
 
 import aiohttp
-from helpers import HOSPITAL, MLLPClient, ack_fields, sample
+from helpers import HOSPITAL, MLLPClient, ack_fields, numbered_dispense, sample
+
+from gateway.mllp_framing import END, START
 
 
 async def _wait_for(predicate, timeout: float = 5.0) -> float:  # type: ignore[no-untyped-def]
@@ -225,3 +227,25 @@ async def test_readyz_reports_an_unreachable_platform_and_recovers(gateway) -> N
     await _wait_for(lambda: len(gateway.simulator.order) == 1, timeout=10)
     status, body = await ready()
     assert status == 200 and body["platforms_reachable"] == {"nhsa": True}
+
+
+async def test_pipelined_frames_are_answered_in_arrival_order(gateway) -> None:
+    """A sender may write many frames before reading: each gets its own answer, in order,
+    whether it is taken, refused (quarantined first) or a duplicate."""
+    good = [numbered_dispense(n, "PIP") for n in range(6)]
+    broken = b"PID|1||0001234567^^^ZJSRMYY^PI||\xe5\xbc\xa0\xe4\xbc\x9f"  # no MSH
+    frames = [good[0], good[1], broken, good[2], good[0], good[3], good[4], good[5]]
+    client = await MLLPClient.connect(gateway.mllp_port)
+    client.writer.write(b"".join(START + f + END for f in frames))  # one write, no waiting
+    await client.writer.drain()
+    acks = [ack_fields(await client.read_ack()) for _ in frames]
+    await client.close()
+    assert [a["MSA"][1] for a in acks] == ["AA", "AA", "AR", "AA", "AA", "AA", "AA", "AA"]
+    expected_ids = ["PIP000000000000", "PIP000000000001", "", "PIP000000000002",
+                    "PIP000000000000", "PIP000000000003", "PIP000000000004",
+                    "PIP000000000005"]
+    assert [a["MSA"][2] for a in acks] == expected_ids
+    rows = await gateway.store.query("SELECT count(*) FROM messages")
+    assert rows[0][0] == 6  # the duplicate was acknowledged, not stored again
+    quarantined = await gateway.store.query("SELECT count(*) FROM quarantine")
+    assert quarantined[0][0] == 1

@@ -13,7 +13,7 @@ from helpers import HOSPITAL, numbered_dispense
 from adapters.hl7v2 import HL7v2Adapter
 from gateway.errors import StoreError
 from gateway.model import CHINA_TZ
-from gateway.store.base import Incoming, PlannedDelivery
+from gateway.store.base import CommitResult, Incoming, PlannedDelivery
 from gateway.store.msgid import MsgIdClock
 from gateway.store.sqlite import SqliteStore
 
@@ -81,6 +81,54 @@ async def test_failed_transaction_raises_store_error_for_every_waiter(tmp_path: 
     blocker.close()
     ok = await store.commit(incoming(7))  # nothing of the failed attempt was kept
     assert not ok.duplicate
+    await store.close()
+
+
+async def test_callback_commits_hear_results_and_failures_like_awaiting_ones(
+        tmp_path: Path) -> None:
+    path = tmp_path / "g.db"
+    store = SqliteStore(path)
+    await store.start()
+    heard: list[object] = []
+    done = asyncio.Event()
+
+    def listen(outcome: object) -> None:
+        heard.append(outcome)
+        if len(heard) == 3:
+            done.set()
+
+    def broken(outcome: object) -> None:
+        raise RuntimeError("a caller's bug")
+
+    store.commit_then(incoming(1), listen)
+    store.commit_then(incoming(2), broken)  # must not keep the others from hearing
+    store.commit_then(incoming(3), listen)
+    store.commit_then(incoming(1), listen)  # a duplicate within the same group
+    await asyncio.wait_for(done.wait(), 5)
+    first, third, dup = heard
+    assert isinstance(first, CommitResult) and not first.duplicate
+    assert isinstance(third, CommitResult) and not third.duplicate
+    assert isinstance(dup, CommitResult) and dup.duplicate
+    assert (await store.query("SELECT count(*) FROM messages"))[0][0] == 3
+
+    blocker = sqlite3.connect(path, timeout=0)
+    blocker.execute("BEGIN EXCLUSIVE")
+    store._wcon.execute("PRAGMA busy_timeout=50")  # type: ignore[union-attr]
+    failed: list[object] = []
+    both = asyncio.Event()
+
+    def fail(outcome: object) -> None:
+        failed.append(outcome)
+        if len(failed) == 2:
+            both.set()
+
+    store.commit_then(incoming(8), fail)
+    store.commit_then(incoming(9), fail)
+    await asyncio.wait_for(both.wait(), 5)
+    blocker.rollback()
+    blocker.close()
+    assert all(isinstance(f, StoreError) for f in failed)
+    assert (await store.query("SELECT count(*) FROM messages"))[0][0] == 3
     await store.close()
 
 
