@@ -142,7 +142,7 @@ class Ingestor:
                 f"internal error while parsing: {type(exc).__name__}", code="207"))
         m = self.metrics
         mtype = parsed.message_type
-        m.received.labels(adapter.name, mtype).inc()
+        m.labelled(m.received, adapter.name, mtype).inc()
         day = received_at.date()
         events: list[Event] = []
         held: list[bool] = []
@@ -190,7 +190,7 @@ class Ingestor:
             issue = Issue(Severity.ERROR, "message not stored, send it again", "207")
             return adapter.reply(parsed, raw, Outcome(OutcomeStatus.ERROR, (issue,)),
                                  now=self.clock())
-        m.acknowledged.labels(adapter.name, mtype).inc()
+        m.labelled(m.acknowledged, adapter.name, mtype).inc()
         if result.duplicate:
             m.duplicates.labels(adapter.name, mtype).inc()
             return adapter.reply(parsed, raw, Outcome(OutcomeStatus.DUPLICATE), now=self.clock())

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 __all__ = ["Metrics"]
@@ -12,6 +14,7 @@ class Metrics:
 
     def __init__(self) -> None:
         r = self.registry = CollectorRegistry()
+        self._children: dict[tuple[Any, tuple[str, ...]], Any] = {}
         self.received = Counter("jcgw_messages_received", "Messages received",
                                 ["adapter", "type"], registry=r)
         self.acknowledged = Counter("jcgw_messages_acknowledged",
@@ -48,3 +51,12 @@ class Metrics:
         self.commit_batch = Histogram("jcgw_store_commit_batch_size",
                                       "Messages per group commit", registry=r,
                                       buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024))
+
+    def labelled(self, metric: Any, *values: str) -> Any:
+        """``metric.labels(*values)``, remembered: every message asks for the same few
+        children, and ``labels()`` validates and locks on each call."""
+        key = (metric, values)
+        child = self._children.get(key)
+        if child is None:
+            child = self._children[key] = metric.labels(*values)
+        return child

@@ -223,7 +223,9 @@ class Ledger:
         if key is not None:
             for c in self._by_generic.get((hospital, key), ()):
                 if c.active_on(day):
-                    counters = self._counters.setdefault(c.contract_id, Counters())
+                    counters = self._counters.get(c.contract_id)
+                    if counters is None:  # not setdefault: a Counters() per line is costly
+                        counters = self._counters[c.contract_id] = Counters()
                     counters.add(kind, code in c.winning_codes, code, qty, amount, day)
         if kind in _PURCHASE:
             cat = self._category(code)
