@@ -132,14 +132,26 @@ class Ingestor:
     def _prepare(self, adapter: Adapter, raw: bytes, peer: str,
                  received_at: datetime) -> _Prepared:
         """The synchronous half: parse, map, advise; what is left to do is in the result."""
+        parsed = self._parse(adapter, raw, peer, received_at)
+        if isinstance(parsed, _Prepared):
+            return parsed
+        return self._map_and_advise(adapter, raw, peer, parsed, received_at)
+
+    @staticmethod
+    def _parse(adapter: Adapter, raw: bytes, peer: str,
+               received_at: datetime) -> ParsedMessage | _Prepared:
+        """The adapter's parse, or the refusal to answer with."""
         try:
-            parsed = adapter.parse(raw, received_at=received_at)
+            return adapter.parse(raw, received_at=received_at)
         except MessageRejected as exc:
             return _Prepared(refusal=exc)
         except Exception as exc:  # an adapter bug must not lose the message either
             log.exception("adapter %s failed on a message from %s", adapter.name, peer)
             return _Prepared(refusal=MessageRejected(
                 f"internal error while parsing: {type(exc).__name__}", code="207"))
+
+    def _map_and_advise(self, adapter: Adapter, raw: bytes, peer: str, parsed: ParsedMessage,
+                        received_at: datetime) -> _Prepared:
         m = self.metrics
         mtype = parsed.message_type
         m.labelled(m.received, adapter.name, mtype).inc()
@@ -227,9 +239,14 @@ class Ingestor:
     def _run_batch(self) -> None:
         batch, self._batch = self._batch, []
         received_at = self.clock()
-        for adapter, raw, peer, done in batch:
+        # stage by stage over the whole batch (every parse, then every mapping): each
+        # stage's code and data stay in the CPU caches instead of evicting each other
+        parsed = [self._parse(adapter, raw, peer, received_at)
+                  for adapter, raw, peer, _ in batch]
+        for (adapter, raw, peer, done), p in zip(batch, parsed, strict=True):
             try:
-                prep = self._prepare(adapter, raw, peer, received_at)
+                prep = p if isinstance(p, _Prepared) else self._map_and_advise(
+                    adapter, raw, peer, p, received_at)
                 if prep.incoming is None:
                     self._spawn(self._settle(adapter, raw, peer, prep, received_at),
                                 adapter, raw, done)
