@@ -71,9 +71,12 @@ def _dumps(obj: Any) -> bytes:
 _ROWS_PER_STATEMENT = 500  # × 8 columns, well under SQLite's variable limit
 
 
-def _next_id(con: sqlite3.Connection, table: str, column: str) -> int:
-    row = con.execute(f"SELECT max({column}) FROM {table}").fetchone()
-    return int(row[0] or 0) + 1
+def _next_ids(con: sqlite3.Connection) -> tuple[int, int, int]:
+    # one statement, not three: each SQLite call releases and retakes the GIL, and while
+    # the event loop is busy retaking it can wait a whole switch interval
+    row = con.execute("SELECT (SELECT max(id) FROM messages), (SELECT max(seq) FROM events),"
+                      " (SELECT max(id) FROM outbox)").fetchone()
+    return int(row[0] or 0) + 1, int(row[1] or 0) + 1, int(row[2] or 0) + 1
 
 
 def _existing_messages(con: sqlite3.Connection,
@@ -236,9 +239,7 @@ class SqliteStore(GroupCommitting):
         Ids are assigned here, under the write lock, so no per-row lastrowid is needed.
         """
         known = _existing_messages(con, [(i.sender, i.control_id) for i in items])
-        next_mid = _next_id(con, "messages", "id")
-        next_seq = _next_id(con, "events", "seq")
-        next_oid = _next_id(con, "outbox", "id")
+        next_mid, next_seq, next_oid = _next_ids(con)
         fresh_events = _missing_event_ids(
             con, [e.event_id for i in items if (i.sender, i.control_id) not in known
                   for e in i.events])
