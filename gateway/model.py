@@ -1,18 +1,21 @@
 """Canonical event model: what every adapter produces and every later stage consumes.
 
-Events are frozen dataclasses so that parsing, mapping and rule evaluation stay pure
-functions over values. Quantities and prices are ``Decimal``: a box of 24 tablets
-converted to tablets must not pick up binary rounding on its way to the platform.
+Events are frozen (immutable) msgspec structs so that parsing, mapping and rule
+evaluation stay pure functions over values; msgspec builds them in C, several times
+faster than frozen dataclasses, which matters at a few objects per message and
+thousands of messages a second. Quantities and prices are ``Decimal``: a box of 24
+tablets converted to tablets must not pick up binary rounding on its way to the platform.
 """
 
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from decimal import Decimal
 from enum import StrEnum
 from typing import Any
+
+import msgspec
 
 __all__ = [
     "CHINA_TZ",
@@ -23,6 +26,7 @@ __all__ = [
     "Party",
     "Patient",
     "event_from_dict",
+    "event_json",
     "event_to_dict",
 ]
 
@@ -54,16 +58,14 @@ class OrderControl(StrEnum):
     CHANGE = "XO"
 
 
-@dataclass(frozen=True, slots=True)
-class Party:
+class Party(msgspec.Struct, frozen=True):
     """A person or organisation named on an event (prescriber, pharmacist, supplier)."""
 
     id: str = ""
     name: str = ""
 
 
-@dataclass(frozen=True, slots=True)
-class Patient:
+class Patient(msgspec.Struct, frozen=True):
     """Patient data as received; it stays in the hospital unless a profile names a field."""
 
     id: str = ""
@@ -74,8 +76,7 @@ class Patient:
     visit_no: str = ""  # 就诊流水号 (mdtrt_sn)
 
 
-@dataclass(frozen=True, slots=True)
-class Line:
+class Line(msgspec.Struct, frozen=True):
     """One item line: hospital item as sent, plus the national code once mapped."""
 
     seq: int
@@ -112,8 +113,7 @@ class Line:
         return None if self.price is None else self.quantity * self.price
 
 
-@dataclass(frozen=True, slots=True)
-class Event:
+class Event(msgspec.Struct, frozen=True):
     """One canonical event. ``event_id`` is the idempotency key for its whole life."""
 
     event_id: str
@@ -132,7 +132,7 @@ class Event:
     patient: Patient | None = None
     online: bool = True  # bought through the provincial platform (网采)
     emergency: bool = False
-    extra: tuple[tuple[str, str], ...] = field(default=())
+    extra: tuple[tuple[str, str], ...] = ()
 
     @property
     def stream(self) -> str:
@@ -155,6 +155,8 @@ def _jsonable(value: Any) -> Any:
         return value.isoformat()
     if isinstance(value, tuple):
         return [_jsonable(v) for v in value]
+    if isinstance(value, msgspec.Struct):
+        return {name: _jsonable(getattr(value, name)) for name in value.__struct_fields__}
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
         return {f.name: _jsonable(getattr(value, f.name)) for f in dataclasses.fields(value)}
     return value
@@ -164,6 +166,14 @@ def event_to_dict(event: Event) -> dict[str, Any]:
     """Plain-JSON form of an event (Decimals as strings, datetimes ISO 8601)."""
     result: dict[str, Any] = _jsonable(event)
     return result
+
+
+_ENCODER = msgspec.json.Encoder()
+
+
+def event_json(event: Event) -> bytes:
+    """The stored JSON of an event: :func:`event_to_dict`'s shape, encoded in C."""
+    return _ENCODER.encode(event)
 
 
 def _dec(value: Any) -> Decimal | None:

@@ -29,7 +29,7 @@ from typing import Any
 import orjson
 
 from ..errors import StoreError
-from ..model import Event, event_from_dict
+from ..model import Event, event_from_dict, event_json
 from .base import (
     Balance,
     Claim,
@@ -153,8 +153,8 @@ _ITEM_COLUMNS = ("o.id, o.msgid, o.hospital_id, o.stream, o.unit, o.attempts, o.
                  " o.next_attempt_at, e.body")
 
 
-def _dumps(obj: Any) -> bytes:
-    return orjson.dumps(obj, default=str)
+def _dumps(event: Event) -> bytes:
+    return event_json(event)
 
 
 def _mark(n: int) -> str:

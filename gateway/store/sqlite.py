@@ -22,7 +22,7 @@ from typing import Any
 import orjson
 
 from ..errors import StoreError
-from ..model import Event, event_from_dict
+from ..model import Event, event_from_dict, event_json
 from .base import (
     Balance,
     Claim,
@@ -64,8 +64,8 @@ _RECORD_COLUMNS = (
 _STATE = {"delivered": 1, "dead": 2}
 
 
-def _dumps(obj: Any) -> bytes:
-    return orjson.dumps(obj, default=str)
+def _dumps(event: Event) -> bytes:
+    return event_json(event)
 
 
 _ROWS_PER_STATEMENT = 500  # × 8 columns, well under SQLite's variable limit

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import dataclasses
 from datetime import timedelta
 
 from ledger_helpers import EXEMESTANE_WIN, HOSPITAL, cst, event
+from msgspec.structs import replace
 
 from gateway.ledger import Ledger, build_report
 from gateway.model import EventKind
@@ -13,7 +13,7 @@ from gateway.model import EventKind
 
 def _dispense_with_trace(code: str, at, event_id: str):  # type: ignore[no-untyped-def]
     ev = event(EventKind.DISPENSE, [(EXEMESTANE_WIN, 10, "2.1350")], at=at, event_id=event_id)
-    line = dataclasses.replace(ev.lines[0], trace_codes=(code,))
+    line = replace(ev.lines[0], trace_codes=(code,))
     return ev.with_lines((line,))
 
 

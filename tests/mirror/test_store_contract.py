@@ -128,11 +128,13 @@ async def test_balance_adds_up(make_store) -> None:
 async def test_held_events_are_released_in_order_with_fresh_msgids(make_store) -> None:
     import dataclasses
 
+    from msgspec.structs import replace
+
     from gateway.store.base import PlannedDelivery
 
     store = await make_store()
-    held = [dataclasses.replace(dispense(i), lines=tuple(
-        dataclasses.replace(li, national_code=None) for li in dispense(i).lines))
+    held = [replace(dispense(i), lines=tuple(
+        replace(li, national_code=None) for li in dispense(i).lines))
         for i in range(3)]
     for ev in held:
         inc = incoming([ev], [("nhsa", 0)])
