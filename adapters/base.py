@@ -9,11 +9,11 @@ commits the events and then asks the adapter to build the reply for the outcome.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
 from typing import Any, ClassVar, Protocol, runtime_checkable
 
+import msgspec
 from pydantic import BaseModel
 
 from gateway.errors import MessageRejected
@@ -43,8 +43,7 @@ class Severity(StrEnum):
     INFO = "info"
 
 
-@dataclass(frozen=True, slots=True)
-class Issue:
+class Issue(msgspec.Struct, frozen=True):
     """One problem or warning to tell the sender (ERR segment, OperationOutcome.issue)."""
 
     severity: Severity
@@ -62,8 +61,7 @@ class OutcomeStatus(StrEnum):
     REJECTED = "rejected"  # the message itself cannot be taken (AR / 4xx)
 
 
-@dataclass(frozen=True, slots=True)
-class Outcome:
+class Outcome(msgspec.Struct, frozen=True):
     """The gateway's verdict on one message, handed to the adapter to build the reply."""
 
     status: OutcomeStatus
@@ -71,8 +69,7 @@ class Outcome:
     blocked: bool = False  # a blocking rule fired (AR for a prescription)
 
 
-@dataclass(frozen=True, slots=True)
-class ParsedMessage:
+class ParsedMessage(msgspec.Struct, frozen=True):
     """What an adapter made of one message."""
 
     adapter: str
@@ -81,22 +78,20 @@ class ParsedMessage:
     message_type: str  # e.g. "RDS^O13", "MedicationDispense", "his-prescription"
     events: tuple[Event, ...]
     # adapter-private data needed to build the reply (MSH fields, charset, FHIR ids …)
-    context: Mapping[str, Any] = field(default_factory=dict)
+    context: Mapping[str, Any] = msgspec.field(default_factory=dict)
 
 
-@dataclass(frozen=True, slots=True)
-class Reply:
+class Reply(msgspec.Struct, frozen=True):
     """Bytes to send back, and for HTTP the status and content type."""
 
     body: bytes
     content_type: str = "application/octet-stream"
     status: int = 200
     # extra HTTP response headers (e.g. ``Location`` for a FHIR create); ignored on MLLP
-    headers: Mapping[str, str] = field(default_factory=dict)
+    headers: Mapping[str, str] = msgspec.field(default_factory=dict)
 
 
-@dataclass(frozen=True, slots=True)
-class ReplySummary:
+class ReplySummary(msgspec.Struct, frozen=True):
     """What a reply says, read back from its bytes (used by the conformance kit)."""
 
     accepted: bool  # AA / 2xx

@@ -9,6 +9,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+import msgspec
+
 from adapters.base import (
     Adapter,
     Issue,
@@ -40,8 +42,7 @@ class Route:
     profile: PlatformProfile
 
 
-@dataclass(frozen=True, slots=True)
-class Advice:
+class Advice(msgspec.Struct, frozen=True):
     """Warnings for a prescription, and whether a rule blocks it."""
 
     issues: tuple[Issue, ...] = ()
@@ -61,6 +62,9 @@ def internal_error_reply(adapter: Adapter, raw: bytes, now: datetime) -> Reply:
     return adapter.reply(None, raw, Outcome(OutcomeStatus.ERROR, (issue,)), now=now)
 
 
+_NO_ADVICE = Advice()
+
+
 @dataclass(slots=True)
 class _Prepared:
     """A message after the synchronous half of the pipeline.
@@ -70,7 +74,7 @@ class _Prepared:
     """
 
     parsed: ParsedMessage | None = None
-    advice: Advice = Advice()
+    advice: Advice = _NO_ADVICE
     incoming: Incoming | None = None
     refusal: MessageRejected | None = None
 

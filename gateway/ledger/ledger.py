@@ -29,6 +29,8 @@ from datetime import date, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
+import msgspec
+
 from adapters.base import Issue, Severity
 from gateway.calendar import CalendarGapError, WorkCalendar, end_of_day, local_date
 from gateway.model import Event, EventKind, Line, OrderControl
@@ -79,8 +81,7 @@ class LedgerSettings:
     prepayment_ratio: Decimal = Decimal("0.30")  # R15
 
 
-@dataclass(frozen=True, slots=True)
-class DraftLine:
+class DraftLine(msgspec.Struct, frozen=True):
     """One drug line of a prescription being written (CDS draft order or RXE)."""
 
     seq: int
@@ -89,8 +90,7 @@ class DraftLine:
     quantity: Decimal = Decimal(0)
 
 
-@dataclass(frozen=True, slots=True)
-class Evaluation:
+class Evaluation(msgspec.Struct, frozen=True):
     """What the rules say about one prescription."""
 
     issues: tuple[Issue, ...]

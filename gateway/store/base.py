@@ -7,6 +7,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Protocol
 
+import msgspec
+
 from ..model import Event
 
 __all__ = [
@@ -26,8 +28,7 @@ __all__ = [
 ]
 
 
-@dataclass(frozen=True, slots=True)
-class PlannedDelivery:
+class PlannedDelivery(msgspec.Struct, frozen=True):
     """One outbox row to create: which destination gets which unit of which event."""
 
     event_index: int
@@ -35,8 +36,7 @@ class PlannedDelivery:
     unit: int = 0  # e.g. the line index for a profile that sends one line per request
 
 
-@dataclass(frozen=True, slots=True)
-class Incoming:
+class Incoming(msgspec.Struct, frozen=True):
     """A parsed message ready to commit in one transaction."""
 
     adapter: str
@@ -51,8 +51,7 @@ class Incoming:
     peer: str = ""
 
 
-@dataclass(frozen=True, slots=True)
-class CommitResult:
+class CommitResult(msgspec.Struct, frozen=True):
     """What the commit did."""
 
     duplicate: bool

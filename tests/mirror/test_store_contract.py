@@ -126,8 +126,6 @@ async def test_balance_adds_up(make_store) -> None:
 
 
 async def test_held_events_are_released_in_order_with_fresh_msgids(make_store) -> None:
-    import dataclasses
-
     from msgspec.structs import replace
 
     from gateway.store.base import PlannedDelivery
@@ -138,7 +136,7 @@ async def test_held_events_are_released_in_order_with_fresh_msgids(make_store) -
         for i in range(3)]
     for ev in held:
         inc = incoming([ev], [("nhsa", 0)])
-        await store.commit(dataclasses.replace(inc, held=(True,)))
+        await store.commit(replace(inc, held=(True,)))
     assert (await store.balance()).held_events == 3
     assert len(await store.unmapped()) == 1
 
