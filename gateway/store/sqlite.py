@@ -212,9 +212,9 @@ class SqliteStore(GroupCommitting):
         self.closed = True
 
     # -- ingest ----------------------------------------------------------
-    async def _write_group(self, items: list[Incoming]) -> list[CommitResult]:
-        return await asyncio.get_running_loop().run_in_executor(
-            self._writer, self._write_batch, items)
+    def _write_group(self, items: list[Incoming]) -> asyncio.Future[list[CommitResult]]:
+        # a future, not a coroutine: the group reaches the writer thread at once
+        return asyncio.get_running_loop().run_in_executor(self._writer, self._write_batch, items)
 
     def _write_batch(self, items: list[Incoming]) -> list[CommitResult]:
         con = self._wcon
