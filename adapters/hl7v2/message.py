@@ -143,15 +143,29 @@ def _pick(value: str, sep: str, index: int) -> str:
 
 
 class Segment:
-    """One segment; ``field(n)`` is HL7 field n (MSH-n numbering handled)."""
+    """One segment; ``field(n)`` is HL7 field n (MSH-n numbering handled).
 
-    __slots__ = ("_codec", "_seps", "fields", "name")
+    The segment's text is split into fields on first use: a pharmacy message carries
+    notes, allergies, results and insurance segments that no mapping ever reads.
+    """
 
-    def __init__(self, fields: list[str], seps: Separators, codec: str) -> None:
-        self.name = fields[0]
-        self.fields = fields
+    __slots__ = ("_codec", "_fields", "_seps", "_text", "name")
+
+    def __init__(self, name: str, text: str, seps: Separators, codec: str,
+                 fields: list[str] | None = None) -> None:
+        self.name = name
+        self._text = text
+        self._fields = fields
         self._seps = seps
         self._codec = codec
+
+    @property
+    def fields(self) -> list[str]:
+        """The raw fields, the segment name first (for MSH, MSH-1 is the separator)."""
+        f = self._fields
+        if f is None:
+            f = self._fields = self._text.split(self._seps.field)
+        return f
 
     def raw(self, n: int) -> str:
         """Field n exactly as sent (escapes and separators intact)."""
@@ -355,18 +369,21 @@ def decode_message(raw: bytes, default_codec: str = "utf-8") -> Message:
     for i, seg_text in enumerate(text.split("\r")):
         if not seg_text:
             continue
-        fields = seg_text.split(fs)
-        if i == 0:
-            fields.insert(1, fs)  # MSH-1 is the separator itself; MSH-2 the encoding chars
-        name = fields[0]
-        if len(name) != 3 or not name.isalnum():
+        name = seg_text[:3]
+        if len(name) != 3 or not name.isalnum() or (len(seg_text) > 3 and seg_text[3] != fs):
+            bad = seg_text.split(fs, 1)[0]
             raise MessageRejected(
-                f"segment {len(segments) + 1} has an invalid name {name[:10]!r}",
+                f"segment {len(segments) + 1} has an invalid name {bad[:10]!r}",
                 code="100",
                 location=f"segment {len(segments) + 1}",
                 reject=True,
             )
-        segments.append(Segment(fields, seps, codec))
+        if i == 0:
+            fields = seg_text.split(fs)
+            fields.insert(1, fs)  # MSH-1 is the separator itself; MSH-2 the encoding chars
+            segments.append(Segment(name, seg_text, seps, codec, fields))
+        else:
+            segments.append(Segment(name, seg_text, seps, codec))
     return Message(segments, seps, codec)
 
 
