@@ -25,6 +25,10 @@ Waiter = asyncio.Future[CommitResult] | CommitCallback
 class GroupCommit:
     """Queues messages and writes them in groups with the store's ``write`` function."""
 
+    # loop turns to wait for more messages after answering a group (measured: 4 beats
+    # 0, 2 and 8 with 32 senders; see bench/README.md)
+    gather_turns = 4
+
     def __init__(self, write: Callable[[list[Incoming]], Awaitable[list[CommitResult]]],
                  max_batch: int, on_batch: Callable[[int], None] | None = None) -> None:
         self._write = write
@@ -82,6 +86,14 @@ class GroupCommit:
                 # answered before the next group starts: starting it first measured slower,
                 # the groups shrink and each pays its own fsync
                 self._finish(batch, results)
+                # The senders just answered send their next messages at once: a few turns
+                # of the event loop let those arrive, be prepared and join the next group
+                # together, instead of trickling into several small groups that each pay
+                # an fsync. Idle turns cost microseconds.
+                for _ in range(self.gather_turns):
+                    if len(self._pending) >= self.max_batch:
+                        break
+                    await asyncio.sleep(0)
                 current = self._start() if self._pending else None
         finally:
             self._flush_task = None
