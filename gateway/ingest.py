@@ -92,7 +92,7 @@ class Ingestor:
         self.notify = notify
         self.clock = clock
         self.advisors: list[Advisor] = []
-        self._batch: list[tuple[Adapter, bytes, str, Callable[[Reply], None]]] = []
+        self._batch: list[tuple[Adapter, bytes, str, Callable[[Reply | None], None]]] = []
         self._tasks: set[asyncio.Future[Reply]] = set()
 
     def plan(self, events: Sequence[Event], held: Sequence[bool]) -> tuple[PlannedDelivery, ...]:
@@ -228,13 +228,18 @@ class Ingestor:
         return self._committed(adapter, raw, peer, prep, result)
 
     def submit(self, adapter: Adapter, raw: bytes, peer: str,
-               done: Callable[[Reply], None]) -> None:
-        """Take one message and call ``done`` with the reply (after a durable commit).
+               done: Callable[[Reply | None], None]) -> None:
+        """Take one message; ``done`` is called exactly once with the reply.
 
-        Messages submitted in the same turn of the event loop are prepared together in
-        one pass (parse, map, advise) and join the group commit together: the same code
-        running back to back stays in the CPU caches, and no task is created per message.
-        This is the MLLP listener's path; :meth:`handle` is the one-at-a-time equivalent.
+        The reply is positive only after a durable commit. ``done(None)`` means no
+        answer could be built at all (the adapter's own reply failed; logged): the
+        sender hears nothing and resends, as after a lost ACK.
+
+        Messages submitted in the same turn of the event loop are prepared together
+        (every parse, then every mapping and rule check) and join the group commit
+        together: each stage's code stays in the CPU caches, and no task is created per
+        message. This is the MLLP listener's path; :meth:`handle` is the one-at-a-time
+        equivalent.
         """
         self._batch.append((adapter, raw, peer, done))
         if len(self._batch) == 1:
@@ -243,8 +248,6 @@ class Ingestor:
     def _run_batch(self) -> None:
         batch, self._batch = self._batch, []
         received_at = self.clock()
-        # stage by stage over the whole batch (every parse, then every mapping): each
-        # stage's code and data stay in the CPU caches instead of evicting each other
         parsed = [self._parse(adapter, raw, peer, received_at)
                   for adapter, raw, peer, _ in batch]
         for (adapter, raw, peer, done), p in zip(batch, parsed, strict=True):
@@ -258,10 +261,25 @@ class Ingestor:
                     self._commit_then(adapter, raw, peer, prep, done)
             except Exception:
                 log.exception("unexpected error handling a message from %s", peer)
-                done(internal_error_reply(adapter, raw, self.clock()))
+                self._answer_error(adapter, raw, done)
+
+    def _answer(self, done: Callable[[Reply | None], None], reply: Reply | None) -> None:
+        try:
+            done(reply)
+        except Exception:  # the transport's problem; the other messages go on
+            log.exception("could not hand over an answer")
+
+    def _answer_error(self, adapter: Adapter, raw: bytes,
+                      done: Callable[[Reply | None], None]) -> None:
+        try:
+            reply: Reply | None = internal_error_reply(adapter, raw, self.clock())
+        except Exception:
+            log.exception("adapter %s could not build an error reply", adapter.name)
+            reply = None
+        self._answer(done, reply)
 
     def _commit_then(self, adapter: Adapter, raw: bytes, peer: str, prep: _Prepared,
-                     done: Callable[[Reply], None]) -> None:
+                     done: Callable[[Reply | None], None]) -> None:
         assert prep.incoming is not None
 
         def committed(result: CommitResult | BaseException) -> None:
@@ -269,38 +287,26 @@ class Ingestor:
                 reply = self._committed(adapter, raw, peer, prep, result)
             except Exception:
                 log.exception("unexpected error answering a message from %s", peer)
-                reply = internal_error_reply(adapter, raw, self.clock())
-            done(reply)
+                self._answer_error(adapter, raw, done)
+                return
+            self._answer(done, reply)
 
-        submit = getattr(self.store, "commit_then", None)
-        if submit is not None:
-            submit(prep.incoming, committed)
-        else:  # a store without callback commits: one task per message
-            async def commit() -> Reply:
-                assert prep.incoming is not None
-                try:
-                    result: CommitResult | BaseException = await self.store.commit(
-                        prep.incoming)
-                except StoreError as exc:
-                    result = exc
-                return self._committed(adapter, raw, peer, prep, result)
-            self._spawn(commit(), adapter, raw, done)
+        self.store.commit_then(prep.incoming, committed)
 
     def _spawn(self, work: Coroutine[Any, Any, Reply], adapter: Adapter, raw: bytes,
-               done: Callable[[Reply], None]) -> None:
+               done: Callable[[Reply | None], None]) -> None:
         task = asyncio.ensure_future(work)
         self._tasks.add(task)
 
         def finished(t: asyncio.Future[Reply]) -> None:
             self._tasks.discard(t)
-            if t.cancelled():
+            if not t.cancelled() and t.exception() is None:
+                self._answer(done, t.result())
                 return
-            exc = t.exception()
-            if exc is None:
-                done(t.result())
-                return
-            log.error("unexpected error handling a message", exc_info=exc)
-            done(internal_error_reply(adapter, raw, self.clock()))
+            if not t.cancelled():
+                log.error("unexpected error handling a message", exc_info=t.exception())
+            # cancelled at shutdown or failed: nothing is known to be stored, resend
+            self._answer_error(adapter, raw, done)
 
         task.add_done_callback(finished)
 

@@ -14,7 +14,7 @@ from collections import deque
 from collections.abc import Callable, Coroutine
 from typing import Any, cast
 
-from adapters.base import Adapter, Issue, Outcome, OutcomeStatus, Severity
+from adapters.base import Adapter, Issue, Outcome, OutcomeStatus, Reply, Severity
 
 from .ingest import Ingestor
 from .mllp_framing import END, START, Chunk, ChunkKind, MLLPFramer
@@ -71,8 +71,11 @@ class MLLPProtocol(asyncio.Protocol):
         kind = chunk.kind
         if kind is ChunkKind.FRAME:
             slot = self._owe()
-            self.ingestor.submit(self.adapter, chunk.data, self.peer,
-                                 lambda reply: self._pay(slot, reply.body))
+
+            def answered(reply: Reply | None) -> None:
+                self._pay(slot, None if reply is None else reply.body)
+
+            self.ingestor.submit(self.adapter, chunk.data, self.peer, answered)
         elif kind is ChunkKind.OVERSIZE:
             self._owe_later(self._refuse_oversize(chunk.data))
         elif kind is ChunkKind.TOO_LARGE:

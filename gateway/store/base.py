@@ -199,6 +199,11 @@ class Store(Protocol):
         """Commit raw message, events and outbox rows in one durable transaction."""
         ...
 
+    def commit_then(self, incoming: Incoming,
+                    done: Callable[[CommitResult | BaseException], None]) -> None:
+        """:meth:`commit` with a callback: ``done`` hears the result or the StoreError."""
+        ...
+
     async def quarantine(self, raw: bytes, *, peer: str, adapter: str, reason: str,
                          received_at: datetime) -> int:
         """Keep bytes that could not be taken, durably, with the reason."""
