@@ -13,38 +13,77 @@ one is running.
 
 from __future__ import annotations
 
+import glob
 import os
 import runpy
 import sys
+from typing import Any
 
 from setuptools import setup
+from setuptools.command.build_ext import build_ext
 
-# the list lives beside the code that reports on it (stdlib-only module)
-COMPILED = list(runpy.run_path(os.path.join("gateway", "native.py"))["COMPILED"])
+# the list and the build manifest live beside the code that reports on them
+_NATIVE = runpy.run_path(os.path.join("gateway", "native.py"))
+COMPILED: list[str] = list(_NATIVE["COMPILED"])
+GROUP = "jicai_gateway_native"
 
 
-def _extensions() -> list[object]:
+def _say(text: str) -> None:
+    print(f"jicai-gateway build: {text}", file=sys.stderr)
+
+
+def _remove_builds() -> None:
+    """Delete compiled modules a previous in-place build left (they would shadow the .py)."""
+    for path in COMPILED:
+        for built in glob.glob(path.removesuffix(".py") + ".*.so") + glob.glob(
+                path.removesuffix(".py") + ".*.pyd"):
+            os.remove(built)
+    for built in glob.glob(f"{GROUP}__mypyc.*.so") + glob.glob(f"{GROUP}__mypyc.*.pyd"):
+        os.remove(built)
+    if os.path.exists(_NATIVE["MANIFEST"]):
+        os.remove(_NATIVE["MANIFEST"])
+
+
+class _AllOrNothing(build_ext):
+    """Build every compiled module or none: a half-built group would not import."""
+
+    def run(self) -> None:
+        try:
+            super().run()
+        except Exception as exc:  # no compiler, a compiler error, out of memory …
+            _say(f"compiling failed ({exc}); installing the pure-Python modules")
+            for ext in self.extensions:
+                built = self.get_ext_fullpath(ext.name)
+                if os.path.exists(built):
+                    os.remove(built)
+            _remove_builds()
+            self.extensions = []
+
+
+def _extensions() -> list[Any]:
     if os.environ.get("JCGW_PURE_PYTHON", "").lower() in ("1", "true", "yes"):
-        print("JCGW_PURE_PYTHON is set: installing without compiled modules", file=sys.stderr)
+        _say("JCGW_PURE_PYTHON is set: installing without compiled modules")
+        _remove_builds()
         return []
     try:
         from mypyc.build import mypycify
     except ImportError:
-        print("mypyc is not available: installing without compiled modules", file=sys.stderr)
+        _say("mypyc is not available: installing without compiled modules")
+        _remove_builds()
         return []
     # mypyc type-checks what it compiles (pydantic is a build requirement so that the
     # models' types are real); other modules are followed silently
     try:
         extensions = mypycify(["--ignore-missing-imports", "--follow-imports=silent",
                                "--no-warn-unused-ignores", *COMPILED],
-                              opt_level="3", group_name="jicai_gateway_native")
+                              opt_level="3", group_name=GROUP)
     except (Exception, SystemExit) as exc:  # any failure: install pure Python
-        print(f"mypyc could not compile the hot path ({exc!r}): installing without "
-              "compiled modules", file=sys.stderr)
+        _say(f"mypyc could not compile the hot path ({exc!r}): installing without "
+             "compiled modules")
+        _remove_builds()
         return []
-    for ext in extensions:
-        ext.optional = True  # no C compiler: warn and install the pure-Python modules
+    _NATIVE["write_manifest"]()  # what the build compiled, to tell an edit afterwards
     return list(extensions)
 
 
-setup(ext_modules=_extensions())
+setup(ext_modules=_extensions(), cmdclass={"build_ext": _AllOrNothing})

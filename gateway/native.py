@@ -1,20 +1,28 @@
 """The hot-path modules compiled to C by mypyc at install time, and their state.
 
-``setup.py`` reads ``COMPILED`` from this file (so it imports nothing beyond the
-standard library). A compiled module is an extension file beside its ``.py``;
-Python prefers the extension, so a source edited after the build would silently
-not run: :func:`native_status` reports such stale modules, ``serve`` and
-``check-config`` warn about them and the test suite refuses to start.
+``setup.py`` reads ``COMPILED`` from this file and calls :func:`write_manifest` (so
+it imports nothing beyond the standard library). A compiled module is an extension
+file beside its ``.py``; Python prefers the extension, so a source edited after the
+build would silently not run. The build records a hash of each source it compiled
+(``native_build.json``, shipped with the package); :func:`native_status` reports a
+compiled module whose source no longer matches as stale, ``serve`` and
+``check-config`` warn about it and the test suite refuses to start.
 """
 
 from __future__ import annotations
 
+import hashlib
 import importlib.util
+import json
 import os
 from dataclasses import dataclass
 from importlib.machinery import EXTENSION_SUFFIXES
 
-__all__ = ["COMPILED", "NativeStatus", "native_status"]
+__all__ = ["COMPILED", "MANIFEST", "NativeStatus", "native_status", "write_manifest"]
+
+MANIFEST_NAME = "native_build.json"
+# where setup.py writes it, from the source root
+MANIFEST = os.path.join("gateway", MANIFEST_NAME)
 
 # Source paths relative to the repository root, in build order.
 COMPILED: tuple[str, ...] = (
@@ -52,8 +60,35 @@ def _module_name(path: str) -> str:
     return path.removesuffix(".py").replace("/", ".")
 
 
-def native_status() -> NativeStatus:
-    """Inspect the installed modules (their packages get imported, they need not be)."""
+def _digest(path: str) -> str:
+    with open(path, "rb") as f:
+        return hashlib.sha256(f.read()).hexdigest()
+
+
+def write_manifest(root: str = ".") -> None:
+    """Record the hash of every source about to be compiled (called by setup.py)."""
+    hashes = {path: _digest(os.path.join(root, path)) for path in COMPILED}
+    with open(os.path.join(root, MANIFEST), "w", encoding="utf-8") as f:
+        json.dump(hashes, f, indent=1, sort_keys=True)
+
+
+def _manifest(path: str | None) -> dict[str, str]:
+    path = path or os.path.join(os.path.dirname(os.path.abspath(__file__)), MANIFEST_NAME)
+    try:
+        with open(path, encoding="utf-8") as f:
+            data = json.load(f)
+    except (OSError, ValueError):
+        return {}
+    return {str(k): str(v) for k, v in data.items()} if isinstance(data, dict) else {}
+
+
+def native_status(manifest: str | None = None) -> NativeStatus:
+    """Inspect the installed modules (their packages get imported, they need not be).
+
+    Args:
+        manifest: the build manifest to compare with; the installed one by default.
+    """
+    built = _manifest(manifest)
     compiled, pure, stale = [], [], []
     for path in COMPILED:
         name = _module_name(path)
@@ -64,6 +99,8 @@ def native_status() -> NativeStatus:
             continue
         compiled.append(name)
         source = os.path.join(os.path.dirname(origin), os.path.basename(path))
-        if os.path.exists(source) and os.path.getmtime(source) > os.path.getmtime(origin):
+        # no manifest (a build without one) or no source (a stripped install): nothing to
+        # compare, so nothing is reported
+        if path in built and os.path.exists(source) and _digest(source) != built[path]:
             stale.append(name)
     return NativeStatus(tuple(compiled), tuple(pure), tuple(stale))

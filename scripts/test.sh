@@ -7,9 +7,11 @@ PYTHON=${PYTHON:-$(command -v python3.11 || command -v python3)}
 [ -x .venv/bin/python ] || "$PYTHON" -m venv .venv
 # reinstall (which recompiles the mypyc hot path, ~30 s) only when the packaging or a
 # compiled module's source changed since the last install
-stamp=$(cat pyproject.toml setup.py gateway/native.py $(.venv/bin/python -c \
+shopt -s nullglob
+stamp=$( (echo "JCGW_PURE_PYTHON=${JCGW_PURE_PYTHON:-}"; cat pyproject.toml setup.py \
+    gateway/native.py $(.venv/bin/python -c \
     'import runpy; print(" ".join(runpy.run_path("gateway/native.py")["COMPILED"]))') \
-    examples/*/pyproject.toml | sha256sum | cut -d' ' -f1)
+    examples/*/pyproject.toml) | sha256sum | cut -d' ' -f1)
 stale() {  # a compiled module older than its source (an edit, a checkout)
     ! .venv/bin/python -c 'import runpy, sys
 sys.exit(1 if runpy.run_path("gateway/native.py")["native_status"]().stale else 0)' 2>/dev/null

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import hashlib
 import importlib.machinery
 import importlib.util
+import json
 import os
 from pathlib import Path
 
@@ -35,13 +37,13 @@ def test_a_source_edited_after_the_build_is_reported_stale(tmp_path: Path,
                                                            ) -> None:
     pkg = tmp_path / "adapters" / "hl7v2"
     pkg.mkdir(parents=True)
-    suffix = importlib.machinery.EXTENSION_SUFFIXES[0]
-    ext = pkg / f"message{suffix}"
+    ext = pkg / f"message{importlib.machinery.EXTENSION_SUFFIXES[0]}"
     ext.write_bytes(b"")
     source = pkg / "message.py"
-    source.write_text("")
-    os.utime(ext, (1_000_000, 1_000_000))
-    os.utime(source, (2_000_000, 2_000_000))
+    source.write_text("def parse(): ...\n")
+    built_from = hashlib.sha256(b"def parse(): return 1\n").hexdigest()
+    manifest = tmp_path / "native_build.json"
+    manifest.write_text(json.dumps({"adapters/hl7v2/message.py": built_from}))
 
     class Spec:
         origin = str(ext)
@@ -49,6 +51,22 @@ def test_a_source_edited_after_the_build_is_reported_stale(tmp_path: Path,
     real = importlib.util.find_spec
     monkeypatch.setattr(native.importlib.util, "find_spec",
                         lambda name: Spec() if name == "adapters.hl7v2.message" else real(name))
-    status = native_status()
+    status = native_status(str(manifest))
     assert "adapters.hl7v2.message" in status.stale
     assert "STALE" in status.summary() and "pip install -e ." in status.summary()
+
+    # the same source as built, even with a newer file time (a wheel install, a checkout)
+    source.write_text("def parse(): return 1\n")
+    os.utime(source, (ext.stat().st_mtime + 60, ext.stat().st_mtime + 60))
+    assert native_status(str(manifest)).stale == ()
+
+
+def test_the_build_manifest_names_every_compiled_source(tmp_path: Path) -> None:
+    for path in COMPILED:
+        (tmp_path / path).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / path).write_bytes((ROOT / path).read_bytes())
+    (tmp_path / "gateway").mkdir(exist_ok=True)
+    native.write_manifest(str(tmp_path))
+    written = json.loads((tmp_path / native.MANIFEST).read_text())
+    assert set(written) == set(COMPILED)
+    assert written[COMPILED[0]] == hashlib.sha256((ROOT / COMPILED[0]).read_bytes()).hexdigest()
