@@ -12,7 +12,7 @@ stamp=$( (echo "JCGW_PURE_PYTHON=${JCGW_PURE_PYTHON:-}"; cat pyproject.toml setu
     gateway/native.py $(.venv/bin/python -c \
     'import runpy; print(" ".join(runpy.run_path("gateway/native.py")["COMPILED"]))') \
     examples/*/pyproject.toml) | sha256sum | cut -d' ' -f1)
-stale() {  # a compiled module older than its source (an edit, a checkout)
+stale() {  # a compiled module whose source changed since the build (an edit, a checkout)
     ! .venv/bin/python -c 'import runpy, sys
 sys.exit(1 if runpy.run_path("gateway/native.py")["native_status"]().stale else 0)' 2>/dev/null
 }
