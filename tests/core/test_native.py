@@ -27,6 +27,8 @@ def test_every_listed_module_exists_and_is_reported_once() -> None:
 def test_ci_runs_the_compiled_modules() -> None:
     if os.environ.get("CI") != "true":
         pytest.skip("only CI guarantees a C compiler at install time")
+    if os.environ.get("JCGW_PURE_PYTHON"):
+        pytest.skip("installed as pure Python on purpose (JCGW_PURE_PYTHON)")
     status = native_status()
     assert status.pure == (), f"not compiled in CI: {status.pure}"
     assert "compiled" in status.summary()
