@@ -47,6 +47,7 @@ class EventKind(StrEnum):
     STOCK_CHANGE = "stock_change"  # other stock movement (loss, transfer) → 3502
     PAYMENT = "payment"  # settlement / payment to a supplier
     ADMINISTRATION = "administration"  # given to the patient (RAS^O17, RGV^O15)
+    ITEM_MASTER = "item_master"  # the item dictionary (MFN^M16): mapped, never sent
 
 
 class OrderControl(StrEnum):

@@ -31,6 +31,7 @@ COMPILED: tuple[str, ...] = (
     "adapters/hl7v2/pharmacy.py",
     "adapters/hl7v2/supply.py",
     "adapters/hl7v2/warehouse.py",
+    "adapters/hl7v2/item_master.py",
     "adapters/hl7v2/ack.py",
     "adapters/hl7v2/adapter.py",
 )

@@ -17,13 +17,14 @@ _SEVERITY = {Severity.ERROR: "E", Severity.WARNING: "W", Severity.INFO: "I"}
 class AckHeader:
     """What the ACK copies from the original MSH (all empty for an unreadable message)."""
 
-    __slots__ = ("charset", "control_id", "receiving_app", "receiving_facility",
-                 "sending_app", "sending_facility", "seps", "trigger", "version")
+    __slots__ = ("charset", "control_id", "receiving_app", "receiving_facility", "response",
+                 "sending_app", "sending_facility", "seps", "tail", "trigger", "version")
 
     def __init__(self, *, seps: Separators = DEFAULT_SEPARATORS, sending_app: str = "",
                  sending_facility: str = "", receiving_app: str = "",
                  receiving_facility: str = "", control_id: str = "", trigger: str = "",
-                 version: str = "2.5", charset: str = "") -> None:
+                 version: str = "2.5", charset: str = "", response: str = "ACK",
+                 tail: str = "") -> None:
         self.seps = seps
         self.sending_app = sending_app
         self.sending_facility = sending_facility
@@ -33,6 +34,8 @@ class AckHeader:
         self.trigger = trigger
         self.version = version
         self.charset = charset
+        self.response = response  # MFK answers an MFN; ACK everything else
+        self.tail = tail  # segments after MSA/ERR (an MFK echoes the MFI)
 
 
 _ERL = re.compile(r"^([A-Z][A-Z0-9]{2})(?:-(\d+))?$")
@@ -69,7 +72,8 @@ def build_ack(h: AckHeader, ack_code: str, issues: Sequence[Issue], now: datetim
     enc = f"{s.component}{s.repetition}{s.escape}{s.subcomponent}"
     ts = now.strftime("%Y%m%d%H%M%S")
     ctrl = ("A" + h.control_id)[:20] if h.control_id else "A" + ts
-    trigger = f"ACK{s.component}{h.trigger}{s.component}ACK" if h.trigger else "ACK"
+    r = h.response
+    trigger = f"{r}{s.component}{h.trigger}{s.component}{r}" if h.trigger else r
     msh = (f"MSH{f}{enc}{f}{h.receiving_app}{f}{h.receiving_facility}{f}{h.sending_app}{f}"
            f"{h.sending_facility}{f}{ts}{f}{f}{trigger}{f}{ctrl}{f}P{f}{h.version}"
            f"{f}{f}{f}{f}{f}{f}{h.charset}")
@@ -79,4 +83,6 @@ def build_ack(h: AckHeader, ack_code: str, issues: Sequence[Issue], now: datetim
         msa += f"{f}{escape(first_error, s)}"
     segs = [msh, msa]
     segs.extend(_err(i, h.version, s) for i in issues)
+    if h.tail:
+        segs.append(h.tail)
     return "\r".join(segs) + "\r"

@@ -14,6 +14,7 @@ from ..base import Issue, Outcome, OutcomeStatus, ParsedMessage, Reply, ReplySum
 from .ack import AckHeader, build_ack
 from .config import SUPPORTED_VERSIONS, HL7v2Config
 from .fields import Header, ZLayout
+from .item_master import ITEM_MASTER_TYPES, events_from_item_master
 from .message import Message, charset_codec, decode_message, parse_ts
 from .pharmacy import PHARMACY_TYPES, events_from_pharmacy
 from .supply import SUPPLY_TYPES, events_from_supply
@@ -28,7 +29,8 @@ class HL7v2Adapter:
     """HL7 v2.3.1–2.5.1 pharmacy messages."""
 
     name: ClassVar[str] = "hl7v2"
-    kinds: ClassVar[frozenset[str]] = PHARMACY_TYPES | SUPPLY_TYPES | WAREHOUSE_TYPES
+    kinds: ClassVar[frozenset[str]] = (PHARMACY_TYPES | SUPPLY_TYPES | WAREHOUSE_TYPES
+                                       | ITEM_MASTER_TYPES)
     config_model: ClassVar[type[BaseModel]] = HL7v2Config
     transport: ClassVar[str] = "mllp"
 
@@ -93,6 +95,8 @@ class HL7v2Adapter:
             events = events_from_pharmacy(msg, header, layout)
         elif mtype in SUPPLY_TYPES:
             events = events_from_supply(msg, header, layout)
+        elif mtype in ITEM_MASTER_TYPES:
+            events = events_from_item_master(msg, header, layout)
         else:
             events = events_from_warehouse(msg, header, self.config.warehouse_doc_types)
         return ParsedMessage(
@@ -155,12 +159,17 @@ def _codec_or_utf8(charset: str) -> str:
 
 def _ack_header(msg: Message) -> AckHeader:
     msh = msg.msh
+    response, tail = "ACK", ""
+    if msh.get(9, 1) == "MFN":  # a master file is answered with MFK, echoing its MFI
+        response = "MFK"
+        mfi = msg.find("MFI")
+        tail = msg.seps.field.join(mfi.fields) if mfi is not None else ""
     return AckHeader(
         seps=msg.seps,
         sending_app=msh.raw(3), sending_facility=msh.raw(4),
         receiving_app=msh.raw(5), receiving_facility=msh.raw(6),
         control_id=msh.raw(10), trigger=msh.get(9, 2),
-        version=msh.get(12) or "2.5", charset=msh.raw(18),
+        version=msh.get(12) or "2.5", charset=msh.raw(18), response=response, tail=tail,
     )
 
 

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import time
+from pathlib import Path
 
 import aiohttp
 from helpers import HOSPITAL, MLLPClient, ack_fields, numbered_dispense, sample
 
 from gateway.mllp_framing import END, START
+
+HL7_VALID = Path(__file__).resolve().parents[1] / "data" / "hl7v2" / "valid"
 
 
 async def _wait_for(predicate, timeout: float = 5.0) -> float:  # type: ignore[no-untyped-def]
@@ -249,3 +252,24 @@ async def test_pipelined_frames_are_answered_in_arrival_order(gateway) -> None:
     assert rows[0][0] == 6  # the duplicate was acknowledged, not stored again
     quarantined = await gateway.store.query("SELECT count(*) FROM quarantine")
     assert quarantined[0][0] == 1
+
+
+async def test_item_master_is_answered_mfk_and_queues_unknown_items_for_mapping(
+        gateway) -> None:
+    raw = (HL7_VALID / "mfn_m16_item_master.hl7").read_bytes()
+    client = await MLLPClient.connect(gateway.mllp_port)
+    ack = ack_fields(await client.send(raw))
+    await client.close()
+    assert ack["MSH"][8] == "MFK^M16^MFK"  # a master file is answered with MFK
+    assert ack["MSA"][1:3] == ["AA", "SPD20261201000007"]
+    assert ack["MFI"][1].startswith("INV^")  # the MFI echoed, as MFK requires
+    async with aiohttp.ClientSession() as s, s.get(gateway.url("/api/unmapped")) as r:
+        queue = {q["item_code"]: q for q in await r.json()}
+    # the added and the updated item are not in the crosswalk: queued for 对码 with
+    # what the warehouse says of them; the deleted one is not queued
+    assert set(queue) == {"Y0045201", "Y0033107"}
+    assert queue["Y0045201"]["item_name"] == "阿那曲唑片"
+    assert queue["Y0045201"]["specification"] == "1mg*14片/盒"
+    assert queue["Y0033107"]["manufacturer"] == "湖南方盛制药股份有限公司"
+    await asyncio.sleep(0.3)
+    assert gateway.simulator.order == []  # an item master is never sent to the platform
