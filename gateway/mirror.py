@@ -9,8 +9,7 @@ Each destination has its own loop, outbox rows and circuit breaker, so one platf
 being down never stalls another. The store hands out whole FIFO groups whose head
 is due (on PostgreSQL leased to this process), so a group waiting out its back-off
 holds up nobody else, and a poison event holds up its own group only until its
-retry budget (``max_attempts``, and ``max_age_s`` when set) is spent and it becomes a
-dead letter.
+retry budget (``max_attempts``) is spent and it becomes a dead letter.
 """
 
 from __future__ import annotations
@@ -200,18 +199,13 @@ class Mirror:
             return DeliveryUpdate(item.id, "delivered", answer.reason, at=now,
                                   platform_ref=answer.platform_ref)
         charged = not self.breakers[dest.name].is_open(now)
-        age = now - item.created_at
-        spent = charged and (item.attempts + 1 >= cfg.max_attempts
-                             or (cfg.max_age_s is not None and age >= cfg.max_age_s))
-        if answer.verdict is Verdict.REJECTED or spent:
+        if answer.verdict is Verdict.REJECTED or (charged
+                                                  and item.attempts + 1 >= cfg.max_attempts):
             m.deliveries.labels(dest.name, "dead").inc()
-            log.error("mirror %s: msgid %s (event %s) is a dead letter after %d attempt(s) "
-                      "in %.0fs: %s", dest.name, item.msgid, item.event.event_id,
-                      item.attempts + 1, age, answer.reason)
-            reason = answer.reason
-            if answer.verdict is not Verdict.REJECTED and item.attempts + 1 < cfg.max_attempts:
-                reason = f"{reason} (retry budget of {cfg.max_age_s:g} s spent)"
-            return DeliveryUpdate(item.id, "dead", reason, at=now)
+            log.error("mirror %s: msgid %s (event %s) is a dead letter after %d attempt(s): %s",
+                      dest.name, item.msgid, item.event.event_id, item.attempts + 1,
+                      answer.reason)
+            return DeliveryUpdate(item.id, "dead", answer.reason, at=now)
         m.deliveries.labels(dest.name, "retry").inc()
         breaker = self.breakers[dest.name]
         if breaker.is_open(now):
