@@ -165,8 +165,10 @@ class Ingestor:
         for ev in parsed.events:
             mapped, unmapped = map_event(ev, self.crosswalk, day)
             events.append(mapped)
-            held.append(bool(unmapped))
-            if unmapped:
+            # an item master is the dictionary itself, nothing waits for it: never held
+            is_held = bool(unmapped) and ev.kind is not EventKind.ITEM_MASTER
+            held.append(is_held)
+            if is_held:
                 m.events_held.labels(ev.hospital_id).inc()
                 log.info("event %s held: %d unmapped item(s) %s", ev.event_id, len(unmapped),
                          ",".join(li.item_code for li in unmapped))

@@ -17,14 +17,16 @@ _SEVERITY = {Severity.ERROR: "E", Severity.WARNING: "W", Severity.INFO: "I"}
 class AckHeader:
     """What the ACK copies from the original MSH (all empty for an unreadable message)."""
 
-    __slots__ = ("charset", "control_id", "receiving_app", "receiving_facility", "response",
-                 "sending_app", "sending_facility", "seps", "tail", "trigger", "version")
+    __slots__ = ("charset", "control_id", "entries", "receiving_app", "receiving_facility",
+                 "response", "response_level", "sending_app", "sending_facility", "seps",
+                 "structure", "tail", "trigger", "version")
 
     def __init__(self, *, seps: Separators = DEFAULT_SEPARATORS, sending_app: str = "",
                  sending_facility: str = "", receiving_app: str = "",
                  receiving_facility: str = "", control_id: str = "", trigger: str = "",
                  version: str = "2.5", charset: str = "", response: str = "ACK",
-                 tail: str = "") -> None:
+                 structure: str = "ACK", tail: str = "", response_level: str = "",
+                 entries: tuple[tuple[str, str, str, str], ...] = ()) -> None:
         self.seps = seps
         self.sending_app = sending_app
         self.sending_facility = sending_facility
@@ -35,7 +37,11 @@ class AckHeader:
         self.version = version
         self.charset = charset
         self.response = response  # MFK answers an MFN; ACK everything else
+        self.structure = structure  # MSH-9.3: ACK, or MFK_M01 for an MFK
         self.tail = tail  # segments after MSA/ERR (an MFK echoes the MFI)
+        self.response_level = response_level  # MFI-6: NE, ER, AL or SU
+        # per MFE of an MFN: (MFE-1 event code, MFE-2 control id, MFE-4 key, MFE-5 type)
+        self.entries = entries
 
 
 _ERL = re.compile(r"^([A-Z][A-Z0-9]{2})(?:-(\d+))?$")
@@ -73,7 +79,7 @@ def build_ack(h: AckHeader, ack_code: str, issues: Sequence[Issue], now: datetim
     ts = now.strftime("%Y%m%d%H%M%S")
     ctrl = ("A" + h.control_id)[:20] if h.control_id else "A" + ts
     r = h.response
-    trigger = f"{r}{s.component}{h.trigger}{s.component}{r}" if h.trigger else r
+    trigger = f"{r}{s.component}{h.trigger}{s.component}{h.structure}" if h.trigger else r
     msh = (f"MSH{f}{enc}{f}{h.receiving_app}{f}{h.receiving_facility}{f}{h.sending_app}{f}"
            f"{h.sending_facility}{f}{ts}{f}{f}{trigger}{f}{ctrl}{f}P{f}{h.version}"
            f"{f}{f}{f}{f}{f}{f}{h.charset}")
@@ -85,4 +91,16 @@ def build_ack(h: AckHeader, ack_code: str, issues: Sequence[Issue], now: datetim
     segs.extend(_err(i, h.version, s) for i in issues)
     if h.tail:
         segs.append(h.tail)
+        segs.extend(_mfa(h, ack_code in ("AA", "CA"), ts))
     return "\r".join(segs) + "\r"
+
+
+def _mfa(h: AckHeader, accepted: bool, ts: str) -> list[str]:
+    """One MFA per MFE when MFI-6 asks for it (AL always, SU on success, ER on error)."""
+    level = h.response_level
+    if not (level == "AL" or (level == "SU" and accepted) or (level == "ER" and not accepted)):
+        return []
+    f = h.seps.field
+    status = "S" if accepted else "U"  # HL7 table 0181: successful / unsuccessful posting
+    return [f"MFA{f}{code}{f}{control}{f}{ts}{f}{status}{f}{key}{f}{key_type}"
+            for code, control, key, key_type in h.entries]

@@ -14,7 +14,7 @@ from ..base import Issue, Outcome, OutcomeStatus, ParsedMessage, Reply, ReplySum
 from .ack import AckHeader, build_ack
 from .config import SUPPORTED_VERSIONS, HL7v2Config
 from .fields import Header, ZLayout
-from .item_master import ITEM_MASTER_TYPES, events_from_item_master
+from .item_master import ITEM_MASTER_TYPES, ITEM_MASTER_VERSIONS, events_from_item_master
 from .message import Message, charset_codec, decode_message, parse_ts
 from .pharmacy import PHARMACY_TYPES, events_from_pharmacy
 from .supply import SUPPLY_TYPES, events_from_supply
@@ -77,7 +77,8 @@ class HL7v2Adapter:
                 f"unsupported message type {mtype} (supported: {', '.join(sorted(self.kinds))})",
                 code="200", location="MSH-9", reject=True)
         version = msg.version
-        if version not in self.config.versions:
+        if version not in self.config.versions and not (
+                mtype in ITEM_MASTER_TYPES and version in ITEM_MASTER_VERSIONS):
             raise MessageRejected(
                 f"unsupported HL7 version {version!r} in MSH-12 "
                 f"(supported: {', '.join(self.config.versions)})",
@@ -159,28 +160,41 @@ def _codec_or_utf8(charset: str) -> str:
 
 def _ack_header(msg: Message) -> AckHeader:
     msh = msg.msh
-    response, tail = "ACK", ""
-    if msh.get(9, 1) == "MFN":  # a master file is answered with MFK, echoing its MFI
-        response = "MFK"
-        mfi = msg.find("MFI")
-        tail = msg.seps.field.join(mfi.fields) if mfi is not None else ""
+    response, structure, tail, level = "ACK", "ACK", "", ""
+    entries: tuple[tuple[str, str, str, str], ...] = ()
+    mfi = msg.find("MFI") if msh.get(9, 1) == "MFN" else None
+    if mfi is not None:  # a master file is answered with MFK, which must echo the MFI
+        response, structure = "MFK", "MFK_M01"
+        tail = msg.seps.field.join(mfi.fields)
+        level = mfi.get(6)
+        entries = tuple((e.get(1), e.raw(2), e.raw(4), e.raw(5))
+                        for e in msg.segments if e.name == "MFE")
     return AckHeader(
         seps=msg.seps,
         sending_app=msh.raw(3), sending_facility=msh.raw(4),
         receiving_app=msh.raw(5), receiving_facility=msh.raw(6),
         control_id=msh.raw(10), trigger=msh.get(9, 2),
-        version=msh.get(12) or "2.5", charset=msh.raw(18), response=response, tail=tail,
+        version=msh.get(12) or "2.5", charset=msh.raw(18), response=response,
+        structure=structure, tail=tail, response_level=level, entries=entries,
     )
 
 
 def _salvage_header(raw: bytes) -> AckHeader:
-    """Best-effort MSH fields from a message that failed to parse, so the NAK is addressable."""
+    """Best-effort MSH fields from a message that failed to parse, so the NAK is addressable.
+
+    The whole message when it still decodes (an MFK needs the MFI and the MFEs), else
+    the MSH line alone.
+    """
     try:
-        msg = decode_message(raw.split(b"\r", 1)[0] + b"\r")
+        msg = decode_message(raw)
     except MessageRejected:
-        return AckHeader()
+        try:
+            msg = decode_message(raw.split(b"\r", 1)[0] + b"\r")
+        except MessageRejected:
+            return AckHeader()
     h = _ack_header(msg)
-    if h.version not in SUPPORTED_VERSIONS:
+    if h.version not in SUPPORTED_VERSIONS and not (
+            h.response == "MFK" and h.version in ITEM_MASTER_VERSIONS):
         h.version = "2.5"
     return h
 

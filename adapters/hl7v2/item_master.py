@@ -1,4 +1,5 @@
-"""Item master files (MFN^M16): the pharmacy's or warehouse's item dictionary.
+"""Item master files (MFN^M16, HL7 v2.6 chapter 17): the pharmacy's or warehouse's
+item dictionary.
 
 An MFN^M16 names the master file in MFI and carries, per item, an MFE (MFE-1
 record-level event: MAD add, MUP update, MDL delete, MDC deactivate, MAC
@@ -26,9 +27,11 @@ from gateway.model import Event, EventKind, Line, OrderControl
 from .fields import Header, ZLayout, decimal
 from .message import Message, Segment, parse_ts
 
-__all__ = ["ITEM_MASTER_TYPES", "events_from_item_master"]
+__all__ = ["ITEM_MASTER_TYPES", "ITEM_MASTER_VERSIONS", "events_from_item_master"]
 
 ITEM_MASTER_TYPES = frozenset({"MFN^M16"})
+# MFN^M16 with ITM and PKG is defined in v2.6; SPD systems send it as 2.5 / 2.5.1 too
+ITEM_MASTER_VERSIONS = ("2.5", "2.5.1", "2.6")
 
 # MFE-1 record-level event code (HL7 table 0180) → the line's lifecycle
 _EVENTS = {

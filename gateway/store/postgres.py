@@ -29,7 +29,7 @@ from typing import Any
 import orjson
 
 from ..errors import StoreError
-from ..model import Event, event_from_dict, event_json
+from ..model import Event, EventKind, event_from_dict, event_json
 from .base import (
     Balance,
     Claim,
@@ -275,8 +275,11 @@ class PostgresStore(GroupCommitting):
                         ev.event_id, message_id, ev.hospital_id, ev.kind.value,
                         ev.occurred_at.isoformat(), int(held), _dumps(ev))
                     seqs.append(seq)
-                    if held and seq is not None:
-                        await self._note_unmapped(con, ev.hospital_id, ev.lines, now)
+                    if seq is not None and (held or ev.kind is EventKind.ITEM_MASTER):
+                        # an item master is never held; its unknown items are queued for
+                        # 对码 without counting as occurrences in a transaction
+                        await self._note_unmapped(con, ev.hospital_id, ev.lines, now,
+                                                  int(held))
                 staged.append((message_id, False, seqs))
             rows = [(inc, d, seqs[d.event_index])
                     for inc, (_, dup, seqs) in zip(items, staged, strict=True)
@@ -332,18 +335,20 @@ class PostgresStore(GroupCommitting):
         return out
 
     @staticmethod
-    async def _note_unmapped(con: Any, hospital_id: str, lines: Any, now: float) -> None:
+    async def _note_unmapped(con: Any, hospital_id: str, lines: Any, now: float,
+                             count: int) -> None:
         for line in lines:
             if line.national_code is not None:
                 continue
             await con.execute(
                 "INSERT INTO unmapped (hospital_id, item_code, item_name, specification,"
                 " manufacturer, occurrences, first_seen, last_seen)"
-                " VALUES ($1, $2, $3, $4, $5, 1, $6, $6)"
+                " VALUES ($1, $2, $3, $4, $5, $7, $6, $6)"
                 " ON CONFLICT (hospital_id, item_code) DO UPDATE SET"
-                " occurrences = unmapped.occurrences + 1, last_seen = excluded.last_seen",
+                " occurrences = unmapped.occurrences + excluded.occurrences,"
+                " last_seen = excluded.last_seen",
                 hospital_id, line.item_code, line.item_name, line.specification,
-                line.manufacturer, now)
+                line.manufacturer, now, count)
 
     async def quarantine(self, raw: bytes, *, peer: str, adapter: str, reason: str,
                          received_at: datetime) -> int:

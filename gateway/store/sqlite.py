@@ -22,7 +22,7 @@ from typing import Any
 import orjson
 
 from ..errors import StoreError
-from ..model import Event, event_from_dict, event_json
+from ..model import Event, EventKind, event_from_dict, event_json
 from .base import (
     Balance,
     Claim,
@@ -266,8 +266,10 @@ class SqliteStore(GroupCommitting):
                 event_rows.append((next_seq, ev.event_id, mid, ev.hospital_id, ev.kind.value,
                                    ev.occurred_at.isoformat(), int(held), _dumps(ev)))
                 next_seq += 1
-                if held:
-                    self._note_unmapped(con, ev.hospital_id, ev.lines, now)
+                if held or ev.kind is EventKind.ITEM_MASTER:
+                    # an item master is never held, but its unknown items are what 对码
+                    # should see first; they are not occurrences in a transaction
+                    self._note_unmapped(con, ev.hospital_id, ev.lines, now, int(held))
             outbox_ids = []
             for d in inc.deliveries:
                 seq = seqs[d.event_index]
@@ -289,17 +291,18 @@ class SqliteStore(GroupCommitting):
         return results
 
     @staticmethod
-    def _note_unmapped(con: sqlite3.Connection, hospital_id: str, lines: Any, now: float) -> None:
+    def _note_unmapped(con: sqlite3.Connection, hospital_id: str, lines: Any, now: float,
+                       count: int) -> None:
         for line in lines:
             if line.national_code is not None:
                 continue
             con.execute(
                 "INSERT INTO unmapped (hospital_id, item_code, item_name, specification,"
-                " manufacturer, occurrences, first_seen, last_seen) VALUES (?, ?, ?, ?, ?, 1, ?, ?)"
+                " manufacturer, occurrences, first_seen, last_seen) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
                 " ON CONFLICT (hospital_id, item_code) DO UPDATE SET"
-                " occurrences = occurrences + 1, last_seen = excluded.last_seen",
+                " occurrences = occurrences + excluded.occurrences, last_seen = excluded.last_seen",
                 (hospital_id, line.item_code, line.item_name, line.specification,
-                 line.manufacturer, now, now))
+                 line.manufacturer, count, now, now))
 
     async def quarantine(self, raw: bytes, *, peer: str, adapter: str, reason: str,
                          received_at: datetime) -> int:

@@ -260,16 +260,41 @@ async def test_item_master_is_answered_mfk_and_queues_unknown_items_for_mapping(
     client = await MLLPClient.connect(gateway.mllp_port)
     ack = ack_fields(await client.send(raw))
     await client.close()
-    assert ack["MSH"][8] == "MFK^M16^MFK"  # a master file is answered with MFK
+    assert ack["MSH"][8] == "MFK^M16^MFK_M01"  # a master file is answered with MFK
     assert ack["MSA"][1:3] == ["AA", "SPD20261201000007"]
     assert ack["MFI"][1].startswith("INV^")  # the MFI echoed, as MFK requires
+    assert "MFA" not in ack  # MFI-6 is NE: no per-item answers asked for
     async with aiohttp.ClientSession() as s, s.get(gateway.url("/api/unmapped")) as r:
         queue = {q["item_code"]: q for q in await r.json()}
     # the added and the updated item are not in the crosswalk: queued for 对码 with
-    # what the warehouse says of them; the deleted one is not queued
+    # what the warehouse says of them, as known items not yet used (no occurrences);
+    # the deleted one is not queued
     assert set(queue) == {"Y0045201", "Y0033107"}
     assert queue["Y0045201"]["item_name"] == "阿那曲唑片"
     assert queue["Y0045201"]["specification"] == "1mg*14片/盒"
     assert queue["Y0033107"]["manufacturer"] == "湖南方盛制药股份有限公司"
+    assert {q["occurrences"] for q in queue.values()} == {0}
+    # stored, never held (nothing waits for a dictionary) and never sent to the platform
+    assert await gateway.store.query("SELECT kind, held FROM events") == [("item_master", 0)]
     await asyncio.sleep(0.3)
-    assert gateway.simulator.order == []  # an item master is never sent to the platform
+    assert gateway.simulator.order == []
+
+
+async def test_item_master_answers_each_item_when_asked_and_takes_v26(gateway) -> None:
+    raw = ((HL7_VALID / "mfn_m16_item_master.hl7").read_bytes()
+           .replace(b"|P|2.5|", b"|P|2.6|").replace(b"20261201075500||NE", b"20261201075500||AL"))
+    client = await MLLPClient.connect(gateway.mllp_port)
+    ack = await client.send(raw)
+    bad = await client.send(raw.replace(b"SPD20261201000007", b"SPD20261201000017")
+                            .replace(b"MFE|MUP|", b"MFE|MXX|"))
+    await client.close()
+    segs = [line.split("|") for line in ack.decode().split("\r") if line]
+    mfa = [seg for seg in segs if seg[0] == "MFA"]
+    # MFI-6 AL: one MFA per MFE: event code, MFE-2 control id, status S, the key
+    assert [(m[1], m[2], m[4], m[5]) for m in mfa] == [
+        ("MAD", "SPD-ITM-000101", "S", "Y0045201^ZJSRMYY"),
+        ("MUP", "SPD-ITM-000102", "S", "Y0033107^ZJSRMYY"),
+        ("MDL", "SPD-ITM-000103", "S", "Y0012345^ZJSRMYY")]
+    bad_segs = [line.split("|") for line in bad.decode().split("\r") if line]
+    assert [seg[1] for seg in bad_segs if seg[0] == "MSA"] == ["AE"]
+    assert {seg[4] for seg in bad_segs if seg[0] == "MFA"} == {"U"}
