@@ -104,6 +104,11 @@ class DestinationConfig(_Frozen):
     url: str = Field(pattern=r"^https?://")
     timeout_s: float = Field(default=5.0, gt=0)
     max_attempts: int = Field(default=20, ge=1, description="tries before a dead letter")
+    max_age_s: float | None = Field(
+        default=None, gt=0,
+        description="also a dead letter when the event is still failing this long after its "
+                    "first failed try (e.g. 259200 for three days); tries while the platform "
+                    "is down for everyone (circuit open) never start the clock")
     backoff_initial_s: float = Field(default=0.5, gt=0)
     backoff_max_s: float = Field(default=300.0, gt=0)
     concurrency: int = Field(default=16, ge=1, le=256)

@@ -9,7 +9,8 @@ Each destination has its own loop, outbox rows and circuit breaker, so one platf
 being down never stalls another. The store hands out whole FIFO groups whose head
 is due (on PostgreSQL leased to this process), so a group waiting out its back-off
 holds up nobody else, and a poison event holds up its own group only until its
-retry budget (``max_attempts``) is spent and it becomes a dead letter.
+retry budget (``max_attempts``, and ``max_age_s`` when set) is spent and it becomes a
+dead letter.
 """
 
 from __future__ import annotations
@@ -199,13 +200,20 @@ class Mirror:
             return DeliveryUpdate(item.id, "delivered", answer.reason, at=now,
                                   platform_ref=answer.platform_ref)
         charged = not self.breakers[dest.name].is_open(now)
-        if answer.verdict is Verdict.REJECTED or (charged
-                                                  and item.attempts + 1 >= cfg.max_attempts):
+        # the time budget runs from this event's first charged failure: an outage of the
+        # whole platform (circuit open) never starts it, a replay restarts it
+        failing_s = now - (item.first_failed_at if item.first_failed_at is not None else now)
+        out_of_tries = item.attempts + 1 >= cfg.max_attempts
+        out_of_time = cfg.max_age_s is not None and failing_s >= cfg.max_age_s
+        if answer.verdict is Verdict.REJECTED or (charged and (out_of_tries or out_of_time)):
             m.deliveries.labels(dest.name, "dead").inc()
-            log.error("mirror %s: msgid %s (event %s) is a dead letter after %d attempt(s): %s",
-                      dest.name, item.msgid, item.event.event_id, item.attempts + 1,
-                      answer.reason)
-            return DeliveryUpdate(item.id, "dead", answer.reason, at=now)
+            reason = answer.reason
+            if answer.verdict is not Verdict.REJECTED:
+                reason += (f" (retry budget spent: {item.attempts + 1} attempts)" if out_of_tries
+                           else f" (retry budget spent: failing for {failing_s:.0f} s)")
+            log.error("mirror %s: msgid %s (event %s) is a dead letter: %s", dest.name,
+                      item.msgid, item.event.event_id, reason)
+            return DeliveryUpdate(item.id, "dead", reason, at=now)
         m.deliveries.labels(dest.name, "retry").inc()
         breaker = self.breakers[dest.name]
         if breaker.is_open(now):
@@ -216,4 +224,5 @@ class Mirror:
         delay = backoff_delay(item.attempts, cfg.backoff_initial_s, cfg.backoff_max_s)
         log.warning("mirror %s: msgid %s not delivered (%s); next try in %.1fs",
                     dest.name, item.msgid, answer.reason, delay)
-        return DeliveryUpdate(item.id, "retry", answer.reason, next_attempt_at=now + delay)
+        return DeliveryUpdate(item.id, "retry", answer.reason, next_attempt_at=now + delay,
+                              at=now)

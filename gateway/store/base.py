@@ -74,6 +74,7 @@ class OutboxItem:
     created_at: float  # unix seconds (commit time)
     next_attempt_at: float
     event: Event
+    first_failed_at: float | None = None  # the first charged failure (time budget)
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,7 +86,7 @@ class DeliveryUpdate:
     error: str = ""
     next_attempt_at: float = 0.0
     platform_ref: str = ""
-    at: float = 0.0
+    at: float = 0.0  # when it happened (delivered / dead; a charged retry's failure)
     # False when the platform looked down (circuit open): the try does not use up the
     # event's retry budget, which is meant for events the platform keeps refusing
     charge: bool = True

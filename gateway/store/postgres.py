@@ -139,6 +139,8 @@ CREATE TABLE unmapped (
     # live replicas, so that each claims a fair share of the groups
     3: "CREATE TABLE replicas (owner TEXT PRIMARY KEY,"
        " seen_until DOUBLE PRECISION NOT NULL);",
+    # when an event's delivery first failed (charged): the time-based retry budget
+    4: "ALTER TABLE outbox ADD COLUMN first_failed_at DOUBLE PRECISION;",
 }
 SCHEMA_VERSION = max(MIGRATIONS)
 
@@ -150,7 +152,7 @@ _RECORD_COLUMNS = (
     " e.event_id")
 
 _ITEM_COLUMNS = ("o.id, o.msgid, o.hospital_id, o.stream, o.unit, o.attempts, o.created_at,"
-                 " o.next_attempt_at, e.body")
+                 " o.next_attempt_at, e.body, o.first_failed_at")
 
 
 def _dumps(event: Event) -> bytes:
@@ -164,7 +166,8 @@ def _mark(n: int) -> str:
 def _item(destination: str, r: Any) -> OutboxItem:
     return OutboxItem(id=r[0], destination=destination, msgid=r[1], hospital_id=r[2],
                       stream=r[3], unit=r[4], attempts=r[5], created_at=r[6],
-                      next_attempt_at=r[7], event=event_from_dict(orjson.loads(r[8])))
+                      next_attempt_at=r[7], event=event_from_dict(orjson.loads(r[8])),
+                      first_failed_at=r[9])
 
 
 def _record(r: Any, body: bytes | None = None) -> OutboxRecord:
@@ -427,7 +430,9 @@ class PostgresStore(GroupCommitting):
             " next_attempt_at = CASE WHEN u.state = 0 THEN u.next_at ELSE o.next_attempt_at END,"
             " delivered_at = CASE WHEN u.state = 0 THEN o.delivered_at ELSE u.at END,"
             " platform_ref = CASE WHEN u.state = 0 THEN o.platform_ref ELSE u.ref END,"
-            " delivered_by = CASE WHEN u.state = 0 THEN o.delivered_by ELSE $8 END"
+            " delivered_by = CASE WHEN u.state = 0 THEN o.delivered_by ELSE $8 END,"
+            " first_failed_at = CASE WHEN u.state = 0 AND u.charge = 1"
+            " THEN coalesce(o.first_failed_at, u.at) ELSE o.first_failed_at END"
             " FROM unnest($1::bigint[], $2::smallint[], $3::int[], $4::text[], $5::float8[],"
             " $6::float8[], $7::text[]) AS u(id, state, charge, err, next_at, at, ref)"
             " WHERE o.id = u.id AND o.state = 0",
@@ -580,7 +585,8 @@ class PostgresStore(GroupCommitting):
                 else:
                     await con.execute(
                         "UPDATE outbox SET state = 0, attempts = 0, next_attempt_at = $2,"
-                        " last_error = '', delivered_at = NULL WHERE id = $1", target_id, now)
+                        " last_error = '', delivered_at = NULL, first_failed_at = NULL"
+                        " WHERE id = $1", target_id, now)
                     queued.append(target_id)
         return ReplayResult(tuple(queued), tuple(refused), tuple(skipped))
 

@@ -48,12 +48,14 @@ Remap = Callable[[Event], tuple[Event, bool, tuple[PlannedDelivery, ...]]]
 
 log = logging.getLogger(__name__)
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 # version → statements; version 1 is schema_sqlite.sql
 _MIGRATIONS: dict[int, str] = {
     2: "CREATE INDEX IF NOT EXISTS outbox_groups ON outbox"
        " (destination, hospital_id, stream, id) WHERE state = 0;",
+    # when an event's delivery first failed (charged): the time-based retry budget
+    3: "ALTER TABLE outbox ADD COLUMN first_failed_at REAL;",
 }
 
 _RECORD_COLUMNS = (
@@ -327,12 +329,14 @@ class SqliteStore(GroupCommitting):
             assert con is not None
             rows = con.execute(
                 "SELECT o.id, o.msgid, o.hospital_id, o.stream, o.unit, o.attempts, o.created_at,"
-                " o.next_attempt_at, e.body FROM outbox o JOIN events e ON e.seq = o.event_seq"
+                " o.next_attempt_at, e.body, o.first_failed_at FROM outbox o"
+                " JOIN events e ON e.seq = o.event_seq"
                 " WHERE o.destination = ? AND o.state = 0 ORDER BY o.id LIMIT ?",
                 (destination, limit)).fetchall()
             return [OutboxItem(id=r[0], destination=destination, msgid=r[1], hospital_id=r[2],
                                stream=r[3], unit=r[4], attempts=r[5], created_at=r[6],
-                               next_attempt_at=r[7], event=event_from_dict(orjson.loads(r[8])))
+                               next_attempt_at=r[7], event=event_from_dict(orjson.loads(r[8])),
+                               first_failed_at=r[9])
                     for r in rows]
         return await asyncio.get_running_loop().run_in_executor(self._reader, read)
 
@@ -349,8 +353,11 @@ class SqliteStore(GroupCommitting):
                     if u.outcome == "retry":
                         con.execute(
                             "UPDATE outbox SET attempts = attempts + ?, last_error = ?,"
-                            " next_attempt_at = ? WHERE id = ? AND state = 0",
-                            (int(u.charge), u.error, u.next_attempt_at, u.outbox_id))
+                            " next_attempt_at = ?, first_failed_at = CASE WHEN ? THEN"
+                            " coalesce(first_failed_at, ?) ELSE first_failed_at END"
+                            " WHERE id = ? AND state = 0",
+                            (int(u.charge), u.error, u.next_attempt_at, int(u.charge), u.at,
+                             u.outbox_id))
                     else:
                         con.execute(
                             "UPDATE outbox SET attempts = attempts + 1, state = ?, last_error = ?,"
@@ -492,14 +499,15 @@ class SqliteStore(GroupCommitting):
             for hospital, stream in due:
                 rows = con.execute(
                     "SELECT o.id, o.msgid, o.hospital_id, o.stream, o.unit, o.attempts,"
-                    " o.created_at, o.next_attempt_at, e.body FROM outbox o"
+                    " o.created_at, o.next_attempt_at, e.body, o.first_failed_at FROM outbox o"
                     " JOIN events e ON e.seq = o.event_seq WHERE o.destination = ?"
                     " AND o.state = 0 AND o.hospital_id = ? AND o.stream = ?"
                     " ORDER BY o.id LIMIT ?", (destination, hospital, stream, per_group))
                 items.extend(OutboxItem(
                     id=r[0], destination=destination, msgid=r[1], hospital_id=r[2],
                     stream=r[3], unit=r[4], attempts=r[5], created_at=r[6],
-                    next_attempt_at=r[7], event=event_from_dict(orjson.loads(r[8])))
+                    next_attempt_at=r[7], event=event_from_dict(orjson.loads(r[8])),
+                    first_failed_at=r[9])
                     for r in rows)
             return Claim(items, next_due)
         return await asyncio.get_running_loop().run_in_executor(self._reader, read)
@@ -572,7 +580,8 @@ class SqliteStore(GroupCommitting):
                     else:
                         con.execute(
                             "UPDATE outbox SET state = 0, attempts = 0, next_attempt_at = ?,"
-                            " last_error = '', delivered_at = NULL WHERE id = ?",
+                            " last_error = '', delivered_at = NULL, first_failed_at = NULL"
+                            " WHERE id = ?",
                             (now, target_id))
                         queued.append(target_id)
                 con.execute("COMMIT")

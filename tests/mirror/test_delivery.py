@@ -165,6 +165,21 @@ async def test_poison_event_becomes_a_dead_letter_without_blocking_others(any_ri
                                    .document_no])
 
 
+async def test_a_time_budget_dead_letters_an_event_that_keeps_failing(any_rig) -> None:
+    sim = SimulatorState()
+    sim.faults.fail_items = ["Y9999999"]  # HTTP 500 for this item, however often it is sent
+    rig = await any_rig([destination("nhsa", "{sim}/fsi/api/inventory", max_attempts=1000,
+                                     max_age_s=0.5, breaker_failures=1000)], {"sim": sim})
+    poison = dispense(1, HOSPITALS[0], item="Y9999999", code=TADALAFIL)
+    await rig.send([poison, dispense(2, HOSPITALS[0]), dispense(3, HOSPITALS[1])])
+    await rig.settle(timeout=20)
+    dead = await rig.store.list_outbox(OutboxQuery())
+    assert len(dead) == 1 and dead[0].event_id == poison.event_id
+    assert 1 < dead[0].attempts < 1000  # tried again and again, then out of time
+    assert "HTTP 500" in dead[0].last_error and "failing for" in dead[0].last_error
+    assert len(sim.order) == 2  # the others went through
+
+
 async def test_down_platform_opens_the_circuit_and_spends_no_retry_budget(any_rig) -> None:
     sim = SimulatorState()
     sim.faults.down = True

@@ -81,6 +81,29 @@ async def test_uncharged_retry_keeps_the_budget_and_dead_letters_replay(make_sto
     assert (await store.balance()).queued == {"nhsa": 4}
 
 
+async def test_the_failing_clock_starts_at_the_first_charged_failure_and_replay_resets_it(
+        make_store) -> None:
+    store = await make_store()
+    ids = await _fill(store, 1)
+    t0 = time.time()
+
+    async def first_failed() -> float | None:
+        return {i.id: i.first_failed_at for i in await store.pending("nhsa", 10)}[ids[0]]
+
+    # the platform down for everyone (circuit open): the clock does not start
+    await store.record_deliveries([DeliveryUpdate(ids[0], "retry", "circuit open",
+                                                  next_attempt_at=t0, at=t0, charge=False)])
+    assert await first_failed() is None
+    await store.record_deliveries([DeliveryUpdate(ids[0], "retry", "HTTP 500",
+                                                  next_attempt_at=t0, at=t0 + 10)])
+    await store.record_deliveries([DeliveryUpdate(ids[0], "retry", "HTTP 500",
+                                                  next_attempt_at=t0, at=t0 + 20)])
+    assert await first_failed() == t0 + 10  # the first charged failure, kept
+    await store.record_deliveries([DeliveryUpdate(ids[0], "dead", "HTTP 500", at=t0 + 30)])
+    await store.replay(OutboxQuery(ids=(ids[0],)), now=t0 + 40)
+    assert await first_failed() is None  # a replay starts the budget afresh
+
+
 async def test_replay_to_another_destination_keeps_the_original_msgid(make_store) -> None:
     store = await make_store()
     ids = await _fill(store, 2)
