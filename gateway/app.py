@@ -113,6 +113,7 @@ async def _core_ctx(app: web.Application) -> AsyncIterator[None]:
     destinations = [Destination(d, profile_for(d.profile)(d, cfg)) for d in cfg.destinations]
     mirror = Mirror(store, destinations, metrics, session)
     app[MIRROR] = mirror
+    await store.listen(mirror.notify)  # rows other replicas commit wake this mirror too
     ingestor = Ingestor(store, app[CROSSWALK],
                         [Route(d.name, d.profile) for d in destinations], metrics,
                         notify=mirror.notify)

@@ -132,7 +132,8 @@ class DestinationConfig(_Frozen):
     token_path: str = Field(default="/token", description="招采 token endpoint under url")
     idle_poll_s: float = Field(
         default=1.0, gt=0, description="how often an idle worker looks for rows committed "
-                                       "by other replicas")
+                                       "by other replicas (PostgreSQL replicas are also woken "
+                                       "at once by LISTEN/NOTIFY)")
     breaker_failures: int = Field(
         default=5, ge=1, description="consecutive platform failures that open the circuit")
     breaker_cooldown_s: float = Field(default=1.0, gt=0)

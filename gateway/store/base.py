@@ -205,6 +205,10 @@ class Store(Protocol):
         """:meth:`commit` with a callback: ``done`` hears the result or the StoreError."""
         ...
 
+    async def listen(self, on_commit: Callable[[], None]) -> None:
+        """Call ``on_commit`` when another process commits outbox rows (if it can tell)."""
+        ...
+
     async def quarantine(self, raw: bytes, *, peer: str, adapter: str, reason: str,
                          received_at: datetime) -> int:
         """Keep bytes that could not be taken, durably, with the reason."""

@@ -17,6 +17,7 @@ under an advisory lock, so replicas starting together apply each once.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import socket
@@ -194,6 +195,9 @@ class PostgresStore(GroupCommitting):
         self.pool_max = pool_max
         self.owner = owner or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self._pool: Any = None
+        self._listener: Any = None  # the connection that LISTENs for other replicas' rows
+        # one channel per schema: gateways sharing a server but not a schema stay apart
+        self.channel = f"jcgw_outbox:{schema}"
         self._group = GroupCommit(self._write_batch, group_commit_max, on_batch)
         self.commits = 0
         self.closed = False
@@ -240,6 +244,10 @@ class PostgresStore(GroupCommitting):
     async def close(self) -> None:
         """Wait for pending commits, give back held leases, then close the pool."""
         await self._group.drain()
+        if self._listener is not None:
+            with contextlib.suppress(OSError, asyncpg.PostgresError):
+                await self._listener.close()
+            self._listener = None
         if self._pool is not None:
             try:
                 await self._pool.execute(
@@ -250,6 +258,27 @@ class PostgresStore(GroupCommitting):
                 log.warning("could not give back outbox leases; they expire by themselves")
             await self._pool.close()
         self.closed = True
+
+    async def _notify(self, con: Any) -> None:
+        # sent when the transaction commits, never for one rolled back
+        await con.execute("SELECT pg_notify($1, '')", self.channel)
+
+    async def listen(self, on_commit: Callable[[], None]) -> None:
+        """Call ``on_commit`` whenever any replica commits new or replayed outbox rows.
+
+        Replicas wake at once instead of at their next poll (``idle_poll_s``, which stays
+        the fallback should this connection drop).
+        """
+        try:
+            self._listener = await asyncpg.connect(self.dsn)
+            await self._listener.add_listener(self.channel, lambda *_: on_commit())
+        except (OSError, asyncpg.PostgresError) as exc:
+            log.warning("cannot LISTEN for other replicas' commits (%s); polling instead", exc)
+            self._listener = None
+            return
+        self._listener.add_termination_listener(
+            lambda _: log.warning("LISTEN connection closed; other replicas' commits are "
+                                  "now found by polling"))
 
     # -- ingest ----------------------------------------------------------
     async def _write_batch(self, items: list[Incoming]) -> list[CommitResult]:
@@ -306,6 +335,7 @@ class PostgresStore(GroupCommitting):
                 await con.executemany(
                     "INSERT INTO outbox_groups (destination, hospital_id, stream)"
                     " VALUES ($1, $2, $3) ON CONFLICT DO NOTHING", groups)
+                await self._notify(con)
         self.commits += 1
         results = []
         taken = iter(ids)
@@ -522,6 +552,8 @@ class PostgresStore(GroupCommitting):
                     "INSERT INTO outbox_groups (destination, hospital_id, stream)"
                     " VALUES ($1, $2, $3) ON CONFLICT DO NOTHING",
                     d.destination, ev.hospital_id, ev.stream)
+            if planned:
+                await self._notify(con)
         return [ev for _, ev, _ in released]
 
     async def events_after(self, seq: int, limit: int) -> list[tuple[int, Event]]:
@@ -588,6 +620,8 @@ class PostgresStore(GroupCommitting):
                         " last_error = '', delivered_at = NULL, first_failed_at = NULL"
                         " WHERE id = $1", target_id, now)
                     queued.append(target_id)
+            if queued:
+                await self._notify(con)
         return ReplayResult(tuple(queued), tuple(refused), tuple(skipped))
 
     async def balance(self) -> Balance:

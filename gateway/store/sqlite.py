@@ -213,6 +213,10 @@ class SqliteStore(GroupCommitting):
         self._reader.shutdown(wait=True)
         self.closed = True
 
+    async def listen(self, on_commit: Callable[[], None]) -> None:
+        """Nothing to do: one process owns a SQLite store, and its ingest path wakes the
+        mirror itself."""
+
     # -- ingest ----------------------------------------------------------
     def _write_group(self, items: list[Incoming]) -> asyncio.Future[list[CommitResult]]:
         # a future, not a coroutine: the group reaches the writer thread at once

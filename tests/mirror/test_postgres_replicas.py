@@ -73,3 +73,28 @@ async def test_groups_are_leased_to_one_replica_and_taken_over_after_expiry(
     finally:
         await a.close()
         await b.close()
+
+
+async def test_a_replica_hears_at_once_of_rows_another_commits_or_replays(
+        pg_schema: str) -> None:
+    from gateway.store.base import DeliveryUpdate, OutboxQuery
+
+    a, b = await _two(pg_schema)
+    woke = asyncio.Event()
+    try:
+        await b.listen(woke.set)
+        res = await a.commit(incoming([dispense(1, HOSPITALS[0])], [("nhsa", 1)]))
+        # far sooner than the 1 s a polling replica would take
+        await asyncio.wait_for(woke.wait(), timeout=0.5)
+        woke.clear()
+        await a.record_deliveries([DeliveryUpdate(res.outbox_ids[0], "dead", "HTTP 400",
+                                                  at=time.time())])
+        await a.replay(OutboxQuery(ids=res.outbox_ids))
+        await asyncio.wait_for(woke.wait(), timeout=0.5)
+        # a message that creates no outbox rows wakes nobody
+        woke.clear()
+        await a.commit(incoming([dispense(2, HOSPITALS[0])], []))
+        await asyncio.sleep(0.3)
+        assert not woke.is_set()
+    finally:
+        await asyncio.gather(a.close(), b.close())
