@@ -184,9 +184,19 @@ class CdsClientConfig(_Frozen):
     """A prescribing system allowed to call the CDS Hooks service."""
 
     iss: str = Field(min_length=1)
-    jwks_file: Path
+    jwks_file: Path | None = Field(default=None, description="the client's public JWK set")
+    jwks_url: str | None = Field(
+        default=None, pattern=r"^https?://",
+        description="or where the client publishes it (the only jku accepted); fetched, "
+                    "cached and fetched again when the client rotates its key")
     hospital_id: str = Field(default="", pattern=r"^([A-Z0-9]{12})?$")
     hospitals: tuple[str, ...] = ()
+
+    @model_validator(mode="after")
+    def _one_key_source(self) -> CdsClientConfig:
+        if (self.jwks_file is None) == (self.jwks_url is None):
+            raise ValueError("give exactly one of jwks_file and jwks_url")
+        return self
 
 
 class CdsConfig(_Frozen):
@@ -337,7 +347,8 @@ def _resolve_paths(cfg: GatewayConfig, base: Path) -> GatewayConfig:
         "path": fix(led.path) if led.path else None,
         "contracts": fix(led.contracts) if led.contracts else None})
     cds = cfg.cds.model_copy(update={"clients": tuple(
-        c.model_copy(update={"jwks_file": fix(c.jwks_file)}) for c in cfg.cds.clients)})
+        c.model_copy(update={"jwks_file": None if c.jwks_file is None else fix(c.jwks_file)})
+        for c in cfg.cds.clients)})
     return cfg.model_copy(update={"data_dir": fix(cfg.data_dir), "store": store, "crosswalk": cw,
                                   "ledger": led, "cds": cds})
 
@@ -372,7 +383,7 @@ def _check_adapters(cfg: GatewayConfig, file: str) -> None:
                   ("ledger.rules", cfg.ledger.rules), ("ledger.contracts", cfg.ledger.contracts)]
     if cfg.cds.enabled:
         files += [(f"cds.clients[{i}].jwks_file", c.jwks_file)
-                  for i, c in enumerate(cfg.cds.clients)]
+                  for i, c in enumerate(cfg.cds.clients) if c.jwks_file is not None]
     for key, path in files:
         if path is not None and not Path(path).exists():
             problems.append(f"{file}: {key}: {path} does not exist (give an existing path)")

@@ -75,20 +75,23 @@ def make_ledger(cfg: GatewayConfig, crosswalk: CurrentCrosswalk) -> Ledger:
 
 
 def cds_settings(cfg: GatewayConfig, crosswalk: CurrentCrosswalk) -> CdsSettings:
-    """CDS Hooks settings: trusted clients with their public keys from JWKS files.
+    """CDS Hooks settings: trusted clients with their public keys (JWKS files or URLs).
 
     Raises:
         ConfigError: a JWKS file cannot be read.
     """
     clients = {}
     for i, c in enumerate(cfg.cds.clients):
-        try:
-            jwks = json.loads(c.jwks_file.read_text("utf-8"))
-        except (OSError, ValueError) as exc:
-            raise ConfigError([f"cds.clients[{i}].jwks_file: cannot read {c.jwks_file}: {exc}"]) \
-                from None
+        jwks: dict[str, Any] = {"keys": []}
+        if c.jwks_file is not None:
+            try:
+                jwks = json.loads(c.jwks_file.read_text("utf-8"))
+            except (OSError, ValueError) as exc:
+                raise ConfigError([f"cds.clients[{i}].jwks_file: cannot read {c.jwks_file}: "
+                                   f"{exc}"]) from None
         clients[c.iss] = TrustedClient(c.iss, jwks, hospital_id=c.hospital_id,
-                                       hospitals=frozenset(c.hospitals))
+                                       hospitals=frozenset(c.hospitals),
+                                       jwks_url=c.jwks_url or "")
     return CdsSettings(clients=clients, public_base_url=cfg.cds.public_base_url.rstrip("/"),
                        require_auth=cfg.cds.require_auth,
                        default_hospital_id=cfg.cds.default_hospital_id,

@@ -2,9 +2,10 @@
 
 The client signs a short-lived JWT with its private key (ES384 or RS384; the
 specification names these two), header ``kid`` naming the key. The service keeps an
-allow-list of issuers with their public keys (JWK sets configured out of band, since an
-on-premise gateway fetches nothing from the internet), checks ``aud`` against the URL
-that was called, bounds ``exp`` to five minutes, and refuses a ``jti`` seen before.
+allow-list of issuers with their public keys — a JWK set configured as a file, or the one
+URL the client publishes it at on the hospital network (``jwks.py``; a token's ``jku``
+must be that URL, nothing else is fetched) — checks ``aud`` against the URL that was
+called, bounds ``exp`` to five minutes, and refuses a ``jti`` seen before.
 """
 
 from __future__ import annotations
@@ -32,16 +33,26 @@ class TrustedClient:
     """One allowed issuer: its JWK set and which hospitals it may speak for."""
 
     iss: str
-    jwks: Mapping[str, Any]  # {"keys": [...]}
+    jwks: Mapping[str, Any]  # {"keys": [...]}; empty when the keys come from jwks_url
     hospital_id: str = ""  # used when the token has no tenant claim
     hospitals: frozenset[str] = frozenset()  # allowed tenants (empty: only hospital_id)
+    jwks_url: str = ""  # where the keys are fetched from, the only jku accepted
     _keys: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
+    _loaded: list[Mapping[str, Any]] = field(default_factory=list, compare=False, repr=False)
+
+    def use(self, jwks: Mapping[str, Any]) -> None:
+        """Verify with this key set from now on (keys fetched from ``jwks_url``)."""
+        if self._loaded and self._loaded[0] is jwks:
+            return
+        keys = {k.key_id or "": k.key for k in jwt.PyJWKSet.from_dict(dict(jwks)).keys}
+        self._keys.clear()
+        self._keys.update(keys)
+        self._loaded[:] = [jwks]
 
     def key(self, kid: str | None) -> Any:
         """The public key for ``kid`` (the only key when the set has one and no kid)."""
-        if not self._keys:
-            for k in jwt.PyJWKSet.from_dict(dict(self.jwks)).keys:
-                self._keys[k.key_id or ""] = k.key
+        if not self._keys and self.jwks.get("keys"):
+            self.use(self.jwks)
         if kid is None and len(self._keys) == 1:
             return next(iter(self._keys.values()))
         found = self._keys.get(kid or "")

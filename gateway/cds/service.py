@@ -17,6 +17,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import aiohttp
+import jwt
 import orjson
 from aiohttp import web
 
@@ -24,6 +25,7 @@ from gateway.ledger.ledger import Ledger, ResolveItem
 
 from .auth import AuthError, JtiCache, TrustedClient, verify_bearer
 from .cards import NATIONAL_SYSTEMS, RequestError, build_cards, department_of, draft_lines
+from .jwks import RemoteJwks
 
 __all__ = ["CDS_LEDGER", "CdsSettings", "PrefetchFetcher", "cds_app", "services_document"]
 
@@ -52,6 +54,8 @@ class CdsSettings:
     national_systems: frozenset[str] = NATIONAL_SYSTEMS
     resolve_item: ResolveItem | None = None
     card_flush_interval: float = 0.5
+    jwks_ttl_s: float = 3600.0  # keys from a client's jwks_url are fetched again after this
+    jwks_min_refetch_s: float = 30.0  # … or sooner for an unknown kid, at most this often
     clock: Callable[[], datetime] = field(default=lambda: datetime.now(UTC))
 
 
@@ -97,22 +101,51 @@ class _Service:
         self.pending_cards: list[tuple[Any, ...]] = []
         self.session: aiohttp.ClientSession | None = None
         self.fetch: PrefetchFetcher | None = None
+        self.remote: dict[str, RemoteJwks] = {}  # JWKS URL → its cached key set
+        self.key_session: aiohttp.ClientSession | None = None
 
     def flush(self) -> None:
         if self.pending_cards:
             rows, self.pending_cards = self.pending_cards, []
             self.ledger.store.save_cards(rows)
 
-    def authenticate(self, request: web.Request, suffix: str = "") -> str:
+    async def authenticate(self, request: web.Request, suffix: str = "") -> str:
         """The hospital the verified caller acts for; the JWT aud must name this endpoint."""
         if not self.settings.require_auth:
             return self.settings.default_hospital_id
+        header = request.headers.get("Authorization")
+        await self._load_remote_keys(header)
         service_id = request.match_info.get("service_id", "")
         audience = f"{self.settings.public_base_url.rstrip('/')}/{service_id}{suffix}"
-        v = verify_bearer(request.headers.get("Authorization"), audience=audience,
-                          clients=self.settings.clients, jti_cache=self.jti,
-                          leeway=self.settings.leeway)
+        v = verify_bearer(header, audience=audience, clients=self.settings.clients,
+                          jti_cache=self.jti, leeway=self.settings.leeway)
         return v.hospital_id
+
+    async def _load_remote_keys(self, header: str | None) -> None:
+        """For a client whose keys live at a JWKS URL: check ``jku`` and have the keys."""
+        if not header or not header.startswith("Bearer "):
+            return  # verify_bearer says what is wrong
+        token = header[7:].strip()
+        try:
+            head = jwt.get_unverified_header(token)
+            iss = jwt.decode(token, options={"verify_signature": False}).get("iss")
+        except jwt.PyJWTError:
+            return
+        client = self.settings.clients.get(iss) if isinstance(iss, str) else None
+        if client is None or not client.jwks_url:
+            return
+        jku = head.get("jku")
+        if jku is not None and jku != client.jwks_url:
+            raise AuthError(f"jku {jku!r} is not the key set configured for issuer {iss!r}")
+        remote = self.remote.get(client.jwks_url)
+        if remote is None:
+            remote = self.remote[client.jwks_url] = RemoteJwks(
+                client.jwks_url, ttl_s=self.settings.jwks_ttl_s,
+                min_refetch_s=self.settings.jwks_min_refetch_s)
+        if self.key_session is None:
+            self.key_session = aiohttp.ClientSession()
+        kid = head.get("kid")
+        client.use(await remote.keys(self.key_session, kid if isinstance(kid, str) else None))
 
     async def prefetch(self, body: Mapping[str, Any]) -> dict[str, Any]:
         given = body.get("prefetch") or {}
@@ -147,7 +180,7 @@ class _Service:
         if hook is None:
             return _json({"error": f"no service {service_id!r}"}, 404)
         try:
-            hospital = self.authenticate(request)
+            hospital = await self.authenticate(request)
         except AuthError as exc:
             return _json({"error": str(exc)}, 401)
         try:
@@ -185,7 +218,7 @@ class _Service:
         if request.match_info["service_id"] not in _HOOK_OF:
             return _json({"error": "no such service"}, 404)
         try:
-            self.authenticate(request, "/feedback")
+            await self.authenticate(request, "/feedback")
         except AuthError as exc:
             return _json({"error": str(exc)}, 401)
         try:
@@ -266,6 +299,8 @@ def cds_app(ledger: Ledger, settings: CdsSettings,
         svc.flush()
         if session is not None:
             await session.close()
+        if svc.key_session is not None:
+            await svc.key_session.close()
 
     app.cleanup_ctx.append(background)
     app.router.add_get("", svc.discovery)

@@ -35,6 +35,24 @@ def test_every_problem_is_reported_at_once_with_key_and_fix(tmp_path: Path) -> N
     assert "gw.yaml: destinations[0].max_atempts" in text and "spelling" in text
 
 
+def test_a_cds_client_gives_its_keys_as_a_file_or_a_url_not_both(tmp_path: Path) -> None:
+    from gateway.ledger_wiring import cds_settings
+    from mappings.crosswalk import Crosswalk
+
+    data = config_dict(tmp_path, mllp_port=2575, http_port=8080, platform_url="http://x/")
+    url = "https://his.hospital.local/.well-known/jwks.json"
+    data["cds"]["clients"] = [{"iss": "https://his.hospital.local", "jwks_url": url,
+                               "jwks_file": str(tmp_path / "his.jwks.json")}]
+    with pytest.raises(ConfigError) as e:
+        parse_config(data, "gw.yaml")
+    assert "cds.clients[0]" in str(e.value) and "exactly one of jwks_file and jwks_url" in str(
+        e.value)
+    del data["cds"]["clients"][0]["jwks_file"]
+    cfg = parse_config(data, "gw.yaml")
+    settings = cds_settings(cfg, Crosswalk)
+    assert settings.clients["https://his.hospital.local"].jwks_url == url
+
+
 def test_unknown_adapter_suggests_the_closest(tmp_path: Path) -> None:
     data = config_dict(tmp_path, mllp_port=2575, http_port=8080, platform_url="http://x/")
     data["listeners"][0]["adapter"] = "hl7v"
