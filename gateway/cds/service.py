@@ -102,6 +102,7 @@ class _Service:
         self.session: aiohttp.ClientSession | None = None
         self.fetch: PrefetchFetcher | None = None
         self.remote: dict[str, RemoteJwks] = {}  # JWKS URL → its cached key set
+        self.any_remote = any(c.jwks_url for c in settings.clients.values())
         self.key_session: aiohttp.ClientSession | None = None
 
     def flush(self) -> None:
@@ -123,8 +124,8 @@ class _Service:
 
     async def _load_remote_keys(self, header: str | None) -> None:
         """For a client whose keys live at a JWKS URL: check ``jku`` and have the keys."""
-        if not header or not header.startswith("Bearer "):
-            return  # verify_bearer says what is wrong
+        if not self.any_remote or not header or not header.startswith("Bearer "):
+            return  # verify_bearer does the rest (and says what is wrong)
         token = header[7:].strip()
         try:
             head = jwt.get_unverified_header(token)
