@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import logging
 import os
 import socket
@@ -196,8 +197,11 @@ class PostgresStore(GroupCommitting):
         self.owner = owner or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self._pool: Any = None
         self._listener: Any = None  # the connection that LISTENs for other replicas' rows
-        # one channel per schema: gateways sharing a server but not a schema stay apart
-        self.channel = f"jcgw_outbox:{schema}"
+        # one channel per schema, so gateways sharing a server but not a schema stay apart;
+        # hashed, because channel names stop at 63 bytes and schema names need not
+        self.channel = "jcgw_outbox_" + hashlib.sha1(schema.encode()).hexdigest()[:16]
+        self._closing = False
+        self._relisten: asyncio.Task[None] | None = None
         self._group = GroupCommit(self._write_batch, group_commit_max, on_batch)
         self.commits = 0
         self.closed = False
@@ -244,8 +248,11 @@ class PostgresStore(GroupCommitting):
     async def close(self) -> None:
         """Wait for pending commits, give back held leases, then close the pool."""
         await self._group.drain()
+        self._closing = True
+        if self._relisten is not None:
+            self._relisten.cancel()
         if self._listener is not None:
-            with contextlib.suppress(OSError, asyncpg.PostgresError):
+            with contextlib.suppress(OSError, asyncpg.PostgresError, asyncpg.InterfaceError):
                 await self._listener.close()
             self._listener = None
         if self._pool is not None:
@@ -267,18 +274,40 @@ class PostgresStore(GroupCommitting):
         """Call ``on_commit`` whenever any replica commits new or replayed outbox rows.
 
         Replicas wake at once instead of at their next poll (``idle_poll_s``, which stays
-        the fallback should this connection drop).
+        the fallback while the listening connection is down; it is reopened by itself).
         """
+        if not await self._open_listener(on_commit):
+            self._relisten = asyncio.create_task(self._reopen_listener(on_commit))
+
+    async def _open_listener(self, on_commit: Callable[[], None]) -> bool:
         try:
-            self._listener = await asyncpg.connect(self.dsn)
-            await self._listener.add_listener(self.channel, lambda *_: on_commit())
-        except (OSError, asyncpg.PostgresError) as exc:
-            log.warning("cannot LISTEN for other replicas' commits (%s); polling instead", exc)
+            con = await asyncpg.connect(self.dsn, timeout=5)
+            await con.add_listener(self.channel, lambda *_: on_commit())
+        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+            log.warning("cannot LISTEN for other replicas' commits (%s); polling meanwhile",
+                        exc)
+            return False
+
+        def lost(_: Any) -> None:
+            if self._closing:
+                return
+            log.warning("LISTEN connection lost; polling until it is back")
             self._listener = None
-            return
-        self._listener.add_termination_listener(
-            lambda _: log.warning("LISTEN connection closed; other replicas' commits are "
-                                  "now found by polling"))
+            self._relisten = asyncio.get_running_loop().create_task(
+                self._reopen_listener(on_commit))
+
+        con.add_termination_listener(lost)
+        self._listener = con
+        on_commit()  # rows may have come while nobody listened
+        return True
+
+    async def _reopen_listener(self, on_commit: Callable[[], None]) -> None:
+        delay = 1.0
+        while not self._closing:
+            await asyncio.sleep(delay)
+            if await self._open_listener(on_commit):
+                return
+            delay = min(delay * 2, 60.0)
 
     # -- ingest ----------------------------------------------------------
     async def _write_batch(self, items: list[Incoming]) -> list[CommitResult]:
@@ -462,7 +491,7 @@ class PostgresStore(GroupCommitting):
             " platform_ref = CASE WHEN u.state = 0 THEN o.platform_ref ELSE u.ref END,"
             " delivered_by = CASE WHEN u.state = 0 THEN o.delivered_by ELSE $8 END,"
             " first_failed_at = CASE WHEN u.state = 0 AND u.charge = 1"
-            " THEN coalesce(o.first_failed_at, u.at) ELSE o.first_failed_at END"
+            " THEN coalesce(o.first_failed_at, nullif(u.at, 0)) ELSE o.first_failed_at END"
             " FROM unnest($1::bigint[], $2::smallint[], $3::int[], $4::text[], $5::float8[],"
             " $6::float8[], $7::text[]) AS u(id, state, charge, err, next_at, at, ref)"
             " WHERE o.id = u.id AND o.state = 0",

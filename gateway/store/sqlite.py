@@ -358,7 +358,7 @@ class SqliteStore(GroupCommitting):
                         con.execute(
                             "UPDATE outbox SET attempts = attempts + ?, last_error = ?,"
                             " next_attempt_at = ?, first_failed_at = CASE WHEN ? THEN"
-                            " coalesce(first_failed_at, ?) ELSE first_failed_at END"
+                            " coalesce(first_failed_at, nullif(?, 0)) ELSE first_failed_at END"
                             " WHERE id = ? AND state = 0",
                             (int(u.charge), u.error, u.next_attempt_at, int(u.charge), u.at,
                              u.outbox_id))

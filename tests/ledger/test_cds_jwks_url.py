@@ -49,13 +49,13 @@ async def keyserver(aiohttp_server):  # type: ignore[no-untyped-def]
     return state
 
 
-@pytest.fixture
-async def cds(ledger, keyserver, aiohttp_client):  # type: ignore[no-untyped-def]
+@pytest.fixture(params=[0.0])
+async def cds(request, ledger, keyserver, aiohttp_client):  # type: ignore[no-untyped-def]
     settings = CdsSettings(
         clients={ISS: TrustedClient(ISS, {"keys": []}, hospital_id=HOSPITAL,
                                     jwks_url=keyserver["url"])},
         public_base_url=BASE, card_flush_interval=0.05, clock=lambda: cst(2026, 7, 2, 10),
-        jwks_min_refetch_s=0.0)
+        jwks_min_refetch_s=request.param)
 
     async def no_fetch(server: str, query: str, auth: Any) -> Any:
         raise LookupError("unreachable")
@@ -100,6 +100,32 @@ async def test_an_unreachable_key_set_refuses_with_the_reason(cds, keyserver) ->
     resp = await cds.post("/cds-services/jicai-order-sign", data=orjson.dumps(REQUEST),
                           headers={"Authorization": f"Bearer {_token(key, 'his-2026')}"})
     assert resp.status == 401
-    assert "HTTP 503" in (await resp.json())["error"]
+    assert "key set is unavailable" in (await resp.json())["error"]  # details only in the log
     keyserver["status"], keyserver["keys"] = 200, [_jwk(key, "his-2026")]
     assert await _sign(cds, _token(key, "his-2026")) == 200  # back once the HIS answers
+
+
+@pytest.mark.parametrize("cds", [30.0], indirect=True)
+async def test_made_up_key_ids_cannot_make_the_gateway_fetch_again_and_again(cds, keyserver
+                                                                            ) -> None:
+    import asyncio
+
+    key, other = ec.generate_private_key(ec.SECP384R1()), ec.generate_private_key(
+        ec.SECP384R1())
+    keyserver["keys"] = [_jwk(key, "his-2026")]
+    assert await _sign(cds, _token(key, "his-2026")) == 200
+    assert keyserver["hits"] == 1
+    # unknown kids, one after another and twenty at once: within the 30 s refetch limit
+    # the set is not asked for again, and the tokens are refused
+    assert await _sign(cds, _token(other, "forged-1")) == 401
+    statuses = await asyncio.gather(*(_sign(cds, _token(other, f"forged-{i}"))
+                                      for i in range(20)))
+    assert set(statuses) == {401}
+    assert keyserver["hits"] == 1
+    assert await _sign(cds, _token(key, "his-2026")) == 200  # the real key still works
+
+
+async def test_a_key_set_without_usable_keys_is_refused_not_an_error(cds, keyserver) -> None:
+    key = ec.generate_private_key(ec.SECP384R1())
+    keyserver["keys"] = [{"kty": "XYZ", "kid": "his-2026", "x": "AAAA"}]
+    assert await _sign(cds, _token(key, "his-2026")) == 401

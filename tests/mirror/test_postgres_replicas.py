@@ -83,6 +83,7 @@ async def test_a_replica_hears_at_once_of_rows_another_commits_or_replays(
     woke = asyncio.Event()
     try:
         await b.listen(woke.set)
+        woke.clear()  # listen() wakes once for rows committed while nobody listened
         res = await a.commit(incoming([dispense(1, HOSPITALS[0])], [("nhsa", 1)]))
         # far sooner than the 1 s a polling replica would take
         await asyncio.wait_for(woke.wait(), timeout=0.5)
@@ -98,3 +99,25 @@ async def test_a_replica_hears_at_once_of_rows_another_commits_or_replays(
         assert not woke.is_set()
     finally:
         await asyncio.gather(a.close(), b.close())
+
+
+async def test_notifications_work_for_a_schema_name_near_postgresql_limits() -> None:
+    import uuid
+
+    from pg import require_pg
+
+    await require_pg()
+    schema = f"jcgw_t_{uuid.uuid4().hex}_{'province_hospital_replica'}"[:60]
+    a, b = await _two(schema)
+    woke = asyncio.Event()
+    try:
+        await b.listen(woke.set)
+        woke.clear()  # listen() wakes once for rows committed while nobody listened
+        res = await a.commit(incoming([dispense(1, HOSPITALS[0])], [("nhsa", 1)]))
+        assert res.outbox_ids  # the commit (and its NOTIFY) went through
+        await asyncio.wait_for(woke.wait(), timeout=0.5)
+    finally:
+        await asyncio.gather(a.close(), b.close())
+        con = await asyncpg.connect(PG_DSN)
+        await con.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+        await con.close()

@@ -94,6 +94,10 @@ async def test_the_failing_clock_starts_at_the_first_charged_failure_and_replay_
     await store.record_deliveries([DeliveryUpdate(ids[0], "retry", "circuit open",
                                                   next_attempt_at=t0, at=t0, charge=False)])
     assert await first_failed() is None
+    # a charged retry that does not say when it failed does not start it at the epoch
+    await store.record_deliveries([DeliveryUpdate(ids[0], "retry", "HTTP 500",
+                                                  next_attempt_at=t0)])
+    assert await first_failed() is None
     await store.record_deliveries([DeliveryUpdate(ids[0], "retry", "HTTP 500",
                                                   next_attempt_at=t0, at=t0 + 10)])
     await store.record_deliveries([DeliveryUpdate(ids[0], "retry", "HTTP 500",
