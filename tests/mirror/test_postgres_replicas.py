@@ -75,6 +75,19 @@ async def test_groups_are_leased_to_one_replica_and_taken_over_after_expiry(
         await b.close()
 
 
+async def _commit_wakes_the_other(a: PostgresStore, b: PostgresStore,
+                                  woke: asyncio.Event) -> list[int]:
+    """B listens; A commits a message with one outbox row; B hears of it at once."""
+    await b.listen(woke.set)
+    woke.clear()  # listen() wakes once for rows committed while nobody listened
+    res = await a.commit(incoming([dispense(1, HOSPITALS[0])], [("nhsa", 1)]))
+    assert res.outbox_ids
+    # far sooner than the 1 s a polling replica would take
+    await asyncio.wait_for(woke.wait(), timeout=0.5)
+    woke.clear()
+    return list(res.outbox_ids)
+
+
 async def test_a_replica_hears_at_once_of_rows_another_commits_or_replays(
         pg_schema: str) -> None:
     from gateway.store.base import DeliveryUpdate, OutboxQuery
@@ -82,15 +95,9 @@ async def test_a_replica_hears_at_once_of_rows_another_commits_or_replays(
     a, b = await _two(pg_schema)
     woke = asyncio.Event()
     try:
-        await b.listen(woke.set)
-        woke.clear()  # listen() wakes once for rows committed while nobody listened
-        res = await a.commit(incoming([dispense(1, HOSPITALS[0])], [("nhsa", 1)]))
-        # far sooner than the 1 s a polling replica would take
-        await asyncio.wait_for(woke.wait(), timeout=0.5)
-        woke.clear()
-        await a.record_deliveries([DeliveryUpdate(res.outbox_ids[0], "dead", "HTTP 400",
-                                                  at=time.time())])
-        await a.replay(OutboxQuery(ids=res.outbox_ids))
+        ids = await _commit_wakes_the_other(a, b, woke)
+        await a.record_deliveries([DeliveryUpdate(ids[0], "dead", "HTTP 400", at=time.time())])
+        await a.replay(OutboxQuery(ids=tuple(ids)))
         await asyncio.wait_for(woke.wait(), timeout=0.5)
         # a message that creates no outbox rows wakes nobody
         woke.clear()
@@ -109,13 +116,8 @@ async def test_notifications_work_for_a_schema_name_near_postgresql_limits() -> 
     await require_pg()
     schema = f"jcgw_t_{uuid.uuid4().hex}_{'province_hospital_replica'}"[:60]
     a, b = await _two(schema)
-    woke = asyncio.Event()
     try:
-        await b.listen(woke.set)
-        woke.clear()  # listen() wakes once for rows committed while nobody listened
-        res = await a.commit(incoming([dispense(1, HOSPITALS[0])], [("nhsa", 1)]))
-        assert res.outbox_ids  # the commit (and its NOTIFY) went through
-        await asyncio.wait_for(woke.wait(), timeout=0.5)
+        await _commit_wakes_the_other(a, b, asyncio.Event())
     finally:
         await asyncio.gather(a.close(), b.close())
         con = await asyncpg.connect(PG_DSN)
