@@ -117,7 +117,6 @@ async def test_three_replicas_on_postgres_one_killed_all_delivered_once(
                  "lease_s": 1.5}
     procs = [spawn_gateway(write_gateway_config(tmp_path, f"gw{i}", store_cfg, url),
                            tmp_path / f"gw{i}.log") for i in range(3)]
-    victim = procs[1]
     watch = await asyncpg.connect(PG_DSN)
     try:
         for _ in range(600):  # until every replica has delivered something (bounded)
@@ -128,12 +127,18 @@ async def test_three_replicas_on_postgres_one_killed_all_delivered_once(
             await asyncio.sleep(0.05)
         assert working == 3, "not all three replicas took part"
         assert len(sim.order) < 3000
-        dead = f"{socket.gethostname()}:{victim.pid}:"
-        for _ in range(200):  # kill it while it holds leases (not between two rounds)
-            if await watch.fetchval(f'SELECT count(*) FROM "{schema}".outbox_groups'
-                                    " WHERE owner LIKE $1", dead + "%"):
+        # kill a replica while it holds leases (not between two rounds): whichever holds
+        # one now, since woken replicas race for the groups
+        victim = procs[1]
+        for _ in range(2000):
+            owner = await watch.fetchval(
+                f'SELECT owner FROM "{schema}".outbox_groups WHERE owner <> \'\''
+                " AND lease_until > extract(epoch FROM clock_timestamp()) LIMIT 1")
+            if owner:
+                victim = next(p for p in procs if p.pid == int(owner.split(":")[1]))
                 break
             await asyncio.sleep(0.002)
+        dead = f"{socket.gethostname()}:{victim.pid}:"
         sigkill(victim)
         orphaned = {r[0] for r in await watch.fetch(
             f'SELECT hospital_id FROM "{schema}".outbox_groups WHERE owner LIKE $1'
