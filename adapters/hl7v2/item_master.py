@@ -10,11 +10,10 @@ hospital's Z-segment (specification, approval number, 本位码, generic name; t
 same layout as for pharmacy messages).
 
 Items are not purchases: the message becomes one ``item_master`` event whose lines
-are the items added, updated or reactivated (quantity 0), so every item goes through
-对码 like any other line and an item the crosswalk does not know is queued for
-mapping, with suggestions, before the first dispense of it arrives. Deleted and
-deactivated items are checked and acknowledged but not queued: nobody maps an item
-that is going away. No platform profile sends this kind.
+are the items (quantity 0; MFE-1 as the line's order control), so every item goes
+through 对码 like any other line and an item the crosswalk does not know is queued for
+mapping, with suggestions, before the first dispense of it arrives; an item deleted or
+deactivated (CA / DC) leaves that queue instead. No platform profile sends this kind.
 """
 
 from __future__ import annotations
@@ -41,7 +40,7 @@ _EVENTS = {
     "MDL": OrderControl.CANCEL,
     "MDC": OrderControl.DISCONTINUE,
 }
-_KEPT = frozenset({"MAD", "MAC", "MUP"})
+_NEEDS_ITM = frozenset({"MAD", "MAC", "MUP"})  # a deletion may carry the key alone
 
 
 class _Entry:
@@ -80,7 +79,7 @@ def _unit_and_price(pkgs: list[Segment]) -> tuple[str, Decimal | None]:
     return unit, decimal(price, "PKG-5") if price else None
 
 
-def _line(seq: int, entry: _Entry, layout: ZLayout) -> Line | None:
+def _line(seq: int, entry: _Entry, layout: ZLayout) -> Line:
     mfe, itm = entry.mfe, entry.itm
     event_code = mfe.get(1)
     control = _EVENTS.get(event_code)
@@ -88,15 +87,13 @@ def _line(seq: int, entry: _Entry, layout: ZLayout) -> Line | None:
         raise MessageRejected(
             f"unsupported record-level event {event_code!r} in MFE-1 of item {seq} "
             "(supported: MAD, MUP, MDL, MDC, MAC)", code="103", location="MFE-1")
-    if itm is None and event_code in _KEPT:
+    if itm is None and event_code in _NEEDS_ITM:
         raise MessageRejected(f"item {seq} ({event_code}) has no ITM segment",
                               code="100", location="ITM")
     code = (itm.get(1, 1) if itm is not None else "") or mfe.get(4, 1)
     if not code:
         raise MessageRejected(f"item {seq} has no item code (ITM-1, MFE-4)",
                               code="101", location="ITM-1")
-    if event_code not in _KEPT:
-        return None
     unit, price = _unit_and_price(entry.pkgs)
     z = entry.z
     fields = dict.fromkeys(("specification", "approval_no", "standard_code",
@@ -116,8 +113,7 @@ def _line(seq: int, entry: _Entry, layout: ZLayout) -> Line | None:
 
 def events_from_item_master(msg: Message, header: Header,
                             layout: ZLayout | None = None) -> tuple[Event, ...]:
-    """One ``item_master`` event with a line per item added, updated or reactivated;
-    none when the message only deletes or deactivates items.
+    """One ``item_master`` event with a line per MFE of an MFN^M16.
 
     Raises:
         MessageRejected: no MFI or MFE, an unknown MFE-1 code, an item without code.
@@ -129,10 +125,7 @@ def events_from_item_master(msg: Message, header: Header,
     entries = _entries(msg, layout.segment)
     if not entries:
         raise MessageRejected("MFN^M16 has no MFE segment", code="100", location="MFE")
-    lines = tuple(line for i, entry in enumerate(entries, start=1)
-                  if (line := _line(i, entry, layout)) is not None)
-    if not lines:
-        return ()
+    lines = tuple(_line(i, entry, layout) for i, entry in enumerate(entries, start=1))
     occurred = parse_ts(mfi.get(4), "MFI-4") or header.occurred_at
     return (Event(
         event_id=f"{header.source}:{header.control_id}:0",

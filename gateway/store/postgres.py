@@ -49,6 +49,7 @@ from .base import (
 from .group_commit import GroupCommit, GroupCommitting
 from .msgid import MsgIdClock
 from .query import STATE_NAMES, outbox_where
+from .unmapped import unmapped_changes
 
 try:
     import asyncpg  # type: ignore[import-untyped]
@@ -337,9 +338,8 @@ class PostgresStore(GroupCommitting):
                         ev.occurred_at.isoformat(), int(held), _dumps(ev))
                     seqs.append(seq)
                     if seq is not None and (held or ev.kind is EventKind.ITEM_MASTER):
-                        # an item master is never held; its unknown items are queued for
-                        # 对码 without counting as occurrences in a transaction
-                        await self._note_unmapped(con, ev.hospital_id, ev.lines, now,
+                        note, forget = unmapped_changes(ev, held)
+                        await self._note_unmapped(con, ev.hospital_id, note, forget, now,
                                                   int(held))
                 staged.append((message_id, False, seqs))
             rows = [(inc, d, seqs[d.event_index])
@@ -397,11 +397,12 @@ class PostgresStore(GroupCommitting):
         return out
 
     @staticmethod
-    async def _note_unmapped(con: Any, hospital_id: str, lines: Any, now: float,
-                             count: int) -> None:
+    async def _note_unmapped(con: Any, hospital_id: str, lines: Any,
+                             forget: tuple[str, ...], now: float, count: int) -> None:
+        if forget:
+            await con.execute("DELETE FROM unmapped WHERE hospital_id = $1"
+                              " AND item_code = ANY($2::text[])", hospital_id, list(forget))
         for line in lines:
-            if line.national_code is not None:
-                continue
             await con.execute(
                 "INSERT INTO unmapped (hospital_id, item_code, item_name, specification,"
                 " manufacturer, occurrences, first_seen, last_seen)"

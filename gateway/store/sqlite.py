@@ -40,6 +40,7 @@ from .base import (
 from .group_commit import GroupCommit, GroupCommitting
 from .msgid import MsgIdClock
 from .query import STATE_NAMES, outbox_where
+from .unmapped import unmapped_changes
 
 __all__ = ["Remap", "SqliteStore"]
 
@@ -273,9 +274,8 @@ class SqliteStore(GroupCommitting):
                                    ev.occurred_at.isoformat(), int(held), _dumps(ev)))
                 next_seq += 1
                 if held or ev.kind is EventKind.ITEM_MASTER:
-                    # an item master is never held, but its unknown items are what 对码
-                    # should see first; they are not occurrences in a transaction
-                    self._note_unmapped(con, ev.hospital_id, ev.lines, now, int(held))
+                    note, forget = unmapped_changes(ev, held)
+                    self._note_unmapped(con, ev.hospital_id, note, forget, now, int(held))
             outbox_ids = []
             for d in inc.deliveries:
                 seq = seqs[d.event_index]
@@ -297,11 +297,12 @@ class SqliteStore(GroupCommitting):
         return results
 
     @staticmethod
-    def _note_unmapped(con: sqlite3.Connection, hospital_id: str, lines: Any, now: float,
-                       count: int) -> None:
+    def _note_unmapped(con: sqlite3.Connection, hospital_id: str, lines: Any,
+                       forget: tuple[str, ...], now: float, count: int) -> None:
+        for code in forget:
+            con.execute("DELETE FROM unmapped WHERE hospital_id = ? AND item_code = ?",
+                        (hospital_id, code))
         for line in lines:
-            if line.national_code is not None:
-                continue
             con.execute(
                 "INSERT INTO unmapped (hospital_id, item_code, item_name, specification,"
                 " manufacturer, occurrences, first_seen, last_seen) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"

@@ -267,8 +267,7 @@ async def test_item_master_is_answered_mfk_and_queues_unknown_items_for_mapping(
     async with aiohttp.ClientSession() as s, s.get(gateway.url("/api/unmapped")) as r:
         queue = {q["item_code"]: q for q in await r.json()}
     # the added and the updated item are not in the crosswalk: queued for 对码 with
-    # what the warehouse says of them, as known items not yet used (no occurrences);
-    # the deleted one is not queued
+    # what the warehouse says of them, as known items not yet used (no occurrences)
     assert set(queue) == {"Y0045201", "Y0033107"}
     assert queue["Y0045201"]["item_name"] == "阿那曲唑片"
     assert queue["Y0045201"]["specification"] == "1mg*14片/盒"
@@ -278,6 +277,21 @@ async def test_item_master_is_answered_mfk_and_queues_unknown_items_for_mapping(
     assert await gateway.store.query("SELECT kind, held FROM events") == [("item_master", 0)]
     await asyncio.sleep(0.3)
     assert gateway.simulator.order == []
+
+
+async def test_an_item_the_warehouse_deletes_leaves_the_mapping_queue(gateway) -> None:
+    client = await MLLPClient.connect(gateway.mllp_port)
+    await client.send(sample("rds_o13_unmapped_item.hl7"))  # queues Y9990001, held
+    deletion = ((HL7_VALID / "mfn_m16_item_master.hl7").read_bytes()
+                .replace(b"SPD20261201000007", b"SPD20261201000099")
+                .replace(b"Y0012345^ZJSRMYY", b"Y9990001^ZJSRMYY"))
+    ack = ack_fields(await client.send(deletion))
+    await client.close()
+    assert ack["MSA"][1] == "AA"
+    async with aiohttp.ClientSession() as s, s.get(gateway.url("/api/unmapped")) as r:
+        queued = {q["item_code"] for q in await r.json()}
+    assert "Y9990001" not in queued  # MDL: nobody should map an item that is going away
+    assert {"Y0045201", "Y0033107"} <= queued
 
 
 async def test_item_master_answers_each_item_when_asked_and_takes_v26(gateway) -> None:

@@ -108,6 +108,28 @@ async def test_the_failing_clock_starts_at_the_first_charged_failure_and_replay_
     assert await first_failed() is None  # a replay starts the budget afresh
 
 
+async def test_item_masters_queue_unknown_items_and_take_deleted_ones_off(make_store) -> None:
+    from msgspec.structs import replace
+
+    from gateway.model import EventKind, OrderControl
+
+    store = await make_store()
+    unknown = dispense(1, item="Y0099001", code=None)  # type: ignore[arg-type]
+    held = incoming([unknown], [])
+    await store.commit(replace(held, held=(True,)))
+    master = dispense(2, kind=EventKind.ITEM_MASTER, item="Y0099002", code=None,  # type: ignore[arg-type]
+                      lines=1)
+    gone = replace(master.lines[0], seq=2, item_code="Y0099001",
+                   order_control=OrderControl.CANCEL)
+    master = replace(master, lines=(master.lines[0], gone))
+    await store.commit(incoming([master], []))
+    queue = {u.item_code: u for u in await store.unmapped()}
+    # the dispensed unknown item was deleted by the item master; its new item is queued,
+    # with no occurrence (nothing was dispensed yet)
+    assert set(queue) == {"Y0099002"} and queue["Y0099002"].occurrences == 0
+    assert (await store.balance()).held_events == 1  # the item master itself is not held
+
+
 async def test_replay_to_another_destination_keeps_the_original_msgid(make_store) -> None:
     store = await make_store()
     ids = await _fill(store, 2)
