@@ -65,22 +65,14 @@ class GroupCommit:
         if self._flush_task is not None:
             await asyncio.shield(self._flush_task)
 
-    def _start(self) -> tuple[list[tuple[Incoming, Waiter]], Awaitable[list[CommitResult]]]:
-        """Take the next group off the queue and start writing it."""
-        batch = self._pending[: self.max_batch]
-        del self._pending[: self.max_batch]
-        write = self._write([inc for inc, _ in batch])
-        if asyncio.iscoroutine(write):  # a coroutine starts only when scheduled
-            write = asyncio.ensure_future(write)
-        return batch, write
-
     async def _flush(self) -> None:
         try:
-            current = self._start() if self._pending else None
-            while current is not None:
-                batch, write = current
+            while self._pending:
+                batch = self._pending[: self.max_batch]
+                del self._pending[: self.max_batch]
                 try:
-                    results: list[CommitResult] | BaseException = await write
+                    results: list[CommitResult] | BaseException = await self._write(
+                        [inc for inc, _ in batch])
                 except BaseException as exc:  # every waiter must hear of it
                     results = exc
                 # answered before the next group starts: starting it first measured slower,
@@ -94,7 +86,6 @@ class GroupCommit:
                     if len(self._pending) >= self.max_batch:
                         break
                     await asyncio.sleep(0)
-                current = self._start() if self._pending else None
         finally:
             self._flush_task = None
 

@@ -48,7 +48,7 @@ from .base import (
 )
 from .group_commit import GroupCommit, GroupCommitting
 from .msgid import MsgIdClock
-from .query import STATE_NAMES, outbox_where
+from .query import ITEM_COLUMNS, RECORD_COLUMNS, item_from_row, outbox_where, record_from_row
 from .unmapped import unmapped_changes
 
 try:
@@ -149,34 +149,8 @@ SCHEMA_VERSION = max(MIGRATIONS)
 
 _STATE = {"retry": 0, "delivered": 1, "dead": 2}
 
-_RECORD_COLUMNS = (
-    "o.id, o.destination, o.msgid, o.hospital_id, o.stream, o.unit, o.state, o.attempts,"
-    " o.created_at, o.next_attempt_at, o.delivered_at, o.last_error, o.platform_ref,"
-    " e.event_id")
-
-_ITEM_COLUMNS = ("o.id, o.msgid, o.hospital_id, o.stream, o.unit, o.attempts, o.created_at,"
-                 " o.next_attempt_at, e.body, o.first_failed_at")
-
-
-def _dumps(event: Event) -> bytes:
-    return event_json(event)
-
-
 def _mark(n: int) -> str:
     return f"${n}"
-
-
-def _item(destination: str, r: Any) -> OutboxItem:
-    return OutboxItem(id=r[0], destination=destination, msgid=r[1], hospital_id=r[2],
-                      stream=r[3], unit=r[4], attempts=r[5], created_at=r[6],
-                      next_attempt_at=r[7], event=event_from_dict(orjson.loads(r[8])),
-                      first_failed_at=r[9])
-
-
-def _record(r: Any, body: bytes | None = None) -> OutboxRecord:
-    return OutboxRecord(r[0], r[1], r[2], r[3], r[4], r[5], STATE_NAMES[r[6]], r[7], r[8],
-                        r[9], r[10], r[11], r[12], r[13],
-                        event=None if body is None else event_from_dict(orjson.loads(body)))
 
 
 class PostgresStore(GroupCommitting):
@@ -335,7 +309,7 @@ class PostgresStore(GroupCommitting):
                         " occurred_at, held, body) VALUES ($1, $2, $3, $4, $5, $6, $7)"
                         " ON CONFLICT (event_id) DO NOTHING RETURNING seq",
                         ev.event_id, message_id, ev.hospital_id, ev.kind.value,
-                        ev.occurred_at.isoformat(), int(held), _dumps(ev))
+                        ev.occurred_at.isoformat(), int(held), event_json(ev))
                     seqs.append(seq)
                     if seq is not None and (held or ev.kind is EventKind.ITEM_MASTER):
                         note, forget = unmapped_changes(ev, held)
@@ -428,10 +402,10 @@ class PostgresStore(GroupCommitting):
     async def pending(self, destination: str, limit: int) -> list[OutboxItem]:
         """The oldest undelivered rows of a destination (a read; claims use :meth:`claim`)."""
         rows = await self._pool.fetch(
-            f"SELECT {_ITEM_COLUMNS} FROM outbox o JOIN events e ON e.seq = o.event_seq"
+            f"SELECT {ITEM_COLUMNS} FROM outbox o JOIN events e ON e.seq = o.event_seq"
             " WHERE o.destination = $1 AND o.state = 0 ORDER BY o.id LIMIT $2",
             destination, limit)
-        return [_item(destination, r) for r in rows]
+        return [item_from_row(destination, r) for r in rows]
 
     async def claim(self, destination: str, limit: int, now: float) -> Claim:
         """Lease the due groups nobody else holds, and return their first rows.
@@ -464,13 +438,13 @@ class PostgresStore(GroupCommitting):
                 return Claim([])
             per_group = max(1, limit // len(groups))
             rows = await con.fetch(
-                f"SELECT {_ITEM_COLUMNS} FROM unnest($2::text[], $3::text[]) AS g(h, s)"
+                f"SELECT {ITEM_COLUMNS} FROM unnest($2::text[], $3::text[]) AS g(h, s)"
                 " CROSS JOIN LATERAL (SELECT * FROM outbox x WHERE x.destination = $1"
                 "  AND x.state = 0 AND x.hospital_id = g.h AND x.stream = g.s"
                 "  ORDER BY x.id LIMIT $4) o JOIN events e ON e.seq = o.event_seq"
                 " ORDER BY o.id",
                 destination, [g[0] for g in groups], [g[1] for g in groups], per_group)
-        return Claim([_item(destination, r) for r in rows])
+        return Claim([item_from_row(destination, r) for r in rows])
 
     async def release(self, destination: str) -> None:
         """Give back the groups this process holds, so any replica may take them next."""
@@ -566,7 +540,7 @@ class PostgresStore(GroupCommitting):
                 if still_held:
                     continue
                 await con.execute("UPDATE events SET held = 0, body = $2 WHERE seq = $1",
-                                  seq, _dumps(event))
+                                  seq, event_json(event))
                 await con.execute(
                     "DELETE FROM unmapped WHERE hospital_id = $1 AND item_code = ANY($2::text[])",
                     event.hospital_id, [li.item_code for li in event.lines])
@@ -597,16 +571,16 @@ class PostgresStore(GroupCommitting):
         """Outbox rows matching ``query``, oldest first."""
         where, args = outbox_where(query, _mark)
         rows = await self._pool.fetch(
-            f"SELECT {_RECORD_COLUMNS} FROM outbox o JOIN events e ON e.seq = o.event_seq"
+            f"SELECT {RECORD_COLUMNS} FROM outbox o JOIN events e ON e.seq = o.event_seq"
             f" WHERE {where} ORDER BY o.id LIMIT {int(query.limit)}", *args)
-        return [_record(r) for r in rows]
+        return [record_from_row(r) for r in rows]
 
     async def outbox_record(self, outbox_id: int) -> OutboxRecord | None:
         """One row with its event."""
         r = await self._pool.fetchrow(
-            f"SELECT {_RECORD_COLUMNS}, e.body FROM outbox o JOIN events e"
+            f"SELECT {RECORD_COLUMNS}, e.body FROM outbox o JOIN events e"
             " ON e.seq = o.event_seq WHERE o.id = $1", outbox_id)
-        return None if r is None else _record(r, r[-1])
+        return None if r is None else record_from_row(r, r[-1])
 
     async def replay(self, query: OutboxQuery, *, to_destination: str | None = None,
                      force: bool = False, now: float = 0.0) -> ReplayResult:

@@ -1,16 +1,44 @@
-"""SQL for operator queries over the outbox, shared by the SQLite and PostgreSQL stores."""
+"""Outbox SQL and row reading shared by the SQLite and PostgreSQL stores."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from typing import Any
 
-from .base import OutboxQuery
+import orjson
 
-__all__ = ["STATE_CODES", "STATE_NAMES", "outbox_where"]
+from ..model import event_from_dict
+from .base import OutboxItem, OutboxQuery, OutboxRecord
+
+__all__ = ["ITEM_COLUMNS", "RECORD_COLUMNS", "STATE_CODES", "STATE_NAMES", "item_from_row",
+           "outbox_where", "record_from_row"]
 
 STATE_CODES = {"pending": 0, "delivered": 1, "dead": 2}
 STATE_NAMES = {v: k for k, v in STATE_CODES.items()}
+
+# the columns item_from_row reads, over ``outbox o JOIN events e``
+ITEM_COLUMNS = ("o.id, o.msgid, o.hospital_id, o.stream, o.unit, o.attempts, o.created_at,"
+                " o.next_attempt_at, e.body, o.first_failed_at")
+# the columns record_from_row reads
+RECORD_COLUMNS = (
+    "o.id, o.destination, o.msgid, o.hospital_id, o.stream, o.unit, o.state, o.attempts,"
+    " o.created_at, o.next_attempt_at, o.delivered_at, o.last_error, o.platform_ref,"
+    " e.event_id")
+
+
+def item_from_row(destination: str, r: Any) -> OutboxItem:
+    """An outbox row selected with :data:`ITEM_COLUMNS`, with its event."""
+    return OutboxItem(id=r[0], destination=destination, msgid=r[1], hospital_id=r[2],
+                      stream=r[3], unit=r[4], attempts=r[5], created_at=r[6],
+                      next_attempt_at=r[7], event=event_from_dict(orjson.loads(r[8])),
+                      first_failed_at=r[9])
+
+
+def record_from_row(r: Any, body: bytes | None = None) -> OutboxRecord:
+    """An outbox row selected with :data:`RECORD_COLUMNS` (and its event's body, if given)."""
+    return OutboxRecord(r[0], r[1], r[2], r[3], r[4], r[5], STATE_NAMES[r[6]], r[7], r[8],
+                        r[9], r[10], r[11], r[12], r[13],
+                        event=None if body is None else event_from_dict(orjson.loads(body)))
 
 
 def outbox_where(query: OutboxQuery, mark: Callable[[int], str]) -> tuple[str, list[Any]]:

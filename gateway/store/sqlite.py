@@ -39,7 +39,7 @@ from .base import (
 )
 from .group_commit import GroupCommit, GroupCommitting
 from .msgid import MsgIdClock
-from .query import STATE_NAMES, outbox_where
+from .query import ITEM_COLUMNS, RECORD_COLUMNS, item_from_row, outbox_where, record_from_row
 from .unmapped import unmapped_changes
 
 __all__ = ["Remap", "SqliteStore"]
@@ -59,17 +59,7 @@ _MIGRATIONS: dict[int, str] = {
     3: "ALTER TABLE outbox ADD COLUMN first_failed_at REAL;",
 }
 
-_RECORD_COLUMNS = (
-    "o.id, o.destination, o.msgid, o.hospital_id, o.stream, o.unit, o.state, o.attempts,"
-    " o.created_at, o.next_attempt_at, o.delivered_at, o.last_error, o.platform_ref,"
-    " e.event_id")
-
 _STATE = {"delivered": 1, "dead": 2}
-
-
-def _dumps(event: Event) -> bytes:
-    return event_json(event)
-
 
 _ROWS_PER_STATEMENT = 500  # × 8 columns, well under SQLite's variable limit
 
@@ -220,7 +210,7 @@ class SqliteStore(GroupCommitting):
 
     # -- ingest ----------------------------------------------------------
     def _write_group(self, items: list[Incoming]) -> asyncio.Future[list[CommitResult]]:
-        # a future, not a coroutine: the group reaches the writer thread at once
+        # the executor's future itself: no coroutine around it for every group
         return asyncio.get_running_loop().run_in_executor(self._writer, self._write_batch, items)
 
     def _write_batch(self, items: list[Incoming]) -> list[CommitResult]:
@@ -271,7 +261,7 @@ class SqliteStore(GroupCommitting):
                 fresh_events.discard(ev.event_id)
                 seqs.append(next_seq)
                 event_rows.append((next_seq, ev.event_id, mid, ev.hospital_id, ev.kind.value,
-                                   ev.occurred_at.isoformat(), int(held), _dumps(ev)))
+                                   ev.occurred_at.isoformat(), int(held), event_json(ev)))
                 next_seq += 1
                 if held or ev.kind is EventKind.ITEM_MASTER:
                     note, forget = unmapped_changes(ev, held)
@@ -333,16 +323,10 @@ class SqliteStore(GroupCommitting):
             con = self._rcon
             assert con is not None
             rows = con.execute(
-                "SELECT o.id, o.msgid, o.hospital_id, o.stream, o.unit, o.attempts, o.created_at,"
-                " o.next_attempt_at, e.body, o.first_failed_at FROM outbox o"
-                " JOIN events e ON e.seq = o.event_seq"
+                f"SELECT {ITEM_COLUMNS} FROM outbox o JOIN events e ON e.seq = o.event_seq"
                 " WHERE o.destination = ? AND o.state = 0 ORDER BY o.id LIMIT ?",
                 (destination, limit)).fetchall()
-            return [OutboxItem(id=r[0], destination=destination, msgid=r[1], hospital_id=r[2],
-                               stream=r[3], unit=r[4], attempts=r[5], created_at=r[6],
-                               next_attempt_at=r[7], event=event_from_dict(orjson.loads(r[8])),
-                               first_failed_at=r[9])
-                    for r in rows]
+            return [item_from_row(destination, r) for r in rows]
         return await asyncio.get_running_loop().run_in_executor(self._reader, read)
 
     async def record_deliveries(self, updates: list[DeliveryUpdate]) -> None:
@@ -434,7 +418,7 @@ class SqliteStore(GroupCommitting):
                     if still_held:
                         continue
                     con.execute("UPDATE events SET held = 0, body = ? WHERE seq = ?",
-                                (_dumps(event), seq))
+                                (event_json(event), seq))
                     for d in deliveries:
                         con.execute(
                             "INSERT INTO outbox (destination, event_seq, unit, hospital_id,"
@@ -503,25 +487,13 @@ class SqliteStore(GroupCommitting):
             per_group = max(1, limit // max(1, len(due)))
             for hospital, stream in due:
                 rows = con.execute(
-                    "SELECT o.id, o.msgid, o.hospital_id, o.stream, o.unit, o.attempts,"
-                    " o.created_at, o.next_attempt_at, e.body, o.first_failed_at FROM outbox o"
+                    f"SELECT {ITEM_COLUMNS} FROM outbox o"
                     " JOIN events e ON e.seq = o.event_seq WHERE o.destination = ?"
                     " AND o.state = 0 AND o.hospital_id = ? AND o.stream = ?"
                     " ORDER BY o.id LIMIT ?", (destination, hospital, stream, per_group))
-                items.extend(OutboxItem(
-                    id=r[0], destination=destination, msgid=r[1], hospital_id=r[2],
-                    stream=r[3], unit=r[4], attempts=r[5], created_at=r[6],
-                    next_attempt_at=r[7], event=event_from_dict(orjson.loads(r[8])),
-                    first_failed_at=r[9])
-                    for r in rows)
+                items.extend(item_from_row(destination, r) for r in rows)
             return Claim(items, next_due)
         return await asyncio.get_running_loop().run_in_executor(self._reader, read)
-
-    @staticmethod
-    def _record(r: tuple[Any, ...], body: bytes | None = None) -> OutboxRecord:
-        return OutboxRecord(r[0], r[1], r[2], r[3], r[4], r[5], STATE_NAMES[r[6]], r[7], r[8],
-                            r[9], r[10], r[11], r[12], r[13],
-                            event=None if body is None else event_from_dict(orjson.loads(body)))
 
     async def list_outbox(self, query: OutboxQuery) -> list[OutboxRecord]:
         """Outbox rows matching ``query``, oldest first."""
@@ -530,9 +502,9 @@ class SqliteStore(GroupCommitting):
             con = self._rcon
             assert con is not None
             rows = con.execute(
-                f"SELECT {_RECORD_COLUMNS} FROM outbox o JOIN events e ON e.seq = o.event_seq"
+                f"SELECT {RECORD_COLUMNS} FROM outbox o JOIN events e ON e.seq = o.event_seq"
                 f" WHERE {where} ORDER BY o.id LIMIT ?", (*args, query.limit)).fetchall()
-            return [self._record(r) for r in rows]
+            return [record_from_row(r) for r in rows]
         return await asyncio.get_running_loop().run_in_executor(self._reader, read)
 
     async def outbox_record(self, outbox_id: int) -> OutboxRecord | None:
@@ -541,9 +513,9 @@ class SqliteStore(GroupCommitting):
             con = self._rcon
             assert con is not None
             row = con.execute(
-                f"SELECT {_RECORD_COLUMNS}, e.body FROM outbox o JOIN events e"
+                f"SELECT {RECORD_COLUMNS}, e.body FROM outbox o JOIN events e"
                 " ON e.seq = o.event_seq WHERE o.id = ?", (outbox_id,)).fetchone()
-            return None if row is None else self._record(row[:-1], row[-1])
+            return None if row is None else record_from_row(row[:-1], row[-1])
         return await asyncio.get_running_loop().run_in_executor(self._reader, read)
 
     async def replay(self, query: OutboxQuery, *, to_destination: str | None = None,
