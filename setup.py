@@ -1,9 +1,11 @@
-"""Build hook: compile the message-parsing hot path to C with mypyc.
+"""Build hook: compile the message-parsing hot path to C with mypyc and Cython.
 
 Everything else about the package lives in pyproject.toml. The modules listed in
 ``gateway/native.py`` (``COMPILED``) are plain, strictly typed Python that mypyc
 turns into a C extension (about twice as fast on the MLLP path); the same ``.py``
 files stay the source of truth and run as they are when the extension is not built.
+``CYTHONIZED`` lists Cython sources built against the headers of the lxml they
+will read trees of (the vendor XML field walk); each has a pure-Python stand-in.
 
 The build needs a C compiler and the Python headers. Without them, or with
 ``JCGW_PURE_PYTHON=1`` in the environment, the package installs as pure Python:
@@ -25,6 +27,7 @@ from setuptools.command.build_ext import build_ext
 # the list and the build manifest live beside the code that reports on them
 _NATIVE = runpy.run_path(os.path.join("gateway", "native.py"))
 COMPILED: list[str] = list(_NATIVE["COMPILED"])
+CYTHONIZED: list[str] = list(_NATIVE["CYTHONIZED"])
 GROUP = "jicai_gateway_native"
 
 
@@ -34,9 +37,9 @@ def _say(text: str) -> None:
 
 def _remove_builds() -> None:
     """Delete compiled modules a previous in-place build left (they would shadow the .py)."""
-    for path in COMPILED:
-        for built in glob.glob(path.removesuffix(".py") + ".*.so") + glob.glob(
-                path.removesuffix(".py") + ".*.pyd"):
+    for path in COMPILED + CYTHONIZED:
+        for built in glob.glob(os.path.splitext(path)[0] + ".*.so") + glob.glob(
+                os.path.splitext(path)[0] + ".*.pyd"):
             os.remove(built)
     for built in glob.glob(f"{GROUP}__mypyc.*.so") + glob.glob(f"{GROUP}__mypyc.*.pyd"):
         os.remove(built)
@@ -82,8 +85,23 @@ def _extensions() -> list[Any]:
              "compiled modules")
         _remove_builds()
         return []
+    try:
+        extensions += _cython_extensions()
+    except Exception as exc:  # no Cython, no lxml headers: those modules stay pure Python
+        _say(f"Cython could not compile {', '.join(CYTHONIZED)} ({exc!r}); their "
+             "pure-Python stand-ins serve")
     _NATIVE["write_manifest"]()  # what the build compiled, to tell an edit afterwards
     return list(extensions)
+
+
+def _cython_extensions() -> list[Any]:
+    import lxml
+    from Cython.Build import cythonize
+    from setuptools import Extension
+
+    modules = [Extension(os.path.splitext(path)[0].replace("/", "."), [path],
+                         include_dirs=lxml.get_include()) for path in CYTHONIZED]
+    return list(cythonize(modules, language_level=3, quiet=True))
 
 
 setup(ext_modules=_extensions(), cmdclass={"build_ext": _AllOrNothing})

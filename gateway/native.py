@@ -1,12 +1,12 @@
-"""The hot-path modules compiled to C by mypyc at install time, and their state.
+"""The hot-path modules compiled to C at install time (mypyc, Cython), and their state.
 
-``setup.py`` reads ``COMPILED`` from this file and calls :func:`write_manifest` (so
-it imports nothing beyond the standard library). A compiled module is an extension
-file beside its ``.py``; Python prefers the extension, so a source edited after the
-build would silently not run. The build records a hash of each source it compiled
-(``native_build.json``, shipped with the package); :func:`native_status` reports a
-compiled module whose source no longer matches as stale, ``serve`` and
-``check-config`` warn about it and the test suite refuses to start.
+``setup.py`` reads ``COMPILED`` and ``CYTHONIZED`` from this file and calls
+:func:`write_manifest` (so it imports nothing beyond the standard library). A compiled
+module is an extension file beside its source; Python prefers the extension, so a
+source edited after the build would silently not run. The build records a hash of
+each source it compiled (``native_build.json``, shipped with the package);
+:func:`native_status` reports a compiled module whose source no longer matches as
+stale, ``serve`` and ``check-config`` warn about it and the test suite refuses to start.
 """
 
 from __future__ import annotations
@@ -18,13 +18,14 @@ import os
 from dataclasses import dataclass
 from importlib.machinery import EXTENSION_SUFFIXES
 
-__all__ = ["COMPILED", "MANIFEST", "NativeStatus", "native_status", "write_manifest"]
+__all__ = ["COMPILED", "CYTHONIZED", "MANIFEST", "SOURCES", "NativeStatus", "native_status",
+           "write_manifest"]
 
 MANIFEST_NAME = "native_build.json"
 # where setup.py writes it, from the source root
 MANIFEST = os.path.join("gateway", MANIFEST_NAME)
 
-# Source paths relative to the repository root, in build order.
+# mypyc: typed Python sources relative to the repository root, in build order.
 COMPILED: tuple[str, ...] = (
     "adapters/hl7v2/message.py",
     "adapters/hl7v2/fields.py",
@@ -35,11 +36,17 @@ COMPILED: tuple[str, ...] = (
     "adapters/hl7v2/ack.py",
     "adapters/hl7v2/adapter.py",
 )
+# Cython sources: the vendor XML plan walk over libxml2's nodes; their pure-Python
+# stand-ins are other modules (``adapters/vendor/xml_plan.py``).
+CYTHONIZED: tuple[str, ...] = (
+    "adapters/vendor/_xml_walk.pyx",
+)
+SOURCES: tuple[str, ...] = COMPILED + CYTHONIZED
 
 
 @dataclass(frozen=True, slots=True)
 class NativeStatus:
-    """Which of the ``COMPILED`` modules run as C extensions."""
+    """Which of the ``SOURCES`` modules run as C extensions."""
 
     compiled: tuple[str, ...]
     pure: tuple[str, ...]
@@ -50,7 +57,7 @@ class NativeStatus:
         if not self.compiled:
             return ("parsing hot path: pure Python (no compiled modules; install with a C "
                     "compiler for about twice the HL7 v2 throughput)")
-        text = f"parsing hot path: {len(self.compiled)} of {len(COMPILED)} modules compiled"
+        text = f"parsing hot path: {len(self.compiled)} of {len(SOURCES)} modules compiled"
         if self.stale:
             text += (f"; STALE (source newer than the build, the old build runs): "
                      f"{', '.join(self.stale)} — reinstall with `pip install -e .`")
@@ -58,7 +65,7 @@ class NativeStatus:
 
 
 def _module_name(path: str) -> str:
-    return path.removesuffix(".py").replace("/", ".")
+    return os.path.splitext(path)[0].replace("/", ".")
 
 
 def _digest(path: str) -> str:
@@ -68,7 +75,7 @@ def _digest(path: str) -> str:
 
 def write_manifest(root: str = ".") -> None:
     """Record the hash of every source about to be compiled (called by setup.py)."""
-    hashes = {path: _digest(os.path.join(root, path)) for path in COMPILED}
+    hashes = {path: _digest(os.path.join(root, path)) for path in SOURCES}
     with open(os.path.join(root, MANIFEST), "w", encoding="utf-8") as f:
         json.dump(hashes, f, indent=1, sort_keys=True)
 
@@ -91,7 +98,7 @@ def native_status(manifest: str | None = None) -> NativeStatus:
     """
     built = _manifest(manifest)
     compiled, pure, stale = [], [], []
-    for path in COMPILED:
+    for path in SOURCES:
         name = _module_name(path)
         spec = importlib.util.find_spec(name)
         origin = spec.origin if spec is not None else None

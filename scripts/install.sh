@@ -11,7 +11,7 @@ PYTHON=${PYTHON:-$(command -v python3.11 || command -v python3)}
 shopt -s nullglob
 stamp=$( (echo "JCGW_PURE_PYTHON=${JCGW_PURE_PYTHON:-}"; cat pyproject.toml setup.py \
     gateway/native.py $(.venv/bin/python -c \
-    'import runpy; print(" ".join(runpy.run_path("gateway/native.py")["COMPILED"]))') \
+    'import runpy; print(" ".join(runpy.run_path("gateway/native.py")["SOURCES"]))') \
     examples/*/pyproject.toml) | sha256sum | cut -d' ' -f1)
 stale() {  # a compiled module whose source changed since the build (an edit, a checkout)
     ! .venv/bin/python -c 'import runpy, sys

@@ -17,46 +17,25 @@ from typing import Any, ClassVar
 
 import orjson
 from lxml import etree
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel
 
 from gateway.errors import MessageRejected
 from gateway.model import Event, EventKind, Line, OrderControl, Party, Patient
 
 from ..base import Outcome, OutcomeStatus, ParsedMessage, Reply, ReplySummary, Severity
+from .config import VendorConfig
 from .extract import Reader, json_nodes, json_reader, xml_nodes, xml_reader
 from .profile import FieldSpec, FieldType, load_profile
 from .safe_xml import parse_xml
+from .xml_plan import Plan, PlanBuilder, element_steps, is_plain
+from .xml_walk import select as select_nodes
+from .xml_walk import walk_children, walk_root
 
 __all__ = ["VendorConfig", "VendorJsonAdapter", "VendorXmlAdapter", "shipped_profiles"]
 
 
-class VendorConfig(BaseModel):
-    """Configuration of a vendor XML / JSON listener."""
-
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-    profile: str | dict[str, Any] = Field(
-        description="YAML file, shipped profile name, or the profile inline")
-    hospital_id: str | None = Field(
-        default=None, description="定点医药机构编号 when the documents do not carry it")
-    sender: str | None = Field(default=None, description="sender name when documents have none")
-    max_bytes: int = Field(default=1024 * 1024, ge=256, description="largest document taken")
-    max_depth: int = Field(default=32, ge=2, le=200, description="deepest XML nesting taken")
-    utc_offset_hours: float = Field(default=8, ge=-14, le=14,
-                                    description="zone of date-times sent without one")
-
-    @field_validator("hospital_id")
-    @classmethod
-    def _hospital_code(cls, v: str | None) -> str | None:
-        if v is not None and (len(v) != 12 or not v.isalnum()):
-            raise ValueError(f"{v!r}: a 定点医药机构编号 has 12 letters/digits")
-        return v
-
-    @field_validator("profile")
-    @classmethod
-    def _profile_loads(cls, v: str | dict[str, Any]) -> str | dict[str, Any]:
-        load_profile(v)  # report a bad profile at start, with every problem
-        return v
+# where a field's values come from
+_CONST, _WALK, _ROOT, _READ = 0, 1, 2, 3
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,11 +43,32 @@ class _Field:
     name: str
     spec: FieldSpec
     type: FieldType
-    read: Reader | None
+    source: int  # _CONST, _WALK (the element's plan), _ROOT (the absolute plan), _READ
+    index: int  # position in the plan's values (_WALK, _ROOT)
+    read: Reader | None  # XPath or JSON pointer (_READ)
+    const: list[str] | None  # the constant (_CONST)
+    # a plain text field: the first non-empty value or nothing, no checks
+    plain: bool
+
+
+@dataclass(frozen=True, slots=True)
+class _Section:
+    """The fields read from one element (root, document or line item)."""
+
+    fields: tuple[_Field, ...]
+    plan: Plan | None  # the plain relative paths, read by one walk
+    size: int
 
 
 _TRUE = frozenset({"1", "y", "yes", "true", "t", "是", "有"})
 _FALSE = frozenset({"0", "n", "no", "false", "f", "否", "无", ""})
+_NO_VALUES: list[list[str] | None] = []
+# a walk's values: per field index, and the plain fields by name
+_Walked = tuple[list[list[str] | None], dict[str, Any]]
+_PRESCRIBER = ("prescriber.id", "prescriber.name")
+_PHARMACIST = ("pharmacist.id", "pharmacist.name")
+_DEPARTMENT = ("department.id", "department.name")
+_SUPPLIER = ("supplier.id", "supplier.name")
 
 
 class _VendorAdapter:
@@ -91,16 +91,33 @@ class _VendorAdapter:
         self.profile = profile
         self.kinds = frozenset({profile.name})  # type: ignore[misc]
         self._tz = timezone(timedelta(hours=config.utc_offset_hours))
-        self._header = self._compile(profile.header)
-        self._event = self._compile(profile.event)
-        self._extra = self._compile(profile.extra)
-        self._lines = self._compile(profile.lines.fields)
+        absolute = PlanBuilder()
+        self._header = self._section(absolute, profile.header)
+        self._event = self._section(absolute, profile.event, profile.extra)
+        self._lines = self._section(absolute, profile.lines.fields)
+        self._absolute = absolute.build() if absolute.size else None
+        self._absolute_size = absolute.size
         self._documents = self._nodes(profile.documents)
         self._line_nodes = self._nodes(profile.lines.path)
+        self._lines_path = profile.lines.path
+        self._patient_keys = tuple((k, k.split(".", 1)[1])
+                                   for k in sorted({*profile.header, *profile.event})
+                                   if k.startswith("patient."))
 
     # --- format hooks
     def _reader(self, path: str) -> Reader:
         raise NotImplementedError
+
+    def _walked(self, path: str) -> bool:
+        """True for a path the plan walk reads (the XML adapter's plain paths)."""
+        return False
+
+    def _walk(self, node: Any, section: _Section) -> _Walked:
+        """The section's walked values under ``node``: (per field index, plain by name)."""
+        return _NO_VALUES, {}
+
+    def _walk_root(self, root: Any) -> list[list[str] | None]:
+        return _NO_VALUES
 
     def _nodes(self, path: str) -> Callable[[Any], list[Any]]:
         raise NotImplementedError
@@ -116,17 +133,43 @@ class _VendorAdapter:
             return path.lstrip("$")
         return f"{base}/{path}" if base else path
 
-    def _compile(self, specs: Mapping[str, FieldSpec]) -> tuple[_Field, ...]:
-        return tuple(_Field(n, s, self.profile.field_type(n, s),
-                            self._reader(s.path) if s.path is not None else None)
-                     for n, s in specs.items())
+    def _section(self, absolute: PlanBuilder,
+                 *parts: Mapping[str, FieldSpec]) -> tuple[_Section, tuple[_Field, ...]]:
+        """The fields of one element, and those of them kept in ``Event.extra`` apart.
+
+        A plain text field at a plain relative path of the main part is read by the
+        walk alone, straight into the section's values; it gets no ``_Field``.
+        """
+        relative = PlanBuilder()
+        compiled: list[tuple[_Field, ...]] = []
+        for part, specs in enumerate(parts):
+            fields = []
+            for n, s in specs.items():
+                ftype = self.profile.field_type(n, s)
+                plain = (ftype == "str" and not s.split and s.map is None
+                         and s.default is None and not s.required)
+                source, index, read, const = _READ, -1, None, None
+                if s.path is None:
+                    source, const = _CONST, [s.value or ""]
+                elif self._walked(s.path):
+                    if plain and part == 0 and not s.path.startswith("/"):
+                        relative.add(s.path, key=n)
+                        continue
+                    builder = absolute if s.path.startswith("/") else relative
+                    source = _ROOT if builder is absolute else _WALK
+                    index = builder.add(s.path)
+                else:
+                    read = self._reader(s.path)
+                fields.append(_Field(n, s, ftype, source, index, read, const, plain))
+            compiled.append(tuple(fields))
+        main = _Section(compiled[0], None if relative.empty else relative.build(),
+                        relative.size)
+        return main, compiled[1] if len(compiled) > 1 else ()
 
     # --- values
-    def _value(self, f: _Field, node: Any, root: Any, where: str,
-               cache: dict[Any, dict[str, Any]]) -> Any:
+    def _value(self, f: _Field, values: list[str] | None, where: str) -> Any:
         spec = f.spec
-        values = [spec.value or ""] if f.read is None else f.read(node, root, cache)
-        if spec.split and values:
+        if values and spec.split:
             values = [v.strip() for x in values for v in x.split(spec.split)]
         if values and not all(values):
             values = [v for v in values if v]
@@ -153,23 +196,21 @@ class _VendorAdapter:
             return values[0]
         if ftype == "list":
             return tuple(values)
-        return self._convert(values[0], ftype, spec, self._where(where, spec))
+        return self._convert(values[0], ftype, spec, where)
 
     def _where(self, where: str, spec: FieldSpec) -> str:
         return self._join(where, spec.path) if spec.path else where
 
-    def _convert(self, v: str, ftype: FieldType, spec: FieldSpec, location: str) -> Any:
+    def _convert(self, v: str, ftype: FieldType, spec: FieldSpec, where: str) -> Any:
         if ftype == "str":
             return v
         if ftype == "decimal":
             try:
-                d = Decimal(v.replace(",", ""))
+                d = Decimal(v.replace(",", "") if "," in v else v)
             except InvalidOperation:
-                raise MessageRejected(f"{location}: not a number: {v!r}", code="102",
-                                      location=location) from None
+                raise self._invalid(where, spec, f"not a number: {v!r}") from None
             if not d.is_finite():
-                raise MessageRejected(f"{location}: not a finite number", code="102",
-                                      location=location)
+                raise self._invalid(where, spec, "not a finite number")
             return d
         if ftype == "bool":
             low = v.lower()
@@ -177,15 +218,17 @@ class _VendorAdapter:
                 return True
             if low in _FALSE:
                 return False
-            raise MessageRejected(f"{location}: not a yes/no value: {v!r}", code="102",
-                                  location=location)
+            raise self._invalid(where, spec, f"not a yes/no value: {v!r}")
         parsed = self._datetime(v, spec)
         if parsed is None:
-            raise MessageRejected(f"{location}: not a date/time in a known format: {v!r}",
-                                  code="102", location=location)
+            raise self._invalid(where, spec, f"not a date/time in a known format: {v!r}")
         if ftype == "date":
             return parsed.date().isoformat()
         return parsed
+
+    def _invalid(self, where: str, spec: FieldSpec, problem: str) -> MessageRejected:
+        location = self._where(where, spec)
+        return MessageRejected(f"{location}: {problem}", code="102", location=location)
 
     def _datetime(self, v: str, spec: FieldSpec) -> datetime | None:
         try:
@@ -203,10 +246,27 @@ class _VendorAdapter:
         return parsed if parsed.tzinfo else parsed.replace(tzinfo=self._tz)
 
     def _read(self, fields: tuple[_Field, ...], node: Any, root: Any, where: str,
-              cache: dict[Any, dict[str, Any]]) -> dict[str, Any]:
-        out = {}
+              walked: list[list[str] | None], absolute: list[list[str] | None],
+              out: dict[str, Any]) -> dict[str, Any]:
         for f in fields:
-            value = self._value(f, node, root, where, cache)
+            source = f.source
+            if source == _WALK:
+                values = walked[f.index]
+            elif source == _ROOT:
+                values = absolute[f.index]
+            elif source == _CONST:
+                values = f.const
+            else:
+                assert f.read is not None
+                values = f.read(node, root)
+            if f.plain:  # most fields: skip the general path
+                if values:
+                    for v in values:
+                        if v:
+                            out[f.name] = v
+                            break
+                continue
+            value = self._value(f, values, where)
             if value is not None:
                 out[f.name] = value
         return out
@@ -227,35 +287,44 @@ class _VendorAdapter:
                 ``location`` is the path of the offending value.
         """
         root = self._load(raw)
-        cache: dict[Any, dict[str, Any]] = {}
-        header = self._read(self._header, root, root, "", cache)
+        absolute = self._walk_root(root)
+        header_section = self._header[0]
+        lists, plain = self._walk(root, header_section)
+        header = self._read(header_section.fields, root, root, "", lists, absolute, plain)
         docs = self._documents(root)
         if not docs:
             raise MessageRejected(f"no document at {self.profile.documents}", code="100",
                                   location=self.profile.documents)
         docs_path = self.profile.documents
+        event_section, extra_fields = self._event
+        line_section = self._lines[0]
+        max_lines = self.profile.lines.max_lines
         control_id = str(header.get("control_id") or "")
         parsed_docs = []
         for d, doc in enumerate(docs):
             where = self._loc(docs_path, d) if len(docs) > 1 or self._format == "json" \
                 else docs_path
-            fields = {**header, **self._read(self._event, doc, root, where, cache)}
-            extra = self._read(self._extra, doc, root, where, cache)
+            lists, plain = self._walk(doc, event_section)
+            fields = {**header, **self._read(event_section.fields, doc, root, where, lists,
+                                             absolute, plain)}
+            extra = self._read(extra_fields, doc, root, where, lists, absolute, {})
             items = self._line_nodes(doc)
             if not items:
-                location = self._join(where, self.profile.lines.path)
+                location = self._join(where, self._lines_path)
                 raise MessageRejected(f"{location}: the document has no line items",
                                       code="100", location=location)
-            if len(items) > self.profile.lines.max_lines:
+            if len(items) > max_lines:
                 raise MessageRejected(f"{len(items)} line items exceed the limit of "
-                                      f"{self.profile.lines.max_lines}", code="100",
-                                      location=self._join(where, self.profile.lines.path))
-            lines = tuple(
-                self._line(j + 1, self._read(
-                    self._lines, item, root,
-                    self._loc(self._join(where, self.profile.lines.path), j), cache))
-                for j, item in enumerate(items))
-            parsed_docs.append((fields, extra, lines))
+                                      f"{max_lines}", code="100",
+                                      location=self._join(where, self._lines_path))
+            lines_where = self._join(where, self._lines_path)
+            lines = []
+            for j, item in enumerate(items):
+                lists, plain = self._walk(item, line_section)
+                values = self._read(line_section.fields, item, root, self._loc(lines_where, j),
+                                    lists, absolute, plain)
+                lines.append(self._line(j + 1, values))
+            parsed_docs.append((fields, extra, tuple(lines)))
             control_id = control_id or str(fields.get("control_id") or "")
         if not control_id:
             control_id = "sha256:" + hashlib.sha256(raw).hexdigest()[:24]
@@ -270,9 +339,6 @@ class _VendorAdapter:
                              context={"control_id": control_id})
 
     def _line(self, seq: int, v: Mapping[str, Any]) -> Line:
-        supplier = None
-        if v.get("supplier.id") or v.get("supplier.name"):
-            supplier = Party(str(v.get("supplier.id", "")), str(v.get("supplier.name", "")))
         oc = v.get("order_control")
         return Line(
             seq=seq, item_code=str(v["item_code"]), item_name=v.get("item_name", ""),
@@ -281,7 +347,7 @@ class _VendorAdapter:
             generic_name=v.get("generic_name", ""), dosage_form=v.get("dosage_form", ""),
             approval_no=v.get("approval_no", ""), standard_code=v.get("standard_code", ""),
             lot_no=v.get("lot_no", ""), expiry=v.get("expiry", ""),
-            trace_codes=v.get("trace_codes", ()), supplier=supplier,
+            trace_codes=v.get("trace_codes", ()), supplier=self._party(v, _SUPPLIER),
             order_control=self._order_control(oc, "order_control") if oc else None)
 
     def _order_control(self, value: str, location: str) -> OrderControl:
@@ -293,8 +359,8 @@ class _VendorAdapter:
                                   code="103", location=location) from None
 
     @staticmethod
-    def _party(v: Mapping[str, Any], who: str) -> Party | None:
-        pid, name = v.get(f"{who}.id", ""), v.get(f"{who}.name", "")
+    def _party(v: Mapping[str, Any], keys: tuple[str, str]) -> Party | None:
+        pid, name = v.get(keys[0], ""), v.get(keys[1], "")
         return Party(str(pid), str(name)) if (pid or name) else None
 
     def _event_of(self, index: int, v: Mapping[str, Any], extra: Mapping[str, Any],
@@ -313,17 +379,18 @@ class _VendorAdapter:
             raise MessageRejected(f"event kind {v.get('kind')!r} is not known", code="103",
                                   location=self.profile.documents) from None
         patient = None
-        if any(k.startswith("patient.") for k in v):
-            patient = Patient(**{k.split(".", 1)[1]: str(x) for k, x in v.items()
-                                 if k.startswith("patient.")})
+        if self._patient_keys:
+            found = {attr: str(v[key]) for key, attr in self._patient_keys if key in v}
+            if found:
+                patient = Patient(**found)
         oc = v.get("order_control")
         return Event(
             event_id=f"{source}:{control_id}:{index}", kind=kind, hospital_id=str(hospital),
             source=source, occurred_at=v.get("occurred_at") or received_at, lines=lines,
             control_id=control_id, document_no=str(v.get("document_no", "")),
             order_control=self._order_control(oc, "order_control") if oc else None,
-            prescriber=self._party(v, "prescriber"), pharmacist=self._party(v, "pharmacist"),
-            department=self._party(v, "department"), supplier=self._party(v, "supplier"),
+            prescriber=self._party(v, _PRESCRIBER), pharmacist=self._party(v, _PHARMACIST),
+            department=self._party(v, _DEPARTMENT), supplier=self._party(v, _SUPPLIER),
             patient=patient, online=v.get("online", True), emergency=v.get("emergency", False),
             extra=tuple((k, "|".join(x) if isinstance(x, tuple) else str(x))
                         for k, x in extra.items()))
@@ -362,8 +429,30 @@ class VendorXmlAdapter(_VendorAdapter):
     def _reader(self, path: str) -> Reader:
         return xml_reader(path, self.profile.namespaces)
 
+    def _walked(self, path: str) -> bool:
+        # with namespaces declared, names need their prefixes resolved: XPath does that
+        return not self.profile.namespaces and is_plain(path)
+
+    def _walk(self, node: Any, section: _Section) -> _Walked:
+        plain: dict[str, Any] = {}
+        if section.plan is None:
+            return _NO_VALUES, plain
+        out: list[list[str] | None] = [None] * section.size
+        walk_children(node, section.plan, out, plain)
+        return out, plain
+
+    def _walk_root(self, root: Any) -> list[list[str] | None]:
+        if self._absolute is None:
+            return _NO_VALUES
+        out: list[list[str] | None] = [None] * self._absolute_size
+        walk_root(root, self._absolute, out, {})
+        return out
+
     def _nodes(self, path: str) -> Callable[[Any], list[Any]]:
-        return xml_nodes(path, self.profile.namespaces)
+        steps = None if self.profile.namespaces else element_steps(path)
+        if steps is None:
+            return xml_nodes(path, self.profile.namespaces)
+        return lambda node: select_nodes(node, steps)
 
     def _load(self, raw: bytes) -> Any:
         return parse_xml(raw, max_bytes=self.config.max_bytes, max_depth=self.config.max_depth)

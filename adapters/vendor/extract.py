@@ -7,7 +7,6 @@ absence. Paths are compiled once per adapter, not per message.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -15,11 +14,8 @@ from lxml import etree
 
 __all__ = ["Reader", "json_nodes", "json_reader", "xml_nodes", "xml_reader"]
 
-# (current node, root, per-parse child-index cache) → values
-Reader = Callable[[Any, Any, dict[Any, dict[str, Any]]], list[str]]
-
-_SIMPLE = re.compile(r"^/?[^\s/\[\]()@*:|=<>\"'.]+(/[^\s/\[\]()@*:|=<>\"'.]+)*(/@[\w-]+)?$"
-                     r"|^@[\w-]+$")
+# (current node, root) → values
+Reader = Callable[[Any, Any], list[str]]
 
 
 def _text(value: Any) -> str:
@@ -28,60 +24,11 @@ def _text(value: Any) -> str:
     return str(value).strip()
 
 
-def _index(el: Any, cache: dict[Any, dict[str, Any]]) -> dict[str, Any]:
-    """First child of each tag, built once per element and parse."""
-    idx = cache.get(el)
-    if idx is None:
-        idx = {}
-        for child in el:
-            idx.setdefault(child.tag, child)
-        cache[el] = idx
-    return idx
-
-
-def _simple_xml(path: str) -> Reader:
-    absolute = path.startswith("/")
-    parts = path.strip("/").split("/")
-    attr = parts.pop()[1:] if parts and parts[-1].startswith("@") else None
-    first = parts.pop(0) if absolute and parts else None
-    steps = tuple(parts[:-1]) if attr is None else tuple(parts)
-    last = parts[-1] if attr is None and parts else None
-
-    def read(node: Any, root: Any, cache: dict[Any, dict[str, Any]]) -> list[str]:
-        if absolute:
-            if root.tag != first:
-                return []
-            el = root
-        else:
-            el = node
-        for tag in steps:
-            el = _index(el, cache).get(tag)
-            if el is None:
-                return []
-        if attr is not None:
-            value = el.get(attr)
-            return [] if value is None else [value.strip()]
-        if last is None:
-            return [(el.text or "").strip()]
-        child = _index(el, cache).get(last)
-        if child is None:
-            return []
-        first_text = (child.text or "").strip()
-        nxt = child.getnext()
-        if nxt is None or nxt.tag != last:  # the usual case: one value
-            return [first_text]
-        return [(c.text or "").strip() for c in el.iterchildren(last)]
-
-    return read
-
-
 def xml_reader(path: str, namespaces: Mapping[str, str]) -> Reader:
-    """A reader for an XML path: plain child paths by direct lookup, the rest as XPath."""
-    if not namespaces and _SIMPLE.match(path):
-        return _simple_xml(path)
+    """A reader for an XPath 1.0 expression (plain child paths go to ``xml_plan``)."""
     xpath = etree.XPath(path, namespaces=dict(namespaces), smart_strings=False)
 
-    def read(node: Any, root: Any, cache: dict[Any, dict[str, Any]]) -> list[str]:
+    def read(node: Any, root: Any) -> list[str]:
         result = xpath(node)
         if isinstance(result, list):
             return [_text(r) for r in result]
@@ -138,7 +85,7 @@ def json_reader(path: str) -> Reader:
     """A reader for a JSON pointer (``$``-prefixed: from the root)."""
     from_root, tokens = _pointer(path)
 
-    def read(node: Any, root: Any, cache: dict[Any, dict[str, Any]]) -> list[str]:
+    def read(node: Any, root: Any) -> list[str]:
         value = _walk(root if from_root else node, tokens)
         if value is None:
             return []

@@ -12,15 +12,15 @@ from pathlib import Path
 import pytest
 
 from gateway import native
-from gateway.native import COMPILED, native_status
+from gateway.native import SOURCES, native_status
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_every_listed_module_exists_and_is_reported_once() -> None:
     status = native_status()
-    assert all((ROOT / path).is_file() for path in COMPILED)
-    names = [p.removesuffix(".py").replace("/", ".") for p in COMPILED]
+    assert all((ROOT / path).is_file() for path in SOURCES)
+    names = [os.path.splitext(p)[0].replace("/", ".") for p in SOURCES]
     assert sorted(status.compiled + status.pure) == sorted(names)
 
 
@@ -64,11 +64,11 @@ def test_a_source_edited_after_the_build_is_reported_stale(tmp_path: Path,
 
 
 def test_the_build_manifest_names_every_compiled_source(tmp_path: Path) -> None:
-    for path in COMPILED:
+    for path in SOURCES:
         (tmp_path / path).parent.mkdir(parents=True, exist_ok=True)
         (tmp_path / path).write_bytes((ROOT / path).read_bytes())
     (tmp_path / "gateway").mkdir(exist_ok=True)
     native.write_manifest(str(tmp_path))
     written = json.loads((tmp_path / native.MANIFEST).read_text())
-    assert set(written) == set(COMPILED)
-    assert written[COMPILED[0]] == hashlib.sha256((ROOT / COMPILED[0]).read_bytes()).hexdigest()
+    assert set(written) == set(SOURCES)
+    assert written[SOURCES[-1]] == hashlib.sha256((ROOT / SOURCES[-1]).read_bytes()).hexdigest()

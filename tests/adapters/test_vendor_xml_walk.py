@@ -1,0 +1,238 @@
+"""The vendor XML field walk: documented path semantics, compiled and pure-Python alike.
+
+The compiled walk (``adapters/vendor/_xml_walk.pyx``) reads libxml2's nodes
+directly; the pure-Python one (``xml_plan.py``) serves where no compiler was
+available. Every test here runs on both, and a property test checks that they
+agree on random trees.
+"""
+
+from __future__ import annotations
+
+import os
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from lxml import etree
+
+from adapters.testing import RECEIVED_AT
+from adapters.vendor import VendorXmlAdapter, adapter, safe_xml, xml_plan, xml_walk
+from adapters.vendor.xml_plan import PlanBuilder, element_steps
+from gateway.errors import MessageRejected
+
+DATA = Path(__file__).parent.parent / "data" / "vendor-xml"
+SAMPLE = DATA / "walk" / "spd_receipt_attributes.xml"
+
+PURE = {"walk_children": xml_plan.walk_children_py, "walk_root": xml_plan.walk_root_py,
+        "select": xml_plan.select_py, "exceeds_depth": xml_plan.exceeds_depth_py}
+
+
+def _compiled() -> dict[str, Any]:
+    if not xml_walk.COMPILED:
+        if os.environ.get("CI") == "true" and not os.environ.get("JCGW_PURE_PYTHON"):
+            pytest.fail("the compiled vendor XML walk is not in use in CI")
+        pytest.skip("the compiled vendor XML walk is not installed (no C compiler at "
+                    "install, or JCGW_PURE_PYTHON)")
+    return {"walk_children": xml_walk.walk_children, "walk_root": xml_walk.walk_root,
+            "select": xml_walk.select, "exceeds_depth": xml_walk.exceeds_depth}
+
+
+@pytest.fixture(params=["compiled", "pure"])
+def walk(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
+    """One implementation, also installed into the adapter for the test."""
+    impl = _compiled() if request.param == "compiled" else PURE
+    monkeypatch.setattr(adapter, "walk_children", impl["walk_children"])
+    monkeypatch.setattr(adapter, "walk_root", impl["walk_root"])
+    monkeypatch.setattr(adapter, "select_nodes", impl["select"])
+    monkeypatch.setattr(safe_xml, "exceeds_depth", impl["exceeds_depth"])
+    return impl
+
+
+RECEIPT_PROFILE: dict[str, Any] = {
+    "name": "spd-receipt",
+    "format": "xml",
+    "documents": "/入库单",
+    "header": {"control_id": {"path": "/入库单/单据头/单据号", "required": True}},
+    "event": {
+        "kind": {"path": "单据头/@类型", "map": {"采购入库": "receipt", "退货": "return"}},
+        "document_no": "单据头/单据号",
+        "hospital_id": "单据头/机构编码",
+        "department.id": "单据头/库房/编码",
+        "department.name": "单据头/库房/名称",
+    },
+    "extra": {"schema_version": "@版本"},
+    "lines": {
+        "path": "明细/药品",
+        "fields": {
+            "item_code": {"path": "院内编码", "required": True},
+            "item_name": "名称",
+            "specification": "规格",
+            "manufacturer": "生产厂家",
+            "quantity": "数量",
+            "unit": {"path": "@单位", "default": "支"},
+            "lot_no": "批号",
+            "trace_codes": "追溯码",
+            "supplier.id": "@行号",
+        },
+    },
+}
+
+
+def _receipt() -> Any:
+    return VendorXmlAdapter({"profile": RECEIPT_PROFILE}).parse(
+        SAMPLE.read_bytes(), received_at=RECEIVED_AT).events[0]
+
+
+def test_header_attributes_and_first_intermediate_element(walk: dict[str, Any]) -> None:
+    event = _receipt()
+    # text is stripped; the second 单据头 is not entered for 单据头/单据号
+    assert event.control_id == "RK20261123000017"
+    assert event.document_no == "RK20261123000017"
+    assert event.kind.value == "receipt"  # 单据头/@类型 of the first header, translated
+    assert event.hospital_id == "H33010200001"
+    assert (event.department.id, event.department.name) == ("YK01", "药库")
+    assert dict(event.extra) == {"schema_version": "2.1"}
+
+
+def test_lines_across_containers_with_cdata_entities_and_repeats(walk: dict[str, Any]) -> None:
+    lines = _receipt().lines
+    # 明细/药品 selects every 药品 of every 明细, as XPath does
+    assert [line.item_code for line in lines] == ["Y0045201", "Y0033107", "Y0031542"]
+    first = lines[0]
+    assert first.item_name == "阿那曲唑片 <进口分装>"  # CDATA, kept verbatim
+    assert first.specification == "1mg×14片/盒"  # character reference
+    assert first.manufacturer == "浙江海正药业股份有限公司 & 分厂"  # predefined entity
+    assert first.quantity == Decimal("20")
+    # every repeat, in order, across a comment; the namespaced 院内编码 is another name
+    assert first.trace_codes == ("81234560000000000011", "81234560000000000012",
+                                 "81234560000000000013")
+    assert first.unit == "盒" and lines[1].unit == "支"  # attribute, then the default
+    assert first.lot_no == "" and lines[1].lot_no == "B2026110801"  # empty is absent
+    assert [line.supplier.id for line in lines if line.supplier] == ["1", "2", "3"]
+
+
+def test_a_missing_required_value_names_its_line(walk: dict[str, Any]) -> None:
+    raw = SAMPLE.read_bytes().replace("<院内编码>Y0033107</院内编码>".encode(), b"")
+    with pytest.raises(MessageRejected) as exc:
+        VendorXmlAdapter({"profile": RECEIPT_PROFILE}).parse(raw, received_at=RECEIVED_AT)
+    assert exc.value.location == "/入库单/明细/药品[2]/院内编码"
+    assert exc.value.code == "101"
+
+
+def test_every_shipped_sample_reads_the_same_with_both_walks(monkeypatch: pytest.MonkeyPatch
+                                                             ) -> None:
+    compiled = _compiled()
+    xml = VendorXmlAdapter({"profile": "his-prescription-xml"})
+    samples = sorted((DATA / "valid").glob("*.xml")) + sorted((DATA / "invalid").glob("*.xml"))
+
+    def outcome(impl: dict[str, Any], raw: bytes) -> Any:
+        monkeypatch.setattr(adapter, "walk_children", impl["walk_children"])
+        monkeypatch.setattr(adapter, "walk_root", impl["walk_root"])
+        monkeypatch.setattr(adapter, "select_nodes", impl["select"])
+        monkeypatch.setattr(safe_xml, "exceeds_depth", impl["exceeds_depth"])
+        try:
+            return xml.parse(raw, received_at=RECEIVED_AT).events
+        except MessageRejected as exc:
+            return exc.code, exc.location, exc.reason
+
+    for path in samples:
+        raw = path.read_bytes()
+        assert outcome(compiled, raw) == outcome(PURE, raw), path.name
+
+
+@pytest.mark.parametrize("levels, deeper", [(32, False), (33, True)])
+def test_depth_limit(walk: dict[str, Any], levels: int, deeper: bool) -> None:
+    raw = ("<a>" * levels + "x" + "</a>" * levels).encode()
+    root = etree.fromstring(raw)
+    assert walk["exceeds_depth"](root, 32) is deeper
+    if deeper:
+        with pytest.raises(MessageRejected, match="deeper than 32"):
+            safe_xml.parse_xml(raw, max_bytes=1 << 20, max_depth=32)
+    else:
+        assert safe_xml.parse_xml(raw, max_bytes=1 << 20, max_depth=32) is not None
+
+
+def test_select_matches_xpath(walk: dict[str, Any]) -> None:
+    root = etree.fromstring(SAMPLE.read_bytes())
+    for path in ("/入库单", "/入库单/明细/药品", "明细/药品", "明细", "/入库单/无", "/其他/明细",
+                 "单据头/库房/编码"):
+        steps = element_steps(path)
+        assert steps is not None
+        assert walk["select"](root, steps) == root.xpath(path), path
+        if path.startswith("/"):  # absolute paths start at the root from any element
+            assert walk["select"](root[1], steps) == root.xpath(path), path
+
+
+def test_not_plain_paths_stay_xpath() -> None:
+    for path in ("药品[1]/名称", "//药品", "../名称", "a/text()", "*", "x:名称", "@*",
+                 "a | b", "concat(a, b)", "a/@b/c"):
+        assert not xml_plan.is_plain(path), path
+    for path in ("名称", "a/b", "/a/b", "@行号", "a/@b", "/a/@b"):
+        assert xml_plan.is_plain(path), path
+
+
+def test_too_many_entered_elements_is_a_clear_profile_error() -> None:
+    builder = PlanBuilder()
+    for i in range(xml_plan.MAX_ENTERED + 1):
+        builder.add(f"g{i}/v")
+    with pytest.raises(ValueError, match="more than 64"):
+        builder.build()
+
+
+# --- the two walks agree on random trees
+
+TAGS = st.sampled_from(["药品", "名称", "a", "b", "追溯码", "明细"])
+TEXT = st.text(st.sampled_from(list("ab 中文\t\n&<>\u3000")), max_size=6)
+
+
+@st.composite
+def trees(draw: st.DrawFn, depth: int = 0) -> etree._Element:
+    el = etree.Element(draw(TAGS))
+    if draw(st.booleans()):
+        el.set(draw(st.sampled_from(["行号", "id"])), draw(TEXT))
+    el.text = draw(st.none() | TEXT)
+    if depth < 3:
+        for _ in range(draw(st.integers(0, 4))):
+            kind = draw(st.sampled_from(["element", "element", "comment", "namespaced"]))
+            if kind == "comment":
+                el.append(etree.Comment("c"))
+            elif kind == "namespaced":
+                etree.SubElement(el, f"{{urn:x}}{draw(TAGS)}").text = draw(TEXT)
+            else:
+                el.append(draw(trees(depth + 1)))
+            el[-1].tail = draw(st.none() | TEXT)
+    return el
+
+
+PATHS = st.lists(
+    st.builds(lambda steps, attr: "/".join(steps) + (f"/@{attr}" if attr else ""),
+              st.lists(TAGS, min_size=1, max_size=3),
+              st.none() | st.sampled_from(["行号", "id"])),
+    min_size=1, max_size=8)
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(tree=trees(), paths=PATHS, plain_keys=st.lists(st.booleans(), min_size=8, max_size=8))
+def test_compiled_and_pure_walks_agree(tree: etree._Element, paths: list[str],
+                                       plain_keys: list[bool]) -> None:
+    compiled = _compiled()
+    # through bytes, as the adapter gets them: text and CDATA nodes as libxml2 builds them
+    root = etree.fromstring(etree.tostring(tree, encoding="UTF-8"), safe_xml._PARSER)
+    relative, absolute = PlanBuilder(), PlanBuilder()
+    for i, path in enumerate(paths):
+        relative.add(path, key=f"k{i}" if plain_keys[i] else None)
+        absolute.add(f"/{path}", key=f"k{i}" if plain_keys[i] else None)
+    results = []
+    for impl in (compiled, PURE):
+        out: list[list[str] | None] = [None] * relative.size
+        plain: dict[str, str] = {}
+        impl["walk_children"](root, relative.build(), out, plain)
+        out_abs: list[list[str] | None] = [None] * absolute.size
+        plain_abs: dict[str, str] = {}
+        impl["walk_root"](root, absolute.build(), out_abs, plain_abs)
+        selected = [impl["select"](root, element_steps(p)) for p in paths if "@" not in p]
+        results.append((out, plain, out_abs, plain_abs, selected))
+    assert results[0] == results[1]
