@@ -35,6 +35,7 @@ COMPILED: tuple[str, ...] = (
     "adapters/hl7v2/item_master.py",
     "adapters/hl7v2/ack.py",
     "adapters/hl7v2/adapter.py",
+    "adapters/vendor/engine.py",
 )
 # Cython sources: the vendor XML plan walk over libxml2's nodes; their pure-Python
 # stand-ins are other modules (``adapters/vendor/xml_plan.py``).

@@ -7,11 +7,8 @@ name, which is also each parsed message's ``message_type``.
 
 from __future__ import annotations
 
-import hashlib
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
-from decimal import Decimal, InvalidOperation
+from collections.abc import Mapping
+from datetime import datetime
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -20,258 +17,33 @@ from lxml import etree
 from pydantic import BaseModel
 
 from gateway.errors import MessageRejected
-from gateway.model import Event, EventKind, Line, OrderControl, Party, Patient
 
 from ..base import Outcome, OutcomeStatus, ParsedMessage, Reply, ReplySummary, Severity
 from .config import VendorConfig
-from .extract import Reader, json_nodes, json_reader, xml_nodes, xml_reader
-from .profile import FieldSpec, FieldType, load_profile
+from .engine import JsonProfileReader, ProfileReader, XmlProfileReader
+from .profile import load_profile
 from .safe_xml import parse_xml
-from .xml_plan import Plan, PlanBuilder, element_steps, is_plain
-from .xml_walk import select as select_nodes
-from .xml_walk import walk_children, walk_root
 
 __all__ = ["VendorConfig", "VendorJsonAdapter", "VendorXmlAdapter", "shipped_profiles"]
 
 
-# where a field's values come from
-_CONST, _WALK, _ROOT, _READ = 0, 1, 2, 3
-
-
-@dataclass(frozen=True, slots=True)
-class _Field:
-    name: str
-    spec: FieldSpec
-    type: FieldType
-    source: int  # _CONST, _WALK (the element's plan), _ROOT (the absolute plan), _READ
-    index: int  # position in the plan's values (_WALK, _ROOT)
-    read: Reader | None  # XPath or JSON pointer (_READ)
-    const: list[str] | None  # the constant (_CONST)
-    # a plain text field: the first non-empty value or nothing, no checks
-    plain: bool
-
-
-@dataclass(frozen=True, slots=True)
-class _Section:
-    """The fields read from one element (root, document or line item)."""
-
-    fields: tuple[_Field, ...]
-    plan: Plan | None  # the plain relative paths, read by one walk
-    size: int
-
-
-_TRUE = frozenset({"1", "y", "yes", "true", "t", "是", "有"})
-_FALSE = frozenset({"0", "n", "no", "false", "f", "否", "无", ""})
-_NO_VALUES: list[list[str] | None] = []
-# a walk's values: per field index, and the plain fields by name
-_Walked = tuple[list[list[str] | None], dict[str, Any]]
-_PRESCRIBER = ("prescriber.id", "prescriber.name")
-_PHARMACIST = ("pharmacist.id", "pharmacist.name")
-_DEPARTMENT = ("department.id", "department.name")
-_SUPPLIER = ("supplier.id", "supplier.name")
-
-
 class _VendorAdapter:
-    """Shared engine of the XML and JSON vendor adapters."""
+    """Shared part of the XML and JSON vendor adapters: the contract around a reader."""
 
     name: ClassVar[str]
     kinds: ClassVar[frozenset[str]]
     config_model: ClassVar[type[BaseModel]] = VendorConfig
     transport: ClassVar[str] = "http"
-    _format: ClassVar[str]
+    _engine: ClassVar[type[ProfileReader]]
 
     def __init__(self, config: VendorConfig | Mapping[str, Any]) -> None:
         if not isinstance(config, VendorConfig):
             config = VendorConfig.model_validate(config)
         self.config = config
-        profile = load_profile(config.profile)
-        if profile.format != self._format:
-            raise ValueError(f"profile {profile.name!r} is for {profile.format}, "
-                             f"not {self._format}")
-        self.profile = profile
-        self.kinds = frozenset({profile.name})  # type: ignore[misc]
-        self._tz = timezone(timedelta(hours=config.utc_offset_hours))
-        absolute = PlanBuilder()
-        self._header = self._section(absolute, profile.header)
-        self._event = self._section(absolute, profile.event, profile.extra)
-        self._lines = self._section(absolute, profile.lines.fields)
-        self._absolute = absolute.build() if absolute.size else None
-        self._absolute_size = absolute.size
-        self._documents = self._nodes(profile.documents)
-        self._line_nodes = self._nodes(profile.lines.path)
-        self._lines_path = profile.lines.path
-        self._patient_keys = tuple((k, k.split(".", 1)[1])
-                                   for k in sorted({*profile.header, *profile.event})
-                                   if k.startswith("patient."))
+        self.profile = load_profile(config.profile)
+        self._reader = self._engine(self.profile, config, self.name)
+        self.kinds = frozenset({self.profile.name})  # type: ignore[misc]
 
-    # --- format hooks
-    def _reader(self, path: str) -> Reader:
-        raise NotImplementedError
-
-    def _walked(self, path: str) -> bool:
-        """True for a path the plan walk reads (the XML adapter's plain paths)."""
-        return False
-
-    def _walk(self, node: Any, section: _Section) -> _Walked:
-        """The section's walked values under ``node``: (per field index, plain by name)."""
-        return _NO_VALUES, {}
-
-    def _walk_root(self, root: Any) -> list[list[str] | None]:
-        return _NO_VALUES
-
-    def _nodes(self, path: str) -> Callable[[Any], list[Any]]:
-        raise NotImplementedError
-
-    def _load(self, raw: bytes) -> Any:
-        raise NotImplementedError
-
-    def _loc(self, base: str, index: int) -> str:
-        raise NotImplementedError
-
-    def _join(self, base: str, path: str) -> str:
-        if path.startswith(("/", "$")):
-            return path.lstrip("$")
-        return f"{base}/{path}" if base else path
-
-    def _section(self, absolute: PlanBuilder,
-                 *parts: Mapping[str, FieldSpec]) -> tuple[_Section, tuple[_Field, ...]]:
-        """The fields of one element, and those of them kept in ``Event.extra`` apart.
-
-        A plain text field at a plain relative path of the main part is read by the
-        walk alone, straight into the section's values; it gets no ``_Field``.
-        """
-        relative = PlanBuilder()
-        compiled: list[tuple[_Field, ...]] = []
-        for part, specs in enumerate(parts):
-            fields = []
-            for n, s in specs.items():
-                ftype = self.profile.field_type(n, s)
-                plain = (ftype == "str" and not s.split and s.map is None
-                         and s.default is None and not s.required)
-                source, index, read, const = _READ, -1, None, None
-                if s.path is None:
-                    source, const = _CONST, [s.value or ""]
-                elif self._walked(s.path):
-                    if plain and part == 0 and not s.path.startswith("/"):
-                        relative.add(s.path, key=n)
-                        continue
-                    builder = absolute if s.path.startswith("/") else relative
-                    source = _ROOT if builder is absolute else _WALK
-                    index = builder.add(s.path)
-                else:
-                    read = self._reader(s.path)
-                fields.append(_Field(n, s, ftype, source, index, read, const, plain))
-            compiled.append(tuple(fields))
-        main = _Section(compiled[0], None if relative.empty else relative.build(),
-                        relative.size)
-        return main, compiled[1] if len(compiled) > 1 else ()
-
-    # --- values
-    def _value(self, f: _Field, values: list[str] | None, where: str) -> Any:
-        spec = f.spec
-        if values and spec.split:
-            values = [v.strip() for x in values for v in x.split(spec.split)]
-        if values and not all(values):
-            values = [v for v in values if v]
-        if spec.map is not None and values:
-            table = spec.map
-            for v in values:
-                if v not in table:
-                    location = self._where(where, spec)
-                    raise MessageRejected(
-                        f"{location}: value {v!r} has no translation "
-                        f"(known: {', '.join(table)})", code="103", location=location)
-            values = [table[v] for v in values]
-        if not values:
-            if spec.default is not None:
-                values = [spec.default]
-            elif spec.required:
-                location = self._where(where, spec)
-                raise MessageRejected(f"{location}: required value is missing", code="101",
-                                      location=location)
-            else:
-                return None
-        ftype = f.type
-        if ftype == "str":
-            return values[0]
-        if ftype == "list":
-            return tuple(values)
-        return self._convert(values[0], ftype, spec, where)
-
-    def _where(self, where: str, spec: FieldSpec) -> str:
-        return self._join(where, spec.path) if spec.path else where
-
-    def _convert(self, v: str, ftype: FieldType, spec: FieldSpec, where: str) -> Any:
-        if ftype == "str":
-            return v
-        if ftype == "decimal":
-            try:
-                d = Decimal(v.replace(",", "") if "," in v else v)
-            except InvalidOperation:
-                raise self._invalid(where, spec, f"not a number: {v!r}") from None
-            if not d.is_finite():
-                raise self._invalid(where, spec, "not a finite number")
-            return d
-        if ftype == "bool":
-            low = v.lower()
-            if low in _TRUE:
-                return True
-            if low in _FALSE:
-                return False
-            raise self._invalid(where, spec, f"not a yes/no value: {v!r}")
-        parsed = self._datetime(v, spec)
-        if parsed is None:
-            raise self._invalid(where, spec, f"not a date/time in a known format: {v!r}")
-        if ftype == "date":
-            return parsed.date().isoformat()
-        return parsed
-
-    def _invalid(self, where: str, spec: FieldSpec, problem: str) -> MessageRejected:
-        location = self._where(where, spec)
-        return MessageRejected(f"{location}: {problem}", code="102", location=location)
-
-    def _datetime(self, v: str, spec: FieldSpec) -> datetime | None:
-        try:
-            parsed = datetime.fromisoformat(v)
-        except ValueError:
-            parsed = None
-            for fmt in spec.formats:
-                try:
-                    parsed = datetime.strptime(v, fmt)
-                    break
-                except ValueError:
-                    continue
-        if parsed is None:
-            return None
-        return parsed if parsed.tzinfo else parsed.replace(tzinfo=self._tz)
-
-    def _read(self, fields: tuple[_Field, ...], node: Any, root: Any, where: str,
-              walked: list[list[str] | None], absolute: list[list[str] | None],
-              out: dict[str, Any]) -> dict[str, Any]:
-        for f in fields:
-            source = f.source
-            if source == _WALK:
-                values = walked[f.index]
-            elif source == _ROOT:
-                values = absolute[f.index]
-            elif source == _CONST:
-                values = f.const
-            else:
-                assert f.read is not None
-                values = f.read(node, root)
-            if f.plain:  # most fields: skip the general path
-                if values:
-                    for v in values:
-                        if v:
-                            out[f.name] = v
-                            break
-                continue
-            value = self._value(f, values, where)
-            if value is not None:
-                out[f.name] = value
-        return out
-
-    # --- parse
     def parse(self, raw: bytes, *, received_at: datetime) -> ParsedMessage:
         """Read every document of the body into one event each, as the profile says.
 
@@ -286,114 +58,7 @@ class _VendorAdapter:
             MessageRejected: the body is malformed or a field is missing or invalid;
                 ``location`` is the path of the offending value.
         """
-        root = self._load(raw)
-        absolute = self._walk_root(root)
-        header_section = self._header[0]
-        lists, plain = self._walk(root, header_section)
-        header = self._read(header_section.fields, root, root, "", lists, absolute, plain)
-        docs = self._documents(root)
-        if not docs:
-            raise MessageRejected(f"no document at {self.profile.documents}", code="100",
-                                  location=self.profile.documents)
-        docs_path = self.profile.documents
-        event_section, extra_fields = self._event
-        line_section = self._lines[0]
-        max_lines = self.profile.lines.max_lines
-        control_id = str(header.get("control_id") or "")
-        parsed_docs = []
-        for d, doc in enumerate(docs):
-            where = self._loc(docs_path, d) if len(docs) > 1 or self._format == "json" \
-                else docs_path
-            lists, plain = self._walk(doc, event_section)
-            fields = {**header, **self._read(event_section.fields, doc, root, where, lists,
-                                             absolute, plain)}
-            extra = self._read(extra_fields, doc, root, where, lists, absolute, {})
-            items = self._line_nodes(doc)
-            if not items:
-                location = self._join(where, self._lines_path)
-                raise MessageRejected(f"{location}: the document has no line items",
-                                      code="100", location=location)
-            if len(items) > max_lines:
-                raise MessageRejected(f"{len(items)} line items exceed the limit of "
-                                      f"{max_lines}", code="100",
-                                      location=self._join(where, self._lines_path))
-            lines_where = self._join(where, self._lines_path)
-            lines = []
-            for j, item in enumerate(items):
-                lists, plain = self._walk(item, line_section)
-                values = self._read(line_section.fields, item, root, self._loc(lines_where, j),
-                                    lists, absolute, plain)
-                lines.append(self._line(j + 1, values))
-            parsed_docs.append((fields, extra, tuple(lines)))
-            control_id = control_id or str(fields.get("control_id") or "")
-        if not control_id:
-            control_id = "sha256:" + hashlib.sha256(raw).hexdigest()[:24]
-        sender = str(header.get("sender") or parsed_docs[0][0].get("sender")
-                     or self.config.sender or self.profile.name)
-        source = f"{self.name}:{sender}"
-        events = tuple(
-            self._event_of(i, fields, extra, lines, source, control_id, received_at)
-            for i, (fields, extra, lines) in enumerate(parsed_docs))
-        return ParsedMessage(adapter=self.name, sender=sender, control_id=control_id,
-                             message_type=self.profile.name, events=events,
-                             context={"control_id": control_id})
-
-    def _line(self, seq: int, v: Mapping[str, Any]) -> Line:
-        oc = v.get("order_control")
-        return Line(
-            seq=seq, item_code=str(v["item_code"]), item_name=v.get("item_name", ""),
-            specification=v.get("specification", ""), manufacturer=v.get("manufacturer", ""),
-            quantity=v["quantity"], unit=v.get("unit", ""), price=v.get("price"),
-            generic_name=v.get("generic_name", ""), dosage_form=v.get("dosage_form", ""),
-            approval_no=v.get("approval_no", ""), standard_code=v.get("standard_code", ""),
-            lot_no=v.get("lot_no", ""), expiry=v.get("expiry", ""),
-            trace_codes=v.get("trace_codes", ()), supplier=self._party(v, _SUPPLIER),
-            order_control=self._order_control(oc, "order_control") if oc else None)
-
-    def _order_control(self, value: str, location: str) -> OrderControl:
-        try:
-            return OrderControl(value)
-        except ValueError:
-            raise MessageRejected(f"{location}: {value!r} is not an order control "
-                                  "(NW, CA, DC, XO); translate it in the profile's map",
-                                  code="103", location=location) from None
-
-    @staticmethod
-    def _party(v: Mapping[str, Any], keys: tuple[str, str]) -> Party | None:
-        pid, name = v.get(keys[0], ""), v.get(keys[1], "")
-        return Party(str(pid), str(name)) if (pid or name) else None
-
-    def _event_of(self, index: int, v: Mapping[str, Any], extra: Mapping[str, Any],
-                  lines: tuple[Line, ...], source: str, control_id: str,
-                  received_at: datetime) -> Event:
-        hospital = v.get("hospital_id") or self.config.hospital_id
-        if not hospital:
-            raise MessageRejected("the document names no hospital and the listener has no "
-                                  "'hospital_id' configured", code="204",
-                                  location=self.profile.header.get("hospital_id",
-                                                                   FieldSpec(value="")).path
-                                  or self.profile.documents)
-        try:
-            kind = EventKind(v["kind"])
-        except (KeyError, ValueError):
-            raise MessageRejected(f"event kind {v.get('kind')!r} is not known", code="103",
-                                  location=self.profile.documents) from None
-        patient = None
-        if self._patient_keys:
-            found = {attr: str(v[key]) for key, attr in self._patient_keys if key in v}
-            if found:
-                patient = Patient(**found)
-        oc = v.get("order_control")
-        return Event(
-            event_id=f"{source}:{control_id}:{index}", kind=kind, hospital_id=str(hospital),
-            source=source, occurred_at=v.get("occurred_at") or received_at, lines=lines,
-            control_id=control_id, document_no=str(v.get("document_no", "")),
-            order_control=self._order_control(oc, "order_control") if oc else None,
-            prescriber=self._party(v, _PRESCRIBER), pharmacist=self._party(v, _PHARMACIST),
-            department=self._party(v, _DEPARTMENT), supplier=self._party(v, _SUPPLIER),
-            patient=patient, online=v.get("online", True), emergency=v.get("emergency", False),
-            extra=tuple((k, "|".join(x) if isinstance(x, tuple) else str(x))
-                        for k, x in extra.items()))
+        return self._reader.parse(raw, received_at=received_at)
 
     # --- reply
     def _reply_fields(self, parsed: ParsedMessage | None, raw: bytes,
@@ -424,41 +89,7 @@ class VendorXmlAdapter(_VendorAdapter):
 
     name: ClassVar[str] = "vendor-xml"
     kinds: ClassVar[frozenset[str]] = frozenset({"vendor-xml"})
-    _format: ClassVar[str] = "xml"
-
-    def _reader(self, path: str) -> Reader:
-        return xml_reader(path, self.profile.namespaces)
-
-    def _walked(self, path: str) -> bool:
-        # with namespaces declared, names need their prefixes resolved: XPath does that
-        return not self.profile.namespaces and is_plain(path)
-
-    def _walk(self, node: Any, section: _Section) -> _Walked:
-        plain: dict[str, Any] = {}
-        if section.plan is None:
-            return _NO_VALUES, plain
-        out: list[list[str] | None] = [None] * section.size
-        walk_children(node, section.plan, out, plain)
-        return out, plain
-
-    def _walk_root(self, root: Any) -> list[list[str] | None]:
-        if self._absolute is None:
-            return _NO_VALUES
-        out: list[list[str] | None] = [None] * self._absolute_size
-        walk_root(root, self._absolute, out, {})
-        return out
-
-    def _nodes(self, path: str) -> Callable[[Any], list[Any]]:
-        steps = None if self.profile.namespaces else element_steps(path)
-        if steps is None:
-            return xml_nodes(path, self.profile.namespaces)
-        return lambda node: select_nodes(node, steps)
-
-    def _load(self, raw: bytes) -> Any:
-        return parse_xml(raw, max_bytes=self.config.max_bytes, max_depth=self.config.max_depth)
-
-    def _loc(self, base: str, index: int) -> str:
-        return f"{base}[{index + 1}]"
+    _engine: ClassVar[type[ProfileReader]] = XmlProfileReader
 
     def reply(self, parsed: ParsedMessage | None, raw: bytes, outcome: Outcome, *,
               now: datetime) -> Reply:
@@ -496,37 +127,7 @@ class VendorJsonAdapter(_VendorAdapter):
 
     name: ClassVar[str] = "vendor-json"
     kinds: ClassVar[frozenset[str]] = frozenset({"vendor-json"})
-    _format: ClassVar[str] = "json"
-
-    def _reader(self, path: str) -> Reader:
-        return json_reader(path)
-
-    def _nodes(self, path: str) -> Callable[[Any], list[Any]]:
-        return json_nodes(path)
-
-    def _load(self, raw: bytes) -> Any:
-        if len(raw) > self.config.max_bytes:
-            raise MessageRejected(f"document of {len(raw)} bytes exceeds the limit of "
-                                  f"{self.config.max_bytes}", code="100", location="/",
-                                  reject=True)
-        try:
-            body = orjson.loads(raw)
-        except orjson.JSONDecodeError as exc:
-            raise MessageRejected(f"not JSON: {exc}", code="100", location="/",
-                                  reject=True) from None
-        if not isinstance(body, dict):
-            raise MessageRejected("the document is not a JSON object", code="100",
-                                  location="/", reject=True)
-        return body
-
-    def _loc(self, base: str, index: int) -> str:
-        return f"{base}/{index}"
-
-    def _join(self, base: str, path: str) -> str:
-        # pointers are relative to the current object; "$" anchors them at the root
-        if path.startswith("$"):
-            return path[1:]
-        return f"{base}{path if path.startswith('/') else '/' + path}"
+    _engine: ClassVar[type[ProfileReader]] = JsonProfileReader
 
     def reply(self, parsed: ParsedMessage | None, raw: bytes, outcome: Outcome, *,
               now: datetime) -> Reply:

@@ -166,6 +166,13 @@ class Profile(BaseModel):
             if unknown:
                 raise ValueError(f"{section}: unknown event fields {unknown} "
                                  f"(known: {sorted(EVENT_FIELDS)})")
+        for section, specs in (("header", self.header), ("event", self.event),
+                               ("lines.fields", self.lines.fields)):
+            for name, spec in specs.items():
+                wanted = _DEFAULT_TYPES.get(name, "str")
+                if spec.type is not None and spec.type != wanted:
+                    raise ValueError(f"{section}.{name}: is read as {wanted}, not {spec.type} "
+                                     "('type' chooses the reading of 'extra' fields only)")
         fields = {**self.header, **self.event}
         if "kind" not in fields:
             raise ValueError("the profile must give the event 'kind' (a value or a mapped path)")

@@ -15,7 +15,7 @@ from lxml import etree
 
 from gateway.errors import MessageRejected
 
-from .xml_walk import exceeds_depth
+from . import xml_walk
 
 __all__ = ["parse_xml"]
 
@@ -56,7 +56,7 @@ def parse_xml(raw: bytes, *, max_bytes: int, max_depth: int) -> etree._Element:
     if docinfo.doctype:  # e.g. a UTF-16 document the byte scan missed
         raise MessageRejected("document declares a DOCTYPE, which is refused", code="100",
                               location="/", reject=True)
-    if exceeds_depth(root, max_depth):
+    if xml_walk.IMPLEMENTATION.exceeds_depth(root, max_depth):
         raise MessageRejected(f"document is nested deeper than {max_depth} levels",
                               code="100", location="/", reject=True)
     return root

@@ -1,7 +1,8 @@
 """The plan walk in use: the compiled one when installed and built for this lxml.
 
 ``JCGW_PURE_PYTHON=1`` at run time picks the pure-Python walk even when the
-compiled module is there (the tests run both).
+compiled module is there. Readers take ``IMPLEMENTATION`` when they are created,
+so a test can set it to ``PURE`` or ``COMPILED`` first.
 """
 
 from __future__ import annotations
@@ -9,22 +10,33 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Callable
-from typing import Any
+from typing import Any, NamedTuple
 
 from lxml import etree
 
 from .xml_plan import Plan, Steps, exceeds_depth_py, select_py, walk_children_py, walk_root_py
 
-__all__ = ["COMPILED", "exceeds_depth", "select", "walk_children", "walk_root"]
+__all__ = ["COMPILED", "IMPLEMENTATION", "PURE", "XmlWalk"]
 
 log = logging.getLogger(__name__)
 
-Walk = Callable[[Any, Plan, list[list[str] | None], dict[str, str]], None]
+Walk = Callable[[Any, Plan, list[list[str] | None], dict[str, Any]], None]
 
 
-def _native() -> Any:
-    if os.environ.get("JCGW_PURE_PYTHON", "").lower() in ("1", "true", "yes"):
-        return None
+class XmlWalk(NamedTuple):
+    """One implementation of the walk (see ``xml_plan``)."""
+
+    name: str
+    walk_children: Walk
+    walk_root: Walk
+    select: Callable[[Any, Steps], list[Any]]
+    exceeds_depth: Callable[[Any, int], bool]
+
+
+PURE = XmlWalk("pure-python", walk_children_py, walk_root_py, select_py, exceeds_depth_py)
+
+
+def _native() -> XmlWalk | None:
     try:
         from . import _xml_walk  # type: ignore[attr-defined]
     except ImportError:  # not built (no compiler): the pure-Python walk, silently
@@ -39,13 +51,10 @@ def _native() -> Any:
                     "pure-Python walk", _xml_walk.BUILT_WITH_LXML,
                     ".".join(map(str, etree.LXML_VERSION)))
         return None
-    return _xml_walk
+    m: Any = _xml_walk
+    return XmlWalk("compiled", m.walk_children, m.walk_root, m.select, m.exceeds_depth)
 
 
-_module = _native()
-COMPILED: bool = _module is not None
-walk_children: Walk = _module.walk_children if _module else walk_children_py
-walk_root: Walk = _module.walk_root if _module else walk_root_py
-exceeds_depth: Callable[[Any, int], bool] = (_module.exceeds_depth if _module
-                                             else exceeds_depth_py)
-select: Callable[[Any, Steps], list[Any]] = _module.select if _module else select_py
+COMPILED: XmlWalk | None = _native()
+_pure_wanted = os.environ.get("JCGW_PURE_PYTHON", "").lower() in ("1", "true", "yes")
+IMPLEMENTATION: XmlWalk = PURE if COMPILED is None or _pure_wanted else COMPILED

@@ -19,35 +19,38 @@ from hypothesis import strategies as st
 from lxml import etree
 
 from adapters.testing import RECEIVED_AT
-from adapters.vendor import VendorXmlAdapter, adapter, safe_xml, xml_plan, xml_walk
+from adapters.vendor import VendorXmlAdapter, safe_xml, xml_plan, xml_walk
 from adapters.vendor.xml_plan import PlanBuilder, element_steps
+from adapters.vendor.xml_walk import PURE, XmlWalk
 from gateway.errors import MessageRejected
 
 DATA = Path(__file__).parent.parent / "data" / "vendor-xml"
 SAMPLE = DATA / "walk" / "spd_receipt_attributes.xml"
 
-PURE = {"walk_children": xml_plan.walk_children_py, "walk_root": xml_plan.walk_root_py,
-        "select": xml_plan.select_py, "exceeds_depth": xml_plan.exceeds_depth_py}
 
 
-def _compiled() -> dict[str, Any]:
-    if not xml_walk.COMPILED:
+def _compiled() -> XmlWalk:
+    if xml_walk.COMPILED is None:
         if os.environ.get("CI") == "true" and not os.environ.get("JCGW_PURE_PYTHON"):
-            pytest.fail("the compiled vendor XML walk is not in use in CI")
+            pytest.fail("the compiled vendor XML walk is not built in CI")
         pytest.skip("the compiled vendor XML walk is not installed (no C compiler at "
                     "install, or JCGW_PURE_PYTHON)")
-    return {"walk_children": xml_walk.walk_children, "walk_root": xml_walk.walk_root,
-            "select": xml_walk.select, "exceeds_depth": xml_walk.exceeds_depth}
+    return xml_walk.COMPILED
+
+
+def test_ci_uses_the_compiled_walk() -> None:
+    if os.environ.get("CI") != "true" or os.environ.get("JCGW_PURE_PYTHON"):
+        pytest.skip("only CI guarantees a C compiler at install time")
+    assert xml_walk.IMPLEMENTATION is _compiled()
+    assert VendorXmlAdapter({"profile": "his-prescription-xml"})._reader._walker.name \
+        == "compiled"
 
 
 @pytest.fixture(params=["compiled", "pure"])
-def walk(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
-    """One implementation, also installed into the adapter for the test."""
+def walk(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> XmlWalk:
+    """One implementation, in use by the adapters the test creates."""
     impl = _compiled() if request.param == "compiled" else PURE
-    monkeypatch.setattr(adapter, "walk_children", impl["walk_children"])
-    monkeypatch.setattr(adapter, "walk_root", impl["walk_root"])
-    monkeypatch.setattr(adapter, "select_nodes", impl["select"])
-    monkeypatch.setattr(safe_xml, "exceeds_depth", impl["exceeds_depth"])
+    monkeypatch.setattr(xml_walk, "IMPLEMENTATION", impl)
     return impl
 
 
@@ -86,7 +89,7 @@ def _receipt() -> Any:
         SAMPLE.read_bytes(), received_at=RECEIVED_AT).events[0]
 
 
-def test_header_attributes_and_first_intermediate_element(walk: dict[str, Any]) -> None:
+def test_header_attributes_and_first_intermediate_element(walk: XmlWalk) -> None:
     event = _receipt()
     # text is stripped; the second 单据头 is not entered for 单据头/单据号
     assert event.control_id == "RK20261123000017"
@@ -97,7 +100,7 @@ def test_header_attributes_and_first_intermediate_element(walk: dict[str, Any]) 
     assert dict(event.extra) == {"schema_version": "2.1"}
 
 
-def test_lines_across_containers_with_cdata_entities_and_repeats(walk: dict[str, Any]) -> None:
+def test_lines_across_containers_with_cdata_entities_and_repeats(walk: XmlWalk) -> None:
     lines = _receipt().lines
     # 明细/药品 selects every 药品 of every 明细, as XPath does
     assert [line.item_code for line in lines] == ["Y0045201", "Y0033107", "Y0031542"]
@@ -114,7 +117,7 @@ def test_lines_across_containers_with_cdata_entities_and_repeats(walk: dict[str,
     assert [line.supplier.id for line in lines if line.supplier] == ["1", "2", "3"]
 
 
-def test_a_missing_required_value_names_its_line(walk: dict[str, Any]) -> None:
+def test_a_missing_required_value_names_its_line(walk: XmlWalk) -> None:
     raw = SAMPLE.read_bytes().replace("<院内编码>Y0033107</院内编码>".encode(), b"")
     with pytest.raises(MessageRejected) as exc:
         VendorXmlAdapter({"profile": RECEIPT_PROFILE}).parse(raw, received_at=RECEIVED_AT)
@@ -125,14 +128,11 @@ def test_a_missing_required_value_names_its_line(walk: dict[str, Any]) -> None:
 def test_every_shipped_sample_reads_the_same_with_both_walks(monkeypatch: pytest.MonkeyPatch
                                                              ) -> None:
     compiled = _compiled()
-    xml = VendorXmlAdapter({"profile": "his-prescription-xml"})
     samples = sorted((DATA / "valid").glob("*.xml")) + sorted((DATA / "invalid").glob("*.xml"))
 
-    def outcome(impl: dict[str, Any], raw: bytes) -> Any:
-        monkeypatch.setattr(adapter, "walk_children", impl["walk_children"])
-        monkeypatch.setattr(adapter, "walk_root", impl["walk_root"])
-        monkeypatch.setattr(adapter, "select_nodes", impl["select"])
-        monkeypatch.setattr(safe_xml, "exceeds_depth", impl["exceeds_depth"])
+    def outcome(impl: XmlWalk, raw: bytes) -> Any:
+        monkeypatch.setattr(xml_walk, "IMPLEMENTATION", impl)
+        xml = VendorXmlAdapter({"profile": "his-prescription-xml"})
         try:
             return xml.parse(raw, received_at=RECEIVED_AT).events
         except MessageRejected as exc:
@@ -144,10 +144,10 @@ def test_every_shipped_sample_reads_the_same_with_both_walks(monkeypatch: pytest
 
 
 @pytest.mark.parametrize("levels, deeper", [(32, False), (33, True)])
-def test_depth_limit(walk: dict[str, Any], levels: int, deeper: bool) -> None:
+def test_depth_limit(walk: XmlWalk, levels: int, deeper: bool) -> None:
     raw = ("<a>" * levels + "x" + "</a>" * levels).encode()
     root = etree.fromstring(raw)
-    assert walk["exceeds_depth"](root, 32) is deeper
+    assert walk.exceeds_depth(root, 32) is deeper
     if deeper:
         with pytest.raises(MessageRejected, match="deeper than 32"):
             safe_xml.parse_xml(raw, max_bytes=1 << 20, max_depth=32)
@@ -155,15 +155,15 @@ def test_depth_limit(walk: dict[str, Any], levels: int, deeper: bool) -> None:
         assert safe_xml.parse_xml(raw, max_bytes=1 << 20, max_depth=32) is not None
 
 
-def test_select_matches_xpath(walk: dict[str, Any]) -> None:
+def test_select_matches_xpath(walk: XmlWalk) -> None:
     root = etree.fromstring(SAMPLE.read_bytes())
     for path in ("/入库单", "/入库单/明细/药品", "明细/药品", "明细", "/入库单/无", "/其他/明细",
                  "单据头/库房/编码"):
         steps = element_steps(path)
         assert steps is not None
-        assert walk["select"](root, steps) == root.xpath(path), path
+        assert walk.select(root, steps) == root.xpath(path), path
         if path.startswith("/"):  # absolute paths start at the root from any element
-            assert walk["select"](root[1], steps) == root.xpath(path), path
+            assert walk.select(root[1], steps) == root.xpath(path), path
 
 
 def test_not_plain_paths_stay_xpath() -> None:
@@ -229,10 +229,10 @@ def test_compiled_and_pure_walks_agree(tree: etree._Element, paths: list[str],
     for impl in (compiled, PURE):
         out: list[list[str] | None] = [None] * relative.size
         plain: dict[str, str] = {}
-        impl["walk_children"](root, relative.build(), out, plain)
+        impl.walk_children(root, relative.build(), out, plain)
         out_abs: list[list[str] | None] = [None] * absolute.size
         plain_abs: dict[str, str] = {}
-        impl["walk_root"](root, absolute.build(), out_abs, plain_abs)
-        selected = [impl["select"](root, element_steps(p)) for p in paths if "@" not in p]
+        impl.walk_root(root, absolute.build(), out_abs, plain_abs)
+        selected = [impl.select(root, element_steps(p)) for p in paths if "@" not in p]
         results.append((out, plain, out_abs, plain_abs, selected))
     assert results[0] == results[1]

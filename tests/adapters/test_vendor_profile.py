@@ -1,0 +1,65 @@
+"""Vendor profiles: a bad profile is refused at start with a message naming the field."""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+from typing import Any
+
+import pytest
+from pydantic import ValidationError
+
+from adapters.testing import RECEIVED_AT
+from adapters.vendor import VendorXmlAdapter, load_profile, shipped_profiles
+
+SAMPLE = Path(__file__).parent.parent / "data" / "vendor-xml" / "valid" / \
+    "outpatient_prescription_two_drugs.xml"
+
+BASE: dict[str, Any] = {
+    "name": "his-min",
+    "format": "xml",
+    "documents": "/处方信息/处方",
+    "header": {"hospital_id": "/处方信息/消息头/机构编码",
+               "control_id": "/处方信息/消息头/消息ID"},
+    "event": {"kind": {"value": "prescription"}, "document_no": "处方号"},
+    "lines": {"path": "药品明细/药品",
+              "fields": {"item_code": "院内编码", "quantity": "数量"}},
+}
+
+
+def _with(section: str, name: str, spec: Any) -> dict[str, Any]:
+    profile = copy.deepcopy(BASE)
+    target = profile["lines"]["fields"] if section == "lines" else profile.setdefault(section, {})
+    target[name] = spec
+    return profile
+
+
+def test_shipped_profiles_load() -> None:
+    names = {load_profile(p).name for p in shipped_profiles()}
+    assert names == {"his-prescription", "warehouse-stock"}
+
+
+@pytest.mark.parametrize("section, name, spec, message", [
+    ("event", "quantity", "数量", "unknown event fields ['quantity']"),
+    ("lines", "批号", "批号", "unknown line fields ['批号']"),
+    ("lines", "quantity", {"path": "数量", "type": "str"},
+     "lines.fields.quantity: is read as decimal, not str"),
+    ("event", "occurred_at", {"path": "开方时间", "type": "date"},
+     "event.occurred_at: is read as datetime, not date"),
+    ("lines", "item_name", {"path": "药品名称", "type": "list"},
+     "lines.fields.item_name: is read as str, not list"),
+    ("event", "document_no", {"path": "处方号", "value": "x"}, "exactly one of 'path' and 'value'"),
+    ("event", "kind", {"value": "sale"}, "event kinds are"),
+])
+def test_bad_profiles_are_refused_naming_the_field(section: str, name: str, spec: Any,
+                                                   message: str) -> None:
+    with pytest.raises(ValidationError, match=message.replace("[", r"\[").replace("]", r"\]")):
+        load_profile(_with(section, name, spec))
+
+
+def test_type_reads_extra_fields() -> None:
+    profile = _with("extra", "amount", {"path": "药品明细/药品/金额", "type": "decimal"})
+    profile["extra"]["urgent"] = {"path": "是否急诊", "type": "bool"}
+    event = VendorXmlAdapter({"profile": profile}).parse(
+        SAMPLE.read_bytes(), received_at=RECEIVED_AT).events[0]
+    assert dict(event.extra) == {"amount": "73.60", "urgent": "False"}
