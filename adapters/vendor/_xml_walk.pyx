@@ -10,6 +10,7 @@ walk in ``xml_plan.py``; ``tests/adapters/test_vendor_xml_plan.py`` runs both.
 
 from cpython.bytes cimport PyBytes_AS_STRING
 from cpython.dict cimport PyDict_SetDefault
+from cpython.mem cimport PyMem_Free, PyMem_Malloc
 from cpython.unicode cimport PyUnicode_DecodeUTF8
 from libc.string cimport strcmp, strlen
 from lxml.includes cimport etreepublic as cetree
@@ -35,6 +36,53 @@ cdef inline bint _is_text(xmlNode* c) noexcept:
                               or c.type == tree.XML_CDATA_SECTION_NODE)
 
 
+cdef inline bint _ascii_space(unsigned char c) noexcept:
+    # str.strip()'s ASCII whitespace: \t \n \v \f \r, \x1c-\x1f and space
+    return c == 32 or 9 <= c <= 13 or 28 <= c <= 31
+
+
+cdef inline bint _space3(unsigned char a, unsigned char b, unsigned char c) noexcept:
+    # the 3-byte UTF-8 whitespace of str.strip(): U+1680, U+2000-U+200A, U+2028,
+    # U+2029, U+202F, U+205F, U+3000
+    if a == 0xE3:
+        return b == 0x80 and c == 0x80
+    if a == 0xE2:
+        if b == 0x80:
+            return 0x80 <= c <= 0x8A or c == 0xA8 or c == 0xA9 or c == 0xAF
+        return b == 0x81 and c == 0x9F
+    return a == 0xE1 and b == 0x9A and c == 0x80
+
+
+cdef inline bint _space2(unsigned char a, unsigned char b) noexcept:
+    return a == 0xC2 and (b == 0x85 or b == 0xA0)  # U+0085, U+00A0
+
+
+cdef str _stripped(const unsigned char* s, Py_ssize_t n):
+    """UTF-8 bytes decoded and stripped exactly as ``str.strip()`` would, in C."""
+    cdef Py_ssize_t lo = 0, hi = n
+    while lo < hi:
+        if _ascii_space(s[lo]):
+            lo += 1
+        elif hi - lo >= 2 and _space2(s[lo], s[lo + 1]):
+            lo += 2
+        elif hi - lo >= 3 and _space3(s[lo], s[lo + 1], s[lo + 2]):
+            lo += 3
+        else:
+            break
+    while hi > lo:
+        if _ascii_space(s[hi - 1]):
+            hi -= 1
+        elif hi - lo >= 2 and _space2(s[hi - 2], s[hi - 1]):
+            hi -= 2
+        elif hi - lo >= 3 and _space3(s[hi - 3], s[hi - 2], s[hi - 1]):
+            hi -= 3
+        else:
+            break
+    if lo == hi:
+        return ""
+    return PyUnicode_DecodeUTF8(<const char*>s + lo, hi - lo, NULL)
+
+
 cdef str _text(xmlNode* first):
     """Leading text and CDATA of a node's children, stripped (lxml's ``.text``)."""
     cdef xmlNode* c = first
@@ -43,7 +91,7 @@ cdef str _text(xmlNode* first):
         return ""
     if not _is_text(c.next):  # the usual case: one text node
         s = <const char*>c.content
-        return PyUnicode_DecodeUTF8(s, strlen(s), NULL).strip()
+        return _stripped(<const unsigned char*>s, strlen(s))
     cdef list parts = []
     while _is_text(c):
         s = <const char*>c.content
@@ -66,6 +114,41 @@ cdef inline int _add(list out, dict plain, tuple ids, tuple keys, str value) exc
     return 0
 
 
+cdef class Prepared:
+    """A plan node in C arrays: the child names to compare, with what each one reads."""
+
+    cdef Py_ssize_t n
+    cdef const char** names  # point into the bytes of ``plan``, which this keeps alive
+    cdef int* bits
+    cdef tuple ids, keys, subs, attrs
+    cdef readonly tuple plan
+
+    def __dealloc__(self):
+        PyMem_Free(self.names)
+        PyMem_Free(self.bits)
+
+
+def prepare(tuple plan):
+    """The plan in the shape the compiled walk reads (see ``xml_plan.Plan``)."""
+    cdef Prepared node = Prepared.__new__(Prepared)
+    cdef tuple entries = <tuple>plan[1]
+    cdef Py_ssize_t k, n = len(entries)
+    node.plan = plan
+    node.n = n
+    node.names = <const char**>PyMem_Malloc(max(n, 1) * sizeof(char*))
+    node.bits = <int*>PyMem_Malloc(max(n, 1) * sizeof(int))
+    if node.names is NULL or node.bits is NULL:
+        raise MemoryError()
+    for k in range(n):
+        node.names[k] = PyBytes_AS_STRING(entries[k][0])
+        node.bits[k] = entries[k][5]
+    node.ids = tuple([e[2] for e in entries])
+    node.keys = tuple([e[3] for e in entries])
+    node.subs = tuple([prepare(e[4]) if e[4] is not None else None for e in entries])
+    node.attrs = <tuple>plan[0]
+    return node
+
+
 cdef int _attrs(xmlNode* el, tuple attrs, list out, dict plain) except -1:
     cdef xmlAttr* a
     cdef const char* name
@@ -80,53 +163,60 @@ cdef int _attrs(xmlNode* el, tuple attrs, list out, dict plain) except -1:
     return 0
 
 
-cdef int _walk(xmlNode* el, tuple plan, list out, dict plain) except -1:
-    cdef tuple attrs = <tuple>plan[0]
-    cdef tuple entries = <tuple>plan[1]
-    cdef Py_ssize_t n = len(entries), k
+cdef inline Py_ssize_t _find(Prepared node, const char* name) noexcept:
+    cdef Py_ssize_t k
+    for k in range(node.n):
+        if node.names[k][0] == name[0] and strcmp(node.names[k], name) == 0:
+            return k
+    return -1
+
+
+cdef int _read(xmlNode* c, Prepared node, Py_ssize_t k, list out, dict plain) except -1:
+    cdef tuple ids = <tuple>node.ids[k]
+    cdef tuple keys = <tuple>node.keys[k]
+    if ids or keys:
+        _add(out, plain, ids, keys, _text(c.children))
+    return 0
+
+
+cdef int _walk(xmlNode* el, Prepared node, list out, dict plain) except -1:
     cdef unsigned long long entered = 0, bit
     cdef xmlNode* c
-    cdef tuple entry
+    cdef Py_ssize_t k
     cdef object sub
-    if attrs:
-        _attrs(el, attrs, out, plain)
+    if node.attrs:
+        _attrs(el, node.attrs, out, plain)
     c = el.children
     while c is not NULL:
         if c.type == tree.XML_ELEMENT_NODE and c.ns is NULL:
-            for k in range(n):
-                entry = <tuple>entries[k]
-                if strcmp(<const char*>c.name, PyBytes_AS_STRING(entry[0])) == 0:
-                    if entry[2] or entry[3]:
-                        _add(out, plain, <tuple>entry[2], <tuple>entry[3], _text(c.children))
-                    sub = entry[4]
-                    if sub is not None:
-                        bit = 1ULL << <int>entry[5]
-                        if not entered & bit:
-                            entered |= bit
-                            _walk(c, <tuple>sub, out, plain)
-                    break
+            k = _find(node, <const char*>c.name)
+            if k >= 0:
+                _read(c, node, k, out, plain)
+                if node.bits[k] >= 0:
+                    bit = 1ULL << node.bits[k]
+                    if not entered & bit:
+                        entered |= bit
+                        _walk(c, <Prepared>node.subs[k], out, plain)
         c = c.next
     return 0
 
 
-def walk_children(cetree._Element el, tuple plan, list out, dict plain):
+def walk_children(cetree._Element el, Prepared plan, list out, dict plain):
     """Read the plan's values under ``el`` (see ``xml_plan.walk_children_py``)."""
     _walk(el._c_node, plan, out, plain)
 
 
-def walk_root(cetree._Element root, tuple plan, list out, dict plain):
+def walk_root(cetree._Element root, Prepared plan, list out, dict plain):
     """Read the plan's absolute paths, whose first step is the root."""
     cdef xmlNode* c = root._c_node
-    cdef tuple entry
+    cdef Py_ssize_t k
     if c.ns is not NULL:
         return
-    for entry in <tuple>plan[1]:
-        if strcmp(<const char*>c.name, PyBytes_AS_STRING(entry[0])) == 0:
-            if entry[2] or entry[3]:
-                _add(out, plain, <tuple>entry[2], <tuple>entry[3], _text(c.children))
-            if entry[4] is not None:
-                _walk(c, <tuple>entry[4], out, plain)
-            return
+    k = _find(plan, <const char*>c.name)
+    if k >= 0:
+        _read(c, plan, k, out, plain)
+        if plan.bits[k] >= 0:
+            _walk(c, <Prepared>plan.subs[k], out, plain)
 
 
 cdef inline bint _named(xmlNode* c, const char* name) noexcept:

@@ -36,8 +36,9 @@ _CONST, _WALK, _ROOT, _READ = 0, 1, 2, 3
 
 @dataclass(frozen=True, slots=True)
 class _Field:
+    """One profile field, with what reading it needs copied out of its ``FieldSpec``."""
+
     name: str
-    spec: FieldSpec
     type: FieldType
     source: int  # _CONST, _WALK (the element's plan), _ROOT (the absolute plan), _READ
     index: int  # position in the plan's values (_WALK, _ROOT)
@@ -45,6 +46,12 @@ class _Field:
     const: list[str] | None  # the constant (_CONST)
     # a plain text field: the first non-empty value or nothing, no checks
     plain: bool
+    path: str | None
+    split: str | None
+    map: dict[str, str] | None
+    default: str | None
+    required: bool
+    formats: tuple[str, ...]
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,7 +59,7 @@ class _Section:
     """The fields read from one element (root, document or line item)."""
 
     fields: tuple[_Field, ...]
-    plan: Plan | None  # the plain relative paths, read by one walk
+    plan: Any  # the plain relative paths, read by one walk (prepared), or None
     size: int
 
 
@@ -87,7 +94,7 @@ class ProfileReader:
         self._header = self._section(absolute, profile.header)
         self._event = self._section(absolute, profile.event, profile.extra)
         self._lines = self._section(absolute, profile.lines.fields)
-        self._absolute = absolute.build() if absolute.size else None
+        self._absolute = self._prepare(absolute.build()) if absolute.size else None
         self._absolute_size = absolute.size
         self._documents = self._nodes(profile.documents)
         self._line_nodes = self._nodes(profile.lines.path)
@@ -106,6 +113,10 @@ class ProfileReader:
     def _walked(self, path: str) -> bool:
         """True for a path the plan walk reads (the XML adapter's plain paths)."""
         return False
+
+    def _prepare(self, plan: Plan) -> Any:
+        """A plan in the shape the walk reads."""
+        return plan
 
     def _walk(self, node: Any, section: _Section) -> _Walked:
         """The section's walked values under ``node``: (per field index, plain by name)."""
@@ -155,33 +166,35 @@ class ProfileReader:
                     index = builder.add(s.path)
                 else:
                     read = self._reader(s.path)
-                fields.append(_Field(n, s, ftype, source, index, read, const, plain))
+                fields.append(_Field(n, ftype, source, index, read, const, plain, s.path,
+                                     s.split, s.map, s.default, s.required, s.formats))
             compiled.append(tuple(fields))
-        main = _Section(compiled[0], None if relative.empty else relative.build(),
+        main = _Section(compiled[0],
+                        None if relative.empty else self._prepare(relative.build()),
                         relative.size)
         return main, compiled[1] if len(compiled) > 1 else ()
 
     # --- values
     def _value(self, f: _Field, values: list[str] | None, where: str) -> Any:
-        spec = f.spec
-        if values and spec.split:
-            values = [v.strip() for x in values for v in x.split(spec.split)]
+        if values and f.split:
+            split = f.split
+            values = [v.strip() for x in values for v in x.split(split)]
         if values and not all(values):
             values = [v for v in values if v]
-        if spec.map is not None and values:
-            table = spec.map
+        if f.map is not None and values:
+            table = f.map
             for v in values:
                 if v not in table:
-                    location = self._where(where, spec)
+                    location = self._where(where, f)
                     raise MessageRejected(
                         f"{location}: value {v!r} has no translation "
                         f"(known: {', '.join(table)})", code="103", location=location)
             values = [table[v] for v in values]
         if not values:
-            if spec.default is not None:
-                values = [spec.default]
-            elif spec.required:
-                location = self._where(where, spec)
+            if f.default is not None:
+                values = [f.default]
+            elif f.required:
+                location = self._where(where, f)
                 raise MessageRejected(f"{location}: required value is missing", code="101",
                                       location=location)
             else:
@@ -191,21 +204,21 @@ class ProfileReader:
             return values[0]
         if ftype == "list":
             return tuple(values)
-        return self._convert(values[0], ftype, spec, where)
+        return self._convert(values[0], ftype, f, where)
 
-    def _where(self, where: str, spec: FieldSpec) -> str:
-        return self._join(where, spec.path) if spec.path else where
+    def _where(self, where: str, f: _Field) -> str:
+        return self._join(where, f.path) if f.path else where
 
-    def _convert(self, v: str, ftype: FieldType, spec: FieldSpec, where: str) -> Any:
+    def _convert(self, v: str, ftype: FieldType, f: _Field, where: str) -> Any:
         if ftype == "str":
             return v
         if ftype == "decimal":
             try:
                 d = Decimal(v.replace(",", "") if "," in v else v)
             except InvalidOperation:
-                raise self._invalid(where, spec, f"not a number: {v!r}") from None
+                raise self._invalid(where, f, f"not a number: {v!r}") from None
             if not d.is_finite():
-                raise self._invalid(where, spec, "not a finite number")
+                raise self._invalid(where, f, "not a finite number")
             return d
         if ftype == "bool":
             low = v.lower()
@@ -213,24 +226,24 @@ class ProfileReader:
                 return True
             if low in _FALSE:
                 return False
-            raise self._invalid(where, spec, f"not a yes/no value: {v!r}")
-        parsed = self._datetime(v, spec)
+            raise self._invalid(where, f, f"not a yes/no value: {v!r}")
+        parsed = self._datetime(v, f)
         if parsed is None:
-            raise self._invalid(where, spec, f"not a date/time in a known format: {v!r}")
+            raise self._invalid(where, f, f"not a date/time in a known format: {v!r}")
         if ftype == "date":
             return parsed.date().isoformat()
         return parsed
 
-    def _invalid(self, where: str, spec: FieldSpec, problem: str) -> MessageRejected:
-        location = self._where(where, spec)
+    def _invalid(self, where: str, f: _Field, problem: str) -> MessageRejected:
+        location = self._where(where, f)
         return MessageRejected(f"{location}: {problem}", code="102", location=location)
 
-    def _datetime(self, v: str, spec: FieldSpec) -> datetime | None:
+    def _datetime(self, v: str, f: _Field) -> datetime | None:
         try:
             parsed = datetime.fromisoformat(v)
         except ValueError:
             parsed = None
-            for fmt in spec.formats:
+            for fmt in f.formats:
                 try:
                     parsed = datetime.strptime(v, fmt)
                     break
@@ -406,6 +419,9 @@ class XmlProfileReader(ProfileReader):
     def _walked(self, path: str) -> bool:
         # with namespaces declared, names need their prefixes resolved: XPath does that
         return not self.profile.namespaces and is_plain(path)
+
+    def _prepare(self, plan: Plan) -> Any:
+        return self._walker.prepare(plan)
 
     def _walk(self, node: Any, section: _Section) -> _Walked:
         plain: dict[str, Any] = {}

@@ -32,6 +32,30 @@ _PARSER = etree.XMLParser(
 )
 
 
+def _prolog_declares(raw: bytes) -> bool:
+    """True when a declaration (``<!DOCTYPE``, ``<!ENTITY`` …) comes before the root element.
+
+    XML allows a DOCTYPE, and with it entity declarations, only in the prolog, so
+    only the prolog is scanned, not the whole body. Comments and processing
+    instructions there are skipped; anything else opened by ``<!`` is refused.
+    Encodings in which ``<`` is not one byte (UTF-16) are caught after parsing.
+    """
+    pos = 0
+    while True:
+        lt = raw.find(b"<", pos)
+        if lt < 0:
+            return False
+        if raw.startswith(b"<?", lt):
+            pos = raw.find(b"?>", lt + 2)
+        elif raw.startswith(b"<!--", lt):
+            pos = raw.find(b"-->", lt + 4)
+        else:
+            return raw.startswith(b"<!", lt)  # else the root element's start tag
+        if pos < 0:
+            return False  # unterminated: the parser reports it
+        pos += 2
+
+
 def parse_xml(raw: bytes, *, max_bytes: int, max_depth: int) -> etree._Element:
     """Parse untrusted XML bytes into the root element.
 
@@ -41,8 +65,7 @@ def parse_xml(raw: bytes, *, max_bytes: int, max_depth: int) -> etree._Element:
     if len(raw) > max_bytes:
         raise MessageRejected(f"document of {len(raw)} bytes exceeds the limit of {max_bytes}",
                               code="100", location="/", reject=True)
-    # "<!" opens only a DOCTYPE, an entity or a CDATA section; look closer only then
-    if b"<!" in raw and (b"<!DOCTYPE" in raw.upper() or b"<!ENTITY" in raw.upper()):
+    if _prolog_declares(raw):
         raise MessageRejected("document declares a DOCTYPE or entities, which are refused",
                               code="100", location="/", reject=True)
     try:

@@ -34,6 +34,7 @@ __all__ = [
     "element_steps",
     "exceeds_depth_py",
     "is_plain",
+    "prepare_py",
     "select_py",
     "walk_children_py",
     "walk_root_py",
@@ -136,6 +137,11 @@ def _add(out: list[list[str] | None], plain: dict[str, str], ids: tuple[int, ...
     if value:
         for key in keys:
             plain.setdefault(key, value)
+
+
+def prepare_py(plan: Plan) -> Plan:
+    """The pure-Python walk reads plans as they are."""
+    return plan
 
 
 def walk_children_py(el: Any, plan: Plan, out: list[list[str] | None],

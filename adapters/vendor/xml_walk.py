@@ -14,26 +14,37 @@ from typing import Any, NamedTuple
 
 from lxml import etree
 
-from .xml_plan import Plan, Steps, exceeds_depth_py, select_py, walk_children_py, walk_root_py
+from .xml_plan import (
+    Plan,
+    Steps,
+    exceeds_depth_py,
+    prepare_py,
+    select_py,
+    walk_children_py,
+    walk_root_py,
+)
 
 __all__ = ["COMPILED", "IMPLEMENTATION", "PURE", "XmlWalk"]
 
 log = logging.getLogger(__name__)
 
-Walk = Callable[[Any, Plan, list[list[str] | None], dict[str, Any]], None]
+# (element, prepared plan, values by field index, plain values by name)
+Walk = Callable[[Any, Any, list[list[str] | None], dict[str, Any]], None]
 
 
 class XmlWalk(NamedTuple):
     """One implementation of the walk (see ``xml_plan``)."""
 
     name: str
+    prepare: Callable[[Plan], Any]  # a plan in the shape this walk reads
     walk_children: Walk
     walk_root: Walk
     select: Callable[[Any, Steps], list[Any]]
     exceeds_depth: Callable[[Any, int], bool]
 
 
-PURE = XmlWalk("pure-python", walk_children_py, walk_root_py, select_py, exceeds_depth_py)
+PURE = XmlWalk("pure-python", prepare_py, walk_children_py, walk_root_py, select_py,
+               exceeds_depth_py)
 
 
 def _native() -> XmlWalk | None:
@@ -52,7 +63,7 @@ def _native() -> XmlWalk | None:
                     ".".join(map(str, etree.LXML_VERSION)))
         return None
     m: Any = _xml_walk
-    return XmlWalk("compiled", m.walk_children, m.walk_root, m.select, m.exceeds_depth)
+    return XmlWalk("compiled", m.prepare, m.walk_children, m.walk_root, m.select, m.exceeds_depth)
 
 
 COMPILED: XmlWalk | None = _native()
