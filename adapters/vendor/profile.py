@@ -22,9 +22,12 @@ shipped profiles under ``adapters/vendor/profiles/`` are complete ones)::
         quantity: {path: 数量, type: decimal, required: true}
 
 XML paths are relative to the current element unless they start with ``/``;
-plain child paths (``a/b``, ``@attr``) take a fast lookup, anything else is
-compiled as XPath 1.0. JSON paths are JSON pointers (RFC 6901) applied to the
-current object; a leading ``$`` applies them to the root (``$/head/msgId``).
+plain child paths (``a/b``, ``a/@attr``) are read together by one walk per
+element (``xml_plan``; the first element of an intermediate name is followed),
+anything else is compiled as XPath 1.0. Canonical fields have fixed types
+(``quantity`` decimal, ``occurred_at`` date-time …); ``type`` is for ``extra``.
+JSON paths are JSON pointers (RFC 6901) applied to the current object; a leading
+``$`` applies them to the root (``$/head/msgId``).
 """
 
 from __future__ import annotations
