@@ -60,6 +60,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     native = native_status()
     (logging.getLogger("gateway").warning if native.stale or not native.compiled
      else logging.getLogger("gateway").info)("%s", native.summary())
+    logging.getLogger("gateway").info("%s", _xml_walk_summary())
     loop = _new_loop()
     asyncio.set_event_loop(loop)
     # the store's writer thread comes back from each fsync wanting the GIL; a short
@@ -98,7 +99,14 @@ def cmd_check_config(args: argparse.Namespace) -> int:
           f"{len(cfg.destinations)} destination(s), {len(cfg.hospitals)} hospital(s), "
           f"store {cfg.store.backend}")
     print(native_status().summary())
+    print(_xml_walk_summary())
     return 0
+
+
+def _xml_walk_summary() -> str:
+    from adapters.vendor import xml_walk
+
+    return f"vendor XML field walk: {xml_walk.IMPLEMENTATION.name}"
 
 
 def cmd_simulate_platform(args: argparse.Namespace) -> int:

@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 from helpers import ROOT, config_dict
 
+from adapters.vendor import xml_walk
 from gateway.cli import main
 from gateway.config import load_config, parse_config
 from gateway.errors import ConfigError
@@ -86,7 +87,10 @@ def test_secrets_come_from_environment_and_are_not_printed(
 
 def test_check_config_command(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["check-config", "-c", str(ROOT / "config" / "gateway.yaml")]) == 0
-    assert "OK" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "OK" in out
+    # which vendor XML walk runs: the compiled one unless not built or JCGW_PURE_PYTHON
+    assert f"vendor XML field walk: {xml_walk.IMPLEMENTATION.name}\n" in out
     bad = tmp_path / "bad.yaml"
     bad.write_text("listeners: [\n", "utf-8")
     assert main(["check-config", "-c", str(bad)]) == 2
