@@ -35,73 +35,100 @@ def _say(text: str) -> None:
     print(f"jicai-gateway build: {text}", file=sys.stderr)
 
 
-def _remove_builds() -> None:
-    """Delete compiled modules a previous in-place build left (they would shadow the .py)."""
-    for path in COMPILED + CYTHONIZED:
+def _module(path: str) -> str:
+    return os.path.splitext(path)[0].replace("/", ".")
+
+
+def _remove_builds(paths: list[str], *, group: bool = False) -> None:
+    """Delete compiled modules a previous in-place build left (they would shadow the .py);
+    ``group`` also the mypyc group's shared library."""
+    for path in paths:
         for built in glob.glob(os.path.splitext(path)[0] + ".*.so") + glob.glob(
                 os.path.splitext(path)[0] + ".*.pyd"):
             os.remove(built)
-    for built in glob.glob(f"{GROUP}__mypyc.*.so") + glob.glob(f"{GROUP}__mypyc.*.pyd"):
-        os.remove(built)
-    if os.path.exists(_NATIVE["MANIFEST"]):
-        os.remove(_NATIVE["MANIFEST"])
+    if group:
+        for built in glob.glob(f"{GROUP}__mypyc.*.so") + glob.glob(f"{GROUP}__mypyc.*.pyd"):
+            os.remove(built)
 
 
-class _AllOrNothing(build_ext):
-    """Build every compiled module or none: a half-built group would not import."""
+class _GroupsOrNothing(build_ext):
+    """The mypyc group is built whole or not at all (a half-built group would not import);
+    each Cython module on its own. Whatever fails installs as pure Python."""
 
-    def run(self) -> None:
+    def build_extensions(self) -> None:
+        cython = {_module(path) for path in CYTHONIZED}
+        group = [ext for ext in self.extensions if ext.name not in cython]
         try:
-            super().run()
+            for ext in group:
+                self.build_extension(ext)
         except Exception as exc:  # no compiler, a compiler error, out of memory …
-            _say(f"compiling failed ({exc}); installing the pure-Python modules")
-            for ext in self.extensions:
-                built = self.get_ext_fullpath(ext.name)
-                if os.path.exists(built):
-                    os.remove(built)
-            _remove_builds()
-            self.extensions = []
+            _say(f"compiling the mypyc modules failed ({exc}); installing them as pure Python")
+            self._drop(group)
+            _remove_builds(COMPILED, group=True)
+        for ext in [ext for ext in self.extensions if ext.name in cython]:
+            try:
+                self.build_extension(ext)
+            except Exception as exc:
+                _say(f"compiling {ext.name} failed ({exc}); its pure-Python stand-in serves")
+                self._drop([ext])
+                _remove_builds([p for p in CYTHONIZED if _module(p) == ext.name])
+
+    def _drop(self, extensions: list[Any]) -> None:
+        for ext in extensions:
+            built = self.get_ext_fullpath(ext.name)
+            if os.path.exists(built):
+                os.remove(built)
+            self.extensions.remove(ext)  # nothing to copy into the source tree or wheel
+
+
+def _mypyc_extensions() -> list[Any]:
+    try:
+        from mypyc.build import mypycify
+    except ImportError:
+        _say("mypyc is not available: the mypyc modules install as pure Python")
+        _remove_builds(COMPILED, group=True)
+        return []
+    # mypyc type-checks what it compiles (pydantic is a build requirement so that the
+    # models' types are real); other modules are followed silently
+    try:
+        return list(mypycify(["--ignore-missing-imports", "--follow-imports=silent",
+                              "--no-warn-unused-ignores", *COMPILED],
+                             opt_level="3", group_name=GROUP))
+    except (Exception, SystemExit) as exc:  # any failure: install pure Python
+        _say(f"mypyc could not compile the hot path ({exc!r}): the mypyc modules install "
+             "as pure Python")
+        _remove_builds(COMPILED, group=True)
+        return []
+
+
+def _cython_extensions() -> list[Any]:
+    try:
+        import lxml
+        from Cython.Build import cythonize
+        from setuptools import Extension
+
+        modules = [Extension(_module(path), [path], include_dirs=lxml.get_include())
+                   for path in CYTHONIZED]
+        return list(cythonize(modules, language_level=3, quiet=True))
+    except Exception as exc:  # no Cython, no lxml headers: those modules stay pure Python
+        _say(f"Cython could not compile {', '.join(CYTHONIZED)} ({exc!r}); their "
+             "pure-Python stand-ins serve")
+        _remove_builds(CYTHONIZED)
+        return []
 
 
 def _extensions() -> list[Any]:
     if os.environ.get("JCGW_PURE_PYTHON", "").lower() in ("1", "true", "yes"):
         _say("JCGW_PURE_PYTHON is set: installing without compiled modules")
-        _remove_builds()
+        _remove_builds(COMPILED, group=True)
+        _remove_builds(CYTHONIZED)
+        if os.path.exists(_NATIVE["MANIFEST"]):
+            os.remove(_NATIVE["MANIFEST"])
         return []
-    try:
-        from mypyc.build import mypycify
-    except ImportError:
-        _say("mypyc is not available: installing without compiled modules")
-        _remove_builds()
-        return []
-    # mypyc type-checks what it compiles (pydantic is a build requirement so that the
-    # models' types are real); other modules are followed silently
-    try:
-        extensions = mypycify(["--ignore-missing-imports", "--follow-imports=silent",
-                               "--no-warn-unused-ignores", *COMPILED],
-                              opt_level="3", group_name=GROUP)
-    except (Exception, SystemExit) as exc:  # any failure: install pure Python
-        _say(f"mypyc could not compile the hot path ({exc!r}): installing without "
-             "compiled modules")
-        _remove_builds()
-        return []
-    try:
-        extensions += _cython_extensions()
-    except Exception as exc:  # no Cython, no lxml headers: those modules stay pure Python
-        _say(f"Cython could not compile {', '.join(CYTHONIZED)} ({exc!r}); their "
-             "pure-Python stand-ins serve")
-    _NATIVE["write_manifest"]()  # what the build compiled, to tell an edit afterwards
-    return list(extensions)
+    extensions = _mypyc_extensions() + _cython_extensions()
+    if extensions:
+        _NATIVE["write_manifest"]()  # what the build compiled, to tell an edit afterwards
+    return extensions
 
 
-def _cython_extensions() -> list[Any]:
-    import lxml
-    from Cython.Build import cythonize
-    from setuptools import Extension
-
-    modules = [Extension(os.path.splitext(path)[0].replace("/", "."), [path],
-                         include_dirs=lxml.get_include()) for path in CYTHONIZED]
-    return list(cythonize(modules, language_level=3, quiet=True))
-
-
-setup(ext_modules=_extensions(), cmdclass={"build_ext": _AllOrNothing})
+setup(ext_modules=_extensions(), cmdclass={"build_ext": _GroupsOrNothing})

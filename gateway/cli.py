@@ -58,7 +58,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
     _setup_logging(cfg.log_level)
     logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
     native = native_status()
-    (logging.getLogger("gateway").warning if native.stale or not native.compiled
+    (logging.getLogger("gateway").warning
+     if native.stale or native.unused or not native.compiled
      else logging.getLogger("gateway").info)("%s", native.summary())
     logging.getLogger("gateway").info("%s", _xml_walk_summary())
     loop = _new_loop()

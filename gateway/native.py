@@ -43,6 +43,11 @@ CYTHONIZED: tuple[str, ...] = (
     "adapters/vendor/_xml_walk.pyx",
 )
 SOURCES: tuple[str, ...] = COMPILED + CYTHONIZED
+# built modules whose use is decided at import: the "module:attribute" that is None
+# when the build cannot be used (the compiled walk refuses an lxml it was not built for)
+IN_USE: dict[str, str] = {
+    "adapters/vendor/_xml_walk.pyx": "adapters.vendor.xml_walk:COMPILED",
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,6 +57,7 @@ class NativeStatus:
     compiled: tuple[str, ...]
     pure: tuple[str, ...]
     stale: tuple[str, ...]  # compiled, but the .py was changed after the build
+    unused: tuple[str, ...] = ()  # compiled, but refused at import (see ``IN_USE``)
 
     def summary(self) -> str:
         """One line for logs and ``check-config``."""
@@ -62,6 +68,9 @@ class NativeStatus:
         if self.stale:
             text += (f"; STALE (source newer than the build, the old build runs): "
                      f"{', '.join(self.stale)} — reinstall with `pip install -e .`")
+        if self.unused:
+            text += (f"; NOT USED (built for another lxml, the pure-Python stand-in runs): "
+                     f"{', '.join(self.unused)} — reinstall to rebuild")
         return text
 
 
@@ -112,4 +121,11 @@ def native_status(manifest: str | None = None) -> NativeStatus:
         # compare, so nothing is reported
         if path in built and os.path.exists(source) and _digest(source) != built[path]:
             stale.append(name)
-    return NativeStatus(tuple(compiled), tuple(pure), tuple(stale))
+    unused = [_module_name(path) for path, where in IN_USE.items()
+              if _module_name(path) in compiled and not _in_use(where)]
+    return NativeStatus(tuple(compiled), tuple(pure), tuple(stale), tuple(unused))
+
+
+def _in_use(where: str) -> bool:
+    module, attribute = where.split(":")
+    return getattr(importlib.import_module(module), attribute) is not None

@@ -5,7 +5,7 @@ Only reads node fields: no libxml2 function is called, so nothing links against
 libxml2 and the lxml that parsed the tree is the one whose headers this was
 built with (Cython's type import refuses an ``_Element`` of another size, and
 :func:`compatible` compares lxml's version). Same semantics as the pure-Python
-walk in ``xml_plan.py``; ``tests/adapters/test_vendor_xml_plan.py`` runs both.
+walk in ``xml_plan.py``; ``tests/adapters/test_vendor_xml_walk.py`` runs both.
 """
 
 from cpython.bytes cimport PyBytes_AS_STRING
@@ -128,24 +128,40 @@ cdef class Prepared:
         PyMem_Free(self.bits)
 
 
-def prepare(tuple plan):
-    """The plan in the shape the compiled walk reads (see ``xml_plan.Plan``)."""
+def prepare(tuple plan not None):
+    """The plan in the shape the compiled walk reads (see ``xml_plan.Plan``).
+
+    Every part is type-checked here, once, so that the walk can read it unchecked.
+    """
     cdef Prepared node = Prepared.__new__(Prepared)
-    cdef tuple entries = <tuple>plan[1]
+    cdef tuple attrs = <tuple?>plan[0]
+    cdef tuple entries = <tuple?>plan[1]
+    cdef tuple entry
     cdef Py_ssize_t k, n = len(entries)
+    for spec in attrs:
+        if not (type(spec) is tuple and len(spec) == 4 and type(spec[0]) is bytes
+                and type(spec[2]) is tuple and type(spec[3]) is tuple):
+            raise TypeError(f"malformed plan attribute {spec!r}")
     node.plan = plan
     node.n = n
     node.names = <const char**>PyMem_Malloc(max(n, 1) * sizeof(char*))
     node.bits = <int*>PyMem_Malloc(max(n, 1) * sizeof(int))
     if node.names is NULL or node.bits is NULL:
         raise MemoryError()
+    ids, keys, subs = [], [], []
     for k in range(n):
-        node.names[k] = PyBytes_AS_STRING(entries[k][0])
-        node.bits[k] = entries[k][5]
-    node.ids = tuple([e[2] for e in entries])
-    node.keys = tuple([e[3] for e in entries])
-    node.subs = tuple([prepare(e[4]) if e[4] is not None else None for e in entries])
-    node.attrs = <tuple>plan[0]
+        entry = <tuple?>entries[k]
+        if len(entry) != 6:
+            raise TypeError(f"malformed plan entry {entry!r}")
+        node.names[k] = PyBytes_AS_STRING(<bytes?>entry[0])
+        ids.append(<tuple?>entry[2])
+        keys.append(<tuple?>entry[3])
+        subs.append(None if entry[4] is None else prepare(<tuple?>entry[4]))
+        node.bits[k] = entry[5] if entry[4] is not None else -1
+        if entry[4] is not None and not 0 <= node.bits[k] < 64:
+            raise ValueError(f"plan entry {k}: bit {entry[5]} is not in 0..63")
+    node.ids, node.keys, node.subs = tuple(ids), tuple(keys), tuple(subs)
+    node.attrs = attrs
     return node
 
 
@@ -201,12 +217,14 @@ cdef int _walk(xmlNode* el, Prepared node, list out, dict plain) except -1:
     return 0
 
 
-def walk_children(cetree._Element el, Prepared plan, list out, dict plain):
+def walk_children(cetree._Element el not None, Prepared plan not None, list out not None,
+                  dict plain not None):
     """Read the plan's values under ``el`` (see ``xml_plan.walk_children_py``)."""
     _walk(el._c_node, plan, out, plain)
 
 
-def walk_root(cetree._Element root, Prepared plan, list out, dict plain):
+def walk_root(cetree._Element root not None, Prepared plan not None, list out not None,
+              dict plain not None):
     """Read the plan's absolute paths, whose first step is the root."""
     cdef xmlNode* c = root._c_node
     cdef Py_ssize_t k
@@ -224,10 +242,15 @@ cdef inline bint _named(xmlNode* c, const char* name) noexcept:
         <const char*>c.name, name) == 0
 
 
-def select(cetree._Element el, tuple path):
+def select(cetree._Element el not None, tuple path not None):
     """The elements at a plain path of element names (see ``xml_plan.select_py``)."""
     cdef bint absolute = path[0]
-    cdef tuple steps = <tuple>path[1]
+    cdef tuple steps = <tuple?>path[1]
+    if not steps:
+        raise ValueError("a path of no steps selects nothing")
+    for step in steps:
+        if type(step) is not bytes:
+            raise TypeError(f"path step {step!r} is not bytes")
     cdef xmlNode* start = el._c_node
     cdef xmlNode* c
     cdef list found, nxt
@@ -262,6 +285,8 @@ cdef bint _deeper(xmlNode* el, int levels) noexcept:
     return False
 
 
-def exceeds_depth(cetree._Element root, int limit):
+def exceeds_depth(cetree._Element root not None, int limit):
     """True when elements nest deeper than ``limit`` levels (the root is level 1)."""
+    if limit < 1:
+        return True
     return _deeper(root._c_node, limit - 1)

@@ -93,7 +93,9 @@ class ProfileReader:
         absolute = PlanBuilder()
         self._header = self._section(absolute, profile.header)
         self._event = self._section(absolute, profile.event, profile.extra)
-        self._lines = self._section(absolute, profile.lines.fields)
+        # a line cannot be built without these, whatever the profile says
+        self._lines = self._section(absolute, profile.lines.fields,
+                                    needed=frozenset({"item_code", "quantity"}))
         self._absolute = self._prepare(absolute.build()) if absolute.size else None
         self._absolute_size = absolute.size
         self._documents = self._nodes(profile.documents)
@@ -147,8 +149,8 @@ class ProfileReader:
             return path.lstrip("$")
         return f"{base}/{path}" if base else path
 
-    def _section(self, absolute: PlanBuilder,
-                 *parts: Mapping[str, FieldSpec]) -> tuple[_Section, tuple[_Field, ...]]:
+    def _section(self, absolute: PlanBuilder, *parts: Mapping[str, FieldSpec],
+                 needed: frozenset[str] = frozenset()) -> tuple[_Section, tuple[_Field, ...]]:
         """The fields of one element, and those of them kept in ``Event.extra`` apart.
 
         A plain text field at a plain relative path of the main part is read by the
@@ -160,8 +162,9 @@ class ProfileReader:
             fields = []
             for n, s in specs.items():
                 ftype = self.profile.field_type(n, s)
+                required = s.required or n in needed
                 plain = (ftype == "str" and not s.split and s.map is None
-                         and s.default is None and not s.required)
+                         and s.default is None and not required)
                 source, index, read, const = _READ, -1, None, None
                 if s.path is None:
                     source, const = _CONST, [s.value or ""]
@@ -175,7 +178,7 @@ class ProfileReader:
                 else:
                     read = self._reader(s.path)
                 fields.append(_Field(n, ftype, source, index, read, const, plain, s.path,
-                                     s.split, s.map, s.default, s.required, s.formats))
+                                     s.split, s.map, s.default, required, s.formats))
             compiled.append(tuple(fields))
         main = _Section(compiled[0],
                         None if relative.empty else self._prepare(relative.build()),

@@ -48,15 +48,16 @@ Entry = tuple[bytes, str, tuple[int, ...], tuple[str, ...], "Plan | None", int]
 # (attributes of the element, child entries, child entries by tag)
 Plan = tuple[tuple[Attr, ...], tuple[Entry, ...], dict[str, Entry]]
 
-_STEP = r"[^\s/\[\]()@*:|=<>\"'.{}]+"
-_PLAIN = re.compile(rf"^/?{_STEP}(/{_STEP})*(/@[\w-]+)?$|^@[\w-]+$")
+# an XML name without a namespace prefix: a letter or "_", then letters, digits, "_-."
+_NAME = r"[^\W\d][\w.-]*"
+_PLAIN = re.compile(rf"/?{_NAME}(/{_NAME})*(/@{_NAME})?|@{_NAME}")
 # the compiled walker keeps a bit per entered child name ("first child of that name")
 MAX_ENTERED = 64
 
 
 def is_plain(path: str) -> bool:
     """True for a child path the walk reads (no predicates, axes, functions, wildcards)."""
-    return bool(_PLAIN.match(path))
+    return _PLAIN.fullmatch(path) is not None
 
 
 class PlanBuilder:

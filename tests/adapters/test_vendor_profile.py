@@ -7,10 +7,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from lxml import etree
 from pydantic import ValidationError
 
 from adapters.testing import RECEIVED_AT
 from adapters.vendor import VendorXmlAdapter, load_profile, shipped_profiles
+from gateway.errors import MessageRejected
 
 SAMPLE = Path(__file__).parent.parent / "data" / "vendor-xml" / "valid" / \
     "outpatient_prescription_two_drugs.xml"
@@ -63,3 +65,18 @@ def test_type_reads_extra_fields() -> None:
     event = VendorXmlAdapter({"profile": profile}).parse(
         SAMPLE.read_bytes(), received_at=RECEIVED_AT).events[0]
     assert dict(event.extra) == {"amount": "73.60", "urgent": "False"}
+
+
+def test_a_line_without_item_code_is_rejected_even_when_not_marked_required() -> None:
+    raw = SAMPLE.read_bytes().replace("<院内编码>Y0033107</院内编码>".encode(), b"")
+    with pytest.raises(MessageRejected) as exc:
+        VendorXmlAdapter({"profile": BASE}).parse(raw, received_at=RECEIVED_AT)
+    assert exc.value.code == "101"
+    assert exc.value.location == "/处方信息/处方/药品明细/药品[2]/院内编码"
+
+
+def test_a_path_that_is_not_xpath_fails_at_start() -> None:
+    profile = copy.deepcopy(BASE)
+    profile["documents"] = "/处方信息/处方,药品"
+    with pytest.raises(etree.XPathSyntaxError):
+        VendorXmlAdapter({"profile": profile})

@@ -46,6 +46,32 @@ def test_ci_uses_the_compiled_walk() -> None:
         == "compiled"
 
 
+def test_the_compiled_walk_refuses_another_lxml() -> None:
+    _compiled()
+    from adapters.vendor import _xml_walk  # type: ignore[attr-defined]
+
+    assert _xml_walk.compatible(etree.LXML_VERSION)
+    major, minor, patch = etree.LXML_VERSION[:3]
+    assert not _xml_walk.compatible((major, minor, patch + 1, 0))
+    assert not _xml_walk.compatible((major - 1, minor, patch, 0))
+
+
+def test_the_compiled_walk_refuses_what_would_crash_it() -> None:
+    impl = _compiled()
+    root = etree.fromstring(SAMPLE.read_bytes())
+    with pytest.raises(TypeError):
+        impl.walk_children(None, impl.prepare(PlanBuilder().build()), [], {})
+    with pytest.raises(TypeError):
+        impl.prepare((("not a tuple",), (), {}))
+    with pytest.raises(TypeError):
+        impl.prepare(((), ((b"a", "a", (0,), ()),), {}))  # an entry of the wrong length
+    with pytest.raises(ValueError):
+        impl.select(root, (True, (), ()))
+    with pytest.raises(TypeError):
+        impl.select(root, (False, ("明细",), ("明细",)))  # str where bytes belong
+    assert impl.exceeds_depth(root, 0) is PURE.exceeds_depth(root, 0) is True
+
+
 @pytest.fixture(params=["compiled", "pure"])
 def walk(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> XmlWalk:
     """One implementation, in use by the adapters the test creates."""
@@ -168,7 +194,8 @@ def test_select_matches_xpath(walk: XmlWalk) -> None:
 
 def test_not_plain_paths_stay_xpath() -> None:
     for path in ("药品[1]/名称", "//药品", "../名称", "a/text()", "*", "x:名称", "@*",
-                 "a | b", "concat(a, b)", "a/@b/c"):
+                 "a | b", "concat(a, b)", "a/@b/c", "a,b", "1a", "a\x00b", "a\n", "", "/",
+                 "a//b", "a/"):
         assert not xml_plan.is_plain(path), path
     for path in ("名称", "a/b", "/a/b", "@行号", "a/@b", "/a/@b"):
         assert xml_plan.is_plain(path), path
@@ -191,23 +218,33 @@ TEXT = st.text(st.sampled_from(list("ab中文&<> \t\n\r\x85\xa0\u1680\u2000\u200
                max_size=6)
 
 
+def _escaped(text: str) -> str:
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
 @st.composite
-def trees(draw: st.DrawFn, depth: int = 0) -> etree._Element:
-    el = etree.Element(draw(TAGS))
-    if draw(st.booleans()):
-        el.set(draw(st.sampled_from(["行号", "id"])), draw(TEXT))
-    el.text = draw(st.none() | TEXT)
-    if depth < 3:
-        for _ in range(draw(st.integers(0, 4))):
-            kind = draw(st.sampled_from(["element", "element", "comment", "namespaced"]))
-            if kind == "comment":
-                el.append(etree.Comment("c"))
-            elif kind == "namespaced":
-                etree.SubElement(el, f"{{urn:x}}{draw(TAGS)}").text = draw(TEXT)
-            else:
-                el.append(draw(trees(depth + 1)))
-            el[-1].tail = draw(st.none() | TEXT)
-    return el
+def documents(draw: st.DrawFn, depth: int = 0) -> str:
+    """An element as XML text: attributes, and text, CDATA, comments, namespaced and
+    plain children in any order (so text next to CDATA, and blank text, occur)."""
+    tag = draw(TAGS)
+    attrs = "".join(f' {name}="{_escaped(draw(TEXT)).replace(chr(34), "&quot;")}"'
+                    for name in draw(st.lists(st.sampled_from(["行号", "id"]), max_size=2,
+                                              unique=True)))
+    parts = []
+    kinds = ["text", "cdata", "comment", "namespaced"] + (["element"] * 2 if depth < 3 else [])
+    for kind in draw(st.lists(st.sampled_from(kinds), max_size=5)):
+        if kind == "text":
+            parts.append(_escaped(draw(TEXT)))
+        elif kind == "cdata":
+            parts.append(f"<![CDATA[{draw(TEXT)}]]>")
+        elif kind == "comment":
+            parts.append("<!-- 注释 -->")
+        elif kind == "namespaced":
+            name = draw(TAGS)
+            parts.append(f'<x:{name} xmlns:x="urn:x">{_escaped(draw(TEXT))}</x:{name}>')
+        else:
+            parts.append(draw(documents(depth + 1)))
+    return f"<{tag}{attrs}>{''.join(parts)}</{tag}>"
 
 
 PATHS = st.lists(
@@ -218,12 +255,13 @@ PATHS = st.lists(
 
 
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(tree=trees(), paths=PATHS, plain_keys=st.lists(st.booleans(), min_size=8, max_size=8))
-def test_compiled_and_pure_walks_agree(tree: etree._Element, paths: list[str],
+@given(document=documents(), paths=PATHS,
+       plain_keys=st.lists(st.booleans(), min_size=8, max_size=8))
+def test_compiled_and_pure_walks_agree(document: str, paths: list[str],
                                        plain_keys: list[bool]) -> None:
     compiled = _compiled()
-    # through bytes, as the adapter gets them: text and CDATA nodes as libxml2 builds them
-    root = etree.fromstring(etree.tostring(tree, encoding="UTF-8"), safe_xml._PARSER)
+    # parsed as the adapter parses: comments and blank text dropped, CDATA merged into text
+    root = etree.fromstring(document.encode(), safe_xml._PARSER)
     relative, absolute = PlanBuilder(), PlanBuilder()
     for i, path in enumerate(paths):
         relative.add(path, key=f"k{i}" if plain_keys[i] else None)

@@ -72,3 +72,15 @@ def test_the_build_manifest_names_every_compiled_source(tmp_path: Path) -> None:
     written = json.loads((tmp_path / native.MANIFEST).read_text())
     assert set(written) == set(SOURCES)
     assert written[SOURCES[-1]] == hashlib.sha256((ROOT / SOURCES[-1]).read_bytes()).hexdigest()
+
+
+def test_a_build_refused_at_import_is_reported_unused(monkeypatch: pytest.MonkeyPatch) -> None:
+    from adapters.vendor import xml_walk
+
+    if "adapters.vendor._xml_walk" not in native_status().compiled:
+        pytest.skip("the vendor XML walk is not compiled in this install")
+    assert native_status().unused == ()
+    monkeypatch.setattr(xml_walk, "COMPILED", None)  # as when lxml changed after the build
+    status = native_status()
+    assert status.unused == ("adapters.vendor._xml_walk",)
+    assert "NOT USED" in status.summary()
