@@ -51,6 +51,17 @@ def _remove_builds(paths: list[str], *, group: bool = False) -> None:
             os.remove(built)
 
 
+def _remove_orphan_builds() -> None:
+    """Delete in-place builds of modules no longer compiled: each would shadow its .py."""
+    listed = {os.path.splitext(path)[0] for path in COMPILED + CYTHONIZED}
+    for package in ("adapters", "gateway", "codes", "mappings"):
+        for built in glob.glob(f"{package}/**/*.so", recursive=True) + glob.glob(
+                f"{package}/**/*.pyd", recursive=True):
+            stem = built.split(".", 1)[0]  # adapters/vendor/safe_xml.cpython-311-….so
+            if stem not in listed and os.path.exists(stem + ".py"):
+                os.remove(built)
+
+
 class _GroupsOrNothing(build_ext):
     """The mypyc group is built whole or not at all (a half-built group would not import);
     each Cython module on its own. Whatever fails installs as pure Python."""
@@ -125,6 +136,7 @@ def _extensions() -> list[Any]:
         if os.path.exists(_NATIVE["MANIFEST"]):
             os.remove(_NATIVE["MANIFEST"])
         return []
+    _remove_orphan_builds()
     extensions = _mypyc_extensions() + _cython_extensions()
     if extensions:
         _NATIVE["write_manifest"]()  # what the build compiled, to tell an edit afterwards

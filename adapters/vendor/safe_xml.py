@@ -71,6 +71,7 @@ _WIDE = (
     (b"<\x00\x00\x00", "utf-32-le"), (b"\x00\x00\x00<", "utf-32-be"),
     (b"<\x00", "utf-16-le"), (b"\x00<", "utf-16-be"),
 )
+_WIDE_MARKS = (codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)  # also the start of UTF-32 LE's
 _DECLARATION = re.compile(rb"^<\?xml\s[^>]*?encoding\s*=\s*[\"']([A-Za-z0-9._:-]+)[\"']")
 _TEXT_DECLARATION = re.compile(r"^\s*<\?xml\s[^>]*\?>")
 
@@ -97,14 +98,15 @@ def _ascii_markup(raw: bytes) -> bytes:
             start an XML document in any accepted one.
     """
     head = raw[:4]
-    for mark, codec in _WIDE:
-        if head.startswith(mark):
-            return _widened(raw, codec)
+    if b"\x00" in head[:2] or head[:2] in _WIDE_MARKS:
+        for mark, codec in _WIDE:
+            if head.startswith(mark):
+                return _widened(raw, codec)
     body = raw.removeprefix(codecs.BOM_UTF8).lstrip(b" \t\r\n")
     if body and not body.startswith(b"<"):
         raise _reject("not well-formed XML: the document does not start with '<' (an "
                       "encoding other than UTF-8, GB18030 or UTF-16?)")
-    declared = _DECLARATION.match(body)
+    declared = _DECLARATION.match(body) if body.startswith(b"<?xml") else None
     if declared:
         name = declared.group(1).decode("ascii")
         try:
