@@ -68,6 +68,9 @@ _FALSE = frozenset({"0", "n", "no", "false", "f", "否", "无", ""})
 _NO_VALUES: list[list[str] | None] = []
 # a walk's values: per field index, and the plain fields by name
 _Walked = tuple[list[list[str] | None], dict[str, Any]]
+# by value: a dict look-up, where calling the enum runs Python code in the enum module
+_EVENT_KINDS: dict[Any, EventKind] = {k.value: k for k in EventKind}
+_ORDER_CONTROLS: dict[str, OrderControl] = {c.value: c for c in OrderControl}
 _PRESCRIBER = ("prescriber.id", "prescriber.name")
 _PHARMACIST = ("pharmacist.id", "pharmacist.name")
 _DEPARTMENT = ("department.id", "department.name")
@@ -372,12 +375,12 @@ class ProfileReader:
                     **v)
 
     def _order_control(self, value: str, location: str) -> OrderControl:
-        try:
-            return OrderControl(value)
-        except ValueError:
+        control = _ORDER_CONTROLS.get(value)
+        if control is None:
             raise MessageRejected(f"{location}: {value!r} is not an order control "
                                   "(NW, CA, DC, XO); translate it in the profile's map",
-                                  code="103", location=location) from None
+                                  code="103", location=location)
+        return control
 
     @staticmethod
     def _party(v: Mapping[str, Any], keys: tuple[str, str]) -> Party | None:
@@ -394,11 +397,10 @@ class ProfileReader:
                                   location=self.profile.header.get("hospital_id",
                                                                    FieldSpec(value="")).path
                                   or self.profile.documents)
-        try:
-            kind = EventKind(v["kind"])
-        except (KeyError, ValueError):
+        kind = _EVENT_KINDS.get(v.get("kind"))
+        if kind is None:
             raise MessageRejected(f"event kind {v.get('kind')!r} is not known", code="103",
-                                  location=self.profile.documents) from None
+                                  location=self.profile.documents)
         patient = None
         if self._patient_keys:
             found = {attr: v[key] for key, attr in self._patient_keys if key in v}
