@@ -27,9 +27,14 @@ from . import xml_walk
 
 __all__ = ["ACCEPTED_ENCODINGS", "parse_xml"]
 
-# declared encodings taken as they are: markup bytes are ASCII in all of them
+# declared encodings taken as they are: markup bytes are ASCII in all of them. Names are
+# compared exactly (upper-cased), not through Python's aliases: libxml2 reads some of
+# those ("chinese", "u8") as other charsets or not at all.
 ACCEPTED_ENCODINGS = ("UTF-8", "GB18030", "GBK", "GB2312", "CP936", "US-ASCII", "ISO-8859-1")
-_ACCEPTED = frozenset(codecs.lookup(e).name for e in ACCEPTED_ENCODINGS)
+_ACCEPTED = frozenset({*ACCEPTED_ENCODINGS, "UTF8", "ASCII"})
+# what a UTF-16 or UTF-32 document may declare
+_WIDE_NAMES = frozenset({"UTF-16", "UTF-16LE", "UTF-16BE", "UTF-32", "UTF-32LE", "UTF-32BE",
+                         "UCS-2", "UCS-4", "ISO-10646-UCS-2", "ISO-10646-UCS-4"})
 
 
 class _LoadRefused(Exception):
@@ -46,8 +51,9 @@ class _NoLoads(etree.Resolver):
         raise _LoadRefused(system_url or public_id or "")
 
 
-def _parser() -> etree.XMLParser:
+def _parser(encoding: str | None = None) -> etree.XMLParser:
     parser = etree.XMLParser(
+        encoding=encoding,
         resolve_entities=False,
         no_network=True,
         load_dtd=False,
@@ -63,6 +69,8 @@ def _parser() -> etree.XMLParser:
 
 
 _PARSER = _parser()
+# for transcoded documents: the bytes are UTF-8 whatever they look like or declare
+_UTF8_PARSER = _parser("utf-8")
 
 # (byte-order mark or the first bytes of "<?" / "<", codec), longest first
 _WIDE = (
@@ -73,7 +81,8 @@ _WIDE = (
 )
 _WIDE_MARKS = (codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)  # also the start of UTF-32 LE's
 _DECLARATION = re.compile(rb"^<\?xml\s[^>]*?encoding\s*=\s*[\"']([A-Za-z0-9._:-]+)[\"']")
-_TEXT_DECLARATION = re.compile(r"^\s*<\?xml\s[^>]*\?>")
+_TEXT_DECLARATION = re.compile(r"^<\?xml\s[^>]*?\?>", re.ASCII)
+_TEXT_ENCODING = re.compile(r"\sencoding\s*=\s*[\"']([A-Za-z0-9._:-]+)[\"']", re.ASCII)
 
 
 def _reject(reason: str) -> MessageRejected:
@@ -83,15 +92,26 @@ def _reject(reason: str) -> MessageRejected:
 def _widened(raw: bytes, codec: str) -> bytes:
     """A UTF-16/32 document as UTF-8, without its XML declaration (it named UTF-16)."""
     try:
-        text = raw.decode(codec)
+        text = raw.decode(codec).removeprefix("\ufeff")
     except UnicodeDecodeError as exc:
         raise _reject(f"not well-formed XML: not valid {codec.upper()}: {exc.reason} at byte "
                       f"{exc.start}") from None
-    return _TEXT_DECLARATION.sub("", text.removeprefix("\ufeff"), count=1).encode("utf-8")
+    if "\x00" in text:  # not XML in any encoding; also what a wrong byte-order guess gives
+        raise _reject(f"not well-formed XML: a NUL character after decoding as {codec.upper()}")
+    declaration = _TEXT_DECLARATION.match(text)
+    if declaration:
+        declared = _TEXT_ENCODING.search(declaration.group())
+        if declared and declared.group(1).upper() not in _WIDE_NAMES:
+            raise _reject(f"document declares encoding {declared.group(1)!r} but is encoded in "
+                          f"{codec.upper()}")
+        text = text[declaration.end():]
+    if text.lstrip(" \t\r\n").startswith("<?xml"):
+        raise _reject("not well-formed XML: a second XML declaration")
+    return text.encode("utf-8")
 
 
-def _ascii_markup(raw: bytes) -> bytes:
-    """The document in an encoding whose markup bytes are ASCII, or a rejection.
+def _ascii_markup(raw: bytes) -> tuple[bytes, etree.XMLParser]:
+    """The document in an encoding whose markup bytes are ASCII, and the parser for it.
 
     Raises:
         MessageRejected: an encoding that is not accepted, or bytes that cannot
@@ -101,7 +121,7 @@ def _ascii_markup(raw: bytes) -> bytes:
     if b"\x00" in head[:2] or head[:2] in _WIDE_MARKS:
         for mark, codec in _WIDE:
             if head.startswith(mark):
-                return _widened(raw, codec)
+                return _widened(raw, codec), _UTF8_PARSER
     body = raw.removeprefix(codecs.BOM_UTF8).lstrip(b" \t\r\n")
     if body and not body.startswith(b"<"):
         raise _reject("not well-formed XML: the document does not start with '<' (an "
@@ -109,18 +129,14 @@ def _ascii_markup(raw: bytes) -> bytes:
     declared = _DECLARATION.match(body) if body.startswith(b"<?xml") else None
     if declared:
         name = declared.group(1).decode("ascii")
-        try:
-            canonical = codecs.lookup(name).name
-        except LookupError:
-            canonical = ""
-        if canonical not in _ACCEPTED:
-            wide = canonical.startswith(("utf-16", "utf-32"))
+        if name.upper() not in _ACCEPTED:
+            wide = name.upper() in _WIDE_NAMES
             raise _reject(
                 f"document declares encoding {name!r}"
                 + (" but is not encoded in it" if wide else "")
                 + f"; accepted: {', '.join(ACCEPTED_ENCODINGS)}, UTF-16 and UTF-32 with "
                   "their byte-order mark")
-    return raw
+    return raw, _PARSER
 
 
 def _prolog_declares(raw: bytes) -> bool:
@@ -156,12 +172,12 @@ def parse_xml(raw: bytes, *, max_bytes: int, max_depth: int) -> etree._Element:
     """
     if len(raw) > max_bytes:
         raise _reject(f"document of {len(raw)} bytes exceeds the limit of {max_bytes}")
-    raw = _ascii_markup(raw)
+    raw, parser = _ascii_markup(raw)
     if _prolog_declares(raw):
         raise _reject("document declares a DOCTYPE, entities or other markup declarations, "
                       "which are refused")
     try:
-        root = etree.fromstring(raw, _PARSER)
+        root = etree.fromstring(raw, parser)
     except etree.XMLSyntaxError as exc:
         raise _reject(f"not well-formed XML: {exc}") from None
     except _LoadRefused as exc:
