@@ -58,7 +58,8 @@ class ResourceRef:
 
 
 def _walk(value: Any) -> Iterator[Json]:
-    if isinstance(value, Mapping):
+    # decoded JSON: dict and list (an abstract Mapping check costs twice the walk)
+    if isinstance(value, dict):
         yield value
         for key, v in value.items():
             if key != "contained":
