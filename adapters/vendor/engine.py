@@ -59,6 +59,7 @@ class _Section:
     """The fields read from one element (root, document or line item)."""
 
     fields: tuple[_Field, ...]
+    extra: tuple[_Field, ...]  # the document's fields kept in ``Event.extra``
     plan: Any  # the plain relative paths, read by one walk (prepared), or None
     size: int
 
@@ -90,7 +91,6 @@ class ProfileReader:
             raise ValueError(f"profile {profile.name!r} is for {profile.format}, "
                              f"not {self._format}")
         self.profile = profile
-        self.config = config
         self.adapter = adapter
         self._tz = timezone(timedelta(hours=config.utc_offset_hours))
         absolute = PlanBuilder()
@@ -153,7 +153,7 @@ class ProfileReader:
         return f"{base}/{path}" if base else path
 
     def _section(self, absolute: PlanBuilder, *parts: Mapping[str, FieldSpec],
-                 needed: frozenset[str] = frozenset()) -> tuple[_Section, tuple[_Field, ...]]:
+                 needed: frozenset[str] = frozenset()) -> _Section:
         """The fields of one element, and those of them kept in ``Event.extra`` apart.
 
         A plain text field at a plain relative path of the main part is read by the
@@ -183,10 +183,9 @@ class ProfileReader:
                 fields.append(_Field(n, ftype, source, index, read, const, plain, s.path,
                                      s.split, s.map, s.default, required, s.formats))
             compiled.append(tuple(fields))
-        main = _Section(compiled[0],
+        return _Section(compiled[0], compiled[1] if len(compiled) > 1 else (),
                         None if relative.empty else self._prepare(relative.build()),
                         relative.size)
-        return main, compiled[1] if len(compiled) > 1 else ()
 
     # --- values
     def _value(self, f: _Field, values: list[str] | None, where: str) -> Any:
@@ -314,16 +313,14 @@ class ProfileReader:
         """
         root = self._load(raw)
         absolute = self._walk_root(root)
-        header_section = self._header[0]
-        lists, plain = self._walk(root, header_section)
-        header = self._read(header_section.fields, root, root, "", lists, absolute, plain)
+        lists, plain = self._walk(root, self._header)
+        header = self._read(self._header.fields, root, root, "", lists, absolute, plain)
+        docs_path = self._docs_path
         docs = self._documents(root)
         if not docs:
-            raise MessageRejected(f"no document at {self.profile.documents}", code="100",
-                                  location=self.profile.documents)
-        docs_path = self._docs_path
-        event_section, extra_fields = self._event
-        line_section = self._lines[0]
+            raise MessageRejected(f"no document at {docs_path}", code="100",
+                                  location=docs_path)
+        event_section, line_section = self._event, self._lines
         max_lines = self._max_lines
         control_id = str(header.get("control_id") or "")
         parsed_docs = []
@@ -333,17 +330,15 @@ class ProfileReader:
             lists, plain = self._walk(doc, event_section)
             fields = {**header, **self._read(event_section.fields, doc, root, where, lists,
                                              absolute, plain)}
-            extra = self._read(extra_fields, doc, root, where, lists, absolute, {})
+            extra = self._read(event_section.extra, doc, root, where, lists, absolute, {})
             items = self._line_nodes(doc)
+            lines_where = self._join(where, self._lines_path)
             if not items:
-                location = self._join(where, self._lines_path)
-                raise MessageRejected(f"{location}: the document has no line items",
-                                      code="100", location=location)
+                raise MessageRejected(f"{lines_where}: the document has no line items",
+                                      code="100", location=lines_where)
             if len(items) > max_lines:
                 raise MessageRejected(f"{len(items)} line items exceed the limit of "
-                                      f"{max_lines}", code="100",
-                                      location=self._join(where, self._lines_path))
-            lines_where = self._join(where, self._lines_path)
+                                      f"{max_lines}", code="100", location=lines_where)
             lines = []
             for j, item in enumerate(items):
                 lists, plain = self._walk(item, line_section)
@@ -481,9 +476,9 @@ class JsonProfileReader(ProfileReader):
         return json_nodes(path)
 
     def _load(self, raw: bytes) -> Any:
-        if len(raw) > self.config.max_bytes:
+        if len(raw) > self._max_bytes:
             raise MessageRejected(f"document of {len(raw)} bytes exceeds the limit of "
-                                  f"{self.config.max_bytes}", code="100", location="/",
+                                  f"{self._max_bytes}", code="100", location="/",
                                   reject=True)
         try:
             body = orjson.loads(raw)
