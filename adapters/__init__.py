@@ -1,6 +1,6 @@
 """Message dialects: each adapter turns bytes into canonical events and builds replies."""
 
-from .base import (
+from adapters.base import (
     Adapter,
     Issue,
     MessageInvalid,
@@ -13,7 +13,7 @@ from .base import (
     Severity,
     rejection_issues,
 )
-from .registry import UnknownAdapterError, available, create, resolve
+from adapters.registry import UnknownAdapterError, available, create, resolve
 
 __all__ = [
     "Adapter",

@@ -1,7 +1,7 @@
 """The adapter contract: bytes in, canonical events out, and the reply to send back.
 
 An adapter is pure. It gets the raw bytes and the time of receipt; it returns
-events or raises :class:`~gateway.errors.MessageRejected`. It never opens a
+events or raises :class:`~canonical.errors.MessageRejected`. It never opens a
 socket, touches the store or reads the clock. The gateway owns all I/O: it
 commits the events and then asks the adapter to build the reply for the outcome.
 """
@@ -16,8 +16,8 @@ from typing import Any, ClassVar, Protocol, runtime_checkable
 import msgspec
 from pydantic import BaseModel
 
-from gateway.errors import MessageRejected
-from gateway.model import Event
+from canonical.errors import MessageRejected
+from canonical.model import Event
 
 __all__ = [
     "Adapter",

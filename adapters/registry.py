@@ -8,7 +8,7 @@ from collections.abc import Mapping
 from importlib.metadata import entry_points
 from typing import Any, cast
 
-from .base import Adapter
+from adapters.base import Adapter
 
 __all__ = ["ENTRY_POINT_GROUP", "UnknownAdapterError", "available", "create", "resolve"]
 

@@ -14,7 +14,7 @@ and pytest runs the checks against the adapter and its sample messages:
 * ``samples/valid/*`` each parse into well-formed canonical events, the same
   ones twice (the adapter is pure), and match ``valid/expected.yaml`` where it
   names a sample;
-* ``samples/invalid/*`` each raise :class:`~gateway.errors.MessageRejected`
+* ``samples/invalid/*`` each raise :class:`~canonical.errors.MessageRejected`
   (never another exception) at the location ``invalid/expected.yaml`` gives;
 * replies round-trip: the reply to each outcome reads back as accepted or not,
   echoes the control id and names the location of each problem;
@@ -47,10 +47,7 @@ import pytest
 import yaml
 from pydantic import BaseModel, ValidationError
 
-from gateway.errors import MessageRejected
-from gateway.model import Event, EventKind, Line, event_from_dict, event_to_dict
-
-from .base import (
+from adapters.base import (
     Adapter,
     Outcome,
     OutcomeStatus,
@@ -59,7 +56,9 @@ from .base import (
     ReplyReader,
     rejection_issues,
 )
-from .registry import resolve
+from adapters.registry import resolve
+from canonical.errors import MessageRejected
+from canonical.model import Event, EventKind, Line, event_from_dict, event_to_dict
 
 __all__ = [
     "RECEIVED_AT",

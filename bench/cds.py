@@ -72,10 +72,10 @@ def serve(port: int, db: str, jwks_path: str) -> None:
     """Run the gateway-side app: /healthz and the CDS sub-app on a 1,000-contract ledger."""
     from aiohttp import web
 
-    from gateway.calendar import load_calendar
+    from canonical.model import Event, EventKind, Line
     from gateway.cds import CdsSettings, TrustedClient, cds_app
     from gateway.ledger import Ledger, LedgerSettings, LedgerStore, read_contracts_json
-    from gateway.model import Event, EventKind, Line
+    from gateway.ledger.calendar import load_calendar
     from gateway.rules import load_rules
 
     rows = json.loads(Path(db + ".rows.json").read_text(encoding="utf-8"))

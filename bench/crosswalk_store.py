@@ -26,7 +26,7 @@ sys.path.insert(0, str(ROOT / "bench"))
 from mapping import write_crosswalk  # noqa: E402
 
 from codes import is_valid  # noqa: E402
-from gateway.mappings_service import MappingService  # noqa: E402
+from gateway.crosswalk.service import MappingService  # noqa: E402
 from mappings.crosswalk import load_csv  # noqa: E402
 from mappings.entry import CrosswalkEntry  # noqa: E402
 

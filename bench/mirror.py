@@ -35,11 +35,11 @@ import yaml
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from canonical.model import CHINA_TZ, Event, EventKind, Line, Party  # noqa: E402
 from gateway.config import parse_config  # noqa: E402
 from gateway.metrics import Metrics  # noqa: E402
-from gateway.mirror import Destination, Mirror  # noqa: E402
-from gateway.model import CHINA_TZ, Event, EventKind, Line, Party  # noqa: E402
-from gateway.profiles import profile_for  # noqa: E402
+from gateway.mirror.worker import Destination, Mirror  # noqa: E402
+from gateway.platforms import profile_for  # noqa: E402
 from gateway.store.base import Incoming, PlannedDelivery  # noqa: E402
 from gateway.store.msgid import MsgIdClock  # noqa: E402
 from gateway.store.sqlite import SqliteStore  # noqa: E402

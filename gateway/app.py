@@ -18,30 +18,29 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from adapters.base import Adapter
 from adapters.fhir import capability_statement
 from adapters.registry import create as create_adapter
-from mappings.crosswalk import Crosswalk
-
-from .admin_mirror import add_mirror_routes
-from .cds import cds_app
-from .config import GatewayConfig
-from .ingest import Ingestor, Route
-from .ledger import Ledger, ledger_app
-from .ledger_wiring import (
+from canonical.model import CHINA_TZ
+from gateway.cds import cds_app
+from gateway.config import GatewayConfig
+from gateway.crosswalk.http import mappings_api, open_mappings
+from gateway.ingest.mllp import start_mllp_server
+from gateway.ingest.pipeline import Ingestor, Route
+from gateway.ledger import Ledger, ledger_app
+from gateway.ledger.wiring import (
     LedgerFeed,
     WarningPusher,
     cds_settings,
     make_ledger,
     prescription_advisor,
 )
-from .mappings_api import mappings_api, open_mappings
-from .metrics import Metrics
-from .mirror import Destination, Mirror
-from .mllp import start_mllp_server
-from .model import CHINA_TZ
-from .profiles import profile_for
-from .simulator import SimulatorState, simulator_app
-from .store.base import Store
-from .store.sqlite import SqliteStore
-from .webhooks import WebhookSender, WebhookTarget
+from gateway.metrics import Metrics
+from gateway.mirror.http import add_mirror_routes
+from gateway.mirror.worker import Destination, Mirror
+from gateway.platforms import profile_for
+from gateway.platforms.simulator import SimulatorState, simulator_app
+from gateway.store.base import Store
+from gateway.store.sqlite import SqliteStore
+from gateway.webhooks import WebhookSender, WebhookTarget
+from mappings.crosswalk import Crosswalk
 
 __all__ = [
     "CONFIG",
@@ -78,7 +77,7 @@ def make_store(cfg: GatewayConfig, metrics: Metrics | None = None) -> Store:
     if cfg.store.backend == "sqlite":
         return SqliteStore(cfg.store.sqlite_path, group_commit_max=cfg.store.group_commit_max,
                            on_batch=on_batch)
-    from .store.postgres import PostgresStore
+    from gateway.store.postgres import PostgresStore
 
     assert cfg.store.postgres_dsn is not None  # the config validator requires it
     return PostgresStore(cfg.store.postgres_dsn.get_secret_value(),

@@ -15,7 +15,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
 
-from .errors import ConfigError
+from canonical.errors import ConfigError
 
 __all__ = [
     "DestinationConfig",
@@ -141,7 +141,7 @@ class DestinationConfig(_Frozen):
 
     @model_validator(mode="after")
     def _known_patient_fields_and_keys(self) -> DestinationConfig:
-        from .privacy import PATIENT_FIELDS
+        from gateway.platforms.privacy import PATIENT_FIELDS
 
         problems = []
         unknown = sorted(set(self.patient_fields) - set(PATIENT_FIELDS))

@@ -19,8 +19,8 @@ from datetime import date
 from decimal import Decimal
 from pathlib import Path
 
+from canonical.model import Event, Line
 from codes import validate
-from gateway.model import Event, Line
 from mappings._bulk import paused_gc
 from mappings.entry import CodeValidator, CrosswalkEntry, EntryKey
 from mappings.files import CrosswalkFormatError, read_csv

@@ -8,7 +8,7 @@ from datetime import date
 from decimal import Decimal
 from typing import Any
 
-from gateway.errors import GatewayError
+from canonical.errors import GatewayError
 
 __all__ = [
     "CodeValidator",

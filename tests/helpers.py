@@ -15,8 +15,8 @@ from aiohttp.test_utils import TestServer
 
 from gateway.app import SIMULATOR, STORE
 from gateway.config import GatewayConfig, parse_config
-from gateway.mllp_framing import END, START
-from gateway.simulator import SimulatorState
+from gateway.ingest.framing import END, START
+from gateway.platforms.simulator import SimulatorState
 from gateway.store.sqlite import SqliteStore
 
 ROOT = Path(__file__).resolve().parent.parent

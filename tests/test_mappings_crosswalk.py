@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import date, datetime
 from decimal import Decimal
 
-from gateway.model import Event, EventKind, Line
+from canonical.model import Event, EventKind, Line
 from mappings.crosswalk import Crosswalk, CrosswalkEntry, map_event
 
 H = "310100000001"

@@ -1,7 +1,13 @@
 """FHIR R4 (4.0.1) over HTTP."""
 
-from .adapter import FHIR_JSON, FhirR4Adapter, FhirR4Config, capability_statement, operation_outcome
-from .validation import validate_resource
+from adapters.fhir.adapter import (
+    FHIR_JSON,
+    FhirR4Adapter,
+    FhirR4Config,
+    capability_statement,
+    operation_outcome,
+)
+from adapters.fhir.validation import validate_resource
 
 __all__ = [
     "FHIR_JSON",

@@ -20,10 +20,7 @@ from typing import Any, ClassVar
 import orjson
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from gateway.errors import MessageRejected
-from gateway.model import Event
-
-from ..base import (
+from adapters.base import (
     Issue,
     MessageInvalid,
     Outcome,
@@ -33,8 +30,10 @@ from ..base import (
     ReplySummary,
     Severity,
 )
-from .mapping import MappingSettings, ResourceRef, event_from_resource, find_hospital
-from .validation import EVENT_TYPES, SUPPORTED_TYPES, validate_resource
+from adapters.fhir.mapping import MappingSettings, ResourceRef, event_from_resource, find_hospital
+from adapters.fhir.validation import EVENT_TYPES, SUPPORTED_TYPES, validate_resource
+from canonical.errors import MessageRejected
+from canonical.model import Event
 
 __all__ = [
     "FHIR_JSON",

@@ -23,8 +23,8 @@ from datetime import datetime
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
-from gateway.errors import MessageRejected
-from gateway.model import Event, EventKind, Line, OrderControl, Party, Patient
+from canonical.errors import MessageRejected
+from canonical.model import Event, EventKind, Line, OrderControl, Party, Patient
 
 __all__ = ["MappingSettings", "ResourceRef", "event_from_resource", "find_hospital"]
 

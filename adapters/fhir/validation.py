@@ -18,7 +18,7 @@ from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
-from ..base import Issue, Severity
+from adapters.base import Issue, Severity
 
 __all__ = ["EVENT_TYPES", "SUPPORTED_TYPES", "validate_resource"]
 

@@ -6,8 +6,8 @@ import re
 from collections.abc import Sequence
 from datetime import datetime
 
-from ..base import Issue, Severity
-from .message import DEFAULT_SEPARATORS, Separators, escape
+from adapters.base import Issue, Severity
+from adapters.hl7v2.message import DEFAULT_SEPARATORS, Separators, escape
 
 __all__ = ["AckHeader", "build_ack"]
 

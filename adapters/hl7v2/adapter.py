@@ -8,17 +8,28 @@ from typing import Any, ClassVar
 
 from pydantic import BaseModel
 
-from gateway.errors import MessageRejected
-
-from ..base import Issue, Outcome, OutcomeStatus, ParsedMessage, Reply, ReplySummary, Severity
-from .ack import AckHeader, build_ack
-from .config import SUPPORTED_VERSIONS, HL7v2Config
-from .fields import Header, ZLayout
-from .item_master import ITEM_MASTER_TYPES, ITEM_MASTER_VERSIONS, events_from_item_master
-from .message import Message, charset_codec, decode_message, parse_ts
-from .pharmacy import PHARMACY_TYPES, events_from_pharmacy
-from .supply import SUPPLY_TYPES, events_from_supply
-from .warehouse import WAREHOUSE_TYPES, events_from_warehouse
+from adapters.base import (
+    Issue,
+    Outcome,
+    OutcomeStatus,
+    ParsedMessage,
+    Reply,
+    ReplySummary,
+    Severity,
+)
+from adapters.hl7v2.ack import AckHeader, build_ack
+from adapters.hl7v2.config import SUPPORTED_VERSIONS, HL7v2Config
+from adapters.hl7v2.fields import Header, ZLayout
+from adapters.hl7v2.item_master import (
+    ITEM_MASTER_TYPES,
+    ITEM_MASTER_VERSIONS,
+    events_from_item_master,
+)
+from adapters.hl7v2.message import Message, charset_codec, decode_message, parse_ts
+from adapters.hl7v2.pharmacy import PHARMACY_TYPES, events_from_pharmacy
+from adapters.hl7v2.supply import SUPPLY_TYPES, events_from_supply
+from adapters.hl7v2.warehouse import WAREHOUSE_TYPES, events_from_warehouse
+from canonical.errors import MessageRejected
 
 __all__ = ["HL7v2Adapter", "HL7v2Config"]
 

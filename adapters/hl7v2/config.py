@@ -4,10 +4,9 @@ from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from gateway.model import EventKind
-
-from .layout import ZFields, ZLayout
-from .warehouse import DEFAULT_DOC_TYPES
+from adapters.hl7v2.layout import ZFields, ZLayout
+from adapters.hl7v2.warehouse import DEFAULT_DOC_TYPES
+from canonical.model import EventKind
 
 __all__ = ["SUPPORTED_VERSIONS", "HL7v2Config"]
 

@@ -1,6 +1,6 @@
 """Typed readers for HL7 v2 field values, shared by the message-type mappers.
 
-Each reader raises :class:`~gateway.errors.MessageRejected` naming the field
+Each reader raises :class:`~canonical.errors.MessageRejected` naming the field
 (``RXE-10``) so the ACK's ERR segment points the sender at the exact place.
 """
 
@@ -9,11 +9,10 @@ from __future__ import annotations
 from datetime import datetime
 from decimal import Decimal, InvalidOperation
 
-from gateway.errors import MessageRejected
-from gateway.model import Party
-
-from .layout import ZFields, ZLayout
-from .message import Segment
+from adapters.hl7v2.layout import ZFields, ZLayout
+from adapters.hl7v2.message import Segment
+from canonical.errors import MessageRejected
+from canonical.model import Party
 
 __all__ = ["Header", "ZFields", "ZLayout", "decimal", "hl7_date", "party"]
 

@@ -20,11 +20,10 @@ from __future__ import annotations
 
 from decimal import Decimal
 
-from gateway.errors import MessageRejected
-from gateway.model import Event, EventKind, Line, OrderControl
-
-from .fields import Header, ZLayout, decimal
-from .message import Message, Segment, parse_ts
+from adapters.hl7v2.fields import Header, ZLayout, decimal
+from adapters.hl7v2.message import Message, Segment, parse_ts
+from canonical.errors import MessageRejected
+from canonical.model import Event, EventKind, Line, OrderControl
 
 __all__ = ["ITEM_MASTER_TYPES", "ITEM_MASTER_VERSIONS", "events_from_item_master"]
 

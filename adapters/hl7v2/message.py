@@ -12,8 +12,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 
-from gateway.errors import MessageRejected
-from gateway.model import CHINA_TZ
+from canonical.errors import MessageRejected
+from canonical.model import CHINA_TZ
 
 __all__ = [
     "CHINA_TZ",

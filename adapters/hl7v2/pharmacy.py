@@ -14,11 +14,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from gateway.errors import MessageRejected
-from gateway.model import Event, EventKind, Line, OrderControl, Party, Patient
-
-from .fields import Header, ZLayout, decimal, hl7_date, party
-from .message import Message, Segment, parse_ts
+from adapters.hl7v2.fields import Header, ZLayout, decimal, hl7_date, party
+from adapters.hl7v2.message import Message, Segment, parse_ts
+from canonical.errors import MessageRejected
+from canonical.model import Event, EventKind, Line, OrderControl, Party, Patient
 
 __all__ = ["PHARMACY_TYPES", "events_from_pharmacy", "patient_of"]
 

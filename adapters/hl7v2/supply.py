@@ -16,11 +16,10 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from gateway.errors import MessageRejected
-from gateway.model import Event, EventKind, Line, OrderControl, Party
-
-from .fields import Header, ZLayout, decimal, party
-from .message import Message, Segment, parse_ts
+from adapters.hl7v2.fields import Header, ZLayout, decimal, party
+from adapters.hl7v2.message import Message, Segment, parse_ts
+from canonical.errors import MessageRejected
+from canonical.model import Event, EventKind, Line, OrderControl, Party
 
 __all__ = ["SUPPLY_TYPES", "events_from_supply"]
 

@@ -20,11 +20,10 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from gateway.errors import MessageRejected
-from gateway.model import Event, EventKind, Line
-
-from .fields import Header, decimal, hl7_date, party
-from .message import Message, Segment, parse_ts
+from adapters.hl7v2.fields import Header, decimal, hl7_date, party
+from adapters.hl7v2.message import Message, Segment, parse_ts
+from canonical.errors import MessageRejected
+from canonical.model import Event, EventKind, Line
 
 __all__ = ["DEFAULT_DOC_TYPES", "WAREHOUSE_TYPES", "events_from_warehouse"]
 

@@ -1,8 +1,13 @@
 """Vendor XML and JSON over HTTP, described by declarative profiles."""
 
-from .adapter import VendorConfig, VendorJsonAdapter, VendorXmlAdapter, shipped_profiles
-from .profile import Profile, load_profile
-from .safe_xml import parse_xml
+from adapters.vendor.adapter import (
+    VendorConfig,
+    VendorJsonAdapter,
+    VendorXmlAdapter,
+    shipped_profiles,
+)
+from adapters.vendor.profile import Profile, load_profile
+from adapters.vendor.safe_xml import parse_xml
 
 __all__ = [
     "Profile",

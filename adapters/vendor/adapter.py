@@ -16,13 +16,12 @@ import orjson
 from lxml import etree
 from pydantic import BaseModel
 
-from gateway.errors import MessageRejected
-
-from ..base import Outcome, OutcomeStatus, ParsedMessage, Reply, ReplySummary, Severity
-from .config import VendorConfig
-from .engine import JsonProfileReader, ProfileReader, XmlProfileReader
-from .profile import load_profile
-from .safe_xml import parse_xml
+from adapters.base import Outcome, OutcomeStatus, ParsedMessage, Reply, ReplySummary, Severity
+from adapters.vendor.config import VendorConfig
+from adapters.vendor.engine import JsonProfileReader, ProfileReader, XmlProfileReader
+from adapters.vendor.profile import load_profile
+from adapters.vendor.safe_xml import parse_xml
+from canonical.errors import MessageRejected
 
 __all__ = ["VendorConfig", "VendorJsonAdapter", "VendorXmlAdapter", "shipped_profiles"]
 

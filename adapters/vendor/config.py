@@ -6,7 +6,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from .profile import load_profile
+from adapters.vendor.profile import load_profile
 
 __all__ = ["VendorConfig"]
 

@@ -16,16 +16,15 @@ from typing import Any, ClassVar
 
 import orjson
 
-from gateway.errors import MessageRejected
-from gateway.model import Event, EventKind, Line, OrderControl, Party, Patient
-
-from ..base import ParsedMessage
-from . import xml_walk
-from .config import VendorConfig
-from .extract import Reader, json_nodes, json_reader, xml_nodes, xml_reader
-from .profile import FieldSpec, FieldType, Profile
-from .safe_xml import parse_xml
-from .xml_plan import Plan, PlanBuilder, element_steps, is_plain
+from adapters.base import ParsedMessage
+from adapters.vendor import xml_walk
+from adapters.vendor.config import VendorConfig
+from adapters.vendor.extract import Reader, json_nodes, json_reader, xml_nodes, xml_reader
+from adapters.vendor.profile import FieldSpec, FieldType, Profile
+from adapters.vendor.safe_xml import parse_xml
+from adapters.vendor.xml_plan import Plan, PlanBuilder, element_steps, is_plain
+from canonical.errors import MessageRejected
+from canonical.model import Event, EventKind, Line, OrderControl, Party, Patient
 
 __all__ = ["JsonProfileReader", "ProfileReader", "XmlProfileReader"]
 

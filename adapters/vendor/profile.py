@@ -38,7 +38,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from gateway.model import EventKind
+from canonical.model import EventKind
 
 __all__ = [
     "EVENT_FIELDS",

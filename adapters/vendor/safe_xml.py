@@ -21,9 +21,8 @@ from typing import Any
 
 from lxml import etree
 
-from gateway.errors import MessageRejected
-
-from . import xml_walk
+from adapters.vendor import xml_walk
+from canonical.errors import MessageRejected
 
 __all__ = ["ACCEPTED_ENCODINGS", "parse_xml"]
 

@@ -14,7 +14,7 @@ from typing import Any, NamedTuple
 
 from lxml import etree
 
-from .xml_plan import (
+from adapters.vendor.xml_plan import (
     Plan,
     Steps,
     exceeds_depth_py,
@@ -49,7 +49,7 @@ PURE = XmlWalk("pure-python", prepare_py, walk_children_py, walk_root_py, select
 
 def _native() -> XmlWalk | None:
     try:
-        from . import _xml_walk  # type: ignore[attr-defined]
+        from adapters.vendor import _xml_walk  # type: ignore[attr-defined]
     except ImportError:  # not built (no compiler): the pure-Python walk, silently
         return None
     except Exception as exc:  # built, but lxml's types do not match it

@@ -1,8 +1,8 @@
 """CDS Hooks 2.0.1 delivery of 集采 warnings into prescribing."""
 
-from .auth import AuthError, JtiCache, TrustedClient, verify_bearer
-from .cards import NATIONAL_DRUG_SYSTEM, build_cards, department_of, draft_lines
-from .service import CDS_LEDGER, CdsSettings, cds_app, services_document
+from gateway.cds.auth import AuthError, JtiCache, TrustedClient, verify_bearer
+from gateway.cds.cards import NATIONAL_DRUG_SYSTEM, build_cards, department_of, draft_lines
+from gateway.cds.service import CDS_LEDGER, CdsSettings, cds_app, services_document
 
 __all__ = [
     "CDS_LEDGER",

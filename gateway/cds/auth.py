@@ -17,7 +17,7 @@ from typing import Any
 
 import jwt
 
-from gateway.errors import GatewayError
+from canonical.errors import GatewayError
 
 __all__ = ["AuthError", "JtiCache", "TrustedClient", "Verified", "verify_bearer"]
 

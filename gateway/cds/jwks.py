@@ -20,7 +20,7 @@ from typing import Any
 import aiohttp
 import jwt
 
-from .auth import AuthError
+from gateway.cds.auth import AuthError
 
 __all__ = ["RemoteJwks"]
 

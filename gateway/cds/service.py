@@ -21,11 +21,16 @@ import jwt
 import orjson
 from aiohttp import web
 
+from gateway.cds.auth import AuthError, JtiCache, TrustedClient, verify_bearer
+from gateway.cds.cards import (
+    NATIONAL_SYSTEMS,
+    RequestError,
+    build_cards,
+    department_of,
+    draft_lines,
+)
+from gateway.cds.jwks import RemoteJwks
 from gateway.ledger.ledger import Ledger, ResolveItem
-
-from .auth import AuthError, JtiCache, TrustedClient, verify_bearer
-from .cards import NATIONAL_SYSTEMS, RequestError, build_cards, department_of, draft_lines
-from .jwks import RemoteJwks
 
 __all__ = ["CDS_LEDGER", "CdsSettings", "PrefetchFetcher", "cds_app", "services_document"]
 

@@ -1,6 +1,6 @@
 """The 集采 ledger: contracts, progress, deadlines, the per-hospital report."""
 
-from .contracts import (
+from gateway.ledger.contracts import (
     Contract,
     ContractFormatError,
     WinningProduct,
@@ -10,13 +10,26 @@ from .contracts import (
     read_contracts_json,
     read_contracts_xlsx,
 )
-from .deadlines import DeadlinePolicy, OrderState, filing_deadline, order_state, payment_deadline
-from .http import ledger_app
-from .ledger import DeadlineStatus, DraftLine, Evaluation, Ledger, LedgerSettings, ResolveItem
-from .metrics import ContractStatus, DemandFlag, demand_flag, time_progress
-from .overrides import override_report, override_report_csv
-from .report import build_report, report_csv
-from .store import LedgerStore
+from gateway.ledger.deadlines import (
+    DeadlinePolicy,
+    OrderState,
+    filing_deadline,
+    order_state,
+    payment_deadline,
+)
+from gateway.ledger.http import ledger_app
+from gateway.ledger.ledger import (
+    DeadlineStatus,
+    DraftLine,
+    Evaluation,
+    Ledger,
+    LedgerSettings,
+    ResolveItem,
+)
+from gateway.ledger.metrics import ContractStatus, DemandFlag, demand_flag, time_progress
+from gateway.ledger.overrides import override_report, override_report_csv
+from gateway.ledger.report import build_report, report_csv
+from gateway.ledger.store import LedgerStore
 
 __all__ = [
     "Contract",

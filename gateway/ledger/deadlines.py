@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from enum import StrEnum
 
-from gateway.calendar import WorkCalendar, end_of_day, local_date
+from gateway.ledger.calendar import WorkCalendar, end_of_day, local_date
 
 __all__ = [
     "DeadlinePolicy",

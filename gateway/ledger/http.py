@@ -11,15 +11,15 @@ from datetime import UTC, datetime
 import orjson
 from aiohttp import web
 
-from .contracts import (
+from gateway.ledger.contracts import (
     ContractFormatError,
     read_contracts_csv,
     read_contracts_json,
     read_contracts_xlsx,
 )
-from .ledger import Ledger
-from .overrides import override_report, override_report_csv
-from .report import build_report, report_csv
+from gateway.ledger.ledger import Ledger
+from gateway.ledger.overrides import override_report, override_report_csv
+from gateway.ledger.report import build_report, report_csv
 
 __all__ = ["ledger_app"]
 

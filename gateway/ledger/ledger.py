@@ -32,13 +32,10 @@ from typing import Any
 import msgspec
 
 from adapters.base import Issue, Severity
-from gateway.calendar import CalendarGapError, WorkCalendar, end_of_day, local_date
-from gateway.model import Event, EventKind, Line, OrderControl
-from gateway.prices import above_winning_price
-from gateway.rules import Finding, Replacement, RuleSet, RuleSeverity, evaluate_line
-
-from .contracts import Contract, WinningProduct, generic_key, is_drug_code
-from .deadlines import (
+from canonical.model import Event, EventKind, Line, OrderControl
+from gateway.ledger.calendar import CalendarGapError, WorkCalendar, end_of_day, local_date
+from gateway.ledger.contracts import Contract, WinningProduct, generic_key, is_drug_code
+from gateway.ledger.deadlines import (
     DEFAULT_POLICY,
     DeadlinePolicy,
     OrderState,
@@ -46,8 +43,10 @@ from .deadlines import (
     order_state,
     payment_deadline,
 )
-from .metrics import ContractStatus, Counters, contract_status, ratio
-from .store import DailyRow, DeadlineRow, LedgerStore
+from gateway.ledger.metrics import ContractStatus, Counters, contract_status, ratio
+from gateway.ledger.prices import above_winning_price
+from gateway.ledger.store import DailyRow, DeadlineRow, LedgerStore
+from gateway.rules import Finding, Replacement, RuleSet, RuleSeverity, evaluate_line
 
 __all__ = [
     "DeadlineStatus",
@@ -166,7 +165,7 @@ class Ledger:
         self._stock: dict[tuple[str, str], Decimal] = {}
         self._online: dict[tuple[str, str], list[Decimal]] = {}
         self._orders: dict[tuple[str, str], DeadlineRow] = {}
-        from .contracts import read_contracts_json
+        from gateway.ledger.contracts import read_contracts_json
 
         stored = [row for body in self.store.load_contracts() for row in body["rows"]]
         if stored:

@@ -16,9 +16,8 @@ from datetime import date, timedelta
 from decimal import Decimal
 from enum import StrEnum
 
-from gateway.model import EventKind
-
-from .contracts import Contract
+from canonical.model import EventKind
+from gateway.ledger.contracts import Contract
 
 __all__ = [
     "ContractStatus",

@@ -7,7 +7,7 @@ import io
 from collections import Counter
 from typing import Any
 
-from .store import LedgerStore
+from gateway.ledger.store import LedgerStore
 
 __all__ = ["override_report", "override_report_csv"]
 

@@ -15,12 +15,11 @@ from datetime import date, datetime, timedelta
 from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
 
-from gateway.calendar import local_date
-from gateway.model import EventKind
-
-from .contracts import is_drug_code
-from .ledger import Ledger
-from .metrics import Counters, contract_status, demand_flag, online_rate_ok, ratio
+from canonical.model import EventKind
+from gateway.ledger.calendar import local_date
+from gateway.ledger.contracts import is_drug_code
+from gateway.ledger.ledger import Ledger
+from gateway.ledger.metrics import Counters, contract_status, demand_flag, online_rate_ok, ratio
 
 __all__ = ["CSV_COLUMNS", "build_report", "month_bounds", "report_csv"]
 

@@ -1,8 +1,16 @@
 """集采 warning rules: YAML rule sets, pure evaluation over a line's facts."""
 
-from .evaluate import evaluate_line, holds, render
-from .loader import load_rules, rules_from_mapping
-from .model import FACTS, Finding, OverrideReason, Replacement, Rule, RuleSet, RuleSeverity
+from gateway.rules.evaluate import evaluate_line, holds, render
+from gateway.rules.loader import load_rules, rules_from_mapping
+from gateway.rules.model import (
+    FACTS,
+    Finding,
+    OverrideReason,
+    Replacement,
+    Rule,
+    RuleSet,
+    RuleSeverity,
+)
 
 __all__ = [
     "FACTS",

@@ -7,7 +7,17 @@ from collections.abc import Mapping
 from decimal import Decimal
 from typing import Any
 
-from .model import All, Any_, Clause, Condition, Finding, Not, Replacement, Rule, RuleSet
+from gateway.rules.model import (
+    All,
+    Any_,
+    Clause,
+    Condition,
+    Finding,
+    Not,
+    Replacement,
+    Rule,
+    RuleSet,
+)
 
 __all__ = ["evaluate_line", "holds", "render"]
 

@@ -9,9 +9,8 @@ from typing import Any
 
 import yaml
 
-from gateway.errors import ConfigError
-
-from .model import (
+from canonical.errors import ConfigError
+from gateway.rules.model import (
     FACTS,
     All,
     Any_,

@@ -9,7 +9,7 @@ from typing import Protocol
 
 import msgspec
 
-from ..model import Event
+from canonical.model import Event
 
 __all__ = [
     "Balance",

@@ -7,9 +7,9 @@ import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 
-from ..errors import StoreError
-from ..model import Event
-from .base import CommitResult, Incoming
+from canonical.errors import StoreError
+from canonical.model import Event
+from gateway.store.base import CommitResult, Incoming
 
 __all__ = ["CommitCallback", "CommitListener", "GroupCommit", "GroupCommitting"]
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from ..model import CHINA_TZ
+from canonical.model import CHINA_TZ
 
 __all__ = ["MsgIdClock", "msgid_time"]
 

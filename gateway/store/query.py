@@ -7,8 +7,8 @@ from typing import Any
 
 import orjson
 
-from ..model import event_from_dict
-from .base import OutboxItem, OutboxQuery, OutboxRecord
+from canonical.model import event_from_dict
+from gateway.store.base import OutboxItem, OutboxQuery, OutboxRecord
 
 __all__ = ["ITEM_COLUMNS", "RECORD_COLUMNS", "STATE_CODES", "STATE_NAMES", "item_from_row",
            "outbox_where", "record_from_row"]

@@ -21,9 +21,9 @@ from typing import Any
 
 import orjson
 
-from ..errors import StoreError
-from ..model import Event, EventKind, event_from_dict, event_json
-from .base import (
+from canonical.errors import StoreError
+from canonical.model import Event, EventKind, event_from_dict, event_json
+from gateway.store.base import (
     Balance,
     Claim,
     CommitResult,
@@ -37,10 +37,16 @@ from .base import (
     ReplayResult,
     UnmappedItem,
 )
-from .group_commit import GroupCommit, GroupCommitting
-from .msgid import MsgIdClock
-from .query import ITEM_COLUMNS, RECORD_COLUMNS, item_from_row, outbox_where, record_from_row
-from .unmapped import unmapped_changes
+from gateway.store.group_commit import GroupCommit, GroupCommitting
+from gateway.store.msgid import MsgIdClock
+from gateway.store.query import (
+    ITEM_COLUMNS,
+    RECORD_COLUMNS,
+    item_from_row,
+    outbox_where,
+    record_from_row,
+)
+from gateway.store.unmapped import unmapped_changes
 
 __all__ = ["Remap", "SqliteStore"]
 

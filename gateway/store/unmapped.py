@@ -3,7 +3,7 @@ for every store."""
 
 from __future__ import annotations
 
-from ..model import Event, EventKind, Line, OrderControl
+from canonical.model import Event, EventKind, Line, OrderControl
 
 __all__ = ["unmapped_changes"]
 

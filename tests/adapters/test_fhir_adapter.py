@@ -19,7 +19,7 @@ from adapters.base import (
 )
 from adapters.fhir import FhirR4Adapter, capability_statement
 from adapters.testing import RECEIVED_AT
-from gateway.errors import MessageRejected
+from canonical.errors import MessageRejected
 
 DATA = Path(__file__).parent.parent / "data" / "fhir-r4"
 ADAPTER = FhirR4Adapter({"organizations": {"Organization/zjsrmyy": "H33010200001"}})

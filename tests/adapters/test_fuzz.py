@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 from adapters import create
 from adapters.base import Adapter, Outcome, OutcomeStatus, rejection_issues
 from adapters.testing import RECEIVED_AT, check_parsed
-from gateway.errors import MessageRejected
+from canonical.errors import MessageRejected
 
 DATA = Path(__file__).parent.parent / "data"
 

@@ -6,7 +6,7 @@ import pytest
 
 from adapters.base import Issue, Outcome, OutcomeStatus, Severity
 from adapters.hl7v2 import HL7v2Adapter, decode_message
-from gateway.errors import MessageRejected
+from canonical.errors import MessageRejected
 
 NOW = datetime(2026, 11, 23, 1, 0, tzinfo=UTC)
 

@@ -12,7 +12,7 @@ from pydantic import ValidationError
 
 from adapters.testing import RECEIVED_AT
 from adapters.vendor import VendorXmlAdapter, load_profile, shipped_profiles
-from gateway.errors import MessageRejected
+from canonical.errors import MessageRejected
 
 SAMPLE = Path(__file__).parent.parent / "data" / "vendor-xml" / "valid" / \
     "outpatient_prescription_two_drugs.xml"

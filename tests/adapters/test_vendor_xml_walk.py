@@ -22,7 +22,7 @@ from adapters.testing import RECEIVED_AT
 from adapters.vendor import VendorXmlAdapter, safe_xml, xml_plan, xml_walk
 from adapters.vendor.xml_plan import PlanBuilder, element_steps
 from adapters.vendor.xml_walk import PURE, XmlWalk
-from gateway.errors import MessageRejected
+from canonical.errors import MessageRejected
 
 DATA = Path(__file__).parent.parent / "data" / "vendor-xml"
 SAMPLE = DATA / "walk" / "spd_receipt_attributes.xml"

@@ -14,8 +14,8 @@ from hl7apy.parser import parse_message
 
 from adapters.base import Issue, Outcome, OutcomeStatus, Severity
 from adapters.hl7v2 import HL7v2Adapter
-from gateway.errors import MessageRejected
-from gateway.model import CHINA_TZ
+from canonical.errors import MessageRejected
+from canonical.model import CHINA_TZ
 
 ADAPTER = HL7v2Adapter({"facilities": {"ZJSRMYY": HOSPITAL}})
 NOW = datetime(2026, 11, 23, 10, 0, 0, tzinfo=CHINA_TZ)

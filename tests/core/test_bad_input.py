@@ -7,7 +7,7 @@ import asyncio
 import pytest
 from helpers import MLLPClient, ack_fields, sample
 
-from gateway.mllp_framing import START
+from gateway.ingest.framing import START
 
 
 async def _quarantine(gateway) -> list[tuple[str, bytes]]:  # type: ignore[no-untyped-def]

@@ -7,7 +7,7 @@ import asyncio
 import pytest
 from helpers import HL7, free_port
 
-from gateway.cli import main
+from gateway.cli.main import main
 
 
 async def test_send_prints_acks_and_exits_by_their_code(

@@ -8,9 +8,9 @@ import pytest
 from helpers import ROOT, config_dict
 
 from adapters.vendor import xml_walk
-from gateway.cli import main
+from canonical.errors import ConfigError
+from gateway.cli.main import main
 from gateway.config import load_config, parse_config
-from gateway.errors import ConfigError
 
 
 def test_shipped_sample_configuration_is_valid() -> None:
@@ -37,7 +37,7 @@ def test_every_problem_is_reported_at_once_with_key_and_fix(tmp_path: Path) -> N
 
 
 def test_a_cds_client_gives_its_keys_as_a_file_or_a_url_not_both(tmp_path: Path) -> None:
-    from gateway.ledger_wiring import cds_settings
+    from gateway.ledger.wiring import cds_settings
     from mappings.crosswalk import Crosswalk
 
     data = config_dict(tmp_path, mllp_port=2575, http_port=8080, platform_url="http://x/")

@@ -9,7 +9,7 @@ from pathlib import Path
 import aiohttp
 from helpers import HOSPITAL, MLLPClient, ack_fields, numbered_dispense, sample
 
-from gateway.mllp_framing import END, START
+from gateway.ingest.framing import END, START
 
 HL7_VALID = Path(__file__).resolve().parents[1] / "data" / "hl7v2" / "valid"
 

@@ -11,8 +11,8 @@ from helpers import HOSPITAL, numbered_dispense
 
 from adapters.base import Outcome, ParsedMessage, Reply
 from adapters.hl7v2 import HL7v2Adapter
-from gateway.errors import StoreError
-from gateway.ingest import Ingestor
+from canonical.errors import StoreError
+from gateway.ingest.pipeline import Ingestor
 from gateway.metrics import Metrics
 from gateway.store.base import CommitResult, Incoming
 from mappings.crosswalk import Crosswalk

@@ -54,7 +54,7 @@ async def test_ledger_counts_dispenses_after_commit_and_survives_restart_of_the_
 def test_rules_and_cds_resolve_hospital_codes_with_the_current_crosswalk() -> None:
     from decimal import Decimal
 
-    from gateway.ledger_wiring import _resolver
+    from gateway.ledger.wiring import _resolver
     from mappings.crosswalk import Crosswalk, CrosswalkEntry
 
     holder = {"cw": Crosswalk([])}

@@ -5,7 +5,7 @@ from __future__ import annotations
 from hypothesis import given
 from hypothesis import strategies as st
 
-from gateway.mllp_framing import Chunk, ChunkKind, MLLPFramer, frame
+from gateway.ingest.framing import Chunk, ChunkKind, MLLPFramer, frame
 
 MSG = "MSH|^~\\&|HIS|ZJSRMYY|||20261123||RDS^O13|1|P|2.5\rPID|1||0001||张^伟\r".encode()
 

@@ -11,7 +11,7 @@ import pytest
 from msgspec.structs import replace
 
 from adapters.hl7v2 import HL7v2Adapter
-from gateway.model import (
+from canonical.model import (
     CHINA_TZ,
     Event,
     Party,

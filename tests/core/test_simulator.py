@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from gateway.simulator import simulator_app
+from gateway.platforms.simulator import simulator_app
 
 
 def envelope(**over: Any) -> dict[str, Any]:

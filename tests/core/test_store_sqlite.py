@@ -11,8 +11,8 @@ import pytest
 from helpers import HOSPITAL, numbered_dispense
 
 from adapters.hl7v2 import HL7v2Adapter
-from gateway.errors import StoreError
-from gateway.model import CHINA_TZ
+from canonical.errors import StoreError
+from canonical.model import CHINA_TZ
 from gateway.store.base import CommitResult, Incoming, PlannedDelivery
 from gateway.store.msgid import MsgIdClock
 from gateway.store.sqlite import SqliteStore

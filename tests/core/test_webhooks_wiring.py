@@ -13,8 +13,8 @@ from aiohttp import web
 from aiohttp.test_utils import TestServer
 from helpers import HOSPITAL, MLLPClient, ack_fields, free_port, make_config, sample
 
+from canonical.model import CHINA_TZ, Event, EventKind, Line
 from gateway.app import LEDGER, PUSHER, build_app
-from gateway.model import CHINA_TZ, Event, EventKind, Line
 from gateway.webhooks import verify
 
 SECRET = "hook-s3cret"

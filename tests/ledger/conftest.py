@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 from ledger_helpers import DATA, ROOT, cst
 
-from gateway.calendar import WorkCalendar, load_calendar
 from gateway.ledger import Ledger, LedgerSettings, LedgerStore, read_contracts
+from gateway.ledger.calendar import WorkCalendar, load_calendar
 from gateway.rules import RuleSet, load_rules
 
 

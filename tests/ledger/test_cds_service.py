@@ -15,9 +15,9 @@ from aiohttp import web
 from cryptography.hazmat.primitives.asymmetric import ec
 from ledger_helpers import DATA, EXEMESTANE_PFIZER, EXEMESTANE_WIN, HOSPITAL, cst, event
 
+from canonical.model import EventKind
 from gateway.cds import CdsSettings, TrustedClient, cds_app
 from gateway.ledger import override_report, override_report_csv
-from gateway.model import EventKind
 
 BASE = "https://gateway.example.local/cds-services"
 ISS = "https://his.example.local"

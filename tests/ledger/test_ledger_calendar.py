@@ -8,10 +8,10 @@ from pathlib import Path
 import pytest
 from ledger_helpers import EXEMESTANE_PFIZER, HOSPITAL, cst, event
 
-from gateway.calendar import CalendarGapError, load_year
-from gateway.errors import ConfigError
+from canonical.errors import ConfigError
+from canonical.model import EventKind
 from gateway.ledger import OrderState, filing_deadline, order_state, payment_deadline
-from gateway.model import EventKind
+from gateway.ledger.calendar import CalendarGapError, load_year
 
 
 def test_2026_make_up_saturdays_work_and_holidays_rest(calendar):

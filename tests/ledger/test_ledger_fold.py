@@ -21,6 +21,7 @@ from ledger_helpers import (
     event,
 )
 
+from canonical.model import EventKind
 from gateway.ledger import (
     ContractFormatError,
     DemandFlag,
@@ -33,7 +34,6 @@ from gateway.ledger import (
     read_contracts_xlsx,
     report_csv,
 )
-from gateway.model import EventKind
 
 
 def _exemestane(ledger: Ledger):

@@ -5,8 +5,8 @@ from __future__ import annotations
 from aiohttp import web
 from ledger_helpers import DATA, EXEMESTANE_WIN, HOSPITAL, cst, event
 
+from canonical.model import EventKind
 from gateway.ledger import ledger_app
-from gateway.model import EventKind
 
 
 async def test_import_then_report(ledger, aiohttp_client):

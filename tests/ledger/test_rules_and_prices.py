@@ -9,10 +9,10 @@ from ledger_helpers import EXEMESTANE_PFIZER, EXEMESTANE_WIN, HOSPITAL, cst, eve
 
 from adapters.base import Severity
 from adapters.hl7v2.ack import AckHeader, build_ack
-from gateway.errors import ConfigError
+from canonical.errors import ConfigError
+from canonical.model import EventKind
 from gateway.ledger import DraftLine
-from gateway.model import EventKind
-from gateway.prices import (
+from gateway.ledger.prices import (
     PriceBand,
     above_winning_price,
     classify_negotiated_price,

@@ -7,8 +7,8 @@ from datetime import timedelta
 from ledger_helpers import EXEMESTANE_WIN, HOSPITAL, cst, event
 from msgspec.structs import replace
 
+from canonical.model import EventKind
 from gateway.ledger import Ledger, build_report
-from gateway.model import EventKind
 
 
 def _dispense_with_trace(code: str, at, event_id: str):  # type: ignore[no-untyped-def]

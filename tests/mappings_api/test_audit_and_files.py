@@ -9,8 +9,8 @@ import pytest
 from api_helpers import OPERATOR
 from helpers import CROSSWALK, HOSPITAL, free_port, make_config
 
+from canonical.errors import ConfigError
 from gateway.app import build_app
-from gateway.errors import ConfigError
 
 BICALUTAMIDE = "XL02BBB085A001010100665"
 CONFIG_ENTRIES = len(CROSSWALK.read_text("utf-8").strip().splitlines()) - 1

@@ -9,7 +9,7 @@ import pytest
 from api_helpers import held_dispense
 from helpers import DATA, HOSPITAL
 
-from gateway.cli import main
+from gateway.cli.main import main
 
 CATALOG = DATA / "codes" / "nhsa_drug_catalog_sample.csv"
 

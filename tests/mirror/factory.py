@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from datetime import datetime, timedelta
 from decimal import Decimal
 
-from gateway.model import CHINA_TZ, Event, EventKind, Line, OrderControl, Party, Patient
+from canonical.model import CHINA_TZ, Event, EventKind, Line, OrderControl, Party, Patient
 from gateway.store.base import Incoming, PlannedDelivery
 
 HOSPITALS = ("H33010200015", "H33010600021", "H33010800032", "H33011000047")

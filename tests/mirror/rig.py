@@ -12,12 +12,12 @@ import aiohttp
 from aiohttp.test_utils import TestServer
 from factory import HOSPITALS
 
+from canonical.model import Event
 from gateway.config import GatewayConfig, parse_config
 from gateway.metrics import Metrics
-from gateway.mirror import Destination, Mirror
-from gateway.model import Event
-from gateway.profiles import profile_for
-from gateway.simulator import SimulatorState, simulator_app
+from gateway.mirror.worker import Destination, Mirror
+from gateway.platforms import profile_for
+from gateway.platforms.simulator import SimulatorState, simulator_app
 from gateway.store.base import Incoming, PlannedDelivery
 
 HASH_SECRET = "h-secret-0015-不外传"

@@ -20,7 +20,7 @@ from pg import PG_DSN, require_pg
 from procs import EXTRA_HOSPITALS, sigkill, spawn_gateway, wait_for, write_gateway_config
 from rig import start_simulator
 
-from gateway.simulator import SimulatorState
+from gateway.platforms.simulator import SimulatorState
 from gateway.store.postgres import PostgresStore
 from gateway.store.sqlite import SqliteStore
 

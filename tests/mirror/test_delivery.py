@@ -10,9 +10,9 @@ import pytest
 from factory import HOSPITALS, PATIENT, REJECTED_CODE, TADALAFIL, dispense
 from rig import HASH_SECRET, Rig, destination, make_rig, stop_rig
 
-from gateway.model import EventKind, OrderControl
-from gateway.signing import SigningKeys, hmac_sm3, sm2_public_key
-from gateway.simulator import SimulatorState
+from canonical.model import EventKind, OrderControl
+from gateway.platforms.signing import SigningKeys, hmac_sm3, sm2_public_key
+from gateway.platforms.simulator import SimulatorState
 from gateway.store.base import OutboxQuery
 from gateway.store.sqlite import SqliteStore
 

@@ -13,7 +13,7 @@ from pathlib import Path
 from factory import HOSPITALS, REJECTED_CODE, dispense
 from rig import destination, make_rig, stop_rig
 
-from gateway.simulator import SimulatorState
+from gateway.platforms.simulator import SimulatorState
 from gateway.store.base import OutboxQuery
 from gateway.store.sqlite import SqliteStore
 

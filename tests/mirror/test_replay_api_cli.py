@@ -10,9 +10,9 @@ import yaml
 from aiohttp import web
 from factory import HOSPITALS, dispense, incoming
 
-from gateway.admin_mirror import add_mirror_routes
 from gateway.app import STORE
-from gateway.cli import main
+from gateway.cli.main import main
+from gateway.mirror.http import add_mirror_routes
 from gateway.store.base import DeliveryUpdate
 from gateway.store.sqlite import SqliteStore
 

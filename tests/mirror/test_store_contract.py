@@ -111,7 +111,7 @@ async def test_the_failing_clock_starts_at_the_first_charged_failure_and_replay_
 async def test_item_masters_queue_unknown_items_and_take_deleted_ones_off(make_store) -> None:
     from msgspec.structs import replace
 
-    from gateway.model import EventKind, OrderControl
+    from canonical.model import EventKind, OrderControl
 
     store = await make_store()
     unknown = dispense(1, item="Y0099001", code=None)  # type: ignore[arg-type]

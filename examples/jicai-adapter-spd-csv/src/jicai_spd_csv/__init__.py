@@ -22,8 +22,8 @@ from typing import Any, ClassVar
 from pydantic import BaseModel, ConfigDict, Field
 
 from adapters.base import Outcome, OutcomeStatus, ParsedMessage, Reply, ReplySummary
-from gateway.errors import MessageRejected
-from gateway.model import Event, EventKind, Line, Party
+from canonical.errors import MessageRejected
+from canonical.model import Event, EventKind, Line, Party
 
 __all__ = ["SpdCsvAdapter", "SpdCsvConfig"]
 

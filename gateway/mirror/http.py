@@ -13,8 +13,8 @@ from typing import Any
 
 from aiohttp import web
 
-from .replay import query_from_params, record_to_dict
-from .store.base import Store
+from gateway.mirror.replay import query_from_params, record_to_dict
+from gateway.store.base import Store
 
 __all__ = ["add_mirror_routes"]
 

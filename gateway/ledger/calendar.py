@@ -16,7 +16,7 @@ from typing import Any
 
 import yaml
 
-from gateway.errors import ConfigError, GatewayError
+from canonical.errors import ConfigError, GatewayError
 
 __all__ = [
     "CHINA_TZ",

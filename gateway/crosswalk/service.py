@@ -1,6 +1,6 @@
 """Crosswalk and national-catalog operations of a running gateway (对码 workbench).
 
-The HTTP API (:mod:`gateway.mappings_api`) and through it the CLI call this service.
+The HTTP API (:mod:`gateway.crosswalk.http`) and through it the CLI call this service.
 It keeps the current :class:`~mappings.crosswalk.Crosswalk`, persists every change with
 its audit record before the new crosswalk is used, and then hands the new crosswalk to
 the ingest path and releases the held events it now maps. Suggestions come from the
@@ -22,6 +22,8 @@ from typing import Any, TypeVar
 
 import orjson
 
+from canonical.errors import ConfigError, GatewayError
+from canonical.model import CHINA_TZ, Line, event_from_dict
 from codes import (
     CatalogDiff,
     CatalogEntry,
@@ -41,6 +43,8 @@ from codes import (
     withdrawn_mapped,
 )
 from codes.catalog_files import VersionInfo
+from gateway.crosswalk.db import CrosswalkStore, StoredAudit
+from gateway.store.base import Store, UnmappedItem
 from mappings.changes import (
     AuditRecord,
     apply_import,
@@ -52,11 +56,6 @@ from mappings.crosswalk import Crosswalk
 from mappings.entry import CrosswalkEntry, CrosswalkEntryError, EntryKey
 from mappings.files import read_csv
 from mappings.suggest import HospitalItem, Suggestion, SuggestionIndex, build_index
-
-from .crosswalk_store import CrosswalkStore, StoredAudit
-from .errors import ConfigError, GatewayError
-from .model import CHINA_TZ, Line, event_from_dict
-from .store.base import Store, UnmappedItem
 
 __all__ = [
     "CONFIG_IMPORT_USER",

@@ -21,13 +21,12 @@ from adapters.base import (
     Severity,
     rejection_issues,
 )
+from canonical.errors import MessageRejected, StoreError
+from canonical.model import CHINA_TZ, Event, EventKind
+from gateway.metrics import Metrics
+from gateway.platforms.base import PlatformProfile
+from gateway.store.base import CommitResult, Incoming, PlannedDelivery, Store
 from mappings.crosswalk import Crosswalk, map_event
-
-from .errors import MessageRejected, StoreError
-from .metrics import Metrics
-from .model import CHINA_TZ, Event, EventKind
-from .profiles.base import PlatformProfile
-from .store.base import CommitResult, Incoming, PlannedDelivery, Store
 
 __all__ = ["Advice", "Ingestor", "Route", "internal_error_reply"]
 

@@ -19,11 +19,11 @@ from typing import Any
 
 import orjson
 
-from ..config import DestinationConfig, GatewayConfig
-from ..model import CHINA_TZ, Event, EventKind, Line, OrderControl
-from ..privacy import PatientPolicy, patient_payload
-from ..signing import Signer, SigningKeys
-from .base import Answer, Request, Verdict
+from canonical.model import CHINA_TZ, Event, EventKind, Line, OrderControl
+from gateway.config import DestinationConfig, GatewayConfig
+from gateway.platforms.base import Answer, Request, Verdict
+from gateway.platforms.privacy import PatientPolicy, patient_payload
+from gateway.platforms.signing import Signer, SigningKeys
 
 __all__ = ["DELETE_DATA_TYPE", "INFNO", "NhsaInventoryProfile", "signer_for"]
 

@@ -1,7 +1,7 @@
 """Patient data minimisation: only the fields a platform needs leave the hospital.
 
 A destination lists the patient fields it needs (``patient_fields``); every other
-field of :class:`~gateway.model.Patient` stays home. Identifiers (ID card,
+field of :class:`~canonical.model.Patient` stays home. Identifiers (ID card,
 insurance, phone, patient and visit numbers) are sent as HMAC-SM3 under the
 hospital's own secret when the destination accepts hashed identifiers, so the
 platform can link a patient's purchases without learning who they are, and two
@@ -15,8 +15,8 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
-from .model import Patient
-from .signing import hmac_sm3
+from canonical.model import Patient
+from gateway.platforms.signing import hmac_sm3
 
 __all__ = ["IDENTIFIER_FIELDS", "PATIENT_FIELDS", "PatientPolicy", "patient_payload"]
 

@@ -31,11 +31,11 @@ from tenacity import (
     wait_exponential_jitter,
 )
 
-from .breaker import CircuitBreaker
-from .config import DestinationConfig
-from .metrics import Metrics
-from .profiles.base import Answer, PlatformProfile, Verdict
-from .store.base import DeliveryUpdate, OutboxItem, Store
+from gateway.config import DestinationConfig
+from gateway.metrics import Metrics
+from gateway.mirror.breaker import CircuitBreaker
+from gateway.platforms.base import Answer, PlatformProfile, Verdict
+from gateway.store.base import DeliveryUpdate, OutboxItem, Store
 
 __all__ = ["Destination", "Mirror", "backoff_delay"]
 

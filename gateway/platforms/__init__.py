@@ -2,10 +2,10 @@
 
 from collections.abc import Callable
 
-from ..config import DestinationConfig, GatewayConfig
-from .base import Answer, PlatformProfile, Verdict
-from .nhsa import NhsaInventoryProfile
-from .zhaocai import ZhaocaiProfile
+from gateway.config import DestinationConfig, GatewayConfig
+from gateway.platforms.base import Answer, PlatformProfile, Verdict
+from gateway.platforms.nhsa import NhsaInventoryProfile
+from gateway.platforms.zhaocai import ZhaocaiProfile
 
 __all__ = ["Answer", "NhsaInventoryProfile", "PlatformProfile", "Verdict", "ZhaocaiProfile",
            "profile_for"]

@@ -14,10 +14,10 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
-from .model import CHINA_TZ, EventKind, event_to_dict
-from .profiles.nhsa import INFNO
-from .profiles.zhaocai import TRANSACTIONS
-from .store.base import OutboxQuery, OutboxRecord
+from canonical.model import CHINA_TZ, EventKind, event_to_dict
+from gateway.platforms.nhsa import INFNO
+from gateway.platforms.zhaocai import TRANSACTIONS
+from gateway.store.base import OutboxQuery, OutboxRecord
 
 __all__ = [
     "ALL_STATES",

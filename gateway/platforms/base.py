@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any, Protocol
 
-from ..model import Event
+from canonical.model import Event
 
 __all__ = ["Answer", "PlatformProfile", "Request", "Verdict"]
 

@@ -19,11 +19,10 @@ from pathlib import Path
 
 import orjson
 
+from canonical.errors import StoreError
 from mappings.changes import AuditRecord
 from mappings.crosswalk import Crosswalk
 from mappings.entry import CrosswalkEntry
-
-from .errors import StoreError
 
 __all__ = ["SCHEMA_VERSION", "CrosswalkStore", "StoredAudit"]
 

@@ -27,11 +27,10 @@ from typing import Any
 import orjson
 from aiohttp import web
 
+from canonical.model import CHINA_TZ
 from codes import validate as validate_code
 from codes import validate_trace_code
-
-from .model import CHINA_TZ
-from .signing import SignatureInvalid, SigningKeys, verify_request
+from gateway.platforms.signing import SignatureInvalid, SigningKeys, verify_request
 
 __all__ = ["SIMULATOR_STATE", "Faults", "SimulatorState", "simulator_app", "validate_envelope"]
 
@@ -354,7 +353,7 @@ def _zc_answer(code: int, msg: str = "", data: Any = None) -> web.Response:
 
 
 def _zhaocai(request: web.Request, state: SimulatorState, env: Any) -> web.Response:
-    from .profiles.zhaocai import RETURN_CODES
+    from gateway.platforms.zhaocai import RETURN_CODES
 
     auth = request.headers.get("Authorization", "").removeprefix("Bearer ")
     if auth not in state.tokens:
@@ -384,7 +383,7 @@ def _zhaocai(request: web.Request, state: SimulatorState, env: Any) -> web.Respo
 
 
 async def _zc_token(request: web.Request) -> web.Response:
-    from .profiles.zhaocai import token_sign
+    from gateway.platforms.zhaocai import token_sign
 
     state = request.app[SIMULATOR_STATE]
     body = await request.json()

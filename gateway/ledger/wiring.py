@@ -16,18 +16,17 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
+from canonical.errors import ConfigError
+from canonical.model import CHINA_TZ, Event
+from gateway.cds import CdsSettings, TrustedClient
+from gateway.config import GatewayConfig
+from gateway.ingest.pipeline import Advice
+from gateway.ledger import Evaluation, Ledger, LedgerSettings, LedgerStore, read_contracts
+from gateway.ledger.calendar import load_calendar
+from gateway.rules.loader import load_rules
+from gateway.store.base import Store
+from gateway.webhooks import WebhookSender
 from mappings.crosswalk import Crosswalk
-
-from .calendar import load_calendar
-from .cds import CdsSettings, TrustedClient
-from .config import GatewayConfig
-from .errors import ConfigError
-from .ingest import Advice
-from .ledger import Evaluation, Ledger, LedgerSettings, LedgerStore, read_contracts
-from .model import CHINA_TZ, Event
-from .rules.loader import load_rules
-from .store.base import Store
-from .webhooks import WebhookSender
 
 __all__ = [
     "LedgerFeed",

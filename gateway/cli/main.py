@@ -16,11 +16,11 @@ from pathlib import Path
 from typing import Any
 from urllib.request import Request, urlopen
 
-from . import cli_mappings
-from .config import GatewayConfig, load_config
-from .errors import ConfigError
-from .mllp_framing import END, START, frame
-from .native import native_status
+from canonical.errors import ConfigError
+from gateway.config import GatewayConfig, load_config
+from gateway.crosswalk import cli as cli_mappings
+from gateway.ingest.framing import END, START, frame
+from gateway.native import native_status
 
 __all__ = ["main"]
 
@@ -52,7 +52,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     """Run the gateway until SIGINT / SIGTERM."""
     from aiohttp import web
 
-    from .app import build_app
+    from gateway.app import build_app
 
     cfg = _load(args.config)
     _setup_logging(cfg.log_level)
@@ -114,7 +114,7 @@ def cmd_simulate_platform(args: argparse.Namespace) -> int:
     """Run the platform simulator on its own."""
     from aiohttp import web
 
-    from .simulator import SimulatorState, simulator_app
+    from gateway.platforms.simulator import SimulatorState, simulator_app
 
     _setup_logging("INFO")
     state = SimulatorState(seed=args.seed)
@@ -195,7 +195,7 @@ def _ack_code(text: str) -> str:
 
 
 def _outbox_query(args: argparse.Namespace, default_states: Sequence[str]) -> Any:
-    from .replay import build_query
+    from gateway.mirror.replay import build_query
 
     try:
         return build_query(ids=args.id or (), destination=args.destination,
@@ -208,7 +208,7 @@ def _outbox_query(args: argparse.Namespace, default_states: Sequence[str]) -> An
 
 
 async def _with_store(cfg: GatewayConfig, work: Any) -> Any:
-    from .app import make_store
+    from gateway.app import make_store
 
     store = make_store(cfg)
     await store.start()
@@ -220,7 +220,7 @@ async def _with_store(cfg: GatewayConfig, work: Any) -> Any:
 
 def cmd_deadletters(args: argparse.Namespace) -> int:
     """List dead letters (or other outbox rows), or show one with its event."""
-    from .replay import record_to_dict
+    from gateway.mirror.replay import record_to_dict
 
     cfg = _load(args.config)
     if args.show is not None:

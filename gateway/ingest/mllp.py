@@ -2,7 +2,7 @@
 
 A connection may pipeline: frames are handled concurrently (so they share group
 commits) and answered in the order they arrived. Frames go to
-:meth:`~gateway.ingest.Ingestor.submit`, which handles everything that arrived in one
+:meth:`~gateway.ingest.pipeline.Ingestor.submit`, which handles everything that arrived in one
 turn of the event loop together; no task is created per frame.
 """
 
@@ -15,9 +15,8 @@ from collections.abc import Callable, Coroutine
 from typing import Any, cast
 
 from adapters.base import Adapter, Issue, Outcome, OutcomeStatus, Reply, Severity
-
-from .ingest import Ingestor
-from .mllp_framing import END, START, Chunk, ChunkKind, MLLPFramer
+from gateway.ingest.framing import END, START, Chunk, ChunkKind, MLLPFramer
+from gateway.ingest.pipeline import Ingestor
 
 __all__ = ["MLLPProtocol", "start_mllp_server"]
 

@@ -35,17 +35,13 @@ from urllib.parse import unquote
 import orjson
 from aiohttp import BodyPartReader, web
 
+from canonical.errors import StoreError
+from canonical.model import CHINA_TZ
 from codes import CatalogDiff, CatalogEntry, CatalogError, CatalogKind, WithdrawnAlert
 from codes.catalog_files import VersionInfo
-from mappings.crosswalk import Crosswalk
-from mappings.entry import CrosswalkEntry, CrosswalkEntryError, entry_to_dict
-from mappings.fhir import to_concept_map, translate
-from mappings.files import read_csv, read_xlsx, write_csv, write_xlsx
-
-from .config import GatewayConfig
-from .crosswalk_store import StoredAudit
-from .errors import StoreError
-from .mappings_service import (
+from gateway.config import GatewayConfig
+from gateway.crosswalk.db import StoredAudit
+from gateway.crosswalk.service import (
     CatalogImportResult,
     ChangeResult,
     Conflict,
@@ -53,7 +49,10 @@ from .mappings_service import (
     NotFound,
     QueueItem,
 )
-from .model import CHINA_TZ
+from mappings.crosswalk import Crosswalk
+from mappings.entry import CrosswalkEntry, CrosswalkEntryError, entry_to_dict
+from mappings.fhir import to_concept_map, translate
+from mappings.files import read_csv, read_xlsx, write_csv, write_xlsx
 
 __all__ = ["MAPPINGS", "OPERATOR_HEADER", "mappings_api", "open_mappings"]
 
@@ -363,7 +362,7 @@ def mappings_api(service: MappingService,
     async def publish(crosswalk: Crosswalk, hospitals: frozenset[str]) -> int:
         if gateway is None:
             return 0
-        from .app import CROSSWALK, INGESTOR, LEDGER  # the app module mounts this one
+        from gateway.app import CROSSWALK, INGESTOR, LEDGER  # the app module mounts this one
 
         # a started app warns on state changes; this key is meant to follow the crosswalk
         with warnings.catch_warnings():
@@ -404,7 +403,7 @@ def mappings_api(service: MappingService,
     async def startup(_: web.Application) -> None:
         # a change committed just before a crash may not have released its events yet
         if gateway is not None:
-            from .app import INGESTOR, LEDGER
+            from gateway.app import INGESTOR, LEDGER
             if LEDGER in gateway:
                 gateway[LEDGER].resolve_item = service_resolver
             ingestor = gateway.get(INGESTOR)
@@ -426,7 +425,7 @@ def mappings_api(service: MappingService,
     api.on_cleanup.append(cleanup)
 
     def store_of() -> Any:
-        from .app import STORE
+        from gateway.app import STORE
         if gateway is None or STORE not in gateway:
             raise Conflict(["the gateway's message store is not running"])
         return gateway[STORE]

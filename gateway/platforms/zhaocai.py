@@ -22,11 +22,11 @@ from typing import Any
 import aiohttp
 import orjson
 
-from ..config import DestinationConfig, GatewayConfig
-from ..model import CHINA_TZ, Event, EventKind, Line, OrderControl
-from ..signing import Signer
-from .base import Answer, Request, Verdict
-from .nhsa import signer_for
+from canonical.model import CHINA_TZ, Event, EventKind, Line, OrderControl
+from gateway.config import DestinationConfig, GatewayConfig
+from gateway.platforms.base import Answer, Request, Verdict
+from gateway.platforms.nhsa import signer_for
+from gateway.platforms.signing import Signer
 
 __all__ = ["RETURN_CODES", "TRANSACTIONS", "ZhaocaiProfile", "token_sign"]
 

@@ -1,0 +1,1 @@
+"""The canonical model and the exception root: a leaf that imports nothing of ours."""

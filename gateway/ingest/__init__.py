@@ -1,0 +1,1 @@
+"""Receiving messages: MLLP framing and listener, HTTP ingest, the ingest pipeline."""

@@ -1,0 +1,1 @@
+"""Mirroring the outbox to the platforms: workers, circuit breaker, replay, admin API."""

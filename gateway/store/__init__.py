@@ -1,0 +1,1 @@
+"""Durable state of a deployment: SQLite for one gateway, PostgreSQL for many."""
