@@ -35,6 +35,7 @@ from codes.catalog import (
 __all__ = [
     "FORMAT_VERSION",
     "VersionInfo",
+    "check_label",
     "import_catalog_file",
     "latest_version",
     "list_versions",
@@ -43,7 +44,9 @@ __all__ = [
     "read_catalog_csv",
     "read_catalog_xlsx",
     "save_version",
+    "version_from_bytes",
     "version_from_import",
+    "version_to_bytes",
 ]
 
 FORMAT_VERSION: Final = 1
@@ -165,7 +168,12 @@ def _kind_dir(data_dir: str | os.PathLike[str], kind: CatalogKind) -> Path:
     return Path(data_dir) / "catalogs" / kind.value
 
 
-def _check_label(version: str) -> str:
+def check_label(version: str) -> str:
+    """The label, if it is usable as a version name.
+
+    Raises:
+        CatalogError: it is not (1-64 letters, digits, '.', '_' or '-').
+    """
     if not _SAFE_LABEL.fullmatch(version) or ".." in version:
         raise CatalogError(
             f"catalog version label {version!r} must be 1-64 letters, digits, '.', '_' or '-'"
@@ -187,7 +195,8 @@ def _write_atomic(path: Path, data: bytes) -> None:
         raise
 
 
-def _version_bytes(version: CatalogVersion) -> bytes:
+def version_to_bytes(version: CatalogVersion) -> bytes:
+    """A version in its stored form: JSON with dictionary-encoded columns."""
     entries = list(version.entries.values())
     columns: dict[str, Any] = {"code": [e.code for e in entries]}
     for name in ENTRY_FIELDS[1:]:
@@ -212,6 +221,19 @@ def _version_bytes(version: CatalogVersion) -> bytes:
         "columns": columns,
     }
     return orjson.dumps(doc)
+
+
+def version_from_bytes(data: bytes, where: str) -> CatalogVersion:
+    """A version from its stored form (:func:`version_to_bytes`).
+
+    Raises:
+        CatalogError: the bytes are not a stored version (``where`` names them).
+    """
+    try:
+        doc = orjson.loads(data)
+    except orjson.JSONDecodeError as exc:
+        raise CatalogError(f"{where}: not a catalog version file ({exc})") from exc
+    return _version_from_doc(doc, where)
 
 
 def _version_from_doc(doc: dict[str, Any], where: str) -> CatalogVersion:
@@ -264,10 +286,10 @@ def save_version(data_dir: str | os.PathLike[str], version: CatalogVersion) -> P
     Raises:
         CatalogError: the version label cannot be used as a file name.
     """
-    label = _check_label(version.version)
+    label = check_label(version.version)
     directory = _kind_dir(data_dir, version.kind)
     path = directory / f"{label}.json"
-    _write_atomic(path, _version_bytes(version))
+    _write_atomic(path, version_to_bytes(version))
     index = [v for v in _read_index(directory) if v["version"] != label]
     index.append(
         {
@@ -304,7 +326,7 @@ def load_version(
     Raises:
         CatalogError: no such version is stored.
     """
-    path = _kind_dir(data_dir, kind) / f"{_check_label(version)}.json"
+    path = _kind_dir(data_dir, kind) / f"{check_label(version)}.json"
     if not path.exists():
         raise CatalogError(f"no {kind} catalog version {version!r} under {path.parent}")
     return load_catalog(path)
@@ -342,11 +364,7 @@ def load_catalog(
     """
     p = Path(path)
     if p.suffix.lower() == ".json":
-        try:
-            doc = orjson.loads(p.read_bytes())
-        except orjson.JSONDecodeError as exc:
-            raise CatalogError(f"{p}: not a catalog version file ({exc})") from exc
-        return _version_from_doc(doc, str(p))
+        return version_from_bytes(p.read_bytes(), str(p))
     imported = import_catalog_file(p, kind=kind)
     when = imported_at or datetime.fromtimestamp(p.stat().st_mtime).astimezone()
     return version_from_import(imported, p.stem, imported_at=when, source=p.name)

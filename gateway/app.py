@@ -112,7 +112,7 @@ async def _core_ctx(app: web.Application) -> AsyncIterator[None]:
     destinations = [Destination(d, profile_for(d.profile)(d, cfg)) for d in cfg.destinations]
     mirror = Mirror(store, destinations, metrics, session)
     app[MIRROR] = mirror
-    await store.listen(mirror.notify)  # rows other replicas commit wake this mirror too
+    await store.listen(mirror.on_change)  # rows other replicas commit wake this mirror too
     ingestor = Ingestor(store, app[CROSSWALK],
                         [Route(d.name, d.profile) for d in destinations], metrics,
                         notify=mirror.notify)
@@ -133,7 +133,7 @@ async def _core_ctx(app: web.Application) -> AsyncIterator[None]:
             ledger, pusher.prescription_warning if pusher else None))
         feed = LedgerFeed(store, ledger)
         app[LEDGER_FEED] = feed
-        store.committed_listeners.append(feed.committed)  # type: ignore[attr-defined]
+        store.committed_listeners.append(feed.committed)
         feed_task = asyncio.create_task(feed.run(), name="ledger-feed")
     servers: dict[str, asyncio.Server] = {}
     http_adapters: dict[str, Adapter] = {}

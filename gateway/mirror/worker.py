@@ -35,7 +35,7 @@ from gateway.config import DestinationConfig
 from gateway.metrics import Metrics
 from gateway.mirror.breaker import CircuitBreaker
 from gateway.platforms.base import Answer, PlatformProfile, Verdict
-from gateway.store.base import DeliveryUpdate, OutboxItem, Store
+from gateway.store.base import DeliveryUpdate, OutboxItem, Store, Topic
 
 __all__ = ["Destination", "Mirror", "backoff_delay"]
 
@@ -87,6 +87,11 @@ class Mirror:
         for ev in self._wake.values():
             ev.set()
 
+    def on_change(self, topic: Topic) -> None:
+        """Store listener: outbox rows committed or replayed here or by another replica."""
+        if topic is Topic.OUTBOX:
+            self.notify()
+
     def start(self) -> None:
         """Start the drain loops."""
         self._tasks = [asyncio.create_task(self._loop(d), name=f"mirror-{d.name}")
@@ -121,15 +126,13 @@ class Mirror:
         held_back = breaker.wait_s(now)
         if held_back > 0:
             return held_back
-        prepare = getattr(dest.profile, "prepare", None)
-        if prepare is not None:
-            try:
-                await prepare(self.session)
-            except (aiohttp.ClientError, TimeoutError, ValueError, KeyError) as exc:
-                log.warning("mirror %s: cannot authenticate: %s", dest.name, exc)
-                breaker.failure(self.clock())
-                self.reachable[dest.name] = False
-                return max(breaker.wait_s(self.clock()), cfg.backoff_initial_s)
+        try:
+            await dest.profile.prepare(self.session)
+        except (aiohttp.ClientError, TimeoutError, ValueError, KeyError) as exc:
+            log.warning("mirror %s: cannot authenticate: %s", dest.name, exc)
+            breaker.failure(self.clock())
+            self.reachable[dest.name] = False
+            return max(breaker.wait_s(self.clock()), cfg.backoff_initial_s)
         claim = await self.store.claim(dest.name, cfg.batch_size, now)
         if not claim.items:
             if claim.next_due is not None:
@@ -143,9 +146,7 @@ class Mirror:
                                          for g in groups.values()))
         updates = [u for r in results for u in r]
         await self.store.record_deliveries(updates)
-        release = getattr(self.store, "release", None)
-        if release is not None:  # a shared store: let any replica take the groups next
-            await release(dest.name)
+        await self.store.release(dest.name)  # a shared store: any replica may take them next
         return 0.0
 
     async def _deliver_group(self, dest: Destination, group: list[OutboxItem],

@@ -6,6 +6,8 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any, Protocol
 
+import aiohttp
+
 from canonical.model import Event
 
 __all__ = ["Answer", "PlatformProfile", "Request", "Verdict"]
@@ -41,6 +43,10 @@ class Answer:
 
 class PlatformProfile(Protocol):
     """Turns events into requests and answers into verdicts."""
+
+    async def prepare(self, session: aiohttp.ClientSession) -> None:
+        """Get ready to send (e.g. fetch or renew a token); raises what a failed call
+        raises (aiohttp errors, TimeoutError, ValueError, KeyError)."""
 
     def units(self, event: Event) -> int:
         """How many requests the event becomes (0: this platform does not take it)."""

@@ -17,6 +17,7 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
+import aiohttp
 import orjson
 
 from canonical.model import CHINA_TZ, Event, EventKind, Line, OrderControl
@@ -93,6 +94,9 @@ class NhsaInventoryProfile:
         self._admdvs = {h.code: h.admdvs for h in gateway.hospitals}
         self.signer = signer_for(dest)
         self.policy = patient_policy(dest, gateway)
+
+    async def prepare(self, session: aiohttp.ClientSession) -> None:
+        """Nothing to prepare: every request is signed on its own."""
 
     def units(self, event: Event) -> int:
         """One request per line; a change (XO) two per line: delete, then upload."""

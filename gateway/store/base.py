@@ -5,11 +5,15 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Protocol
+from enum import StrEnum
+from typing import TYPE_CHECKING, Protocol
 
 import msgspec
 
-from canonical.model import Event
+from canonical.model import Event, Line
+
+if TYPE_CHECKING:
+    from gateway.store.state import CatalogTables, CdsTables, CrosswalkTables, LedgerTables
 
 __all__ = [
     "Balance",
@@ -24,8 +28,18 @@ __all__ = [
     "PlannedDelivery",
     "ReplayResult",
     "Store",
+    "Topic",
     "UnmappedItem",
 ]
+
+
+class Topic(StrEnum):
+    """What changed in the store; replicas hear of it (PostgreSQL NOTIFY) and catch up."""
+
+    OUTBOX = "outbox"  # outbox rows committed or replayed: the mirrors have work
+    CROSSWALK = "crosswalk"  # crosswalk entries changed (audit rows appended)
+    CATALOG = "catalog"  # a national catalog version was stored
+    LEDGER = "ledger"  # ledger changes appended (folds, contracts, deadlines)
 
 
 class PlannedDelivery(msgspec.Struct, frozen=True):
@@ -188,7 +202,34 @@ class Balance:
 
 
 class Store(Protocol):
-    """Durable storage of messages, events, outbox and quarantine."""
+    """Durable state of a deployment: messages, events, outbox, quarantine, and (in
+    :attr:`crosswalk`, :attr:`catalogs`, :attr:`ledger`, :attr:`cds`) everything else a
+    gateway keeps. Every replica sharing the store sees one state."""
+
+    @property
+    def shared(self) -> bool:
+        """Several processes may share this store (PostgreSQL); False for SQLite."""
+        ...
+
+    @property
+    def crosswalk(self) -> CrosswalkTables:
+        """Crosswalk entries and audit."""
+        ...
+
+    @property
+    def catalogs(self) -> CatalogTables:
+        """National catalog versions."""
+        ...
+
+    @property
+    def ledger(self) -> LedgerTables:
+        """The 集采 ledger's tables."""
+        ...
+
+    @property
+    def cds(self) -> CdsTables:
+        """CDS cards, feedback and token ids."""
+        ...
 
     async def start(self) -> None:
         """Open the database and apply migrations."""
@@ -205,8 +246,14 @@ class Store(Protocol):
         """:meth:`commit` with a callback: ``done`` hears the result or the StoreError."""
         ...
 
-    async def listen(self, on_commit: Callable[[], None]) -> None:
-        """Call ``on_commit`` when another process commits outbox rows (if it can tell)."""
+    @property
+    def committed_listeners(self) -> list[Callable[[list[tuple[int, Event]]], None]]:
+        """Called after each group commit of this process with its new (seq, event) pairs."""
+        ...
+
+    async def listen(self, on_change: Callable[[Topic], None]) -> None:
+        """Call ``on_change(topic)`` after a change to the shared state, including changes
+        other processes make (when the backend can tell; pollers catch up otherwise)."""
         ...
 
     async def quarantine(self, raw: bytes, *, peer: str, adapter: str, reason: str,
@@ -234,10 +281,14 @@ class Store(Protocol):
 
         A group (hospital, stream) whose head row waits for its back-off is skipped,
         so one failing event never holds up another hospital or stream. On a shared
-        database the groups are leased to this process until :meth:`record_deliveries`
+        database the groups are leased to this process until :meth:`release`
         (or the lease's expiry, when the process died).
         """
         ...
+
+    async def release(self, destination: str) -> None:
+        """Give back the groups claimed for ``destination`` (a no-op where nothing is
+        leased), so that any replica may take them next."""
 
     async def list_outbox(self, query: OutboxQuery) -> list[OutboxRecord]:
         """Outbox rows matching ``query`` (dead letters by default), oldest first."""
@@ -261,7 +312,7 @@ class Store(Protocol):
         ...
 
     async def events_after(self, seq: int, limit: int) -> list[tuple[int, Event]]:
-        """Committed events after sequence number ``seq``, in commit order."""
+        """Committed events after sequence number ``seq``, in sequence order."""
         ...
 
     async def release_held(
@@ -274,4 +325,10 @@ class Store(Protocol):
 
     async def unmapped(self, hospital_id: str | None = None) -> list[UnmappedItem]:
         """The unmapped-item queue, most frequent first."""
+        ...
+
+    async def held_lines(self, hospital_id: str | None = None,
+                         scan: int = 5000) -> dict[tuple[str, str], Line]:
+        """The latest held line of each unmapped item (its unit, 批准文号, 本位码), read
+        from the newest ``scan`` held events: what describes a queued item."""
         ...

@@ -2,19 +2,19 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import orjson
 
-from canonical.model import event_from_dict
+from canonical.model import Event, Line, event_from_dict
 from gateway.store.base import OutboxItem, OutboxQuery, OutboxRecord
+from gateway.store.plan import OutboxState
 
-__all__ = ["ITEM_COLUMNS", "RECORD_COLUMNS", "STATE_CODES", "STATE_NAMES", "item_from_row",
+__all__ = ["ITEM_COLUMNS", "RECORD_COLUMNS", "decode_event", "held_lines", "item_from_row",
            "outbox_where", "record_from_row"]
 
-STATE_CODES = {"pending": 0, "delivered": 1, "dead": 2}
-STATE_NAMES = {v: k for k, v in STATE_CODES.items()}
+_STATES = {s.name.lower(): s for s in OutboxState}
 
 # the columns item_from_row reads, over ``outbox o JOIN events e``
 ITEM_COLUMNS = ("o.id, o.msgid, o.hospital_id, o.stream, o.unit, o.attempts, o.created_at,"
@@ -26,19 +26,34 @@ RECORD_COLUMNS = (
     " e.event_id")
 
 
+def decode_event(body: bytes) -> Event:
+    """An event from its stored JSON body."""
+    return event_from_dict(orjson.loads(body))
+
+
 def item_from_row(destination: str, r: Any) -> OutboxItem:
     """An outbox row selected with :data:`ITEM_COLUMNS`, with its event."""
     return OutboxItem(id=r[0], destination=destination, msgid=r[1], hospital_id=r[2],
                       stream=r[3], unit=r[4], attempts=r[5], created_at=r[6],
-                      next_attempt_at=r[7], event=event_from_dict(orjson.loads(r[8])),
-                      first_failed_at=r[9])
+                      next_attempt_at=r[7], event=decode_event(r[8]), first_failed_at=r[9])
 
 
 def record_from_row(r: Any, body: bytes | None = None) -> OutboxRecord:
     """An outbox row selected with :data:`RECORD_COLUMNS` (and its event's body, if given)."""
-    return OutboxRecord(r[0], r[1], r[2], r[3], r[4], r[5], STATE_NAMES[r[6]], r[7], r[8],
-                        r[9], r[10], r[11], r[12], r[13],
-                        event=None if body is None else event_from_dict(orjson.loads(body)))
+    return OutboxRecord(r[0], r[1], r[2], r[3], r[4], r[5], OutboxState(r[6]).name.lower(),
+                        r[7], r[8], r[9], r[10], r[11], r[12], r[13],
+                        event=None if body is None else decode_event(body))
+
+
+def held_lines(bodies: Iterable[bytes]) -> dict[tuple[str, str], Line]:
+    """The first unmapped line of each (hospital, item) in held event bodies (newest first)."""
+    lines: dict[tuple[str, str], Line] = {}
+    for body in bodies:
+        event = decode_event(body)
+        for line in event.lines:
+            if line.national_code is None:
+                lines.setdefault((event.hospital_id, line.item_code), line)
+    return lines
 
 
 def outbox_where(query: OutboxQuery, mark: Callable[[int], str]) -> tuple[str, list[Any]]:
@@ -53,12 +68,12 @@ def outbox_where(query: OutboxQuery, mark: Callable[[int], str]) -> tuple[str, l
         args.append(value)
         return mark(len(args))
 
-    unknown = set(query.states) - set(STATE_CODES)
+    unknown = set(query.states) - set(_STATES)
     if unknown:
-        raise ValueError(f"unknown outbox state(s) {sorted(unknown)}; use {sorted(STATE_CODES)}")
+        raise ValueError(f"unknown outbox state(s) {sorted(unknown)}; use {sorted(_STATES)}")
     where = []
     if query.states:
-        where.append(f"o.state IN ({', '.join(p(STATE_CODES[s]) for s in query.states)})")
+        where.append(f"o.state IN ({', '.join(p(int(_STATES[s])) for s in query.states)})")
     if query.ids:
         where.append(f"o.id IN ({', '.join(p(i) for i in query.ids)})")
     if query.destination:

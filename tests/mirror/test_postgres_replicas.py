@@ -9,7 +9,8 @@ import asyncpg
 from factory import HOSPITALS, dispense, incoming
 from pg import PG_DSN
 
-from gateway.store.postgres import SCHEMA_VERSION, PostgresStore
+from gateway.store.postgres import PostgresStore
+from gateway.store.postgres.migrations import SCHEMA_VERSION
 
 
 async def _two(schema: str, lease_s: float = 30.0) -> tuple[PostgresStore, PostgresStore]:
@@ -78,7 +79,7 @@ async def test_groups_are_leased_to_one_replica_and_taken_over_after_expiry(
 async def _commit_wakes_the_other(a: PostgresStore, b: PostgresStore,
                                   woke: asyncio.Event) -> list[int]:
     """B listens; A commits a message with one outbox row; B hears of it at once."""
-    await b.listen(woke.set)
+    await b.listen(lambda topic: woke.set() if topic == "outbox" else None)
     woke.clear()  # listen() wakes once for rows committed while nobody listened
     res = await a.commit(incoming([dispense(1, HOSPITALS[0])], [("nhsa", 1)]))
     assert res.outbox_ids

@@ -3,7 +3,9 @@
 One writer thread owns the write connection. Messages that arrive while a commit
 is in flight wait in a list and go together in the next transaction, so many
 concurrent senders share one fsync; nobody is acknowledged before the
-transaction holding their message has returned from COMMIT.
+transaction holding their message has returned from COMMIT. The crosswalk,
+catalogs, ledger and CDS tables live in the same file and write through the same
+thread (:meth:`SqliteStore.write`).
 """
 
 from __future__ import annotations
@@ -17,12 +19,10 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
 from importlib import resources
 from pathlib import Path
-from typing import Any
-
-import orjson
+from typing import Any, TypeVar
 
 from canonical.errors import StoreError
-from canonical.model import Event, EventKind, event_from_dict, event_json
+from canonical.model import Event, EventKind, Line, event_json
 from gateway.store.base import (
     Balance,
     Claim,
@@ -33,39 +33,48 @@ from gateway.store.base import (
     OutboxQuery,
     OutboxRecord,
     OutboxStats,
-    PlannedDelivery,
     ReplayResult,
+    Topic,
     UnmappedItem,
 )
 from gateway.store.group_commit import GroupCommit, GroupCommitting
 from gateway.store.msgid import MsgIdClock
+from gateway.store.plan import (
+    OutboxState,
+    Remap,
+    ReplayAction,
+    StagedMessage,
+    balance_from_counts,
+    commit_results,
+    outbox_rows,
+    plan_release,
+    replay_action,
+    unmapped_changes,
+)
 from gateway.store.query import (
     ITEM_COLUMNS,
     RECORD_COLUMNS,
+    decode_event,
+    held_lines,
     item_from_row,
     outbox_where,
     record_from_row,
 )
-from gateway.store.unmapped import unmapped_changes
+from gateway.store.sqlite.cds import SqliteCds
+from gateway.store.sqlite.crosswalk import SqliteCatalogs, SqliteCrosswalk
+from gateway.store.sqlite.ledger import SqliteLedger
+from gateway.store.sqlite.migrations import MIGRATIONS, SCHEMA_VERSION
 
-__all__ = ["Remap", "SqliteStore"]
-
-# held event → (event mapped again, still held?, deliveries to plan)
-Remap = Callable[[Event], tuple[Event, bool, tuple[PlannedDelivery, ...]]]
+__all__ = ["SqliteStore"]
 
 log = logging.getLogger(__name__)
 
-SCHEMA_VERSION = 3
+_T = TypeVar("_T")
 
-# version → statements; version 1 is schema_sqlite.sql
-_MIGRATIONS: dict[int, str] = {
-    2: "CREATE INDEX IF NOT EXISTS outbox_groups ON outbox"
-       " (destination, hospital_id, stream, id) WHERE state = 0;",
-    # when an event's delivery first failed (charged): the time-based retry budget
-    3: "ALTER TABLE outbox ADD COLUMN first_failed_at REAL;",
-}
-
-_STATE = {"delivered": 1, "dead": 2}
+_PENDING = int(OutboxState.PENDING)
+_DELIVERED = int(OutboxState.DELIVERED)
+_DEAD = int(OutboxState.DEAD)
+_FINAL = {"delivered": _DELIVERED, "dead": _DEAD}
 
 _ROWS_PER_STATEMENT = 500  # × 8 columns, well under SQLite's variable limit
 
@@ -116,8 +125,25 @@ def _insert_many(con: sqlite3.Connection, into: str, width: int,
                     [v for r in chunk for v in r])
 
 
+def _note_unmapped(con: sqlite3.Connection, hospital_id: str, lines: tuple[Line, ...],
+                   forget: tuple[str, ...], now: float, count: int) -> None:
+    for code in forget:
+        con.execute("DELETE FROM unmapped WHERE hospital_id = ? AND item_code = ?",
+                    (hospital_id, code))
+    for line in lines:
+        con.execute(
+            "INSERT INTO unmapped (hospital_id, item_code, item_name, specification,"
+            " manufacturer, occurrences, first_seen, last_seen) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
+            " ON CONFLICT (hospital_id, item_code) DO UPDATE SET"
+            " occurrences = occurrences + excluded.occurrences, last_seen = excluded.last_seen",
+            (hospital_id, line.item_code, line.item_name, line.specification,
+             line.manufacturer, count, now, now))
+
+
 class SqliteStore(GroupCommitting):
     """The embedded default store."""
+
+    shared = False
 
     def __init__(self, path: Path | str, *, group_commit_max: int = 2000,
                  on_batch: Callable[[int], None] | None = None) -> None:
@@ -130,8 +156,13 @@ class SqliteStore(GroupCommitting):
         self._group = GroupCommit(self._write_group, group_commit_max, on_batch)
         self._checkpointer: asyncio.Task[None] | None = None
         self._msgids = MsgIdClock()
+        self._listeners: list[Callable[[Topic], None]] = []
         self.commits = 0  # transactions, for tests and metrics
         self.closed = False
+        self.crosswalk = SqliteCrosswalk(self)
+        self.catalogs = SqliteCatalogs(self)
+        self.ledger = SqliteLedger(self)
+        self.cds = SqliteCds(self)
 
     # -- lifecycle -------------------------------------------------------
     def _open(self) -> sqlite3.Connection:
@@ -171,11 +202,12 @@ class SqliteStore(GroupCommitting):
             raise StoreError(f"{self.path} has schema version {current}, newer than this "
                              f"gateway's {SCHEMA_VERSION}: upgrade the gateway")
         if current < 1:
-            sql = resources.files("gateway.store").joinpath("schema_sqlite.sql").read_text()
+            sql = resources.files("gateway.store.sqlite").joinpath("schema.sql").read_text()
             con.executescript("BEGIN;" + sql + "INSERT INTO schema_version VALUES (1); COMMIT;")
             current = 1
         for version in range(current + 1, SCHEMA_VERSION + 1):
-            con.executescript(f"BEGIN;{_MIGRATIONS[version]}"
+            log.info("applying SQLite migration %d to %s", version, self.path)
+            con.executescript(f"BEGIN;{MIGRATIONS[version]}"
                               f"INSERT INTO schema_version VALUES ({version}); COMMIT;")
         for hospital, msgid in con.execute(
                 "SELECT hospital_id, max(msgid) FROM outbox GROUP BY hospital_id"):
@@ -201,6 +233,7 @@ class SqliteStore(GroupCommitting):
         if self._checkpointer is not None:
             self._checkpointer.cancel()
         await self._group.drain()
+        await self.cds.flush()
         loop = asyncio.get_running_loop()
         if self._wcon is not None:
             await loop.run_in_executor(self._writer, self._wcon.close)
@@ -210,9 +243,56 @@ class SqliteStore(GroupCommitting):
         self._reader.shutdown(wait=True)
         self.closed = True
 
-    async def listen(self, on_commit: Callable[[], None]) -> None:
-        """Nothing to do: one process owns a SQLite store, and its ingest path wakes the
-        mirror itself."""
+    # -- running work on the connections (for the table modules) -----------
+    async def read(self, fn: Callable[[sqlite3.Connection], _T]) -> _T:
+        """Run ``fn`` on the reader connection (its own thread); wraps sqlite3 errors."""
+        def run() -> _T:
+            con = self._rcon
+            assert con is not None
+            return fn(con)
+        try:
+            return await asyncio.get_running_loop().run_in_executor(self._reader, run)
+        except sqlite3.Error as exc:
+            raise StoreError(f"store read failed: {exc}") from exc
+
+    async def write(self, fn: Callable[[sqlite3.Connection], _T],
+                    topic: Topic | None = None) -> _T:
+        """Run ``fn`` in one write transaction on the writer thread; on success tell the
+        listeners about ``topic``.
+
+        Raises:
+            StoreError: the transaction failed and was rolled back.
+        """
+        def run() -> _T:
+            con = self._wcon
+            assert con is not None
+            con.execute("BEGIN IMMEDIATE")
+            try:
+                result = fn(con)
+                con.execute("COMMIT")
+            except BaseException:
+                con.execute("ROLLBACK")
+                raise
+            return result
+        try:
+            result = await asyncio.get_running_loop().run_in_executor(self._writer, run)
+        except sqlite3.Error as exc:
+            raise StoreError(f"store write failed: {exc}") from exc
+        if topic is not None:
+            self.changed(topic)
+        return result
+
+    async def listen(self, on_change: Callable[[Topic], None]) -> None:
+        """Hear of changes: one process owns a SQLite store, so its own writes are all."""
+        self._listeners.append(on_change)
+
+    def changed(self, topic: Topic) -> None:
+        """Tell the listeners that ``topic`` changed (after the transaction committed)."""
+        for listener in self._listeners:
+            try:
+                listener(topic)
+            except Exception:  # one listener's failure must not stop the others
+                log.exception("change listener failed for %s", topic)
 
     # -- ingest ----------------------------------------------------------
     def _write_group(self, items: list[Incoming]) -> asyncio.Future[list[CommitResult]]:
@@ -248,12 +328,11 @@ class SqliteStore(GroupCommitting):
                   for e in i.events])
         msg_rows: list[tuple[Any, ...]] = []
         event_rows: list[tuple[Any, ...]] = []
-        outbox_rows: list[tuple[Any, ...]] = []
-        results: list[CommitResult] = []
+        staged: list[StagedMessage] = []
         for inc in items:
             key = (inc.sender, inc.control_id)
             if key in known:
-                results.append(CommitResult(duplicate=True, message_id=known[key]))
+                staged.append(StagedMessage(inc, known[key], True, []))
                 continue
             mid = known[key] = next_mid
             next_mid += 1
@@ -271,125 +350,92 @@ class SqliteStore(GroupCommitting):
                 next_seq += 1
                 if held or ev.kind is EventKind.ITEM_MASTER:
                     note, forget = unmapped_changes(ev, held)
-                    self._note_unmapped(con, ev.hospital_id, note, forget, now, int(held))
-            outbox_ids = []
-            for d in inc.deliveries:
-                seq = seqs[d.event_index]
-                if seq is None:
-                    continue
-                ev = inc.events[d.event_index]
-                outbox_rows.append((next_oid, d.destination, seq, d.unit, ev.hospital_id,
-                                    ev.stream, self._msgids.next(ev.hospital_id, now), now))
-                outbox_ids.append(next_oid)
-                next_oid += 1
-            results.append(CommitResult(duplicate=False, message_id=mid,
-                                        outbox_ids=tuple(outbox_ids), event_seqs=tuple(seqs)))
+                    _note_unmapped(con, ev.hospital_id, note, forget, now, int(held))
+            staged.append(StagedMessage(inc, mid, False, seqs))
+        rows = outbox_rows(staged)
+        ids = list(range(next_oid, next_oid + len(rows)))
         _insert_many(con, "messages (id, sender, control_id, adapter, message_type, peer,"
                           " received_at, raw)", 8, msg_rows)
         _insert_many(con, "events (seq, event_id, message_id, hospital_id, kind, occurred_at,"
                           " held, body)", 8, event_rows)
         _insert_many(con, "outbox (id, destination, event_seq, unit, hospital_id, stream,"
-                          " msgid, created_at)", 8, outbox_rows)
-        return results
-
-    @staticmethod
-    def _note_unmapped(con: sqlite3.Connection, hospital_id: str, lines: Any,
-                       forget: tuple[str, ...], now: float, count: int) -> None:
-        for code in forget:
-            con.execute("DELETE FROM unmapped WHERE hospital_id = ? AND item_code = ?",
-                        (hospital_id, code))
-        for line in lines:
-            con.execute(
-                "INSERT INTO unmapped (hospital_id, item_code, item_name, specification,"
-                " manufacturer, occurrences, first_seen, last_seen) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
-                " ON CONFLICT (hospital_id, item_code) DO UPDATE SET"
-                " occurrences = occurrences + excluded.occurrences, last_seen = excluded.last_seen",
-                (hospital_id, line.item_code, line.item_name, line.specification,
-                 line.manufacturer, count, now, now))
+                          " msgid, created_at)", 8,
+                     [(oid, r.destination, r.event_seq, r.unit, r.hospital_id, r.stream,
+                       self._msgids.next(r.hospital_id, now), now)
+                      for oid, r in zip(ids, rows, strict=True)])
+        return commit_results(staged, rows, ids)
 
     async def quarantine(self, raw: bytes, *, peer: str, adapter: str, reason: str,
                          received_at: datetime) -> int:
         """Keep bytes that could not be taken, with the reason, durably."""
-        def write() -> int:
-            con = self._wcon
-            assert con is not None
+        def insert(con: sqlite3.Connection) -> int:
             cur = con.execute(
                 "INSERT INTO quarantine (received_at, peer, adapter, reason, raw)"
                 " VALUES (?, ?, ?, ?, ?)", (received_at.timestamp(), peer, adapter, reason, raw))
             return cur.lastrowid or 0
         try:
-            return await asyncio.get_running_loop().run_in_executor(self._writer, write)
-        except sqlite3.Error as exc:
+            return await self.write(insert)
+        except StoreError as exc:
             raise StoreError(f"cannot quarantine: {exc}") from exc
 
     # -- outbox ----------------------------------------------------------
     async def pending(self, destination: str, limit: int) -> list[OutboxItem]:
         """The oldest undelivered rows of a destination, in commit order."""
-        def read() -> list[OutboxItem]:
-            con = self._rcon
-            assert con is not None
+        def read(con: sqlite3.Connection) -> list[OutboxItem]:
             rows = con.execute(
                 f"SELECT {ITEM_COLUMNS} FROM outbox o JOIN events e ON e.seq = o.event_seq"
-                " WHERE o.destination = ? AND o.state = 0 ORDER BY o.id LIMIT ?",
+                f" WHERE o.destination = ? AND o.state = {_PENDING} ORDER BY o.id LIMIT ?",
                 (destination, limit)).fetchall()
             return [item_from_row(destination, r) for r in rows]
-        return await asyncio.get_running_loop().run_in_executor(self._reader, read)
+        return await self.read(read)
 
     async def record_deliveries(self, updates: list[DeliveryUpdate]) -> None:
         """Store the outcomes of delivery attempts in one transaction."""
         if not updates:
             return
-        def write() -> None:
-            con = self._wcon
-            assert con is not None
-            con.execute("BEGIN IMMEDIATE")
-            try:
-                for u in updates:
-                    if u.outcome == "retry":
-                        con.execute(
-                            "UPDATE outbox SET attempts = attempts + ?, last_error = ?,"
-                            " next_attempt_at = ?, first_failed_at = CASE WHEN ? THEN"
-                            " coalesce(first_failed_at, nullif(?, 0)) ELSE first_failed_at END"
-                            " WHERE id = ? AND state = 0",
-                            (int(u.charge), u.error, u.next_attempt_at, int(u.charge), u.at,
-                             u.outbox_id))
-                    else:
-                        con.execute(
-                            "UPDATE outbox SET attempts = attempts + 1, state = ?, last_error = ?,"
-                            " delivered_at = ?, platform_ref = ? WHERE id = ? AND state = 0",
-                            (_STATE[u.outcome], u.error, u.at, u.platform_ref, u.outbox_id))
-                con.execute("COMMIT")
-            except BaseException:
-                con.execute("ROLLBACK")
-                raise
-        await asyncio.get_running_loop().run_in_executor(self._writer, write)
+
+        def update(con: sqlite3.Connection) -> None:
+            for u in updates:
+                if u.outcome == "retry":
+                    con.execute(
+                        "UPDATE outbox SET attempts = attempts + ?, last_error = ?,"
+                        " next_attempt_at = ?, first_failed_at = CASE WHEN ? THEN"
+                        " coalesce(first_failed_at, nullif(?, 0)) ELSE first_failed_at END"
+                        f" WHERE id = ? AND state = {_PENDING}",
+                        (int(u.charge), u.error, u.next_attempt_at, int(u.charge), u.at,
+                         u.outbox_id))
+                else:
+                    con.execute(
+                        "UPDATE outbox SET attempts = attempts + 1, state = ?, last_error = ?,"
+                        f" delivered_at = ?, platform_ref = ? WHERE id = ? AND state = {_PENDING}",
+                        (_FINAL[u.outcome], u.error, u.at, u.platform_ref, u.outbox_id))
+        await self.write(update)
+
+    async def release(self, destination: str) -> None:
+        """Nothing is leased in a store one process owns."""
 
     async def stats(self, now: float) -> OutboxStats:
         """Outbox depth, oldest age and dead letters per destination; held events."""
-        def read() -> OutboxStats:
-            con = self._rcon
-            assert con is not None
+        def read(con: sqlite3.Connection) -> OutboxStats:
             depth: dict[str, int] = {}
             oldest: dict[str, float] = {}
             dead: dict[str, int] = {}
             for dest, n, first in con.execute(
-                    "SELECT destination, count(*), min(created_at) FROM outbox WHERE state = 0"
-                    " GROUP BY destination"):
+                    "SELECT destination, count(*), min(created_at) FROM outbox"
+                    f" WHERE state = {_PENDING} GROUP BY destination"):
                 depth[dest] = n
                 oldest[dest] = max(0.0, now - first)
             for dest, n in con.execute(
-                    "SELECT destination, count(*) FROM outbox WHERE state = 2"
+                    f"SELECT destination, count(*) FROM outbox WHERE state = {_DEAD}"
                     " GROUP BY destination"):
                 dead[dest] = n
             held = con.execute("SELECT count(*) FROM events WHERE held = 1").fetchone()[0]
             return OutboxStats(depth, oldest, dead, held)
-        return await asyncio.get_running_loop().run_in_executor(self._reader, read)
+        return await self.read(read)
 
     async def unmapped(self, hospital_id: str | None = None) -> list[UnmappedItem]:
         """The unmapped-item queue, most frequent first."""
-        def read() -> list[UnmappedItem]:
-            con = self._rcon
-            assert con is not None
+        def read(con: sqlite3.Connection) -> list[UnmappedItem]:
             sql = ("SELECT hospital_id, item_code, item_name, specification, manufacturer,"
                    " occurrences, first_seen, last_seen FROM unmapped")
             args: tuple[str, ...] = ()
@@ -398,7 +444,18 @@ class SqliteStore(GroupCommitting):
                 args = (hospital_id,)
             return [UnmappedItem(*r) for r in con.execute(sql + " ORDER BY occurrences DESC",
                                                           args)]
-        return await asyncio.get_running_loop().run_in_executor(self._reader, read)
+        return await self.read(read)
+
+    async def held_lines(self, hospital_id: str | None = None,
+                         scan: int = 5000) -> dict[tuple[str, str], Line]:
+        """The latest held line of each unmapped item (its unit, 批准文号, 本位码)."""
+        def read(con: sqlite3.Connection) -> list[tuple[Any, ...]]:
+            if hospital_id:
+                return con.execute("SELECT body FROM events WHERE held = 1 AND hospital_id = ?"
+                                   " ORDER BY seq DESC LIMIT ?", (hospital_id, scan)).fetchall()
+            return con.execute("SELECT body FROM events WHERE held = 1 ORDER BY seq DESC"
+                               " LIMIT ?", (scan,)).fetchall()
+        return held_lines(r[0] for r in await self.read(read))
 
     async def release_held(self, remap: Remap, hospital_id: str | None = None) -> list[Event]:
         """Map held events again, oldest first; those now complete get their outbox rows.
@@ -407,51 +464,42 @@ class SqliteStore(GroupCommitting):
         deliveries to plan. Released events are committed in one transaction, in their
         original order, and returned.
         """
-        def write() -> list[Event]:
-            con = self._wcon
-            assert con is not None
+        def release(con: sqlite3.Connection) -> list[Event]:
             now = time.time()
             sql = "SELECT seq, body FROM events WHERE held = 1"
             args: tuple[str, ...] = ()
             if hospital_id:
                 sql += " AND hospital_id = ?"
                 args = (hospital_id,)
-            released: list[Event] = []
-            con.execute("BEGIN IMMEDIATE")
-            try:
-                for seq, body in con.execute(sql + " ORDER BY seq", args).fetchall():
-                    event, still_held, deliveries = remap(event_from_dict(orjson.loads(body)))
-                    if still_held:
-                        continue
-                    con.execute("UPDATE events SET held = 0, body = ? WHERE seq = ?",
-                                (event_json(event), seq))
-                    for d in deliveries:
-                        con.execute(
-                            "INSERT INTO outbox (destination, event_seq, unit, hospital_id,"
-                            " stream, msgid, created_at, next_attempt_at)"
-                            " VALUES (?, ?, ?, ?, ?, ?, ?, 0)",
-                            (d.destination, seq, d.unit, event.hospital_id, event.stream,
-                             self._msgids.next(event.hospital_id, now), now))
-                    for line in event.lines:
-                        con.execute("DELETE FROM unmapped WHERE hospital_id = ? AND item_code = ?",
-                                    (event.hospital_id, line.item_code))
-                    released.append(event)
-                con.execute("COMMIT")
-            except BaseException:
-                con.execute("ROLLBACK")
-                raise
-            return released
-        return await asyncio.get_running_loop().run_in_executor(self._writer, write)
+            held = [(seq, decode_event(body))
+                    for seq, body in con.execute(sql + " ORDER BY seq", args).fetchall()]
+            released = plan_release(held, remap)
+            for r in released:
+                con.execute("UPDATE events SET held = 0, body = ? WHERE seq = ?",
+                            (event_json(r.event), r.seq))
+                for d in r.deliveries:
+                    con.execute(
+                        "INSERT INTO outbox (destination, event_seq, unit, hospital_id,"
+                        " stream, msgid, created_at, next_attempt_at)"
+                        " VALUES (?, ?, ?, ?, ?, ?, ?, 0)",
+                        (d.destination, r.seq, d.unit, r.event.hospital_id, r.event.stream,
+                         self._msgids.next(r.event.hospital_id, now), now))
+                for code in r.item_codes:
+                    con.execute("DELETE FROM unmapped WHERE hospital_id = ? AND item_code = ?",
+                                (r.event.hospital_id, code))
+            return [r.event for r in released]
+        released = await self.write(release)
+        if released:
+            self.changed(Topic.OUTBOX)
+        return released
 
     async def events_after(self, seq: int, limit: int) -> list[tuple[int, Event]]:
-        """Committed events after sequence number ``seq``, in commit order (ledger feed)."""
-        def read() -> list[tuple[int, Event]]:
-            con = self._rcon
-            assert con is not None
+        """Committed events after sequence number ``seq``, in commit order."""
+        def read(con: sqlite3.Connection) -> list[tuple[int, Event]]:
             rows = con.execute("SELECT seq, body FROM events WHERE seq > ? ORDER BY seq LIMIT ?",
                                (seq, limit)).fetchall()
-            return [(r[0], event_from_dict(orjson.loads(r[1]))) for r in rows]
-        return await asyncio.get_running_loop().run_in_executor(self._reader, read)
+            return [(r[0], decode_event(r[1])) for r in rows]
+        return await self.read(read)
 
     async def writable(self) -> bool:
         """Whether a write transaction can commit now."""
@@ -468,24 +516,18 @@ class SqliteStore(GroupCommitting):
             return False
 
     async def query(self, sql: str, args: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
-        """A read-only query on the reader connection (admin API, tests)."""
-        def read() -> list[tuple[Any, ...]]:
-            con = self._rcon
-            assert con is not None
-            return list(con.execute(sql, args).fetchall())
-        return await asyncio.get_running_loop().run_in_executor(self._reader, read)
+        """A read-only query on the reader connection, for tests and diagnostics."""
+        return await self.read(lambda con: list(con.execute(sql, args).fetchall()))
 
     # -- mirror claims, dead letters, replay -------------------------------
     async def claim(self, destination: str, limit: int, now: float) -> Claim:
         """Rows of the due FIFO groups, oldest first (one process: no lease needed)."""
-        def read() -> Claim:
-            con = self._rcon
-            assert con is not None
+        def read(con: sqlite3.Connection) -> Claim:
             heads = con.execute(
                 "SELECT o.hospital_id, o.stream, o.next_attempt_at FROM outbox o JOIN"
-                " (SELECT min(id) AS id FROM outbox WHERE destination = ? AND state = 0"
-                "  GROUP BY hospital_id, stream) h ON h.id = o.id ORDER BY o.id",
-                (destination,)).fetchall()
+                " (SELECT min(id) AS id FROM outbox WHERE destination = ?"
+                f"  AND state = {_PENDING} GROUP BY hospital_id, stream) h ON h.id = o.id"
+                " ORDER BY o.id", (destination,)).fetchall()
             due = [(h, s) for h, s, at in heads if at <= now]
             waiting = [at for _, _, at in heads if at > now]
             next_due = min(waiting) if waiting else None
@@ -495,100 +537,83 @@ class SqliteStore(GroupCommitting):
                 rows = con.execute(
                     f"SELECT {ITEM_COLUMNS} FROM outbox o"
                     " JOIN events e ON e.seq = o.event_seq WHERE o.destination = ?"
-                    " AND o.state = 0 AND o.hospital_id = ? AND o.stream = ?"
+                    f" AND o.state = {_PENDING} AND o.hospital_id = ? AND o.stream = ?"
                     " ORDER BY o.id LIMIT ?", (destination, hospital, stream, per_group))
                 items.extend(item_from_row(destination, r) for r in rows)
             return Claim(items, next_due)
-        return await asyncio.get_running_loop().run_in_executor(self._reader, read)
+        return await self.read(read)
 
     async def list_outbox(self, query: OutboxQuery) -> list[OutboxRecord]:
         """Outbox rows matching ``query``, oldest first."""
         where, args = outbox_where(query, lambda n: "?")
-        def read() -> list[OutboxRecord]:
-            con = self._rcon
-            assert con is not None
+
+        def read(con: sqlite3.Connection) -> list[OutboxRecord]:
             rows = con.execute(
                 f"SELECT {RECORD_COLUMNS} FROM outbox o JOIN events e ON e.seq = o.event_seq"
                 f" WHERE {where} ORDER BY o.id LIMIT ?", (*args, query.limit)).fetchall()
             return [record_from_row(r) for r in rows]
-        return await asyncio.get_running_loop().run_in_executor(self._reader, read)
+        return await self.read(read)
 
     async def outbox_record(self, outbox_id: int) -> OutboxRecord | None:
         """One row with its event."""
-        def read() -> OutboxRecord | None:
-            con = self._rcon
-            assert con is not None
+        def read(con: sqlite3.Connection) -> OutboxRecord | None:
             row = con.execute(
                 f"SELECT {RECORD_COLUMNS}, e.body FROM outbox o JOIN events e"
                 " ON e.seq = o.event_seq WHERE o.id = ?", (outbox_id,)).fetchone()
             return None if row is None else record_from_row(row[:-1], row[-1])
-        return await asyncio.get_running_loop().run_in_executor(self._reader, read)
+        return await self.read(read)
 
     async def replay(self, query: OutboxQuery, *, to_destination: str | None = None,
                      force: bool = False, now: float = 0.0) -> ReplayResult:
         """Queue matching rows again; delivered ones are refused unless ``force``."""
         where, args = outbox_where(query, lambda n: "?")
         now = now or time.time()
-        def write() -> ReplayResult:
-            con = self._wcon
-            assert con is not None
-            queued: list[int] = []
-            refused: list[int] = []
-            skipped: list[int] = []
-            con.execute("BEGIN IMMEDIATE")
-            try:
-                rows = con.execute(
-                    "SELECT o.id, o.destination, o.msgid, o.state, o.event_seq, o.unit,"
-                    " o.hospital_id, o.stream FROM outbox o"
-                    f" WHERE {where} ORDER BY o.id LIMIT ?", (*args, query.limit)).fetchall()
-                for oid, dest, msgid, state, seq, unit, hospital, stream in rows:
-                    target_id, target_state = oid, state
-                    if to_destination and to_destination != dest:
-                        other = con.execute(
-                            "SELECT id, state FROM outbox WHERE destination = ? AND msgid = ?",
-                            (to_destination, msgid)).fetchone()
-                        if other is None:
-                            cur = con.execute(
-                                "INSERT INTO outbox (destination, event_seq, unit, hospital_id,"
-                                " stream, msgid, created_at, next_attempt_at)"
-                                " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                                (to_destination, seq, unit, hospital, stream, msgid, now, now))
-                            queued.append(cur.lastrowid or 0)
-                            continue
-                        target_id, target_state = other
-                    if target_state == 0:
-                        skipped.append(target_id)
-                    elif target_state == 1 and not force:
-                        refused.append(target_id)
-                    else:
-                        con.execute(
-                            "UPDATE outbox SET state = 0, attempts = 0, next_attempt_at = ?,"
-                            " last_error = '', delivered_at = NULL, first_failed_at = NULL"
-                            " WHERE id = ?",
-                            (now, target_id))
-                        queued.append(target_id)
-                con.execute("COMMIT")
-            except BaseException:
-                con.execute("ROLLBACK")
-                raise
-            return ReplayResult(tuple(queued), tuple(refused), tuple(skipped))
-        return await asyncio.get_running_loop().run_in_executor(self._writer, write)
+
+        def replay(con: sqlite3.Connection) -> ReplayResult:
+            done: dict[ReplayAction, list[int]] = {a: [] for a in ReplayAction}
+            rows = con.execute(
+                "SELECT o.id, o.destination, o.msgid, o.state, o.event_seq, o.unit,"
+                " o.hospital_id, o.stream FROM outbox o"
+                f" WHERE {where} ORDER BY o.id LIMIT ?", (*args, query.limit)).fetchall()
+            for oid, dest, msgid, state, seq, unit, hospital, stream in rows:
+                target_id, target_state = oid, state
+                if to_destination and to_destination != dest:
+                    other = con.execute(
+                        "SELECT id, state FROM outbox WHERE destination = ? AND msgid = ?",
+                        (to_destination, msgid)).fetchone()
+                    if other is None:
+                        cur = con.execute(
+                            "INSERT INTO outbox (destination, event_seq, unit, hospital_id,"
+                            " stream, msgid, created_at, next_attempt_at)"
+                            " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                            (to_destination, seq, unit, hospital, stream, msgid, now, now))
+                        done[ReplayAction.QUEUE].append(cur.lastrowid or 0)
+                        continue
+                    target_id, target_state = other
+                action = replay_action(target_state, force)
+                if action is ReplayAction.QUEUE:
+                    con.execute(
+                        f"UPDATE outbox SET state = {_PENDING}, attempts = 0,"
+                        " next_attempt_at = ?, last_error = '', delivered_at = NULL,"
+                        " first_failed_at = NULL WHERE id = ?", (now, target_id))
+                done[action].append(target_id)
+            return ReplayResult(tuple(done[ReplayAction.QUEUE]),
+                                tuple(done[ReplayAction.REFUSE]),
+                                tuple(done[ReplayAction.SKIP]))
+        result = await self.write(replay)
+        if result.queued:
+            self.changed(Topic.OUTBOX)
+        return result
 
     async def balance(self) -> Balance:
         """Units per destination and state, and held events, in one read transaction."""
-        def read() -> Balance:
-            con = self._rcon
-            assert con is not None
-            by_state: dict[int, dict[str, int]] = {0: {}, 1: {}, 2: {}}
+        def read(con: sqlite3.Connection) -> Balance:
             con.execute("BEGIN")
             try:
-                for dest, state, n in con.execute(
-                        "SELECT destination, state, count(*) FROM outbox"
-                        " GROUP BY destination, state"):
-                    by_state[state][dest] = n
+                counts = con.execute("SELECT destination, state, count(*) FROM outbox"
+                                     " GROUP BY destination, state").fetchall()
                 held = con.execute("SELECT count(*) FROM events WHERE held = 1").fetchone()[0]
             finally:
                 con.execute("COMMIT")
-            return Balance(delivered=by_state[1], queued=by_state[0], dead=by_state[2],
-                           held_events=held)
-        return await asyncio.get_running_loop().run_in_executor(self._reader, read)
+            return balance_from_counts(counts, held)
+        return await self.read(read)

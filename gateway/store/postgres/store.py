@@ -8,12 +8,16 @@ the outcomes; a process that dies leaves its lease to expire, and another takes 
 group over and resends the same rows under the same msgids. Because a group belongs
 to one process at a time, FIFO per hospital and stream holds across replicas.
 
+The crosswalk, catalogs, ledger and CDS tables live in the same schema
+(``gateway/store/postgres/crosswalk.py`` and its siblings). A change to state that processes
+keep in memory is serialised by locking its row in ``state_heads`` and announced with a
+``NOTIFY`` naming its topic, so every replica catches up at once; each process also polls.
+
 Msgids are fixed at commit from a per-hospital counter row (``msgid_counter``),
 locked in the committing transaction, so two replicas never hand out the same id,
 whatever their clocks say. Schema changes are numbered migrations applied at start
 under an advisory lock, so replicas starting together apply each once.
 """
-
 from __future__ import annotations
 
 import asyncio
@@ -28,10 +32,8 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
-import orjson
-
 from canonical.errors import StoreError
-from canonical.model import Event, EventKind, event_from_dict, event_json
+from canonical.model import Event, EventKind, Line, event_json
 from gateway.store.base import (
     Balance,
     Claim,
@@ -42,118 +44,49 @@ from gateway.store.base import (
     OutboxQuery,
     OutboxRecord,
     OutboxStats,
-    PlannedDelivery,
     ReplayResult,
+    Topic,
     UnmappedItem,
 )
 from gateway.store.group_commit import GroupCommit, GroupCommitting
 from gateway.store.msgid import MsgIdClock
+from gateway.store.plan import (
+    OutboxState,
+    Remap,
+    ReplayAction,
+    StagedMessage,
+    balance_from_counts,
+    commit_results,
+    outbox_rows,
+    plan_release,
+    replay_action,
+    unmapped_changes,
+)
+from gateway.store.postgres.cds import PostgresCds
+from gateway.store.postgres.crosswalk import PostgresCatalogs, PostgresCrosswalk
+from gateway.store.postgres.driver import asyncpg
+from gateway.store.postgres.ledger import PostgresLedger
+from gateway.store.postgres.migrations import MIGRATIONS as MIGRATIONS
+from gateway.store.postgres.migrations import SCHEMA_VERSION
 from gateway.store.query import (
     ITEM_COLUMNS,
     RECORD_COLUMNS,
+    decode_event,
+    held_lines,
     item_from_row,
     outbox_where,
     record_from_row,
 )
-from gateway.store.unmapped import unmapped_changes
-
-try:
-    import asyncpg  # type: ignore[import-untyped]
-except ImportError:  # pragma: no cover - the [pg] extra is not installed
-    asyncpg = None
 
 __all__ = ["MIGRATIONS", "PostgresStore"]
 
 log = logging.getLogger(__name__)
 
-MIGRATIONS: dict[int, str] = {
-    1: """
-CREATE TABLE messages (
-    id           BIGSERIAL PRIMARY KEY,
-    sender       TEXT NOT NULL,
-    control_id   TEXT NOT NULL,
-    adapter      TEXT NOT NULL,
-    message_type TEXT NOT NULL,
-    peer         TEXT NOT NULL DEFAULT '',
-    received_at  DOUBLE PRECISION NOT NULL,
-    raw          BYTEA NOT NULL,
-    UNIQUE (sender, control_id)
-);
-CREATE TABLE events (
-    seq          BIGSERIAL PRIMARY KEY,
-    event_id     TEXT NOT NULL UNIQUE,
-    message_id   BIGINT NOT NULL REFERENCES messages(id),
-    hospital_id  TEXT NOT NULL,
-    kind         TEXT NOT NULL,
-    occurred_at  TEXT NOT NULL,
-    held         SMALLINT NOT NULL DEFAULT 0,
-    body         BYTEA NOT NULL
-);
-CREATE INDEX events_held ON events (seq) WHERE held = 1;
-CREATE TABLE outbox (
-    id              BIGSERIAL PRIMARY KEY,
-    destination     TEXT NOT NULL,
-    event_seq       BIGINT NOT NULL REFERENCES events(seq),
-    unit            INTEGER NOT NULL DEFAULT 0,
-    hospital_id     TEXT NOT NULL,
-    stream          TEXT NOT NULL,
-    msgid           TEXT NOT NULL,
-    state           SMALLINT NOT NULL DEFAULT 0,
-    attempts        INTEGER NOT NULL DEFAULT 0,
-    created_at      DOUBLE PRECISION NOT NULL,
-    next_attempt_at DOUBLE PRECISION NOT NULL DEFAULT 0,
-    delivered_at    DOUBLE PRECISION,
-    last_error      TEXT NOT NULL DEFAULT '',
-    platform_ref    TEXT NOT NULL DEFAULT '',
-    UNIQUE (destination, msgid)
-);
-CREATE INDEX outbox_group_pending ON outbox (destination, hospital_id, stream, id)
-    WHERE state = 0;
-CREATE INDEX outbox_msgid ON outbox (hospital_id, msgid);
-CREATE TABLE outbox_groups (
-    destination  TEXT NOT NULL,
-    hospital_id  TEXT NOT NULL,
-    stream       TEXT NOT NULL,
-    owner        TEXT NOT NULL DEFAULT '',
-    lease_until  DOUBLE PRECISION NOT NULL DEFAULT 0,
-    PRIMARY KEY (destination, hospital_id, stream)
-);
-CREATE TABLE msgid_counter (
-    hospital_id  TEXT PRIMARY KEY,
-    last_second  BIGINT NOT NULL,
-    last_seq     INTEGER NOT NULL
-);
-CREATE TABLE quarantine (
-    id           BIGSERIAL PRIMARY KEY,
-    received_at  DOUBLE PRECISION NOT NULL,
-    peer         TEXT NOT NULL,
-    adapter      TEXT NOT NULL,
-    reason       TEXT NOT NULL,
-    raw          BYTEA NOT NULL
-);
-CREATE TABLE unmapped (
-    hospital_id   TEXT NOT NULL,
-    item_code     TEXT NOT NULL,
-    item_name     TEXT NOT NULL,
-    specification TEXT NOT NULL,
-    manufacturer  TEXT NOT NULL,
-    occurrences   INTEGER NOT NULL,
-    first_seen    DOUBLE PRECISION NOT NULL,
-    last_seen     DOUBLE PRECISION NOT NULL,
-    PRIMARY KEY (hospital_id, item_code)
-);
-""",
-    # which replica delivered a row: takeover after a crash is visible in the data
-    2: "ALTER TABLE outbox ADD COLUMN delivered_by TEXT NOT NULL DEFAULT '';",
-    # live replicas, so that each claims a fair share of the groups
-    3: "CREATE TABLE replicas (owner TEXT PRIMARY KEY,"
-       " seen_until DOUBLE PRECISION NOT NULL);",
-    # when an event's delivery first failed (charged): the time-based retry budget
-    4: "ALTER TABLE outbox ADD COLUMN first_failed_at DOUBLE PRECISION;",
-}
-SCHEMA_VERSION = max(MIGRATIONS)
+_PENDING = int(OutboxState.PENDING)
+_DEAD = int(OutboxState.DEAD)
+_STATE = {"retry": _PENDING, "delivered": int(OutboxState.DELIVERED), "dead": _DEAD}
+_TOPICS = {t.value: t for t in Topic}
 
-_STATE = {"retry": 0, "delivered": 1, "dead": 2}
 
 def _mark(n: int) -> str:
     return f"${n}"
@@ -161,6 +94,8 @@ def _mark(n: int) -> str:
 
 class PostgresStore(GroupCommitting):
     """The shared store: same interface as :class:`~gateway.store.sqlite.SqliteStore`."""
+
+    shared = True
 
     def __init__(self, dsn: str, *, schema: str = "public", group_commit_max: int = 2000,
                  lease_s: float = 30.0, claim_groups: int = 64, pool_max: int = 4,
@@ -177,15 +112,25 @@ class PostgresStore(GroupCommitting):
         self.pool_max = pool_max
         self.owner = owner or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self._pool: Any = None
-        self._listener: Any = None  # the connection that LISTENs for other replicas' rows
+        self._listener: Any = None  # the connection that LISTENs for other replicas' changes
+        self._listeners: list[Callable[[Topic], None]] = []
         # one channel per schema, so gateways sharing a server but not a schema stay apart;
         # hashed, because channel names stop at 63 bytes and schema names need not
-        self.channel = "jcgw_outbox_" + hashlib.sha1(schema.encode()).hexdigest()[:16]
+        self.channel = "jcgw_" + hashlib.sha1(schema.encode()).hexdigest()[:16]
         self._closing = False
         self._relisten: asyncio.Task[None] | None = None
         self._group = GroupCommit(self._write_batch, group_commit_max, on_batch)
         self.commits = 0
         self.closed = False
+        self.crosswalk = PostgresCrosswalk(self)
+        self.catalogs = PostgresCatalogs(self)
+        self.ledger = PostgresLedger(self)
+        self.cds = PostgresCds(self)
+
+    @property
+    def pool(self) -> Any:
+        """The connection pool (for the table modules)."""
+        return self._pool
 
     # -- lifecycle -------------------------------------------------------
     async def start(self) -> None:
@@ -247,25 +192,54 @@ class PostgresStore(GroupCommitting):
             await self._pool.close()
         self.closed = True
 
-    async def _notify(self, con: Any) -> None:
-        # sent when the transaction commits, never for one rolled back
-        await con.execute("SELECT pg_notify($1, '')", self.channel)
+    # -- change notification ---------------------------------------------
+    @staticmethod
+    async def lock_topic(con: Any, topic: Topic) -> int:
+        """Take ``topic``'s lock for the rest of the transaction and bump its version.
 
-    async def listen(self, on_commit: Callable[[], None]) -> None:
-        """Call ``on_commit`` whenever any replica commits new or replayed outbox rows.
-
-        Replicas wake at once instead of at their next poll (``idle_poll_s``, which stays
-        the fallback while the listening connection is down; it is reopened by itself).
+        Writers of one topic commit one after another, so whatever they append (audit
+        ids, ledger versions) ascends in commit order and a reader never skips a row.
         """
-        if not await self._open_listener(on_commit):
-            self._relisten = asyncio.create_task(self._reopen_listener(on_commit))
+        version: int = await con.fetchval(
+            "UPDATE state_heads SET version = version + 1 WHERE topic = $1 RETURNING version",
+            topic.value)
+        return version
 
-    async def _open_listener(self, on_commit: Callable[[], None]) -> bool:
+    async def notify(self, con: Any, topic: Topic) -> None:
+        """Announce ``topic`` to every replica when the transaction commits (never for one
+        rolled back)."""
+        await con.execute("SELECT pg_notify($1, $2)", self.channel, topic.value)
+
+    def changed(self, topic: Topic) -> None:
+        """Tell this process's listeners now (the NOTIFY reaches the other replicas)."""
+        for listener in self._listeners:
+            try:
+                listener(topic)
+            except Exception:  # one listener's failure must not stop the others
+                log.exception("change listener failed for %s", topic)
+
+    async def listen(self, on_change: Callable[[Topic], None]) -> None:
+        """Call ``on_change(topic)`` whenever any replica changes shared state.
+
+        Replicas hear of each other's changes at once instead of at their next poll
+        (which stays the fallback while the listening connection is down; it is reopened
+        by itself).
+        """
+        self._listeners.append(on_change)
+        if (self._listener is None and self._relisten is None
+                and not await self._open_listener()):
+            self._relisten = asyncio.create_task(self._reopen_listener())
+
+    def _heard(self, payload: str) -> None:
+        topic = _TOPICS.get(payload, Topic.OUTBOX)
+        self.changed(topic)
+
+    async def _open_listener(self) -> bool:
         try:
             con = await asyncpg.connect(self.dsn, timeout=5)
-            await con.add_listener(self.channel, lambda *_: on_commit())
+            await con.add_listener(self.channel, lambda *args: self._heard(args[-1]))
         except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
-            log.warning("cannot LISTEN for other replicas' commits (%s); polling meanwhile",
+            log.warning("cannot LISTEN for other replicas' changes (%s); polling meanwhile",
                         exc)
             return False
 
@@ -274,19 +248,20 @@ class PostgresStore(GroupCommitting):
                 return
             log.warning("LISTEN connection lost; polling until it is back")
             self._listener = None
-            self._relisten = asyncio.get_running_loop().create_task(
-                self._reopen_listener(on_commit))
+            self._relisten = asyncio.get_running_loop().create_task(self._reopen_listener())
 
         con.add_termination_listener(lost)
         self._listener = con
-        on_commit()  # rows may have come while nobody listened
+        self._relisten = None
+        for topic in Topic:  # changes may have come while nobody listened
+            self.changed(topic)
         return True
 
-    async def _reopen_listener(self, on_commit: Callable[[], None]) -> None:
+    async def _reopen_listener(self) -> None:
         delay = 1.0
         while not self._closing:
             await asyncio.sleep(delay)
-            if await self._open_listener(on_commit):
+            if await self._open_listener():
                 return
             delay = min(delay * 2, 60.0)
 
@@ -294,7 +269,7 @@ class PostgresStore(GroupCommitting):
     async def _write_batch(self, items: list[Incoming]) -> list[CommitResult]:
         now = time.time()
         async with self._pool.acquire() as con, con.transaction():
-            staged: list[tuple[int, bool, list[int | None]]] = []
+            staged: list[StagedMessage] = []
             for inc in items:
                 message_id = await con.fetchval(
                     "INSERT INTO messages (sender, control_id, adapter, message_type, peer,"
@@ -306,7 +281,7 @@ class PostgresStore(GroupCommitting):
                     message_id = await con.fetchval(
                         "SELECT id FROM messages WHERE sender = $1 AND control_id = $2",
                         inc.sender, inc.control_id)
-                    staged.append((message_id, True, []))
+                    staged.append(StagedMessage(inc, message_id, True, []))
                     continue
                 seqs: list[int | None] = []
                 for ev, held in zip(inc.events, inc.held, strict=True):
@@ -321,39 +296,26 @@ class PostgresStore(GroupCommitting):
                         note, forget = unmapped_changes(ev, held)
                         await self._note_unmapped(con, ev.hospital_id, note, forget, now,
                                                   int(held))
-                staged.append((message_id, False, seqs))
-            rows = [(inc, d, seqs[d.event_index])
-                    for inc, (_, dup, seqs) in zip(items, staged, strict=True)
-                    if not dup for d in inc.deliveries if seqs[d.event_index] is not None]
-            msgids = await self._allocate(con, [inc.events[d.event_index].hospital_id
-                                                for inc, d, _ in rows], now)
-            outbox_rows = []
-            for (inc, d, seq), msgid in zip(rows, msgids, strict=True):
-                ev = inc.events[d.event_index]
-                outbox_rows.append((d.destination, seq, d.unit, ev.hospital_id, ev.stream,
-                                    msgid, now))
+                staged.append(StagedMessage(inc, message_id, False, seqs))
+            rows = outbox_rows(staged)
+            msgids = await self._allocate(con, [r.hospital_id for r in rows], now)
             ids: list[int] = []
-            if outbox_rows:
-                cols = list(zip(*outbox_rows, strict=True))
+            if rows:
                 ids = [r[0] for r in await con.fetch(
                     "INSERT INTO outbox (destination, event_seq, unit, hospital_id, stream,"
                     " msgid, created_at) SELECT * FROM unnest($1::text[], $2::bigint[],"
                     " $3::int[], $4::text[], $5::text[], $6::text[], $7::float8[])"
-                    " RETURNING id", *[list(c) for c in cols])]
-                groups = sorted({(r[0], r[3], r[4]) for r in outbox_rows})
+                    " RETURNING id",
+                    [r.destination for r in rows], [r.event_seq for r in rows],
+                    [r.unit for r in rows], [r.hospital_id for r in rows],
+                    [r.stream for r in rows], msgids, [now] * len(rows))]
+                groups = sorted({(r.destination, r.hospital_id, r.stream) for r in rows})
                 await con.executemany(
                     "INSERT INTO outbox_groups (destination, hospital_id, stream)"
                     " VALUES ($1, $2, $3) ON CONFLICT DO NOTHING", groups)
-                await self._notify(con)
+                await self.notify(con, Topic.OUTBOX)
         self.commits += 1
-        results = []
-        taken = iter(ids)
-        for inc, (message_id, dup, seqs) in zip(items, staged, strict=True):
-            n = 0 if dup else sum(1 for d in inc.deliveries if seqs[d.event_index] is not None)
-            results.append(CommitResult(duplicate=dup, message_id=message_id,
-                                        outbox_ids=tuple(next(taken) for _ in range(n)),
-                                        event_seqs=tuple(seqs)))
-        return results
+        return commit_results(staged, rows, ids)
 
     @staticmethod
     async def _allocate(con: Any, hospitals: list[str], now: float) -> list[str]:
@@ -377,7 +339,7 @@ class PostgresStore(GroupCommitting):
         return out
 
     @staticmethod
-    async def _note_unmapped(con: Any, hospital_id: str, lines: Any,
+    async def _note_unmapped(con: Any, hospital_id: str, lines: tuple[Line, ...],
                              forget: tuple[str, ...], now: float, count: int) -> None:
         if forget:
             await con.execute("DELETE FROM unmapped WHERE hospital_id = $1"
@@ -409,7 +371,7 @@ class PostgresStore(GroupCommitting):
         """The oldest undelivered rows of a destination (a read; claims use :meth:`claim`)."""
         rows = await self._pool.fetch(
             f"SELECT {ITEM_COLUMNS} FROM outbox o JOIN events e ON e.seq = o.event_seq"
-            " WHERE o.destination = $1 AND o.state = 0 ORDER BY o.id LIMIT $2",
+            f" WHERE o.destination = $1 AND o.state = {_PENDING} ORDER BY o.id LIMIT $2",
             destination, limit)
         return [item_from_row(destination, r) for r in rows]
 
@@ -434,7 +396,7 @@ class PostgresStore(GroupCommitting):
                 " WHERE g.destination = $1 AND (g.lease_until < $2 OR g.owner = $3)"
                 "  AND (SELECT o.next_attempt_at FROM outbox o WHERE o.destination ="
                 "   g.destination AND o.hospital_id = g.hospital_id AND o.stream = g.stream"
-                "   AND o.state = 0 ORDER BY o.id LIMIT 1) <= $2"
+                f"   AND o.state = {_PENDING} ORDER BY o.id LIMIT 1) <= $2"
                 " ORDER BY g.lease_until LIMIT $4 FOR UPDATE SKIP LOCKED)"
                 " UPDATE outbox_groups g SET owner = $3, lease_until = $2 + $5 FROM cand"
                 " WHERE g.destination = cand.destination AND g.hospital_id = cand.hospital_id"
@@ -446,7 +408,7 @@ class PostgresStore(GroupCommitting):
             rows = await con.fetch(
                 f"SELECT {ITEM_COLUMNS} FROM unnest($2::text[], $3::text[]) AS g(h, s)"
                 " CROSS JOIN LATERAL (SELECT * FROM outbox x WHERE x.destination = $1"
-                "  AND x.state = 0 AND x.hospital_id = g.h AND x.stream = g.s"
+                f"  AND x.state = {_PENDING} AND x.hospital_id = g.h AND x.stream = g.s"
                 "  ORDER BY x.id LIMIT $4) o JOIN events e ON e.seq = o.event_seq"
                 " ORDER BY o.id",
                 destination, [g[0] for g in groups], [g[1] for g in groups], per_group)
@@ -467,15 +429,16 @@ class PostgresStore(GroupCommitting):
             " state = u.state,"
             " attempts = o.attempts + u.charge,"
             " last_error = u.err,"
-            " next_attempt_at = CASE WHEN u.state = 0 THEN u.next_at ELSE o.next_attempt_at END,"
-            " delivered_at = CASE WHEN u.state = 0 THEN o.delivered_at ELSE u.at END,"
-            " platform_ref = CASE WHEN u.state = 0 THEN o.platform_ref ELSE u.ref END,"
-            " delivered_by = CASE WHEN u.state = 0 THEN o.delivered_by ELSE $8 END,"
-            " first_failed_at = CASE WHEN u.state = 0 AND u.charge = 1"
+            f" next_attempt_at = CASE WHEN u.state = {_PENDING} THEN u.next_at"
+            " ELSE o.next_attempt_at END,"
+            f" delivered_at = CASE WHEN u.state = {_PENDING} THEN o.delivered_at ELSE u.at END,"
+            f" platform_ref = CASE WHEN u.state = {_PENDING} THEN o.platform_ref ELSE u.ref END,"
+            f" delivered_by = CASE WHEN u.state = {_PENDING} THEN o.delivered_by ELSE $8 END,"
+            f" first_failed_at = CASE WHEN u.state = {_PENDING} AND u.charge = 1"
             " THEN coalesce(o.first_failed_at, nullif(u.at, 0)) ELSE o.first_failed_at END"
             " FROM unnest($1::bigint[], $2::smallint[], $3::int[], $4::text[], $5::float8[],"
             " $6::float8[], $7::text[]) AS u(id, state, charge, err, next_at, at, ref)"
-            " WHERE o.id = u.id AND o.state = 0",
+            f" WHERE o.id = u.id AND o.state = {_PENDING}",
             [u.outbox_id for u in updates], [_STATE[u.outcome] for u in updates],
             [int(u.charge) for u in updates], [u.error for u in updates],
             [u.next_attempt_at for u in updates], [u.at for u in updates],
@@ -488,12 +451,12 @@ class PostgresStore(GroupCommitting):
         dead: dict[str, int] = {}
         async with self._pool.acquire() as con:
             for dest, n, first in await con.fetch(
-                    "SELECT destination, count(*), min(created_at) FROM outbox WHERE state = 0"
-                    " GROUP BY destination"):
+                    "SELECT destination, count(*), min(created_at) FROM outbox"
+                    f" WHERE state = {_PENDING} GROUP BY destination"):
                 depth[dest] = n
                 oldest[dest] = max(0.0, now - first)
             for dest, n in await con.fetch(
-                    "SELECT destination, count(*) FROM outbox WHERE state = 2"
+                    f"SELECT destination, count(*) FROM outbox WHERE state = {_DEAD}"
                     " GROUP BY destination"):
                 dead[dest] = n
             held = await con.fetchval("SELECT count(*) FROM events WHERE held = 1")
@@ -509,6 +472,18 @@ class PostgresStore(GroupCommitting):
             args = (hospital_id,)
         return [UnmappedItem(*r) for r in
                 await self._pool.fetch(sql + " ORDER BY occurrences DESC", *args)]
+
+    async def held_lines(self, hospital_id: str | None = None,
+                         scan: int = 5000) -> dict[tuple[str, str], Line]:
+        """The latest held line of each unmapped item (its unit, 批准文号, 本位码)."""
+        if hospital_id:
+            rows = await self._pool.fetch(
+                "SELECT body FROM events WHERE held = 1 AND hospital_id = $1"
+                " ORDER BY seq DESC LIMIT $2", hospital_id, scan)
+        else:
+            rows = await self._pool.fetch(
+                "SELECT body FROM events WHERE held = 1 ORDER BY seq DESC LIMIT $1", scan)
+        return held_lines(r[0] for r in rows)
 
     async def writable(self) -> bool:
         """Whether a write transaction can commit now."""
@@ -526,14 +501,9 @@ class PostgresStore(GroupCommitting):
         async with self._pool.acquire() as con, con.transaction(readonly=True):
             return [tuple(r) for r in await con.fetch(sql, *args)]
 
-    async def release_held(
-        self,
-        remap: Callable[[Event], tuple[Event, bool, tuple[PlannedDelivery, ...]]],
-        hospital_id: str | None = None,
-    ) -> list[Event]:
+    async def release_held(self, remap: Remap, hospital_id: str | None = None) -> list[Event]:
         """Map held events again, oldest first; those now complete get their outbox rows."""
         now = time.time()
-        released: list[tuple[int, Event, tuple[PlannedDelivery, ...]]] = []
         async with self._pool.acquire() as con, con.transaction():
             sql = "SELECT seq, body FROM events WHERE held = 1"
             args: tuple[str, ...] = ()
@@ -541,17 +511,16 @@ class PostgresStore(GroupCommitting):
                 sql += " AND hospital_id = $1"
                 args = (hospital_id,)
             # FOR UPDATE: two replicas releasing at once must not plan rows twice
-            for seq, body in await con.fetch(sql + " ORDER BY seq FOR UPDATE", *args):
-                event, still_held, deliveries = remap(event_from_dict(orjson.loads(body)))
-                if still_held:
-                    continue
+            held = [(seq, decode_event(body)) for seq, body
+                    in await con.fetch(sql + " ORDER BY seq FOR UPDATE", *args)]
+            released = plan_release(held, remap)
+            for r in released:
                 await con.execute("UPDATE events SET held = 0, body = $2 WHERE seq = $1",
-                                  seq, event_json(event))
+                                  r.seq, event_json(r.event))
                 await con.execute(
                     "DELETE FROM unmapped WHERE hospital_id = $1 AND item_code = ANY($2::text[])",
-                    event.hospital_id, [li.item_code for li in event.lines])
-                released.append((seq, event, deliveries))
-            planned = [(seq, ev, d) for seq, ev, ds in released for d in ds]
+                    r.event.hospital_id, r.item_codes)
+            planned = [(r.seq, r.event, d) for r in released for d in r.deliveries]
             msgids = await self._allocate(con, [ev.hospital_id for _, ev, _ in planned], now)
             for (seq, ev, d), msgid in zip(planned, msgids, strict=True):
                 await con.execute(
@@ -563,14 +532,16 @@ class PostgresStore(GroupCommitting):
                     " VALUES ($1, $2, $3) ON CONFLICT DO NOTHING",
                     d.destination, ev.hospital_id, ev.stream)
             if planned:
-                await self._notify(con)
-        return [ev for _, ev, _ in released]
+                await self.notify(con, Topic.OUTBOX)
+        if planned:
+            self.changed(Topic.OUTBOX)
+        return [r.event for r in released]
 
     async def events_after(self, seq: int, limit: int) -> list[tuple[int, Event]]:
         """Committed events after sequence number ``seq``, in commit order (ledger feed)."""
         rows = await self._pool.fetch(
             "SELECT seq, body FROM events WHERE seq > $1 ORDER BY seq LIMIT $2", seq, limit)
-        return [(r[0], event_from_dict(orjson.loads(r[1]))) for r in rows]
+        return [(r[0], decode_event(r[1])) for r in rows]
 
     # -- dead letters and replay -------------------------------------------
     async def list_outbox(self, query: OutboxQuery) -> list[OutboxRecord]:
@@ -593,9 +564,7 @@ class PostgresStore(GroupCommitting):
         """Queue matching rows again; delivered ones are refused unless ``force``."""
         where, args = outbox_where(query, _mark)
         now = now or time.time()
-        queued: list[int] = []
-        refused: list[int] = []
-        skipped: list[int] = []
+        done: dict[ReplayAction, list[int]] = {a: [] for a in ReplayAction}
         async with self._pool.acquire() as con, con.transaction():
             rows = await con.fetch(
                 "SELECT o.id, o.destination, o.msgid, o.state, o.event_seq, o.unit,"
@@ -617,32 +586,28 @@ class PostgresStore(GroupCommitting):
                             "INSERT INTO outbox_groups (destination, hospital_id, stream)"
                             " VALUES ($1, $2, $3) ON CONFLICT DO NOTHING",
                             to_destination, hospital, stream)
-                        queued.append(new_id)
+                        done[ReplayAction.QUEUE].append(new_id)
                         continue
                     target_id, target_state = other[0], other[1]
-                if target_state == 0:
-                    skipped.append(target_id)
-                elif target_state == 1 and not force:
-                    refused.append(target_id)
-                else:
+                action = replay_action(target_state, force)
+                if action is ReplayAction.QUEUE:
                     await con.execute(
-                        "UPDATE outbox SET state = 0, attempts = 0, next_attempt_at = $2,"
-                        " last_error = '', delivered_at = NULL, first_failed_at = NULL"
-                        " WHERE id = $1", target_id, now)
-                    queued.append(target_id)
-            if queued:
-                await self._notify(con)
-        return ReplayResult(tuple(queued), tuple(refused), tuple(skipped))
+                        f"UPDATE outbox SET state = {_PENDING}, attempts = 0,"
+                        " next_attempt_at = $2, last_error = '', delivered_at = NULL,"
+                        " first_failed_at = NULL WHERE id = $1", target_id, now)
+                done[action].append(target_id)
+            if done[ReplayAction.QUEUE]:
+                await self.notify(con, Topic.OUTBOX)
+        if done[ReplayAction.QUEUE]:
+            self.changed(Topic.OUTBOX)
+        return ReplayResult(tuple(done[ReplayAction.QUEUE]), tuple(done[ReplayAction.REFUSE]),
+                            tuple(done[ReplayAction.SKIP]))
 
     async def balance(self) -> Balance:
         """Units per destination and state, and held events, in one snapshot."""
-        by_state: dict[int, dict[str, int]] = {0: {}, 1: {}, 2: {}}
         async with self._pool.acquire() as con, con.transaction(isolation="repeatable_read",
                                                                 readonly=True):
-            for dest, state, n in await con.fetch(
-                    "SELECT destination, state, count(*) FROM outbox GROUP BY destination,"
-                    " state"):
-                by_state[state][dest] = n
+            counts = await con.fetch(
+                "SELECT destination, state, count(*) FROM outbox GROUP BY destination, state")
             held = await con.fetchval("SELECT count(*) FROM events WHERE held = 1")
-        return Balance(delivered=by_state[1], queued=by_state[0], dead=by_state[2],
-                       held_events=held)
+        return balance_from_counts([tuple(c) for c in counts], held)

@@ -1,0 +1,169 @@
+"""What a commit, a release of held events and a replay do, decided once for every store.
+
+The SQLite and PostgreSQL stores differ in how they talk to their database (ids assigned
+under the write lock or by sequences, ``?`` or ``$1``), not in what they decide: which
+message is a duplicate, which outbox rows a committed event gets, what a held event
+changes in the 对码 queue, what a replay does to a row of each state, and how the counts
+balance. Those decisions are pure functions here; the backends execute them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from enum import IntEnum, StrEnum
+
+from canonical.model import Event, EventKind, Line, OrderControl
+from gateway.store.base import Balance, CommitResult, Incoming, PlannedDelivery
+
+__all__ = [
+    "NewOutboxRow",
+    "OutboxState",
+    "Release",
+    "Remap",
+    "ReplayAction",
+    "StagedMessage",
+    "balance_from_counts",
+    "commit_results",
+    "outbox_rows",
+    "plan_release",
+    "replay_action",
+    "unmapped_changes",
+]
+
+
+class OutboxState(IntEnum):
+    """An outbox row's state, as stored."""
+
+    PENDING = 0
+    DELIVERED = 1
+    DEAD = 2
+
+
+# held event → (event mapped again, still held?, deliveries to plan)
+Remap = Callable[[Event], tuple[Event, bool, tuple[PlannedDelivery, ...]]]
+
+
+@dataclass(slots=True)
+class StagedMessage:
+    """A message of a commit group once the store knows whether it is new.
+
+    ``seqs`` has one entry per event: its sequence number, or None when the event id was
+    committed before (by another message); empty for a duplicate message.
+    """
+
+    incoming: Incoming
+    message_id: int
+    duplicate: bool
+    seqs: list[int | None]
+
+
+@dataclass(frozen=True, slots=True)
+class NewOutboxRow:
+    """An outbox row to insert (the store adds its id and msgid)."""
+
+    message: int  # index of the staged message it belongs to
+    destination: str
+    event_seq: int
+    unit: int
+    hospital_id: str
+    stream: str
+
+
+_GONE = frozenset({OrderControl.CANCEL, OrderControl.DISCONTINUE})
+
+
+def unmapped_changes(event: Event, held: bool) -> tuple[tuple[Line, ...], tuple[str, ...]]:
+    """The lines a committed event queues for mapping and the item codes it takes off.
+
+    A held event queues its unmapped lines (each one an occurrence). An item master is
+    never held: its unknown items are queued, and the items it deletes or deactivates
+    leave the queue, since nobody should map an item that is going away.
+    """
+    if event.kind is EventKind.ITEM_MASTER:
+        gone = tuple(li.item_code for li in event.lines if li.order_control in _GONE)
+        keep = tuple(li for li in event.lines
+                     if li.order_control not in _GONE and li.national_code is None)
+        return keep, gone
+    if held:
+        return tuple(li for li in event.lines if li.national_code is None), ()
+    return (), ()
+
+
+def outbox_rows(staged: Sequence[StagedMessage]) -> list[NewOutboxRow]:
+    """The outbox rows of a commit group: one per planned delivery of each new event."""
+    rows: list[NewOutboxRow] = []
+    for i, msg in enumerate(staged):
+        if msg.duplicate:
+            continue
+        events = msg.incoming.events
+        for d in msg.incoming.deliveries:
+            seq = msg.seqs[d.event_index]
+            if seq is None:
+                continue
+            ev = events[d.event_index]
+            rows.append(NewOutboxRow(i, d.destination, seq, d.unit, ev.hospital_id, ev.stream))
+    return rows
+
+
+def commit_results(staged: Sequence[StagedMessage], rows: Sequence[NewOutboxRow],
+                   outbox_ids: Sequence[int]) -> list[CommitResult]:
+    """Each message's result, given the ids the store gave ``rows`` (in order)."""
+    ids: list[list[int]] = [[] for _ in staged]
+    for row, oid in zip(rows, outbox_ids, strict=True):
+        ids[row.message].append(oid)
+    return [CommitResult(duplicate=True, message_id=m.message_id) if m.duplicate else
+            CommitResult(duplicate=False, message_id=m.message_id, outbox_ids=tuple(ids[i]),
+                         event_seqs=tuple(m.seqs))
+            for i, m in enumerate(staged)]
+
+
+@dataclass(frozen=True, slots=True)
+class Release:
+    """A held event the crosswalk now maps: its new body and the rows to plan."""
+
+    seq: int
+    event: Event
+    deliveries: tuple[PlannedDelivery, ...]
+
+    @property
+    def item_codes(self) -> list[str]:
+        """The items that leave the 对码 queue with it."""
+        return [li.item_code for li in self.event.lines]
+
+
+def plan_release(held: Iterable[tuple[int, Event]], remap: Remap) -> list[Release]:
+    """The held events (oldest first) that ``remap`` completes; the others stay held."""
+    out = []
+    for seq, event in held:
+        mapped, still_held, deliveries = remap(event)
+        if not still_held:
+            out.append(Release(seq, mapped, deliveries))
+    return out
+
+
+class ReplayAction(StrEnum):
+    """What a replay does to one outbox row."""
+
+    QUEUE = "queue"  # back to pending, budgets restarted
+    SKIP = "skip"  # still pending: already on its way
+    REFUSE = "refuse"  # delivered, and the operator did not force it
+
+
+def replay_action(state: OutboxState | int, force: bool) -> ReplayAction:
+    """The action for a row in ``state``."""
+    if state == OutboxState.PENDING:
+        return ReplayAction.SKIP
+    if state == OutboxState.DELIVERED and not force:
+        return ReplayAction.REFUSE
+    return ReplayAction.QUEUE
+
+
+def balance_from_counts(counts: Iterable[tuple[str, int, int]], held_events: int) -> Balance:
+    """A :class:`Balance` from ``(destination, state, rows)`` counts."""
+    by_state: dict[OutboxState, dict[str, int]] = {s: {} for s in OutboxState}
+    for destination, state, n in counts:
+        by_state[OutboxState(state)][destination] = n
+    return Balance(delivered=by_state[OutboxState.DELIVERED],
+                   queued=by_state[OutboxState.PENDING], dead=by_state[OutboxState.DEAD],
+                   held_events=held_events)

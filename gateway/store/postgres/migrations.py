@@ -1,0 +1,170 @@
+"""Numbered schema migrations of the PostgreSQL store, applied in order at start."""
+
+from __future__ import annotations
+
+__all__ = ["MIGRATIONS", "SCHEMA_VERSION"]
+
+MIGRATIONS: dict[int, str] = {
+    1: """
+CREATE TABLE messages (
+    id           BIGSERIAL PRIMARY KEY,
+    sender       TEXT NOT NULL,
+    control_id   TEXT NOT NULL,
+    adapter      TEXT NOT NULL,
+    message_type TEXT NOT NULL,
+    peer         TEXT NOT NULL DEFAULT '',
+    received_at  DOUBLE PRECISION NOT NULL,
+    raw          BYTEA NOT NULL,
+    UNIQUE (sender, control_id)
+);
+CREATE TABLE events (
+    seq          BIGSERIAL PRIMARY KEY,
+    event_id     TEXT NOT NULL UNIQUE,
+    message_id   BIGINT NOT NULL REFERENCES messages(id),
+    hospital_id  TEXT NOT NULL,
+    kind         TEXT NOT NULL,
+    occurred_at  TEXT NOT NULL,
+    held         SMALLINT NOT NULL DEFAULT 0,
+    body         BYTEA NOT NULL
+);
+CREATE INDEX events_held ON events (seq) WHERE held = 1;
+CREATE TABLE outbox (
+    id              BIGSERIAL PRIMARY KEY,
+    destination     TEXT NOT NULL,
+    event_seq       BIGINT NOT NULL REFERENCES events(seq),
+    unit            INTEGER NOT NULL DEFAULT 0,
+    hospital_id     TEXT NOT NULL,
+    stream          TEXT NOT NULL,
+    msgid           TEXT NOT NULL,
+    state           SMALLINT NOT NULL DEFAULT 0,
+    attempts        INTEGER NOT NULL DEFAULT 0,
+    created_at      DOUBLE PRECISION NOT NULL,
+    next_attempt_at DOUBLE PRECISION NOT NULL DEFAULT 0,
+    delivered_at    DOUBLE PRECISION,
+    last_error      TEXT NOT NULL DEFAULT '',
+    platform_ref    TEXT NOT NULL DEFAULT '',
+    UNIQUE (destination, msgid)
+);
+CREATE INDEX outbox_group_pending ON outbox (destination, hospital_id, stream, id)
+    WHERE state = 0;
+CREATE INDEX outbox_msgid ON outbox (hospital_id, msgid);
+CREATE TABLE outbox_groups (
+    destination  TEXT NOT NULL,
+    hospital_id  TEXT NOT NULL,
+    stream       TEXT NOT NULL,
+    owner        TEXT NOT NULL DEFAULT '',
+    lease_until  DOUBLE PRECISION NOT NULL DEFAULT 0,
+    PRIMARY KEY (destination, hospital_id, stream)
+);
+CREATE TABLE msgid_counter (
+    hospital_id  TEXT PRIMARY KEY,
+    last_second  BIGINT NOT NULL,
+    last_seq     INTEGER NOT NULL
+);
+CREATE TABLE quarantine (
+    id           BIGSERIAL PRIMARY KEY,
+    received_at  DOUBLE PRECISION NOT NULL,
+    peer         TEXT NOT NULL,
+    adapter      TEXT NOT NULL,
+    reason       TEXT NOT NULL,
+    raw          BYTEA NOT NULL
+);
+CREATE TABLE unmapped (
+    hospital_id   TEXT NOT NULL,
+    item_code     TEXT NOT NULL,
+    item_name     TEXT NOT NULL,
+    specification TEXT NOT NULL,
+    manufacturer  TEXT NOT NULL,
+    occurrences   INTEGER NOT NULL,
+    first_seen    DOUBLE PRECISION NOT NULL,
+    last_seen     DOUBLE PRECISION NOT NULL,
+    PRIMARY KEY (hospital_id, item_code)
+);
+""",
+    # which replica delivered a row: takeover after a crash is visible in the data
+    2: "ALTER TABLE outbox ADD COLUMN delivered_by TEXT NOT NULL DEFAULT '';",
+    # live replicas, so that each claims a fair share of the groups
+    3: "CREATE TABLE replicas (owner TEXT PRIMARY KEY,"
+       " seen_until DOUBLE PRECISION NOT NULL);",
+    # when an event's delivery first failed (charged): the time-based retry budget
+    4: "ALTER TABLE outbox ADD COLUMN first_failed_at DOUBLE PRECISION;",
+    # one source of truth: crosswalk, catalogs, ledger and CDS state move into the store
+    5: """
+CREATE TABLE state_heads (topic TEXT PRIMARY KEY, version BIGINT NOT NULL);
+INSERT INTO state_heads VALUES ('crosswalk', 0), ('catalog', 0), ('ledger', 0);
+CREATE TABLE crosswalk_entries (
+    hospital_id   TEXT NOT NULL,
+    item_code     TEXT NOT NULL,
+    valid_from    TEXT NOT NULL,
+    national_code TEXT NOT NULL,
+    item_name     TEXT NOT NULL,
+    hospital_unit TEXT NOT NULL,
+    national_unit TEXT NOT NULL,
+    factor        TEXT NOT NULL,
+    valid_to      TEXT NOT NULL,
+    PRIMARY KEY (hospital_id, item_code, valid_from)
+);
+CREATE INDEX crosswalk_entries_code ON crosswalk_entries (national_code);
+CREATE TABLE crosswalk_audit (
+    id          BIGSERIAL PRIMARY KEY,
+    at          TEXT NOT NULL,
+    user_name   TEXT NOT NULL,
+    action      TEXT NOT NULL,
+    hospital_id TEXT NOT NULL,
+    item_code   TEXT NOT NULL,
+    record      BYTEA NOT NULL
+);
+CREATE INDEX crosswalk_audit_item ON crosswalk_audit (hospital_id, item_code, id);
+CREATE TABLE catalog_versions (
+    kind        TEXT NOT NULL,
+    version     TEXT NOT NULL,
+    position    BIGINT NOT NULL,
+    imported_at TEXT NOT NULL,
+    entries     INTEGER NOT NULL,
+    source      TEXT NOT NULL,
+    body        BYTEA NOT NULL,
+    PRIMARY KEY (kind, version)
+);
+ALTER TABLE events ADD COLUMN folded SMALLINT NOT NULL DEFAULT 0;
+CREATE INDEX events_unfolded ON events (seq) WHERE folded = 0 AND held = 0;
+CREATE TABLE ledger_contracts (
+    contract_id TEXT PRIMARY KEY, body BYTEA NOT NULL, imported_at TEXT NOT NULL);
+CREATE TABLE ledger_daily (
+    hospital_id TEXT NOT NULL, national_code TEXT NOT NULL, kind TEXT NOT NULL,
+    day TEXT NOT NULL, online SMALLINT NOT NULL, qty BIGINT NOT NULL, amount BIGINT NOT NULL,
+    PRIMARY KEY (hospital_id, national_code, kind, day, online));
+CREATE TABLE ledger_stock (
+    hospital_id TEXT NOT NULL, national_code TEXT NOT NULL, qty BIGINT NOT NULL,
+    PRIMARY KEY (hospital_id, national_code));
+CREATE TABLE ledger_deadlines (
+    hospital_id TEXT NOT NULL, kind TEXT NOT NULL, ref TEXT NOT NULL,
+    opened_at TEXT NOT NULL, due_at TEXT NOT NULL, closed_at TEXT, reminded_at TEXT,
+    detail BYTEA NOT NULL, PRIMARY KEY (hospital_id, kind, ref));
+CREATE TABLE ledger_price_flags (
+    event_id TEXT NOT NULL, seq INTEGER NOT NULL, hospital_id TEXT NOT NULL,
+    national_code TEXT NOT NULL, day TEXT NOT NULL, price TEXT NOT NULL,
+    winning_price TEXT NOT NULL, PRIMARY KEY (event_id, seq));
+CREATE TABLE ledger_trace (
+    hospital_id TEXT NOT NULL, code TEXT NOT NULL, event_id TEXT NOT NULL,
+    national_code TEXT NOT NULL, day TEXT NOT NULL, PRIMARY KEY (hospital_id, code));
+CREATE TABLE ledger_trace_flags (
+    hospital_id TEXT NOT NULL, code TEXT NOT NULL, first_event TEXT NOT NULL,
+    first_day TEXT NOT NULL, event_id TEXT NOT NULL, day TEXT NOT NULL,
+    national_code TEXT NOT NULL, PRIMARY KEY (hospital_id, code, event_id));
+CREATE TABLE ledger_changes (
+    version BIGINT PRIMARY KEY, at DOUBLE PRECISION NOT NULL, body BYTEA NOT NULL);
+CREATE TABLE cds_cards (
+    uuid TEXT PRIMARY KEY, service TEXT NOT NULL, hospital_id TEXT NOT NULL,
+    doctor TEXT NOT NULL, department TEXT NOT NULL, rule_id TEXT NOT NULL,
+    national_code TEXT NOT NULL, suggestions BYTEA NOT NULL, issued_at TEXT NOT NULL);
+CREATE TABLE cds_feedback (
+    card TEXT NOT NULL, outcome TEXT NOT NULL, reason_code TEXT NOT NULL,
+    reason_display TEXT NOT NULL, comment TEXT NOT NULL, accepted BYTEA NOT NULL,
+    at TEXT NOT NULL, PRIMARY KEY (card, outcome));
+CREATE TABLE cds_jti (
+    iss TEXT NOT NULL, jti TEXT NOT NULL, exp DOUBLE PRECISION NOT NULL,
+    PRIMARY KEY (iss, jti));
+CREATE INDEX cds_jti_exp ON cds_jti (exp);
+""",
+}
+SCHEMA_VERSION = max(MIGRATIONS)

@@ -1,0 +1,17 @@
+"""CDS cards, feedback and token ids in the Sqlite store."""
+
+from __future__ import annotations
+
+from typing import Any
+
+__all__ = ["SqliteCds"]
+
+
+class SqliteCds:
+    """Cards, feedback and token ids."""
+
+    def __init__(self, store: Any) -> None:
+        self._store = store
+
+    async def flush(self) -> None:
+        """Write what is kept for writing later."""

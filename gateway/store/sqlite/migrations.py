@@ -1,0 +1,89 @@
+"""Schema versions of the SQLite store: version 1 is ``schema.sql``, then these steps."""
+
+from __future__ import annotations
+
+__all__ = ["MIGRATIONS", "SCHEMA_VERSION"]
+
+MIGRATIONS: dict[int, str] = {
+    2: "CREATE INDEX IF NOT EXISTS outbox_groups ON outbox"
+       " (destination, hospital_id, stream, id) WHERE state = 0;",
+    # when an event's delivery first failed (charged): the time-based retry budget
+    3: "ALTER TABLE outbox ADD COLUMN first_failed_at REAL;",
+    # one source of truth: crosswalk, catalogs, ledger and CDS state move into the store
+    4: """
+CREATE TABLE state_heads (topic TEXT PRIMARY KEY, version INTEGER NOT NULL);
+INSERT INTO state_heads VALUES ('crosswalk', 0), ('catalog', 0), ('ledger', 0);
+CREATE TABLE crosswalk_entries (
+    hospital_id   TEXT NOT NULL,
+    item_code     TEXT NOT NULL,
+    valid_from    TEXT NOT NULL,  -- ISO date, '' when open
+    national_code TEXT NOT NULL,
+    item_name     TEXT NOT NULL,
+    hospital_unit TEXT NOT NULL,
+    national_unit TEXT NOT NULL,
+    factor        TEXT NOT NULL,  -- decimal as text: no binary rounding of 0.1
+    valid_to      TEXT NOT NULL,
+    PRIMARY KEY (hospital_id, item_code, valid_from)
+);
+CREATE INDEX crosswalk_entries_code ON crosswalk_entries (national_code);
+CREATE TABLE crosswalk_audit (
+    id          INTEGER PRIMARY KEY,
+    at          TEXT NOT NULL,
+    user_name   TEXT NOT NULL,
+    action      TEXT NOT NULL,
+    hospital_id TEXT NOT NULL,
+    item_code   TEXT NOT NULL,
+    record      BLOB NOT NULL   -- AuditRecord.to_dict() as JSON
+);
+CREATE INDEX crosswalk_audit_item ON crosswalk_audit (hospital_id, item_code, id);
+CREATE TABLE catalog_versions (
+    kind        TEXT NOT NULL,
+    version     TEXT NOT NULL,
+    position    INTEGER NOT NULL,  -- import order
+    imported_at TEXT NOT NULL,
+    entries     INTEGER NOT NULL,
+    source      TEXT NOT NULL,
+    body        BLOB NOT NULL,     -- codes.catalog_files.version_to_bytes
+    PRIMARY KEY (kind, version)
+);
+ALTER TABLE events ADD COLUMN folded INTEGER NOT NULL DEFAULT 0;
+CREATE INDEX events_unfolded ON events (seq) WHERE folded = 0 AND held = 0;
+CREATE TABLE ledger_contracts (
+    contract_id TEXT PRIMARY KEY, body BLOB NOT NULL, imported_at TEXT NOT NULL);
+CREATE TABLE ledger_daily (
+    hospital_id TEXT NOT NULL, national_code TEXT NOT NULL, kind TEXT NOT NULL,
+    day TEXT NOT NULL, online INTEGER NOT NULL, qty INTEGER NOT NULL, amount INTEGER NOT NULL,
+    PRIMARY KEY (hospital_id, national_code, kind, day, online));
+CREATE TABLE ledger_stock (
+    hospital_id TEXT NOT NULL, national_code TEXT NOT NULL, qty INTEGER NOT NULL,
+    PRIMARY KEY (hospital_id, national_code));
+CREATE TABLE ledger_deadlines (
+    hospital_id TEXT NOT NULL, kind TEXT NOT NULL, ref TEXT NOT NULL,
+    opened_at TEXT NOT NULL, due_at TEXT NOT NULL, closed_at TEXT, reminded_at TEXT,
+    detail BLOB NOT NULL, PRIMARY KEY (hospital_id, kind, ref));
+CREATE TABLE ledger_price_flags (
+    event_id TEXT NOT NULL, seq INTEGER NOT NULL, hospital_id TEXT NOT NULL,
+    national_code TEXT NOT NULL, day TEXT NOT NULL, price TEXT NOT NULL,
+    winning_price TEXT NOT NULL, PRIMARY KEY (event_id, seq));
+CREATE TABLE ledger_trace (
+    hospital_id TEXT NOT NULL, code TEXT NOT NULL, event_id TEXT NOT NULL,
+    national_code TEXT NOT NULL, day TEXT NOT NULL, PRIMARY KEY (hospital_id, code));
+CREATE TABLE ledger_trace_flags (
+    hospital_id TEXT NOT NULL, code TEXT NOT NULL, first_event TEXT NOT NULL,
+    first_day TEXT NOT NULL, event_id TEXT NOT NULL, day TEXT NOT NULL,
+    national_code TEXT NOT NULL, PRIMARY KEY (hospital_id, code, event_id));
+CREATE TABLE ledger_changes (
+    version INTEGER PRIMARY KEY, at REAL NOT NULL, body BLOB NOT NULL);
+CREATE TABLE cds_cards (
+    uuid TEXT PRIMARY KEY, service TEXT NOT NULL, hospital_id TEXT NOT NULL,
+    doctor TEXT NOT NULL, department TEXT NOT NULL, rule_id TEXT NOT NULL,
+    national_code TEXT NOT NULL, suggestions BLOB NOT NULL, issued_at TEXT NOT NULL);
+CREATE TABLE cds_feedback (
+    card TEXT NOT NULL, outcome TEXT NOT NULL, reason_code TEXT NOT NULL,
+    reason_display TEXT NOT NULL, comment TEXT NOT NULL, accepted BLOB NOT NULL,
+    at TEXT NOT NULL, PRIMARY KEY (card, outcome));
+CREATE TABLE cds_jti (
+    iss TEXT NOT NULL, jti TEXT NOT NULL, exp REAL NOT NULL, PRIMARY KEY (iss, jti));
+""",
+}
+SCHEMA_VERSION = max(MIGRATIONS)
