@@ -1,9 +1,15 @@
-"""Wiring: every long-lived resource is one cleanup context of the aiohttp app."""
+"""Wiring: the gateway as one aiohttp application, one cleanup context per resource.
+
+Each long-lived resource (store, crosswalk, ledger, simulator, mirror, ingest
+listeners, statistics) starts in its own cleanup context and is stopped after the
+``yield``; aiohttp runs the contexts in order and unwinds the ones already started, in
+reverse, when a later one fails to start, so a failed start closes what it opened.
+Shared objects sit behind the typed keys of :mod:`gateway.keys`.
+"""
 
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import hmac
 import logging
 import time
@@ -11,20 +17,37 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import datetime
 
 import aiohttp
-import orjson
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from adapters.base import Adapter
-from adapters.fhir import capability_statement
 from adapters.registry import create as create_adapter
 from canonical.model import CHINA_TZ
 from gateway.cds import cds_app
 from gateway.config import GatewayConfig
-from gateway.crosswalk.http import mappings_api, open_mappings
+from gateway.crosswalk.holder import CrosswalkHolder
+from gateway.crosswalk.http import mappings_api, unmapped_queue
+from gateway.crosswalk.legacy import import_legacy_catalogs, import_legacy_crosswalk
+from gateway.crosswalk.service import MappingService
+from gateway.ingest.http import add_ingest_routes
 from gateway.ingest.mllp import start_mllp_server
 from gateway.ingest.pipeline import Ingestor, Route
-from gateway.ledger import Ledger, ledger_app
+from gateway.keys import (
+    CONFIG,
+    CROSSWALK,
+    HTTP_ADAPTERS,
+    INGESTOR,
+    LEDGER,
+    LEDGER_FEED,
+    MAPPINGS,
+    METRICS,
+    MIRROR,
+    MLLP_SERVERS,
+    PUSHER,
+    SIMULATOR,
+    STORE,
+)
+from gateway.ledger import ledger_app
 from gateway.ledger.wiring import (
     LedgerFeed,
     WarningPusher,
@@ -57,18 +80,9 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-CONFIG: web.AppKey[GatewayConfig] = web.AppKey("config", GatewayConfig)
-METRICS: web.AppKey[Metrics] = web.AppKey("metrics", Metrics)
-STORE: web.AppKey[Store] = web.AppKey("store", Store)
-INGESTOR: web.AppKey[Ingestor] = web.AppKey("ingestor", Ingestor)
-MIRROR: web.AppKey[Mirror] = web.AppKey("mirror", Mirror)
-SIMULATOR: web.AppKey[SimulatorState] = web.AppKey("simulator", SimulatorState)
-CROSSWALK: web.AppKey[Crosswalk] = web.AppKey("crosswalk", Crosswalk)
-LEDGER: web.AppKey[Ledger] = web.AppKey("ledger", Ledger)
-LEDGER_FEED: web.AppKey[LedgerFeed] = web.AppKey("ledger_feed", LedgerFeed)
-PUSHER: web.AppKey[WarningPusher] = web.AppKey("webhook_pusher", WarningPusher)
-HTTP_ADAPTERS: web.AppKey[dict[str, Adapter]] = web.AppKey("http_adapters")
-MLLP_SERVERS: web.AppKey[dict[str, asyncio.Server]] = web.AppKey("mllp_servers")
+# a message mapped with the old crosswalk may commit, held, just after a change released
+# the held events: release once more a little later
+_FOLLOW_UP_S = 1.0
 
 
 def make_store(cfg: GatewayConfig, metrics: Metrics | None = None) -> Store:
@@ -86,84 +100,169 @@ def make_store(cfg: GatewayConfig, metrics: Metrics | None = None) -> Store:
                          pool_max=cfg.store.postgres_pool_max, on_batch=on_batch)
 
 
+# --- one cleanup context per resource, in start order ----------------------------------
+
+async def _store_ctx(app: web.Application) -> AsyncIterator[None]:
+    cfg = app[CONFIG]
+    store = make_store(cfg, app[METRICS])
+    await store.start()
+    try:
+        # a data directory of an earlier release: its files move into the store once
+        await import_legacy_crosswalk(cfg.data_dir, store)
+        await import_legacy_catalogs(cfg.data_dir, store)
+    except BaseException:
+        await store.close()
+        raise
+    app[STORE] = store
+    yield
+    await store.close()
+
+
+async def _crosswalk_ctx(app: web.Application) -> AsyncIterator[None]:
+    cfg = app[CONFIG]
+    store = app[STORE]
+    holder = CrosswalkHolder(store.crosswalk)
+    await holder.load()
+    service = MappingService(store, holder)
+    if cfg.crosswalk.csv is not None:
+        await service.seed(cfg.crosswalk.csv)
+    app[CROSSWALK] = holder
+    app[MAPPINGS] = service
+    await store.listen(holder.on_change)
+    holder.start()
+    yield
+    await holder.stop()
+
+
+async def _ledger_ctx(app: web.Application) -> AsyncIterator[None]:
+    cfg = app[CONFIG]
+    if not cfg.ledger.enabled:
+        yield
+        return
+    ledger = app[LEDGER]
+    feed = LedgerFeed(app[STORE], ledger)
+    app[LEDGER_FEED] = feed
+    app[STORE].committed_listeners.append(feed.committed)
+    task = asyncio.create_task(feed.run(), name="ledger-feed")
+    yield
+    task.cancel()
+    await asyncio.gather(task, return_exceptions=True)
+
+
+async def _webhooks_ctx(app: web.Application) -> AsyncIterator[None]:
+    cfg = app[CONFIG]
+    if not cfg.webhooks or LEDGER not in app:
+        yield
+        return
+    pusher = WarningPusher(WebhookSender([
+        WebhookTarget(w.url, w.secret.get_secret_value().encode(), frozenset(w.events))
+        for w in cfg.webhooks]), app[LEDGER])
+    app[PUSHER] = pusher
+    task = asyncio.create_task(pusher.run(), name="deadline-webhooks")
+    yield
+    task.cancel()
+    await asyncio.gather(task, return_exceptions=True)
+    await pusher.close()
+
+
 async def _simulator_ctx(app: web.Application) -> AsyncIterator[None]:
     cfg = app[CONFIG]
-    runner: web.AppRunner | None = None
-    if cfg.simulator.enabled:
-        state = SimulatorState()
-        app[SIMULATOR] = state
-        runner = web.AppRunner(simulator_app(state), access_log=None)
-        await runner.setup()
+    if not cfg.simulator.enabled:
+        yield
+        return
+    state = SimulatorState()
+    app[SIMULATOR] = state
+    runner = web.AppRunner(simulator_app(state), access_log=None)
+    await runner.setup()
+    try:
         await web.TCPSite(runner, cfg.simulator.host, cfg.simulator.port).start()
-        log.info("platform simulator on http://%s:%d/fsi/api/", cfg.simulator.host,
-                 cfg.simulator.port)
-    yield
-    if runner is not None:
+    except BaseException:
         await runner.cleanup()
+        raise
+    log.info("platform simulator on http://%s:%d/fsi/api/", cfg.simulator.host,
+             cfg.simulator.port)
+    yield
+    await runner.cleanup()
 
 
-async def _core_ctx(app: web.Application) -> AsyncIterator[None]:
+async def _mirror_ctx(app: web.Application) -> AsyncIterator[None]:
     cfg = app[CONFIG]
-    metrics = app[METRICS]
-    store = make_store(cfg, metrics)
-    await store.start()
-    app[STORE] = store
-    session = aiohttp.ClientSession()
-    destinations = [Destination(d, profile_for(d.profile)(d, cfg)) for d in cfg.destinations]
-    mirror = Mirror(store, destinations, metrics, session)
-    app[MIRROR] = mirror
-    await store.listen(mirror.on_change)  # rows other replicas commit wake this mirror too
-    ingestor = Ingestor(store, app[CROSSWALK],
-                        [Route(d.name, d.profile) for d in destinations], metrics,
-                        notify=mirror.notify)
+    store = app[STORE]
+    async with aiohttp.ClientSession() as session:
+        destinations = [Destination(d, profile_for(d.profile)(d, cfg)) for d in cfg.destinations]
+        mirror = Mirror(store, destinations, app[METRICS], session)
+        app[MIRROR] = mirror
+        await store.listen(mirror.on_change)  # rows other replicas commit wake it too
+        mirror.start()
+        yield
+        await mirror.stop()
+
+
+async def _ingest_ctx(app: web.Application) -> AsyncIterator[None]:
+    cfg = app[CONFIG]
+    store = app[STORE]
+    mirror = app[MIRROR]
+    holder = app[CROSSWALK]
+    ingestor = Ingestor(store, holder, [Route(d.name, d.profile) for d in mirror.destinations],
+                        app[METRICS], notify=mirror.notify)
     app[INGESTOR] = ingestor
-    feed_task: asyncio.Task[None] | None = None
-    pusher_task: asyncio.Task[None] | None = None
-    feed: LedgerFeed | None = None
     if LEDGER in app:
-        ledger = app[LEDGER]
-        pusher: WarningPusher | None = None
-        if cfg.webhooks:
-            pusher = WarningPusher(WebhookSender([
-                WebhookTarget(w.url, w.secret.get_secret_value().encode(), frozenset(w.events))
-                for w in cfg.webhooks]), ledger)
-            app[PUSHER] = pusher
-            pusher_task = asyncio.create_task(pusher.run(), name="deadline-webhooks")
+        pusher = app.get(PUSHER)
         ingestor.advisors.append(prescription_advisor(
-            ledger, pusher.prescription_warning if pusher else None))
-        feed = LedgerFeed(store, ledger)
-        app[LEDGER_FEED] = feed
-        store.committed_listeners.append(feed.committed)
-        feed_task = asyncio.create_task(feed.run(), name="ledger-feed")
+            app[LEDGER], pusher.prescription_warning if pusher else None))
+    follow_ups: set[asyncio.Task[None]] = set()
+
+    async def release(hospitals: frozenset[str]) -> int:
+        released = 0
+        for hospital in sorted(hospitals):
+            released += await ingestor.release_held(hospital)
+        task = asyncio.create_task(_release_later(ingestor, hospitals))
+        follow_ups.add(task)
+        task.add_done_callback(follow_ups.discard)
+        return released
+
+    holder.on_applied.append(release)
+    # a change stored just before a crash (or by another replica) may not have released
+    # its events yet
+    await ingestor.release_held()
     servers: dict[str, asyncio.Server] = {}
     http_adapters: dict[str, Adapter] = {}
-    for listener in cfg.listeners:
-        adapter = create_adapter(listener.adapter, listener.config)
-        if listener.transport == "mllp":
-            assert listener.port is not None
-            servers[listener.name] = await start_mllp_server(
-                ingestor, adapter, listener.host, listener.port, listener.max_frame_bytes)
-        else:
-            http_adapters[listener.name] = adapter
     app[MLLP_SERVERS] = servers
     app[HTTP_ADAPTERS] = http_adapters
-    mirror.start()
-    stats_task = asyncio.create_task(_refresh_stats(app))
+    try:
+        for listener in cfg.listeners:
+            adapter = create_adapter(listener.adapter, listener.config)
+            if listener.transport == "mllp":
+                assert listener.port is not None
+                servers[listener.name] = await start_mllp_server(
+                    ingestor, adapter, listener.host, listener.port, listener.max_frame_bytes)
+            else:
+                http_adapters[listener.name] = adapter
+        yield
+    finally:
+        holder.on_applied.remove(release)
+        for server in servers.values():
+            server.close()
+            await server.wait_closed()
+        for task in follow_ups:
+            task.cancel()
+        await asyncio.gather(*follow_ups, return_exceptions=True)
+
+
+async def _release_later(ingestor: Ingestor, hospitals: frozenset[str]) -> None:
+    await asyncio.sleep(_FOLLOW_UP_S)
+    for hospital in sorted(hospitals):
+        try:
+            await ingestor.release_held(hospital)
+        except Exception:  # the next change or restart releases them
+            log.exception("follow-up release of held events failed for %s", hospital)
+
+
+async def _stats_ctx(app: web.Application) -> AsyncIterator[None]:
+    task = asyncio.create_task(_refresh_stats(app), name="outbox-stats")
     yield
-    stats_task.cancel()
-    if pusher_task is not None:
-        pusher_task.cancel()
-        await asyncio.gather(pusher_task, return_exceptions=True)
-        await app[PUSHER].close()
-    if feed_task is not None and feed is not None:
-        feed_task.cancel()
-        await asyncio.gather(feed_task, return_exceptions=True)
-    for server in servers.values():
-        server.close()
-        await server.wait_closed()
-    await mirror.stop()
-    await session.close()
-    await store.close()
+    task.cancel()
+    await asyncio.gather(task, return_exceptions=True)
 
 
 async def _refresh_stats(app: web.Application) -> None:
@@ -192,6 +291,8 @@ async def _refresh_stats(app: web.Application) -> None:
         await asyncio.sleep(1.0)
 
 
+# --- health and metrics ----------------------------------------------------------------
+
 async def healthz(request: web.Request) -> web.Response:
     """Alive: the process answers."""
     return web.json_response({"status": "ok"})
@@ -212,80 +313,6 @@ async def metrics(request: web.Request) -> web.Response:
     """Prometheus exposition."""
     body = generate_latest(request.app[METRICS].registry)
     return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
-
-
-async def _ingest(request: web.Request, adapter: Adapter) -> web.Response:
-    try:
-        raw = await request.read()
-    except web.HTTPRequestEntityTooLarge:
-        limit = request.app[CONFIG].http.max_body_bytes
-        log.warning("refused a body over %d bytes from %s for %s (%s bytes announced)",
-                    limit, request.remote, adapter.name, request.content_length)
-        return web.json_response(
-            {"error": f"message body exceeds http.max_body_bytes ({limit} bytes)"}, status=413)
-    reply = await request.app[INGESTOR].handle(adapter, raw, request.remote or "?")
-    ctype, _, params = reply.content_type.partition(";")
-    charset = params.partition("charset=")[2].strip() or None
-    return web.Response(body=reply.body, status=reply.status, content_type=ctype.strip(),
-                        charset=charset, headers=dict(reply.headers))
-
-
-async def ingest_http(request: web.Request) -> web.Response:
-    """POST /ingest/{listener}: a message for an HTTP adapter (FHIR, vendor XML/JSON)."""
-    name = request.match_info["listener"]
-    adapters = request.app[HTTP_ADAPTERS]
-    adapter = adapters.get(name)
-    if adapter is None:
-        known = ", ".join(sorted(adapters)) or "none configured"
-        return web.json_response(
-            {"error": f"no HTTP listener named {name!r} (listeners: {known})"}, status=404)
-    return await _ingest(request, adapter)
-
-
-def _fhir_adapter(request: web.Request) -> Adapter:
-    for adapter in request.app[HTTP_ADAPTERS].values():
-        if adapter.name == "fhir-r4":
-            return adapter
-    raise web.HTTPNotFound(text="no FHIR listener is configured (adapter: fhir-r4)")
-
-
-def _outcome(status: int, code: str, text: str, expression: str = "") -> web.Response:
-    issue: dict[str, object] = {"severity": "error", "code": code, "diagnostics": text}
-    if expression:
-        issue["expression"] = [expression]
-    return web.json_response({"resourceType": "OperationOutcome", "issue": [issue]},
-                             status=status, content_type="application/fhir+json")
-
-
-async def fhir_post(request: web.Request) -> web.Response:
-    """POST /fhir (Bundle) and POST /fhir/{type} (one resource of that type)."""
-    adapter = _fhir_adapter(request)
-    rtype = request.match_info.get("type")
-    if rtype:
-        try:
-            declared = orjson.loads(await request.read()).get("resourceType")
-        except (orjson.JSONDecodeError, AttributeError):
-            declared = None  # the adapter names the problem
-        if declared is not None and declared != rtype:
-            return _outcome(400, "invalid", f"resourceType {declared!r} posted to /fhir/{rtype}",
-                            "resourceType")
-    return await _ingest(request, adapter)
-
-
-async def fhir_metadata(request: web.Request) -> web.Response:
-    """GET /fhir/metadata: the CapabilityStatement."""
-    _fhir_adapter(request)
-    base = f"{request.scheme}://{request.host}/fhir"
-    return web.json_response(capability_statement(base), content_type="application/fhir+json")
-
-
-async def unmapped(request: web.Request) -> web.Response:
-    """GET /api/unmapped: the unmapped-item queue."""
-    store = request.app[STORE]
-    items = await store.unmapped(request.query.get("hospital"))
-    # orjson keeps Chinese names readable for an operator using curl
-    return web.Response(body=orjson.dumps([dataclasses.asdict(i) for i in items]),
-                        content_type="application/json")
 
 
 _PROTECTED = ("/api/", "/ledger/")
@@ -317,23 +344,18 @@ def build_app(cfg: GatewayConfig, metrics_: Metrics | None = None) -> web.Applic
     app = web.Application(client_max_size=cfg.http.max_body_bytes, middlewares=middlewares)
     app[CONFIG] = cfg
     app[METRICS] = metrics_ or Metrics()
-    app.cleanup_ctx.append(_simulator_ctx)
-    app.cleanup_ctx.append(_core_ctx)
+    for ctx in (_store_ctx, _crosswalk_ctx, _ledger_ctx, _webhooks_ctx, _simulator_ctx,
+                _mirror_ctx, _ingest_ctx, _stats_ctx):
+        app.cleanup_ctx.append(ctx)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
     app.router.add_get("/metrics", metrics)
-    app.router.add_post("/ingest/{listener}", ingest_http)
-    app.router.add_post("/fhir", fhir_post)
-    app.router.add_post("/fhir/{type}", fhir_post)
-    app.router.add_get("/fhir/metadata", fhir_metadata)
-    app.router.add_get("/api/unmapped", unmapped)
-    mappings = open_mappings(cfg)  # <data_dir>/crosswalk.db, seeded once from crosswalk.csv
-    crosswalk = mappings.crosswalk
-    app[CROSSWALK] = crosswalk
-    app.add_subapp("/api/mappings", mappings_api(mappings, app))
+    add_ingest_routes(app)
+    app.router.add_get("/api/unmapped", unmapped_queue)
+    app.add_subapp("/api/mappings", mappings_api())
     if cfg.ledger.enabled:
         def current_crosswalk() -> Crosswalk:
-            return mappings.crosswalk
+            return app[CROSSWALK].current
         ledger = make_ledger(cfg, current_crosswalk)
         app[LEDGER] = ledger
         # reports and deadlines are read in China time, as the hospital reads them
@@ -345,5 +367,6 @@ def build_app(cfg: GatewayConfig, metrics_: Metrics | None = None) -> web.Applic
         async def close_ledger(_: web.Application) -> None:
             ledger.store.close()  # after the CDS sub-app flushed its cards
         app.on_cleanup.append(close_ledger)
-    add_mirror_routes(app, STORE, MIRROR)
+    add_mirror_routes(app)
     return app
+

@@ -34,6 +34,7 @@ __all__ = [
     "apply_import",
     "create_entry",
     "delete_entry",
+    "replay_records",
     "update_entry",
 ]
 
@@ -56,6 +57,13 @@ class AuditRecord:
     before: CrosswalkEntry | None
     after: CrosswalkEntry | None
     note: str = ""
+
+    @property
+    def hospital_id(self) -> str:
+        """The hospital of the entry the record is about."""
+        entry = self.after or self.before
+        assert entry is not None  # every record names an entry
+        return entry.hospital_id
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready dict for the audit table."""
@@ -279,3 +287,21 @@ def apply_import(
     if problems:
         raise CrosswalkEntryError(problems)
     return crosswalk.with_changes(remove=removes, add=adds.values()), tuple(records)
+
+
+def replay_records(crosswalk: Crosswalk, records: Iterable[AuditRecord]) -> Crosswalk:
+    """The crosswalk after the changes ``records`` describe, in order (self unchanged).
+
+    How a process catches up with changes made elsewhere: each record's ``before`` is
+    removed and its ``after`` added, all in one copy of the crosswalk.
+    """
+    removes: dict[EntryKey, CrosswalkEntry] = {}
+    adds: dict[EntryKey, CrosswalkEntry] = {}
+    for r in records:
+        if r.before is not None and adds.pop(r.before.key, None) is None:
+            removes[r.before.key] = r.before
+        if r.after is not None:
+            adds[r.after.key] = r.after
+    if not removes and not adds:
+        return crosswalk
+    return crosswalk.with_changes(remove=removes.values(), add=adds.values())

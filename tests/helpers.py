@@ -18,12 +18,23 @@ from gateway.config import GatewayConfig, parse_config
 from gateway.ingest.framing import END, START
 from gateway.platforms.simulator import SimulatorState
 from gateway.store.sqlite import SqliteStore
+from mappings.crosswalk import Crosswalk
 
 ROOT = Path(__file__).resolve().parent.parent
 DATA = ROOT / "tests" / "data"
 HL7 = DATA / "hl7v2"
 CROSSWALK = ROOT / "config" / "crosswalk.sample.csv"
 HOSPITAL = "H33010200015"
+
+
+class FixedCrosswalk:
+    """A crosswalk source that never changes: the ingest pipeline without a store."""
+
+    def __init__(self, crosswalk: Crosswalk | None = None) -> None:
+        self.current = crosswalk or Crosswalk()
+
+    async def refresh(self) -> None:
+        """Nothing to catch up with."""
 
 
 def free_port() -> int:

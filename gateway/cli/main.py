@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 from urllib.request import Request, urlopen
 
-from canonical.errors import ConfigError
+from canonical.errors import ConfigError, StoreError
 from gateway.config import GatewayConfig, load_config
 from gateway.crosswalk import cli as cli_mappings
 from gateway.ingest.framing import END, START, frame
@@ -67,12 +67,19 @@ def cmd_serve(args: argparse.Namespace) -> int:
     # the store's writer thread comes back from each fsync wanting the GIL; a short
     # switch interval lets it commit the next group instead of waiting 5 ms
     sys.setswitchinterval(0.0005)
-    app = build_app(cfg)
-    app.on_startup.append(_settle_heap)
-    web.run_app(app, host=cfg.http.host, port=cfg.http.port, access_log=None,
-                loop=loop, print=lambda _: logging.getLogger("gateway").info(
-                    "gateway HTTP on http://%s:%d (health /healthz, metrics /metrics)",
-                    cfg.http.host, cfg.http.port))
+    try:
+        app = build_app(cfg)
+        app.on_startup.append(_settle_heap)
+        web.run_app(app, host=cfg.http.host, port=cfg.http.port, access_log=None,
+                    loop=loop, print=lambda _: logging.getLogger("gateway").info(
+                        "gateway HTTP on http://%s:%d (health /healthz, metrics /metrics)",
+                        cfg.http.host, cfg.http.port))
+    except ConfigError as exc:  # found at start: files the configuration names
+        print(exc, file=sys.stderr)
+        return 2
+    except StoreError as exc:
+        print(f"cannot start: {exc}", file=sys.stderr)
+        return 1
     return 0
 
 

@@ -20,11 +20,10 @@ Routes (relative to the mount point):
 
 from __future__ import annotations
 
-import asyncio
+import dataclasses
 import io
 import logging
 import uuid
-import warnings
 from collections.abc import Awaitable, Callable
 from datetime import date, datetime
 from decimal import Decimal, InvalidOperation
@@ -39,41 +38,28 @@ from canonical.errors import StoreError
 from canonical.model import CHINA_TZ
 from codes import CatalogDiff, CatalogEntry, CatalogError, CatalogKind, WithdrawnAlert
 from codes.catalog_files import VersionInfo
-from gateway.config import GatewayConfig
-from gateway.crosswalk.db import StoredAudit
 from gateway.crosswalk.service import (
     CatalogImportResult,
     ChangeResult,
     Conflict,
-    MappingService,
     NotFound,
     QueueItem,
 )
-from mappings.crosswalk import Crosswalk
+from gateway.keys import CONFIG, MAPPINGS, STORE
+from gateway.store.state import AuditQuery, StoredAudit
 from mappings.entry import CrosswalkEntry, CrosswalkEntryError, entry_to_dict
 from mappings.fhir import to_concept_map, translate
 from mappings.files import read_csv, read_xlsx, write_csv, write_xlsx
 
-__all__ = ["MAPPINGS", "OPERATOR_HEADER", "mappings_api", "open_mappings"]
+__all__ = ["OPERATOR_HEADER", "mappings_api", "unmapped_queue"]
 
 log = logging.getLogger(__name__)
 
-MAPPINGS: web.AppKey[MappingService] = web.AppKey("mappings", MappingService)
 OPERATOR_HEADER = "X-Operator"
 _XLSX_TYPES = ("application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",)
 _FOLLOW_UP_S = 1.0
 _ENTRY_FIELDS = ("hospital_id", "item_code", "national_code", "item_name", "hospital_unit",
                  "national_unit", "factor", "valid_from", "valid_to")
-
-
-def open_mappings(cfg: GatewayConfig) -> MappingService:
-    """Open the crosswalk database under the data directory (seeded once from crosswalk.csv).
-
-    Raises:
-        ConfigError: the seed CSV is malformed.
-        StoreError: the database cannot be opened.
-    """
-    return MappingService.open(Path(cfg.data_dir), seed_csv=cfg.crosswalk.csv)
 
 
 # --- answers ------------------------------------------------------------------------
@@ -221,13 +207,14 @@ def _entry_from(data: dict[str, Any], base: CrosswalkEntry | None = None) -> Cro
         factor=factor, valid_from=days["valid_from"], valid_to=days["valid_to"])
 
 
-async def _upload(request: web.Request, directory: Path) -> tuple[Path, str, dict[str, str]]:
+async def _upload(request: web.Request) -> tuple[Path, str, dict[str, str]]:
     """Stream the uploaded file (multipart ``file`` part or the raw body) to a temporary file.
 
     Returns:
         The temporary path (suffix from the file name, ``format`` or content type), the
         file's name as sent, and the other form fields.
     """
+    directory = request.config_dict[CONFIG].data_dir / "uploads"
     directory.mkdir(parents=True, exist_ok=True)
     fields: dict[str, str] = {}
     name = request.query.get("filename", "")
@@ -343,95 +330,24 @@ def _catalog_kind(text: str) -> CatalogKind | None:
                            f"{', '.join(k.value for k in CatalogKind)}"]) from None
 
 
-def mappings_api(service: MappingService,
-                 gateway: web.Application | None = None) -> web.Application:
+async def unmapped_queue(request: web.Request) -> web.Response:
+    """GET /api/unmapped: the unmapped-item queue as stored (no suggestions)."""
+    items = await request.config_dict[STORE].unmapped(request.query.get("hospital"))
+    # orjson keeps Chinese names readable for an operator using curl
+    return _json([dataclasses.asdict(i) for i in items])
+
+
+def mappings_api() -> web.Application:
     """The crosswalk and catalog API as an aiohttp sub-application (mount at /api/mappings).
 
-    Args:
-        service: the crosswalk and catalogs of this gateway.
-        gateway: the main application; when given, each change replaces its crosswalk
-            (app ``CROSSWALK`` and the ingestor's) and releases the held events it maps.
-
-    Returns:
-        The sub-application; it closes the service at cleanup.
+    Handlers use the gateway's :data:`~gateway.keys.MAPPINGS` service and
+    :data:`~gateway.keys.CONFIG` (for the upload directory) through ``config_dict``.
     """
     api = web.Application(middlewares=[_errors])
-    api[MAPPINGS] = service
-    data_dir = service.data_dir
-
-    async def publish(crosswalk: Crosswalk, hospitals: frozenset[str]) -> int:
-        if gateway is None:
-            return 0
-        from gateway.app import CROSSWALK, INGESTOR, LEDGER  # the app module mounts this one
-
-        # a started app warns on state changes; this key is meant to follow the crosswalk
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", DeprecationWarning)
-            gateway[CROSSWALK] = crosswalk
-        ingestor = gateway.get(INGESTOR)
-        if ingestor is None:
-            return 0
-        ingestor.crosswalk = crosswalk
-        released = 0
-        for hospital in sorted(hospitals):
-            released += await ingestor.release_held(hospital)
-        # a message mapped with the old crosswalk may commit, held, just after this release
-        task = asyncio.create_task(release_again(ingestor, hospitals))
-        follow_ups.add(task)
-        task.add_done_callback(follow_ups.discard)
-        if LEDGER in gateway:
-            # the ledger names prescriptions' products through the current crosswalk
-            gateway[LEDGER].resolve_item = service_resolver
-        return released
-
-    def service_resolver(hospital_id: str, item_code: str) -> str | None:
-        entry = service.crosswalk.lookup(hospital_id, item_code, service.clock().date())
-        return entry.national_code if entry else None
-
-    follow_ups: set[asyncio.Task[None]] = set()
-
-    async def release_again(ingestor: Any, hospitals: frozenset[str]) -> None:
-        await asyncio.sleep(_FOLLOW_UP_S)
-        for hospital in sorted(hospitals):
-            try:
-                await ingestor.release_held(hospital)
-            except Exception:  # the next change or restart releases them
-                log.exception("follow-up release of held events failed for %s", hospital)
-
-    service.on_change = publish
-
-    async def startup(_: web.Application) -> None:
-        # a change committed just before a crash may not have released its events yet
-        if gateway is not None:
-            from gateway.app import INGESTOR, LEDGER
-            if LEDGER in gateway:
-                gateway[LEDGER].resolve_item = service_resolver
-            ingestor = gateway.get(INGESTOR)
-            if ingestor is not None:
-                ingestor.crosswalk = service.crosswalk
-                await ingestor.release_held()
-
-    async def shutdown(_: web.Application) -> None:
-        # before the gateway closes its message store
-        for task in follow_ups:
-            task.cancel()
-        await asyncio.gather(*follow_ups, return_exceptions=True)
-
-    async def cleanup(_: web.Application) -> None:
-        service.close()
-
-    api.on_startup.append(startup)
-    api.on_shutdown.append(shutdown)
-    api.on_cleanup.append(cleanup)
-
-    def store_of() -> Any:
-        from gateway.app import STORE
-        if gateway is None or STORE not in gateway:
-            raise Conflict(["the gateway's message store is not running"])
-        return gateway[STORE]
 
     # --- entries ---
     async def list_entries(request: web.Request) -> web.Response:
+        service = request.config_dict[MAPPINGS]
         found = service.search(hospital=request.query.get("hospital"),
                                query=request.query.get("q", ""),
                                national_code=request.query.get("national_code") or None,
@@ -442,6 +358,7 @@ def mappings_api(service: MappingService,
                       "entries": [entry_to_dict(e) for e in found[offset:offset + limit]]})
 
     async def create(request: web.Request) -> web.Response:
+        service = request.config_dict[MAPPINGS]
         body = await _body(request)
         user = _user(request, body)
         entry = _entry_from(body)
@@ -453,15 +370,17 @@ def mappings_api(service: MappingService,
                 _query_date(request, "valid_from"))
 
     async def show(request: web.Request) -> web.Response:
+        service = request.config_dict[MAPPINGS]
         hospital, item = request.match_info["hospital"], request.match_info["item"]
         ranges = service.crosswalk.ranges(hospital, item)
-        history = await service.audit(hospital_id=hospital, item_code=item, limit=200)
+        history = await service.audit(AuditQuery(hospital_id=hospital, item_code=item))
         if not ranges and not history:
             raise NotFound([f"{hospital}/{item}: no crosswalk entry and no history"])
         return _json({"entries": [entry_to_dict(e) for e in ranges],
                       "audit": [_audit_json(a) for a in history]})
 
     async def update(request: web.Request) -> web.Response:
+        service = request.config_dict[MAPPINGS]
         body = await _body(request)
         user = _user(request, body)
         key = _key(request)
@@ -471,6 +390,7 @@ def mappings_api(service: MappingService,
         return _json(_change_json(result, entry=entry_to_dict(after)))
 
     async def delete(request: web.Request) -> web.Response:
+        service = request.config_dict[MAPPINGS]
         body = await _body(request)
         user = _user(request, body)
         key = _key(request)
@@ -479,6 +399,7 @@ def mappings_api(service: MappingService,
         return _json(_change_json(result, deleted=entry_to_dict(before)))
 
     async def audit(request: web.Request) -> web.Response:
+        service = request.config_dict[MAPPINGS]
         since = request.query.get("since", "")
         try:
             since_at = datetime.fromisoformat(since) if since else None
@@ -486,16 +407,16 @@ def mappings_api(service: MappingService,
             raise _BadRequest([f"since={since!r} is not an ISO date-time"]) from None
         if since_at is not None and since_at.tzinfo is None:
             since_at = since_at.replace(tzinfo=CHINA_TZ)
-        found = await service.audit(
+        found = await service.audit(AuditQuery(
             hospital_id=request.query.get("hospital") or None,
             item_code=request.query.get("item") or None,
             user=request.query.get("user") or None, since=since_at,
-            limit=_query_int(request, "limit", 200, 1, 10_000))
+            limit=_query_int(request, "limit", 200, 1, 10_000)))
         return _json({"audit": [_audit_json(a) for a in found]})
 
     # --- files ---
     def _export_entries(request: web.Request) -> list[CrosswalkEntry]:
-        return service.search(hospital=request.query.get("hospital"),
+        return request.config_dict[MAPPINGS].search(hospital=request.query.get("hospital"),
                               day=_query_date(request, "on"))
 
     def _chinese(request: web.Request, default: bool) -> bool:
@@ -516,7 +437,8 @@ def mappings_api(service: MappingService,
             "Content-Disposition": 'attachment; filename="crosswalk.xlsx"'})
 
     async def import_file(request: web.Request) -> web.Response:
-        path, name, fields = await _upload(request, data_dir / "uploads")
+        service = request.config_dict[MAPPINGS]
+        path, name, fields = await _upload(request)
         try:
             user = _user(request, fields)
             hospital = request.query.get("hospital") or fields.get("hospital") or None
@@ -536,9 +458,10 @@ def mappings_api(service: MappingService,
 
     # --- unmapped queue ---
     async def unmapped(request: web.Request) -> web.Response:
+        service = request.config_dict[MAPPINGS]
         limit = _query_int(request, "limit", 5, 0, 50)
         items, total, labels = await service.queue(
-            store_of(), hospital=request.query.get("hospital"), limit=limit,
+            hospital=request.query.get("hospital"), limit=limit,
             max_items=_query_int(request, "items", 100, 1, 10_000))
         catalog: dict[str, Any] = {"versions": list(labels)}
         if not labels:
@@ -549,6 +472,7 @@ def mappings_api(service: MappingService,
                       "items": [_queue_json(q) for q in items]})
 
     async def accept(request: web.Request) -> web.Response:
+        service = request.config_dict[MAPPINGS]
         body = await _body(request)
         user = _user(request, body)
         rank = body.get("rank")
@@ -559,7 +483,7 @@ def mappings_api(service: MappingService,
         overrides: dict[str, Any] = {k: body[k] for k in fields if k in body}
         code = body.get("national_code")
         result = await service.accept(
-            store_of(), request.match_info["hospital"], request.match_info["item"],
+            request.match_info["hospital"], request.match_info["item"],
             user=user, national_code=str(code).strip().upper() if code else None, rank=rank,
             overrides=overrides, note=str(body.get("note") or ""))
         after = result.audit[0].record.after
@@ -567,11 +491,13 @@ def mappings_api(service: MappingService,
 
     # --- FHIR ---
     async def conceptmap(request: web.Request) -> web.Response:
+        service = request.config_dict[MAPPINGS]
         hospital = request.query.get("hospital")
         entries = service.search(hospital=hospital) if hospital else service.crosswalk
         return _json(to_concept_map(entries, day=_query_date(request, "date")))
 
     async def translate_op(request: web.Request) -> web.Response:
+        service = request.config_dict[MAPPINGS]
         code = request.query.get("code", "").strip()
         system = request.query.get("system", "").strip()
         problems = [f"{n} is required" for n, v in (("code", code), ("system", system)) if not v]
@@ -583,7 +509,8 @@ def mappings_api(service: MappingService,
 
     # --- catalogs ---
     async def import_catalog(request: web.Request) -> web.Response:
-        path, name, fields = await _upload(request, data_dir / "uploads")
+        service = request.config_dict[MAPPINGS]
+        path, name, fields = await _upload(request)
         try:
             version = (request.query.get("version") or fields.get("version")
                        or Path(name).stem).strip()
@@ -597,10 +524,12 @@ def mappings_api(service: MappingService,
         return _json(_catalog_import_json(result), 201)
 
     async def catalogs(request: web.Request) -> web.Response:
+        service = request.config_dict[MAPPINGS]
         return _json({kind.value: [_version_json(v) for v in versions]
-                      for kind, versions in service.versions().items()})
+                      for kind, versions in (await service.versions()).items()})
 
     async def catalog_diff(request: web.Request) -> web.Response:
+        service = request.config_dict[MAPPINGS]
         old, new = request.query.get("from", ""), request.query.get("to", "")
         problems = [f"{n}= is required (a version label)" for n, v in (("from", old), ("to", new))
                     if not v]
@@ -611,6 +540,7 @@ def mappings_api(service: MappingService,
         return _json(_diff_json(await service.diff(kind, old, new), limit))
 
     async def withdrawn(request: web.Request) -> web.Response:
+        service = request.config_dict[MAPPINGS]
         alerts, compared = await service.withdrawn_alerts()
         out: dict[str, Any] = {"compared": compared, "alerts": [_alert_json(a) for a in alerts]}
         if not compared:

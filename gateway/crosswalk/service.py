@@ -1,10 +1,11 @@
 """Crosswalk and national-catalog operations of a running gateway (对码 workbench).
 
 The HTTP API (:mod:`gateway.crosswalk.http`) and through it the CLI call this service.
-It keeps the current :class:`~mappings.crosswalk.Crosswalk`, persists every change with
-its audit record before the new crosswalk is used, and then hands the new crosswalk to
-the ingest path and releases the held events it now maps. Suggestions come from the
-latest imported national catalog and are never applied by themselves.
+Every change is decided on the process's current crosswalk, stored with its audit record
+in the deployment's store, and only then applied through the
+:class:`~gateway.crosswalk.holder.CrosswalkHolder`, which releases the held events it
+now maps. Suggestions come from the latest national catalog versions in the store and
+are never applied by themselves.
 """
 
 from __future__ import annotations
@@ -12,22 +13,18 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
-from collections.abc import Awaitable, Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from datetime import date, datetime
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
-import orjson
-
-from canonical.errors import ConfigError, GatewayError
-from canonical.model import CHINA_TZ, Line, event_from_dict
+from canonical.errors import ConfigError, GatewayError, StoreError
+from canonical.model import CHINA_TZ, Line
 from codes import (
     CatalogDiff,
     CatalogEntry,
-    CatalogError,
     CatalogImport,
     CatalogKind,
     CatalogVersion,
@@ -36,15 +33,13 @@ from codes import (
     diff,
     import_catalog_file,
     kind_of,
-    list_versions,
-    load_version,
-    save_version,
     version_from_import,
     withdrawn_mapped,
 )
 from codes.catalog_files import VersionInfo
-from gateway.crosswalk.db import CrosswalkStore, StoredAudit
+from gateway.crosswalk.holder import CrosswalkHolder
 from gateway.store.base import Store, UnmappedItem
+from gateway.store.state import AuditQuery, StaleCrosswalk, StoredAudit
 from mappings.changes import (
     AuditRecord,
     apply_import,
@@ -73,7 +68,7 @@ log = logging.getLogger(__name__)
 
 CONFIG_IMPORT_USER = "config-import"
 _HELD_SCAN = 5000  # held events read to describe queued items (unit, 批准文号, 本位码)
-_T = TypeVar("_T")
+_STALE_RETRIES = 5  # decide a change again this often when other replicas keep changing
 
 
 class NotFound(GatewayError, LookupError):
@@ -131,15 +126,6 @@ class QueueItem:
     suggestions: tuple[tuple[Suggestion, Conversion | None], ...]
 
 
-@dataclass(slots=True)
-class _Catalogs:
-    """Latest catalog versions and the suggestion index built over them."""
-
-    latest: dict[CatalogKind, CatalogVersion | None] = field(default_factory=dict)
-    index: SuggestionIndex | None = None
-    index_labels: tuple[str, ...] = ()
-
-
 class _KnownCodes:
     """A national code must be listed in the latest catalog of its kind, once one is imported."""
 
@@ -186,58 +172,55 @@ def _item_key(item: UnmappedItem) -> tuple[str, str]:
 class MappingService:
     """The crosswalk and catalogs of one gateway; every change is audited and persisted first.
 
-    ``on_change(crosswalk, hospitals)`` is called after each persisted change, outside the
-    change lock: it hands the crosswalk to the ingest path and releases held events,
-    returning how many were released.
+    The crosswalk it reads and changes is the process's one :class:`CrosswalkHolder`; a
+    change is decided on the holder's crosswalk, stored only if no other change was
+    stored since (else it is decided again on the newer one), and then applied through
+    the holder, whose hooks release the held events it maps.
     """
 
-    def __init__(self, store: CrosswalkStore, data_dir: Path,
+    def __init__(self, store: Store, holder: CrosswalkHolder,
                  *, clock: Callable[[], datetime] = lambda: datetime.now(CHINA_TZ)) -> None:
         self.store = store
-        self.data_dir = Path(data_dir)
+        self.holder = holder
         self.clock = clock
-        self.crosswalk = store.load()
-        self.on_change: Callable[[Crosswalk, frozenset[str]], Awaitable[int]] | None = None
         self._lock = asyncio.Lock()
         self._catalog_lock = asyncio.Lock()
-        self._db = ThreadPoolExecutor(1, thread_name_prefix="crosswalk-db")
-        self._catalogs = _Catalogs()
-        self._loaded: dict[tuple[CatalogKind, str], CatalogVersion] = {}
+        # stored versions by (kind, label, imported_at): a replaced label is another key
+        self._loaded: dict[tuple[CatalogKind, str, datetime], CatalogVersion] = {}
+        self._index: tuple[tuple[str, ...], SuggestionIndex] | None = None
 
-    @classmethod
-    def open(cls, data_dir: Path, *, seed_csv: Path | None = None) -> MappingService:
-        """Open ``<data_dir>/crosswalk.db``; import ``seed_csv`` once if the database is new.
+    @property
+    def crosswalk(self) -> Crosswalk:
+        """The current crosswalk."""
+        return self.holder.current
+
+    async def seed(self, seed_csv: Path) -> int:
+        """Import ``seed_csv`` if the crosswalk never held an entry (the first start).
+
+        Returns:
+            How many entries were imported (0 when the store already had a crosswalk).
 
         Raises:
-            ConfigError: the seed CSV is malformed (every problem listed).
+            ConfigError: the CSV is malformed (every problem listed).
         """
-        store = CrosswalkStore(Path(data_dir) / "crosswalk.db")
-        service = cls(store, data_dir)
-        if seed_csv is not None and store.is_new():
-            try:
-                entries = read_csv(Path(seed_csv))
-                _, records = apply_import(service.crosswalk, entries, user=CONFIG_IMPORT_USER,
-                                          at=service.clock(), known_codes=service._known_sync(),
-                                          note=f"first start: imported {seed_csv}")
-            except CrosswalkEntryError as exc:
-                service.close()
-                raise ConfigError([f"crosswalk.csv: {p}" for p in exc.problems]) from None
-            store.apply(records)
-            service.crosswalk = store.load()
-            log.info("crosswalk: imported %d entries from %s into %s", len(records), seed_csv,
-                     store.path)
-        elif seed_csv is not None:
-            log.info("crosswalk: %s is the source of truth; %s is not read again", store.path,
+        if not await self.store.crosswalk.is_new():
+            log.info("crosswalk: the store is the source of truth; %s is not read again",
                      seed_csv)
-        return service
-
-    def close(self) -> None:
-        """Close the crosswalk database."""
-        self._db.shutdown(wait=True)
-        self.store.close()
-
-    async def _run(self, fn: Callable[[], _T]) -> _T:
-        return await asyncio.get_running_loop().run_in_executor(self._db, fn)
+            return 0
+        try:
+            entries = read_csv(Path(seed_csv))
+            _, records = apply_import(self.crosswalk, entries, user=CONFIG_IMPORT_USER,
+                                      at=self.clock(), known_codes=await self.known_codes(),
+                                      note=f"first start: imported {seed_csv}")
+        except CrosswalkEntryError as exc:
+            raise ConfigError([f"crosswalk.csv: {p}" for p in exc.problems]) from None
+        try:
+            await self.store.crosswalk.apply(records, base=self.holder.audit_id)
+        except StaleCrosswalk:  # another replica seeded it at the same time
+            log.info("crosswalk: seeded by another gateway sharing the store")
+        await self.holder.refresh()
+        log.info("crosswalk: imported %d entries from %s", len(records), seed_csv)
+        return len(records)
 
     # --- the crosswalk -------------------------------------------------------------
 
@@ -288,20 +271,20 @@ class MappingService:
     ) -> ChangeResult:
         known = await self.known_codes()
         async with self._lock:
-            new, records = change(self.crosswalk, known)
-            if records:
-                ids = await self._run(lambda: self.store.apply(records))
-                self.crosswalk = new
-            else:
-                ids = []
-        hospitals = frozenset((r.after or r.before).hospital_id  # type: ignore[union-attr]
-                              for r in records)
-        released = 0
-        if records and self.on_change is not None:
-            # the current crosswalk, not ``new``: a later change may already have replaced it
-            released = await self.on_change(self.crosswalk, hospitals)
-        return ChangeResult(tuple(StoredAudit(i, r) for i, r in zip(ids, records, strict=True)),
-                            released)
+            for attempt in range(_STALE_RETRIES):
+                base = self.holder.audit_id
+                _, records = change(self.crosswalk, known)
+                try:
+                    stored = await self.store.crosswalk.apply(records, base=base)
+                    break
+                except StaleCrosswalk:
+                    # another replica changed the crosswalk first: decide again on its result
+                    await self.holder.refresh()
+                    if attempt == _STALE_RETRIES - 1:
+                        raise Conflict(["the crosswalk kept changing while this change was "
+                                        "being stored; try again"]) from None
+        released = (await self.holder.applied(stored[-1].id)).released if stored else 0
+        return ChangeResult(tuple(stored), released)
 
     async def create(self, entry: CrosswalkEntry, *, user: str, note: str = "") -> ChangeResult:
         """Add an entry (audited); held events it maps are released.
@@ -346,9 +329,9 @@ class MappingService:
             cw, entries, user=user, at=self.clock(), known_codes=known, note=note))
         return ChangeResult(result.audit, result.released, len(entries) - len(result.audit))
 
-    async def audit(self, **filters: Any) -> list[StoredAudit]:
-        """Audit records, newest first (see :meth:`CrosswalkStore.audit`)."""
-        return await self._run(lambda: self.store.audit(**filters))
+    async def audit(self, query: AuditQuery) -> list[StoredAudit]:
+        """Audit records, newest first."""
+        return await self.store.crosswalk.audit(query)
 
     def mapped_items(self, day: date | None = None) -> dict[str, list[str]]:
         """National code → "hospital/item" of the entries still in force on ``day`` or later."""
@@ -361,33 +344,32 @@ class MappingService:
 
     # --- national catalogs ---------------------------------------------------------
 
-    def _known_sync(self) -> _KnownCodes:
-        for kind in CatalogKind:
-            if kind not in self._catalogs.latest:
-                versions = list_versions(self.data_dir, kind)
-                self._catalogs.latest[kind] = (
-                    self._version(kind, versions[-1].version) if versions else None)
-        return _KnownCodes(self._catalogs.latest)
-
-    async def known_codes(self) -> _KnownCodes:
-        """The latest catalogs as a container of national codes (codes of a kind with no
-        catalog imported are all accepted)."""
-        async with self._catalog_lock:
-            return await asyncio.get_running_loop().run_in_executor(None, self._known_sync)
-
-    def _version(self, kind: CatalogKind, label: str) -> CatalogVersion:
-        key = (kind, label)
+    async def _version(self, kind: CatalogKind, info: VersionInfo) -> CatalogVersion:
+        key = (kind, info.version, info.imported_at)
         found = self._loaded.get(key)
         if found is None:
-            found = load_version(self.data_dir, kind, label)
+            found = await self.store.catalogs.load(kind, info.version)
             if len(self._loaded) >= 4:
                 self._loaded.pop(next(iter(self._loaded)))
             self._loaded[key] = found
         return found
 
-    def versions(self) -> dict[CatalogKind, list[VersionInfo]]:
+    async def _latest(self) -> dict[CatalogKind, CatalogVersion | None]:
+        latest: dict[CatalogKind, CatalogVersion | None] = {}
+        for kind in CatalogKind:
+            versions = await self.store.catalogs.versions(kind)
+            latest[kind] = await self._version(kind, versions[-1]) if versions else None
+        return latest
+
+    async def known_codes(self) -> _KnownCodes:
+        """The latest catalogs as a container of national codes (codes of a kind with no
+        catalog imported are all accepted)."""
+        async with self._catalog_lock:
+            return _KnownCodes(await self._latest())
+
+    async def versions(self) -> dict[CatalogKind, list[VersionInfo]]:
         """Stored catalog versions per kind, oldest first."""
-        return {kind: list_versions(self.data_dir, kind) for kind in CatalogKind}
+        return {kind: await self.store.catalogs.versions(kind) for kind in CatalogKind}
 
     async def import_catalog(self, path: Path, *, version: str, kind: CatalogKind | None,
                              source: str, replace: bool = False) -> CatalogImportResult:
@@ -397,30 +379,27 @@ class MappingService:
             CatalogError: the file is not a catalog, or the label is unusable.
             Conflict: the label is taken (and ``replace`` is false).
         """
-        def work() -> CatalogImportResult:
-            imported = import_catalog_file(path, kind=kind)
-            existing = list_versions(self.data_dir, imported.kind)
+        loop = asyncio.get_running_loop()
+        async with self._catalog_lock:
+            imported = await loop.run_in_executor(None, lambda: import_catalog_file(path,
+                                                                                    kind=kind))
+            existing = await self.store.catalogs.versions(imported.kind)
             if not replace and any(v.version == version for v in existing):
                 raise Conflict([f"{imported.kind} catalog version {version!r} exists; "
                                 "choose another label or pass replace=1"])
             previous = next((v for v in reversed(existing) if v.version != version), None)
             new = version_from_import(imported, version, imported_at=self.clock(),
                                       source=source)
-            save_version(self.data_dir, new)
-            self._loaded.pop((imported.kind, version), None)
-            self._loaded[(imported.kind, version)] = new
+            info = await self.store.catalogs.save(new)
+            self._loaded[(imported.kind, info.version, info.imported_at)] = new
             change = None
             alerts: list[WithdrawnAlert] = []
             if previous is not None:
-                change = diff(self._version(imported.kind, previous.version), new)
-                alerts = withdrawn_mapped(change, self.mapped_items())
-            self._catalogs.latest[imported.kind] = new
-            info = next(v for v in list_versions(self.data_dir, imported.kind)
-                        if v.version == version)
-            return CatalogImportResult(info, imported.kind, imported, change, tuple(alerts))
-
-        async with self._catalog_lock:
-            result = await asyncio.get_running_loop().run_in_executor(None, work)
+                old = await self._version(imported.kind, previous)
+                mapped = self.mapped_items()
+                change, alerts = await loop.run_in_executor(None, lambda: _compare(old, new,
+                                                                                   mapped))
+        result = CatalogImportResult(info, imported.kind, imported, change, tuple(alerts))
         for alert in result.alerts:
             log.warning("catalog %s: %s", result.version.version, alert.message)
         return result
@@ -431,13 +410,15 @@ class MappingService:
         Raises:
             NotFound: a version is not stored.
         """
-        def work() -> CatalogDiff:
-            try:
-                return diff(self._version(kind, old), self._version(kind, new))
-            except CatalogError as exc:
-                raise NotFound([str(exc)]) from None
         async with self._catalog_lock:
-            return await asyncio.get_running_loop().run_in_executor(None, work)
+            stored = {v.version: v for v in await self.store.catalogs.versions(kind)}
+            missing = [label for label in (old, new) if label not in stored]
+            if missing:
+                raise NotFound([f"no {kind} catalog version {label!r} is stored"
+                                for label in missing])
+            a = await self._version(kind, stored[old])
+            b = await self._version(kind, stored[new])
+        return await asyncio.get_running_loop().run_in_executor(None, lambda: diff(a, b))
 
     async def withdrawn_alerts(self) -> tuple[list[WithdrawnAlert], list[str]]:
         """Codes withdrawn by the latest version of each catalog that the crosswalk still maps.
@@ -445,72 +426,50 @@ class MappingService:
         Returns:
             The alerts, and which versions were compared (for the answer's text).
         """
-        def work() -> tuple[list[WithdrawnAlert], list[str]]:
-            alerts: list[WithdrawnAlert] = []
-            compared: list[str] = []
-            mapped = self.mapped_items()
-            for kind, versions in self.versions().items():
-                if len(versions) < 2:
-                    continue
-                old, new = versions[-2].version, versions[-1].version
-                compared.append(f"{kind} {old} → {new}")
-                alerts.extend(withdrawn_mapped(
-                    diff(self._version(kind, old), self._version(kind, new)), mapped))
-            return alerts, compared
-        async with self._catalog_lock:
-            return await asyncio.get_running_loop().run_in_executor(None, work)
+        alerts: list[WithdrawnAlert] = []
+        compared: list[str] = []
+        mapped = self.mapped_items()
+        for kind, versions in (await self.versions()).items():
+            if len(versions) < 2:
+                continue
+            compared.append(f"{kind} {versions[-2].version} → {versions[-1].version}")
+            async with self._catalog_lock:
+                old = await self._version(kind, versions[-2])
+                new = await self._version(kind, versions[-1])
+            _, found = await asyncio.get_running_loop().run_in_executor(
+                None, lambda: _compare(old, new, mapped))  # noqa: B023 - awaited at once
+            alerts.extend(found)
+        return alerts, compared
 
     # --- the unmapped queue and suggestions ------------------------------------------
 
-    async def suggestion_index(self) -> tuple[SuggestionIndex | None, tuple[str, ...]]:
+    async def suggestion_index(
+        self,
+    ) -> tuple[SuggestionIndex | None, tuple[str, ...], list[CatalogVersion]]:
         """The index over the latest catalogs, built once per set of versions.
 
         Returns:
-            The index (None when no catalog has been imported) and the versions it covers.
+            The index (None when no catalog has been imported), the versions it covers,
+            and those versions.
         """
-        def work() -> tuple[SuggestionIndex | None, tuple[str, ...]]:
-            self._known_sync()
-            versions = [v for v in self._catalogs.latest.values() if v is not None]
-            labels = tuple(f"{v.kind} {v.version}" for v in versions)
-            if not versions:
-                return None, ()
-            if self._catalogs.index is None or self._catalogs.index_labels != labels:
-                self._catalogs.index = build_index(
-                    e for v in versions for e in v.entries.values())
-                self._catalogs.index_labels = labels
-            return self._catalogs.index, labels
         async with self._catalog_lock:
-            return await asyncio.get_running_loop().run_in_executor(None, work)
+            versions = [v for v in (await self._latest()).values() if v is not None]
+            if not versions:
+                return None, (), []
+            labels = tuple(f"{v.kind} {v.version}" for v in versions)
+            key = tuple(f"{v.kind} {v.version} {v.imported_at.isoformat()}" for v in versions)
+            if self._index is None or self._index[0] != key:
+                index = await asyncio.get_running_loop().run_in_executor(
+                    None, lambda: build_index(e for v in versions for e in v.entries.values()))
+                self._index = (key, index)
+            return self._index[1], labels, versions
 
-    async def _held_lines(self, store: Store, hospital: str | None) -> dict[tuple[str, str], Line]:
-        """The latest held line of each unmapped item: its unit, 批准文号 and 本位码."""
-        query = getattr(store, "query", None)
-        if query is None:
-            return {}
-        # no placeholders: the SQLite and PostgreSQL stores spell them differently
-        try:
-            rows = await query("SELECT hospital_id, body FROM events WHERE held = 1"
-                               f" ORDER BY seq DESC LIMIT {_HELD_SCAN}")
-        except Exception:  # descriptions only sharpen suggestions; the queue still answers
-            log.warning("could not read held events for the unmapped queue", exc_info=True)
-            return {}
-        lines: dict[tuple[str, str], Line] = {}
-        for event_hospital, body in rows:
-            if hospital and event_hospital != hospital:
-                continue
-            event = event_from_dict(orjson.loads(body))
-            for line in event.lines:
-                if line.national_code is None:
-                    lines.setdefault((event.hospital_id, line.item_code), line)
-        return lines
-
-    async def queue(self, store: Store, *, hospital: str | None = None, limit: int = 5,
+    async def queue(self, *, hospital: str | None = None, limit: int = 5,
                     item_code: str | None = None, max_items: int = 100,
                     ) -> tuple[list[QueueItem], int, tuple[str, ...]]:
         """The unmapped items still without an entry today, each with ranked suggestions.
 
         Args:
-            store: the message store holding the queue and the held events.
             hospital: only this hospital's items.
             limit: suggestions per item.
             item_code: only this item (with ``hospital``).
@@ -521,43 +480,30 @@ class MappingService:
             came from (empty when no catalog is imported: the items then carry none).
         """
         today = self.clock().date()
-        items = [i for i in await store.unmapped(hospital)
-                 if self.crosswalk.lookup(i.hospital_id, i.item_code, today) is None
+        crosswalk = self.crosswalk
+        items = [i for i in await self.store.unmapped(hospital)
+                 if crosswalk.lookup(i.hospital_id, i.item_code, today) is None
                  and (item_code is None or i.item_code == item_code)]
         total = len(items)
         items = items[:max_items]
-        index, labels = await self.suggestion_index()
-        lines = await self._held_lines(store, hospital) if items else {}
+        index, labels, catalogs = await self.suggestion_index()
+        lines: dict[tuple[str, str], Line] = {}
+        if items:
+            try:
+                lines = await self.store.held_lines(hospital, _HELD_SCAN)
+            except StoreError:  # descriptions only sharpen suggestions; the queue still answers
+                log.warning("could not read held events for the unmapped queue", exc_info=True)
 
         def work() -> list[QueueItem]:
             out = []
             for item in items:
                 line = lines.get(_item_key(item))
                 out.append(QueueItem(item, line.unit if line else "",
-                                     self._suggest(index, item, line, limit)))
+                                     _suggest(index, catalogs, item, line, limit)))
             return out
         return await asyncio.get_running_loop().run_in_executor(None, work), total, labels
 
-    def _suggest(self, index: SuggestionIndex | None, item: UnmappedItem, line: Line | None,
-                 limit: int) -> tuple[tuple[Suggestion, Conversion | None], ...]:
-        if index is None:
-            return ()
-        query = HospitalItem(
-            code=item.item_code, name=item.item_name, specification=item.specification,
-            manufacturer=item.manufacturer,
-            approval_no=line.approval_no if line else "",
-            standard_code=line.standard_code if line else "")
-        catalogs = [v for v in self._catalogs.latest.values() if v is not None]
-        out = []
-        for s in index.suggest(query, limit=limit):
-            entry = next((found for v in catalogs if (found := v.get(s.national_code))), None)
-            conversion = None
-            if entry is not None and line is not None:
-                conversion = propose_conversion(line.unit, item.specification, entry)
-            out.append((s, conversion))
-        return tuple(out)
-
-    async def accept(self, store: Store, hospital: str, item_code: str, *, user: str,
+    async def accept(self, hospital: str, item_code: str, *, user: str,
                      national_code: str | None = None, rank: int | None = None,
                      overrides: dict[str, Any] | None = None, note: str = "") -> ChangeResult:
         """Map a queued item to one of its suggestions, named by code or rank (1 = best).
@@ -570,8 +516,7 @@ class MappingService:
             Conflict: no catalog, or the code is not among the item's suggestions.
             CrosswalkEntryError: no factor could be settled, or the entry is invalid.
         """
-        queue, _, labels = await self.queue(store, hospital=hospital, limit=10,
-                                            item_code=item_code)
+        queue, _, labels = await self.queue(hospital=hospital, limit=10, item_code=item_code)
         found = next(iter(queue), None)
         if found is None:
             raise NotFound([f"{hospital}/{item_code} is not in the unmapped queue"])
@@ -616,6 +561,32 @@ class MappingService:
             factor=factor, valid_from=valid_from, valid_to=valid_to)
         why = f"accepted suggestion ({suggestion.score:.2f}: {'; '.join(suggestion.reasons)})"
         return await self.create(entry, user=user, note=f"{note} — {why}" if note else why)
+
+
+def _compare(old: CatalogVersion, new: CatalogVersion, mapped: dict[str, list[str]]
+             ) -> tuple[CatalogDiff, list[WithdrawnAlert]]:
+    change = diff(old, new)
+    return change, withdrawn_mapped(change, mapped)
+
+
+def _suggest(index: SuggestionIndex | None, catalogs: Sequence[CatalogVersion],
+             item: UnmappedItem, line: Line | None,
+             limit: int) -> tuple[tuple[Suggestion, Conversion | None], ...]:
+    if index is None:
+        return ()
+    query = HospitalItem(
+        code=item.item_code, name=item.item_name, specification=item.specification,
+        manufacturer=item.manufacturer,
+        approval_no=line.approval_no if line else "",
+        standard_code=line.standard_code if line else "")
+    out = []
+    for s in index.suggest(query, limit=limit):
+        entry = next((found for v in catalogs if (found := v.get(s.national_code))), None)
+        conversion = None
+        if entry is not None and line is not None:
+            conversion = propose_conversion(line.unit, item.specification, entry)
+        out.append((s, conversion))
+    return tuple(out)
 
 
 def _one(change: tuple[Crosswalk, AuditRecord]) -> tuple[Crosswalk, tuple[AuditRecord]]:

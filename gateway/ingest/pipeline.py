@@ -7,7 +7,7 @@ import logging
 from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, Protocol
 
 import msgspec
 
@@ -22,13 +22,13 @@ from adapters.base import (
     rejection_issues,
 )
 from canonical.errors import MessageRejected, StoreError
-from canonical.model import CHINA_TZ, Event, EventKind
+from canonical.model import CHINA_TZ, Event, EventKind, Line
 from gateway.metrics import Metrics
 from gateway.platforms.base import PlatformProfile
 from gateway.store.base import CommitResult, Incoming, PlannedDelivery, Store
 from mappings.crosswalk import Crosswalk, map_event
 
-__all__ = ["Advice", "Ingestor", "Route", "internal_error_reply"]
+__all__ = ["Advice", "CrosswalkSource", "Ingestor", "Route", "internal_error_reply"]
 
 log = logging.getLogger(__name__)
 
@@ -51,6 +51,20 @@ class Advice(msgspec.Struct, frozen=True):
 Advisor = Callable[[Event, datetime], Advice]
 
 
+class CrosswalkSource(Protocol):
+    """Where the current crosswalk comes from (the process's
+    :class:`~gateway.crosswalk.holder.CrosswalkHolder`)."""
+
+    @property
+    def current(self) -> Crosswalk:
+        """The crosswalk to map with now."""
+        ...
+
+    async def refresh(self) -> object:
+        """Catch up with changes stored by other processes."""
+        ...
+
+
 def _now() -> datetime:
     return datetime.now(CHINA_TZ)
 
@@ -69,19 +83,21 @@ class _Prepared:
     """A message after the synchronous half of the pipeline.
 
     Exactly one ending applies: ``refusal`` (quarantine and NAK), ``advice.blocked``
-    (quarantine and AR), or ``incoming`` (commit, then acknowledge).
+    (quarantine and AR), ``recheck`` (items unknown here on a shared store: catch up with
+    the crosswalk, then map again) or ``incoming`` (commit, then acknowledge).
     """
 
     parsed: ParsedMessage | None = None
     advice: Advice = _NO_ADVICE
     incoming: Incoming | None = None
     refusal: MessageRejected | None = None
+    recheck: bool = False
 
 
 class Ingestor:
     """Runs every received message through the pipeline; transports call :meth:`handle`."""
 
-    def __init__(self, store: Store, crosswalk: Crosswalk, routes: Sequence[Route],
+    def __init__(self, store: Store, crosswalk: CrosswalkSource, routes: Sequence[Route],
                  metrics: Metrics, *, notify: Callable[[], None] = lambda: None,
                  clock: Callable[[], datetime] = _now) -> None:
         self.store = store
@@ -119,7 +135,7 @@ class Ingestor:
 
     def remap(self, event: Event) -> tuple[Event, bool, tuple[PlannedDelivery, ...]]:
         """Map a held event with today's crosswalk: (event, still held?, deliveries)."""
-        mapped, unmapped = map_event(event, self.crosswalk, self.clock().date())
+        mapped, unmapped = map_event(event, self.crosswalk.current, self.clock().date())
         if unmapped:
             return mapped, True, ()
         return mapped, False, self.plan([mapped], [False])
@@ -154,23 +170,32 @@ class Ingestor:
                 f"internal error while parsing: {type(exc).__name__}", code="207"))
 
     def _map_and_advise(self, adapter: Adapter, raw: bytes, peer: str, parsed: ParsedMessage,
-                        received_at: datetime) -> _Prepared:
+                        received_at: datetime, *, rechecked: bool = False) -> _Prepared:
         m = self.metrics
         mtype = parsed.message_type
-        m.labelled(m.received, adapter.name, mtype).inc()
+        if not rechecked:
+            m.labelled(m.received, adapter.name, mtype).inc()
         day = received_at.date()
+        crosswalk = self.crosswalk.current
         events: list[Event] = []
         held: list[bool] = []
+        missing: list[tuple[Line, ...]] = []
         for ev in parsed.events:
-            mapped, unmapped = map_event(ev, self.crosswalk, day)
+            mapped, unmapped = map_event(ev, crosswalk, day)
             events.append(mapped)
             # an item master is the dictionary itself, nothing waits for it: never held
-            is_held = bool(unmapped) and ev.kind is not EventKind.ITEM_MASTER
-            held.append(is_held)
-            if is_held:
-                m.events_held.labels(ev.hospital_id).inc()
-                log.info("event %s held: %d unmapped item(s) %s", ev.event_id, len(unmapped),
-                         ",".join(li.item_code for li in unmapped))
+            held.append(bool(unmapped) and ev.kind is not EventKind.ITEM_MASTER)
+            missing.append(unmapped)
+        if any(held):
+            if self.store.shared and not rechecked:
+                # another replica may have mapped the item a moment ago: the next message
+                # after a mapping is accepted anywhere must not be held
+                return _Prepared(parsed=parsed, recheck=True)
+            for ev, is_held, unmapped in zip(events, held, missing, strict=True):
+                if is_held:
+                    m.events_held.labels(ev.hospital_id).inc()
+                    log.info("event %s held: %d unmapped item(s) %s", ev.event_id,
+                             len(unmapped), ",".join(li.item_code for li in unmapped))
         advice = self._advise(events, received_at)
         if advice.blocked:
             return _Prepared(parsed=parsed, advice=advice)
@@ -220,6 +245,16 @@ class Ingestor:
         """Take one message; the reply is positive only after a durable commit."""
         received_at = self.clock()
         prep = self._prepare(adapter, raw, peer, received_at)
+        return await self._finish(adapter, raw, peer, prep, received_at)
+
+    async def _finish(self, adapter: Adapter, raw: bytes, peer: str, prep: _Prepared,
+                      received_at: datetime) -> Reply:
+        """Everything after the synchronous half, one message at a time."""
+        if prep.recheck:
+            assert prep.parsed is not None
+            await self.crosswalk.refresh()
+            prep = self._map_and_advise(adapter, raw, peer, prep.parsed, received_at,
+                                        rechecked=True)
         if prep.incoming is None:
             return await self._settle(adapter, raw, peer, prep, received_at)
         try:
@@ -256,7 +291,7 @@ class Ingestor:
                 prep = p if isinstance(p, _Prepared) else self._map_and_advise(
                     adapter, raw, peer, p, received_at)
                 if prep.incoming is None:
-                    self._spawn(self._settle(adapter, raw, peer, prep, received_at),
+                    self._spawn(self._finish(adapter, raw, peer, prep, received_at),
                                 adapter, raw, done)
                 else:
                     self._commit_then(adapter, raw, peer, prep, done)

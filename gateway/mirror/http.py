@@ -13,18 +13,14 @@ from typing import Any
 
 from aiohttp import web
 
+from gateway.keys import STORE
 from gateway.mirror.replay import query_from_params, record_to_dict
 from gateway.store.base import Store
 
 __all__ = ["add_mirror_routes"]
 
-# the app keys under which the gateway keeps its store and mirror
-_KEYS: web.AppKey[tuple[Any, ...]] = web.AppKey("mirror_admin_keys", tuple)
-
-
 def _store(request: web.Request) -> Store:
-    store: Store = request.app[request.app[_KEYS][0]]
-    return store
+    return request.config_dict[STORE]
 
 
 async def deadletters(request: web.Request) -> web.Response:
@@ -61,10 +57,6 @@ async def replay(request: web.Request) -> web.Response:
     force = bool(body.get("force", False))
     result = await _store(request).replay(query, to_destination=body.get("to_destination"),
                                           force=force, now=time.time())
-    mirror_key = request.app[_KEYS][1]
-    mirror = request.app.get(mirror_key) if mirror_key is not None else None
-    if mirror is not None and result.queued:
-        mirror.notify()
     payload: dict[str, Any] = {"queued": list(result.queued), "refused": list(result.refused),
                "skipped": list(result.skipped)}
     if result.refused:
@@ -82,10 +74,9 @@ async def balance(request: web.Request) -> web.Response:
                                   "held": b.held_events} for d in dests})
 
 
-def add_mirror_routes(app: web.Application, store_key: web.AppKey[Any],
-                      mirror_key: web.AppKey[Any] | None = None) -> None:
-    """Register the dead-letter, replay and balance routes on the gateway's app."""
-    app[_KEYS] = (store_key, mirror_key)
+def add_mirror_routes(app: web.Application) -> None:
+    """Register the dead-letter, replay and balance routes on the gateway's app (they use
+    its :data:`~gateway.keys.STORE`; a replay wakes the mirrors through the store)."""
     app.router.add_get("/api/deadletters", deadletters)
     app.router.add_get("/api/outbox/{id}", outbox_row)
     app.router.add_post("/api/replay", replay)

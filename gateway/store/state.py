@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol
 
+from canonical.errors import GatewayError
 from codes import CatalogKind, CatalogVersion
 from codes.catalog_files import VersionInfo
 from gateway.store.ledger_records import CdsTables, LedgerTables
@@ -27,8 +28,14 @@ __all__ = [
     "CdsTables",
     "CrosswalkTables",
     "LedgerTables",
+    "StaleCrosswalk",
     "StoredAudit",
 ]
+
+
+class StaleCrosswalk(GatewayError):
+    """A crosswalk change was decided on an older crosswalk than the store's: another
+    change was stored first. Nothing was written; catch up and decide again."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,13 +68,18 @@ class CrosswalkTables(Protocol):
         """True when the crosswalk never held an entry (no entries and no audit)."""
         ...
 
-    async def apply(self, records: Sequence[AuditRecord]) -> list[StoredAudit]:
+    async def apply(self, records: Sequence[AuditRecord], *, base: int) -> list[StoredAudit]:
         """Write the changes the records describe and the records, in one transaction.
 
         Changes are serialised across processes, so audit ids ascend in commit order;
         every process hears :attr:`~gateway.store.base.Topic.CROSSWALK` afterwards.
 
+        Args:
+            records: in the order the changes were made.
+            base: the last audit id of the crosswalk the changes were decided on.
+
         Raises:
+            StaleCrosswalk: a change was stored after ``base``; nothing was written.
             StoreError: nothing was written.
         """
         ...

@@ -153,7 +153,7 @@ async def test_commit_failure_gets_ae_never_aa_and_a_resend_is_taken(gateway) ->
 async def test_held_events_are_released_in_order_once_mapped(gateway) -> None:
     from decimal import Decimal
 
-    from gateway.app import CROSSWALK, INGESTOR
+    from gateway.keys import INGESTOR, MAPPINGS
     from mappings.crosswalk import CrosswalkEntry
 
     raw = sample("rds_o13_unmapped_item.hl7")
@@ -169,8 +169,8 @@ async def test_held_events_are_released_in_order_once_mapped(gateway) -> None:
     entry = CrosswalkEntry(HOSPITAL, "Y9990001", "XL02BGA045A001010104641",
                            item_name="阿那曲唑片(海正)", hospital_unit="盒", national_unit="片",
                            factor=Decimal(14))
-    ingestor.crosswalk = gateway.app[CROSSWALK].with_changes(add=[entry])
-    assert await ingestor.release_held() == 3
+    result = await gateway.app[MAPPINGS].create(entry, user="药剂科 李娜")
+    assert result.released == 3
     await _wait_for(lambda: len(gateway.simulator.order) == 3)
     sent = [gateway.simulator.accepted[m]["input"]["selinfo"] for m in gateway.simulator.order]
     assert [s["rtal_docno"] for s in sent] == ["CFHELD00000", "CFHELD00001", "CFHELD00002"]

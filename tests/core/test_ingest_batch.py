@@ -7,7 +7,7 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
-from helpers import HOSPITAL, numbered_dispense
+from helpers import HOSPITAL, FixedCrosswalk, numbered_dispense
 
 from adapters.base import Outcome, ParsedMessage, Reply
 from adapters.hl7v2 import HL7v2Adapter
@@ -15,7 +15,6 @@ from canonical.errors import StoreError
 from gateway.ingest.pipeline import Ingestor
 from gateway.metrics import Metrics
 from gateway.store.base import CommitResult, Incoming
-from mappings.crosswalk import Crosswalk
 
 HL7 = HL7v2Adapter({"facilities": {"ZJSRMYY": HOSPITAL}})
 
@@ -42,6 +41,8 @@ class FlakyAdapter:
 
 class CallbackStore:
     """Commits in the next loop turn; fails the groups it is told to fail."""
+
+    shared = False
 
     def __init__(self) -> None:
         self.fail = False
@@ -81,7 +82,7 @@ def _msa(reply: Reply | None) -> str:
 
 async def test_a_defect_in_one_message_answers_it_ae_and_the_others_aa() -> None:
     store = CallbackStore()
-    ingestor = Ingestor(store, Crosswalk(), (), Metrics())  # type: ignore[arg-type]
+    ingestor = Ingestor(store, FixedCrosswalk(), (), Metrics())  # type: ignore[arg-type]
     raws = [numbered_dispense(1), numbered_dispense(2) + b"PARSE-BUG", numbered_dispense(3),
             numbered_dispense(4) + b"REPLY-BUG", numbered_dispense(5)]
     answers = await _submit_all(ingestor, FlakyAdapter(), raws)
@@ -98,7 +99,7 @@ async def test_a_defect_in_one_message_answers_it_ae_and_the_others_aa() -> None
 async def test_a_failed_group_commit_answers_every_member_ae() -> None:
     store = CallbackStore()
     store.fail = True
-    ingestor = Ingestor(store, Crosswalk(), (), Metrics())  # type: ignore[arg-type]
+    ingestor = Ingestor(store, FixedCrosswalk(), (), Metrics())  # type: ignore[arg-type]
     answers = await _submit_all(ingestor, HL7, [numbered_dispense(n) for n in range(3)])
     assert [_msa(a[0]) for a in answers] == ["AE", "AE", "AE"]
     assert all(b"send it again" in a[0].body for a in answers if a[0] is not None)
@@ -106,7 +107,7 @@ async def test_a_failed_group_commit_answers_every_member_ae() -> None:
 
 async def test_a_failing_answer_callback_does_not_stop_the_rest() -> None:
     store = CallbackStore()
-    ingestor = Ingestor(store, Crosswalk(), (), Metrics())  # type: ignore[arg-type]
+    ingestor = Ingestor(store, FixedCrosswalk(), (), Metrics())  # type: ignore[arg-type]
     heard: list[int] = []
 
     def broken(reply: Reply | None) -> None:
@@ -126,6 +127,6 @@ async def test_one_at_a_time_path_answers_ae_when_the_commit_fails() -> None:
         async def commit(self, incoming: Incoming) -> CommitResult:
             raise StoreError("database is locked")
 
-    ingestor = Ingestor(FailingStore(), Crosswalk(), (), Metrics())  # type: ignore[arg-type]
+    ingestor = Ingestor(FailingStore(), FixedCrosswalk(), (), Metrics())  # type: ignore[arg-type]
     reply = await ingestor.handle(HL7, numbered_dispense(9), "10.1.2.3:5000")
     assert _msa(reply) == "AE" and b"send it again" in reply.body

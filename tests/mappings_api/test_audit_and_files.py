@@ -6,6 +6,7 @@ import sqlite3
 from datetime import datetime
 
 import pytest
+from aiohttp.test_utils import TestServer
 from api_helpers import OPERATOR
 from helpers import CROSSWALK, HOSPITAL, free_port, make_config
 
@@ -59,9 +60,13 @@ async def test_create_update_delete_are_audited_and_survive_a_restart(launcher) 
         "delete", "update", "create"]
     _, item = await gw.api("GET", f"/entries/{HOSPITAL}/Y0077001", expect=200)
     assert [a["action"] for a in item["audit"]] == ["update", "create"]
-    # the database is the one the README names, in WAL mode
-    con = sqlite3.connect(launcher.tmp / "var" / "crosswalk.db")
+    # the crosswalk lives in the deployment's store (the SQLite file the config names),
+    # not in a file of its own
+    assert not (launcher.tmp / "var" / "crosswalk.db").exists()
+    con = sqlite3.connect(launcher.tmp / "var" / "gateway.db")
     assert con.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    assert con.execute("SELECT factor FROM crosswalk_entries WHERE item_code = 'Y0077001'"
+                       ).fetchone() == ("28",)
     con.close()
 
 
@@ -152,13 +157,15 @@ async def test_conceptmap_and_translate(gateway) -> None:
     assert status == 400
 
 
-def test_a_malformed_seed_csv_stops_the_start_with_every_problem(tmp_path) -> None:
+async def test_a_malformed_seed_csv_stops_the_start_with_every_problem(tmp_path) -> None:
     bad = tmp_path / "crosswalk.csv"
     bad.write_text("hospital_id,item_code,national_code,factor\n"
                    f"{HOSPITAL},Y1,XL02,14\n{HOSPITAL},Y2,{BICALUTAMIDE},zero\n", "utf-8")
     cfg = make_config(tmp_path, mllp_port=free_port(), http_port=0,
                       platform_url="http://127.0.0.1:9/x", crosswalk={"csv": str(bad)})
+    server = TestServer(build_app(cfg), host="127.0.0.1")
     with pytest.raises(ConfigError) as caught:
-        build_app(cfg)
+        await server.start_server()
+    await server.close()
     text = "\n".join(caught.value.problems)
     assert "crosswalk.csv" in text and "row 2" in text and "row 3" in text

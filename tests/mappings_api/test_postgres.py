@@ -14,7 +14,7 @@ pytestmark = pytest.mark.postgres
 
 
 
-async def test_queue_and_accept_on_postgres(launcher, pg_schema) -> None:
+async def test_queue_and_accept_on_postgres(pg_schema, launcher) -> None:
     gw = await launcher.start(store={"backend": "postgres", "postgres_dsn": PG_DSN,
                                      "postgres_schema": pg_schema})
     await gw.api("POST", "/catalogs", params={"version": "2025-first"},

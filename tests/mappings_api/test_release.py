@@ -44,7 +44,7 @@ async def test_mapping_through_the_api_releases_held_events_in_order(gateway) ->
     assert answer["audit"][0]["user"] == OPERATOR["X-Operator"]
     # the rest of the gateway sees the new crosswalk too (prescription warnings, app state)
     assert gateway.app[LEDGER].resolve_item(HOSPITAL, "Y9990001") == ANASTROZOLE_HISUN
-    assert gateway.app[CROSSWALK].lookup(HOSPITAL, "Y9990001", date.today()) is not None
+    assert gateway.app[CROSSWALK].current.lookup(HOSPITAL, "Y9990001", date.today()) is not None
     # the running ingest path uses the new entry for the next message at once
     await gateway.send(held_dispense(9))
     await gateway.wait_for(lambda: len(gateway.simulator.order) == 4)

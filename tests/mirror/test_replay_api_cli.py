@@ -33,7 +33,7 @@ async def test_http_api_lists_inspects_and_replays_refusing_delivered(
     dead, delivered = await _dead_and_delivered(store)
     app = web.Application()
     app[STORE] = store
-    add_mirror_routes(app, STORE)
+    add_mirror_routes(app)
     client = await aiohttp_client(app)
     listed = await (await client.get("/api/deadletters?transaction=3505")).json()
     assert [r["id"] for r in listed] == [dead] and "医疗目录编码无效" in listed[0]["last_error"]

@@ -20,7 +20,7 @@ from gateway.store.crosswalk_rows import (
     version_info,
 )
 from gateway.store.postgres.driver import DB_ERRORS
-from gateway.store.state import AuditQuery, StoredAudit
+from gateway.store.state import AuditQuery, StaleCrosswalk, StoredAudit
 from mappings.changes import AuditRecord
 from mappings.crosswalk import Crosswalk
 
@@ -54,7 +54,7 @@ class PostgresCrosswalk:
                                             " + (SELECT count(*) FROM crosswalk_audit)")
         return int(n) == 0
 
-    async def apply(self, records: Sequence[AuditRecord]) -> list[StoredAudit]:
+    async def apply(self, records: Sequence[AuditRecord], *, base: int) -> list[StoredAudit]:
         """Write the changes and their audit records in one transaction, serialised with
         every other replica's crosswalk changes."""
         if not records:
@@ -64,6 +64,9 @@ class PostgresCrosswalk:
         try:
             async with store.pool.acquire() as con, con.transaction():
                 await store.lock_topic(con, Topic.CROSSWALK)
+                last = await con.fetchval("SELECT coalesce(max(id), 0) FROM crosswalk_audit")
+                if last != base:
+                    raise StaleCrosswalk(f"crosswalk changed after audit id {base} (now {last})")
                 for r in records:
                     if r.before is not None:
                         await con.execute("DELETE FROM crosswalk_entries WHERE hospital_id = $1"

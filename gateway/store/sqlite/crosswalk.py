@@ -19,7 +19,7 @@ from gateway.store.crosswalk_rows import (
     entry_key_args,
     version_info,
 )
-from gateway.store.state import AuditQuery, StoredAudit
+from gateway.store.state import AuditQuery, StaleCrosswalk, StoredAudit
 from mappings.changes import AuditRecord
 from mappings.crosswalk import Crosswalk
 
@@ -55,9 +55,12 @@ class SqliteCrosswalk:
             return int(row[0]) == 0
         return await self._store.read(read)
 
-    async def apply(self, records: Sequence[AuditRecord]) -> list[StoredAudit]:
+    async def apply(self, records: Sequence[AuditRecord], *, base: int) -> list[StoredAudit]:
         """Write the changes and their audit records in one transaction."""
         def write(con: sqlite3.Connection) -> list[StoredAudit]:
+            last = con.execute("SELECT coalesce(max(id), 0) FROM crosswalk_audit").fetchone()[0]
+            if last != base:
+                raise StaleCrosswalk(f"crosswalk changed after audit id {base} (now {last})")
             con.execute("UPDATE state_heads SET version = version + 1 WHERE topic = ?",
                         (Topic.CROSSWALK.value,))
             out = []

@@ -1,0 +1,55 @@
+"""Every object the gateway application shares, behind a typed ``web.AppKey``.
+
+Each is set by the cleanup context that starts it (``gateway/app.py``) and read by
+handlers through ``request.config_dict``, which sub-applications see too.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import TYPE_CHECKING
+
+from aiohttp import web
+
+if TYPE_CHECKING:
+    from adapters.base import Adapter
+    from gateway.config import GatewayConfig
+    from gateway.crosswalk.holder import CrosswalkHolder
+    from gateway.crosswalk.service import MappingService
+    from gateway.ingest.pipeline import Ingestor
+    from gateway.ledger.ledger import Ledger
+    from gateway.ledger.wiring import LedgerFeed, WarningPusher
+    from gateway.metrics import Metrics
+    from gateway.mirror.worker import Mirror
+    from gateway.platforms.simulator import SimulatorState
+    from gateway.store.base import Store
+
+__all__ = [
+    "CONFIG",
+    "CROSSWALK",
+    "HTTP_ADAPTERS",
+    "INGESTOR",
+    "LEDGER",
+    "LEDGER_FEED",
+    "MAPPINGS",
+    "METRICS",
+    "MIRROR",
+    "MLLP_SERVERS",
+    "PUSHER",
+    "SIMULATOR",
+    "STORE",
+]
+
+CONFIG: web.AppKey[GatewayConfig] = web.AppKey("config")
+METRICS: web.AppKey[Metrics] = web.AppKey("metrics")
+STORE: web.AppKey[Store] = web.AppKey("store")
+CROSSWALK: web.AppKey[CrosswalkHolder] = web.AppKey("crosswalk")
+MAPPINGS: web.AppKey[MappingService] = web.AppKey("mappings")
+LEDGER: web.AppKey[Ledger] = web.AppKey("ledger")
+LEDGER_FEED: web.AppKey[LedgerFeed] = web.AppKey("ledger_feed")
+PUSHER: web.AppKey[WarningPusher] = web.AppKey("webhook_pusher")
+SIMULATOR: web.AppKey[SimulatorState] = web.AppKey("simulator")
+MIRROR: web.AppKey[Mirror] = web.AppKey("mirror")
+INGESTOR: web.AppKey[Ingestor] = web.AppKey("ingestor")
+HTTP_ADAPTERS: web.AppKey[dict[str, Adapter]] = web.AppKey("http_adapters")
+MLLP_SERVERS: web.AppKey[dict[str, asyncio.Server]] = web.AppKey("mllp_servers")
