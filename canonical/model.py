@@ -19,6 +19,7 @@ import msgspec
 
 __all__ = [
     "CHINA_TZ",
+    "PATIENT_FIELDS",
     "Event",
     "EventKind",
     "Line",
@@ -75,6 +76,10 @@ class Patient(msgspec.Struct, frozen=True):
     phone: str = ""
     insurance_no: str = ""
     visit_no: str = ""  # 就诊流水号 (mdtrt_sn)
+
+
+# the patient fields a platform destination may ask for (``patient_fields``)
+PATIENT_FIELDS: tuple[str, ...] = Patient.__struct_fields__
 
 
 class Line(msgspec.Struct, frozen=True):

@@ -16,6 +16,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
 
 from canonical.errors import ConfigError
+from canonical.model import PATIENT_FIELDS
 
 __all__ = [
     "DestinationConfig",
@@ -141,8 +142,6 @@ class DestinationConfig(_Frozen):
 
     @model_validator(mode="after")
     def _known_patient_fields_and_keys(self) -> DestinationConfig:
-        from gateway.platforms.privacy import PATIENT_FIELDS
-
         problems = []
         unknown = sorted(set(self.patient_fields) - set(PATIENT_FIELDS))
         if unknown:

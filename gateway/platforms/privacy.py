@@ -15,12 +15,11 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
-from canonical.model import Patient
+from canonical.model import PATIENT_FIELDS, Patient
 from gateway.platforms.signing import hmac_sm3
 
 __all__ = ["IDENTIFIER_FIELDS", "PATIENT_FIELDS", "PatientPolicy", "patient_payload"]
 
-PATIENT_FIELDS = ("id", "name", "id_card", "phone", "insurance_no", "visit_no")
 IDENTIFIER_FIELDS = frozenset({"id", "id_card", "phone", "insurance_no", "visit_no"})
 
 

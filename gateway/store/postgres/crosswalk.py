@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
 
 from canonical.errors import StoreError
 from codes import CatalogError, CatalogKind, CatalogVersion
@@ -19,13 +18,11 @@ from gateway.store.crosswalk_rows import (
     entry_key_args,
     version_info,
 )
+from gateway.store.postgres.access import PostgresAccess
 from gateway.store.postgres.driver import DB_ERRORS
 from gateway.store.state import AuditQuery, StaleCrosswalk, StoredAudit
 from mappings.changes import AuditRecord
 from mappings.crosswalk import Crosswalk
-
-if TYPE_CHECKING:
-    from gateway.store.postgres.store import PostgresStore
 
 __all__ = ["PostgresCatalogs", "PostgresCrosswalk"]
 
@@ -37,7 +34,7 @@ def _mark(n: int) -> str:
 class PostgresCrosswalk:
     """Crosswalk entries and their audit trail, shared by every replica."""
 
-    def __init__(self, store: PostgresStore) -> None:
+    def __init__(self, store: PostgresAccess) -> None:
         self._store = store
 
     async def load(self) -> tuple[Crosswalk, int]:
@@ -112,7 +109,7 @@ class PostgresCrosswalk:
 class PostgresCatalogs:
     """Stored national catalog versions, shared by every replica."""
 
-    def __init__(self, store: PostgresStore) -> None:
+    def __init__(self, store: PostgresAccess) -> None:
         self._store = store
 
     async def save(self, version: CatalogVersion) -> VersionInfo:

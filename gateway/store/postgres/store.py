@@ -193,8 +193,7 @@ class PostgresStore(GroupCommitting):
         self.closed = True
 
     # -- change notification ---------------------------------------------
-    @staticmethod
-    async def lock_topic(con: Any, topic: Topic) -> int:
+    async def lock_topic(self, con: Any, topic: Topic) -> int:
         """Take ``topic``'s lock for the rest of the transaction and bump its version.
 
         Writers of one topic commit one after another, so whatever they append (audit

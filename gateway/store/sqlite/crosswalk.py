@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sqlite3
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from codes import CatalogError, CatalogKind, CatalogVersion
 from codes.catalog_files import VersionInfo, check_label, version_from_bytes, version_to_bytes
@@ -19,12 +19,10 @@ from gateway.store.crosswalk_rows import (
     entry_key_args,
     version_info,
 )
+from gateway.store.sqlite.access import SqliteAccess
 from gateway.store.state import AuditQuery, StaleCrosswalk, StoredAudit
 from mappings.changes import AuditRecord
 from mappings.crosswalk import Crosswalk
-
-if TYPE_CHECKING:
-    from gateway.store.sqlite.store import SqliteStore
 
 __all__ = ["SqliteCatalogs", "SqliteCrosswalk"]
 
@@ -32,7 +30,7 @@ __all__ = ["SqliteCatalogs", "SqliteCrosswalk"]
 class SqliteCrosswalk:
     """Crosswalk entries and their audit trail (``crosswalk_entries``, ``crosswalk_audit``)."""
 
-    def __init__(self, store: SqliteStore) -> None:
+    def __init__(self, store: SqliteAccess) -> None:
         self._store = store
 
     async def load(self) -> tuple[Crosswalk, int]:
@@ -105,7 +103,7 @@ class SqliteCrosswalk:
 class SqliteCatalogs:
     """Stored national catalog versions (``catalog_versions``)."""
 
-    def __init__(self, store: SqliteStore) -> None:
+    def __init__(self, store: SqliteAccess) -> None:
         self._store = store
 
     async def save(self, version: CatalogVersion) -> VersionInfo:
