@@ -216,12 +216,17 @@ async def _ingest_ctx(app: web.Application) -> AsyncIterator[None]:
         released = 0
         for hospital in sorted(hospitals):
             released += await ingestor.release_held(hospital)
+        return released
+
+    async def release_later(hospitals: frozenset[str]) -> None:
+        # after any crosswalk change, made here or by another replica: a message mapped
+        # with the old crosswalk may have committed, held, just after the author's release
         task = asyncio.create_task(_release_later(ingestor, hospitals))
         follow_ups.add(task)
         task.add_done_callback(follow_ups.discard)
-        return released
 
-    holder.on_applied.append(release)
+    app[MAPPINGS].release = release
+    holder.on_applied.append(release_later)
     # a change stored just before a crash (or by another replica) may not have released
     # its events yet
     await ingestor.release_held()
@@ -240,7 +245,7 @@ async def _ingest_ctx(app: web.Application) -> AsyncIterator[None]:
                 http_adapters[listener.name] = adapter
         yield
     finally:
-        holder.on_applied.remove(release)
+        holder.on_applied.remove(release_later)
         for server in servers.values():
             server.close()
             await server.wait_closed()

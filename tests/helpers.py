@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import inspect
 import socket
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,6 +26,22 @@ DATA = ROOT / "tests" / "data"
 HL7 = DATA / "hl7v2"
 CROSSWALK = ROOT / "config" / "crosswalk.sample.csv"
 HOSPITAL = "H33010200015"
+
+
+async def eventually(predicate: Any, *, timeout: float = 5.0, interval: float = 0.01,
+                     what: str = "condition") -> Any:
+    """Poll ``predicate`` (sync or async) until it is truthy; its value, or AssertionError
+    naming ``what`` and the last value seen once ``timeout`` seconds have passed."""
+    deadline = asyncio.get_running_loop().time() + timeout
+    while True:
+        value = predicate()
+        if inspect.isawaitable(value):
+            value = await value
+        if value:
+            return value
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError(f"{what}: not met within {timeout} s (last value {value!r})")
+        await asyncio.sleep(interval)
 
 
 class FixedCrosswalk:

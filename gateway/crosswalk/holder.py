@@ -14,31 +14,18 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
 
 from gateway.store.base import Topic
 from gateway.store.state import CrosswalkTables
 from mappings.changes import replay_records
 from mappings.crosswalk import Crosswalk
 
-__all__ = ["Applied", "CrosswalkHolder", "OnApplied"]
+__all__ = ["CrosswalkHolder", "OnApplied"]
 
 log = logging.getLogger(__name__)
 
-_KEEP_RESULTS = 64  # refresh results remembered for the changes' authors to read
-
-# told which hospitals' entries changed, after the holder applied the change; returns how
-# many held events it released
-OnApplied = Callable[[frozenset[str]], Awaitable[int]]
-
-
-@dataclass(frozen=True, slots=True)
-class Applied:
-    """What a refresh applied: the hospitals whose entries changed, and how many held
-    events the hooks released."""
-
-    hospitals: frozenset[str] = frozenset()
-    released: int = 0
+# told which hospitals' entries changed, after the holder applied the change
+OnApplied = Callable[[frozenset[str]], Awaitable[None]]
 
 
 class CrosswalkHolder:
@@ -50,8 +37,6 @@ class CrosswalkHolder:
         self.audit_id = 0
         self.poll_s = poll_s
         self.on_applied: list[OnApplied] = []
-        # (first audit id, last audit id, what applying them did), newest last
-        self._applied: list[tuple[int, int, Applied]] = []
         self._lock = asyncio.Lock()
         self._wanted = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
@@ -61,36 +46,26 @@ class CrosswalkHolder:
         async with self._lock:
             self.current, self.audit_id = await self.tables.load()
 
-    async def refresh(self) -> Applied:
+    async def refresh(self) -> frozenset[str]:
         """Apply what was appended to the audit trail since the last refresh, then run
-        the ``on_applied`` hooks (under the same lock: once a refresh returns, every
-        change it found has had its hooks run)."""
+        the ``on_applied`` hooks.
+
+        Returns:
+            The hospitals whose entries changed (empty: nothing new).
+        """
         async with self._lock:
             records = await self.tables.changes_after(self.audit_id)
             if not records:
-                return Applied()
+                return frozenset()
             self.current = replay_records(self.current, (a.record for a in records))
             self.audit_id = records[-1].id
-            hospitals = frozenset(a.record.hospital_id for a in records)
-            released = 0
-            for hook in self.on_applied:
-                try:
-                    released += await hook(hospitals)
-                except Exception:  # the next change or restart does what the hook missed
-                    log.exception("crosswalk change hook failed for %s", sorted(hospitals))
-            applied = Applied(hospitals, released)
-            self._applied = [*self._applied[-(_KEEP_RESULTS - 1):],
-                             (records[0].id, records[-1].id, applied)]
-            return applied
-
-    async def applied(self, audit_id: int) -> Applied:
-        """What applying the change with ``audit_id`` did here (catching up first): the
-        result of the refresh that applied it, whichever task ran that refresh."""
-        await self.refresh()
-        for first, last, result in reversed(self._applied):
-            if first <= audit_id <= last:
-                return result
-        return Applied()
+        hospitals = frozenset(a.record.hospital_id for a in records)
+        for hook in self.on_applied:
+            try:
+                await hook(hospitals)
+            except Exception:  # the next change or restart does what the hook missed
+                log.exception("crosswalk change hook failed for %s", sorted(hospitals))
+        return hospitals
 
     def on_change(self, topic: Topic) -> None:
         """Store listener: another process (or this one) changed the crosswalk."""

@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
 from decimal import Decimal, InvalidOperation
@@ -169,20 +169,31 @@ def _item_key(item: UnmappedItem) -> tuple[str, str]:
     return (item.hospital_id, item.item_code)
 
 
+# releases the held events of these hospitals that the current crosswalk maps; how many
+Release = Callable[[frozenset[str]], Awaitable[int]]
+
+
+async def _release_nothing(hospitals: frozenset[str]) -> int:
+    return 0
+
+
 class MappingService:
     """The crosswalk and catalogs of one gateway; every change is audited and persisted first.
 
     The crosswalk it reads and changes is the process's one :class:`CrosswalkHolder`; a
     change is decided on the holder's crosswalk, stored only if no other change was
-    stored since (else it is decided again on the newer one), and then applied through
-    the holder, whose hooks release the held events it maps.
+    stored since (else it is decided again on the newer one), applied through the holder,
+    and then the held events it maps are released (``release``) — by the replica that
+    made the change, so that its answer says how many.
     """
 
     def __init__(self, store: Store, holder: CrosswalkHolder,
-                 *, clock: Callable[[], datetime] = lambda: datetime.now(CHINA_TZ)) -> None:
+                 *, clock: Callable[[], datetime] = lambda: datetime.now(CHINA_TZ),
+                 release: Release = _release_nothing) -> None:
         self.store = store
         self.holder = holder
         self.clock = clock
+        self.release = release
         self._lock = asyncio.Lock()
         self._catalog_lock = asyncio.Lock()
         # stored versions by (kind, label, imported_at): a replaced label is another key
@@ -283,7 +294,10 @@ class MappingService:
                     if attempt == _STALE_RETRIES - 1:
                         raise Conflict(["the crosswalk kept changing while this change was "
                                         "being stored; try again"]) from None
-        released = (await self.holder.applied(stored[-1].id)).released if stored else 0
+        released = 0
+        if stored:
+            await self.holder.refresh()
+            released = await self.release(frozenset(a.record.hospital_id for a in stored))
         return ChangeResult(tuple(stored), released)
 
     async def create(self, entry: CrosswalkEntry, *, user: str, note: str = "") -> ChangeResult:
