@@ -129,6 +129,7 @@ async def _crosswalk_ctx(app: web.Application) -> AsyncIterator[None]:
     app[CROSSWALK] = holder
     app[MAPPINGS] = service
     await store.listen(holder.on_change)
+    await store.listen(service.on_change)
     holder.start()
     yield
     await holder.stop()

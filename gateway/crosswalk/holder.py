@@ -60,12 +60,32 @@ class CrosswalkHolder:
             self.current = replay_records(self.current, (a.record for a in records))
             self.audit_id = records[-1].id
         hospitals = frozenset(a.record.hospital_id for a in records)
+        await self._run_hooks(hospitals)
+        return hospitals
+
+    async def advance(self, base: int, crosswalk: Crosswalk, last: int,
+                      hospitals: frozenset[str]) -> None:
+        """Take a change this process just stored: ``crosswalk`` is the holder's crosswalk
+        at audit id ``base`` with the change applied, which the store numbered up to
+        ``last``. Its author has it already, so it is not read back; if the holder has
+        moved meanwhile, it catches up from the store instead."""
+        async with self._lock:
+            if self.audit_id == base:
+                self.current, self.audit_id = crosswalk, last
+                applied = True
+            else:
+                applied = False
+        if not applied:
+            await self.refresh()
+            return
+        await self._run_hooks(hospitals)
+
+    async def _run_hooks(self, hospitals: frozenset[str]) -> None:
         for hook in self.on_applied:
             try:
                 await hook(hospitals)
             except Exception:  # the next change or restart does what the hook missed
                 log.exception("crosswalk change hook failed for %s", sorted(hospitals))
-        return hospitals
 
     def on_change(self, topic: Topic) -> None:
         """Store listener: another process (or this one) changed the crosswalk."""

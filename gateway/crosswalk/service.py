@@ -38,7 +38,7 @@ from codes import (
 )
 from codes.catalog_files import VersionInfo
 from gateway.crosswalk.holder import CrosswalkHolder
-from gateway.store.base import Store, UnmappedItem
+from gateway.store.base import Store, Topic, UnmappedItem
 from gateway.store.state import AuditQuery, StaleCrosswalk, StoredAudit
 from mappings.changes import (
     AuditRecord,
@@ -198,6 +198,8 @@ class MappingService:
         self._catalog_lock = asyncio.Lock()
         # stored versions by (kind, label, imported_at): a replaced label is another key
         self._loaded: dict[tuple[CatalogKind, str, datetime], CatalogVersion] = {}
+        # each kind's version list, until the store says a catalog was stored
+        self._versions: dict[CatalogKind, list[VersionInfo]] = {}
         self._index: tuple[tuple[str, ...], SuggestionIndex] | None = None
 
     @property
@@ -220,16 +222,21 @@ class MappingService:
             return 0
         try:
             entries = read_csv(Path(seed_csv))
-            _, records = apply_import(self.crosswalk, entries, user=CONFIG_IMPORT_USER,
+            new, records = apply_import(self.crosswalk, entries, user=CONFIG_IMPORT_USER,
                                       at=self.clock(), known_codes=await self.known_codes(),
                                       note=f"first start: imported {seed_csv}")
         except CrosswalkEntryError as exc:
             raise ConfigError([f"crosswalk.csv: {p}" for p in exc.problems]) from None
+        base = self.holder.audit_id
         try:
-            await self.store.crosswalk.apply(records, base=self.holder.audit_id)
+            stored = await self.store.crosswalk.apply(records, base=base)
         except StaleCrosswalk:  # another replica seeded it at the same time
             log.info("crosswalk: seeded by another gateway sharing the store")
-        await self.holder.refresh()
+            await self.holder.refresh()
+            return 0
+        if stored:
+            await self.holder.advance(base, new, stored[-1].id,
+                                      frozenset(r.hospital_id for r in records))
         log.info("crosswalk: imported %d entries from %s", len(records), seed_csv)
         return len(records)
 
@@ -284,7 +291,7 @@ class MappingService:
         async with self._lock:
             for attempt in range(_STALE_RETRIES):
                 base = self.holder.audit_id
-                _, records = change(self.crosswalk, known)
+                new, records = change(self.crosswalk, known)
                 try:
                     stored = await self.store.crosswalk.apply(records, base=base)
                     break
@@ -294,10 +301,10 @@ class MappingService:
                     if attempt == _STALE_RETRIES - 1:
                         raise Conflict(["the crosswalk kept changing while this change was "
                                         "being stored; try again"]) from None
-        released = 0
-        if stored:
-            await self.holder.refresh()
-            released = await self.release(frozenset(a.record.hospital_id for a in stored))
+            hospitals = frozenset(a.record.hospital_id for a in stored)
+            if stored:
+                await self.holder.advance(base, new, stored[-1].id, hospitals)
+        released = await self.release(hospitals) if stored else 0
         return ChangeResult(tuple(stored), released)
 
     async def create(self, entry: CrosswalkEntry, *, user: str, note: str = "") -> ChangeResult:
@@ -368,10 +375,21 @@ class MappingService:
             self._loaded[key] = found
         return found
 
+    def on_change(self, topic: Topic) -> None:
+        """Store listener: a catalog version was stored (here or by another replica)."""
+        if topic is Topic.CATALOG:
+            self._versions.clear()
+
+    async def _kind_versions(self, kind: CatalogKind) -> list[VersionInfo]:
+        found = self._versions.get(kind)
+        if found is None:
+            found = self._versions[kind] = await self.store.catalogs.versions(kind)
+        return found
+
     async def _latest(self) -> dict[CatalogKind, CatalogVersion | None]:
         latest: dict[CatalogKind, CatalogVersion | None] = {}
         for kind in CatalogKind:
-            versions = await self.store.catalogs.versions(kind)
+            versions = await self._kind_versions(kind)
             latest[kind] = await self._version(kind, versions[-1]) if versions else None
         return latest
 
@@ -383,7 +401,7 @@ class MappingService:
 
     async def versions(self) -> dict[CatalogKind, list[VersionInfo]]:
         """Stored catalog versions per kind, oldest first."""
-        return {kind: await self.store.catalogs.versions(kind) for kind in CatalogKind}
+        return {kind: list(await self._kind_versions(kind)) for kind in CatalogKind}
 
     async def import_catalog(self, path: Path, *, version: str, kind: CatalogKind | None,
                              source: str, replace: bool = False) -> CatalogImportResult:
@@ -398,6 +416,7 @@ class MappingService:
             imported = await loop.run_in_executor(None, lambda: import_catalog_file(path,
                                                                                     kind=kind))
             existing = await self.store.catalogs.versions(imported.kind)
+            self._versions.pop(imported.kind, None)
             if not replace and any(v.version == version for v in existing):
                 raise Conflict([f"{imported.kind} catalog version {version!r} exists; "
                                 "choose another label or pass replace=1"])
@@ -405,6 +424,7 @@ class MappingService:
             new = version_from_import(imported, version, imported_at=self.clock(),
                                       source=source)
             info = await self.store.catalogs.save(new)
+            self._versions.pop(imported.kind, None)
             self._loaded[(imported.kind, info.version, info.imported_at)] = new
             change = None
             alerts: list[WithdrawnAlert] = []
