@@ -59,7 +59,7 @@ async def import_legacy_crosswalk(data_dir: Path, store: Store) -> int:
         return 0
     records = await asyncio.get_running_loop().run_in_executor(None, _read_audit, path)
     if records:
-        await store.crosswalk.apply(records, base=0)
+        await store.crosswalk.change(0, lambda missed: () if missed else records)
     _retire(path)
     log.info("crosswalk: %d audited change(s) moved from %s into the store", len(records), path)
     return len(records)

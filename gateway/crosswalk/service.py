@@ -39,12 +39,13 @@ from codes import (
 from codes.catalog_files import VersionInfo
 from gateway.crosswalk.holder import CrosswalkHolder
 from gateway.store.base import Store, Topic, UnmappedItem
-from gateway.store.state import AuditQuery, StaleCrosswalk, StoredAudit
+from gateway.store.state import AuditQuery, StoredAudit
 from mappings.changes import (
     AuditRecord,
     apply_import,
     create_entry,
     delete_entry,
+    replay_records,
     update_entry,
 )
 from mappings.crosswalk import Crosswalk
@@ -68,7 +69,6 @@ log = logging.getLogger(__name__)
 
 CONFIG_IMPORT_USER = "config-import"
 _HELD_SCAN = 5000  # held events read to describe queued items (unit, 批准文号, 本位码)
-_STALE_RETRIES = 5  # decide a change again this often when other replicas keep changing
 
 
 class NotFound(GatewayError, LookupError):
@@ -228,15 +228,15 @@ class MappingService:
         except CrosswalkEntryError as exc:
             raise ConfigError([f"crosswalk.csv: {p}" for p in exc.problems]) from None
         base = self.holder.audit_id
-        try:
-            stored = await self.store.crosswalk.apply(records, base=base)
-        except StaleCrosswalk:  # another replica seeded it at the same time
+        # nothing if another replica sharing the store seeded it meanwhile
+        _, stored = await self.store.crosswalk.change(
+            base, lambda missed: () if missed else records)
+        if not stored:
             log.info("crosswalk: seeded by another gateway sharing the store")
             await self.holder.refresh()
             return 0
-        if stored:
-            await self.holder.advance(base, new, stored[-1].id,
-                                      frozenset(r.hospital_id for r in records))
+        await self.holder.advance(base, new, stored[-1].id,
+                                  frozenset(r.hospital_id for r in records))
         log.info("crosswalk: imported %d entries from %s", len(records), seed_csv)
         return len(records)
 
@@ -289,21 +289,24 @@ class MappingService:
     ) -> ChangeResult:
         known = await self.known_codes()
         async with self._lock:
-            for attempt in range(_STALE_RETRIES):
-                base = self.holder.audit_id
-                new, records = change(self.crosswalk, known)
-                try:
-                    stored = await self.store.crosswalk.apply(records, base=base)
-                    break
-                except StaleCrosswalk:
-                    # another replica changed the crosswalk first: decide again on its result
-                    await self.holder.refresh()
-                    if attempt == _STALE_RETRIES - 1:
-                        raise Conflict(["the crosswalk kept changing while this change was "
-                                        "being stored; try again"]) from None
+            base, start = self.holder.audit_id, self.crosswalk
+            decided: list[Crosswalk] = []
+
+            def decide(missed: list[StoredAudit]) -> Sequence[AuditRecord]:
+                # on top of the changes other replicas stored since this one last caught
+                # up: the store holds the crosswalk's lock while this runs
+                current = replay_records(start, (a.record for a in missed))
+                new, records = change(current, known)
+                decided.append(new)
+                return records
+
+            missed, stored = await self.store.crosswalk.change(base, decide)
             hospitals = frozenset(a.record.hospital_id for a in stored)
             if stored:
-                await self.holder.advance(base, new, stored[-1].id, hospitals)
+                await self.holder.advance(base, decided[-1], stored[-1].id,
+                                          hospitals | {a.record.hospital_id for a in missed})
+            elif missed:
+                await self.holder.refresh()
         released = await self.release(hospitals) if stored else 0
         return ChangeResult(tuple(stored), released)
 

@@ -10,12 +10,11 @@ version it applied.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol
 
-from canonical.errors import GatewayError
 from codes import CatalogKind, CatalogVersion
 from codes.catalog_files import VersionInfo
 from gateway.store.ledger_records import CdsTables, LedgerTables
@@ -27,15 +26,14 @@ __all__ = [
     "CatalogTables",
     "CdsTables",
     "CrosswalkTables",
+    "Decide",
     "LedgerTables",
-    "StaleCrosswalk",
     "StoredAudit",
 ]
 
 
-class StaleCrosswalk(GatewayError):
-    """A crosswalk change was decided on an older crosswalk than the store's: another
-    change was stored first. Nothing was written; catch up and decide again."""
+# the changes stored since the caller's crosswalk → the records of the caller's change
+Decide = Callable[[list["StoredAudit"]], Sequence[AuditRecord]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,19 +66,21 @@ class CrosswalkTables(Protocol):
         """True when the crosswalk never held an entry (no entries and no audit)."""
         ...
 
-    async def apply(self, records: Sequence[AuditRecord], *, base: int) -> list[StoredAudit]:
-        """Write the changes the records describe and the records, in one transaction.
+    async def change(self, base: int, decide: Decide) -> tuple[list[StoredAudit],
+                                                                list[StoredAudit]]:
+        """Decide and store one change, serialised with every other process's changes.
 
-        Changes are serialised across processes, so audit ids ascend in commit order;
-        every process hears :attr:`~gateway.store.base.Topic.CROSSWALK` afterwards.
+        In one transaction holding the crosswalk's lock: read the audit records after
+        ``base`` (changes the caller has not applied yet), pass them to ``decide``, which
+        returns the records of the new change decided on top of them, and store those
+        (entries and audit). Audit ids ascend in commit order; every process hears
+        :attr:`~gateway.store.base.Topic.CROSSWALK` afterwards.
 
-        Args:
-            records: in the order the changes were made.
-            base: the last audit id of the crosswalk the changes were decided on.
+        Returns:
+            The records after ``base`` that ``decide`` saw, and the records stored.
 
         Raises:
-            StaleCrosswalk: a change was stored after ``base``; nothing was written.
-            StoreError: nothing was written.
+            Whatever ``decide`` raises (nothing is stored); StoreError: nothing was stored.
         """
         ...
 

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
 from canonical.errors import StoreError
 from codes import CatalogError, CatalogKind, CatalogVersion
 from codes.catalog_files import VersionInfo, check_label, version_from_bytes, version_to_bytes
@@ -20,8 +18,7 @@ from gateway.store.crosswalk_rows import (
 )
 from gateway.store.postgres.access import PostgresAccess
 from gateway.store.postgres.driver import DB_ERRORS
-from gateway.store.state import AuditQuery, StaleCrosswalk, StoredAudit
-from mappings.changes import AuditRecord
+from gateway.store.state import AuditQuery, Decide, StoredAudit
 from mappings.crosswalk import Crosswalk
 
 __all__ = ["PostgresCatalogs", "PostgresCrosswalk"]
@@ -51,19 +48,18 @@ class PostgresCrosswalk:
                                             " + (SELECT count(*) FROM crosswalk_audit)")
         return int(n) == 0
 
-    async def apply(self, records: Sequence[AuditRecord], *, base: int) -> list[StoredAudit]:
-        """Write the changes and their audit records in one transaction, serialised with
-        every other replica's crosswalk changes."""
-        if not records:
-            return []
+    async def change(self, base: int, decide: Decide) -> tuple[list[StoredAudit],
+                                                                list[StoredAudit]]:
+        """Decide and store one change in one transaction holding the crosswalk's lock, so
+        a change through another replica can neither interleave nor be overtaken."""
         store = self._store
-        out = []
         try:
             async with store.pool.acquire() as con, con.transaction():
                 await store.lock_topic(con, Topic.CROSSWALK)
-                last = await con.fetchval("SELECT coalesce(max(id), 0) FROM crosswalk_audit")
-                if last != base:
-                    raise StaleCrosswalk(f"crosswalk changed after audit id {base} (now {last})")
+                missed = [audit_from_row(r) for r in await con.fetch(
+                    "SELECT id, record FROM crosswalk_audit WHERE id > $1 ORDER BY id", base)]
+                records = decide(missed)
+                stored = []
                 for r in records:
                     if r.before is not None:
                         await con.execute("DELETE FROM crosswalk_entries WHERE hospital_id = $1"
@@ -82,12 +78,14 @@ class PostgresCrosswalk:
                         "INSERT INTO crosswalk_audit (at, user_name, action, hospital_id,"
                         " item_code, record) VALUES ($1, $2, $3, $4, $5, $6) RETURNING id",
                         *audit_args(r))
-                    out.append(StoredAudit(int(audit_id), r))
-                await store.notify(con, Topic.CROSSWALK)
+                    stored.append(StoredAudit(int(audit_id), r))
+                if stored:
+                    await store.notify(con, Topic.CROSSWALK)
         except DB_ERRORS as exc:
             raise StoreError(f"crosswalk change not stored: {exc}") from exc
-        store.changed(Topic.CROSSWALK)
-        return out
+        if stored:
+            store.changed(Topic.CROSSWALK)
+        return missed, stored
 
     async def changes_after(self, audit_id: int) -> list[StoredAudit]:
         """Audit records after ``audit_id``, oldest first."""

@@ -24,3 +24,7 @@ class SqliteAccess(Protocol):
                     topic: Topic | None = None) -> _T:
         """Run ``fn`` in one write transaction; tell the listeners ``topic`` after it."""
         ...
+
+    def changed(self, topic: Topic) -> None:
+        """Tell the listeners that ``topic`` changed."""
+        ...

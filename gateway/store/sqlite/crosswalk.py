@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Sequence
 from typing import Any
 
 from codes import CatalogError, CatalogKind, CatalogVersion
@@ -20,8 +19,7 @@ from gateway.store.crosswalk_rows import (
     version_info,
 )
 from gateway.store.sqlite.access import SqliteAccess
-from gateway.store.state import AuditQuery, StaleCrosswalk, StoredAudit
-from mappings.changes import AuditRecord
+from gateway.store.state import AuditQuery, Decide, StoredAudit
 from mappings.crosswalk import Crosswalk
 
 __all__ = ["SqliteCatalogs", "SqliteCrosswalk"]
@@ -53,15 +51,18 @@ class SqliteCrosswalk:
             return int(row[0]) == 0
         return await self._store.read(read)
 
-    async def apply(self, records: Sequence[AuditRecord], *, base: int) -> list[StoredAudit]:
-        """Write the changes and their audit records in one transaction."""
-        def write(con: sqlite3.Connection) -> list[StoredAudit]:
-            last = con.execute("SELECT coalesce(max(id), 0) FROM crosswalk_audit").fetchone()[0]
-            if last != base:
-                raise StaleCrosswalk(f"crosswalk changed after audit id {base} (now {last})")
+    async def change(self, base: int, decide: Decide) -> tuple[list[StoredAudit],
+                                                                list[StoredAudit]]:
+        """Decide and store one change in one transaction (the single writer serialises)."""
+        def write(con: sqlite3.Connection) -> tuple[list[StoredAudit], list[StoredAudit]]:
+            missed = [audit_from_row(r) for r in con.execute(
+                "SELECT id, record FROM crosswalk_audit WHERE id > ? ORDER BY id", (base,))]
+            records = decide(missed)
+            if not records:
+                return missed, []
             con.execute("UPDATE state_heads SET version = version + 1 WHERE topic = ?",
                         (Topic.CROSSWALK.value,))
-            out = []
+            stored = []
             for r in records:
                 if r.before is not None:
                     con.execute("DELETE FROM crosswalk_entries WHERE hospital_id = ?"
@@ -73,11 +74,12 @@ class SqliteCrosswalk:
                 cur = con.execute(
                     "INSERT INTO crosswalk_audit (at, user_name, action, hospital_id,"
                     " item_code, record) VALUES (?, ?, ?, ?, ?, ?)", audit_args(r))
-                out.append(StoredAudit(cur.lastrowid or 0, r))
-            return out
-        if not records:
-            return []
-        return await self._store.write(write, Topic.CROSSWALK)
+                stored.append(StoredAudit(cur.lastrowid or 0, r))
+            return missed, stored
+        missed, stored = await self._store.write(write)
+        if stored:
+            self._store.changed(Topic.CROSSWALK)
+        return missed, stored
 
     async def changes_after(self, audit_id: int) -> list[StoredAudit]:
         """Audit records after ``audit_id``, oldest first."""
