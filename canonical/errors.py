@@ -4,8 +4,6 @@ from __future__ import annotations
 
 __all__ = [
     "ConfigError",
-    "DeliveryRejected",
-    "DeliveryRetry",
     "GatewayError",
     "MessageRejected",
     "StoreError",
@@ -41,14 +39,6 @@ class MessageRejected(GatewayError, ValueError):
 
 class StoreError(GatewayError, OSError):
     """The store could not commit: the sender must get AE / 5xx, never AA."""
-
-
-class DeliveryRetry(GatewayError):
-    """The platform did not take the event now; try again later."""
-
-
-class DeliveryRejected(GatewayError):
-    """The platform refused the event for good; it becomes a dead letter."""
 
 
 class ConfigError(GatewayError):

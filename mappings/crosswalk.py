@@ -115,13 +115,6 @@ class Crosswalk:
         """The hospitals that have entries, sorted."""
         return sorted({h for h, _ in self._entries})
 
-    def for_hospital(self, hospital_id: str) -> list[CrosswalkEntry]:
-        """One hospital's entries, by item code and start date."""
-        return sorted(
-            (e for (h, _), found in self._entries.items() if h == hospital_id for e in found),
-            key=lambda e: (e.item_code, e.valid_from or date.min),
-        )
-
     def with_changes(
         self,
         *,

@@ -93,7 +93,9 @@ class Mirror:
             self.notify()
 
     def start(self) -> None:
-        """Start the drain loops."""
+        """Start the drain loops (each destination's profile facts go to the log)."""
+        for d in self.destinations:
+            log.info("mirror %s → %s %s", d.name, d.config.url, d.profile.describe())
         self._tasks = [asyncio.create_task(self._loop(d), name=f"mirror-{d.name}")
                        for d in self.destinations]
 
