@@ -99,6 +99,11 @@ class Mirror:
         self._tasks = [asyncio.create_task(self._loop(d), name=f"mirror-{d.name}")
                        for d in self.destinations]
 
+    @property
+    def running(self) -> bool:
+        """Whether any drain loop is running."""
+        return any(not t.done() for t in self._tasks)
+
     async def stop(self) -> None:
         """Stop the drain loops (rows in flight are resent after restart)."""
         for t in self._tasks:
