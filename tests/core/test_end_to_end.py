@@ -7,20 +7,11 @@ import time
 from pathlib import Path
 
 import aiohttp
-from helpers import HOSPITAL, MLLPClient, ack_fields, numbered_dispense, sample
+from helpers import HOSPITAL, MLLPClient, ack_fields, eventually, numbered_dispense, sample
 
 from gateway.ingest.framing import END, START
 
 HL7_VALID = Path(__file__).resolve().parents[1] / "data" / "hl7v2" / "valid"
-
-
-async def _wait_for(predicate, timeout: float = 5.0) -> float:  # type: ignore[no-untyped-def]
-    start = time.monotonic()
-    while not predicate():
-        if time.monotonic() - start > timeout:
-            raise AssertionError("condition not met in time")
-        await asyncio.sleep(0.01)
-    return time.monotonic() - start
 
 
 async def test_dispense_reaches_platform_as_3505_within_a_second(gateway) -> None:
@@ -30,7 +21,7 @@ async def test_dispense_reaches_platform_as_3505_within_a_second(gateway) -> Non
     await client.close()
     assert ack["MSA"][1] == "AA"
     assert ack["MSA"][2] == "RDS20261123000001"  # MSA-2 = MSH-10
-    await _wait_for(lambda: len(gateway.simulator.order) == 1, timeout=1.0)
+    await gateway.delivered(1, timeout=1.0)
     assert time.monotonic() - acked_at < 1.0
     env = gateway.simulator.accepted[gateway.simulator.order[0]]
     assert env["infno"] == "3505"
@@ -56,7 +47,7 @@ async def test_duplicate_control_id_is_acknowledged_again_but_mirrored_once(gate
     second = ack_fields(await client.send(raw))
     await client.close()
     assert first["MSA"][:3] == second["MSA"][:3] == ["MSA", "AA", "RDS20261123000001"]
-    await _wait_for(lambda: len(gateway.simulator.order) == 1)
+    await gateway.delivered(1)
     await asyncio.sleep(0.3)
     assert len(gateway.simulator.order) == 1
     assert gateway.simulator.duplicates == 0
@@ -84,7 +75,7 @@ async def test_gb18030_message_keeps_chinese_text_and_is_answered_in_gb18030(gat
     fields = ack_fields(ack, "gb18030")
     assert fields["MSA"][1] == "AA"
     assert fields["MSH"][17] == "GB 18030-2000"
-    await _wait_for(lambda: len(gateway.simulator.order) == 1)
+    await gateway.delivered(1)
     sel = gateway.simulator.accepted[gateway.simulator.order[0]]["input"]["selinfo"]
     assert sel["fixmedins_hilist_name"] == "他达拉非片"
     assert sel["phar_name"] == "孙丽"
@@ -112,7 +103,7 @@ async def test_health_ready_and_metrics(gateway) -> None:
     await client.send(sample("rds_o13_dispense_utf8.hl7"))
     await client.send(sample("bad_unknown_type_adt.hl7"))
     await client.close()
-    await _wait_for(lambda: len(gateway.simulator.order) == 1)
+    await gateway.delivered(1)
     await asyncio.sleep(1.2)  # gauges refresh every second
     async with aiohttp.ClientSession() as s:
         async with s.get(gateway.url("/healthz")) as r:
@@ -147,7 +138,7 @@ async def test_commit_failure_gets_ae_never_aa_and_a_resend_is_taken(gateway) ->
     ok = ack_fields(await client.send(raw))
     await client.close()
     assert ok["MSA"][1] == "AA"
-    await _wait_for(lambda: len(gateway.simulator.order) == 1)
+    await gateway.delivered(1)
 
 
 async def test_held_events_are_released_in_order_once_mapped(gateway) -> None:
@@ -171,7 +162,7 @@ async def test_held_events_are_released_in_order_once_mapped(gateway) -> None:
                            factor=Decimal(14))
     result = await gateway.app[MAPPINGS].create(entry, user="药剂科 李娜")
     assert result.released == 3
-    await _wait_for(lambda: len(gateway.simulator.order) == 3)
+    await gateway.delivered(3)
     sent = [gateway.simulator.accepted[m]["input"]["selinfo"] for m in gateway.simulator.order]
     assert [s["rtal_docno"] for s in sent] == ["CFHELD00000", "CFHELD00001", "CFHELD00002"]
     assert {s["med_list_codg"] for s in sent} == {"XL02BGA045A001010104641"}
@@ -219,15 +210,15 @@ async def test_readyz_reports_an_unreachable_platform_and_recovers(gateway) -> N
         async with aiohttp.ClientSession() as s, s.get(gateway.url("/readyz")) as r:
             return r.status, await r.json()
 
-    for _ in range(100):
+    async def not_ready() -> dict[str, object] | None:
         status, body = await ready()
-        if status == 503:
-            break
-        await asyncio.sleep(0.05)
-    assert status == 503 and body["platforms_reachable"] == {"nhsa": False}
+        return body if status == 503 else None
+
+    body = await eventually(not_ready, interval=0.05, what="/readyz answers 503")
+    assert body["platforms_reachable"] == {"nhsa": False}
     assert body["store_writable"] is True
     gateway.simulator.faults.down = False
-    await _wait_for(lambda: len(gateway.simulator.order) == 1, timeout=10)
+    await gateway.delivered(1, timeout=10)
     status, body = await ready()
     assert status == 200 and body["platforms_reachable"] == {"nhsa": True}
 

@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
-import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -38,13 +35,6 @@ class Gateway(RunningGateway):
                 assert ack_fields(await client.send(raw))["MSA"][1] == "AA"
         finally:
             await client.close()
-
-    async def wait_for(self, predicate: Callable[[], bool], timeout: float = 5.0) -> None:
-        start = time.monotonic()
-        while not predicate():
-            if time.monotonic() - start > timeout:
-                raise AssertionError("condition not met in time")
-            await asyncio.sleep(0.01)
 
     def received(self) -> list[dict[str, Any]]:
         """What the platform accepted, in arrival order (selinfo of each 3505)."""

@@ -24,7 +24,7 @@ async def _three_held(gw) -> None:
 
 async def _assert_released_in_order(gw, released: int) -> None:
     assert released == 3
-    await gw.wait_for(lambda: len(gw.simulator.order) == 3)
+    await gw.delivered(3)
     sent = gw.received()
     assert [s["rtal_docno"] for s in sent] == ["CFHELD00000", "CFHELD00001", "CFHELD00002"]
     assert {s["med_list_codg"] for s in sent} == {ANASTROZOLE_HISUN}
@@ -47,7 +47,7 @@ async def test_mapping_through_the_api_releases_held_events_in_order(gateway) ->
     assert gateway.app[CROSSWALK].current.lookup(HOSPITAL, "Y9990001", date.today()) is not None
     # the running ingest path uses the new entry for the next message at once
     await gateway.send(held_dispense(9))
-    await gateway.wait_for(lambda: len(gateway.simulator.order) == 4)
+    await gateway.delivered(4)
     assert gateway.received()[-1]["med_list_codg"] == ANASTROZOLE_HISUN
 
 

@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-import asyncio
-import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 import aiohttp
 from aiohttp.test_utils import TestServer
 from factory import HOSPITALS
+from helpers import settled
 
 from canonical.model import Event
 from gateway.config import GatewayConfig, parse_config
@@ -66,20 +64,9 @@ class Rig:
         self.mirror.notify()
         return tuple(ids)
 
-    async def until(self, predicate: Callable[[], bool], timeout: float = 10.0) -> None:
-        deadline = time.monotonic() + timeout
-        while not predicate():
-            if time.monotonic() > deadline:
-                raise AssertionError("condition not met in time")
-            await asyncio.sleep(0.01)
-
     async def settle(self, timeout: float = 10.0) -> None:
         """Wait until no outbox row is pending."""
-        deadline = time.monotonic() + timeout
-        while (await self.store.balance()).queued:
-            if time.monotonic() > deadline:
-                raise AssertionError(f"outbox not drained: {await self.store.balance()}")
-            await asyncio.sleep(0.02)
+        await settled(self.store, timeout=timeout)
 
 
 async def start_simulator(state: SimulatorState) -> TestServer:

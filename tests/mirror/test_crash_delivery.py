@@ -16,8 +16,9 @@ from typing import Any
 
 import pytest
 from factory import HOSPITALS, dispense, incoming
+from helpers import eventually
 from pg import PG_DSN, require_pg
-from procs import EXTRA_HOSPITALS, sigkill, spawn_gateway, wait_for, write_gateway_config
+from procs import EXTRA_HOSPITALS, sigkill, spawn_gateway, write_gateway_config
 from rig import start_simulator
 
 from gateway.platforms.simulator import SimulatorState
@@ -82,11 +83,13 @@ async def test_sigkill_during_delivery_loses_nothing_and_resends_original_msgids
         for k in range(KILLS):
             mark = len(sim.order)
             step = rng.randint(40, 160)
-            await wait_for(lambda m=mark, s=step: len(sim.order) >= m + s, 60,  # type: ignore[misc]
-                           f"delivery progress before kill {k + 1}")
+            await eventually(lambda m=mark, s=step: len(sim.order) >= m + s,  # type: ignore[misc]
+                             timeout=60, interval=0.02,
+                             what=f"delivery progress before kill {k + 1}")
             sigkill(proc)
             proc = spawn_gateway(cfg, log)
-        await wait_for(lambda: len(sim.order) >= TOTAL, 120, "all events delivered")
+        await eventually(lambda: len(sim.order) >= TOTAL, timeout=120, interval=0.02,
+                         what="all events delivered")
         await asyncio.sleep(0.5)  # a late resend would show up as a second acceptance
     finally:
         sigkill(proc)
@@ -119,31 +122,32 @@ async def test_three_replicas_on_postgres_one_killed_all_delivered_once(
                            tmp_path / f"gw{i}.log") for i in range(3)]
     watch = await asyncpg.connect(PG_DSN)
     try:
-        for _ in range(600):  # until every replica has delivered something (bounded)
+        async def all_working() -> bool:
             working = await watch.fetchval(
                 f'SELECT count(DISTINCT delivered_by) FROM "{schema}".outbox WHERE state = 1')
-            if working == 3:
-                break
-            await asyncio.sleep(0.05)
-        assert working == 3, "not all three replicas took part"
+            return bool(working == 3)
+
+        await eventually(all_working, timeout=30, interval=0.05,
+                         what="every replica delivered something")
         assert len(sim.order) < 3000
         # kill a replica while it holds leases (not between two rounds): whichever holds
         # one now, since woken replicas race for the groups
-        victim = procs[1]
-        for _ in range(2000):
-            owner = await watch.fetchval(
+        async def lease_holder() -> str | None:
+            owner: str | None = await watch.fetchval(
                 f'SELECT owner FROM "{schema}".outbox_groups WHERE owner <> \'\''
                 " AND lease_until > extract(epoch FROM clock_timestamp()) LIMIT 1")
-            if owner:
-                victim = next(p for p in procs if p.pid == int(owner.split(":")[1]))
-                break
-            await asyncio.sleep(0.002)
+            return owner
+
+        owner = await eventually(lease_holder, timeout=10, interval=0.002,
+                                 what="a replica holding a live lease")
+        victim = next(p for p in procs if p.pid == int(owner.split(":")[1]))
         dead = f"{socket.gethostname()}:{victim.pid}:"
         sigkill(victim)
         orphaned = {r[0] for r in await watch.fetch(
             f'SELECT hospital_id FROM "{schema}".outbox_groups WHERE owner LIKE $1'
             " AND lease_until > extract(epoch FROM clock_timestamp())", dead + "%")}
-        await wait_for(lambda: len(sim.order) >= 3000, 120, "all events delivered")
+        await eventually(lambda: len(sim.order) >= 3000, timeout=120, interval=0.02,
+                         what="all events delivered")
         await asyncio.sleep(0.5)
     finally:
         await watch.close()

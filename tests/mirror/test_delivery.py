@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 from factory import HOSPITALS, PATIENT, REJECTED_CODE, TADALAFIL, dispense
+from helpers import eventually
 from rig import HASH_SECRET, Rig, destination, make_rig, stop_rig
 
 from canonical.model import EventKind, OrderControl
@@ -111,7 +112,8 @@ async def test_wrong_key_holds_events_without_dead_letters(sqlite_rig) -> None:
                                         app_secret="a-wrong-one", breaker_failures=2)],
                            {"sim": sim})
     await rig.send([dispense(i) for i in range(3)])
-    await rig.until(lambda: rig.mirror.breakers["nhsa"].opened_count >= 1)
+    await eventually(lambda: rig.mirror.breakers["nhsa"].opened_count >= 1,
+                     what="the circuit opened")
     balance = await rig.store.balance()
     assert balance.queued == {"nhsa": 3} and balance.dead == {}
     assert sim.order == []
@@ -186,7 +188,8 @@ async def test_down_platform_opens_the_circuit_and_spends_no_retry_budget(any_ri
     rig = await any_rig([destination("nhsa", "{sim}/fsi/api/inventory", max_attempts=3,
                                      breaker_failures=3)], {"sim": sim})
     await rig.send([dispense(i, HOSPITALS[i % 2]) for i in range(6)])
-    await rig.until(lambda: rig.mirror.breakers["nhsa"].opened_count >= 1)
+    await eventually(lambda: rig.mirror.breakers["nhsa"].opened_count >= 1,
+                     what="the circuit opened")
     import asyncio
     await asyncio.sleep(1.5)  # many cool-downs and probes later …
     calls_while_down = sim.calls
@@ -208,7 +211,7 @@ async def test_one_platform_down_never_stalls_another(sqlite_rig) -> None:
     ], {"down": down, "up": up})
     receipts = [dispense(i, kind=EventKind.RECEIPT) for i in range(5)]
     await rig.send(receipts)
-    await rig.until(lambda: len(up.order) == 5)
+    await eventually(lambda: len(up.order) == 5, what="5 receipts at the up platform")
     assert down.order == []
     balance = await rig.store.balance()
     assert balance.delivered == {"zhejiang": 5} and balance.queued == {"nhsa": 5}
@@ -221,7 +224,7 @@ async def test_zhaocai_token_is_fetched_and_renewed_and_documents_go_whole(sqlit
                                         app_code="JCGW-HZ-001", app_secret="zc-secret")],
                            {"sim": sim})
     await rig.send([dispense(1, kind=EventKind.RECEIPT, lines=3)])
-    await rig.until(lambda: len(sim.order) == 1)
+    await eventually(lambda: len(sim.order) == 1, what="the first receipt delivered")
     sim.faults.expire_tokens = True
     await rig.send([dispense(2, kind=EventKind.PURCHASE_ORDER, lines=2),
                     dispense(3, kind=EventKind.PAYMENT)])
