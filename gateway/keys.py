@@ -13,6 +13,7 @@ from aiohttp import web
 
 if TYPE_CHECKING:
     from adapters.base import Adapter
+    from gateway.app import Timings
     from gateway.config import GatewayConfig
     from gateway.crosswalk.holder import CrosswalkHolder
     from gateway.crosswalk.service import MappingService
@@ -38,10 +39,12 @@ __all__ = [
     "PUSHER",
     "SIMULATOR",
     "STORE",
+    "TIMINGS",
 ]
 
 CONFIG: web.AppKey[GatewayConfig] = web.AppKey("config")
 METRICS: web.AppKey[Metrics] = web.AppKey("metrics")
+TIMINGS: web.AppKey[Timings] = web.AppKey("timings")
 STORE: web.AppKey[Store] = web.AppKey("store")
 CROSSWALK: web.AppKey[CrosswalkHolder] = web.AppKey("crosswalk")
 MAPPINGS: web.AppKey[MappingService] = web.AppKey("mappings")

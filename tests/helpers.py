@@ -15,7 +15,7 @@ import yaml
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 
-from gateway.app import SIMULATOR, STORE
+from gateway.app import SIMULATOR, STORE, Timings
 from gateway.config import GatewayConfig, parse_config
 from gateway.ingest.framing import END, START
 from gateway.platforms.simulator import SimulatorState
@@ -28,6 +28,8 @@ DATA = ROOT / "tests" / "data"
 HL7 = DATA / "hl7v2"
 CROSSWALK = ROOT / "config" / "crosswalk.sample.csv"
 HOSPITAL = "H33010200015"
+# the gateway's background intervals, short: tests wait for what they cause, not for them
+TIMINGS = Timings(stats_s=0.02, follow_up_s=0.02)
 
 T = TypeVar("T")
 

@@ -7,7 +7,15 @@ import time
 from pathlib import Path
 
 import aiohttp
-from helpers import HOSPITAL, MLLPClient, ack_fields, eventually, numbered_dispense, sample
+from helpers import (
+    HOSPITAL,
+    FixedCrosswalk,
+    MLLPClient,
+    ack_fields,
+    eventually,
+    numbered_dispense,
+    sample,
+)
 
 from gateway.ingest.framing import END, START
 
@@ -104,15 +112,23 @@ async def test_health_ready_and_metrics(gateway) -> None:
     await client.send(sample("bad_unknown_type_adt.hl7"))
     await client.close()
     await gateway.delivered(1)
-    await asyncio.sleep(1.2)  # gauges refresh every second
+    # the gauges are read from the store in the background: the delivery shows in them
+    # once a refresh ran after its outcome was recorded
+    refreshed = ['jcgw_mirror_units{destination="nhsa",state="delivered"} 1.0',
+                 'jcgw_outbox_depth{destination="nhsa"} 0.0']
     async with aiohttp.ClientSession() as s:
         async with s.get(gateway.url("/healthz")) as r:
             assert r.status == 200
         async with s.get(gateway.url("/readyz")) as r:
             assert r.status == 200
             assert (await r.json())["store_writable"] is True
-        async with s.get(gateway.url("/metrics")) as r:
-            text = await r.text()
+
+        async def scrape() -> str | None:
+            async with s.get(gateway.url("/metrics")) as r:
+                text = await r.text()
+            return text if all(line in text for line in refreshed) else None
+
+        text = await eventually(scrape, what="the outbox gauges refreshed after the delivery")
     assert 'jcgw_messages_received_total{adapter="hl7v2",type="RDS^O13"} 1.0' in text
     assert 'jcgw_messages_acknowledged_total{adapter="hl7v2",type="RDS^O13"} 1.0' in text
     assert 'jcgw_messages_rejected_total{adapter="hl7v2",status="rejected",type=""} 1.0' in text
@@ -170,6 +186,46 @@ async def test_held_events_are_released_in_order_once_mapped(gateway) -> None:
     assert (await gateway.store.query("SELECT count(*) FROM events WHERE held = 1"))[0][0] == 0
     assert await gateway.store.unmapped() == []
     assert await ingestor.release_held() == 0  # nothing left, nothing sent twice
+
+
+async def test_a_message_held_with_the_old_crosswalk_after_a_release_is_followed_up(
+        gateway) -> None:
+    """A message mapped just before a crosswalk change may commit, held, just after the
+    change released the held events: a second release a little later sends it."""
+    from decimal import Decimal
+
+    from adapters.hl7v2 import HL7v2Adapter
+    from gateway.ingest.pipeline import Ingestor
+    from gateway.keys import CROSSWALK, INGESTOR, MAPPINGS
+    from gateway.metrics import Metrics
+    from mappings.crosswalk import CrosswalkEntry
+
+    ingestor = gateway.app[INGESTOR]
+    stale = Ingestor(gateway.store, FixedCrosswalk(gateway.app[CROSSWALK].current),
+                     ingestor.routes, Metrics())
+    adapter = HL7v2Adapter({"facilities": {"ZJSRMYY": HOSPITAL}})
+    release_now = ingestor.release_held
+    late: list[bytes] = []
+
+    async def release_then_commit_late(hospital_id: str | None = None) -> int:
+        released = await release_now(hospital_id)
+        if not late:  # the change's own release is done: the stale message commits now
+            late.append((await stale.handle(adapter, sample("rds_o13_unmapped_item.hl7"),
+                                            "10.1.2.3:5000")).body)
+        return released
+
+    ingestor.release_held = release_then_commit_late  # type: ignore[method-assign]
+    entry = CrosswalkEntry(HOSPITAL, "Y9990001", "XL02BGA045A001010104641",
+                           item_name="阿那曲唑片(海正)", hospital_unit="盒", national_unit="片",
+                           factor=Decimal(14))
+    result = await gateway.app[MAPPINGS].create(entry, user="药剂科 李娜")
+    assert result.released == 0
+    assert ack_fields(late[0])["MSA"][1] == "AA"
+    assert (await gateway.store.query("SELECT count(*) FROM events WHERE held = 1")) == [(1,)]
+    [msgid] = await gateway.delivered(1)  # released by the follow-up
+    sent = gateway.simulator.accepted[msgid]["input"]["selinfo"]
+    assert sent["med_list_codg"] == "XL02BGA045A001010104641"
+    assert (await gateway.store.query("SELECT count(*) FROM events WHERE held = 1")) == [(0,)]
 
 
 async def test_operator_api_requires_the_configured_token(tmp_path) -> None:

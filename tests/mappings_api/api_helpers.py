@@ -8,7 +8,15 @@ from typing import Any
 
 import aiohttp
 from aiohttp.test_utils import TestServer
-from helpers import MLLPClient, RunningGateway, ack_fields, free_port, make_config, sample
+from helpers import (
+    TIMINGS,
+    MLLPClient,
+    RunningGateway,
+    ack_fields,
+    free_port,
+    make_config,
+    sample,
+)
 
 from gateway.app import build_app
 
@@ -61,7 +69,7 @@ class Launcher:
                           simulator_port=self.sim_port,
                           platform_url=f"http://127.0.0.1:{self.sim_port}/fsi/api/inventory",
                           **overrides)
-        app = build_app(cfg)
+        app = build_app(cfg, timings=TIMINGS)
         server = TestServer(app, host="127.0.0.1")
         await server.start_server()
         session = aiohttp.ClientSession()
