@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import time
 from pathlib import Path
 
@@ -15,6 +14,7 @@ from helpers import (
     eventually,
     numbered_dispense,
     sample,
+    settled,
 )
 
 from gateway.ingest.framing import END, START
@@ -56,7 +56,8 @@ async def test_duplicate_control_id_is_acknowledged_again_but_mirrored_once(gate
     await client.close()
     assert first["MSA"][:3] == second["MSA"][:3] == ["MSA", "AA", "RDS20261123000001"]
     await gateway.delivered(1)
-    await asyncio.sleep(0.3)
+    # every outbox row has its outcome recorded: the mirror has nothing left to send
+    assert (await settled(gateway.store)).delivered == {"nhsa": 1}
     assert len(gateway.simulator.order) == 1
     assert gateway.simulator.duplicates == 0
     rows = await gateway.store.query("SELECT count(*) FROM messages")
@@ -71,9 +72,9 @@ async def test_prescription_is_stored_but_not_mirrored_as_a_sale(gateway) -> Non
     rows = await gateway.store.query("SELECT kind, held, body FROM events")
     assert len(rows) == 1 and rows[0][0] == "prescription" and rows[0][1] == 0
     assert b"XL02BGA045A001010101359" in rows[0][2]  # mapped, kept for warnings
-    await asyncio.sleep(0.3)
-    assert gateway.simulator.order == []
+    # committed before the ACK without an outbox row: the mirror has nothing to send
     assert (await gateway.store.query("SELECT count(*) FROM outbox"))[0][0] == 0
+    assert gateway.simulator.order == []
 
 
 async def test_gb18030_message_keeps_chinese_text_and_is_answered_in_gb18030(gateway) -> None:
@@ -97,7 +98,8 @@ async def test_unmapped_item_is_held_not_mirrored_and_queued(gateway) -> None:
     assert ack["MSA"][1] == "AA"  # committed: held, not dropped
     rows = await gateway.store.query("SELECT held FROM events")
     assert rows == [(1,)]
-    await asyncio.sleep(0.3)
+    # a held event gets its outbox rows when it is released: nothing to send until then
+    assert (await gateway.store.query("SELECT count(*) FROM outbox"))[0][0] == 0
     assert gateway.simulator.order == []
     async with aiohttp.ClientSession() as s, s.get(gateway.url("/api/unmapped")) as r:
         queue = await r.json()
@@ -170,7 +172,8 @@ async def test_held_events_are_released_in_order_once_mapped(gateway) -> None:
                  .replace(b"CF20261123000888", f"CFHELD{n:05d}".encode())
         assert ack_fields(await client.send(msg))["MSA"][1] == "AA"
     await client.close()
-    await asyncio.sleep(0.2)
+    assert (await gateway.store.query("SELECT count(*) FROM events WHERE held = 1")) == [(3,)]
+    assert (await gateway.store.query("SELECT count(*) FROM outbox")) == [(0,)]
     assert gateway.simulator.order == []
     ingestor = gateway.app[INGESTOR]
     entry = CrosswalkEntry(HOSPITAL, "Y9990001", "XL02BGA045A001010104641",
@@ -322,7 +325,7 @@ async def test_item_master_is_answered_mfk_and_queues_unknown_items_for_mapping(
     assert {q["occurrences"] for q in queue.values()} == {0}
     # stored, never held (nothing waits for a dictionary) and never sent to the platform
     assert await gateway.store.query("SELECT kind, held FROM events") == [("item_master", 0)]
-    await asyncio.sleep(0.3)
+    assert await gateway.store.query("SELECT count(*) FROM outbox") == [(0,)]
     assert gateway.simulator.order == []
 
 
