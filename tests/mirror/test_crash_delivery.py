@@ -7,9 +7,13 @@ the platform accepts each event once and counts the resends as duplicates.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import random
+import signal
 import socket
+import sqlite3
+import subprocess
 import uuid
 from pathlib import Path
 from typing import Any
@@ -22,6 +26,7 @@ from procs import EXTRA_HOSPITALS, sigkill, spawn_gateway, write_gateway_config
 from rig import start_simulator
 
 from gateway.platforms.simulator import SimulatorState
+from gateway.store.plan import OutboxState
 from gateway.store.postgres import PostgresStore
 from gateway.store.sqlite import SqliteStore
 
@@ -42,6 +47,25 @@ async def _prefill(store: Any, total: int) -> dict[str, str]:
         return {r[0]: r[1] for r in rows}
     finally:
         await store.close()
+
+
+async def _all_recorded(sqlite_path: Path | None = None, schema: str = "") -> bool:
+    """Whether every outbox row has its outcome recorded, read from the gateways' database:
+    then no gateway has anything left to send."""
+    sql = "SELECT count(*) FROM {}outbox WHERE state = " + str(int(OutboxState.PENDING))
+    if sqlite_path is not None:
+        def pending() -> int:
+            uri = f"file:{sqlite_path}?mode=ro"
+            with contextlib.closing(sqlite3.connect(uri, uri=True)) as con:
+                return int(con.execute(sql.format("")).fetchone()[0])
+        return await asyncio.to_thread(pending) == 0
+    import asyncpg
+
+    con = await asyncpg.connect(PG_DSN)
+    try:
+        return await con.fetchval(sql.format(f'"{schema}".')) == 0
+    finally:
+        await con.close()
 
 
 def _check_exactly_once(sim: SimulatorState, fixed: dict[str, str]) -> None:
@@ -90,7 +114,11 @@ async def test_sigkill_during_delivery_loses_nothing_and_resends_original_msgids
             proc = spawn_gateway(cfg, log)
         await eventually(lambda: len(sim.order) >= TOTAL, timeout=120, interval=0.02,
                          what="all events delivered")
-        await asyncio.sleep(0.5)  # a late resend would show up as a second acceptance
+        # every outcome recorded: the gateway sends nothing more (and is stopped below)
+        # before the platform's record is checked
+        await eventually(lambda: _all_recorded(
+            tmp_path / "gw.db" if backend == "sqlite" else None, schema),
+            timeout=30, interval=0.05, what="every outbox row's outcome recorded")
     finally:
         sigkill(proc)
         await server.close()
@@ -130,25 +158,34 @@ async def test_three_replicas_on_postgres_one_killed_all_delivered_once(
         await eventually(all_working, timeout=30, interval=0.05,
                          what="every replica delivered something")
         assert len(sim.order) < 3000
-        # kill a replica while it holds leases (not between two rounds): whichever holds
-        # one now, since woken replicas race for the groups
-        async def lease_holder() -> str | None:
-            owner: str | None = await watch.fetchval(
+        # kill a replica while it holds leases (not between two rounds): stop the one that
+        # holds a lease now and look again while it cannot move; if it gave its leases back
+        # in between, let it go on and try again (woken replicas race for the groups)
+        async def stopped_lease_holder() -> tuple[subprocess.Popen[bytes], set[str]] | None:
+            owner = await watch.fetchval(
                 f'SELECT owner FROM "{schema}".outbox_groups WHERE owner <> \'\''
                 " AND lease_until > extract(epoch FROM clock_timestamp()) LIMIT 1")
-            return owner
+            if not owner:
+                return None
+            proc = next(p for p in procs if p.pid == int(owner.split(":")[1]))
+            proc.send_signal(signal.SIGSTOP)
+            held = {r[0] for r in await watch.fetch(
+                f'SELECT hospital_id FROM "{schema}".outbox_groups WHERE owner LIKE $1'
+                " AND lease_until > extract(epoch FROM clock_timestamp())",
+                f"{socket.gethostname()}:{proc.pid}:%")}
+            if not held:
+                proc.send_signal(signal.SIGCONT)
+                return None
+            return proc, held
 
-        owner = await eventually(lease_holder, timeout=10, interval=0.002,
-                                 what="a replica holding a live lease")
-        victim = next(p for p in procs if p.pid == int(owner.split(":")[1]))
+        victim, orphaned = await eventually(stopped_lease_holder, timeout=10, interval=0.002,
+                                            what="a replica stopped while holding leases")
         dead = f"{socket.gethostname()}:{victim.pid}:"
         sigkill(victim)
-        orphaned = {r[0] for r in await watch.fetch(
-            f'SELECT hospital_id FROM "{schema}".outbox_groups WHERE owner LIKE $1'
-            " AND lease_until > extract(epoch FROM clock_timestamp())", dead + "%")}
         await eventually(lambda: len(sim.order) >= 3000, timeout=120, interval=0.02,
                          what="all events delivered")
-        await asyncio.sleep(0.5)
+        await eventually(lambda: _all_recorded(schema=schema), timeout=30, interval=0.05,
+                         what="every outbox row's outcome recorded")
     finally:
         await watch.close()
         for p in procs:
