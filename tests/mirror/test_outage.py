@@ -11,6 +11,7 @@ import asyncio
 from pathlib import Path
 
 from factory import HOSPITALS, REJECTED_CODE, dispense
+from helpers import eventually
 from rig import destination, make_rig, stop_rig
 
 from gateway.platforms.simulator import SimulatorState
@@ -60,17 +61,17 @@ async def test_outage_then_flapping_delivers_everything_once_in_order(tmp_path: 
         stop = asyncio.Event()
         watcher = asyncio.create_task(balance_watch(stop))
         producer = asyncio.create_task(produce())
-        await asyncio.sleep(1.5)
+        # down until the circuit has opened and failed its probes a few times while a
+        # backlog builds up …
+        breaker = rig.mirror.breakers["nhsa"]
+        await eventually(lambda: breaker.failed_probes >= 2 and produced >= 500, timeout=60,
+                         interval=0.02, what="an outage with a backlog")
         assert sim.order == []
         sim.faults.down = False
         sim.faults.fail_ratio = 0.5  # flapping: half the calls fail
-        await asyncio.sleep(2.5)
-        # on a busy machine fewer calls fit in 2.5 s: flap until the platform has really
-        # failed a good number of them (bounded)
-        deadline = asyncio.get_running_loop().time() + 20
-        while (sim.injected.get("fail", 0) <= 100
-               and asyncio.get_running_loop().time() < deadline):
-            await asyncio.sleep(0.05)
+        # … then flapping until the platform has failed a good number of calls
+        await eventually(lambda: sim.injected.get("fail", 0) > 100, timeout=60, interval=0.02,
+                         what="over 100 calls failed while flapping")
         sim.faults.fail_ratio = 0.0
         await asyncio.wait_for(producer, 60)
         await rig.settle(timeout=90)
