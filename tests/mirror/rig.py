@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -37,6 +39,20 @@ def destination(name: str, url: str, **kw: Any) -> dict[str, Any]:
                          "breaker_cooldown_s": 0.1, "breaker_cooldown_max_s": 0.5}
     d.update(kw)
     return d
+
+
+class ShiftedClock:
+    """Wall-clock time plus an offset the test moves forward: a time budget or a back-off
+    passes at once instead of being waited out."""
+
+    def __init__(self) -> None:
+        self.offset = 0.0
+
+    def __call__(self) -> float:
+        return time.time() + self.offset
+
+    def advance(self, seconds: float) -> None:
+        self.offset += seconds
 
 
 @dataclass
@@ -75,9 +91,11 @@ async def start_simulator(state: SimulatorState) -> TestServer:
     return server
 
 
-async def make_rig(store: Any, dests: list[dict[str, Any]],
-                   sims: dict[str, SimulatorState]) -> Rig:
-    """Start one simulator per entry of ``sims`` (url placeholders ``{name}``), and the mirror."""
+async def make_rig(store: Any, dests: list[dict[str, Any]], sims: dict[str, SimulatorState],
+                   *, clock: Callable[[], float] = time.time,
+                   quick_wait_s: float = 0.002) -> Rig:
+    """Start one simulator per entry of ``sims`` (url placeholders ``{name}``), and the mirror
+    (reading the time from ``clock``, short waits between its quick tries by default)."""
     servers = {}
     for name, state in sims.items():
         servers[name] = await start_simulator(state)
@@ -87,7 +105,8 @@ async def make_rig(store: Any, dests: list[dict[str, Any]],
     cfg = gateway_config(dests)
     session = aiohttp.ClientSession()
     destinations = [Destination(d, profile_for(d.profile)(d, cfg)) for d in cfg.destinations]
-    mirror = Mirror(store, destinations, Metrics(), session)
+    mirror = Mirror(store, destinations, Metrics(), session, clock=clock,
+                    quick_wait_s=quick_wait_s)
     mirror.start()
     return Rig(store, cfg, mirror, session, dict(sims), list(servers.values()))
 

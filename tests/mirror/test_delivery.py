@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 from factory import HOSPITALS, PATIENT, REJECTED_CODE, TADALAFIL, dispense
 from helpers import eventually
-from rig import HASH_SECRET, Rig, destination, make_rig, stop_rig
+from rig import HASH_SECRET, Rig, ShiftedClock, destination, make_rig, stop_rig
 
 from canonical.model import EventKind, OrderControl
 from gateway.mirror.worker import QUICK_TRIES
@@ -41,8 +41,9 @@ async def sqlite_rig(tmp_path: Path) -> AsyncIterator[RigFactory]:
 async def any_rig(make_store) -> AsyncIterator[RigFactory]:  # type: ignore[no-untyped-def]
     rigs: list[Rig] = []
 
-    async def factory(dests: list[dict[str, Any]], sims: dict[str, SimulatorState]) -> Rig:
-        rig = await make_rig(await make_store(lease_s=5.0), dests, sims)
+    async def factory(dests: list[dict[str, Any]], sims: dict[str, SimulatorState],
+                      **kw: Any) -> Rig:
+        rig = await make_rig(await make_store(lease_s=5.0), dests, sims, **kw)
         rigs.append(rig)
         return rig
     yield factory
@@ -171,10 +172,19 @@ async def test_poison_event_becomes_a_dead_letter_without_blocking_others(any_ri
 async def test_a_time_budget_dead_letters_an_event_that_keeps_failing(any_rig) -> None:
     sim = SimulatorState()
     sim.faults.fail_items = ["Y9999999"]  # HTTP 500 for this item, however often it is sent
+    clock = ShiftedClock()
     rig = await any_rig([destination("nhsa", "{sim}/fsi/api/inventory", max_attempts=1000,
-                                     max_age_s=0.5, breaker_failures=1000)], {"sim": sim})
+                                     max_age_s=3600, breaker_failures=1000)], {"sim": sim},
+                        clock=clock)
     poison = dispense(1, HOSPITALS[0], item="Y9999999", code=TADALAFIL)
     await rig.send([poison, dispense(2, HOSPITALS[0]), dispense(3, HOSPITALS[1])])
+
+    async def failing_again() -> bool:
+        rows = await rig.store.list_outbox(OutboxQuery(states=("pending",)))
+        return any(r.event_id == poison.event_id and r.attempts >= 2 for r in rows)
+
+    await eventually(failing_again, what="the poison event charged twice")
+    clock.advance(3600)  # an hour later, as the mirror sees it
     await rig.settle(timeout=20)
     dead = await rig.store.list_outbox(OutboxQuery())
     assert len(dead) == 1 and dead[0].event_id == poison.event_id

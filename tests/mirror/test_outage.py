@@ -14,6 +14,7 @@ from factory import HOSPITALS, REJECTED_CODE, dispense
 from helpers import eventually
 from rig import destination, make_rig, stop_rig
 
+from gateway.mirror.worker import QUICK_WAIT_S
 from gateway.platforms.simulator import SimulatorState
 from gateway.store.base import OutboxQuery
 from gateway.store.sqlite import SqliteStore
@@ -27,9 +28,12 @@ async def test_outage_then_flapping_delivers_everything_once_in_order(tmp_path: 
     store = SqliteStore(tmp_path / "gw.db")
     await store.start()
     sim = SimulatorState()
+    # the quick tries wait as in production: the producer shares the event loop with the
+    # mirror, which would only compete harder for it against a flapping platform
     rig = await make_rig(store, [destination(
         "nhsa", "{sim}/fsi/api/inventory", max_attempts=30, backoff_max_s=0.3,
-        breaker_failures=10, batch_size=800, concurrency=32)], {"sim": sim})
+        breaker_failures=10, batch_size=800, concurrency=32)], {"sim": sim},
+        quick_wait_s=QUICK_WAIT_S)
     produced = 0  # commits that returned
     started = 0  # commits begun (one may be in flight while the balance is read)
     samples = 0
