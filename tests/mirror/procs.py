@@ -46,4 +46,3 @@ def sigkill(proc: subprocess.Popen[bytes]) -> None:
     """SIGKILL: no cleanup, no flush, leases left behind."""
     proc.send_signal(signal.SIGKILL)
     proc.wait()
-
