@@ -46,6 +46,7 @@ from gateway.keys import (
     PUSHER,
     SIMULATOR,
     STORE,
+    TIMINGS,
 )
 from gateway.ledger import ledger_app
 from gateway.ledger.wiring import (
@@ -62,6 +63,7 @@ from gateway.platforms import profile_for
 from gateway.platforms.simulator import SimulatorState, simulator_app
 from gateway.store.base import Store
 from gateway.store.sqlite import SqliteStore
+from gateway.timings import Timings
 from gateway.webhooks import WebhookSender, WebhookTarget
 from mappings.crosswalk import Crosswalk
 
@@ -74,15 +76,12 @@ __all__ = [
     "MIRROR",
     "SIMULATOR",
     "STORE",
+    "Timings",
     "build_app",
     "make_store",
 ]
 
 log = logging.getLogger(__name__)
-
-# a message mapped with the old crosswalk may commit, held, just after a change released
-# the held events: release once more a little later
-_FOLLOW_UP_S = 1.0
 
 
 def make_store(cfg: GatewayConfig, metrics: Metrics | None = None) -> Store:
@@ -222,7 +221,8 @@ async def _ingest_ctx(app: web.Application) -> AsyncIterator[None]:
     async def release_later(hospitals: frozenset[str]) -> None:
         # after any crosswalk change, made here or by another replica: a message mapped
         # with the old crosswalk may have committed, held, just after the author's release
-        task = asyncio.create_task(_release_later(ingestor, hospitals))
+        task = asyncio.create_task(
+            _release_later(ingestor, hospitals, app[TIMINGS].follow_up_s))
         follow_ups.add(task)
         task.add_done_callback(follow_ups.discard)
 
@@ -255,8 +255,9 @@ async def _ingest_ctx(app: web.Application) -> AsyncIterator[None]:
         await asyncio.gather(*follow_ups, return_exceptions=True)
 
 
-async def _release_later(ingestor: Ingestor, hospitals: frozenset[str]) -> None:
-    await asyncio.sleep(_FOLLOW_UP_S)
+async def _release_later(ingestor: Ingestor, hospitals: frozenset[str],
+                         delay_s: float) -> None:
+    await asyncio.sleep(delay_s)
     for hospital in sorted(hospitals):
         try:
             await ingestor.release_held(hospital)
@@ -276,6 +277,7 @@ async def _refresh_stats(app: web.Application) -> None:
     m = app[METRICS]
     store = app[STORE]
     names = [d.name for d in app[CONFIG].destinations]
+    interval_s = app[TIMINGS].stats_s
     while True:
         try:
             s = await store.stats(time.time())
@@ -294,7 +296,7 @@ async def _refresh_stats(app: web.Application) -> None:
                     m.mirror_units.labels(n, state).set(value)
         except Exception:
             log.exception("could not refresh outbox statistics")
-        await asyncio.sleep(1.0)
+        await asyncio.sleep(interval_s)
 
 
 # --- health and metrics ----------------------------------------------------------------
@@ -342,14 +344,17 @@ def _token_guard(token: str) -> Callable[..., Awaitable[web.StreamResponse]]:
     return guard
 
 
-def build_app(cfg: GatewayConfig, metrics_: Metrics | None = None) -> web.Application:
-    """The gateway as an aiohttp application (HTTP side plus every listener and worker)."""
+def build_app(cfg: GatewayConfig, metrics_: Metrics | None = None, *,
+              timings: Timings | None = None) -> web.Application:
+    """The gateway as an aiohttp application (HTTP side plus every listener and worker);
+    ``timings`` overrides the intervals of its background work (default :class:`Timings`)."""
     middlewares = []
     if cfg.http.api_token is not None:
         middlewares.append(_token_guard(cfg.http.api_token.get_secret_value()))
     app = web.Application(client_max_size=cfg.http.max_body_bytes, middlewares=middlewares)
     app[CONFIG] = cfg
     app[METRICS] = metrics_ or Metrics()
+    app[TIMINGS] = timings or Timings()
     for ctx in (_store_ctx, _crosswalk_ctx, _ledger_ctx, _webhooks_ctx, _simulator_ctx,
                 _mirror_ctx, _ingest_ctx, _stats_ctx):
         app.cleanup_ctx.append(ctx)

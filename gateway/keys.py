@@ -23,6 +23,7 @@ if TYPE_CHECKING:
     from gateway.mirror.worker import Mirror
     from gateway.platforms.simulator import SimulatorState
     from gateway.store.base import Store
+    from gateway.timings import Timings
 
 __all__ = [
     "CONFIG",
@@ -38,10 +39,12 @@ __all__ = [
     "PUSHER",
     "SIMULATOR",
     "STORE",
+    "TIMINGS",
 ]
 
 CONFIG: web.AppKey[GatewayConfig] = web.AppKey("config")
 METRICS: web.AppKey[Metrics] = web.AppKey("metrics")
+TIMINGS: web.AppKey[Timings] = web.AppKey("timings")
 STORE: web.AppKey[Store] = web.AppKey("store")
 CROSSWALK: web.AppKey[CrosswalkHolder] = web.AppKey("crosswalk")
 MAPPINGS: web.AppKey[MappingService] = web.AppKey("mappings")

@@ -1,4 +1,4 @@
-"""Shared test helpers: ports, configurations, MLLP clients, sample messages."""
+"""Shared test helpers: waiting, ports, configurations, MLLP clients, sample messages."""
 
 from __future__ import annotations
 
@@ -6,18 +6,20 @@ import asyncio
 import contextlib
 import inspect
 import socket
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import yaml
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 
-from gateway.app import SIMULATOR, STORE
+from gateway.app import SIMULATOR, STORE, Timings
 from gateway.config import GatewayConfig, parse_config
 from gateway.ingest.framing import END, START
 from gateway.platforms.simulator import SimulatorState
+from gateway.store.base import Balance
 from gateway.store.sqlite import SqliteStore
 from mappings.crosswalk import Crosswalk
 
@@ -26,22 +28,50 @@ DATA = ROOT / "tests" / "data"
 HL7 = DATA / "hl7v2"
 CROSSWALK = ROOT / "config" / "crosswalk.sample.csv"
 HOSPITAL = "H33010200015"
+# the gateway's background intervals, short: tests wait for what they cause, not for them
+TIMINGS = Timings(stats_s=0.02, follow_up_s=0.02)
+
+T = TypeVar("T")
 
 
-async def eventually(predicate: Any, *, timeout: float = 5.0, interval: float = 0.01,
-                     what: str = "condition") -> Any:
-    """Poll ``predicate`` (sync or async) until it is truthy; its value, or AssertionError
-    naming ``what`` and the last value seen once ``timeout`` seconds have passed."""
-    deadline = asyncio.get_running_loop().time() + timeout
+async def eventually(predicate: Callable[[], T | Awaitable[T]], *, timeout: float = 5.0,
+                     interval: float = 0.01, what: str = "condition") -> T:
+    """Call ``predicate`` (plain or async) until it returns something truthy; return that.
+
+    The one way tests wait for something to happen: no sleeping for a fixed time. After
+    ``timeout`` seconds it raises ``AssertionError`` naming ``what`` and the last value
+    the predicate returned. Exceptions from the predicate propagate at once.
+    """
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
     while True:
         value = predicate()
         if inspect.isawaitable(value):
             value = await value
         if value:
-            return value
-        if asyncio.get_running_loop().time() > deadline:
-            raise AssertionError(f"{what}: not met within {timeout} s (last value {value!r})")
+            return value  # type: ignore[return-value]
+        if loop.time() >= deadline:
+            seen = repr(value)
+            if len(seen) > 500:
+                seen = seen[:500] + "…"
+            raise AssertionError(f"{what}: not reached within {timeout:g} s "
+                                 f"(last value: {seen})")
         await asyncio.sleep(interval)
+
+
+async def settled(store: Any, *, timeout: float = 10.0) -> Balance:
+    """Wait until no outbox row of ``store`` is waiting: every outcome is recorded, so the
+    mirror has nothing left to send (held events have no rows yet). Returns the balance."""
+    last: list[Balance] = []
+
+    async def drained() -> bool:
+        last[:] = [await store.balance()]
+        return not last[0].queued
+    try:
+        await eventually(drained, timeout=timeout, interval=0.02, what="outbox drained")
+    except AssertionError as exc:
+        raise AssertionError(f"{exc}; balance: {last[0]}") from None
+    return last[0]
 
 
 class FixedCrosswalk:
@@ -185,3 +215,12 @@ class RunningGateway:
 
     def url(self, path: str) -> str:
         return str(self.server.make_url(path))
+
+    async def delivered(self, count: int, timeout: float = 5.0) -> list[str]:
+        """Wait until the platform simulator accepted ``count`` events (no more); returns
+        their msgids in arrival order."""
+        order = self.simulator.order
+        await eventually(lambda: len(order) >= count, timeout=timeout,
+                         what=f"{count} event(s) accepted by the platform")
+        assert len(order) == count, f"expected {count} accepted events, got {len(order)}"
+        return list(order)

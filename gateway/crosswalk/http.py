@@ -57,7 +57,6 @@ log = logging.getLogger(__name__)
 
 OPERATOR_HEADER = "X-Operator"
 _XLSX_TYPES = ("application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",)
-_FOLLOW_UP_S = 1.0
 _ENTRY_FIELDS = ("hospital_id", "item_code", "national_code", "item_name", "hospital_unit",
                  "national_unit", "factor", "valid_from", "valid_to")
 

@@ -34,7 +34,10 @@ class CircuitBreaker:
         self.consecutive = 0
         self.opened_until = 0.0
         self.probing = False
+        # observable history (diagnostics, tests): times it opened from closed, and
+        # probes that failed and opened it again
         self.opened_count = 0
+        self.failed_probes = 0
         self._open = False
 
     def state(self, now: float) -> BreakerState:
@@ -74,6 +77,7 @@ class CircuitBreaker:
         if self._open:
             if self.probing:  # the probe failed: open again, longer
                 self.probing = False
+                self.failed_probes += 1
                 self.cooldown = min(self.cooldown_max, self.cooldown * 2)
                 self.opened_until = now + self.cooldown
             return

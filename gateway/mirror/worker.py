@@ -42,6 +42,7 @@ __all__ = ["Destination", "Mirror", "backoff_delay"]
 log = logging.getLogger(__name__)
 
 QUICK_TRIES = 3  # in-call tries for a blip, before the row waits in the outbox
+QUICK_WAIT_S = 0.05  # first wait between them (doubling, plus up to as much jitter)
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,15 +66,21 @@ def backoff_delay(attempts: int, initial: float, maximum: float,
 
 
 class Mirror:
-    """One drain loop per destination."""
+    """One drain loop per destination.
+
+    ``clock`` gives the time (unix seconds) that back-off, cool-downs, leases and time
+    budgets are reckoned in; ``quick_wait_s`` is the first wait between the quick tries.
+    """
 
     def __init__(self, store: Store, destinations: Sequence[Destination], metrics: Metrics,
-                 session: aiohttp.ClientSession, clock: Callable[[], float] = time.time) -> None:
+                 session: aiohttp.ClientSession, clock: Callable[[], float] = time.time,
+                 quick_wait_s: float = QUICK_WAIT_S) -> None:
         self.store = store
         self.destinations = tuple(destinations)
         self.metrics = metrics
         self.session = session
         self.clock = clock
+        self.quick_wait_s = quick_wait_s
         self._wake = {d.name: asyncio.Event() for d in self.destinations}
         self._tasks: list[asyncio.Task[None]] = []
         self.reachable: dict[str, bool] = {d.name: True for d in self.destinations}
@@ -195,7 +202,8 @@ class Mirror:
         cfg = dest.config
         retrying = AsyncRetrying(
             stop=stop_after_attempt(QUICK_TRIES),
-            wait=wait_exponential_jitter(multiplier=0.05, max=0.5, jitter=0.05),
+            wait=wait_exponential_jitter(multiplier=self.quick_wait_s,
+                                         max=10 * self.quick_wait_s, jitter=self.quick_wait_s),
             retry=retry_if_result(lambda a: a.verdict is Verdict.RETRY),
             # out of quick tries: hand back the last answer; the outbox schedules the rest
             retry_error_callback=lambda state: state.outcome.result() if state.outcome else None)

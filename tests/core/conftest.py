@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 from aiohttp.test_utils import TestServer
-from helpers import RunningGateway, free_port, make_config
+from helpers import TIMINGS, RunningGateway, free_port, make_config
 
 from gateway.app import build_app
 
@@ -19,7 +19,7 @@ async def gateway(tmp_path: Path, request: pytest.FixtureRequest) -> AsyncIterat
     mllp_port, sim_port = free_port(), free_port()
     cfg = make_config(tmp_path, mllp_port=mllp_port, http_port=0, simulator_port=sim_port,
                       platform_url=f"http://127.0.0.1:{sim_port}/fsi/api/inventory", **overrides)
-    app = build_app(cfg)
+    app = build_app(cfg, timings=TIMINGS)
     server = TestServer(app, host="127.0.0.1")
     await server.start_server()
     try:

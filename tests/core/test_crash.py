@@ -8,17 +8,26 @@ twice (the platform would see it under a second msgid).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import random
 import subprocess
 import sys
-import time
 from collections import Counter
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 import pytest
-from helpers import ROOT, MLLPClient, ack_fields, free_port, numbered_dispense, write_config
+from helpers import (
+    ROOT,
+    MLLPClient,
+    ack_fields,
+    eventually,
+    free_port,
+    numbered_dispense,
+    write_config,
+)
 
 TOTAL = 2000
 CONNECTIONS = 4
@@ -31,16 +40,18 @@ def _spawn(args: list[str], log: Path) -> subprocess.Popen[bytes]:
                             stdout=log.open("ab"), stderr=subprocess.STDOUT)
 
 
+async def _listening(port: int) -> bool:
+    try:
+        _, w = await asyncio.open_connection("127.0.0.1", port)
+    except OSError:
+        return False
+    w.close()
+    return True
+
+
 async def _wait_port(port: int, timeout: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            _, w = await asyncio.open_connection("127.0.0.1", port)
-            w.close()
-            return
-        except OSError:
-            await asyncio.sleep(0.05)
-    raise AssertionError(f"nothing listening on {port} after {timeout}s")
+    await eventually(lambda: _listening(port), timeout=timeout, interval=0.05,
+                     what=f"a listener on port {port}")
 
 
 @pytest.mark.slow
@@ -91,8 +102,8 @@ async def test_sigkill_at_random_moments_loses_nothing_and_delivers_once(tmp_pat
         async def killer() -> None:
             nonlocal gw, kills_done
             for point in kill_points:
-                while len(acked) < point:
-                    await asyncio.sleep(0.001)
+                await eventually(lambda p=point: len(acked) >= p, timeout=240,  # type: ignore[misc]
+                                 interval=0.001, what=f"{point} messages acknowledged")
                 await asyncio.sleep(rng.random() * 0.05)
                 async with restarting:
                     gw.kill()  # SIGKILL: no cleanup, no flush
@@ -107,13 +118,20 @@ async def test_sigkill_at_random_moments_loses_nothing_and_delivers_once(tmp_pat
         assert len(acked) == TOTAL
 
         async with aiohttp.ClientSession() as s:
-            deadline = time.monotonic() + 60
-            while True:
-                async with s.get(f"http://127.0.0.1:{sim}/_sim/received?infno=3505") as r:
-                    received = await r.json()
-                if len(received) >= TOTAL or time.monotonic() > deadline:
-                    break
-                await asyncio.sleep(0.2)
+            async def drained() -> dict[str, Any] | None:
+                """The gateway's balance once every stored dispense has its outcome."""
+                async with s.get(f"http://127.0.0.1:{http}/api/mirror/balance") as r:
+                    balance: dict[str, Any] = (await r.json()).get("nhsa", {})
+                done = balance.get("received", 0) >= TOTAL and balance.get("queued") == 0
+                return balance if done else None
+
+            # the store holds every acknowledged message and nothing waits in its outbox:
+            # the mirror has sent all it ever will (a late resend cannot come afterwards)
+            with contextlib.suppress(AssertionError):  # what is missing is reported below
+                await eventually(drained, timeout=60, interval=0.2,
+                                 what="the gateway's outbox drained")
+            async with s.get(f"http://127.0.0.1:{sim}/_sim/received?infno=3505") as r:
+                received = await r.json()
         docs = Counter(e["input"]["selinfo"]["rtal_docno"] for e in received)
         expected = {f"CFRDS{n:010d}" for n in range(TOTAL)}
         missing = expected - set(docs)

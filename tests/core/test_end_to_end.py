@@ -2,25 +2,24 @@
 
 from __future__ import annotations
 
-import asyncio
 import time
 from pathlib import Path
 
 import aiohttp
-from helpers import HOSPITAL, MLLPClient, ack_fields, numbered_dispense, sample
+from helpers import (
+    HOSPITAL,
+    FixedCrosswalk,
+    MLLPClient,
+    ack_fields,
+    eventually,
+    numbered_dispense,
+    sample,
+    settled,
+)
 
 from gateway.ingest.framing import END, START
 
 HL7_VALID = Path(__file__).resolve().parents[1] / "data" / "hl7v2" / "valid"
-
-
-async def _wait_for(predicate, timeout: float = 5.0) -> float:  # type: ignore[no-untyped-def]
-    start = time.monotonic()
-    while not predicate():
-        if time.monotonic() - start > timeout:
-            raise AssertionError("condition not met in time")
-        await asyncio.sleep(0.01)
-    return time.monotonic() - start
 
 
 async def test_dispense_reaches_platform_as_3505_within_a_second(gateway) -> None:
@@ -30,7 +29,7 @@ async def test_dispense_reaches_platform_as_3505_within_a_second(gateway) -> Non
     await client.close()
     assert ack["MSA"][1] == "AA"
     assert ack["MSA"][2] == "RDS20261123000001"  # MSA-2 = MSH-10
-    await _wait_for(lambda: len(gateway.simulator.order) == 1, timeout=1.0)
+    await gateway.delivered(1, timeout=1.0)
     assert time.monotonic() - acked_at < 1.0
     env = gateway.simulator.accepted[gateway.simulator.order[0]]
     assert env["infno"] == "3505"
@@ -56,8 +55,9 @@ async def test_duplicate_control_id_is_acknowledged_again_but_mirrored_once(gate
     second = ack_fields(await client.send(raw))
     await client.close()
     assert first["MSA"][:3] == second["MSA"][:3] == ["MSA", "AA", "RDS20261123000001"]
-    await _wait_for(lambda: len(gateway.simulator.order) == 1)
-    await asyncio.sleep(0.3)
+    await gateway.delivered(1)
+    # every outbox row has its outcome recorded: the mirror has nothing left to send
+    assert (await settled(gateway.store)).delivered == {"nhsa": 1}
     assert len(gateway.simulator.order) == 1
     assert gateway.simulator.duplicates == 0
     rows = await gateway.store.query("SELECT count(*) FROM messages")
@@ -72,9 +72,9 @@ async def test_prescription_is_stored_but_not_mirrored_as_a_sale(gateway) -> Non
     rows = await gateway.store.query("SELECT kind, held, body FROM events")
     assert len(rows) == 1 and rows[0][0] == "prescription" and rows[0][1] == 0
     assert b"XL02BGA045A001010101359" in rows[0][2]  # mapped, kept for warnings
-    await asyncio.sleep(0.3)
-    assert gateway.simulator.order == []
+    # committed before the ACK without an outbox row: the mirror has nothing to send
     assert (await gateway.store.query("SELECT count(*) FROM outbox"))[0][0] == 0
+    assert gateway.simulator.order == []
 
 
 async def test_gb18030_message_keeps_chinese_text_and_is_answered_in_gb18030(gateway) -> None:
@@ -84,7 +84,7 @@ async def test_gb18030_message_keeps_chinese_text_and_is_answered_in_gb18030(gat
     fields = ack_fields(ack, "gb18030")
     assert fields["MSA"][1] == "AA"
     assert fields["MSH"][17] == "GB 18030-2000"
-    await _wait_for(lambda: len(gateway.simulator.order) == 1)
+    await gateway.delivered(1)
     sel = gateway.simulator.accepted[gateway.simulator.order[0]]["input"]["selinfo"]
     assert sel["fixmedins_hilist_name"] == "他达拉非片"
     assert sel["phar_name"] == "孙丽"
@@ -98,7 +98,8 @@ async def test_unmapped_item_is_held_not_mirrored_and_queued(gateway) -> None:
     assert ack["MSA"][1] == "AA"  # committed: held, not dropped
     rows = await gateway.store.query("SELECT held FROM events")
     assert rows == [(1,)]
-    await asyncio.sleep(0.3)
+    # a held event gets its outbox rows when it is released: nothing to send until then
+    assert (await gateway.store.query("SELECT count(*) FROM outbox"))[0][0] == 0
     assert gateway.simulator.order == []
     async with aiohttp.ClientSession() as s, s.get(gateway.url("/api/unmapped")) as r:
         queue = await r.json()
@@ -112,16 +113,24 @@ async def test_health_ready_and_metrics(gateway) -> None:
     await client.send(sample("rds_o13_dispense_utf8.hl7"))
     await client.send(sample("bad_unknown_type_adt.hl7"))
     await client.close()
-    await _wait_for(lambda: len(gateway.simulator.order) == 1)
-    await asyncio.sleep(1.2)  # gauges refresh every second
+    await gateway.delivered(1)
+    # the gauges are read from the store in the background: the delivery shows in them
+    # once a refresh ran after its outcome was recorded
+    refreshed = ['jcgw_mirror_units{destination="nhsa",state="delivered"} 1.0',
+                 'jcgw_outbox_depth{destination="nhsa"} 0.0']
     async with aiohttp.ClientSession() as s:
         async with s.get(gateway.url("/healthz")) as r:
             assert r.status == 200
         async with s.get(gateway.url("/readyz")) as r:
             assert r.status == 200
             assert (await r.json())["store_writable"] is True
-        async with s.get(gateway.url("/metrics")) as r:
-            text = await r.text()
+
+        async def scrape() -> str | None:
+            async with s.get(gateway.url("/metrics")) as r:
+                text = await r.text()
+            return text if all(line in text for line in refreshed) else None
+
+        text = await eventually(scrape, what="the outbox gauges refreshed after the delivery")
     assert 'jcgw_messages_received_total{adapter="hl7v2",type="RDS^O13"} 1.0' in text
     assert 'jcgw_messages_acknowledged_total{adapter="hl7v2",type="RDS^O13"} 1.0' in text
     assert 'jcgw_messages_rejected_total{adapter="hl7v2",status="rejected",type=""} 1.0' in text
@@ -147,7 +156,7 @@ async def test_commit_failure_gets_ae_never_aa_and_a_resend_is_taken(gateway) ->
     ok = ack_fields(await client.send(raw))
     await client.close()
     assert ok["MSA"][1] == "AA"
-    await _wait_for(lambda: len(gateway.simulator.order) == 1)
+    await gateway.delivered(1)
 
 
 async def test_held_events_are_released_in_order_once_mapped(gateway) -> None:
@@ -163,7 +172,8 @@ async def test_held_events_are_released_in_order_once_mapped(gateway) -> None:
                  .replace(b"CF20261123000888", f"CFHELD{n:05d}".encode())
         assert ack_fields(await client.send(msg))["MSA"][1] == "AA"
     await client.close()
-    await asyncio.sleep(0.2)
+    assert (await gateway.store.query("SELECT count(*) FROM events WHERE held = 1")) == [(3,)]
+    assert (await gateway.store.query("SELECT count(*) FROM outbox")) == [(0,)]
     assert gateway.simulator.order == []
     ingestor = gateway.app[INGESTOR]
     entry = CrosswalkEntry(HOSPITAL, "Y9990001", "XL02BGA045A001010104641",
@@ -171,7 +181,7 @@ async def test_held_events_are_released_in_order_once_mapped(gateway) -> None:
                            factor=Decimal(14))
     result = await gateway.app[MAPPINGS].create(entry, user="药剂科 李娜")
     assert result.released == 3
-    await _wait_for(lambda: len(gateway.simulator.order) == 3)
+    await gateway.delivered(3)
     sent = [gateway.simulator.accepted[m]["input"]["selinfo"] for m in gateway.simulator.order]
     assert [s["rtal_docno"] for s in sent] == ["CFHELD00000", "CFHELD00001", "CFHELD00002"]
     assert {s["med_list_codg"] for s in sent} == {"XL02BGA045A001010104641"}
@@ -179,6 +189,46 @@ async def test_held_events_are_released_in_order_once_mapped(gateway) -> None:
     assert (await gateway.store.query("SELECT count(*) FROM events WHERE held = 1"))[0][0] == 0
     assert await gateway.store.unmapped() == []
     assert await ingestor.release_held() == 0  # nothing left, nothing sent twice
+
+
+async def test_a_message_held_with_the_old_crosswalk_after_a_release_is_followed_up(
+        gateway) -> None:
+    """A message mapped just before a crosswalk change may commit, held, just after the
+    change released the held events: a second release a little later sends it."""
+    from decimal import Decimal
+
+    from adapters.hl7v2 import HL7v2Adapter
+    from gateway.ingest.pipeline import Ingestor
+    from gateway.keys import CROSSWALK, INGESTOR, MAPPINGS
+    from gateway.metrics import Metrics
+    from mappings.crosswalk import CrosswalkEntry
+
+    ingestor = gateway.app[INGESTOR]
+    stale = Ingestor(gateway.store, FixedCrosswalk(gateway.app[CROSSWALK].current),
+                     ingestor.routes, Metrics())
+    adapter = HL7v2Adapter({"facilities": {"ZJSRMYY": HOSPITAL}})
+    release_now = ingestor.release_held
+    late: list[bytes] = []
+
+    async def release_then_commit_late(hospital_id: str | None = None) -> int:
+        released = await release_now(hospital_id)
+        if not late:  # the change's own release is done: the stale message commits now
+            late.append((await stale.handle(adapter, sample("rds_o13_unmapped_item.hl7"),
+                                            "10.1.2.3:5000")).body)
+        return released
+
+    ingestor.release_held = release_then_commit_late  # type: ignore[method-assign]
+    entry = CrosswalkEntry(HOSPITAL, "Y9990001", "XL02BGA045A001010104641",
+                           item_name="阿那曲唑片(海正)", hospital_unit="盒", national_unit="片",
+                           factor=Decimal(14))
+    result = await gateway.app[MAPPINGS].create(entry, user="药剂科 李娜")
+    assert result.released == 0
+    assert ack_fields(late[0])["MSA"][1] == "AA"
+    assert (await gateway.store.query("SELECT count(*) FROM events WHERE held = 1")) == [(1,)]
+    [msgid] = await gateway.delivered(1)  # released by the follow-up
+    sent = gateway.simulator.accepted[msgid]["input"]["selinfo"]
+    assert sent["med_list_codg"] == "XL02BGA045A001010104641"
+    assert (await gateway.store.query("SELECT count(*) FROM events WHERE held = 1")) == [(0,)]
 
 
 async def test_operator_api_requires_the_configured_token(tmp_path) -> None:
@@ -219,15 +269,15 @@ async def test_readyz_reports_an_unreachable_platform_and_recovers(gateway) -> N
         async with aiohttp.ClientSession() as s, s.get(gateway.url("/readyz")) as r:
             return r.status, await r.json()
 
-    for _ in range(100):
+    async def not_ready() -> dict[str, object] | None:
         status, body = await ready()
-        if status == 503:
-            break
-        await asyncio.sleep(0.05)
-    assert status == 503 and body["platforms_reachable"] == {"nhsa": False}
+        return body if status == 503 else None
+
+    body = await eventually(not_ready, interval=0.05, what="/readyz answers 503")
+    assert body["platforms_reachable"] == {"nhsa": False}
     assert body["store_writable"] is True
     gateway.simulator.faults.down = False
-    await _wait_for(lambda: len(gateway.simulator.order) == 1, timeout=10)
+    await gateway.delivered(1, timeout=10)
     status, body = await ready()
     assert status == 200 and body["platforms_reachable"] == {"nhsa": True}
 
@@ -275,7 +325,7 @@ async def test_item_master_is_answered_mfk_and_queues_unknown_items_for_mapping(
     assert {q["occurrences"] for q in queue.values()} == {0}
     # stored, never held (nothing waits for a dictionary) and never sent to the platform
     assert await gateway.store.query("SELECT kind, held FROM events") == [("item_master", 0)]
-    await asyncio.sleep(0.3)
+    assert await gateway.store.query("SELECT count(*) FROM outbox") == [(0,)]
     assert gateway.simulator.order == []
 
 

@@ -7,7 +7,7 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
-from helpers import HOSPITAL, FixedCrosswalk, numbered_dispense
+from helpers import HOSPITAL, FixedCrosswalk, eventually, numbered_dispense
 
 from adapters.base import Outcome, ParsedMessage, Reply
 from adapters.hl7v2 import HL7v2Adapter
@@ -68,10 +68,7 @@ async def _submit_all(ingestor: Ingestor, adapter: Any, raws: list[bytes]
     answers: list[list[Reply | None]] = [[] for _ in raws]
     for i, raw in enumerate(raws):
         ingestor.submit(adapter, raw, "10.1.2.3:5000", answers[i].append)
-    for _ in range(50):
-        await asyncio.sleep(0)
-        if all(answers):
-            break
+    await eventually(lambda: all(answers), what="every message answered")
     return answers
 
 
@@ -115,8 +112,7 @@ async def test_a_failing_answer_callback_does_not_stop_the_rest() -> None:
 
     ingestor.submit(HL7, numbered_dispense(1), "p", broken)
     ingestor.submit(HL7, numbered_dispense(2), "p", lambda r: heard.append(2))
-    for _ in range(20):
-        await asyncio.sleep(0)
+    await eventually(lambda: heard, what="the second message answered")
     assert heard == [2]
     assert store.committed == ["RDS000000000001", "RDS000000000002"]
 

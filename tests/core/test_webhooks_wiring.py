@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import time
 from datetime import datetime, timedelta
 from decimal import Decimal
@@ -11,7 +10,7 @@ from pathlib import Path
 import orjson
 from aiohttp import web
 from aiohttp.test_utils import TestServer
-from helpers import HOSPITAL, MLLPClient, ack_fields, free_port, make_config, sample
+from helpers import HOSPITAL, MLLPClient, ack_fields, eventually, free_port, make_config, sample
 
 from canonical.model import CHINA_TZ, Event, EventKind, Line
 from gateway.app import LEDGER, PUSHER, build_app
@@ -44,10 +43,7 @@ async def test_warning_and_overdue_filing_are_pushed_signed_without_patient_data
         ack = ack_fields(await client.send(sample("rde_o11_prescription_utf8.hl7")))
         await client.close()
         assert ack["MSA"][1] == "AA"
-        for _ in range(200):
-            if received:
-                break
-            await asyncio.sleep(0.02)
+        await eventually(lambda: received, what="the prescription warning pushed")
         headers, body = received[0]
         assert verify(SECRET.encode(), headers["X-Jicai-Timestamp"], body,
                       headers["X-Jicai-Signature"], now=time.time())
@@ -70,10 +66,7 @@ async def test_warning_and_overdue_filing_are_pushed_signed_without_patient_data
         pushed = app[PUSHER].check_deadlines(datetime.now(CHINA_TZ))
         assert pushed == 1
         assert app[PUSHER].check_deadlines(datetime.now(CHINA_TZ)) == 0  # told once
-        for _ in range(200):
-            if len(received) >= 2:
-                break
-            await asyncio.sleep(0.02)
+        await eventually(lambda: len(received) >= 2, what="the deadline alert pushed")
         alert = orjson.loads(received[1][1])
         assert alert["type"] == "deadline.overdue"
         assert alert["kind"] == "filing" and alert["state"] == "overdue"

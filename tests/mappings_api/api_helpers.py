@@ -2,16 +2,21 @@
 
 from __future__ import annotations
 
-import asyncio
-import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import aiohttp
 from aiohttp.test_utils import TestServer
-from helpers import MLLPClient, RunningGateway, ack_fields, free_port, make_config, sample
+from helpers import (
+    TIMINGS,
+    MLLPClient,
+    RunningGateway,
+    ack_fields,
+    free_port,
+    make_config,
+    sample,
+)
 
 from gateway.app import build_app
 
@@ -39,13 +44,6 @@ class Gateway(RunningGateway):
         finally:
             await client.close()
 
-    async def wait_for(self, predicate: Callable[[], bool], timeout: float = 5.0) -> None:
-        start = time.monotonic()
-        while not predicate():
-            if time.monotonic() - start > timeout:
-                raise AssertionError("condition not met in time")
-            await asyncio.sleep(0.01)
-
     def received(self) -> list[dict[str, Any]]:
         """What the platform accepted, in arrival order (selinfo of each 3505)."""
         sim = self.simulator
@@ -71,7 +69,7 @@ class Launcher:
                           simulator_port=self.sim_port,
                           platform_url=f"http://127.0.0.1:{self.sim_port}/fsi/api/inventory",
                           **overrides)
-        app = build_app(cfg)
+        app = build_app(cfg, timings=TIMINGS)
         server = TestServer(app, host="127.0.0.1")
         await server.start_server()
         session = aiohttp.ClientSession()

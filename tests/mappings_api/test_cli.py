@@ -41,7 +41,7 @@ async def test_cli_imports_a_catalog_and_accepts_a_suggestion(gateway, capsys, m
     answer = json.loads(capsys.readouterr().out)
     assert answer["released"] == 2
     assert answer["audit"][0]["user"] == "药剂科 李娜"  # sent percent-encoded, stored as typed
-    await gateway.wait_for(lambda: len(gateway.simulator.order) == 2)
+    await gateway.delivered(2)
     assert {s["med_list_codg"] for s in gateway.received()} == {"XL02BGA045A001010104641"}
 
     assert await _cli(gateway, "mappings", "list", "-q", "Y9990001") == 0

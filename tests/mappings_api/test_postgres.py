@@ -27,6 +27,6 @@ async def test_queue_and_accept_on_postgres(pg_schema, launcher) -> None:
     _, answer = await gw.api("POST", f"/unmapped/{HOSPITAL}/Y9990001/accept",
                              json={"rank": 1}, headers=OPERATOR, expect=201)
     assert answer["released"] == 2
-    await gw.wait_for(lambda: len(gw.simulator.order) == 2)
+    await gw.delivered(2)
     assert [s["rtal_docno"] for s in gw.received()] == ["CFHELD00000", "CFHELD00001"]
     assert {s["sel_retn_cnt"] for s in gw.received()} == {"42"}

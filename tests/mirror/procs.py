@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import asyncio
 import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
@@ -48,11 +46,3 @@ def sigkill(proc: subprocess.Popen[bytes]) -> None:
     """SIGKILL: no cleanup, no flush, leases left behind."""
     proc.send_signal(signal.SIGKILL)
     proc.wait()
-
-
-async def wait_for(predicate: Any, timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{what}: not reached in {timeout}s")
-        await asyncio.sleep(0.02)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -11,6 +10,7 @@ from typing import Any
 import aiohttp
 from aiohttp.test_utils import TestServer
 from factory import HOSPITALS
+from helpers import settled
 
 from canonical.model import Event
 from gateway.config import GatewayConfig, parse_config
@@ -41,6 +41,20 @@ def destination(name: str, url: str, **kw: Any) -> dict[str, Any]:
     return d
 
 
+class ShiftedClock:
+    """Wall-clock time plus an offset the test moves forward: a time budget or a back-off
+    passes at once instead of being waited out."""
+
+    def __init__(self) -> None:
+        self.offset = 0.0
+
+    def __call__(self) -> float:
+        return time.time() + self.offset
+
+    def advance(self, seconds: float) -> None:
+        self.offset += seconds
+
+
 @dataclass
 class Rig:
     store: Any
@@ -66,20 +80,9 @@ class Rig:
         self.mirror.notify()
         return tuple(ids)
 
-    async def until(self, predicate: Callable[[], bool], timeout: float = 10.0) -> None:
-        deadline = time.monotonic() + timeout
-        while not predicate():
-            if time.monotonic() > deadline:
-                raise AssertionError("condition not met in time")
-            await asyncio.sleep(0.01)
-
     async def settle(self, timeout: float = 10.0) -> None:
         """Wait until no outbox row is pending."""
-        deadline = time.monotonic() + timeout
-        while (await self.store.balance()).queued:
-            if time.monotonic() > deadline:
-                raise AssertionError(f"outbox not drained: {await self.store.balance()}")
-            await asyncio.sleep(0.02)
+        await settled(self.store, timeout=timeout)
 
 
 async def start_simulator(state: SimulatorState) -> TestServer:
@@ -88,9 +91,11 @@ async def start_simulator(state: SimulatorState) -> TestServer:
     return server
 
 
-async def make_rig(store: Any, dests: list[dict[str, Any]],
-                   sims: dict[str, SimulatorState]) -> Rig:
-    """Start one simulator per entry of ``sims`` (url placeholders ``{name}``), and the mirror."""
+async def make_rig(store: Any, dests: list[dict[str, Any]], sims: dict[str, SimulatorState],
+                   *, clock: Callable[[], float] = time.time,
+                   quick_wait_s: float = 0.002) -> Rig:
+    """Start one simulator per entry of ``sims`` (url placeholders ``{name}``), and the mirror
+    (reading the time from ``clock``, short waits between its quick tries by default)."""
     servers = {}
     for name, state in sims.items():
         servers[name] = await start_simulator(state)
@@ -100,7 +105,8 @@ async def make_rig(store: Any, dests: list[dict[str, Any]],
     cfg = gateway_config(dests)
     session = aiohttp.ClientSession()
     destinations = [Destination(d, profile_for(d.profile)(d, cfg)) for d in cfg.destinations]
-    mirror = Mirror(store, destinations, Metrics(), session)
+    mirror = Mirror(store, destinations, Metrics(), session, clock=clock,
+                    quick_wait_s=quick_wait_s)
     mirror.start()
     return Rig(store, cfg, mirror, session, dict(sims), list(servers.values()))
 

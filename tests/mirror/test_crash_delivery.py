@@ -7,20 +7,26 @@ the platform accepts each event once and counts the resends as duplicates.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import random
+import signal
 import socket
+import sqlite3
+import subprocess
 import uuid
 from pathlib import Path
 from typing import Any
 
 import pytest
 from factory import HOSPITALS, dispense, incoming
+from helpers import eventually
 from pg import PG_DSN, require_pg
-from procs import EXTRA_HOSPITALS, sigkill, spawn_gateway, wait_for, write_gateway_config
+from procs import EXTRA_HOSPITALS, sigkill, spawn_gateway, write_gateway_config
 from rig import start_simulator
 
 from gateway.platforms.simulator import SimulatorState
+from gateway.store.plan import OutboxState
 from gateway.store.postgres import PostgresStore
 from gateway.store.sqlite import SqliteStore
 
@@ -41,6 +47,25 @@ async def _prefill(store: Any, total: int) -> dict[str, str]:
         return {r[0]: r[1] for r in rows}
     finally:
         await store.close()
+
+
+async def _all_recorded(sqlite_path: Path | None = None, schema: str = "") -> bool:
+    """Whether every outbox row has its outcome recorded, read from the gateways' database:
+    then no gateway has anything left to send."""
+    sql = "SELECT count(*) FROM {}outbox WHERE state = " + str(int(OutboxState.PENDING))
+    if sqlite_path is not None:
+        def pending() -> int:
+            uri = f"file:{sqlite_path}?mode=ro"
+            with contextlib.closing(sqlite3.connect(uri, uri=True)) as con:
+                return int(con.execute(sql.format("")).fetchone()[0])
+        return await asyncio.to_thread(pending) == 0
+    import asyncpg
+
+    con = await asyncpg.connect(PG_DSN)
+    try:
+        return await con.fetchval(sql.format(f'"{schema}".')) == 0
+    finally:
+        await con.close()
 
 
 def _check_exactly_once(sim: SimulatorState, fixed: dict[str, str]) -> None:
@@ -82,12 +107,18 @@ async def test_sigkill_during_delivery_loses_nothing_and_resends_original_msgids
         for k in range(KILLS):
             mark = len(sim.order)
             step = rng.randint(40, 160)
-            await wait_for(lambda m=mark, s=step: len(sim.order) >= m + s, 60,  # type: ignore[misc]
-                           f"delivery progress before kill {k + 1}")
+            await eventually(lambda m=mark, s=step: len(sim.order) >= m + s,  # type: ignore[misc]
+                             timeout=60, interval=0.02,
+                             what=f"delivery progress before kill {k + 1}")
             sigkill(proc)
             proc = spawn_gateway(cfg, log)
-        await wait_for(lambda: len(sim.order) >= TOTAL, 120, "all events delivered")
-        await asyncio.sleep(0.5)  # a late resend would show up as a second acceptance
+        await eventually(lambda: len(sim.order) >= TOTAL, timeout=120, interval=0.02,
+                         what="all events delivered")
+        # every outcome recorded: the gateway sends nothing more (and is stopped below)
+        # before the platform's record is checked
+        await eventually(lambda: _all_recorded(
+            tmp_path / "gw.db" if backend == "sqlite" else None, schema),
+            timeout=30, interval=0.05, what="every outbox row's outcome recorded")
     finally:
         sigkill(proc)
         await server.close()
@@ -119,32 +150,42 @@ async def test_three_replicas_on_postgres_one_killed_all_delivered_once(
                            tmp_path / f"gw{i}.log") for i in range(3)]
     watch = await asyncpg.connect(PG_DSN)
     try:
-        for _ in range(600):  # until every replica has delivered something (bounded)
+        async def all_working() -> bool:
             working = await watch.fetchval(
                 f'SELECT count(DISTINCT delivered_by) FROM "{schema}".outbox WHERE state = 1')
-            if working == 3:
-                break
-            await asyncio.sleep(0.05)
-        assert working == 3, "not all three replicas took part"
+            return bool(working == 3)
+
+        await eventually(all_working, timeout=30, interval=0.05,
+                         what="every replica delivered something")
         assert len(sim.order) < 3000
-        # kill a replica while it holds leases (not between two rounds): whichever holds
-        # one now, since woken replicas race for the groups
-        victim = procs[1]
-        for _ in range(2000):
+        # kill a replica while it holds leases (not between two rounds): stop the one that
+        # holds a lease now and look again while it cannot move; if it gave its leases back
+        # in between, let it go on and try again (woken replicas race for the groups)
+        async def stopped_lease_holder() -> tuple[subprocess.Popen[bytes], set[str]] | None:
             owner = await watch.fetchval(
                 f'SELECT owner FROM "{schema}".outbox_groups WHERE owner <> \'\''
                 " AND lease_until > extract(epoch FROM clock_timestamp()) LIMIT 1")
-            if owner:
-                victim = next(p for p in procs if p.pid == int(owner.split(":")[1]))
-                break
-            await asyncio.sleep(0.002)
+            if not owner:
+                return None
+            proc = next(p for p in procs if p.pid == int(owner.split(":")[1]))
+            proc.send_signal(signal.SIGSTOP)
+            held = {r[0] for r in await watch.fetch(
+                f'SELECT hospital_id FROM "{schema}".outbox_groups WHERE owner LIKE $1'
+                " AND lease_until > extract(epoch FROM clock_timestamp())",
+                f"{socket.gethostname()}:{proc.pid}:%")}
+            if not held:
+                proc.send_signal(signal.SIGCONT)
+                return None
+            return proc, held
+
+        victim, orphaned = await eventually(stopped_lease_holder, timeout=10, interval=0.002,
+                                            what="a replica stopped while holding leases")
         dead = f"{socket.gethostname()}:{victim.pid}:"
         sigkill(victim)
-        orphaned = {r[0] for r in await watch.fetch(
-            f'SELECT hospital_id FROM "{schema}".outbox_groups WHERE owner LIKE $1'
-            " AND lease_until > extract(epoch FROM clock_timestamp())", dead + "%")}
-        await wait_for(lambda: len(sim.order) >= 3000, 120, "all events delivered")
-        await asyncio.sleep(0.5)
+        await eventually(lambda: len(sim.order) >= 3000, timeout=120, interval=0.02,
+                         what="all events delivered")
+        await eventually(lambda: _all_recorded(schema=schema), timeout=30, interval=0.05,
+                         what="every outbox row's outcome recorded")
     finally:
         await watch.close()
         for p in procs:

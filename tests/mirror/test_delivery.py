@@ -8,9 +8,11 @@ from typing import Any
 
 import pytest
 from factory import HOSPITALS, PATIENT, REJECTED_CODE, TADALAFIL, dispense
-from rig import HASH_SECRET, Rig, destination, make_rig, stop_rig
+from helpers import eventually
+from rig import HASH_SECRET, Rig, ShiftedClock, destination, make_rig, stop_rig
 
 from canonical.model import EventKind, OrderControl
+from gateway.mirror.worker import QUICK_TRIES
 from gateway.platforms.signing import SigningKeys, hmac_sm3, sm2_public_key
 from gateway.platforms.simulator import SimulatorState
 from gateway.store.base import OutboxQuery
@@ -39,8 +41,9 @@ async def sqlite_rig(tmp_path: Path) -> AsyncIterator[RigFactory]:
 async def any_rig(make_store) -> AsyncIterator[RigFactory]:  # type: ignore[no-untyped-def]
     rigs: list[Rig] = []
 
-    async def factory(dests: list[dict[str, Any]], sims: dict[str, SimulatorState]) -> Rig:
-        rig = await make_rig(await make_store(lease_s=5.0), dests, sims)
+    async def factory(dests: list[dict[str, Any]], sims: dict[str, SimulatorState],
+                      **kw: Any) -> Rig:
+        rig = await make_rig(await make_store(lease_s=5.0), dests, sims, **kw)
         rigs.append(rig)
         return rig
     yield factory
@@ -111,7 +114,8 @@ async def test_wrong_key_holds_events_without_dead_letters(sqlite_rig) -> None:
                                         app_secret="a-wrong-one", breaker_failures=2)],
                            {"sim": sim})
     await rig.send([dispense(i) for i in range(3)])
-    await rig.until(lambda: rig.mirror.breakers["nhsa"].opened_count >= 1)
+    await eventually(lambda: rig.mirror.breakers["nhsa"].opened_count >= 1,
+                     what="the circuit opened")
     balance = await rig.store.balance()
     assert balance.queued == {"nhsa": 3} and balance.dead == {}
     assert sim.order == []
@@ -168,10 +172,19 @@ async def test_poison_event_becomes_a_dead_letter_without_blocking_others(any_ri
 async def test_a_time_budget_dead_letters_an_event_that_keeps_failing(any_rig) -> None:
     sim = SimulatorState()
     sim.faults.fail_items = ["Y9999999"]  # HTTP 500 for this item, however often it is sent
+    clock = ShiftedClock()
     rig = await any_rig([destination("nhsa", "{sim}/fsi/api/inventory", max_attempts=1000,
-                                     max_age_s=0.5, breaker_failures=1000)], {"sim": sim})
+                                     max_age_s=3600, breaker_failures=1000)], {"sim": sim},
+                        clock=clock)
     poison = dispense(1, HOSPITALS[0], item="Y9999999", code=TADALAFIL)
     await rig.send([poison, dispense(2, HOSPITALS[0]), dispense(3, HOSPITALS[1])])
+
+    async def failing_again() -> bool:
+        rows = await rig.store.list_outbox(OutboxQuery(states=("pending",)))
+        return any(r.event_id == poison.event_id and r.attempts >= 2 for r in rows)
+
+    await eventually(failing_again, what="the poison event charged twice")
+    clock.advance(3600)  # an hour later, as the mirror sees it
     await rig.settle(timeout=20)
     dead = await rig.store.list_outbox(OutboxQuery())
     assert len(dead) == 1 and dead[0].event_id == poison.event_id
@@ -184,13 +197,17 @@ async def test_down_platform_opens_the_circuit_and_spends_no_retry_budget(any_ri
     sim = SimulatorState()
     sim.faults.down = True
     rig = await any_rig([destination("nhsa", "{sim}/fsi/api/inventory", max_attempts=3,
-                                     breaker_failures=3)], {"sim": sim})
+                                     breaker_failures=3, breaker_cooldown_s=0.01,
+                                     breaker_cooldown_max_s=0.05)], {"sim": sim})
     await rig.send([dispense(i, HOSPITALS[i % 2]) for i in range(6)])
-    await rig.until(lambda: rig.mirror.breakers["nhsa"].opened_count >= 1)
-    import asyncio
-    await asyncio.sleep(1.5)  # many cool-downs and probes later …
-    calls_while_down = sim.calls
-    assert calls_while_down < 40  # … the platform was not hammered
+    breaker = rig.mirror.breakers["nhsa"]
+    await eventually(lambda: breaker.failed_probes >= 4, what="four failed probes")
+    # several cool-downs later the platform was not hammered: before the circuit opened
+    # each of the two groups made at most its quick tries; since then, one call per probe
+    # (and perhaps one for a probe whose failure is not recorded yet)
+    assert breaker.opened_count == 1
+    assert sim.calls <= 2 * QUICK_TRIES + breaker.failed_probes + 1
+    # more failures than max_attempts, and none charged to the events
     assert (await rig.store.balance()).dead == {}
     sim.faults.down = False
     await rig.settle(timeout=20)
@@ -208,7 +225,7 @@ async def test_one_platform_down_never_stalls_another(sqlite_rig) -> None:
     ], {"down": down, "up": up})
     receipts = [dispense(i, kind=EventKind.RECEIPT) for i in range(5)]
     await rig.send(receipts)
-    await rig.until(lambda: len(up.order) == 5)
+    await eventually(lambda: len(up.order) == 5, what="5 receipts at the up platform")
     assert down.order == []
     balance = await rig.store.balance()
     assert balance.delivered == {"zhejiang": 5} and balance.queued == {"nhsa": 5}
@@ -221,7 +238,7 @@ async def test_zhaocai_token_is_fetched_and_renewed_and_documents_go_whole(sqlit
                                         app_code="JCGW-HZ-001", app_secret="zc-secret")],
                            {"sim": sim})
     await rig.send([dispense(1, kind=EventKind.RECEIPT, lines=3)])
-    await rig.until(lambda: len(sim.order) == 1)
+    await eventually(lambda: len(sim.order) == 1, what="the first receipt delivered")
     sim.faults.expire_tokens = True
     await rig.send([dispense(2, kind=EventKind.PURCHASE_ORDER, lines=2),
                     dispense(3, kind=EventKind.PAYMENT)])

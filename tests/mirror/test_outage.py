@@ -11,8 +11,10 @@ import asyncio
 from pathlib import Path
 
 from factory import HOSPITALS, REJECTED_CODE, dispense
+from helpers import eventually
 from rig import destination, make_rig, stop_rig
 
+from gateway.mirror.worker import QUICK_WAIT_S
 from gateway.platforms.simulator import SimulatorState
 from gateway.store.base import OutboxQuery
 from gateway.store.sqlite import SqliteStore
@@ -26,9 +28,12 @@ async def test_outage_then_flapping_delivers_everything_once_in_order(tmp_path: 
     store = SqliteStore(tmp_path / "gw.db")
     await store.start()
     sim = SimulatorState()
+    # the quick tries wait as in production: the producer shares the event loop with the
+    # mirror, which would only compete harder for it against a flapping platform
     rig = await make_rig(store, [destination(
         "nhsa", "{sim}/fsi/api/inventory", max_attempts=30, backoff_max_s=0.3,
-        breaker_failures=10, batch_size=800, concurrency=32)], {"sim": sim})
+        breaker_failures=10, batch_size=800, concurrency=32)], {"sim": sim},
+        quick_wait_s=QUICK_WAIT_S)
     produced = 0  # commits that returned
     started = 0  # commits begun (one may be in flight while the balance is read)
     samples = 0
@@ -60,17 +65,17 @@ async def test_outage_then_flapping_delivers_everything_once_in_order(tmp_path: 
         stop = asyncio.Event()
         watcher = asyncio.create_task(balance_watch(stop))
         producer = asyncio.create_task(produce())
-        await asyncio.sleep(1.5)
+        # down until the circuit has opened and failed its probes a few times while a
+        # backlog builds up …
+        breaker = rig.mirror.breakers["nhsa"]
+        await eventually(lambda: breaker.failed_probes >= 2 and produced >= 500, timeout=60,
+                         interval=0.02, what="an outage with a backlog")
         assert sim.order == []
         sim.faults.down = False
         sim.faults.fail_ratio = 0.5  # flapping: half the calls fail
-        await asyncio.sleep(2.5)
-        # on a busy machine fewer calls fit in 2.5 s: flap until the platform has really
-        # failed a good number of them (bounded)
-        deadline = asyncio.get_running_loop().time() + 20
-        while (sim.injected.get("fail", 0) <= 100
-               and asyncio.get_running_loop().time() < deadline):
-            await asyncio.sleep(0.05)
+        # … then flapping until the platform has failed a good number of calls
+        await eventually(lambda: sim.injected.get("fail", 0) > 100, timeout=60, interval=0.02,
+                         what="over 100 calls failed while flapping")
         sim.faults.fail_ratio = 0.0
         await asyncio.wait_for(producer, 60)
         await rig.settle(timeout=90)

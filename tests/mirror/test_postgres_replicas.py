@@ -7,6 +7,7 @@ import time
 
 import asyncpg
 from factory import HOSPITALS, dispense, incoming
+from helpers import eventually
 from pg import PG_DSN
 
 from gateway.store.postgres import PostgresStore
@@ -63,11 +64,11 @@ async def test_groups_are_leased_to_one_replica_and_taken_over_after_expiry(
         groups_b = {it.hospital_id for it in second.items}
         assert len(groups_a) == 1 and groups_b and not groups_a & groups_b
         # replica a "dies" without recording anything: b gets its group after the lease
+        # (claims are told the time: b claims as it would 0.6 s later, without waiting)
         while_alive = await b.claim("nhsa", 100, time.time())
         assert not {it.hospital_id for it in while_alive.items} & groups_a
-        await asyncio.sleep(0.6)
         await b.release("nhsa")
-        taken = await b.claim("nhsa", 100, time.time())
+        taken = await b.claim("nhsa", 100, now + 0.6)
         assert {it.hospital_id for it in taken.items} == groups_a | groups_b
         assert [it.msgid for it in taken.items if it.hospital_id in groups_a] == \
             [it.msgid for it in first.items]  # the same rows, the same msgids
@@ -91,7 +92,7 @@ async def _commit_wakes_the_other(a: PostgresStore, b: PostgresStore,
 
 async def test_a_replica_hears_at_once_of_rows_another_commits_or_replays(
         pg_schema: str) -> None:
-    from gateway.store.base import DeliveryUpdate, OutboxQuery
+    from gateway.store.base import DeliveryUpdate, OutboxQuery, Topic
 
     a, b = await _two(pg_schema)
     woke = asyncio.Event()
@@ -100,11 +101,19 @@ async def test_a_replica_hears_at_once_of_rows_another_commits_or_replays(
         await a.record_deliveries([DeliveryUpdate(ids[0], "dead", "HTTP 400", at=time.time())])
         await a.replay(OutboxQuery(ids=tuple(ids)))
         await asyncio.wait_for(woke.wait(), timeout=0.5)
-        # a message that creates no outbox rows wakes nobody
-        woke.clear()
+        # a message that creates no outbox rows wakes nobody: b hears of a notification sent
+        # after its commit, and of nothing before it (they arrive in commit order)
+        heard: list[Topic] = []
+        await b.listen(heard.append)
+        heard.clear()
         await a.commit(incoming([dispense(2, HOSPITALS[0])], []))
-        await asyncio.sleep(0.3)
-        assert not woke.is_set()
+        con = await asyncpg.connect(PG_DSN)
+        try:
+            await con.execute("SELECT pg_notify($1, $2)", a.channel, Topic.CATALOG.value)
+        finally:
+            await con.close()
+        await eventually(lambda: Topic.CATALOG in heard, what="the later notification heard")
+        assert Topic.OUTBOX not in heard[:heard.index(Topic.CATALOG)]
     finally:
         await asyncio.gather(a.close(), b.close())
 
