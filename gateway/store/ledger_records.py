@@ -1,11 +1,15 @@
 """What the store keeps for the 集采 ledger and the CDS service, and the protocols it offers.
 
 The ledger folds committed events exactly once across every process sharing the store:
-a fold runs in a :class:`LedgerSession`, which on PostgreSQL holds the ledger's lock, so
-one process folds at a time; the events it folds are marked in the same transaction,
-and what the fold changed in the in-memory view (a :class:`LedgerChange`) is appended
-to a log under the next ledger version. Every process, the folding one included,
-applies the log in version order, so all views agree.
+a fold runs in a :class:`LedgerSession`, which holds the ledger's lock (on PostgreSQL the
+``state_heads`` row of the ledger, so one process folds at a time); the events it folds
+are marked ``folded`` in the same transaction that writes their effects, and what the
+fold changed in the in-memory view (a :class:`LedgerChange`) is appended to a log under
+the next ledger version. Every process, the folding one included, applies the log in
+version order, so all views agree; a process that fell behind the oldest entry kept
+rebuilds its view from a :class:`LedgerSnapshot`. Every other change of ledger state
+(contracts, deadlines closed or reminded by hand, an old ledger file imported) takes the
+same lock and appends to the same log, so each version has exactly one entry.
 
 Quantities and amounts are stored as integers in millionths so that sums stay exact.
 """
@@ -31,11 +35,13 @@ __all__ = [
     "DeadlineUpdate",
     "FeedbackRow",
     "LedgerChange",
+    "LedgerImport",
     "LedgerSession",
     "LedgerSnapshot",
     "LedgerTables",
     "LedgerWrites",
     "PriceFlag",
+    "TraceFlag",
     "TraceSale",
     "from_micros",
     "to_micros",
@@ -94,10 +100,10 @@ class DeadlineUpdate(msgspec.Struct, frozen=True):
 
 
 class PriceFlag(msgspec.Struct, frozen=True):
-    """A purchase of a winning product above its winning price."""
+    """A purchase of a winning product above its winning price (``line``: the line's seq)."""
 
     event_id: str
-    seq: int
+    line: int
     hospital_id: str
     national_code: str
     day: date
@@ -115,13 +121,27 @@ class TraceSale(msgspec.Struct, frozen=True):
     day: date
 
 
+class TraceFlag(msgspec.Struct, frozen=True):
+    """A traceability code sold again: the first sale and the later one (R14)."""
+
+    hospital_id: str
+    code: str
+    first_event: str
+    first_day: date
+    event_id: str
+    day: date
+    national_code: str
+
+
 class LedgerChange(msgspec.Struct, frozen=True):
     """What one ledger version changed in the in-memory view, as appended to the log.
 
     ``daily`` are deltas of the daily totals; ``stock`` the new stock values;
     ``orders_opened`` / ``orders_closed`` / ``orders_reminded`` the distributor orders whose
-    answer clock started, stopped or was reminded; ``contracts`` says the contracts
-    changed (the view is rebuilt from the store).
+    answer clock started, stopped or was reminded (as the store found them: an order
+    already open is not opened again, one already closed is not closed again);
+    ``contracts`` says the contracts changed, or the state was replaced wholesale (an
+    old ledger file imported): the view is rebuilt from a snapshot.
     """
 
     daily: tuple[DailyRow, ...] = ()
@@ -134,13 +154,17 @@ class LedgerChange(msgspec.Struct, frozen=True):
 
 class LedgerWrites(msgspec.Struct, frozen=True):
     """Everything one fold writes: planned by the ledger from its view, executed by the
-    store in one transaction together with marking ``seqs`` folded."""
+    store in one transaction together with marking ``seqs`` folded.
+
+    Deadlines are opened before the updates run, so an answer folded in the same batch
+    as its order closes it whatever their order in the batch.
+    """
 
     seqs: tuple[int, ...]
-    daily: tuple[DailyRow, ...] = ()  # deltas, summed per key
-    stock: tuple[tuple[str, str, Decimal], ...] = ()  # new values
+    daily: tuple[DailyRow, ...] = ()  # deltas, one per key
+    stock: tuple[tuple[str, str, Decimal], ...] = ()  # new values, one per product
     deadlines: tuple[DeadlineRow, ...] = ()  # opened unless one with the key exists
-    deadline_updates: tuple[DeadlineUpdate, ...] = ()
+    deadline_updates: tuple[DeadlineUpdate, ...] = ()  # in event order
     price_flags: tuple[PriceFlag, ...] = ()
     trace_sales: tuple[TraceSale, ...] = ()
 
@@ -170,7 +194,11 @@ class CardRow(msgspec.Struct, frozen=True):
 
 
 class FeedbackRow(msgspec.Struct, frozen=True):
-    """What the prescriber did with a card (accepted / overridden, with the reason)."""
+    """What the prescriber did with a card (accepted / overridden, with the reason).
+
+    ``at`` is the client's ``outcomeTimestamp`` as sent (or when the service received
+    the feedback): kept as text, because it is the client's statement.
+    """
 
     card: str
     outcome: str
@@ -178,11 +206,32 @@ class FeedbackRow(msgspec.Struct, frozen=True):
     reason_display: str
     comment: str
     accepted: tuple[str, ...]
-    at: datetime
+    at: str
+
+
+class LedgerImport(msgspec.Struct, frozen=True):
+    """The state of a ledger kept in its own file by earlier releases (``ledger.db``),
+    and the last event sequence number it had folded."""
+
+    source: str
+    cursor: int
+    contracts: tuple[tuple[str, dict[str, Any], str], ...] = ()  # id, body, imported_at
+    daily: tuple[DailyRow, ...] = ()
+    stock: tuple[tuple[str, str, Decimal], ...] = ()
+    deadlines: tuple[DeadlineRow, ...] = ()
+    price_flags: tuple[PriceFlag, ...] = ()
+    trace_sales: tuple[TraceSale, ...] = ()
+    trace_flags: tuple[TraceFlag, ...] = ()
+    cards: tuple[CardRow, ...] = ()
+    feedback: tuple[FeedbackRow, ...] = ()
 
 
 class LedgerSession(Protocol):
-    """One fold: the ledger's lock is held until the session ends."""
+    """One fold: the ledger's lock is held until the session ends.
+
+    After :meth:`commit` the session is over (its transaction committed); leaving the
+    session without a commit rolls everything back.
+    """
 
     version: int  # the ledger's version in the store when the session began
 
@@ -201,7 +250,12 @@ class LedgerSession(Protocol):
 
     async def commit(self, writes: LedgerWrites) -> tuple[int, LedgerChange]:
         """Execute ``writes``, mark the events folded and log the change, in one
-        transaction; returns the new version and the change as logged."""
+        transaction; returns the new version (``version + 1``) and the change as logged.
+
+        Raises:
+            StoreError: nothing was written (an event was folded already, or the
+                database failed).
+        """
         ...
 
 
@@ -226,7 +280,8 @@ class LedgerTables(Protocol):
         ...
 
     async def update_deadlines(self, updates: Sequence[DeadlineUpdate]) -> list[bool]:
-        """Close or remind deadlines (True for each that existed and was open)."""
+        """Close or remind deadlines (True for each that existed and was open); a new
+        ledger version when any did."""
         ...
 
     async def daily(self, hospital_id: str | None = None, *, since: date | None = None,
@@ -240,24 +295,44 @@ class LedgerTables(Protocol):
         ...
 
     async def price_flags(self, hospital_id: str) -> list[PriceFlag]:
-        """Purchases of winning products above the winning price."""
+        """Purchases of winning products above the winning price, by day."""
         ...
 
-    async def trace_flags(self, hospital_id: str) -> list[dict[str, Any]]:
-        """Traceability codes sold more than once (R14)."""
+    async def trace_flags(self, hospital_id: str) -> list[TraceFlag]:
+        """Traceability codes sold more than once (R14), by day."""
+        ...
+
+    async def import_legacy(self, data: LedgerImport) -> bool:
+        """Take over an old ledger file's state in one transaction (a new version that
+        rebuilds every view), marking the events up to its cursor folded.
+
+        Only the first file imported into a store brings its totals (replicas of an
+        earlier release each kept a full copy of them); later ones add only contracts,
+        cards and feedback the store does not have. Returns True when the totals were
+        taken.
+        """
         ...
 
 
 class CdsTables(Protocol):
-    """Cards issued, feedback on them, and the token ids already used."""
+    """Cards issued, feedback on them, and the token ids already used.
+
+    Issued cards are written in batches (within ``flush_interval_s``, and by
+    :meth:`flush`, which the store's ``close`` awaits); until then :meth:`card` finds
+    them in memory.
+    """
 
     async def claim_jti(self, iss: str, jti: str, exp: float, now: float) -> bool:
         """Record a token id until ``exp``; False when it was used before (a replay),
-        by this process or any other sharing the store."""
+        by this process or any other sharing the store.
+
+        Raises:
+            StoreError: the id could not be recorded (the token must be refused).
+        """
         ...
 
     async def save_cards(self, rows: Sequence[CardRow]) -> None:
-        """Store issued cards."""
+        """Keep issued cards for the next batch write."""
 
     async def card(self, uuid: str) -> CardRow | None:
         """One issued card."""
@@ -269,3 +344,7 @@ class CdsTables(Protocol):
     async def feedback_rows(self) -> list[tuple[CardRow, FeedbackRow | None]]:
         """Every card with its feedback, for the overrides report."""
         ...
+
+    async def flush(self) -> None:
+        """Write the cards (and, where kept in memory first, token ids) not written yet."""
+

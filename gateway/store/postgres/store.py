@@ -172,8 +172,14 @@ class PostgresStore(GroupCommitting):
                 await con.execute("INSERT INTO schema_migrations (version) VALUES ($1)", version)
 
     async def close(self) -> None:
-        """Wait for pending commits, give back held leases, then close the pool."""
+        """Wait for pending commits, write the kept CDS cards, give back held leases, then
+        close the pool."""
         await self._group.drain()
+        if self._pool is not None:
+            try:
+                await self.cds.flush()
+            except StoreError:
+                log.exception("issued CDS cards could not be stored before closing")
         self._closing = True
         if self._relisten is not None:
             self._relisten.cancel()

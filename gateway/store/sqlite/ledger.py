@@ -1,14 +1,380 @@
-"""The ledger's tables in the Sqlite store."""
+"""The ledger's tables in the SQLite store.
+
+One process owns a SQLite store, so the ledger's lock is an asyncio lock: a fold session,
+a contract import and a deadline update run one at a time, and every write goes through
+the store's writer thread in one transaction that also bumps the ledger's version in
+``state_heads`` and appends the change to ``ledger_changes``.
+"""
 
 from __future__ import annotations
 
-from typing import Any
+import asyncio
+import logging
+import sqlite3
+import time
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+from datetime import date, datetime
+from typing import TYPE_CHECKING, Any
+
+from canonical.errors import StoreError
+from canonical.model import Event
+from gateway.store.base import Topic
+from gateway.store.ledger_records import (
+    DailyRow,
+    DeadlineRow,
+    DeadlineUpdate,
+    LedgerChange,
+    LedgerImport,
+    LedgerSnapshot,
+    LedgerWrites,
+    PriceFlag,
+    TraceFlag,
+)
+from gateway.store.ledger_rows import (
+    CARD_COLUMNS,
+    DEADLINE_COLUMNS,
+    FEEDBACK_COLUMNS,
+    IMPORT_HEAD,
+    KEEP_CHANGES,
+    KEEP_CHANGES_S,
+    PRUNE_EVERY,
+    card_args,
+    change_from_bytes,
+    change_to_bytes,
+    contract_body,
+    contract_from_bytes,
+    daily_args,
+    daily_from_row,
+    daily_where,
+    deadline_args,
+    deadline_change,
+    deadline_from_row,
+    feedback_args,
+    price_flag_args,
+    price_flag_from_row,
+    stock_args,
+    stock_from_row,
+    trace_flag_args,
+    trace_flag_from_row,
+    trace_sale_args,
+)
+from gateway.store.query import decode_event
+
+if TYPE_CHECKING:
+    from gateway.store.sqlite.store import SqliteStore
 
 __all__ = ["SqliteLedger"]
 
+log = logging.getLogger(__name__)
+
+_CHUNK = 500  # values per IN (…): well under SQLite's variable limit
+_LEDGER = Topic.LEDGER.value
+
+
+def _head(con: sqlite3.Connection) -> int:
+    return int(con.execute("SELECT version FROM state_heads WHERE topic = ?",
+                           (_LEDGER,)).fetchone()[0])
+
+
+def _bump(con: sqlite3.Connection, expected: int | None = None) -> int:
+    version = int(con.execute("UPDATE state_heads SET version = version + 1 WHERE topic = ?"
+                              " RETURNING version", (_LEDGER,)).fetchone()[0])
+    if expected is not None and version != expected:
+        # the session's lock was not respected: writing would log two changes as one
+        raise StoreError(f"ledger version {version} where {expected} was expected")
+    return version
+
+
+def _log_change(con: sqlite3.Connection, tables: SqliteLedger, version: int,
+                change: LedgerChange) -> None:
+    now = time.time()
+    con.execute("INSERT INTO ledger_changes (version, at, body) VALUES (?, ?, ?)",
+                (version, now, change_to_bytes(change)))
+    if version % tables.prune_every == 0:
+        con.execute("DELETE FROM ledger_changes WHERE version <= ? AND at < ?",
+                    (version - tables.keep_changes, now - tables.keep_changes_s))
+
+
+def _changes_after(con: sqlite3.Connection,
+                   version: int) -> list[tuple[int, LedgerChange]] | None:
+    rows = con.execute("SELECT version, body FROM ledger_changes WHERE version > ?"
+                       " ORDER BY version", (version,)).fetchall()
+    if rows:
+        if rows[0][0] != version + 1:
+            return None  # pruned past ``version``
+        return [(v, change_from_bytes(body)) for v, body in rows]
+    return None if _head(con) > version else []
+
+
+def _open_deadlines(con: sqlite3.Connection, rows: Sequence[DeadlineRow]) -> list[DeadlineRow]:
+    opened = []
+    for row in rows:
+        cur = con.execute(f"INSERT OR IGNORE INTO ledger_deadlines ({DEADLINE_COLUMNS})"
+                          " VALUES (?, ?, ?, ?, ?, ?, ?, ?)", deadline_args(row))
+        if cur.rowcount == 1:
+            opened.append(row)
+    return opened
+
+
+def _update_deadlines(con: sqlite3.Connection, updates: Sequence[DeadlineUpdate]) -> list[bool]:
+    out = []
+    for u in updates:
+        if u.closed_at is not None:
+            column, value = "closed_at", u.closed_at
+        elif u.reminded_at is not None:
+            column, value = "reminded_at", u.reminded_at
+        else:
+            out.append(False)
+            continue
+        cur = con.execute(f"UPDATE ledger_deadlines SET {column} = ? WHERE hospital_id = ?"
+                          " AND kind = ? AND ref = ? AND closed_at IS NULL",
+                          (value.isoformat(), u.hospital_id, u.kind, u.ref))
+        out.append(cur.rowcount == 1)
+    return out
+
+
+def _write_trace(con: sqlite3.Connection, writes: LedgerWrites) -> None:
+    if not writes.trace_sales:
+        return
+    con.executemany("INSERT OR IGNORE INTO ledger_trace (hospital_id, code, event_id,"
+                    " national_code, day) VALUES (?, ?, ?, ?, ?)",
+                    [trace_sale_args(t) for t in writes.trace_sales])
+    before = con.total_changes
+    # a code sold before by another event: a returned, switched or counterfeit drug (R14)
+    con.executemany(
+        "INSERT OR IGNORE INTO ledger_trace_flags (hospital_id, code, first_event, first_day,"
+        " event_id, day, national_code) SELECT hospital_id, code, event_id, day, ?, ?, ?"
+        " FROM ledger_trace WHERE hospital_id = ? AND code = ? AND event_id <> ?",
+        [(t.event_id, t.day.isoformat(), t.national_code, t.hospital_id, t.code, t.event_id)
+         for t in writes.trace_sales])
+    if con.total_changes > before:
+        log.warning("%d traceability code(s) sold again (events %s)",
+                    con.total_changes - before,
+                    ", ".join(sorted({t.event_id for t in writes.trace_sales})[:10]))
+
+
+def _mark_folded(con: sqlite3.Connection, seqs: Sequence[int]) -> None:
+    marked = 0
+    for i in range(0, len(seqs), _CHUNK):
+        chunk = seqs[i:i + _CHUNK]
+        marks = ",".join("?" * len(chunk))
+        marked += con.execute(f"UPDATE events SET folded = 1 WHERE folded = 0 AND held = 0"
+                              f" AND seq IN ({marks})", chunk).rowcount
+    if marked != len(set(seqs)):
+        raise StoreError(f"{len(set(seqs)) - marked} of the events to fold were folded already"
+                         " or are held")
+
+
+class _Session:
+    """A fold under the in-process ledger lock."""
+
+    def __init__(self, tables: SqliteLedger, version: int) -> None:
+        self._tables = tables
+        self._store = tables.store
+        self.version = version
+        self._done = False
+
+    async def changes_after(self, version: int) -> list[tuple[int, LedgerChange]] | None:
+        return await self._tables.changes_after(version)
+
+    async def unfolded(self, limit: int) -> list[int]:
+        def read(con: sqlite3.Connection) -> list[int]:
+            return [r[0] for r in con.execute(
+                "SELECT seq FROM events WHERE folded = 0 AND held = 0 ORDER BY seq LIMIT ?",
+                (limit,))]
+        return await self._store.read(read)
+
+    async def events(self, seqs: Sequence[int]) -> list[tuple[int, Event]]:
+        wanted = list(seqs)
+
+        def read(con: sqlite3.Connection) -> dict[int, bytes]:
+            found: dict[int, bytes] = {}
+            for i in range(0, len(wanted), _CHUNK):
+                chunk = wanted[i:i + _CHUNK]
+                marks = ",".join("?" * len(chunk))
+                found.update(con.execute(f"SELECT seq, body FROM events WHERE seq IN ({marks})",
+                                         chunk).fetchall())
+            return found
+        bodies = await self._store.read(read) if wanted else {}
+        return [(s, decode_event(bodies[s])) for s in wanted]
+
+    async def commit(self, writes: LedgerWrites) -> tuple[int, LedgerChange]:
+        if self._done:
+            raise StoreError("this fold session has ended")
+        self._done = True
+        tables = self._tables
+        expected = self.version + 1
+
+        def write(con: sqlite3.Connection) -> tuple[int, LedgerChange]:
+            version = _bump(con, expected)
+            _mark_folded(con, writes.seqs)
+            if writes.daily:
+                con.executemany(
+                    "INSERT INTO ledger_daily VALUES (?, ?, ?, ?, ?, ?, ?)"
+                    " ON CONFLICT DO UPDATE SET qty = qty + excluded.qty,"
+                    " amount = amount + excluded.amount", [daily_args(r) for r in writes.daily])
+            if writes.stock:
+                con.executemany("INSERT OR REPLACE INTO ledger_stock VALUES (?, ?, ?)",
+                                [stock_args(*s) for s in writes.stock])
+            opened = _open_deadlines(con, writes.deadlines)
+            done = _update_deadlines(con, writes.deadline_updates)
+            if writes.price_flags:
+                con.executemany("INSERT OR IGNORE INTO ledger_price_flags VALUES"
+                                " (?, ?, ?, ?, ?, ?, ?)",
+                                [price_flag_args(f) for f in writes.price_flags])
+            _write_trace(con, writes)
+            orders, closed, reminded = deadline_change(writes.deadline_updates, done, opened)
+            change = LedgerChange(daily=writes.daily, stock=writes.stock, orders_opened=orders,
+                                  orders_closed=closed, orders_reminded=reminded)
+            _log_change(con, tables, version, change)
+            return version, change
+        return await self._store.write(write, Topic.LEDGER)
+
 
 class SqliteLedger:
-    """The ledger's tables."""
+    """The ledger's tables (``ledger_*``, the ``events.folded`` flags, the ledger's row
+    of ``state_heads``)."""
 
-    def __init__(self, store: Any) -> None:
-        self._store = store
+    def __init__(self, store: SqliteStore) -> None:
+        self.store = store
+        self.keep_changes = KEEP_CHANGES
+        self.keep_changes_s = KEEP_CHANGES_S
+        self.prune_every = PRUNE_EVERY
+        self._lock = asyncio.Lock()
+
+    @asynccontextmanager
+    async def folding(self) -> AsyncIterator[_Session]:
+        """A fold session; other ledger writes of this process wait until it ends."""
+        async with self._lock:
+            yield _Session(self, await self.store.read(_head))
+
+    async def snapshot(self) -> LedgerSnapshot:
+        """Contracts, daily totals, stock and open orders, read in one transaction."""
+        def read(con: sqlite3.Connection) -> LedgerSnapshot:
+            con.execute("BEGIN")
+            try:
+                version = _head(con)
+                contracts = [contract_from_bytes(r[0]) for r in con.execute(
+                    "SELECT body FROM ledger_contracts ORDER BY contract_id")]
+                daily = [daily_from_row(r) for r in con.execute("SELECT * FROM ledger_daily")]
+                stock = [stock_from_row(r) for r in con.execute("SELECT * FROM ledger_stock")]
+                orders = [deadline_from_row(r) for r in con.execute(
+                    f"SELECT {DEADLINE_COLUMNS} FROM ledger_deadlines WHERE kind = 'order'"
+                    " AND closed_at IS NULL")]
+            finally:
+                con.execute("COMMIT")
+            return LedgerSnapshot(version, tuple(contracts), tuple(daily), tuple(stock),
+                                  tuple(orders))
+        return await self.store.read(read)
+
+    async def changes_after(self, version: int) -> list[tuple[int, LedgerChange]] | None:
+        """The logged changes after ``version``; None when they were pruned."""
+        def read(con: sqlite3.Connection) -> list[tuple[int, LedgerChange]] | None:
+            con.execute("BEGIN")  # the log and the head in one snapshot
+            try:
+                return _changes_after(con, version)
+            finally:
+                con.execute("COMMIT")
+        return await self.store.read(read)
+
+    async def save_contracts(self, items: Sequence[tuple[str, dict[str, Any]]],
+                             now: datetime) -> int:
+        """Insert or replace contracts by id; returns the new ledger version."""
+        rows = [(cid, contract_body(body), now.isoformat()) for cid, body in items]
+
+        def write(con: sqlite3.Connection) -> int:
+            version = _bump(con)
+            con.executemany("INSERT OR REPLACE INTO ledger_contracts VALUES (?, ?, ?)", rows)
+            _log_change(con, self, version, LedgerChange(contracts=True))
+            return version
+        async with self._lock:
+            return await self.store.write(write, Topic.LEDGER)
+
+    async def update_deadlines(self, updates: Sequence[DeadlineUpdate]) -> list[bool]:
+        """Close or remind deadlines; a new version when any was open."""
+        def write(con: sqlite3.Connection) -> list[bool]:
+            done = _update_deadlines(con, updates)
+            if any(done):
+                _, closed, reminded = deadline_change(updates, done)
+                _log_change(con, self, _bump(con), LedgerChange(orders_closed=closed,
+                                                                orders_reminded=reminded))
+            return done
+        async with self._lock:
+            return await self.store.write(write, Topic.LEDGER)
+
+    async def daily(self, hospital_id: str | None = None, *, since: date | None = None,
+                    until: date | None = None) -> list[DailyRow]:
+        """Daily totals, optionally for one hospital and a day range (inclusive)."""
+        where, args = daily_where(hospital_id, since, until, lambda n: "?")
+
+        def read(con: sqlite3.Connection) -> list[DailyRow]:
+            return [daily_from_row(r) for r in con.execute(
+                f"SELECT * FROM ledger_daily WHERE {where}", args)]
+        return await self.store.read(read)
+
+    async def deadlines(self, hospital_id: str | None = None, *,
+                        open_only: bool = False) -> list[DeadlineRow]:
+        """Deadlines by due time."""
+        sql = f"SELECT {DEADLINE_COLUMNS} FROM ledger_deadlines WHERE 1 = 1"
+        args: list[Any] = []
+        if hospital_id is not None:
+            sql += " AND hospital_id = ?"
+            args.append(hospital_id)
+        if open_only:
+            sql += " AND closed_at IS NULL"
+
+        def read(con: sqlite3.Connection) -> list[DeadlineRow]:
+            return [deadline_from_row(r) for r in con.execute(sql + " ORDER BY due_at", args)]
+        return await self.store.read(read)
+
+    async def price_flags(self, hospital_id: str) -> list[PriceFlag]:
+        """Purchases of winning products above the winning price, by day."""
+        def read(con: sqlite3.Connection) -> list[PriceFlag]:
+            return [price_flag_from_row(r) for r in con.execute(
+                "SELECT * FROM ledger_price_flags WHERE hospital_id = ? ORDER BY day, event_id,"
+                " seq", (hospital_id,))]
+        return await self.store.read(read)
+
+    async def trace_flags(self, hospital_id: str) -> list[TraceFlag]:
+        """Traceability codes sold more than once, by day."""
+        def read(con: sqlite3.Connection) -> list[TraceFlag]:
+            return [trace_flag_from_row(r) for r in con.execute(
+                "SELECT * FROM ledger_trace_flags WHERE hospital_id = ? ORDER BY day, code",
+                (hospital_id,))]
+        return await self.store.read(read)
+
+    async def import_legacy(self, data: LedgerImport) -> bool:
+        """Take over an old ledger file's state (see the protocol)."""
+        def write(con: sqlite3.Connection) -> bool:
+            first = con.execute("INSERT OR IGNORE INTO state_heads VALUES (?, ?)",
+                                (IMPORT_HEAD, data.cursor)).rowcount == 1
+            con.executemany("INSERT OR IGNORE INTO ledger_contracts VALUES (?, ?, ?)",
+                            [(cid, contract_body(body), at) for cid, body, at in data.contracts])
+            con.executemany(f"INSERT OR IGNORE INTO cds_cards ({CARD_COLUMNS}) VALUES"
+                            " (?, ?, ?, ?, ?, ?, ?, ?, ?)", [card_args(c) for c in data.cards])
+            con.executemany(f"INSERT OR IGNORE INTO cds_feedback ({FEEDBACK_COLUMNS}) VALUES"
+                            " (?, ?, ?, ?, ?, ?, ?)", [feedback_args(f) for f in data.feedback])
+            if first:
+                con.executemany(
+                    "INSERT INTO ledger_daily VALUES (?, ?, ?, ?, ?, ?, ?)"
+                    " ON CONFLICT DO UPDATE SET qty = qty + excluded.qty,"
+                    " amount = amount + excluded.amount", [daily_args(r) for r in data.daily])
+                con.executemany("INSERT OR REPLACE INTO ledger_stock VALUES (?, ?, ?)",
+                                [stock_args(*s) for s in data.stock])
+                con.executemany(f"INSERT OR IGNORE INTO ledger_deadlines ({DEADLINE_COLUMNS})"
+                                " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                                [deadline_args(d) for d in data.deadlines])
+                con.executemany("INSERT OR IGNORE INTO ledger_price_flags VALUES"
+                                " (?, ?, ?, ?, ?, ?, ?)",
+                                [price_flag_args(f) for f in data.price_flags])
+                con.executemany("INSERT OR IGNORE INTO ledger_trace VALUES (?, ?, ?, ?, ?)",
+                                [trace_sale_args(t) for t in data.trace_sales])
+                con.executemany("INSERT OR IGNORE INTO ledger_trace_flags VALUES"
+                                " (?, ?, ?, ?, ?, ?, ?)",
+                                [trace_flag_args(f) for f in data.trace_flags])
+                con.execute("UPDATE events SET folded = 1 WHERE seq <= ?", (data.cursor,))
+            _log_change(con, self, _bump(con), LedgerChange(contracts=True))
+            return first
+        async with self._lock:
+            return await self.store.write(write, Topic.LEDGER)

@@ -233,7 +233,11 @@ class SqliteStore(GroupCommitting):
         if self._checkpointer is not None:
             self._checkpointer.cancel()
         await self._group.drain()
-        await self.cds.flush()
+        if self._wcon is not None:
+            try:
+                await self.cds.flush()
+            except StoreError:
+                log.exception("issued CDS cards could not be stored before closing")
         loop = asyncio.get_running_loop()
         if self._wcon is not None:
             await loop.run_in_executor(self._writer, self._wcon.close)
