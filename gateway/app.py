@@ -48,12 +48,13 @@ from gateway.keys import (
     STORE,
     TIMINGS,
 )
-from gateway.ledger import ledger_app
+from gateway.ledger import Ledger, ledger_app
 from gateway.ledger.wiring import (
     LedgerFeed,
     WarningPusher,
     cds_settings,
-    make_ledger,
+    item_resolver,
+    open_ledger,
     prescription_advisor,
 )
 from gateway.metrics import Metrics
@@ -139,10 +140,14 @@ async def _ledger_ctx(app: web.Application) -> AsyncIterator[None]:
     if not cfg.ledger.enabled:
         yield
         return
-    ledger = app[LEDGER]
-    feed = LedgerFeed(app[STORE], ledger)
+    store = app[STORE]
+    holder = app[CROSSWALK]
+    ledger = await open_ledger(cfg, store, item_resolver(lambda: holder.current))
+    app[LEDGER] = ledger
+    feed = LedgerFeed(store, ledger)
     app[LEDGER_FEED] = feed
-    app[STORE].committed_listeners.append(feed.committed)
+    store.committed_listeners.append(feed.committed)
+    await store.listen(feed.on_change)  # other replicas' folds and contracts, at once
     task = asyncio.create_task(feed.run(), name="ledger-feed")
     yield
     task.cancel()
@@ -344,6 +349,20 @@ def _token_guard(token: str) -> Callable[..., Awaitable[web.StreamResponse]]:
     return guard
 
 
+def _mount_ledger(app: web.Application, cfg: GatewayConfig) -> None:
+    """The ledger's and the CDS service's routes; the ledger they answer from opens with
+    the store (``_ledger_ctx``)."""
+    def ledger() -> Ledger:
+        return app[LEDGER]
+
+    def current_crosswalk() -> Crosswalk:
+        return app[CROSSWALK].current
+    # reports and deadlines are read in China time, as the hospital reads them
+    app.add_subapp("/ledger", ledger_app(ledger, clock=lambda: datetime.now(CHINA_TZ)))
+    if cfg.cds.enabled:
+        app.add_subapp("/cds-services", cds_app(ledger, cds_settings(cfg, current_crosswalk)))
+
+
 def build_app(cfg: GatewayConfig, metrics_: Metrics | None = None, *,
               timings: Timings | None = None) -> web.Application:
     """The gateway as an aiohttp application (HTTP side plus every listener and worker);
@@ -365,19 +384,7 @@ def build_app(cfg: GatewayConfig, metrics_: Metrics | None = None, *,
     app.router.add_get("/api/unmapped", unmapped_queue)
     app.add_subapp("/api/mappings", mappings_api())
     if cfg.ledger.enabled:
-        def current_crosswalk() -> Crosswalk:
-            return app[CROSSWALK].current
-        ledger = make_ledger(cfg, current_crosswalk)
-        app[LEDGER] = ledger
-        # reports and deadlines are read in China time, as the hospital reads them
-        app.add_subapp("/ledger", ledger_app(ledger, clock=lambda: datetime.now(CHINA_TZ)))
-        if cfg.cds.enabled:
-            app.add_subapp("/cds-services",
-                           cds_app(ledger, cds_settings(cfg, current_crosswalk)))
-
-        async def close_ledger(_: web.Application) -> None:
-            ledger.store.close()  # after the CDS sub-app flushed its cards
-        app.on_cleanup.append(close_ledger)
+        _mount_ledger(app, cfg)
     add_mirror_routes(app)
     return app
 

@@ -173,7 +173,11 @@ class LedgerConfig(_Frozen):
     """The 集采 ledger: contracts, progress, deadlines, warning rules."""
 
     enabled: bool = True
-    path: Path | None = Field(default=None, description="default: <data_dir>/ledger.db")
+    # the ledger lives in the store; an earlier release's own ledger file is read once, at
+    # the first start, to import it (then renamed ledger.db.imported)
+    path: Path | None = Field(
+        default=None, description="only read once to import an old ledger file; "
+                                  "default: <data_dir>/ledger.db")
     calendar_dir: Path = Path("config/calendar")
     rules: Path = Path("config/rules.yaml")
     contracts: Path | None = Field(default=None, description="CSV/XLSX imported at start")

@@ -5,13 +5,15 @@ specification names these two), header ``kid`` naming the key. The service keeps
 allow-list of issuers with their public keys — a JWK set configured as a file, or the one
 URL the client publishes it at on the hospital network (``jwks.py``; a token's ``jku``
 must be that URL, nothing else is fetched) — checks ``aud`` against the URL that was
-called, bounds ``exp`` to five minutes, and refuses a ``jti`` seen before.
+called and bounds ``exp`` to five minutes. Checking here is pure; refusing a ``jti`` seen
+before is the caller's next step (:func:`refuse_replay` with the store's claim, which
+every replica sharing the store sees).
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -19,7 +21,8 @@ import jwt
 
 from canonical.errors import GatewayError
 
-__all__ = ["AuthError", "JtiCache", "TrustedClient", "Verified", "verify_bearer"]
+__all__ = ["AuthError", "ClaimJti", "TrustedClient", "Verified", "refuse_replay",
+           "verify_bearer"]
 
 ALGORITHMS = ("ES384", "RS384")
 
@@ -61,26 +64,8 @@ class TrustedClient:
         return found
 
 
-class JtiCache:
-    """Token ids seen until their tokens expire (bounded by the 5-minute lifetime)."""
-
-    def __init__(self, max_entries: int = 1_000_000) -> None:
-        self._seen: dict[str, float] = {}
-        self._max = max_entries
-        self._next_prune = 0.0
-
-    def check_and_add(self, iss: str, jti: str, exp: float, now: float) -> bool:
-        """Record ``jti``; False if it was seen and has not expired."""
-        if now >= self._next_prune or len(self._seen) >= self._max:
-            self._seen = {k: v for k, v in self._seen.items() if v > now}
-            self._next_prune = now + 30
-            if len(self._seen) >= self._max:
-                raise AuthError("too many live tokens; refusing to forget replay ids")
-        key = f"{iss}\x00{jti}"
-        if key in self._seen and self._seen[key] > now:
-            return False
-        self._seen[key] = exp
-        return True
+# records (iss, jti, exp, now); False when the id was used before (the store's claim_jti)
+ClaimJti = Callable[[str, str, float, float], Awaitable[bool]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,10 +75,21 @@ class Verified:
     iss: str
     hospital_id: str
     claims: Mapping[str, Any]
+    checked_at: float  # the time the token was checked against (seconds since the epoch)
+
+    @property
+    def jti(self) -> str:
+        """The token id."""
+        return str(self.claims["jti"])
+
+    @property
+    def exp(self) -> float:
+        """When the token expires."""
+        return float(self.claims["exp"])
 
 
 def verify_bearer(header: str | None, *, audience: str,
-                  clients: Mapping[str, TrustedClient], jti_cache: JtiCache,
+                  clients: Mapping[str, TrustedClient],
                   now: float | None = None, leeway: float = 30,
                   max_lifetime: float = 300,
                   algorithms: Sequence[str] = ALGORITHMS) -> Verified:
@@ -103,13 +99,13 @@ def verify_bearer(header: str | None, *, audience: str,
         header: the Authorization header value.
         audience: the URL of the endpoint called (the ``aud`` the token must carry).
         clients: trusted issuers by ``iss``.
-        jti_cache: replay memory.
         now: the time (seconds since the epoch); the clock when None.
         leeway: clock skew allowed, seconds.
         max_lifetime: the longest ``exp`` accepted from now, seconds (5 minutes).
 
     Returns:
-        The issuer, the hospital the call is for, and the claims.
+        The issuer, the hospital the call is for, and the claims; the token id is not
+        claimed yet (:func:`refuse_replay`).
 
     Raises:
         AuthError: with the reason.
@@ -140,8 +136,6 @@ def verify_bearer(header: str | None, *, audience: str,
         raise AuthError(f"token rejected: {exc}") from exc
     if float(claims["exp"]) > t + max_lifetime + leeway:
         raise AuthError("token lifetime exceeds 5 minutes")
-    if not jti_cache.check_and_add(client.iss, str(claims["jti"]), float(claims["exp"]), t):
-        raise AuthError("token id (jti) already used")
     tenant = claims.get("tenant")
     if tenant:
         allowed = client.hospitals or frozenset({client.hospital_id})
@@ -152,7 +146,18 @@ def verify_bearer(header: str | None, *, audience: str,
         hospital = client.hospital_id
     if not hospital:
         raise AuthError("no tenant claim and no hospital configured for the issuer")
-    return Verified(client.iss, hospital, claims)
+    return Verified(client.iss, hospital, claims, t)
+
+
+async def refuse_replay(verified: Verified, claim: ClaimJti) -> Verified:
+    """Claim the token's id; a token whose id was used before is refused.
+
+    Raises:
+        AuthError: the id was used before.
+    """
+    if not await claim(verified.iss, verified.jti, verified.exp, verified.checked_at):
+        raise AuthError("token id (jti) already used")
+    return verified
 
 
 def _decode_at(token: str, client: TrustedClient, audience: str, leeway: float,

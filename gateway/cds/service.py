@@ -1,14 +1,15 @@
 """The CDS Hooks 2.0.1 service: discovery, order-select / order-sign, feedback.
 
-Mount with ``app.add_subapp("/cds-services", cds_app(ledger, settings))``. Per request the
-work is JSON decoding, JWT verification and dictionary lookups in the ledger's memory;
-issued cards are written to SQLite in batches by a background task, not per request.
+Mount with ``app.add_subapp("/cds-services", cds_app(ledger, settings))`` (or with a
+function returning the ledger, when it opens with the application's store). Per request
+the work is JSON decoding, JWT verification, claiming the token id in the store (in
+memory on SQLite, one statement on PostgreSQL, so a replica never accepts a token
+another one took) and dictionary lookups in the ledger's view; the store writes issued
+cards in batches, not per request.
 """
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
 import re
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
@@ -21,7 +22,8 @@ import jwt
 import orjson
 from aiohttp import web
 
-from gateway.cds.auth import AuthError, JtiCache, TrustedClient, verify_bearer
+from canonical.errors import StoreError
+from gateway.cds.auth import AuthError, TrustedClient, refuse_replay, verify_bearer
 from gateway.cds.cards import (
     NATIONAL_SYSTEMS,
     RequestError,
@@ -30,13 +32,13 @@ from gateway.cds.cards import (
     draft_lines,
 )
 from gateway.cds.jwks import RemoteJwks
+from gateway.ledger.http import LedgerRef, current_ledger
 from gateway.ledger.ledger import Ledger, ResolveItem
+from gateway.store.ledger_records import CardRow, FeedbackRow
 
-__all__ = ["CDS_LEDGER", "CdsSettings", "PrefetchFetcher", "cds_app", "services_document"]
+__all__ = ["CdsSettings", "PrefetchFetcher", "cds_app", "services_document"]
 
 log = logging.getLogger(__name__)
-
-CDS_LEDGER = web.AppKey("cds_ledger", Ledger)
 
 PrefetchFetcher = Callable[[str, str, Mapping[str, Any] | None], Awaitable[Any]]
 
@@ -58,7 +60,6 @@ class CdsSettings:
     leeway: float = 30
     national_systems: frozenset[str] = NATIONAL_SYSTEMS
     resolve_item: ResolveItem | None = None
-    card_flush_interval: float = 0.5
     jwks_ttl_s: float = 3600.0  # keys from a client's jwks_url are fetched again after this
     jwks_min_refetch_s: float = 30.0  # … or sooner for an unknown kid, at most this often
     clock: Callable[[], datetime] = field(default=lambda: datetime.now(UTC))
@@ -99,21 +100,18 @@ def _json(data: Any, status: int = 200) -> web.Response:
 
 
 class _Service:
-    def __init__(self, ledger: Ledger, settings: CdsSettings) -> None:
-        self.ledger = ledger
+    def __init__(self, ledger: LedgerRef, settings: CdsSettings) -> None:
+        self._ledger = ledger
         self.settings = settings
-        self.jti = JtiCache()
-        self.pending_cards: list[tuple[Any, ...]] = []
         self.session: aiohttp.ClientSession | None = None
         self.fetch: PrefetchFetcher | None = None
         self.remote: dict[str, RemoteJwks] = {}  # JWKS URL → its cached key set
         self.any_remote = any(c.jwks_url for c in settings.clients.values())
         self.key_session: aiohttp.ClientSession | None = None
 
-    def flush(self) -> None:
-        if self.pending_cards:
-            rows, self.pending_cards = self.pending_cards, []
-            self.ledger.store.save_cards(rows)
+    @property
+    def ledger(self) -> Ledger:
+        return current_ledger(self._ledger)
 
     async def authenticate(self, request: web.Request, suffix: str = "") -> str:
         """The hospital the verified caller acts for; the JWT aud must name this endpoint."""
@@ -124,7 +122,12 @@ class _Service:
         service_id = request.match_info.get("service_id", "")
         audience = f"{self.settings.public_base_url.rstrip('/')}/{service_id}{suffix}"
         v = verify_bearer(header, audience=audience, clients=self.settings.clients,
-                          jti_cache=self.jti, leeway=self.settings.leeway)
+                          leeway=self.settings.leeway)
+        try:
+            await refuse_replay(v, self.ledger.cds.claim_jti)
+        except StoreError as exc:  # refused: a replay could not be ruled out
+            log.error("CDS token id not recorded: %s", exc)
+            raise AuthError("the token id could not be recorded; try again") from exc
         return v.hospital_id
 
     async def _load_remote_keys(self, header: str | None) -> None:
@@ -209,18 +212,25 @@ class _Service:
         except (orjson.JSONDecodeError, RequestError) as exc:
             return _json({"error": str(exc)}, 400)
         now = self.settings.clock()
-        findings = self.ledger.evaluate_lines(hospital, lines, now)
-        cards, issued = build_cards(findings, resources, self.ledger.rules)
+        ledger = self.ledger
+        findings = ledger.evaluate_lines(hospital, lines, now)
+        cards, issued = build_cards(findings, resources, ledger.rules)
         if issued:
             doctor = str(context.get("userId", ""))
             dept = department_of(prefetch.get("encounter"))
-            stamp = now.isoformat()
-            self.pending_cards.extend(
-                (c.uuid, service_id, hospital, doctor, dept, c.rule_id, c.national_code,
-                 orjson.dumps(c.suggestion_ids), stamp) for c in issued)
+            await ledger.cds.save_cards([
+                CardRow(c.uuid, service_id, hospital, doctor, dept, c.rule_id, c.national_code,
+                        tuple(c.suggestion_ids), now) for c in issued])
         return _json({"cards": cards})
 
     async def feedback(self, request: web.Request) -> web.Response:
+        try:
+            return await self._feedback(request)
+        except StoreError as exc:
+            log.error("CDS feedback not recorded: %s", exc)
+            return _json({"error": "feedback could not be stored; send it again"}, 503)
+
+    async def _feedback(self, request: web.Request) -> web.Response:
         if request.match_info["service_id"] not in _HOOK_OF:
             return _json({"error": "no such service"}, 404)
         try:
@@ -234,37 +244,39 @@ class _Service:
         items = body.get("feedback") if isinstance(body, dict) else None
         if not isinstance(items, list) or not items:
             return _json({"error": "feedback must be a non-empty array"}, 400)
-        self.flush()
-        rows, unknown = [], []
+        cds = self.ledger.cds
+        rows: list[FeedbackRow] = []
+        unknown: list[str] = []
         for i, fb in enumerate(items):
             if not isinstance(fb, dict) or fb.get("outcome") not in ("accepted", "overridden"):
                 return _json({"error": f"feedback[{i}].outcome must be accepted or overridden"},
                              400)
             card_id = str(fb.get("card", ""))
-            if self.ledger.store.card(card_id) is None:
+            if await cds.card(card_id) is None:
                 unknown.append(card_id)
                 continue
             reason = (fb.get("overrideReason") or {})
             coding = reason.get("reason") or {}
-            accepted = [str(s.get("id")) for s in fb.get("acceptedSuggestions") or []
-                        if isinstance(s, dict)]
-            rows.append((card_id, fb["outcome"], str(coding.get("code", "")),
-                         str(coding.get("display", "")), str(reason.get("userComment", "")),
-                         orjson.dumps(accepted),
-                         str(fb.get("outcomeTimestamp") or self.settings.clock().isoformat())))
+            accepted = tuple(str(s.get("id")) for s in fb.get("acceptedSuggestions") or []
+                             if isinstance(s, dict))
+            rows.append(FeedbackRow(
+                card_id, fb["outcome"], str(coding.get("code", "")),
+                str(coding.get("display", "")), str(reason.get("userComment", "")), accepted,
+                str(fb.get("outcomeTimestamp") or self.settings.clock().isoformat())))
         if rows:
-            self.ledger.store.save_feedback(rows)
+            await cds.save_feedback(rows)
         if unknown and not rows:
             return _json({"error": "unknown card", "cards": unknown}, 404)
         return _json({"recorded": len(rows), "unknown": unknown})
 
 
-def cds_app(ledger: Ledger, settings: CdsSettings,
+def cds_app(ledger: LedgerRef, settings: CdsSettings,
             fetch: PrefetchFetcher | None = None) -> web.Application:
     """The CDS Hooks sub-application, to mount at ``/cds-services``.
 
     Args:
-        ledger: the ledger (its rules and in-memory view answer the hooks).
+        ledger: the ledger (its rules and in-memory view answer the hooks, its store
+            keeps token ids, cards and feedback), or a function returning it.
         settings: authentication, required prefetch, public URL.
         fetch: how to get a missing prefetch (fhirServer, query, fhirAuthorization) →
             resource; by default an HTTP GET to the client's FHIR server.
@@ -274,7 +286,6 @@ def cds_app(ledger: Ledger, settings: CdsSettings,
     """
     app = web.Application()
     svc = _Service(ledger, settings)
-    app[CDS_LEDGER] = ledger
 
     async def background(_: web.Application) -> AsyncIterator[None]:
         session = None
@@ -288,21 +299,7 @@ def cds_app(ledger: Ledger, settings: CdsSettings,
             svc.fetch = http_fetch
         else:
             svc.fetch = fetch
-
-        async def flusher() -> None:
-            while True:
-                await asyncio.sleep(settings.card_flush_interval)
-                try:
-                    svc.flush()
-                except Exception:  # keep serving; the next flush retries what failed
-                    log.exception("could not store issued CDS cards")
-
-        task = asyncio.create_task(flusher())
         yield
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
-        svc.flush()
         if session is not None:
             await session.close()
         if svc.key_session is not None:

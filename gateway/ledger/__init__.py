@@ -29,7 +29,6 @@ from gateway.ledger.ledger import (
 from gateway.ledger.metrics import ContractStatus, DemandFlag, demand_flag, time_progress
 from gateway.ledger.overrides import override_report, override_report_csv
 from gateway.ledger.report import build_report, report_csv
-from gateway.ledger.store import LedgerStore
 
 __all__ = [
     "Contract",
@@ -42,7 +41,6 @@ __all__ = [
     "Evaluation",
     "Ledger",
     "LedgerSettings",
-    "LedgerStore",
     "OrderState",
     "ResolveItem",
     "WinningProduct",

@@ -1,12 +1,14 @@
 """HTTP API of the ledger: contract import, the per-hospital report, overrides, deadlines.
 
-Mount with ``app.add_subapp("/ledger", ledger_app(ledger))``.
+Mount with ``app.add_subapp("/ledger", ledger_app(ledger))``; an application whose
+ledger opens with its store passes a function that returns it instead.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import UTC, datetime
+from typing import TypeAlias
 
 import orjson
 from aiohttp import web
@@ -21,7 +23,15 @@ from gateway.ledger.ledger import Ledger
 from gateway.ledger.overrides import override_report, override_report_csv
 from gateway.ledger.report import build_report, report_csv
 
-__all__ = ["ledger_app"]
+__all__ = ["LedgerRef", "current_ledger", "ledger_app"]
+
+# the ledger, or what returns it once it is open
+LedgerRef: TypeAlias = Ledger | Callable[[], Ledger]
+
+
+def current_ledger(ref: LedgerRef) -> Ledger:
+    """The ledger ``ref`` names."""
+    return ref if isinstance(ref, Ledger) else ref()
 
 _XLSX = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
 
@@ -31,7 +41,7 @@ def _json(data: object, status: int = 200) -> web.Response:
                         content_type="application/json")
 
 
-def ledger_app(ledger: Ledger,
+def ledger_app(ledger: LedgerRef,
                clock: Callable[[], datetime] = lambda: datetime.now(UTC)) -> web.Application:
     """Routes: ``POST /contracts`` (JSON rows, CSV or XLSX body by Content-Type),
     ``GET /contracts``, ``GET /report/{hospital_id}?month=YYYY-MM&format=csv``,
@@ -51,15 +61,16 @@ def ledger_app(ledger: Ledger,
         except (ContractFormatError, orjson.JSONDecodeError, UnicodeDecodeError) as exc:
             problems = getattr(exc, "problems", [str(exc)])
             return _json({"error": "bad procurement results", "problems": problems}, 400)
-        n = ledger.load_contracts(contracts, clock())
+        n = await current_ledger(ledger).load_contracts(contracts, clock())
         return _json({"imported": n})
 
     async def list_contracts(request: web.Request) -> web.Response:
         hospital = request.query.get("hospital_id")
         now = clock()
         out = []
-        for c in ledger.contracts(hospital):
-            st = ledger.status(c, now)
+        lg = current_ledger(ledger)
+        for c in lg.contracts(hospital):
+            st = lg.status(c, now)
             out.append({"contract_id": c.contract_id, "generic_name": c.generic_name,
                         "completion": st.completion, "time_progress": st.time_progress,
                         "lagging": st.lagging})
@@ -67,8 +78,8 @@ def ledger_app(ledger: Ledger,
 
     async def report(request: web.Request) -> web.Response:
         try:
-            rep = build_report(ledger, request.match_info["hospital_id"], clock(),
-                               request.query.get("month"))
+            rep = await build_report(current_ledger(ledger), request.match_info["hospital_id"],
+                                     clock(), request.query.get("month"))
         except ValueError as exc:
             return _json({"error": f"month must be YYYY-MM: {exc}"}, 400)
         if request.query.get("format") == "csv":
@@ -76,11 +87,11 @@ def ledger_app(ledger: Ledger,
         return _json(rep)
 
     async def deadlines(request: web.Request) -> web.Response:
-        return _json([d.to_json() for d in ledger.deadlines(request.match_info["hospital_id"],
-                                                           clock())])
+        found = await current_ledger(ledger).deadlines(request.match_info["hospital_id"], clock())
+        return _json([d.to_json() for d in found])
 
     async def overrides(request: web.Request) -> web.Response:
-        rep = override_report(ledger.store)
+        rep = override_report(await current_ledger(ledger).cds.feedback_rows())
         if request.query.get("format") == "csv":
             return web.Response(text=override_report_csv(rep), content_type="text/csv",
                                 charset="utf-8")

@@ -1,9 +1,13 @@
 """The ledger: contract progress, deadlines and stock, folded from committed events.
 
-The gateway calls :meth:`Ledger.apply` after each commit. Every event is applied once
-(its ``event_id`` is recorded in the same SQLite transaction as its effects), so a
-replay after a crash counts nothing twice. An in-memory view mirrors the tables and
-serves prescriptions without a query.
+Its state lives in the deployment's store (``store.ledger``); this class keeps an
+in-memory view of it that serves prescriptions and CDS hooks without a query. A fold
+(:meth:`Ledger.fold`) runs in the store's fold session, one process at a time: it brings
+the view up to the store's version, plans the writes for the next unfolded events from
+the view (:meth:`Ledger.plan`, no I/O), and has the store execute them, mark the events
+folded and log what the view must change, in one transaction. Every process applies the
+logged changes in version order (:meth:`Ledger.catch_up`), so each committed event is
+counted once across every replica and all views agree.
 
 Event conventions the ledger reads:
 
@@ -21,20 +25,28 @@ Event conventions the ledger reads:
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import date, datetime, timedelta
 from decimal import Decimal
-from typing import Any
+from typing import Any, Protocol
 
 import msgspec
+import msgspec.structs
 
 from adapters.base import Issue, Severity
 from canonical.model import Event, EventKind, Line, OrderControl
 from gateway.ledger.calendar import CalendarGapError, WorkCalendar, end_of_day, local_date
-from gateway.ledger.contracts import Contract, WinningProduct, generic_key, is_drug_code
+from gateway.ledger.contracts import (
+    Contract,
+    WinningProduct,
+    generic_key,
+    is_drug_code,
+    read_contracts_json,
+)
 from gateway.ledger.deadlines import (
     DEFAULT_POLICY,
     DeadlinePolicy,
@@ -45,8 +57,21 @@ from gateway.ledger.deadlines import (
 )
 from gateway.ledger.metrics import ContractStatus, Counters, contract_status, ratio
 from gateway.ledger.prices import above_winning_price
-from gateway.ledger.store import DailyRow, DeadlineRow, LedgerStore
 from gateway.rules import Finding, Replacement, RuleSet, RuleSeverity, evaluate_line
+from gateway.store.base import Store
+from gateway.store.ledger_records import (
+    DailyKey,
+    DailyRow,
+    DeadlineRow,
+    DeadlineUpdate,
+    LedgerChange,
+    LedgerSession,
+    LedgerSnapshot,
+    LedgerWrites,
+    PriceFlag,
+    TraceFlag,
+    TraceSale,
+)
 
 __all__ = [
     "DeadlineStatus",
@@ -145,15 +170,31 @@ def _severity(f: Finding) -> Severity:
     return Severity.INFO if f.severity is RuleSeverity.INFO else Severity.WARNING
 
 
-class Ledger:
-    """Contracts, their progress and deadlines, in SQLite and mirrored in memory."""
+# stock moves per event kind (a stocktake sets the stock instead)
+_STOCK_SIGN = {EventKind.RECEIPT: 1, EventKind.RETURN: -1, EventKind.DISPENSE: -1,
+               EventKind.DISPENSE_RETURN: 1, EventKind.STOCK_CHANGE: 1}
 
-    def __init__(self, store: LedgerStore, settings: LedgerSettings, rules: RuleSet | None = None,
+
+class _ChangeLog(Protocol):
+    async def changes_after(self, version: int) -> list[tuple[int, LedgerChange]] | None: ...
+
+
+class Ledger:
+    """Contracts, their progress and deadlines: kept in the deployment's store, with an
+    in-memory view that answers prescriptions and CDS hooks without a query.
+
+    Build it with :func:`~gateway.ledger.wiring.open_ledger`, or construct it and
+    ``await`` :meth:`load`.
+    """
+
+    def __init__(self, store: Store, settings: LedgerSettings, rules: RuleSet | None = None,
                  resolve_item: ResolveItem | None = None) -> None:
-        self.store = store
+        self.tables = store.ledger
+        self.cds = store.cds
         self.settings = settings
         self.rules = rules or RuleSet(())
         self.resolve_item = resolve_item
+        self.version = 0  # the store's ledger version the view reflects
         self._contracts: dict[str, Contract] = {}
         self._by_generic: dict[tuple[str, str], list[Contract]] = {}
         self._counters: dict[str, Counters] = {}
@@ -165,22 +206,30 @@ class Ledger:
         self._stock: dict[tuple[str, str], Decimal] = {}
         self._online: dict[tuple[str, str], list[Decimal]] = {}
         self._orders: dict[tuple[str, str], DeadlineRow] = {}
-        from gateway.ledger.contracts import read_contracts_json
+        self._lock = asyncio.Lock()  # one task changes the view at a time
 
-        stored = [row for body in self.store.load_contracts() for row in body["rows"]]
-        if stored:
-            self._index(read_contracts_json(stored, source=store.path))
-        self._rebuild()
+    async def load(self) -> None:
+        """Build the view from the store."""
+        async with self._lock:
+            self._rebuild(await self.tables.snapshot())
 
     # -- contracts ---------------------------------------------------------------------
 
-    def load_contracts(self, contracts: Iterable[Contract], now: datetime) -> int:
-        """Import contracts (replacing same ids) and refold the stored totals into them."""
+    async def load_contracts(self, contracts: Iterable[Contract], now: datetime) -> int:
+        """Import contracts (replacing same ids); every process sharing the store folds its
+        stored totals into them. Contracts identical to the stored ones are not written
+        again. Returns how many contracts were given.
+
+        Raises:
+            StoreError: nothing was stored.
+        """
         items = list(contracts)
-        self.store.save_contracts(((c.contract_id, _contract_rows(c)) for c in items), now)
-        merged = {**self._contracts, **{c.contract_id: c for c in items}}
-        self._index(list(merged.values()))
-        self._rebuild()
+        await self.catch_up()
+        changed = [c for c in items if self._contracts.get(c.contract_id) != c]
+        if changed:
+            await self.tables.save_contracts([(c.contract_id, _contract_rows(c))
+                                              for c in changed], now)
+            await self.catch_up()
         return len(items)
 
     def contracts(self, hospital_id: str | None = None) -> list[Contract]:
@@ -207,7 +256,7 @@ class Ledger:
                 return c
         return None
 
-    # -- folding -----------------------------------------------------------------------
+    # -- the view ----------------------------------------------------------------------
 
     def _category(self, code: str) -> str | None:
         if is_drug_code(code):
@@ -239,67 +288,150 @@ class Ledger:
         self._view_version += 1
         self._findings_cache = {}
 
-    def _rebuild(self) -> None:
+    def _rebuild(self, snap: LedgerSnapshot) -> None:
+        rows = [row for body in snap.contracts for row in body["rows"]]
+        self._index(read_contracts_json(rows, source="store") if rows else [])
         self._changed()
         self._counters = {cid: Counters() for cid in self._contracts}
         self._online = {}
-        for r in self.store.daily():
+        for r in snap.daily:
             self._fold(r.hospital_id, r.national_code, EventKind(r.kind), r.day, r.online,
                        r.qty, r.amount)
-        self._stock = self.store.stock()
-        self._orders = {(d.hospital_id, d.ref): d
-                        for d in self.store.deadlines(open_only=True) if d.kind == "order"}
+        self._stock = {(h, code): qty for h, code, qty in snap.stock}
+        self._orders = {(d.hospital_id, d.ref): d for d in snap.open_orders}
+        self.version = snap.version
 
-    def apply(self, events: Sequence[Event], cursor: int | None = None) -> None:
-        """Fold committed events in; an event already applied is skipped.
+    def apply_change(self, version: int, change: LedgerChange) -> None:
+        """Apply the logged change of the view's next version.
+
+        Raises:
+            ValueError: ``version`` is not the next one, or the change needs a rebuild
+                (contracts changed: :meth:`catch_up` rebuilds from a snapshot).
+        """
+        if version != self.version + 1:
+            raise ValueError(f"ledger change {version} does not follow version {self.version}")
+        if change.contracts:
+            raise ValueError("a change of contracts rebuilds the view from the store")
+        for r in change.daily:
+            self._fold(r.hospital_id, r.national_code, EventKind(r.kind), r.day, r.online,
+                       r.qty, r.amount)
+        for hospital, code, qty in change.stock:
+            self._stock[(hospital, code)] = qty
+        if change.daily or change.stock:
+            self._changed()
+        for row in change.orders_opened:
+            self._orders[(row.hospital_id, row.ref)] = row
+        for key in change.orders_closed:
+            self._orders.pop(key, None)
+        for u in change.orders_reminded:
+            order = self._orders.get((u.hospital_id, u.ref))
+            if order is not None:
+                self._orders[(u.hospital_id, u.ref)] = msgspec.structs.replace(
+                    order, reminded_at=u.reminded_at)
+        self.version = version
+
+    async def catch_up(self) -> int:
+        """Apply what was logged after the view's version (by any process sharing the
+        store); returns the version the view is at."""
+        async with self._lock:
+            await self._catch_up(self.tables)
+        return self.version
+
+    async def _catch_up(self, log_: _ChangeLog) -> None:
+        while True:
+            changes = await log_.changes_after(self.version)
+            if changes is None:  # fell behind the oldest kept entry
+                self._rebuild(await self.tables.snapshot())
+                continue
+            for version, change in changes:
+                if version <= self.version:
+                    continue  # a rebuild already covers it
+                if change.contracts:
+                    self._rebuild(await self.tables.snapshot())
+                    break
+                self.apply_change(version, change)
+            else:
+                return
+
+    # -- folding -----------------------------------------------------------------------
+
+    async def fold(self, limit: int = 500, known: Mapping[int, Event] | None = None
+                   ) -> list[int]:
+        """Fold the next unfolded events (at most ``limit``, oldest first) into the store
+        and the view, in the store's fold session.
 
         Args:
-            events: canonical events, in commit order.
-            cursor: the store sequence number of the last event, recorded in the same
-                transaction so that a restart resumes exactly after it.
-        """
-        folds: list[tuple[str, str, EventKind, date, bool, Decimal, Decimal]] = []
-        stock: dict[tuple[str, str], Decimal] = {}
-        opened_orders: list[DeadlineRow] = []
-        closed_orders: list[tuple[str, str]] = []
-        # a feed batch holds hundreds of events for a few products: sum the daily totals
-        # and write each once, rather than one upsert per line
-        daily: dict[tuple[str, str, str, date, bool], list[Decimal]] = {}
-        with self.store.transaction() as db:
-            if cursor is not None:
-                self.store.set_cursor(db, cursor)
-            fresh = self.store.mark_applied_many(db, [ev.event_id for ev in events])
-            for ev in events:
-                if ev.event_id not in fresh:
-                    continue
-                fresh.discard(ev.event_id)  # the same event twice in one batch counts once
-                day = local_date(ev.occurred_at)
-                for line in ev.lines:
-                    code = line.national_code
-                    if not code:
-                        continue
-                    self._apply_line(db, ev, line, code, day, folds, stock, daily)
-                opened, closed = self._apply_deadlines(db, ev)
-                opened_orders.extend(opened)
-                closed_orders.extend(closed)
-            self.store.add_daily_many(db, daily)
-            for (hospital_id, code), qty in stock.items():
-                self.store.set_stock(db, hospital_id, code, qty)
-        # memory changes only after the transaction committed
-        for f in folds:
-            self._fold(*f)
-        self._stock.update(stock)
-        if folds or stock:
-            self._changed()
-        for row in opened_orders:
-            self._orders[(row.hospital_id, row.ref)] = row
-        for key in closed_orders:
-            self._orders.pop(key, None)
+            limit: the most events in one transaction.
+            known: events already at hand by sequence number (this process's commits):
+                only the others are read from the store.
 
-    def _apply_line(self, db: Any, ev: Event, line: Line, code: str, day: date,
-                    folds: list[tuple[str, str, EventKind, date, bool, Decimal, Decimal]],
-                    stock: dict[tuple[str, str], Decimal],
-                    daily: dict[tuple[str, str, str, date, bool], list[Decimal]]) -> None:
+        Returns:
+            The sequence numbers folded, ascending (empty: nothing was left).
+
+        Raises:
+            StoreError: nothing was folded.
+        """
+        async with self._lock:
+            async with self.tables.folding() as session:
+                if session.version != self.version:
+                    await self._catch_up(session)
+                seqs = await session.unfolded(limit)
+                if not seqs:
+                    return []
+                events = await self._events(session, seqs, known or {})
+                version, change = await session.commit(self.plan(events))
+            if version == self.version + 1:
+                self.apply_change(version, change)
+            else:  # not expected under the session's lock; the log says what happened
+                await self._catch_up(self.tables)
+            return seqs
+
+    @staticmethod
+    async def _events(session: LedgerSession, seqs: list[int], known: Mapping[int, Event]
+                      ) -> list[tuple[int, Event]]:
+        found: list[tuple[int, Event]] = []
+        missing: list[int] = []
+        for seq in seqs:
+            ev = known.get(seq)
+            if ev is None:
+                missing.append(seq)
+            else:
+                found.append((seq, ev))
+        if missing:
+            found.extend(await session.events(missing))
+            found.sort(key=lambda pair: pair[0])
+        return found
+
+    def plan(self, events: Sequence[tuple[int, Event]]) -> LedgerWrites:
+        """What folding ``events`` (seq, event; ascending) writes, planned from the view.
+
+        Pure: the view is not changed (the store's logged change does that) and nothing
+        is read or written.
+        """
+        daily: dict[DailyKey, list[Decimal]] = {}
+        stock: dict[tuple[str, str], Decimal] = {}
+        deadlines: list[DeadlineRow] = []
+        updates: list[DeadlineUpdate] = []
+        flags: list[PriceFlag] = []
+        trace: list[TraceSale] = []
+        for _, ev in events:
+            day = local_date(ev.occurred_at)
+            for line in ev.lines:
+                code = line.national_code
+                if code:
+                    self._plan_line(ev, line, code, day, daily, stock, flags, trace)
+            self._plan_deadlines(ev, deadlines, updates)
+        return LedgerWrites(
+            seqs=tuple(seq for seq, _ in events),
+            daily=tuple(DailyRow(h, code, kind, day, online, qty, amount)
+                        for (h, code, kind, day, online), (qty, amount) in daily.items()),
+            stock=tuple((h, code, qty) for (h, code), qty in stock.items()),
+            deadlines=tuple(deadlines), deadline_updates=tuple(updates),
+            price_flags=tuple(flags), trace_sales=tuple(trace))
+
+    def _plan_line(self, ev: Event, line: Line, code: str, day: date,
+                   daily: dict[DailyKey, list[Decimal]], stock: dict[tuple[str, str], Decimal],
+                   flags: list[PriceFlag], trace: list[TraceSale]) -> None:
         qty = _line_qty(line)
         amount = _line_amount(line)
         kind = ev.kind
@@ -307,109 +439,104 @@ class Ledger:
                 OrderControl.CANCEL, OrderControl.DISCONTINUE):
             qty, amount = -qty, -amount
         if kind is EventKind.DISPENSE:
-            for trace in line.trace_codes:
-                if not self.store.record_sale_trace(db, ev.hospital_id, trace, ev.event_id,
-                                                    code, day):
-                    log.warning("traceability code %s sold again (event %s)", trace,
-                                ev.event_id)
+            for code_sold in line.trace_codes:
+                trace.append(TraceSale(ev.hospital_id, code_sold, ev.event_id, code, day))
         if kind in _COUNTED:
-            total = daily.setdefault((ev.hospital_id, code, kind.value, day, ev.online),
-                                     [Decimal(0), Decimal(0)])
-            total[0] += qty
-            total[1] += amount
-            folds.append((ev.hospital_id, code, kind, day, ev.online, qty, amount))
+            # a batch holds hundreds of events for a few products: one row per key
+            key = (ev.hospital_id, code, kind.value, day, ev.online)
+            total = daily.get(key)
+            if total is None:
+                daily[key] = [qty, amount]
+            else:
+                total[0] += qty
+                total[1] += amount
         skey = (ev.hospital_id, code)
         current = stock.get(skey, self._stock.get(skey))
-        delta = {EventKind.RECEIPT: qty, EventKind.RETURN: -qty, EventKind.DISPENSE: -qty,
-                 EventKind.DISPENSE_RETURN: qty, EventKind.STOCK_CHANGE: qty}.get(kind)
-        new: Decimal | None = None
+        sign = _STOCK_SIGN.get(kind)
         if kind is EventKind.STOCKTAKE:
-            new = qty
-        elif delta is not None and (current is not None or kind is EventKind.RECEIPT):
-            new = (current or Decimal(0)) + delta
-        if new is not None:
-            stock[skey] = new
+            stock[skey] = qty
+        elif sign is not None and (current is not None or kind is EventKind.RECEIPT):
+            stock[skey] = (current or Decimal(0)) + sign * qty
         if kind is EventKind.RECEIPT:
             contract = self.contract_for(ev.hospital_id, code, day)
             product = contract.product(code) if contract else None
             price = _unit_price(line)
             if product is not None and price is not None and above_winning_price(
                     price, product.winning_price):
-                self.store.add_price_flag(db, ev.event_id, line.seq, ev.hospital_id, code, day,
-                                          price, product.winning_price)
+                flags.append(PriceFlag(ev.event_id, line.seq, ev.hospital_id, code, day, price,
+                                       product.winning_price))
 
-    def _apply_deadlines(self, db: Any, ev: Event
-                         ) -> tuple[list[DeadlineRow], list[tuple[str, str]]]:
-        extra = dict(ev.extra)
-        ref = ev.document_no or ev.event_id
+    def _plan_deadlines(self, ev: Event, opened: list[DeadlineRow],
+                        updates: list[DeadlineUpdate]) -> None:
+        kind = ev.kind
         h = ev.hospital_id
-        opened: list[DeadlineRow] = []
-        closed: list[tuple[str, str]] = []
-        amount = sum((_line_amount(x) for x in ev.lines), Decimal(0))
-        if ev.kind in (EventKind.RECEIPT, EventKind.PURCHASE_ORDER) and not ev.online:
-            provisional = False
-            try:
-                due = filing_deadline(ev.occurred_at, self.settings.calendar,
-                                      emergency=ev.emergency, policy=self.settings.policy)
-            except CalendarGapError as exc:
-                # weekends only, marked provisional, until the operator adds the year's file
-                log.warning("filing deadline for %s is provisional: %s", ref, exc)
-                provisional = True
-                n = (self.settings.policy.filing_working_days_emergency if ev.emergency
-                     else self.settings.policy.filing_working_days)
-                due = end_of_day(_add_weekdays(local_date(ev.occurred_at), n))
-            self.store.open_deadline(db, DeadlineRow(
-                h, "filing", ref, ev.occurred_at, due, None, None,
-                {"emergency": ev.emergency, "provisional": provisional, "event_id": ev.event_id,
-                 "amount": str(amount)}))
-        if ev.kind is EventKind.PURCHASE_ORDER and ev.online:
-            row = DeadlineRow(h, "order", ref, ev.occurred_at,
-                              ev.occurred_at + self.settings.policy.order_response, None, None,
-                              {"supplier": ev.supplier.name if ev.supplier else "",
-                               "amount": str(amount)})
-            if self.store.open_deadline(db, row):
-                opened.append(row)
-        if ev.kind is EventKind.RECEIPT:
-            self.store.open_deadline(db, DeadlineRow(
-                h, "payment", ref, ev.occurred_at, payment_deadline(ev.occurred_at,
-                                                                    self.settings.policy),
-                None, None, {"amount": str(amount),
-                             "supplier": ev.supplier.name if ev.supplier else ""}))
+        ref = ev.document_no or ev.event_id
+        if kind is EventKind.RECEIPT or kind is EventKind.PURCHASE_ORDER:
+            amount = str(sum((_line_amount(x) for x in ev.lines), Decimal(0)))
+            supplier = ev.supplier.name if ev.supplier else ""
+            if not ev.online:
+                opened.append(self._filing(ev, ref, amount))
+            if kind is EventKind.PURCHASE_ORDER and ev.online:
+                opened.append(DeadlineRow(h, "order", ref, ev.occurred_at,
+                                          ev.occurred_at + self.settings.policy.order_response,
+                                          None, None, {"supplier": supplier, "amount": amount}))
+            if kind is EventKind.RECEIPT:
+                opened.append(DeadlineRow(
+                    h, "payment", ref, ev.occurred_at,
+                    payment_deadline(ev.occurred_at, self.settings.policy), None, None,
+                    {"amount": amount, "supplier": supplier}))
+        if not ev.extra and kind is not EventKind.PAYMENT:
+            return
+        extra = dict(ev.extra)
         answered = extra.get("order_no")
-        if answered and self.store.update_deadline(db, h, "order", answered,
-                                                   closed_at=ev.occurred_at):
-            closed.append((h, answered))
-        if ev.kind is EventKind.PAYMENT:
-            self.store.update_deadline(db, h, "payment", extra.get("receipt_no", ref),
-                                       closed_at=ev.occurred_at)
+        if answered:
+            updates.append(DeadlineUpdate(h, "order", answered, closed_at=ev.occurred_at))
+        if kind is EventKind.PAYMENT:
+            updates.append(DeadlineUpdate(h, "payment", extra.get("receipt_no", ref),
+                                          closed_at=ev.occurred_at))
         if extra.get("filing_for"):
-            self.store.update_deadline(db, h, "filing", extra["filing_for"],
-                                       closed_at=ev.occurred_at)
-        return opened, closed
+            updates.append(DeadlineUpdate(h, "filing", extra["filing_for"],
+                                          closed_at=ev.occurred_at))
+
+    def _filing(self, ev: Event, ref: str, amount: str) -> DeadlineRow:
+        provisional = False
+        try:
+            due = filing_deadline(ev.occurred_at, self.settings.calendar,
+                                  emergency=ev.emergency, policy=self.settings.policy)
+        except CalendarGapError as exc:
+            # weekends only, marked provisional, until the operator adds the year's file
+            log.warning("filing deadline for %s is provisional: %s", ref, exc)
+            provisional = True
+            n = (self.settings.policy.filing_working_days_emergency if ev.emergency
+                 else self.settings.policy.filing_working_days)
+            due = end_of_day(_add_weekdays(local_date(ev.occurred_at), n))
+        return DeadlineRow(ev.hospital_id, "filing", ref, ev.occurred_at, due, None, None,
+                           {"emergency": ev.emergency, "provisional": provisional,
+                            "event_id": ev.event_id, "amount": amount})
 
     # -- explicit deadline updates -----------------------------------------------------
 
-    def record_order_reminder(self, hospital_id: str, order_no: str, at: datetime) -> bool:
+    async def record_order_reminder(self, hospital_id: str, order_no: str, at: datetime
+                                    ) -> bool:
         """Note that the distributor was reminded (starts the 24 h escalation clock)."""
-        with self.store.transaction() as db:
-            ok = self.store.update_deadline(db, hospital_id, "order", order_no, reminded_at=at)
+        [ok] = await self.tables.update_deadlines(
+            [DeadlineUpdate(hospital_id, "order", order_no, reminded_at=at)])
         if ok:
-            self._orders = {(d.hospital_id, d.ref): d
-                            for d in self.store.deadlines(open_only=True) if d.kind == "order"}
+            await self.catch_up()
         return ok
 
-    def close_deadline(self, hospital_id: str, kind: str, ref: str, at: datetime) -> bool:
+    async def close_deadline(self, hospital_id: str, kind: str, ref: str, at: datetime) -> bool:
         """Close a filing, order or payment deadline by hand (e.g. filing done on paper)."""
-        with self.store.transaction() as db:
-            ok = self.store.update_deadline(db, hospital_id, kind, ref, closed_at=at)
-        if ok and kind == "order":
-            self._orders.pop((hospital_id, ref), None)
+        [ok] = await self.tables.update_deadlines(
+            [DeadlineUpdate(hospital_id, kind, ref, closed_at=at)])
+        if ok:
+            await self.catch_up()
         return ok
 
-    def deadlines(self, hospital_id: str | None, now: datetime) -> list[DeadlineStatus]:
-        """Every deadline with its state as of ``now``."""
+    async def deadlines(self, hospital_id: str | None, now: datetime) -> list[DeadlineStatus]:
+        """Every deadline (read from the store) with its state as of ``now``."""
         out = []
-        for d in self.store.deadlines(hospital_id):
+        for d in await self.tables.deadlines(hospital_id):
             if d.kind == "order":
                 st = order_state(d.opened_at, now, answered_at=d.closed_at,
                                  reminded_at=d.reminded_at, policy=self.settings.policy)
@@ -559,10 +686,18 @@ class Ledger:
         """Open distributor orders (from memory)."""
         return list(self._orders.values())
 
-    def daily_rows(self, hospital_id: str, since: date | None, until: date | None
-                   ) -> list[DailyRow]:
+    async def daily_rows(self, hospital_id: str, since: date | None, until: date | None
+                         ) -> list[DailyRow]:
         """Stored daily totals for reports."""
-        return self.store.daily(hospital_id, since=since, until=until)
+        return await self.tables.daily(hospital_id, since=since, until=until)
+
+    async def price_flags(self, hospital_id: str) -> list[PriceFlag]:
+        """Stored purchases of winning products above the winning price."""
+        return await self.tables.price_flags(hospital_id)
+
+    async def trace_flags(self, hospital_id: str) -> list[TraceFlag]:
+        """Stored traceability codes sold more than once."""
+        return await self.tables.trace_flags(hospital_id)
 
     def fold_rows(self, rows: Iterable[DailyRow], contracts: Iterable[Contract]
                   ) -> dict[str, Counters]:

@@ -5,20 +5,26 @@ from __future__ import annotations
 import csv
 import io
 from collections import Counter
+from collections.abc import Iterable
 from typing import Any
 
-from gateway.ledger.store import LedgerStore
+from gateway.store.ledger_records import CardRow, FeedbackRow
 
 __all__ = ["override_report", "override_report_csv"]
 
 
-def override_report(store: LedgerStore) -> dict[str, Any]:
+def override_report(rows: Iterable[tuple[CardRow, FeedbackRow | None]]) -> dict[str, Any]:
     """Per doctor and department, and per rule: cards shown, accepted, overridden (with
-    reasons) and unanswered."""
+    reasons) and unanswered, from the cards with their feedback
+    (``CdsTables.feedback_rows``)."""
     groups: dict[tuple[str, str], Counter[str]] = {}
     reasons: dict[tuple[str, str], Counter[str]] = {}
     by_rule: dict[str, Counter[str]] = {}
-    for doctor, dept, rule, outcome, reason_code, reason_display in store.feedback_report_rows():
+    for card, fb in rows:
+        doctor, dept, rule = card.doctor, card.department, card.rule_id
+        outcome = fb.outcome if fb else ""
+        reason_code = fb.reason_code if fb else ""
+        reason_display = fb.reason_display if fb else ""
         key = (doctor, dept)
         g = groups.setdefault(key, Counter())
         r = by_rule.setdefault(rule, Counter())
@@ -27,16 +33,16 @@ def override_report(store: LedgerStore) -> dict[str, Any]:
             c[outcome or "unanswered"] += 1
         if outcome == "overridden":
             reasons.setdefault(key, Counter())[reason_display or reason_code or "未说明"] += 1
-    rows = []
+    out = []
     for (doctor, dept), g in sorted(groups.items(), key=lambda x: (x[0][1], x[0][0])):
         answered = g["accepted"] + g["overridden"]
-        rows.append({"doctor": doctor, "department": dept, "shown": g["shown"],
+        out.append({"doctor": doctor, "department": dept, "shown": g["shown"],
                      "accepted": g["accepted"], "overridden": g["overridden"],
                      "unanswered": g["unanswered"],
                      "override_rate": None if not answered
                      else round(g["overridden"] / answered, 4),
                      "reasons": dict(reasons.get((doctor, dept), Counter()).most_common())})
-    return {"by_prescriber": rows,
+    return {"by_prescriber": out,
             "by_rule": {k: dict(v) for k, v in sorted(by_rule.items())}}
 
 

@@ -20,6 +20,7 @@ from gateway.ledger.calendar import local_date
 from gateway.ledger.contracts import is_drug_code
 from gateway.ledger.ledger import Ledger
 from gateway.ledger.metrics import Counters, contract_status, demand_flag, online_rate_ok, ratio
+from gateway.store.ledger_records import DailyRow
 
 __all__ = ["CSV_COLUMNS", "build_report", "month_bounds", "report_csv"]
 
@@ -39,7 +40,7 @@ def _r(value: Decimal | None, places: str = "0.0001") -> str | None:
     return None if value is None else str(value.quantize(Decimal(places), ROUND_HALF_UP))
 
 
-def _online(ledger: Ledger, rows: list[Any]) -> dict[str, Any]:
+def _online(ledger: Ledger, rows: list[DailyRow]) -> dict[str, Any]:
     tot: dict[str, list[Decimal]] = {"drug": [Decimal(0)] * 2, "consumable": [Decimal(0)] * 2}
     for r in rows:
         if r.kind not in (EventKind.RECEIPT.value, EventKind.RETURN.value):
@@ -65,8 +66,8 @@ def _online(ledger: Ledger, rows: list[Any]) -> dict[str, Any]:
     return out
 
 
-def build_report(ledger: Ledger, hospital_id: str, now: datetime,
-                 month: str | None = None) -> dict[str, Any]:
+async def build_report(ledger: Ledger, hospital_id: str, now: datetime,
+                       month: str | None = None) -> dict[str, Any]:
     """The report of one hospital: to date (``month=None``) or for ``YYYY-MM``.
 
     Completion and time progress are read at the period's end (today for to-date);
@@ -83,12 +84,13 @@ def build_report(ledger: Ledger, hospital_id: str, now: datetime,
         until = min(until, today)
     contracts = [c for c in ledger.contracts(hospital_id)
                  if c.cycle_start <= until and (since is None or c.cycle_end >= since)]
-    cumulative = ledger.fold_rows(ledger.daily_rows(hospital_id, None, until), contracts)
-    rows = ledger.daily_rows(hospital_id, since, until)
+    to_date = await ledger.daily_rows(hospital_id, None, until)
+    cumulative = ledger.fold_rows(to_date, contracts)
+    rows = to_date if since is None else [r for r in to_date if r.day >= since]
     period = cumulative if since is None else ledger.fold_rows(rows, contracts)
     # R13: a listed product with no sales for a year is suspended, then delisted
     last_sale: dict[str, date] = {}
-    for r in ledger.daily_rows(hospital_id, None, until):
+    for r in to_date:
         if r.kind == "dispense" and r.qty > 0 and r.day > last_sale.get(r.national_code, date.min):
             last_sale[r.national_code] = r.day
     year_ago = until - timedelta(days=365)
@@ -147,19 +149,24 @@ def build_report(ledger: Ledger, hospital_id: str, now: datetime,
         summary["at_risk"] += int(st.at_risk)
         summary["no_sales_one_year"] += sum(
             _unsold(p.national_code, c.cycle_start, last_sale, year_ago) for p in c.products)
-    deadlines = [d.to_json() for d in ledger.deadlines(hospital_id, now)
+    deadlines = [d.to_json() for d in await ledger.deadlines(hospital_id, now)
                  if since is None or local_date(d.opened_at) <= until]
-    flags = [f for f in ledger.store.price_flags(hospital_id)
-             if (since is None or f["day"] >= since.isoformat()) and f["day"] <= until.isoformat()]
+    flags = [{"event_id": f.event_id, "seq": f.line, "national_code": f.national_code,
+              "day": f.day.isoformat(), "price": str(f.price),
+              "winning_price": str(f.winning_price)}
+             for f in await ledger.price_flags(hospital_id)
+             if (since is None or f.day >= since) and f.day <= until]
+    trace = [{"trace_code": f.code, "national_code": f.national_code,
+              "first_sale_event": f.first_event, "first_sale_day": f.first_day.isoformat(),
+              "event_id": f.event_id, "day": f.day.isoformat()}
+             for f in await ledger.trace_flags(hospital_id)
+             if (since is None or f.day >= since) and f.day <= until]
     return {
         "hospital_id": hospital_id, "as_of": now.isoformat(),
         "period": {"month": month, "from": since.isoformat() if since else None,
                    "to": until.isoformat()},
         "summary": summary, "contracts": items, "online_rate": _online(ledger, rows),
-        "deadlines": deadlines, "price_flags": flags,
-        "trace_flags": [f for f in ledger.store.trace_flags(hospital_id)
-                        if (since is None or f["day"] >= since.isoformat())
-                        and f["day"] <= until.isoformat()],
+        "deadlines": deadlines, "price_flags": flags, "trace_flags": trace,
     }
 
 

@@ -1,19 +1,22 @@
 """Connecting the 集采 ledger to the store, the ingest path and the HTTP side.
 
-The ledger follows the store: a feed task reads committed events after the ledger's
-cursor and folds them in, moving the cursor in the same ledger transaction. A crash
-between the store commit and the fold therefore loses nothing: on restart the feed
-resumes after the cursor, and an event folded twice counts once (by event id).
+The ledger lives in the deployment's store (:func:`open_ledger`). A feed
+(:class:`LedgerFeed`) folds committed events into it: the store marks each event folded
+in the transaction that writes its effects, so a crash between a commit and its fold
+loses nothing (the event is still unfolded at the next start) and an event is never
+counted twice, whichever replica folds it. The feed also keeps the in-memory view in
+step with what other replicas log (contracts imported, folds, deadlines), told at once
+by the store's change notices and polling as a fallback.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import logging
 from collections.abc import Callable
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 
 from canonical.errors import ConfigError
@@ -21,10 +24,13 @@ from canonical.model import CHINA_TZ, Event
 from gateway.cds import CdsSettings, TrustedClient
 from gateway.config import GatewayConfig
 from gateway.ingest.pipeline import Advice
-from gateway.ledger import Evaluation, Ledger, LedgerSettings, LedgerStore, read_contracts
+from gateway.ledger import Evaluation, Ledger, LedgerSettings, read_contracts
 from gateway.ledger.calendar import load_calendar
+from gateway.ledger.ledger import ResolveItem
+from gateway.ledger.legacy import import_legacy_ledger
 from gateway.rules.loader import load_rules
-from gateway.store.base import Store
+from gateway.store.base import Store, Topic
+from gateway.store.ledger_rows import complete
 from gateway.webhooks import WebhookSender
 from mappings.crosswalk import Crosswalk
 
@@ -32,7 +38,9 @@ __all__ = [
     "LedgerFeed",
     "WarningPusher",
     "cds_settings",
-    "make_ledger",
+    "item_resolver",
+    "legacy_ledger_path",
+    "open_ledger",
     "prescription_advisor",
     "warning_payload",
 ]
@@ -43,7 +51,8 @@ log = logging.getLogger(__name__)
 CurrentCrosswalk = Callable[[], Crosswalk]
 
 
-def _resolver(current: CurrentCrosswalk) -> Callable[[str, str], str | None]:
+def item_resolver(current: CurrentCrosswalk) -> ResolveItem:
+    """Hospital item code → national code, with the crosswalk current at each call."""
     # reads the crosswalk at call time: mappings change while the gateway runs
     def resolve(hospital_id: str, item_code: str) -> str | None:
         entry = current().lookup(hospital_id, item_code, datetime.now(CHINA_TZ).date())
@@ -51,24 +60,33 @@ def _resolver(current: CurrentCrosswalk) -> Callable[[str, str], str | None]:
     return resolve
 
 
-def make_ledger(cfg: GatewayConfig, crosswalk: CurrentCrosswalk) -> Ledger:
-    """The ledger the configuration describes, with contracts imported if configured.
+def legacy_ledger_path(cfg: GatewayConfig) -> Path:
+    """Where an earlier release kept its ledger file (``ledger.path``)."""
+    return cfg.ledger.path or (cfg.data_dir / "ledger.db")
+
+
+async def open_ledger(cfg: GatewayConfig, store: Store, resolve_item: ResolveItem) -> Ledger:
+    """The ledger the configuration describes, on a started store: an old ledger file
+    taken over if there is one, the view built, configured contracts imported.
 
     Raises:
         ConfigError: the calendar, rules or contracts file is invalid.
+        StoreError: the store failed.
     """
     lc = cfg.ledger
-    path = lc.path or (cfg.data_dir / "ledger.db")
-    path.parent.mkdir(parents=True, exist_ok=True)
     settings = LedgerSettings(calendar=load_calendar(lc.calendar_dir))
-    ledger = Ledger(LedgerStore(path), settings, load_rules(lc.rules),
-                    resolve_item=_resolver(crosswalk))
+    rules = load_rules(lc.rules)
+    contracts = None
     if lc.contracts is not None:
         try:
             contracts = read_contracts(lc.contracts)
         except ValueError as exc:
             raise ConfigError([f"ledger.contracts: {exc}"]) from None
-        n = ledger.load_contracts(contracts, datetime.now(CHINA_TZ))
+    await import_legacy_ledger(legacy_ledger_path(cfg), store)
+    ledger = Ledger(store, settings, rules, resolve_item=resolve_item)
+    await ledger.load()
+    if contracts is not None:
+        n = await ledger.load_contracts(contracts, datetime.now(CHINA_TZ))
         log.info("ledger: %d contract(s) from %s", n, lc.contracts)
     return ledger
 
@@ -94,7 +112,7 @@ def cds_settings(cfg: GatewayConfig, crosswalk: CurrentCrosswalk) -> CdsSettings
     return CdsSettings(clients=clients, public_base_url=cfg.cds.public_base_url.rstrip("/"),
                        require_auth=cfg.cds.require_auth,
                        default_hospital_id=cfg.cds.default_hospital_id,
-                       resolve_item=_resolver(crosswalk))
+                       resolve_item=item_resolver(crosswalk))
 
 
 def prescription_advisor(
@@ -153,10 +171,10 @@ class WarningPusher:
         """Advisor hook: push the findings of one prescription."""
         self._spawn("prescription.warning", warning_payload(event, evaluation))
 
-    def check_deadlines(self, now: datetime) -> int:
+    async def check_deadlines(self, now: datetime) -> int:
         """Push each overdue deadline once; returns how many were pushed."""
         n = 0
-        for d in self.ledger.deadlines(None, now):
+        for d in await self.ledger.deadlines(None, now):
             key = (d.hospital_id, d.kind, d.ref, d.state)
             if d.state not in _ALERT_STATES or key in self._told:
                 continue
@@ -169,7 +187,7 @@ class WarningPusher:
         """Check deadlines every ``interval_s`` until cancelled."""
         while True:
             try:
-                self.check_deadlines(datetime.now(CHINA_TZ))
+                await self.check_deadlines(datetime.now(CHINA_TZ))
             except Exception:
                 log.exception("deadline check failed")
             await asyncio.sleep(self.interval_s)
@@ -181,72 +199,106 @@ class WarningPusher:
         await self.sender.close()
 
 
-class LedgerFeed:
-    """Folds committed events into the ledger, off the acknowledgement path.
 
-    At start it catches up from the store after its cursor; from then on the store hands
-    it each group commit's events in commit order (:meth:`committed`), so the hot path
-    never reads events back.
+class LedgerFeed:
+    """Folds committed events into the ledger and keeps the view in step, off the
+    acknowledgement path.
+
+    The store hands it each group commit of this process (:meth:`committed`): those
+    events are kept, so a fold reads only the bodies of events other replicas committed
+    or that changed since (held events, rewritten when released). It folds after a
+    commit (gathering ``coalesce_s`` of them), when told of events committed elsewhere
+    or of ledger changes (:meth:`on_change`), and every ``poll_s`` anyway.
     """
 
+    max_kept = 100_000  # events kept for the fold; beyond that they are read back instead
+
     def __init__(self, store: Store, ledger: Ledger, batch: int = 500,
-                 coalesce_s: float = 0.1) -> None:
+                 coalesce_s: float = 0.1, poll_s: float = 5.0) -> None:
         self.store = store
         self.ledger = ledger
         self.batch = batch
         self.coalesce_s = coalesce_s
+        self.poll_s = poll_s
         self.wake = asyncio.Event()
-        self._live: list[tuple[int, Event]] = []
-        self.slice = 64
-        self.cursor = ledger.store.cursor()
+        self.folded = 0  # events folded by this process
+        self._events: dict[int, Event] = {}
+        self._top = 0  # the highest sequence number kept
+        self._fold_wanted = True
+        self._catch_up_wanted = False
 
     def committed(self, events: list[tuple[int, Event]]) -> None:
-        """Store listener: events of one group commit, in commit order."""
-        self._live.extend(events)
+        """Store listener: events of one group commit of this process, in commit order."""
+        kept = self._events
+        if len(kept) >= self.max_kept:
+            kept.clear()
+        for seq, ev in events:
+            if complete(ev):
+                kept[seq] = ev
+                if seq > self._top:
+                    self._top = seq
+        self._fold_wanted = True
         self.wake.set()
 
-    async def _apply(self, rows: list[tuple[int, Event]]) -> None:
-        rows = [r for r in rows if r[0] > self.cursor]
-        if not rows:
-            return
-        # folded on the event loop in small slices: a worker thread would only add GIL
-        # hand-offs to this Python-bound work, and small slices keep ACK latency flat
-        for i in range(0, len(rows), self.slice):
-            chunk = rows[i:i + self.slice]
-            self.ledger.apply([e for _, e in chunk], cursor=chunk[-1][0])
-            self.cursor = chunk[-1][0]
-            await asyncio.sleep(0)
+    def on_change(self, topic: Topic) -> None:
+        """Store listener: events committed (or released) anywhere, or the ledger changed."""
+        if topic is Topic.LEDGER:
+            self._catch_up_wanted = True
+            self.wake.set()
+        elif topic is Topic.OUTBOX:
+            self._fold_wanted = True
+            self.wake.set()
 
-    async def run_once(self) -> int:
-        """Fold the next batch read from the store; returns how many events it read."""
-        rows = await self.store.events_after(self.cursor, self.batch)
-        await self._apply(rows)
-        return len(rows)
+    async def fold_once(self) -> int:
+        """Fold the next batch of unfolded events; returns how many were folded."""
+        top = self._top
+        seqs = await self.ledger.fold(self.batch, self._events)
+        self.folded += len(seqs)
+        # every event committed before the fold began that it did not return was folded
+        # already or is held: forget what the fold has settled
+        cutoff = seqs[-1] if seqs else 0
+        if len(seqs) < self.batch:
+            cutoff = max(cutoff, top)
+        if cutoff and self._events:
+            self._events = {s: e for s, e in self._events.items() if s > cutoff}
+        return len(seqs)
 
-    async def catch_up(self) -> None:
-        """Fold everything the store committed after the cursor (at start, after a crash)."""
-        while await self.run_once() == self.batch:
-            pass
+    async def fold_pending(self) -> int:
+        """Fold until no unfolded event is left; returns how many were folded."""
+        total = 0
+        while True:
+            n = await self.fold_once()
+            total += n
+            if n < self.batch:
+                return total
+
+    async def _step(self) -> None:
+        fold, self._fold_wanted = self._fold_wanted, False
+        catch_up, self._catch_up_wanted = self._catch_up_wanted, False
+        if fold:
+            await self.fold_pending()  # a fold catches the view up first
+        elif catch_up:
+            await self.ledger.catch_up()
 
     async def run(self) -> None:
-        """Catch up, then follow the commits until cancelled."""
-        await self.catch_up()
+        """Fold and follow until cancelled."""
         while True:
-            self.wake.clear()
-            rows, self._live = self._live, []
             try:
-                for i in range(0, len(rows), self.batch):
-                    await self._apply(rows[i:i + self.batch])
+                await self._step()
             except asyncio.CancelledError:
                 raise
             except Exception:
-                log.exception("ledger feed failed; catching up from the store")
+                log.exception("ledger feed failed; trying again")
+                self._fold_wanted = True
                 await asyncio.sleep(1.0)
-                await self.catch_up()
-            if not self._live:
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self.wake.wait(), timeout=1.0)
-            if len(self._live) < self.batch:
-                # gather a few group commits per fold: one ledger transaction per tenth of a
-                # second instead of one per group commit
+            if not (self._fold_wanted or self._catch_up_wanted):
+                self.wake.clear()
+                try:
+                    await asyncio.wait_for(self.wake.wait(), timeout=self.poll_s)
+                except TimeoutError:  # a notice may have been missed: look anyway
+                    self._fold_wanted = True
+            if (self._fold_wanted and not self._catch_up_wanted
+                    and len(self._events) < self.batch):
+                # gather a few group commits per fold: one ledger transaction per tenth of
+                # a second instead of one per group commit
                 await asyncio.sleep(self.coalesce_s)
