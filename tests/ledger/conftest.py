@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
 from ledger_helpers import DATA, ROOT, cst
 
-from gateway.ledger import Ledger, LedgerSettings, LedgerStore, read_contracts
+from gateway.ledger import Ledger, LedgerSettings, read_contracts
 from gateway.ledger.calendar import WorkCalendar, load_calendar
 from gateway.rules import RuleSet, load_rules
+from gateway.store.sqlite import SqliteStore
 
 
 @pytest.fixture(scope="session")
@@ -26,10 +27,19 @@ def rules() -> RuleSet:
 
 
 @pytest.fixture
-def ledger(tmp_path: Path, calendar: WorkCalendar, rules: RuleSet) -> Iterator[Ledger]:
-    """A ledger on a fresh file with the sample contracts loaded."""
-    store = LedgerStore(tmp_path / "ledger.db")
+async def store(tmp_path: Path) -> AsyncIterator[SqliteStore]:
+    """A started SQLite store on a fresh file."""
+    st = SqliteStore(tmp_path / "gateway.db")
+    await st.start()
+    yield st
+    if not st.closed:
+        await st.close()
+
+
+@pytest.fixture
+async def ledger(store: SqliteStore, calendar: WorkCalendar, rules: RuleSet) -> Ledger:
+    """A ledger on a fresh store with the sample contracts loaded."""
     lg = Ledger(store, LedgerSettings(calendar=calendar), rules)
-    lg.load_contracts(read_contracts(DATA / "contracts.csv"), cst(2026, 1, 1))
-    yield lg
-    store.close()
+    await lg.load()
+    await lg.load_contracts(read_contracts(DATA / "contracts.csv"), cst(2026, 1, 1))
+    return lg

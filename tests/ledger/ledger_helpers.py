@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import itertools
-from datetime import datetime, timedelta, timezone
+from collections.abc import Sequence
+from datetime import UTC, datetime, timedelta, timezone
 from decimal import Decimal
 from pathlib import Path
+from typing import Any
 
 from canonical.model import Event, EventKind, Line, Party
+from gateway.ledger import Ledger
+from gateway.store.base import Incoming
 
 ROOT = Path(__file__).resolve().parents[2]
 DATA = ROOT / "tests" / "data" / "ledger"
@@ -41,3 +45,22 @@ def event(kind: EventKind, lines: list[tuple[str, str | int | Decimal, str | Non
     return Event(event_id=event_id or f"ev-{next(_ids)}", kind=kind, hospital_id=hospital,
                  source="test", occurred_at=at, lines=built, document_no=doc, online=online,
                  emergency=emergency, supplier=Party("S01", "国药控股赣州有限公司"), extra=extra)
+
+
+def incoming(events: Sequence[Event], held: Sequence[bool] | None = None) -> Incoming:
+    """One message carrying ``events`` (no outbox rows)."""
+    return Incoming(adapter="test", sender="ledger-test", control_id=f"msg-{next(_ids)}",
+                    message_type="TEST", raw=b"", received_at=datetime.now(UTC),
+                    events=tuple(events), held=tuple(held or (False,) * len(events)))
+
+
+async def fold(ledger: Ledger, events: Sequence[Event], store: Any = None) -> int:
+    """Commit ``events`` to the ledger's store as one message, then fold everything
+    unfolded; returns how many events were folded."""
+    store = store or ledger.tables.store  # type: ignore[attr-defined]
+    if events:
+        await store.commit(incoming(events))
+    total = 0
+    while seqs := await ledger.fold():
+        total += len(seqs)
+    return total

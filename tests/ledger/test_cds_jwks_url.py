@@ -54,7 +54,7 @@ async def cds(request, ledger, keyserver, aiohttp_client):  # type: ignore[no-un
     settings = CdsSettings(
         clients={ISS: TrustedClient(ISS, {"keys": []}, hospital_id=HOSPITAL,
                                     jwks_url=keyserver["url"])},
-        public_base_url=BASE, card_flush_interval=0.05, clock=lambda: cst(2026, 7, 2, 10),
+        public_base_url=BASE, clock=lambda: cst(2026, 7, 2, 10),
         jwks_min_refetch_s=request.param)
 
     async def no_fetch(server: str, query: str, auth: Any) -> Any:

@@ -13,7 +13,15 @@ import orjson
 import pytest
 from aiohttp import web
 from cryptography.hazmat.primitives.asymmetric import ec
-from ledger_helpers import DATA, EXEMESTANE_PFIZER, EXEMESTANE_WIN, HOSPITAL, cst, event
+from ledger_helpers import (
+    DATA,
+    EXEMESTANE_PFIZER,
+    EXEMESTANE_WIN,
+    HOSPITAL,
+    cst,
+    event,
+    fold,
+)
 
 from canonical.model import EventKind
 from gateway.cds import CdsSettings, TrustedClient, cds_app
@@ -46,12 +54,12 @@ async def client(ledger, key, aiohttp_client):
     jwk.update({"kid": "his-2026", "alg": "ES384", "use": "sig"})
     settings = CdsSettings(
         clients={ISS: TrustedClient(ISS, {"keys": [jwk]}, hospital_id=HOSPITAL)},
-        public_base_url=BASE, card_flush_interval=0.05,
+        public_base_url=BASE,
         clock=lambda: cst(2026, 7, 2, 10))
     app = web.Application()
     app.add_subapp("/cds-services", cds_app(ledger, settings, fetch=_no_fetch))
     # lagging: 10000 of 36000 (27.8 %) on 2026-07-02 against a time progress of 50.1 %
-    ledger.apply([event(EventKind.RECEIPT, [(EXEMESTANE_WIN, 10000, "2.1350")],
+    await fold(ledger, [event(EventKind.RECEIPT, [(EXEMESTANE_WIN, 10000, "2.1350")],
                         at=cst(2026, 3, 1))])
     return await aiohttp_client(app)
 
@@ -97,7 +105,7 @@ async def test_lagging_contract_non_winning_order_sign_card_then_accepted(client
                              headers=_auth(token(aud=f"{BASE}/jicai-order-sign/feedback")))
     assert resp.status == 200, await resp.text()
     assert (await resp.json())["recorded"] == 1
-    report = override_report(ledger.store)
+    report = override_report(await ledger.cds.feedback_rows())
     [row] = report["by_prescriber"]
     assert (row["doctor"], row["department"]) == ("Practitioner/D10023", "肿瘤内科")
     assert (row["accepted"], row["overridden"], row["shown"]) == (1, 0, 1)
@@ -115,10 +123,11 @@ async def test_override_with_reason_is_reported(client, token, ledger):
     resp = await client.post("/cds-services/jicai-order-sign/feedback", data=orjson.dumps(fb),
                              headers=_auth(token(aud=f"{BASE}/jicai-order-sign/feedback")))
     assert resp.status == 200
-    [row] = override_report(ledger.store)["by_prescriber"]
+    [row] = override_report(await ledger.cds.feedback_rows())["by_prescriber"]
     assert row["overridden"] == 1 and row["override_rate"] == 1.0
     assert row["reasons"] == {"临床必需，不可替代": 1}
-    assert "临床必需，不可替代×1" in override_report_csv(override_report(ledger.store))
+    rows = await ledger.cds.feedback_rows()
+    assert "临床必需，不可替代×1" in override_report_csv(override_report(rows))
 
 
 async def test_unknown_card_feedback_is_404(client, token):
@@ -200,7 +209,7 @@ async def test_missing_prefetch_is_fetched_from_the_fhir_server(ledger, token, a
         return {"resourceType": "Encounter", "serviceProvider": {"display": "泌尿外科"}}
 
     settings = CdsSettings(require_auth=False, default_hospital_id=HOSPITAL,
-                           clock=lambda: cst(2026, 7, 2, 10), card_flush_interval=0.05)
+                           clock=lambda: cst(2026, 7, 2, 10))
     app = web.Application()
     app.add_subapp("/cds-services", cds_app(ledger, settings, fetch=fetch))
     cli = await aiohttp_client(app)

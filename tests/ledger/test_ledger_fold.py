@@ -19,6 +19,7 @@ from ledger_helpers import (
     HOSPITAL,
     cst,
     event,
+    fold,
 )
 
 from canonical.model import EventKind
@@ -26,7 +27,6 @@ from gateway.ledger import (
     ContractFormatError,
     DemandFlag,
     Ledger,
-    LedgerStore,
     build_report,
     demand_flag,
     read_contracts,
@@ -34,6 +34,7 @@ from gateway.ledger import (
     read_contracts_xlsx,
     report_csv,
 )
+from gateway.store.sqlite import SqliteStore
 
 
 def _exemestane(ledger: Ledger):
@@ -67,9 +68,9 @@ def test_import_errors_name_row_and_column():
     assert "row 3: national_code" in str(exc.value)
 
 
-def test_completion_and_time_progress(ledger):
-    ledger.apply([event(EventKind.RECEIPT, [(EXEMESTANE_WIN, 9000, "2.1350")],
-                        at=cst(2026, 2, 10))])
+async def test_completion_and_time_progress(ledger):
+    await fold(ledger, [event(EventKind.RECEIPT, [(EXEMESTANE_WIN, 9000, "2.1350")],
+                              at=cst(2026, 2, 10))])
     st = ledger.status(_exemestane(ledger), cst(2026, 4, 1))
     assert st.completion == Decimal("0.25")  # 9000 / 36000
     assert st.time_progress == Decimal(91) / Decimal(365)  # Jan 1 .. Apr 1 inclusive
@@ -78,25 +79,30 @@ def test_completion_and_time_progress(ledger):
     assert st.lagging is True
 
 
-def test_same_event_applied_twice_counts_once_and_survives_restart(ledger, tmp_path, calendar,
-                                                                    rules):
+async def test_same_event_committed_twice_counts_once_and_survives_restart(ledger, tmp_path,
+                                                                           store, rules):
     ev = event(EventKind.RECEIPT, [(EXEMESTANE_WIN, 1200, "2.1350")], at=cst(2026, 3, 3))
-    ledger.apply([ev])
-    ledger.apply([ev, ev])
+    await fold(ledger, [ev])
+    await fold(ledger, [ev, ev])
     assert ledger.status(_exemestane(ledger), cst(2026, 3, 3)).received_qty == 1200
-    ledger.store.close()
-    again = Ledger(LedgerStore(tmp_path / "ledger.db"), ledger.settings, rules)
-    st = again.status(_exemestane(again), cst(2026, 3, 3))
-    assert st.received_qty == 1200
-    assert st.received_amount == Decimal("2562.0000")
-    assert again.stock(HOSPITAL, EXEMESTANE_WIN) == 1200
-    again.apply([ev])
-    assert again.status(_exemestane(again), cst(2026, 3, 3)).received_qty == 1200
-    ledger.store = again.store  # let the fixture close the live connection
+    await store.close()
+    reopened = SqliteStore(tmp_path / "gateway.db")
+    await reopened.start()
+    try:
+        again = Ledger(reopened, ledger.settings, rules)
+        await again.load()
+        st = again.status(_exemestane(again), cst(2026, 3, 3))
+        assert st.received_qty == 1200
+        assert st.received_amount == Decimal("2562.0000")
+        assert again.stock(HOSPITAL, EXEMESTANE_WIN) == 1200
+        assert await fold(again, [ev]) == 0
+        assert again.status(_exemestane(again), cst(2026, 3, 3)).received_qty == 1200
+    finally:
+        await reopened.close()
 
 
-def test_shares_non_winning_and_over_purchase(ledger):
-    ledger.apply([
+async def test_shares_non_winning_and_over_purchase(ledger):
+    await fold(ledger, [
         event(EventKind.RECEIPT, [(ABIRATERONE_WIN_A, 60000, "4.05"),
                                   (ABIRATERONE_WIN_B, 20000, "4.20"),
                                   (ABIRATERONE_OTHER, 20000, "9.00")], at=cst(2026, 5, 6)),
@@ -113,12 +119,14 @@ def test_shares_non_winning_and_over_purchase(ledger):
     assert st.use_share == Decimal("0.6")  # 300 / 500; agreed ratio 0.60 exactly met
 
 
-def test_winning_product_above_winning_price_is_flagged(ledger):
-    ledger.apply([event(EventKind.RECEIPT, [(EXEMESTANE_WIN, 10, "2.1350"),
-                                            (EXEMESTANE_WIN, 10, "2.1400")],
-                        at=cst(2026, 6, 1), event_id="RK-price")])
-    flags = ledger.store.price_flags(HOSPITAL)
-    assert [(f["seq"], f["price"]) for f in flags] == [(2, "2.1400")]
+async def test_winning_product_above_winning_price_is_flagged(ledger):
+    await fold(ledger, [event(EventKind.RECEIPT, [(EXEMESTANE_WIN, 10, "2.1350"),
+                                                  (EXEMESTANE_WIN, 10, "2.1400")],
+                              at=cst(2026, 6, 1), event_id="RK-price")])
+    flags = await ledger.price_flags(HOSPITAL)
+    assert [(f.line, f.price) for f in flags] == [(2, Decimal("2.1400"))]
+    report = await build_report(ledger, HOSPITAL, cst(2026, 6, 30))
+    assert [(f["seq"], f["price"]) for f in report["price_flags"]] == [(2, "2.1400")]
 
 
 @pytest.mark.parametrize(("reported", "flag"), [
@@ -136,32 +144,34 @@ def test_reported_demand_against_last_year(reported, flag):
     ("900", "100", True),  # 90 % exactly
     ("899", "101", False),  # 89.9 %
 ])
-def test_online_purchase_rate_for_drugs(ledger, online, offline, ok):
-    ledger.apply([event(EventKind.RECEIPT, [(EXEMESTANE_WIN, online, "1")], at=cst(2026, 6, 2)),
-                  event(EventKind.RECEIPT, [(EXEMESTANE_PFIZER, offline, "1")],
-                        at=cst(2026, 6, 2), online=False)])
-    report = build_report(ledger, HOSPITAL, cst(2026, 6, 30))
+async def test_online_purchase_rate_for_drugs(ledger, online, offline, ok):
+    await fold(ledger, [
+        event(EventKind.RECEIPT, [(EXEMESTANE_WIN, online, "1")], at=cst(2026, 6, 2)),
+        event(EventKind.RECEIPT, [(EXEMESTANE_PFIZER, offline, "1")], at=cst(2026, 6, 2),
+              online=False)])
+    report = await build_report(ledger, HOSPITAL, cst(2026, 6, 30))
     assert report["online_rate"]["drug"]["ok"] is ok
     assert ledger.online_rate(HOSPITAL, "drug") == Decimal(online) / Decimal(1000)
 
 
 @pytest.mark.parametrize(("online", "ok"), [("800", True), ("799", False)])
-def test_online_purchase_rate_for_high_value_consumables(ledger, online, ok):
+async def test_online_purchase_rate_for_high_value_consumables(ledger, online, ok):
     stent = "C0201010010101000123"  # 20-character consumable code format
-    ledger.apply([event(EventKind.RECEIPT, [(stent, online, "1")], at=cst(2026, 6, 2)),
-                  event(EventKind.RECEIPT, [(stent, str(1000 - int(online)), "1")],
-                        at=cst(2026, 6, 3), online=False)])
-    assert build_report(ledger, HOSPITAL, cst(2026, 6, 30))["online_rate"]["consumable"][
-        "ok"] is ok
+    await fold(ledger, [
+        event(EventKind.RECEIPT, [(stent, online, "1")], at=cst(2026, 6, 2)),
+        event(EventKind.RECEIPT, [(stent, str(1000 - int(online)), "1")], at=cst(2026, 6, 3),
+              online=False)])
+    report = await build_report(ledger, HOSPITAL, cst(2026, 6, 30))
+    assert report["online_rate"]["consumable"]["ok"] is ok
 
 
-def test_monthly_report_json_and_csv(ledger):
-    ledger.apply([
+async def test_monthly_report_json_and_csv(ledger):
+    await fold(ledger, [
         event(EventKind.RECEIPT, [(EXEMESTANE_WIN, 3000, "2.1350")], at=cst(2026, 1, 20)),
         event(EventKind.RECEIPT, [(EXEMESTANE_WIN, 2000, "2.1350"),
                                   (EXEMESTANE_PFIZER, 500, "9.80")], at=cst(2026, 2, 10)),
     ])
-    feb = build_report(ledger, HOSPITAL, cst(2026, 7, 1), month="2026-02")
+    feb = await build_report(ledger, HOSPITAL, cst(2026, 7, 1), month="2026-02")
     item = next(i for i in feb["contracts"] if i["generic_name"] == "依西美坦片")
     assert item["period_received_qty"] == "2000"
     assert item["received_qty"] == "5000"  # cumulative to the end of February
@@ -175,7 +185,7 @@ def test_monthly_report_json_and_csv(ledger):
     abi = next(i for i in feb["contracts"] if i["generic_name"] == "醋酸阿比特龙片")
     assert abi["demand_flag"] == "ok"  # 90000 / 110000 = 81.8 %
     assert all(i["generic_name"] != "他达拉非片" for i in feb["contracts"])  # cycle from March
-    to_date = build_report(ledger, HOSPITAL, cst(2026, 7, 1))
+    to_date = await build_report(ledger, HOSPITAL, cst(2026, 7, 1))
     tad = next(i for i in to_date["contracts"] if i["generic_name"] == "他达拉非片")
     assert tad["demand_flag"] == "below_threshold"  # 9000 / 12000 = 75 %
     assert tad["zero_purchase"] is True

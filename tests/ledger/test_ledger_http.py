@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from aiohttp import web
-from ledger_helpers import DATA, EXEMESTANE_WIN, HOSPITAL, cst, event
+from ledger_helpers import DATA, EXEMESTANE_WIN, HOSPITAL, cst, event, fold
 
 from canonical.model import EventKind
 from gateway.ledger import ledger_app
@@ -19,7 +19,7 @@ async def test_import_then_report(ledger, aiohttp_client):
     ok = await cli.post("/ledger/contracts", data=(DATA / "contracts.csv").read_bytes(),
                         headers={"Content-Type": "text/csv"})
     assert (await ok.json())["imported"] == 3
-    ledger.apply([event(EventKind.RECEIPT, [(EXEMESTANE_WIN, 18000, "2.1350")],
+    await fold(ledger, [event(EventKind.RECEIPT, [(EXEMESTANE_WIN, 18000, "2.1350")],
                         at=cst(2026, 3, 1))])
     rep = await (await cli.get(f"/ledger/report/{HOSPITAL}")).json()
     item = next(i for i in rep["contracts"] if i["generic_name"] == "依西美坦片")

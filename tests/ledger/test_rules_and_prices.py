@@ -5,7 +5,7 @@ from __future__ import annotations
 from decimal import Decimal
 
 import pytest
-from ledger_helpers import EXEMESTANE_PFIZER, EXEMESTANE_WIN, HOSPITAL, cst, event
+from ledger_helpers import EXEMESTANE_PFIZER, EXEMESTANE_WIN, HOSPITAL, cst, event, fold
 
 from adapters.base import Severity
 from adapters.hl7v2.ack import AckHeader, build_ack
@@ -28,9 +28,9 @@ def _ids(ledger, line, now):
     return [f.rule_id for f in ledger.evaluate_lines(HOSPITAL, [line], now)]
 
 
-def test_non_winning_warns_only_while_completion_is_below_time_progress(ledger):
+async def test_non_winning_warns_only_while_completion_is_below_time_progress(ledger):
     # 2026-04-01 is day 91 of 365; 36000 × 91/365 = 8975.34..., so 8976 keeps pace
-    ledger.apply([event(EventKind.RECEIPT, [(EXEMESTANE_WIN, 8976, "2.1350")],
+    await fold(ledger, [event(EventKind.RECEIPT, [(EXEMESTANE_WIN, 8976, "2.1350")],
                         at=cst(2026, 3, 1))])
     assert "nonwinning-while-lagging" not in _ids(ledger, PFIZER, cst(2026, 4, 1))
     # one day later time progress is 92/365 = 25.2 % > 24.93 %: lagging
@@ -41,37 +41,37 @@ def test_non_winning_warns_only_while_completion_is_below_time_progress(ledger):
     assert f.block is False
 
 
-def test_winning_product_never_gets_the_switch_warning(ledger):
+async def test_winning_product_never_gets_the_switch_warning(ledger):
     line = DraftLine(1, EXEMESTANE_WIN, "依西美坦片")
     assert _ids(ledger, line, cst(2026, 9, 1)) == []
 
 
-def test_brand_name_prescription(ledger):
+async def test_brand_name_prescription(ledger):
     assert "brand-instead-of-generic" in _ids(
         ledger, DraftLine(1, EXEMESTANE_PFIZER, "阿诺新"), cst(2026, 1, 2))
     assert "brand-instead-of-generic" not in _ids(
         ledger, DraftLine(1, EXEMESTANE_PFIZER, "依西美坦片(阿诺新)"), cst(2026, 1, 2))
 
 
-def test_winning_out_of_stock_replaces_the_switch_warning(ledger):
-    ledger.apply([event(EventKind.STOCKTAKE, [(EXEMESTANE_WIN, 1, None)], at=cst(2026, 5, 1))])
+async def test_winning_out_of_stock_replaces_the_switch_warning(ledger):
+    await fold(ledger, [event(EventKind.STOCKTAKE, [(EXEMESTANE_WIN, 1, None)], at=cst(2026, 5, 1))])
     assert "winning-out-of-stock" not in _ids(ledger, PFIZER, cst(2026, 5, 2))
-    ledger.apply([event(EventKind.DISPENSE, [(EXEMESTANE_WIN, 1, None)], at=cst(2026, 5, 2))])
+    await fold(ledger, [event(EventKind.DISPENSE, [(EXEMESTANE_WIN, 1, None)], at=cst(2026, 5, 2))])
     ids = _ids(ledger, PFIZER, cst(2026, 5, 2))
     assert "winning-out-of-stock" in ids
     assert "nonwinning-while-lagging" not in ids  # no switching to what is not there
 
 
-def test_contract_at_risk_from_the_30_day_run_rate(ledger):
+async def test_contract_at_risk_from_the_30_day_run_rate(ledger):
     # ahead of time progress on 2026-03-02 (day 61: 16.7 %) thanks to one big January receipt,
     # but nothing in the last 30 days: projected completion stays at 7000/36000
-    ledger.apply([event(EventKind.RECEIPT, [(EXEMESTANE_WIN, 7000, "2.1350")],
+    await fold(ledger, [event(EventKind.RECEIPT, [(EXEMESTANE_WIN, 7000, "2.1350")],
                         at=cst(2026, 1, 20))])
     ids = _ids(ledger, PFIZER, cst(2026, 3, 2))
     assert "contract-at-risk" in ids and "nonwinning-while-lagging" not in ids
     # a steady recent run rate that reaches the agreed volume: 100/day × 30 days
     days = [cst(2026, 2, d) for d in range(1, 29)] + [cst(2026, 3, 1), cst(2026, 3, 2, 8)]
-    ledger.apply([event(EventKind.RECEIPT, [(EXEMESTANE_WIN, 100, "2.1350")], at=at)
+    await fold(ledger, [event(EventKind.RECEIPT, [(EXEMESTANE_WIN, 100, "2.1350")], at=at)
                   for at in days])
     st = ledger.status(next(c for c in ledger.contracts(HOSPITAL)
                             if c.generic_name == "依西美坦片"), cst(2026, 3, 2))
@@ -80,7 +80,7 @@ def test_contract_at_risk_from_the_30_day_run_rate(ledger):
     assert "contract-at-risk" not in _ids(ledger, PFIZER, cst(2026, 3, 2))
 
 
-def test_blocking_rule_turns_into_an_error_issue_and_ar(ledger):
+async def test_blocking_rule_turns_into_an_error_issue_and_ar(ledger):
     ledger.rules = rules_from_mapping({"rules": [{
         "id": "block-nonwinning", "title": "禁止", "severity": "critical", "block": True,
         "message": "{generic_name}", "when": {"fact": "is_non_winning", "value": True}}]}, "t")
@@ -91,7 +91,7 @@ def test_blocking_rule_turns_into_an_error_issue_and_ar(ledger):
     assert result.issues[0].severity is Severity.ERROR
 
 
-def test_warning_goes_into_the_ack_as_err_with_warning_severity(ledger):
+async def test_warning_goes_into_the_ack_as_err_with_warning_severity(ledger):
     ev = event(EventKind.PRESCRIPTION, [(EXEMESTANE_PFIZER, 30, None)], at=cst(2026, 6, 1),
                name="依西美坦片")
     result = ledger.evaluate_prescription(ev, cst(2026, 6, 1))
@@ -104,7 +104,7 @@ def test_warning_goes_into_the_ack_as_err_with_warning_severity(ledger):
     assert err.split("|")[4] == "W" and "依西美坦片" in err
 
 
-def test_hospital_codes_are_resolved_through_the_crosswalk(ledger):
+async def test_hospital_codes_are_resolved_through_the_crosswalk(ledger):
     ledger.resolve_item = lambda h, item: EXEMESTANE_PFIZER if item == "HIS0001" else None
     ev = event(EventKind.PRESCRIPTION, [(None, 30, None)], at=cst(2026, 6, 1), name="依西美坦片")
     assert ledger.evaluate_prescription(ev, cst(2026, 6, 1)).issues

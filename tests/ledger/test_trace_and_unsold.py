@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from ledger_helpers import EXEMESTANE_WIN, HOSPITAL, cst, event
+from ledger_helpers import EXEMESTANE_WIN, HOSPITAL, cst, event, fold
 from msgspec.structs import replace
 
 from canonical.model import EventKind
@@ -17,32 +17,32 @@ def _dispense_with_trace(code: str, at, event_id: str):  # type: ignore[no-untyp
     return ev.with_lines((line,))
 
 
-def test_trace_code_sold_twice_is_flagged_once_and_reported(ledger: Ledger) -> None:
+async def test_trace_code_sold_twice_is_flagged_once_and_reported(ledger: Ledger) -> None:
     first = _dispense_with_trace("81000000000000000777", cst(2026, 3, 2), "sale-1")
-    ledger.apply([first])
-    ledger.apply([first])  # the same event again is not a second sale
-    assert build_report(ledger, HOSPITAL, cst(2026, 3, 31))["trace_flags"] == []
+    await fold(ledger, [first])
+    await fold(ledger, [first])  # the same event again is not a second sale
+    assert (await build_report(ledger, HOSPITAL, cst(2026, 3, 31)))["trace_flags"] == []
     again = _dispense_with_trace("81000000000000000777", cst(2026, 3, 9), "sale-2")
-    ledger.apply([again])
-    flags = build_report(ledger, HOSPITAL, cst(2026, 3, 31))["trace_flags"]
+    await fold(ledger, [again])
+    flags = (await build_report(ledger, HOSPITAL, cst(2026, 3, 31)))["trace_flags"]
     assert flags == [{"trace_code": "81000000000000000777", "national_code": EXEMESTANE_WIN,
                       "first_sale_event": "sale-1", "first_sale_day": "2026-03-02",
                       "event_id": "sale-2", "day": "2026-03-09"}]
 
 
-def test_a_year_without_sales_is_reported_at_the_boundary(ledger: Ledger) -> None:
+async def test_a_year_without_sales_is_reported_at_the_boundary(ledger: Ledger) -> None:
     contract = next(c for c in ledger.contracts(HOSPITAL) if EXEMESTANE_WIN in c.winning_codes)
     start = contract.cycle_start
     sold_at = cst(start.year, start.month, start.day) + timedelta(days=10)
-    ledger.apply([event(EventKind.DISPENSE, [(EXEMESTANE_WIN, 5, None)], at=sold_at)])
+    await fold(ledger, [event(EventKind.DISPENSE, [(EXEMESTANE_WIN, 5, None)], at=sold_at)])
 
-    def unsold(now):  # type: ignore[no-untyped-def]
-        rep = build_report(ledger, HOSPITAL, now)
+    async def unsold(now):  # type: ignore[no-untyped-def]
+        rep = await build_report(ledger, HOSPITAL, now)
         item = next(i for i in rep["contracts"] if i["contract_id"] == contract.contract_id)
         product = next(p for p in item["winning_products"]
                        if p["national_code"] == EXEMESTANE_WIN)
         return product["no_sales_one_year"], product["last_sale"]
 
     # exactly 365 days after the last sale: not yet a whole year without one
-    assert unsold(sold_at + timedelta(days=365)) == (False, sold_at.date().isoformat())
-    assert unsold(sold_at + timedelta(days=366)) == (True, sold_at.date().isoformat())
+    assert await unsold(sold_at + timedelta(days=365)) == (False, sold_at.date().isoformat())
+    assert await unsold(sold_at + timedelta(days=366)) == (True, sold_at.date().isoformat())
