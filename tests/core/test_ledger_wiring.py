@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import asyncio
-
 import aiohttp
-from helpers import HOSPITAL, MLLPClient, ack_fields, numbered_dispense, sample
+from helpers import HOSPITAL, MLLPClient, ack_fields, eventually, numbered_dispense, sample
 
 from gateway.app import LEDGER_FEED
 
@@ -26,21 +24,22 @@ async def test_rde_with_non_winning_product_gets_aa_with_warning_err(gateway) ->
     assert rows[0][0] == 1
 
 
-async def test_ledger_counts_dispenses_after_commit_and_survives_restart_of_the_feed(
-        gateway) -> None:
+async def test_ledger_folds_each_committed_dispense_once_and_reports_it(gateway) -> None:
     client = await MLLPClient.connect(gateway.mllp_port)
     for n in range(5):
         assert ack_fields(await client.send(numbered_dispense(n)))["MSA"][1] == "AA"
     await client.close()
     feed = gateway.app[LEDGER_FEED]
-    for _ in range(100):
-        if feed.cursor >= 5:
-            break
-        await asyncio.sleep(0.02)
-    assert feed.cursor == 5
-    # the cursor is stored with the folds: a new feed resumes after it, re-reads nothing
-    assert feed.ledger.store.cursor() == 5
-    assert await feed.run_once() == 0
+
+    async def unfolded() -> int:
+        rows = await gateway.store.query("SELECT count(*) FROM events WHERE folded = 0")
+        return int(rows[0][0])
+    await eventually(lambda: feed.folded >= 5, what="the feed folded the dispenses")
+    # each event is marked folded in the transaction that counted it: nothing is left to
+    # fold, and a second fold finds nothing
+    assert await unfolded() == 0
+    assert feed.folded == 5
+    assert await feed.fold_pending() == 0
     async with aiohttp.ClientSession() as s, \
             s.get(gateway.url(f"/ledger/report/{HOSPITAL}")) as r:
         assert r.status == 200
@@ -54,11 +53,11 @@ async def test_ledger_counts_dispenses_after_commit_and_survives_restart_of_the_
 def test_rules_and_cds_resolve_hospital_codes_with_the_current_crosswalk() -> None:
     from decimal import Decimal
 
-    from gateway.ledger.wiring import _resolver
+    from gateway.ledger.wiring import item_resolver
     from mappings.crosswalk import Crosswalk, CrosswalkEntry
 
     holder = {"cw": Crosswalk([])}
-    resolve = _resolver(lambda: holder["cw"])
+    resolve = item_resolver(lambda: holder["cw"])
     assert resolve(HOSPITAL, "Y9990001") is None
     holder["cw"] = holder["cw"].with_changes(add=[CrosswalkEntry(
         HOSPITAL, "Y9990001", "XL02BGA045A001010104641", factor=Decimal(14))])

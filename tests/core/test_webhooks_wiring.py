@@ -13,7 +13,8 @@ from aiohttp.test_utils import TestServer
 from helpers import HOSPITAL, MLLPClient, ack_fields, eventually, free_port, make_config, sample
 
 from canonical.model import CHINA_TZ, Event, EventKind, Line
-from gateway.app import LEDGER, PUSHER, build_app
+from gateway.app import LEDGER_FEED, PUSHER, STORE, build_app
+from gateway.store.base import Incoming
 from gateway.webhooks import verify
 
 SECRET = "hook-s3cret"
@@ -58,14 +59,18 @@ async def test_warning_and_overdue_filing_are_pushed_signed_without_patient_data
 
         # an off-platform purchase 10 working days ago is past its 7-day filing deadline
         bought = datetime.now(CHINA_TZ) - timedelta(days=20)
-        app[LEDGER].apply([Event(
-            "offline-1", EventKind.RECEIPT, HOSPITAL, "test", bought,
-            (Line(1, "Y0012345", "阿那曲唑片", quantity=Decimal(10), price=Decimal(30),
-                  national_code="XL02BGA045A001010104520", national_quantity=Decimal(140)),),
-            document_no="RK-OFF-001", online=False)])
-        pushed = app[PUSHER].check_deadlines(datetime.now(CHINA_TZ))
+        await app[STORE].commit(Incoming(
+            adapter="test", sender="test", control_id="offline-1", message_type="TEST",
+            raw=b"", received_at=bought, held=(False,), events=(Event(
+                "offline-1", EventKind.RECEIPT, HOSPITAL, "test", bought,
+                (Line(1, "Y0012345", "阿那曲唑片", quantity=Decimal(10), price=Decimal(30),
+                      national_code="XL02BGA045A001010104520",
+                      national_quantity=Decimal(140)),),
+                document_no="RK-OFF-001", online=False),)))
+        await app[LEDGER_FEED].fold_pending()
+        pushed = await app[PUSHER].check_deadlines(datetime.now(CHINA_TZ))
         assert pushed == 1
-        assert app[PUSHER].check_deadlines(datetime.now(CHINA_TZ)) == 0  # told once
+        assert await app[PUSHER].check_deadlines(datetime.now(CHINA_TZ)) == 0  # told once
         await eventually(lambda: len(received) >= 2, what="the deadline alert pushed")
         alert = orjson.loads(received[1][1])
         assert alert["type"] == "deadline.overdue"

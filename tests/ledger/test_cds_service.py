@@ -60,7 +60,7 @@ async def client(ledger, key, aiohttp_client):
     app.add_subapp("/cds-services", cds_app(ledger, settings, fetch=_no_fetch))
     # lagging: 10000 of 36000 (27.8 %) on 2026-07-02 against a time progress of 50.1 %
     await fold(ledger, [event(EventKind.RECEIPT, [(EXEMESTANE_WIN, 10000, "2.1350")],
-                        at=cst(2026, 3, 1))])
+                              at=cst(2026, 3, 1))])
     return await aiohttp_client(app)
 
 

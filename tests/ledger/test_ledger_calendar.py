@@ -45,20 +45,22 @@ def test_emergency_filing_gets_twenty_working_days(calendar):
 
 async def test_filing_state_flips_one_microsecond_after_the_seventh_day(ledger):
     await fold(ledger, [event(EventKind.RECEIPT, [(EXEMESTANE_PFIZER, 100, "9.80")],
-                        at=cst(2026, 2, 13, 16), online=False, doc="YJ-0001")])
+                              at=cst(2026, 2, 13, 16), online=False, doc="YJ-0001")])
     [d] = [d for d in await ledger.deadlines(HOSPITAL, cst(2026, 3, 2, 23, 59, 59))
            if d.kind == "filing"]
     assert d.state == "open"
-    [d] = [d for d in await ledger.deadlines(HOSPITAL, cst(2026, 3, 3, 0, 0, 0)) if d.kind == "filing"]
+    [d] = [d for d in await ledger.deadlines(HOSPITAL, cst(2026, 3, 3, 0, 0, 0))
+           if d.kind == "filing"]
     assert d.state == "overdue"
 
 
 async def test_filing_on_the_last_day_is_met(ledger):
     await fold(ledger, [event(EventKind.RECEIPT, [(EXEMESTANE_PFIZER, 100, "9.80")],
-                        at=cst(2026, 2, 13, 16), online=False, doc="YJ-0002"),
-                  event(EventKind.STOCK_CHANGE, [], at=cst(2026, 3, 2, 23, 59),
-                        extra=(("filing_for", "YJ-0002"),))])
-    [d] = [d for d in await ledger.deadlines(HOSPITAL, cst(2026, 4, 1)) if d.kind == "filing"]
+                              at=cst(2026, 2, 13, 16), online=False, doc="YJ-0002"),
+                        event(EventKind.STOCK_CHANGE, [], at=cst(2026, 3, 2, 23, 59),
+                              extra=(("filing_for", "YJ-0002"),))])
+    [d] = [d for d in await ledger.deadlines(HOSPITAL, cst(2026, 4, 1))
+           if d.kind == "filing"]
     assert d.state == "met"
 
 
@@ -77,8 +79,8 @@ def test_order_unanswered_48h_exactly_is_waiting_and_one_second_more_is_overdue(
 
 async def test_order_clock_in_the_ledger_closes_on_receipt(ledger):
     sent = cst(2026, 3, 2, 10)
-    await fold(ledger, [event(EventKind.PURCHASE_ORDER, [(EXEMESTANE_PFIZER, 10, None)], at=sent,
-                        doc="PO-77")])
+    await fold(ledger, [event(EventKind.PURCHASE_ORDER, [(EXEMESTANE_PFIZER, 10, None)],
+                              at=sent, doc="PO-77")])
     [d] = [d for d in await ledger.deadlines(HOSPITAL, sent + timedelta(hours=48, seconds=1))
            if d.kind == "order"]
     assert d.state == "overdue"
@@ -88,8 +90,10 @@ async def test_order_clock_in_the_ledger_closes_on_receipt(ledger):
            if d.kind == "order"]
     assert d.state == "escalate"
     await fold(ledger, [event(EventKind.RECEIPT, [(EXEMESTANE_PFIZER, 10, "9.80")],
-                        at=sent + timedelta(hours=80), doc="RK-9", extra=(("order_no", "PO-77"),))])
-    [d] = [d for d in await ledger.deadlines(HOSPITAL, sent + timedelta(days=5)) if d.kind == "order"]
+                              at=sent + timedelta(hours=80), doc="RK-9",
+                              extra=(("order_no", "PO-77"),))])
+    [d] = [d for d in await ledger.deadlines(HOSPITAL, sent + timedelta(days=5))
+           if d.kind == "order"]
     assert d.state == "answered"
     assert ledger.open_orders() == []
 
@@ -110,8 +114,9 @@ def test_gap_year_is_an_error_naming_the_file(calendar):
 
 async def test_off_platform_purchase_into_a_gap_year_gets_provisional_deadline(ledger):
     await fold(ledger, [event(EventKind.RECEIPT, [(EXEMESTANE_PFIZER, 5, "9.80")],
-                        at=cst(2026, 12, 28), online=False, doc="YJ-YE")])
-    [d] = [d for d in await ledger.deadlines(HOSPITAL, cst(2026, 12, 29)) if d.kind == "filing"]
+                              at=cst(2026, 12, 28), online=False, doc="YJ-YE")])
+    [d] = [d for d in await ledger.deadlines(HOSPITAL, cst(2026, 12, 29))
+           if d.kind == "filing"]
     assert d.detail["provisional"] is True
     assert d.due_at.date() == date(2027, 1, 6)
 

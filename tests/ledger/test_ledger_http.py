@@ -20,7 +20,7 @@ async def test_import_then_report(ledger, aiohttp_client):
                         headers={"Content-Type": "text/csv"})
     assert (await ok.json())["imported"] == 3
     await fold(ledger, [event(EventKind.RECEIPT, [(EXEMESTANE_WIN, 18000, "2.1350")],
-                        at=cst(2026, 3, 1))])
+                              at=cst(2026, 3, 1))])
     rep = await (await cli.get(f"/ledger/report/{HOSPITAL}")).json()
     item = next(i for i in rep["contracts"] if i["generic_name"] == "依西美坦片")
     assert item["completion"] == "0.5000" and item["lagging"] is True  # 50 % < 50.1 %

@@ -31,7 +31,7 @@ def _ids(ledger, line, now):
 async def test_non_winning_warns_only_while_completion_is_below_time_progress(ledger):
     # 2026-04-01 is day 91 of 365; 36000 × 91/365 = 8975.34..., so 8976 keeps pace
     await fold(ledger, [event(EventKind.RECEIPT, [(EXEMESTANE_WIN, 8976, "2.1350")],
-                        at=cst(2026, 3, 1))])
+                              at=cst(2026, 3, 1))])
     assert "nonwinning-while-lagging" not in _ids(ledger, PFIZER, cst(2026, 4, 1))
     # one day later time progress is 92/365 = 25.2 % > 24.93 %: lagging
     findings = ledger.evaluate_lines(HOSPITAL, [PFIZER], cst(2026, 4, 2))
@@ -54,9 +54,11 @@ async def test_brand_name_prescription(ledger):
 
 
 async def test_winning_out_of_stock_replaces_the_switch_warning(ledger):
-    await fold(ledger, [event(EventKind.STOCKTAKE, [(EXEMESTANE_WIN, 1, None)], at=cst(2026, 5, 1))])
+    await fold(ledger, [event(EventKind.STOCKTAKE, [(EXEMESTANE_WIN, 1, None)],
+                              at=cst(2026, 5, 1))])
     assert "winning-out-of-stock" not in _ids(ledger, PFIZER, cst(2026, 5, 2))
-    await fold(ledger, [event(EventKind.DISPENSE, [(EXEMESTANE_WIN, 1, None)], at=cst(2026, 5, 2))])
+    await fold(ledger, [event(EventKind.DISPENSE, [(EXEMESTANE_WIN, 1, None)],
+                              at=cst(2026, 5, 2))])
     ids = _ids(ledger, PFIZER, cst(2026, 5, 2))
     assert "winning-out-of-stock" in ids
     assert "nonwinning-while-lagging" not in ids  # no switching to what is not there
@@ -66,13 +68,13 @@ async def test_contract_at_risk_from_the_30_day_run_rate(ledger):
     # ahead of time progress on 2026-03-02 (day 61: 16.7 %) thanks to one big January receipt,
     # but nothing in the last 30 days: projected completion stays at 7000/36000
     await fold(ledger, [event(EventKind.RECEIPT, [(EXEMESTANE_WIN, 7000, "2.1350")],
-                        at=cst(2026, 1, 20))])
+                              at=cst(2026, 1, 20))])
     ids = _ids(ledger, PFIZER, cst(2026, 3, 2))
     assert "contract-at-risk" in ids and "nonwinning-while-lagging" not in ids
     # a steady recent run rate that reaches the agreed volume: 100/day × 30 days
     days = [cst(2026, 2, d) for d in range(1, 29)] + [cst(2026, 3, 1), cst(2026, 3, 2, 8)]
     await fold(ledger, [event(EventKind.RECEIPT, [(EXEMESTANE_WIN, 100, "2.1350")], at=at)
-                  for at in days])
+                        for at in days])
     st = ledger.status(next(c for c in ledger.contracts(HOSPITAL)
                             if c.generic_name == "依西美坦片"), cst(2026, 3, 2))
     # 7000 + 3000 received, 100/day over the 304 days left → 40400 ≥ 36000

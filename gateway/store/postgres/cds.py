@@ -11,7 +11,6 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
 
 from canonical.errors import StoreError
 from gateway.store.ledger_records import CardRow, FeedbackRow
@@ -23,10 +22,8 @@ from gateway.store.ledger_rows import (
     feedback_args,
     feedback_from_row,
 )
+from gateway.store.postgres.access import PostgresAccess
 from gateway.store.postgres.driver import DB_ERRORS
-
-if TYPE_CHECKING:
-    from gateway.store.postgres.store import PostgresStore
 
 __all__ = ["PostgresCds"]
 
@@ -42,7 +39,7 @@ class PostgresCds:
     flush_interval_s = 0.5
     prune_interval_s = 60.0
 
-    def __init__(self, store: PostgresStore) -> None:
+    def __init__(self, store: PostgresAccess) -> None:
         self._store = store
         self._cards: dict[str, CardRow] = {}
         self._flusher: asyncio.Task[None] | None = None

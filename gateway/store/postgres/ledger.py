@@ -14,7 +14,7 @@ import time
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from datetime import date, datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from canonical.errors import StoreError
 from canonical.model import Event
@@ -58,11 +58,9 @@ from gateway.store.ledger_rows import (
     trace_flag_from_row,
     trace_sale_args,
 )
+from gateway.store.postgres.access import PostgresAccess
 from gateway.store.postgres.driver import DB_ERRORS
 from gateway.store.query import decode_event
-
-if TYPE_CHECKING:
-    from gateway.store.postgres.store import PostgresStore
 
 __all__ = ["PostgresLedger"]
 
@@ -252,7 +250,7 @@ class _Session:
 class PostgresLedger:
     """The ledger's tables."""
 
-    def __init__(self, store: PostgresStore) -> None:
+    def __init__(self, store: PostgresAccess) -> None:
         self.store = store
         self.keep_changes = KEEP_CHANGES
         self.keep_changes_s = KEEP_CHANGES_S

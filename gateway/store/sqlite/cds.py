@@ -13,7 +13,6 @@ import contextlib
 import logging
 import sqlite3
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
 
 from canonical.errors import StoreError
 from gateway.store.ledger_records import CardRow, FeedbackRow
@@ -25,9 +24,7 @@ from gateway.store.ledger_rows import (
     feedback_args,
     feedback_from_row,
 )
-
-if TYPE_CHECKING:
-    from gateway.store.sqlite.store import SqliteStore
+from gateway.store.sqlite.access import SqliteAccess
 
 __all__ = ["SqliteCds"]
 
@@ -41,7 +38,7 @@ class SqliteCds:
     prune_interval_s = 30.0
     max_live_ids = 1_000_000  # ids of unexpired tokens kept; bounded by their 5-minute life
 
-    def __init__(self, store: SqliteStore) -> None:
+    def __init__(self, store: SqliteAccess) -> None:
         self._store = store
         self._seen: dict[tuple[str, str], float] | None = None
         self._loading: asyncio.Lock | None = None

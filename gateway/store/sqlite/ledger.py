@@ -15,7 +15,7 @@ import time
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from datetime import date, datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from canonical.errors import StoreError
 from canonical.model import Event
@@ -60,9 +60,7 @@ from gateway.store.ledger_rows import (
     trace_sale_args,
 )
 from gateway.store.query import decode_event
-
-if TYPE_CHECKING:
-    from gateway.store.sqlite.store import SqliteStore
+from gateway.store.sqlite.access import SqliteAccess
 
 __all__ = ["SqliteLedger"]
 
@@ -236,7 +234,7 @@ class SqliteLedger:
     """The ledger's tables (``ledger_*``, the ``events.folded`` flags, the ledger's row
     of ``state_heads``)."""
 
-    def __init__(self, store: SqliteStore) -> None:
+    def __init__(self, store: SqliteAccess) -> None:
         self.store = store
         self.keep_changes = KEEP_CHANGES
         self.keep_changes_s = KEEP_CHANGES_S
