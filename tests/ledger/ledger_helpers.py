@@ -64,3 +64,16 @@ async def fold(ledger: Ledger, events: Sequence[Event], store: Any = None) -> in
     while seqs := await ledger.fold():
         total += len(seqs)
     return total
+
+
+def view_of(ledger: Ledger, now: datetime) -> dict[str, Any]:
+    """Everything the in-memory view answers from, as plain data to compare."""
+    return {
+        "version": ledger.version,
+        "contracts": sorted(c.contract_id for c in ledger.contracts()),
+        "status": {c.contract_id: ledger.status(c, now) for c in ledger.contracts()},
+        "stock": dict(sorted(ledger._stock.items())),
+        "online": {k: list(v) for k, v in sorted(ledger._online.items())},
+        "orders": sorted((o.hospital_id, o.ref, o.reminded_at) for o in ledger.open_orders()),
+    }
+
