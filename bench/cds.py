@@ -1,6 +1,7 @@
 """Benchmark: CDS Hooks order-sign at a fixed arrival rate against a 1,000-contract ledger.
 
-The service runs in its own process (as in production: one gateway process); this process
+The service runs in its own process (as in production: one gateway process, its ledger in
+the SQLite store, token ids checked in memory and written behind); this process
 generates load open-loop (a request every 1/rate seconds whatever the answers do), each
 with a fresh ES384-signed JWT (signed before the clock starts), and measures latency.
 The same run measures plain ``GET /healthz`` at the same rate as the floor: what the
@@ -69,34 +70,55 @@ def _non_winning(code: str, k: int) -> str:
 
 
 def serve(port: int, db: str, jwks_path: str) -> None:
-    """Run the gateway-side app: /healthz and the CDS sub-app on a 1,000-contract ledger."""
+    """Run the gateway-side app: /healthz and the CDS sub-app on a 1,000-contract ledger
+    kept in a SQLite store, as the gateway keeps it."""
+    from collections.abc import AsyncIterator
+
     from aiohttp import web
 
     from canonical.model import Event, EventKind, Line
     from gateway.cds import CdsSettings, TrustedClient, cds_app
-    from gateway.ledger import Ledger, LedgerSettings, LedgerStore, read_contracts_json
+    from gateway.ledger import Ledger, LedgerSettings, read_contracts_json
     from gateway.ledger.calendar import load_calendar
     from gateway.rules import load_rules
+    from gateway.store.base import Incoming
+    from gateway.store.sqlite import SqliteStore
 
     rows = json.loads(Path(db + ".rows.json").read_text(encoding="utf-8"))
-    ledger = Ledger(LedgerStore(db), LedgerSettings(load_calendar(ROOT / "config" / "calendar")),
-                    load_rules(ROOT / "config" / "rules.yaml"))
-    ledger.load_contracts(read_contracts_json(rows), NOW)
-    # every contract 20 % received by March: lagging on 2026-07-02
-    ledger.apply([Event(f"bench-{i}", EventKind.RECEIPT, HOSPITAL, "bench", datetime(
-        2026, 3, 1, tzinfo=CST), (Line(1, "x", quantity=Decimal(20000), price=Decimal("1.2345"),
-                                       national_code=r["national_code"]),))
-        for i, r in enumerate(rows)])
+    ledger_key: web.AppKey[Ledger] = web.AppKey("ledger")
+    app = web.Application()
+
+    async def open_ledger(app: web.Application) -> AsyncIterator[None]:
+        store = SqliteStore(db)
+        await store.start()
+        ledger = Ledger(store, LedgerSettings(load_calendar(ROOT / "config" / "calendar")),
+                        load_rules(ROOT / "config" / "rules.yaml"))
+        await ledger.load()
+        await ledger.load_contracts(read_contracts_json(rows), NOW)
+        # every contract 20 % received by March: lagging on 2026-07-02
+        events = tuple(Event(f"bench-{i}", EventKind.RECEIPT, HOSPITAL, "bench", datetime(
+            2026, 3, 1, tzinfo=CST), (Line(1, "x", quantity=Decimal(20000),
+                                           price=Decimal("1.2345"),
+                                           national_code=r["national_code"]),))
+            for i, r in enumerate(rows))
+        await store.commit(Incoming("bench", "bench", "bench-receipts", "TEST", b"",
+                                    datetime.now(CST), events, (False,) * len(events)))
+        while await ledger.fold(1000):
+            pass
+        app[ledger_key] = ledger
+        yield
+        await store.close()
+
     jwks = json.loads(Path(jwks_path).read_text())
     settings = CdsSettings(clients={ISS: TrustedClient(ISS, jwks, hospital_id=HOSPITAL)},
                            public_base_url=BASE.format(port=port), clock=lambda: NOW)
-    app = web.Application()
 
     async def healthz(_: web.Request) -> web.Response:
         return web.json_response({"status": "ok"})
 
+    app.cleanup_ctx.append(open_ledger)
     app.router.add_get("/healthz", healthz)
-    app.add_subapp("/cds-services", cds_app(ledger, settings))
+    app.add_subapp("/cds-services", cds_app(lambda: app[ledger_key], settings))
     try:
         import uvloop
 
@@ -173,7 +195,7 @@ def main() -> None:
     floor_seconds = float(os.environ.get("BENCH_FLOOR_SECONDS", "10"))
     tmp = Path(tempfile.mkdtemp(prefix="bench-cds-"))
     rows = _contract_rows(1000)
-    db = str(tmp / "ledger.db")
+    db = str(tmp / "gateway.db")
     Path(db + ".rows.json").write_text(json.dumps(rows, ensure_ascii=False), encoding="utf-8")
     key = ec.generate_private_key(ec.SECP384R1())
     jwk = jwt.algorithms.ECAlgorithm.to_jwk(key.public_key(), as_dict=True)
