@@ -186,16 +186,16 @@ class _Session:
     async def events(self, seqs: Sequence[int]) -> list[tuple[int, Event]]:
         wanted = list(seqs)
 
-        def read(con: sqlite3.Connection) -> dict[int, bytes]:
+        def read(con: sqlite3.Connection) -> list[tuple[int, Event]]:
             found: dict[int, bytes] = {}
             for i in range(0, len(wanted), _CHUNK):
                 chunk = wanted[i:i + _CHUNK]
                 marks = ",".join("?" * len(chunk))
                 found.update(con.execute(f"SELECT seq, body FROM events WHERE seq IN ({marks})",
                                          chunk).fetchall())
-            return found
-        bodies = await self._store.read(read) if wanted else {}
-        return [(s, decode_event(bodies[s])) for s in wanted]
+            # decoded here, on the reader thread, not on the event loop
+            return [(s, decode_event(found[s])) for s in wanted]
+        return await self._store.read(read) if wanted else []
 
     async def commit(self, writes: LedgerWrites) -> tuple[int, LedgerChange]:
         if self._done:
