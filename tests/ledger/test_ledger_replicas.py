@@ -260,6 +260,25 @@ async def _is_zero(value: Awaitable[int]) -> bool:
     return await value == 0
 
 
+async def test_a_fold_session_holds_the_ledger_lock_against_other_replicas(
+        pg_schema: str) -> None:
+    a = PostgresStore(PG_DSN, schema=pg_schema, owner="a")
+    b = PostgresStore(PG_DSN, schema=pg_schema, owner="b")
+    await a.start()
+    await b.start()
+    try:
+        async with a.ledger.folding() as session:
+            assert session.version == 0
+            with pytest.raises(TimeoutError):
+                async with asyncio.timeout(0.3), b.ledger.folding():
+                    pass
+        async with asyncio.timeout(5), b.ledger.folding() as session:
+            assert session.version == 0  # the first session wrote nothing: no version used
+    finally:
+        await a.close()
+        await b.close()
+
+
 async def test_a_contract_imported_on_one_replica_warns_on_another_at_once(
         replica: Start, aiohttp_client: Any) -> None:
     a, b = await replica("a"), await replica("b")

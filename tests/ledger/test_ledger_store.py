@@ -4,7 +4,6 @@ an old ledger file taken over, token ids, cards and feedback."""
 
 from __future__ import annotations
 
-import asyncio
 import dataclasses
 import sqlite3
 from datetime import timedelta
@@ -148,20 +147,6 @@ async def test_contracts_identical_to_the_stored_ones_are_not_written_again(
     await lg.load_contracts([dataclasses.replace(c, agreed_volume=Decimal(40000))], NOW)
     assert lg.version == version + 1
     assert next(x for x in lg.contracts() if x.contract_id == c.contract_id).agreed_volume == 40000
-
-
-async def test_a_fold_session_holds_the_ledger_lock_against_other_replicas(
-        make_store: Any) -> None:
-    if make_store.backend != "postgres":
-        pytest.skip("one process owns a SQLite store")
-    a, b = await make_store(), await make_store()
-    async with a.ledger.folding() as session:
-        assert session.version == 0
-        with pytest.raises(TimeoutError):
-            async with asyncio.timeout(0.3), b.ledger.folding():
-                pass
-    async with asyncio.timeout(5), b.ledger.folding() as session:
-        assert session.version == 0  # the first session committed nothing: no version used
 
 
 async def test_an_event_is_folded_at_most_once_even_when_asked_twice(

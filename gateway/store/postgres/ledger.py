@@ -114,16 +114,20 @@ async def _log_change(con: Any, tables: PostgresLedger, version: int,
     await tables.store.notify(con, Topic.LEDGER)
 
 
-async def _changes_after(con: Any, version: int) -> list[tuple[int, LedgerChange]] | None:
+async def _changes_after(con: Any, version: int,
+                         head: int | None = None) -> list[tuple[int, LedgerChange]] | None:
+    """The log after ``version`` (``head``: the last committed version, when known; a
+    session's own row of ``state_heads`` already holds the version it is writing)."""
     rows = await con.fetch("SELECT version, body FROM ledger_changes WHERE version > $1"
                            " ORDER BY version", version)
     if rows:
         if rows[0][0] != version + 1:
             return None  # pruned past ``version``
         return [(int(v), change_from_bytes(bytes(body))) for v, body in rows]
-    head = await con.fetchval("SELECT version FROM state_heads WHERE topic = $1",
-                              Topic.LEDGER.value)
-    return None if int(head) > version else []
+    if head is None:
+        head = int(await con.fetchval("SELECT version FROM state_heads WHERE topic = $1",
+                                      Topic.LEDGER.value))
+    return None if head > version else []
 
 
 async def _update_deadlines(con: Any, updates: Sequence[DeadlineUpdate]) -> list[bool]:
@@ -197,7 +201,7 @@ class _Session:
 
     async def changes_after(self, version: int) -> list[tuple[int, LedgerChange]] | None:
         try:
-            return await _changes_after(self._con, version)
+            return await _changes_after(self._con, version, self.version)
         except DB_ERRORS as exc:
             raise StoreError(f"cannot read ledger changes: {exc}") from exc
 
