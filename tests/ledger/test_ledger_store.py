@@ -296,17 +296,23 @@ async def test_an_old_ledger_file_is_taken_over_once_with_its_events_counted_as_
 
 # -- token ids, cards and feedback --------------------------------------------------------
 
-async def test_a_token_id_is_refused_until_its_token_expires(make_store: Any) -> None:
+async def test_a_token_id_is_refused_everywhere_until_its_token_expires(
+        make_store: Any) -> None:
     store = await make_store()
     now = 1_800_000_000.0
     assert await store.cds.claim_jti("iss", "t-1", now + 120, now)
     assert not await store.cds.claim_jti("iss", "t-1", now + 120, now + 1)
     assert await store.cds.claim_jti("other-iss", "t-1", now + 120, now + 1)
     assert await store.cds.claim_jti("iss", "t-1", now + 400, now + 121)  # expired: a new one
+    if make_store.backend == "postgres":  # another replica, at the same time
+        other = await make_store()
+        assert not await other.cds.claim_jti("iss", "t-1", now + 400, now + 122)
+        assert await other.cds.claim_jti("iss", "t-2", now + 400, now + 122)
+        assert not await store.cds.claim_jti("iss", "t-2", now + 400, now + 123)
     await store.close()
-    # written before closing: a restart (or another replica) still refuses it
+    # written before closing: a restart still refuses it
     again = await make_store()
-    assert not await again.cds.claim_jti("iss", "t-1", now + 400, now + 122)
+    assert not await again.cds.claim_jti("iss", "t-1", now + 400, now + 124)
 
 
 async def test_cards_and_feedback_are_kept_in_the_store(make_store: Any) -> None:
