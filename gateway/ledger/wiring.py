@@ -12,6 +12,7 @@ by the store's change notices and polling as a fallback.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 from collections.abc import Callable
@@ -297,8 +298,11 @@ class LedgerFeed:
                     await asyncio.wait_for(self.wake.wait(), timeout=self.poll_s)
                 except TimeoutError:  # a notice may have been missed: look anyway
                     self._fold_wanted = True
-            if (self._fold_wanted and not self._catch_up_wanted
-                    and len(self._events) < self.batch):
+            if self._fold_wanted and len(self._events) < self.batch:
+                if self._catch_up_wanted:  # another replica's change: not held back
+                    self._catch_up_wanted = False
+                    with contextlib.suppress(Exception):  # the fold catches up anyway
+                        await self.ledger.catch_up()
                 # gather a few group commits per fold: one ledger transaction per tenth of
                 # a second instead of one per group commit
                 await asyncio.sleep(self.coalesce_s)
