@@ -15,6 +15,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import sqlite3
 from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
@@ -71,7 +72,8 @@ async def open_ledger(cfg: GatewayConfig, store: Store, resolve_item: ResolveIte
     taken over if there is one, the view built, configured contracts imported.
 
     Raises:
-        ConfigError: the calendar, rules or contracts file is invalid.
+        ConfigError: the calendar, rules or contracts file is invalid, or an old ledger
+            file cannot be read.
         StoreError: the store failed.
     """
     lc = cfg.ledger
@@ -83,7 +85,12 @@ async def open_ledger(cfg: GatewayConfig, store: Store, resolve_item: ResolveIte
             contracts = read_contracts(lc.contracts)
         except ValueError as exc:
             raise ConfigError([f"ledger.contracts: {exc}"]) from None
-    await import_legacy_ledger(legacy_ledger_path(cfg), store)
+    legacy = legacy_ledger_path(cfg)
+    try:
+        await import_legacy_ledger(legacy, store)
+    except sqlite3.Error as exc:
+        raise ConfigError([f"ledger.path: the earlier release's ledger file {legacy} cannot"
+                           f" be imported ({exc}); move it away to start without it"]) from None
     ledger = Ledger(store, settings, rules, resolve_item=resolve_item)
     await ledger.load()
     if contracts is not None:

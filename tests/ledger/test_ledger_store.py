@@ -335,3 +335,19 @@ async def test_cards_and_feedback_are_kept_in_the_store(make_store: Any) -> None
     rows = await other.cds.feedback_rows()
     assert [(c.uuid, f) for c, f in rows] == [("card-0", overridden), ("card-1", None),
                                               ("card-2", None)]
+
+
+async def test_an_unreadable_old_ledger_file_stops_the_start_and_stays(
+        store: Any, tmp_path: Path) -> None:
+    from helpers import make_config
+
+    from canonical.errors import ConfigError
+    from gateway.ledger.wiring import legacy_ledger_path, open_ledger
+
+    cfg = make_config(tmp_path, mllp_port=0, http_port=0, platform_url="http://127.0.0.1:9/")
+    path = legacy_ledger_path(cfg)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(b"not a database, just bytes " * 100)
+    with pytest.raises(ConfigError, match="cannot be imported"):
+        await open_ledger(cfg, store, lambda hospital, item: None)
+    assert path.exists()
