@@ -175,8 +175,12 @@ _STOCK_SIGN = {EventKind.RECEIPT: 1, EventKind.RETURN: -1, EventKind.DISPENSE: -
                EventKind.DISPENSE_RETURN: 1, EventKind.STOCK_CHANGE: 1}
 
 
-class _ChangeLog(Protocol):
+class _Source(Protocol):
+    """Where a view catches up from: the tables, or a fold session holding the lock."""
+
     async def changes_after(self, version: int) -> list[tuple[int, LedgerChange]] | None: ...
+
+    async def snapshot(self) -> LedgerSnapshot: ...
 
 
 class Ledger:
@@ -337,17 +341,17 @@ class Ledger:
             await self._catch_up(self.tables)
         return self.version
 
-    async def _catch_up(self, log_: _ChangeLog) -> None:
+    async def _catch_up(self, source: _Source) -> None:
         while True:
-            changes = await log_.changes_after(self.version)
+            changes = await source.changes_after(self.version)
             if changes is None:  # fell behind the oldest kept entry
-                self._rebuild(await self.tables.snapshot())
+                self._rebuild(await source.snapshot())
                 continue
             for version, change in changes:
                 if version <= self.version:
                     continue  # a rebuild already covers it
                 if change.contracts:
-                    self._rebuild(await self.tables.snapshot())
+                    self._rebuild(await source.snapshot())
                     break
                 self.apply_change(version, change)
             else:

@@ -240,6 +240,11 @@ class LedgerSession(Protocol):
         longer reaches back that far (rebuild from :meth:`LedgerTables.snapshot`)."""
         ...
 
+    async def snapshot(self) -> LedgerSnapshot:
+        """As :meth:`LedgerTables.snapshot`, read under the session's lock (at
+        :attr:`version`)."""
+        ...
+
     async def unfolded(self, limit: int) -> list[int]:
         """Sequence numbers of committed, not held, not yet folded events, ascending."""
         ...

@@ -113,6 +113,22 @@ async def test_a_view_behind_the_pruned_log_is_rebuilt_from_a_snapshot(
                                           (HOSPITAL, "PO-1", cst(2026, 3, 12))]
 
 
+async def test_a_fold_brings_a_view_up_to_contracts_imported_elsewhere_first(
+        make_store: Any, calendar: WorkCalendar, rules: RuleSet) -> None:
+    store = await make_store()
+    other = store if make_store.backend == "sqlite" else await make_store()
+    folder = await _ledger(other, calendar, rules, contracts=False)
+    importer = await _ledger(store, calendar, rules)  # the folder has not heard of it
+    await store.commit(incoming([event(EventKind.RECEIPT, [(EXEMESTANE_WIN, 9000, "2.1350")],
+                                       at=cst(2026, 2, 10))]))
+    assert folder.contracts() == []
+    assert len(await folder.fold()) == 1  # caught up (a rebuild) inside its fold session
+    [c] = [c for c in folder.contracts(HOSPITAL) if EXEMESTANE_WIN in c.winning_codes]
+    assert folder.status(c, NOW).received_qty == 9000
+    await importer.catch_up()
+    assert view_of(importer, NOW) == view_of(folder, NOW)
+
+
 async def test_deadlines_changed_by_hand_reach_every_view(
         make_store: Any, calendar: WorkCalendar, rules: RuleSet) -> None:
     store = await make_store()

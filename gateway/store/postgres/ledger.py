@@ -130,6 +130,17 @@ async def _changes_after(con: Any, version: int,
     return None if head > version else []
 
 
+async def _snapshot(con: Any, version: int) -> LedgerSnapshot:
+    contracts = [contract_from_bytes(bytes(r[0])) for r in await con.fetch(
+        "SELECT body FROM ledger_contracts ORDER BY contract_id")]
+    daily = [daily_from_row(r) for r in await con.fetch("SELECT * FROM ledger_daily")]
+    stock = [stock_from_row(r) for r in await con.fetch("SELECT * FROM ledger_stock")]
+    orders = [deadline_from_row(r) for r in await con.fetch(
+        f"SELECT {DEADLINE_COLUMNS} FROM ledger_deadlines WHERE kind = 'order'"
+        " AND closed_at IS NULL")]
+    return LedgerSnapshot(version, tuple(contracts), tuple(daily), tuple(stock), tuple(orders))
+
+
 async def _update_deadlines(con: Any, updates: Sequence[DeadlineUpdate]) -> list[bool]:
     out = []
     for u in updates:  # one by one: an order answered twice in a batch is closed once
@@ -204,6 +215,14 @@ class _Session:
             return await _changes_after(self._con, version, self.version)
         except DB_ERRORS as exc:
             raise StoreError(f"cannot read ledger changes: {exc}") from exc
+
+    async def snapshot(self) -> LedgerSnapshot:
+        # on the session's own connection: waiting for another from the pool while holding
+        # the lock others wait for could leave no connection to give
+        try:
+            return await _snapshot(self._con, self.version)
+        except DB_ERRORS as exc:
+            raise StoreError(f"cannot read the ledger: {exc}") from exc
 
     async def unfolded(self, limit: int) -> list[int]:
         try:
@@ -291,19 +310,9 @@ class PostgresLedger:
                     isolation="repeatable_read", readonly=True):
                 version = await con.fetchval("SELECT version FROM state_heads WHERE topic = $1",
                                              Topic.LEDGER.value)
-                contracts = [contract_from_bytes(bytes(r[0])) for r in await con.fetch(
-                    "SELECT body FROM ledger_contracts ORDER BY contract_id")]
-                daily = [daily_from_row(r) for r in await con.fetch(
-                    "SELECT * FROM ledger_daily")]
-                stock = [stock_from_row(r) for r in await con.fetch(
-                    "SELECT * FROM ledger_stock")]
-                orders = [deadline_from_row(r) for r in await con.fetch(
-                    f"SELECT {DEADLINE_COLUMNS} FROM ledger_deadlines WHERE kind = 'order'"
-                    " AND closed_at IS NULL")]
+                return await _snapshot(con, int(version))
         except DB_ERRORS as exc:
             raise StoreError(f"cannot read the ledger: {exc}") from exc
-        return LedgerSnapshot(int(version), tuple(contracts), tuple(daily), tuple(stock),
-                              tuple(orders))
 
     async def changes_after(self, version: int) -> list[tuple[int, LedgerChange]] | None:
         """The logged changes after ``version``; None when they were pruned."""

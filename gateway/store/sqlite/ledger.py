@@ -176,6 +176,9 @@ class _Session:
     async def changes_after(self, version: int) -> list[tuple[int, LedgerChange]] | None:
         return await self._tables.changes_after(version)
 
+    async def snapshot(self) -> LedgerSnapshot:
+        return await self._tables.snapshot()
+
     async def unfolded(self, limit: int) -> list[int]:
         def read(con: sqlite3.Connection) -> list[int]:
             return [r[0] for r in con.execute(
