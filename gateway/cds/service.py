@@ -123,11 +123,8 @@ class _Service:
         audience = f"{self.settings.public_base_url.rstrip('/')}/{service_id}{suffix}"
         v = verify_bearer(header, audience=audience, clients=self.settings.clients,
                           leeway=self.settings.leeway)
-        try:
-            await refuse_replay(v, self.ledger.cds.claim_jti)
-        except StoreError as exc:  # refused: a replay could not be ruled out
-            log.error("CDS token id not recorded: %s", exc)
-            raise AuthError("the token id could not be recorded; try again") from exc
+        # a StoreError (the id not recorded, so a replay not ruled out) refuses the call
+        await refuse_replay(v, self.ledger.cds.claim_jti)
         return v.hospital_id
 
     async def _load_remote_keys(self, header: str | None) -> None:
@@ -192,6 +189,9 @@ class _Service:
             hospital = await self.authenticate(request)
         except AuthError as exc:
             return _json({"error": str(exc)}, 401)
+        except StoreError as exc:
+            log.error("CDS token id not recorded: %s", exc)
+            return _json({"error": "the token id could not be recorded; try again"}, 503)
         try:
             body = orjson.loads(await request.read())
             if not isinstance(body, dict):

@@ -245,3 +245,15 @@ async def test_malformed_request_is_400(client, token):
     resp = await client.post("/cds-services/jicai-order-sign", data=b"{not json",
                              headers=_auth(token()))
     assert resp.status == 400
+
+
+async def test_a_token_id_the_store_cannot_record_is_refused_with_503(client, token, ledger,
+                                                                      monkeypatch):
+    from canonical.errors import StoreError
+
+    async def broken(*_: Any) -> bool:
+        raise StoreError("database unreachable")
+    monkeypatch.setattr(ledger.cds, "claim_jti", broken)
+    resp = await client.post("/cds-services/jicai-order-sign", data=orjson.dumps(REQUEST),
+                             headers=_auth(token()))
+    assert resp.status == 503 and "token id" in (await resp.json())["error"]
