@@ -81,12 +81,12 @@ async def replica(pg_schema: str, calendar: WorkCalendar,
     learns within a test it learns by NOTIFY."""
     started: list[Replica] = []
 
-    async def start(name: str, poll_s: float = 60.0) -> Replica:
+    async def start(name: str, poll_s: float = 60.0, batch: int = 500) -> Replica:
         store = PostgresStore(PG_DSN, schema=pg_schema, owner=name)
         await store.start()
         lg = Ledger(store, LedgerSettings(calendar=calendar), rules)
         await lg.load()
-        feed = LedgerFeed(store, lg, poll_s=poll_s)
+        feed = LedgerFeed(store, lg, batch=batch, poll_s=poll_s)
         store.committed_listeners.append(feed.committed)
         await store.listen(feed.on_change)
         r = Replica(store, lg, feed, asyncio.create_task(feed.run(), name=f"feed-{name}"))
@@ -190,7 +190,8 @@ async def test_three_replicas_fold_every_event_exactly_once_as_one_gateway_would
     first, second, third = _workload(rnd)
     late = event(EventKind.RECEIPT, [(EXEMESTANE_WIN, 777, "2.1350")], at=cst(2026, 4, 1),
                  event_id="late-1", doc="LATE-1")
-    a, b, c = await replica("a"), await replica("b"), await replica("c")
+    # small batches: many fold sessions, the replicas contending for the ledger's lock
+    a, b, c = [await replica(name, batch=40) for name in "abc"]
     replicas = [a, b, c]
     await a.ledger.load_contracts(read_contracts(DATA / "contracts.csv"), cst(2026, 1, 1))
     await a.store.commit(_with_outbox(first))
