@@ -8,9 +8,37 @@ tokens already used.
 
 from __future__ import annotations
 
+import asyncio
+import csv
+import io
+import json
+import time
+import uuid
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import jwt
 import pytest
-from helpers import DATA, HOSPITAL, eventually, sample
-from replica_helpers import API, OPERATOR, Replicas
+from aiohttp.test_utils import TestServer
+from cryptography.hazmat.primitives.asymmetric import ec
+from helpers import (
+    DATA,
+    HOSPITAL,
+    ROOT,
+    MLLPClient,
+    ack_fields,
+    eventually,
+    free_port,
+    make_config,
+    numbered_dispense,
+    sample,
+)
+from replica_helpers import API, OPERATOR, Replica, Replicas
+
+from canonical.model import CHINA_TZ
+from gateway.app import build_app
+from gateway.keys import STORE
 
 pytestmark = pytest.mark.postgres
 
@@ -110,3 +138,154 @@ def _today():  # type: ignore[no-untyped-def]
 
     from canonical.model import CHINA_TZ
     return datetime.now(CHINA_TZ).date()
+
+
+# --- the whole scenario: three replicas behave as one gateway ---------------------------
+
+CDS_BASE = "https://gateway.hospital.local/cds-services"
+CDS_ISS = "https://his.hospital.local"
+CDS_HOSPITAL = "H36070200012"  # the hospital of the ledger test contracts
+
+
+def _contracts_around_today() -> bytes:
+    """The test contracts with an agreement year around today: progress lags from day one."""
+    today = datetime.now(CHINA_TZ).date()
+    rows = list(csv.DictReader(io.StringIO((DATA / "ledger" / "contracts.csv").read_text(
+        "utf-8"))))
+    out = io.StringIO()
+    writer = csv.DictWriter(out, fieldnames=list(rows[0]))
+    writer.writeheader()
+    for row in rows:
+        row.update(cycle_start=(today - timedelta(days=180)).isoformat(),
+                   cycle_end=(today + timedelta(days=184)).isoformat())
+        writer.writerow(row)
+    return out.getvalue().encode("utf-8")
+
+
+def _cds_client(tmp: Path) -> tuple[dict[str, Any], Any]:
+    """The HIS as a CDS client: its key set on disk, the configuration naming it."""
+    key = ec.generate_private_key(ec.SECP384R1())
+    jwk = jwt.algorithms.ECAlgorithm.to_jwk(key.public_key(), as_dict=True)
+    jwk.update({"kid": "his-2026", "alg": "ES384"})
+    path = tmp / "his.jwks.json"
+    path.write_text(json.dumps({"keys": [jwk]}), "utf-8")
+    return {"public_base_url": CDS_BASE, "require_auth": True,
+            "clients": [{"iss": CDS_ISS, "jwks_file": str(path),
+                         "hospital_id": CDS_HOSPITAL}]}, key
+
+
+def _token(key: Any) -> str:
+    now = int(time.time())
+    return jwt.encode({"iss": CDS_ISS, "aud": f"{CDS_BASE}/jicai-order-sign", "iat": now,
+                       "exp": now + 120, "jti": str(uuid.uuid4())}, key, algorithm="ES384",
+                      headers={"kid": "his-2026"})
+
+
+async def _order_sign(replica: Replica, token: str) -> tuple[int, Any]:
+    return await replica.api("POST", "/cds-services/jicai-order-sign",
+                             data=(DATA / "ledger" / "order_sign_request.json").read_bytes(),
+                             headers={"Authorization": f"Bearer {token}",
+                                      "Content-Type": "application/json"})
+
+
+def _prescription(n: int) -> bytes:
+    return (sample("rde_o11_prescription_utf8.hl7")
+            .replace(b"RDE20261123000042", f"RDEONE{n:011d}".encode())
+            .replace(b"CF20261123000456", f"CFONE{n:011d}".encode()))
+
+
+def _workload() -> list[bytes]:
+    """Dispenses and prescriptions, each message once."""
+    return ([numbered_dispense(n, "ONE") for n in range(24)]
+            + [_prescription(n) for n in range(12)])
+
+
+async def _send_all(ports: list[int], messages: list[bytes]) -> None:
+    """Send every message once, spread over the ports, several connections at a time."""
+    async def lane(i: int) -> None:
+        client = await MLLPClient.connect(ports[i % len(ports)])
+        try:
+            for raw in messages[i::6]:
+                assert ack_fields(await client.send(raw))["MSA"][1] == "AA"
+        finally:
+            await client.close()
+    await asyncio.gather(*(lane(i) for i in range(6)))
+
+
+async def _all_folded(store: Any) -> bool:
+    rows = await store.query("SELECT count(*) FROM events WHERE folded = 0 AND held = 0")
+    return bool(rows[0][0] == 0)
+
+
+async def _ledger_totals(store: Any) -> list[tuple[Any, ...]]:
+    return sorted((r.hospital_id, r.national_code, r.kind, r.day, r.online, r.qty, r.amount)
+                  for r in await store.ledger.daily())
+
+
+async def test_three_replicas_act_as_one_gateway(replicas: Replicas, tmp_path: Path) -> None:
+    cds, key = _cds_client(tmp_path)
+    ledger = {"calendar_dir": str(ROOT / "config" / "calendar"),
+              "rules": str(ROOT / "config" / "rules.yaml")}  # no contracts yet
+    a, b, c = [await replicas.start(name, cds=cds, ledger=ledger) for name in "abc"]
+
+    # every event folded into the ledger exactly once, whichever replica took it: the
+    # totals equal those of one SQLite gateway given the same messages
+    work = _workload()
+    await _send_all([a.mllp_port, b.mllp_port, c.mllp_port], work)
+    single_cfg = make_config(tmp_path / "single", mllp_port=free_port(), http_port=0,
+                             platform_url="http://127.0.0.1:9/fsi/api/inventory",
+                             ledger=ledger)
+    single = TestServer(build_app(single_cfg), host="127.0.0.1")
+    await single.start_server()
+    try:
+        await _send_all([single_cfg.listeners[0].port or 0], work)
+        one = single.app[STORE]
+        await eventually(lambda: _all_folded(one), what="the single gateway folded all")
+        await eventually(lambda: _all_folded(a.store), what="the replicas folded all")
+        expected = await _ledger_totals(one)
+    finally:
+        await single.close()
+    assert expected and await _ledger_totals(a.store) == expected
+    events = await a.store.query("SELECT count(*), sum(folded) FROM events")
+    assert events == [(len(work), len(work))]  # one event per message, each folded once
+
+    # a mapping accepted through A: the item's next dispense, sent to B, goes out mapped
+    await a.api("POST", f"{API}/catalogs", params={"version": "2025-first"},
+                data=CATALOG.read_bytes(), headers={"Content-Type": "text/csv"}, expect=201)
+    assert (await c.send(held_dispense(0)))["MSA"][1] == "AA"  # held: nobody mapped it yet
+    _, answer = await a.api("POST", f"{API}/unmapped/{HOSPITAL}/Y9990001/accept",
+                            json={"rank": 1}, headers=OPERATOR, expect=201)
+    assert answer["released"] == 1
+    assert (await b.send(held_dispense(1)))["MSA"][1] == "AA"
+    docs = {"CFREPL00000", "CFREPL00001"}
+    await eventually(lambda: docs <= {s["rtal_docno"] for s in replicas.received()},
+                     what="both dispenses of the newly mapped item delivered")
+    sent = [s for s in replicas.received() if s["rtal_docno"] in docs]
+    assert {s["med_list_codg"] for s in sent} == {ANASTROZOLE_HISUN}
+    assert await b.store.query("SELECT count(*) FROM events WHERE held = 1") == [(0,)]
+    await eventually(lambda: _all_folded(b.store), what="the released events folded")
+    assert await b.store.query("SELECT count(*), sum(folded) FROM events") == [
+        (len(work) + 2, len(work) + 2)]
+
+    # contracts imported through B: A's CDS answer warns about the non-winning product
+    status, before = await _order_sign(a, _token(key))
+    assert status == 200 and before["cards"] == []
+    await b.api("POST", "/ledger/contracts", data=_contracts_around_today(),
+                headers={"Content-Type": "text/csv"}, expect=200)
+    started = time.monotonic()
+
+    async def warned() -> bool:
+        status, answer = await _order_sign(a, _token(key))
+        return status == 200 and bool(answer["cards"])
+    await eventually(warned, timeout=2.0, interval=0.02,
+                     what="replica A's CDS cards reflect the contracts imported on B")
+    assert time.monotonic() - started < 1.0  # heard at once (NOTIFY), not at a poll
+
+    # a CDS token used on A is refused on B (and on C)
+    token = _token(key)
+    status, answer = await _order_sign(a, token)
+    assert status == 200 and answer["cards"]
+    for other in (b, c):
+        status, refused = await _order_sign(other, token)
+        assert status == 401 and "jti" in refused["error"]
+    assert replicas.platform.duplicates == 0
