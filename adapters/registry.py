@@ -9,6 +9,7 @@ from importlib.metadata import entry_points
 from typing import Any, cast
 
 from adapters.base import Adapter
+from canonical.errors import GatewayError
 
 __all__ = ["ENTRY_POINT_GROUP", "UnknownAdapterError", "available", "create", "resolve"]
 
@@ -22,7 +23,7 @@ BUILTIN: dict[str, str] = {
 }
 
 
-class UnknownAdapterError(KeyError):
+class UnknownAdapterError(GatewayError, KeyError):
     """No adapter has that name; the message suggests the closest ones."""
 
     def __init__(self, name: str, known: list[str]) -> None:

@@ -1,7 +1,9 @@
 """Every object the gateway application shares, behind a typed ``web.AppKey``.
 
 Each is set by the cleanup context that starts it (``gateway/app.py``) and read by
-handlers through ``request.config_dict``, which sub-applications see too.
+handlers through ``request.config_dict``, which sub-applications see too. (The bundled
+platform simulator is an application of its own, also run alone by
+``simulate-platform``; its one key stays beside it.)
 """
 
 from __future__ import annotations

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
+from canonical.errors import GatewayError
 from gateway.ledger.ledger import DraftLine
 from gateway.rules import Finding, RuleSet
 
@@ -28,7 +29,7 @@ NATIONAL_SYSTEMS = frozenset({
 })
 
 
-class RequestError(ValueError):
+class RequestError(GatewayError, ValueError):
     """The hook request is malformed (HTTP 400)."""
 
 

@@ -23,6 +23,8 @@ from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Any
 
+from canonical.errors import GatewayError
+
 __all__ = [
     "Contract",
     "ContractFormatError",
@@ -41,7 +43,7 @@ _Z = re.compile(r"^Z[A-Z]\d\d[A-Z]{2}[A-Z]\d{4}\d{2}\d{2}\d{5}$")
 _C = re.compile(r"^C\d{19}(\d{7})?$")
 
 
-class ContractFormatError(ValueError):
+class ContractFormatError(GatewayError, ValueError):
     """A procurement-result file has bad rows; ``problems`` names each row and column."""
 
     def __init__(self, source: str, problems: list[str]) -> None:

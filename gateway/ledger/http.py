@@ -59,7 +59,7 @@ def ledger_app(ledger: LedgerRef,
             else:
                 contracts = read_contracts_json(orjson.loads(body), "request")
         except (ContractFormatError, orjson.JSONDecodeError, UnicodeDecodeError) as exc:
-            problems = getattr(exc, "problems", [str(exc)])
+            problems = exc.problems if isinstance(exc, ContractFormatError) else [str(exc)]
             return _json({"error": "bad procurement results", "problems": problems}, 400)
         n = await current_ledger(ledger).load_contracts(contracts, clock())
         return _json({"imported": n})
