@@ -203,9 +203,8 @@ class Ledger:
         self._by_generic: dict[tuple[str, str], list[Contract]] = {}
         self._counters: dict[str, Counters] = {}
         self._status_cache: dict[str, tuple[date, int, Contract, Counters, ContractStatus]] = {}
-        # bumped whenever contracts, counters or stock change; rule results for a line are
-        # reused while it stands (prescriptions repeat the same products all day)
-        self._view_version = 0
+        # rule results for a line, reused until contracts, counters or stock change
+        # (prescriptions repeat the same products all day)
         self._findings_cache: dict[tuple[Any, ...], tuple[Finding, ...]] = {}
         self._stock: dict[tuple[str, str], Decimal] = {}
         self._online: dict[tuple[str, str], list[Decimal]] = {}
@@ -289,7 +288,6 @@ class Ledger:
                     tot[0] += sign * amount
 
     def _changed(self) -> None:
-        self._view_version += 1
         self._findings_cache = {}
 
     def _rebuild(self, snap: LedgerSnapshot) -> None:

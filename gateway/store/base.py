@@ -311,10 +311,6 @@ class Store(Protocol):
         """Units per destination and state, read in one snapshot."""
         ...
 
-    async def events_after(self, seq: int, limit: int) -> list[tuple[int, Event]]:
-        """Committed events after sequence number ``seq``, in sequence order."""
-        ...
-
     async def release_held(
         self,
         remap: Callable[[Event], tuple[Event, bool, tuple[PlannedDelivery, ...]]],

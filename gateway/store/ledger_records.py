@@ -3,7 +3,8 @@
 The ledger folds committed events exactly once across every process sharing the store:
 a fold runs in a :class:`LedgerSession`, which holds the ledger's lock (on PostgreSQL the
 ``state_heads`` row of the ledger, so one process folds at a time); the events it folds
-are marked ``folded`` in the same transaction that writes their effects, and what the
+leave the ``ledger_pending`` queue (which every commit of a not held event, and every
+release of a held one, adds to) in the same transaction that writes their effects, and what the
 fold changed in the in-memory view (a :class:`LedgerChange`) is appended to a log under
 the next ledger version. Every process, the folding one included, applies the log in
 version order, so all views agree; a process that fell behind the oldest entry kept

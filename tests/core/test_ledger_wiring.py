@@ -32,7 +32,7 @@ async def test_ledger_folds_each_committed_dispense_once_and_reports_it(gateway)
     feed = gateway.app[LEDGER_FEED]
 
     async def unfolded() -> int:
-        rows = await gateway.store.query("SELECT count(*) FROM events WHERE folded = 0")
+        rows = await gateway.store.query("SELECT count(*) FROM ledger_pending")
         return int(rows[0][0])
     await eventually(lambda: feed.folded >= 5, what="the feed folded the dispenses")
     # each event is marked folded in the transaction that counted it: nothing is left to

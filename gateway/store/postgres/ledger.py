@@ -226,8 +226,8 @@ class _Session:
 
     async def unfolded(self, limit: int) -> list[int]:
         try:
-            rows = await self._con.fetch("SELECT seq FROM events WHERE folded = 0 AND held = 0"
-                                         " ORDER BY seq LIMIT $1", limit)
+            rows = await self._con.fetch("SELECT seq FROM ledger_pending ORDER BY seq LIMIT $1",
+                                         limit)
         except DB_ERRORS as exc:
             raise StoreError(f"cannot read unfolded events: {exc}") from exc
         return [int(r[0]) for r in rows]
@@ -249,8 +249,8 @@ class _Session:
         con = self._con
         version = self._locked.version
         try:
-            status = await con.execute("UPDATE events SET folded = 1 WHERE seq = ANY($1)"
-                                       " AND folded = 0 AND held = 0", list(writes.seqs))
+            status = await con.execute("DELETE FROM ledger_pending WHERE seq = ANY($1)",
+                                       list(writes.seqs))
             marked = int(status.rsplit(" ", 1)[1])
             if marked != len(set(writes.seqs)):
                 raise StoreError(f"{len(set(writes.seqs)) - marked} of the events to fold were"
@@ -412,7 +412,7 @@ class PostgresLedger:
                     "INSERT INTO ledger_trace_flags (hospital_id, code, first_event, first_day,"
                     " event_id, day, national_code) VALUES ($1, $2, $3, $4, $5, $6, $7)"
                     " ON CONFLICT DO NOTHING", [trace_flag_args(f) for f in data.trace_flags])
-                await con.execute("UPDATE events SET folded = 1 WHERE seq <= $1", data.cursor)
+                await con.execute("DELETE FROM ledger_pending WHERE seq <= $1", data.cursor)
             await _log_change(con, self, locked.version, LedgerChange(contracts=True))
             await locked.commit()
         self.store.changed(Topic.LEDGER)

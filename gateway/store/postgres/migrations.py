@@ -125,8 +125,8 @@ CREATE TABLE catalog_versions (
     body        BYTEA NOT NULL,
     PRIMARY KEY (kind, version)
 );
-ALTER TABLE events ADD COLUMN folded SMALLINT NOT NULL DEFAULT 0;
-CREATE INDEX events_unfolded ON events (seq) WHERE folded = 0 AND held = 0;
+CREATE TABLE ledger_pending (seq BIGINT PRIMARY KEY);
+INSERT INTO ledger_pending SELECT seq FROM events WHERE held = 0;
 CREATE TABLE ledger_contracts (
     contract_id TEXT PRIMARY KEY, body BYTEA NOT NULL, imported_at TEXT NOT NULL);
 CREATE TABLE ledger_daily (

@@ -302,6 +302,12 @@ class PostgresStore(GroupCommitting):
                         await self._note_unmapped(con, ev.hospital_id, note, forget, now,
                                                   int(held))
                 staged.append(StagedMessage(inc, message_id, False, seqs))
+            pending = [seq for m in staged for seq, held in zip(m.seqs, m.incoming.held,
+                                                                  strict=False)
+                       if seq is not None and not held]
+            if pending:  # for the ledger: committed, not held
+                await con.execute("INSERT INTO ledger_pending (seq)"
+                                  " SELECT unnest($1::bigint[])", pending)
             rows = outbox_rows(staged)
             msgids = await self._allocate(con, [r.hospital_id for r in rows], now)
             ids: list[int] = []
@@ -522,6 +528,7 @@ class PostgresStore(GroupCommitting):
             for r in released:
                 await con.execute("UPDATE events SET held = 0, body = $2 WHERE seq = $1",
                                   r.seq, event_json(r.event))
+                await con.execute("INSERT INTO ledger_pending (seq) VALUES ($1)", r.seq)
                 await con.execute(
                     "DELETE FROM unmapped WHERE hospital_id = $1 AND item_code = ANY($2::text[])",
                     r.event.hospital_id, r.item_codes)
@@ -541,12 +548,6 @@ class PostgresStore(GroupCommitting):
         if planned:
             self.changed(Topic.OUTBOX)
         return [r.event for r in released]
-
-    async def events_after(self, seq: int, limit: int) -> list[tuple[int, Event]]:
-        """Committed events after sequence number ``seq``, in commit order (ledger feed)."""
-        rows = await self._pool.fetch(
-            "SELECT seq, body FROM events WHERE seq > $1 ORDER BY seq LIMIT $2", seq, limit)
-        return [(r[0], decode_event(r[1])) for r in rows]
 
     # -- dead letters and replay -------------------------------------------
     async def list_outbox(self, query: OutboxQuery) -> list[OutboxRecord]:

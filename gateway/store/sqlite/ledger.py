@@ -157,8 +157,8 @@ def _mark_folded(con: sqlite3.Connection, seqs: Sequence[int]) -> None:
     for i in range(0, len(seqs), _CHUNK):
         chunk = seqs[i:i + _CHUNK]
         marks = ",".join("?" * len(chunk))
-        marked += con.execute(f"UPDATE events SET folded = 1 WHERE folded = 0 AND held = 0"
-                              f" AND seq IN ({marks})", chunk).rowcount
+        marked += con.execute(f"DELETE FROM ledger_pending WHERE seq IN ({marks})",
+                              chunk).rowcount
     if marked != len(set(seqs)):
         raise StoreError(f"{len(set(seqs)) - marked} of the events to fold were folded already"
                          " or are held")
@@ -182,7 +182,7 @@ class _Session:
     async def unfolded(self, limit: int) -> list[int]:
         def read(con: sqlite3.Connection) -> list[int]:
             return [r[0] for r in con.execute(
-                "SELECT seq FROM events WHERE folded = 0 AND held = 0 ORDER BY seq LIMIT ?",
+                "SELECT seq FROM ledger_pending ORDER BY seq LIMIT ?",
                 (limit,))]
         return await self._store.read(read)
 
@@ -234,7 +234,7 @@ class _Session:
 
 
 class SqliteLedger:
-    """The ledger's tables (``ledger_*``, the ``events.folded`` flags, the ledger's row
+    """The ledger's tables (``ledger_*``, the ``ledger_pending`` queue, the ledger's row
     of ``state_heads``)."""
 
     def __init__(self, store: SqliteAccess) -> None:
@@ -374,7 +374,7 @@ class SqliteLedger:
                 con.executemany("INSERT OR IGNORE INTO ledger_trace_flags VALUES"
                                 " (?, ?, ?, ?, ?, ?, ?)",
                                 [trace_flag_args(f) for f in data.trace_flags])
-                con.execute("UPDATE events SET folded = 1 WHERE seq <= ?", (data.cursor,))
+                con.execute("DELETE FROM ledger_pending WHERE seq <= ?", (data.cursor,))
             _log_change(con, self, _bump(con), LedgerChange(contracts=True))
             return first
         async with self._lock:

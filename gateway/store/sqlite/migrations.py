@@ -46,8 +46,10 @@ CREATE TABLE catalog_versions (
     body        BLOB NOT NULL,     -- codes.catalog_files.version_to_bytes
     PRIMARY KEY (kind, version)
 );
-ALTER TABLE events ADD COLUMN folded INTEGER NOT NULL DEFAULT 0;
-CREATE INDEX events_unfolded ON events (seq) WHERE folded = 0 AND held = 0;
+-- committed, not held events the ledger has not folded yet: a queue, a row leaves in the
+-- transaction that writes its event's effects (events themselves are never rewritten)
+CREATE TABLE ledger_pending (seq INTEGER PRIMARY KEY);
+INSERT INTO ledger_pending SELECT seq FROM events WHERE held = 0;
 CREATE TABLE ledger_contracts (
     contract_id TEXT PRIMARY KEY, body BLOB NOT NULL, imported_at TEXT NOT NULL);
 CREATE TABLE ledger_daily (

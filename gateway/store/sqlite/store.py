@@ -332,6 +332,7 @@ class SqliteStore(GroupCommitting):
                   for e in i.events])
         msg_rows: list[tuple[Any, ...]] = []
         event_rows: list[tuple[Any, ...]] = []
+        pending: list[tuple[int]] = []  # for the ledger: committed, not held
         staged: list[StagedMessage] = []
         for inc in items:
             key = (inc.sender, inc.control_id)
@@ -351,6 +352,8 @@ class SqliteStore(GroupCommitting):
                 seqs.append(next_seq)
                 event_rows.append((next_seq, ev.event_id, mid, ev.hospital_id, ev.kind.value,
                                    ev.occurred_at.isoformat(), int(held), event_json(ev)))
+                if not held:
+                    pending.append((next_seq,))
                 next_seq += 1
                 if held or ev.kind is EventKind.ITEM_MASTER:
                     note, forget = unmapped_changes(ev, held)
@@ -362,6 +365,7 @@ class SqliteStore(GroupCommitting):
                           " received_at, raw)", 8, msg_rows)
         _insert_many(con, "events (seq, event_id, message_id, hospital_id, kind, occurred_at,"
                           " held, body)", 8, event_rows)
+        _insert_many(con, "ledger_pending (seq)", 1, pending)
         _insert_many(con, "outbox (id, destination, event_seq, unit, hospital_id, stream,"
                           " msgid, created_at)", 8,
                      [(oid, r.destination, r.event_seq, r.unit, r.hospital_id, r.stream,
@@ -481,6 +485,7 @@ class SqliteStore(GroupCommitting):
             for r in released:
                 con.execute("UPDATE events SET held = 0, body = ? WHERE seq = ?",
                             (event_json(r.event), r.seq))
+                con.execute("INSERT INTO ledger_pending (seq) VALUES (?)", (r.seq,))
                 for d in r.deliveries:
                     con.execute(
                         "INSERT INTO outbox (destination, event_seq, unit, hospital_id,"
@@ -496,14 +501,6 @@ class SqliteStore(GroupCommitting):
         if released:
             self.changed(Topic.OUTBOX)
         return released
-
-    async def events_after(self, seq: int, limit: int) -> list[tuple[int, Event]]:
-        """Committed events after sequence number ``seq``, in commit order."""
-        def read(con: sqlite3.Connection) -> list[tuple[int, Event]]:
-            rows = con.execute("SELECT seq, body FROM events WHERE seq > ? ORDER BY seq LIMIT ?",
-                               (seq, limit)).fetchall()
-            return [(r[0], decode_event(r[1])) for r in rows]
-        return await self.read(read)
 
     async def writable(self) -> bool:
         """Whether a write transaction can commit now."""
