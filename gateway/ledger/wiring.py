@@ -180,13 +180,17 @@ class WarningPusher:
         self._spawn("prescription.warning", warning_payload(event, evaluation))
 
     async def check_deadlines(self, now: datetime) -> int:
-        """Push each overdue deadline once; returns how many were pushed."""
+        """Push each overdue deadline once across every replica sharing the store (the
+        store records who pushed it first); returns how many this process pushed."""
         n = 0
         for d in await self.ledger.deadlines(None, now):
             key = (d.hospital_id, d.kind, d.ref, d.state)
             if d.state not in _ALERT_STATES or key in self._told:
                 continue
             self._told.add(key)
+            if not await self.ledger.tables.claim_notice("deadline.overdue", "|".join(key),
+                                                         now.timestamp()):
+                continue  # another replica (or this one before a restart) sent it
             self._spawn("deadline.overdue", d.to_json())
             n += 1
         return n

@@ -319,6 +319,11 @@ class LedgerTables(Protocol):
         """
         ...
 
+    async def claim_notice(self, kind: str, key: str, at: float) -> bool:
+        """Record that the notice ``key`` of ``kind`` (e.g. an overdue deadline's webhook)
+        is being sent; False when it was already, by this process or another replica."""
+        ...
+
 
 class CdsTables(Protocol):
     """Cards issued, feedback on them, and the token ids already used.

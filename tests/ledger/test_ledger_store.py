@@ -4,6 +4,7 @@ an old ledger file taken over, token ids, cards and feedback."""
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import sqlite3
 from datetime import timedelta
@@ -131,6 +132,42 @@ async def test_a_fold_brings_a_view_up_to_contracts_imported_elsewhere_first(
     assert folder.status(c, NOW).received_qty == 9000
     await importer.catch_up()
     assert view_of(importer, NOW) == view_of(folder, NOW)
+
+
+class _Recorder:
+    """A webhook sender that records what it was asked to send."""
+
+    def __init__(self) -> None:
+        self.sent: list[tuple[str, str]] = []
+
+    async def send(self, event_type: str, payload: dict[str, Any]) -> None:
+        self.sent.append((event_type, payload["ref"]))
+
+    async def close(self) -> None:
+        """Nothing to close."""
+
+
+async def test_an_overdue_deadline_is_pushed_once_by_one_replica(
+        make_store: Any, calendar: WorkCalendar, rules: RuleSet) -> None:
+    from gateway.ledger.wiring import WarningPusher
+
+    store = await make_store()
+    other = store if make_store.backend == "sqlite" else await make_store()
+    a = await _ledger(store, calendar, rules)
+    b = await _ledger(other, calendar, rules, contracts=False)
+    await fold(a, [event(EventKind.RECEIPT, [(EXEMESTANE_WIN, 100, "2.1350")],
+                         at=cst(2026, 3, 2), doc="YS-OVERDUE")])
+    await b.catch_up()
+    senders = [_Recorder(), _Recorder()]
+    pushers = [WarningPusher(s, lg) for s, lg in zip(senders, (a, b), strict=True)]
+    later = cst(2026, 12, 1)  # the payment deadline has long passed
+    pushed = [await p.check_deadlines(later) for p in pushers]
+    pushed += [await p.check_deadlines(later) for p in pushers]  # the next minute's check
+    await asyncio.sleep(0)  # the pushes run as tasks
+    sent = senders[0].sent + senders[1].sent
+    assert sent == [("deadline.overdue", "YS-OVERDUE")] and sum(pushed) == 1
+    # a restarted gateway (a new pusher, nothing in memory) does not push it again
+    assert await WarningPusher(_Recorder(), b).check_deadlines(later) == 0
 
 
 async def test_deadlines_changed_by_hand_reach_every_view(

@@ -387,6 +387,16 @@ class PostgresLedger:
             "SELECT * FROM ledger_trace_flags WHERE hospital_id = $1 ORDER BY day, code",
             hospital_id)]
 
+    async def claim_notice(self, kind: str, key: str, at: float) -> bool:
+        """Record a notice as sent; False when any replica sent it before."""
+        try:
+            claimed = await self.store.pool.fetchval(
+                "INSERT INTO ledger_notices (kind, key, at) VALUES ($1, $2, $3)"
+                " ON CONFLICT DO NOTHING RETURNING true", kind, key, at)
+        except DB_ERRORS as exc:
+            raise StoreError(f"cannot record the notice: {exc}") from exc
+        return claimed is not None
+
     async def import_legacy(self, data: LedgerImport) -> bool:
         """Take over an old ledger file's state (see the protocol)."""
         async with self._locked() as locked:

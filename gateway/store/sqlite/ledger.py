@@ -345,6 +345,13 @@ class SqliteLedger:
                 (hospital_id,))]
         return await self.store.read(read)
 
+    async def claim_notice(self, kind: str, key: str, at: float) -> bool:
+        """Record a notice as sent; False when it was sent before."""
+        def write(con: sqlite3.Connection) -> bool:
+            return con.execute("INSERT OR IGNORE INTO ledger_notices VALUES (?, ?, ?)",
+                               (kind, key, at)).rowcount == 1
+        return await self.store.write(write)
+
     async def import_legacy(self, data: LedgerImport) -> bool:
         """Take over an old ledger file's state (see the protocol)."""
         def write(con: sqlite3.Connection) -> bool:

@@ -74,6 +74,9 @@ CREATE TABLE ledger_trace_flags (
     hospital_id TEXT NOT NULL, code TEXT NOT NULL, first_event TEXT NOT NULL,
     first_day TEXT NOT NULL, event_id TEXT NOT NULL, day TEXT NOT NULL,
     national_code TEXT NOT NULL, PRIMARY KEY (hospital_id, code, event_id));
+-- notices (webhooks) already sent by some replica: each is sent once
+CREATE TABLE ledger_notices (
+    kind TEXT NOT NULL, key TEXT NOT NULL, at REAL NOT NULL, PRIMARY KEY (kind, key));
 CREATE TABLE ledger_changes (
     version INTEGER PRIMARY KEY, at REAL NOT NULL, body BLOB NOT NULL);
 CREATE TABLE cds_cards (
