@@ -36,7 +36,7 @@ __all__ = [
 class Topic(StrEnum):
     """What changed in the store; replicas hear of it (PostgreSQL NOTIFY) and catch up."""
 
-    OUTBOX = "outbox"  # outbox rows committed or replayed: the mirrors have work
+    OUTBOX = "outbox"  # events committed or released, rows replayed: mirrors and ledger work
     CROSSWALK = "crosswalk"  # crosswalk entries changed (audit rows appended)
     CATALOG = "catalog"  # a national catalog version was stored
     LEDGER = "ledger"  # ledger changes appended (folds, contracts, deadlines)

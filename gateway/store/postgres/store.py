@@ -543,9 +543,9 @@ class PostgresStore(GroupCommitting):
                     "INSERT INTO outbox_groups (destination, hospital_id, stream)"
                     " VALUES ($1, $2, $3) ON CONFLICT DO NOTHING",
                     d.destination, ev.hospital_id, ev.stream)
-            if planned:
+            if released:  # outbox rows for the mirrors, queued events for the ledger
                 await self.notify(con, Topic.OUTBOX)
-        if planned:
+        if released:
             self.changed(Topic.OUTBOX)
         return [r.event for r in released]
 
