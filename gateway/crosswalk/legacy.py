@@ -59,14 +59,18 @@ async def import_legacy_crosswalk(data_dir: Path, store: Store) -> int:
         return 0
     records = await asyncio.get_running_loop().run_in_executor(None, _read_audit, path)
     if records:
-        await store.crosswalk.change(0, lambda missed: () if missed else records)
+        _, stored = await store.crosswalk.change(0, lambda missed: () if missed else records)
+        if not stored:  # another replica's file was imported first
+            log.warning("%s is left as it is: another gateway imported its crosswalk into the"
+                        " store first", path)
+            return 0
     _retire(path)
     log.info("crosswalk: %d audited change(s) moved from %s into the store", len(records), path)
     return len(records)
 
 
 async def import_legacy_catalogs(data_dir: Path, store: Store) -> int:
-    """Store the versions under ``<data_dir>/catalogs/`` (for kinds the store has none of).
+    """Store the versions under ``<data_dir>/catalogs/`` that the store lacks (by label).
 
     Returns:
         How many versions were imported.
@@ -77,14 +81,11 @@ async def import_legacy_catalogs(data_dir: Path, store: Store) -> int:
     loop = asyncio.get_running_loop()
     n = 0
     for kind in CatalogKind:
-        versions = list_versions(data_dir, kind)
-        if not versions:
-            continue
-        if await store.catalogs.versions(kind):
-            log.warning("%s catalogs under %s are left as they are: the store has its own",
-                        kind, folder)
-            continue
-        for info in versions:
+        # version by version, so that an import cut short goes on where it stopped
+        stored = {v.version for v in await store.catalogs.versions(kind)}
+        for info in list_versions(data_dir, kind):
+            if info.version in stored:
+                continue
             version = await loop.run_in_executor(None, load_version, data_dir, kind,
                                                  info.version)
             await store.catalogs.save(version)

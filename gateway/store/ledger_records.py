@@ -211,18 +211,12 @@ class FeedbackRow(msgspec.Struct, frozen=True):
 
 
 class LedgerImport(msgspec.Struct, frozen=True):
-    """The state of a ledger kept in its own file by earlier releases (``ledger.db``),
-    and the last event sequence number it had folded."""
+    """What a ledger kept in its own file by earlier releases (``ledger.db``) knows that
+    the store's events do not."""
 
     source: str
-    cursor: int
     contracts: tuple[tuple[str, dict[str, Any], str], ...] = ()  # id, body, imported_at
-    daily: tuple[DailyRow, ...] = ()
-    stock: tuple[tuple[str, str, Decimal], ...] = ()
     deadlines: tuple[DeadlineRow, ...] = ()
-    price_flags: tuple[PriceFlag, ...] = ()
-    trace_sales: tuple[TraceSale, ...] = ()
-    trace_flags: tuple[TraceFlag, ...] = ()
     cards: tuple[CardRow, ...] = ()
     feedback: tuple[FeedbackRow, ...] = ()
 
@@ -308,14 +302,16 @@ class LedgerTables(Protocol):
         """Traceability codes sold more than once (R14), by day."""
         ...
 
-    async def import_legacy(self, data: LedgerImport) -> bool:
-        """Take over an old ledger file's state in one transaction (a new version that
-        rebuilds every view), marking the events up to its cursor folded.
+    async def import_legacy(self, data: LedgerImport) -> None:
+        """Take over what an old ledger file knows that the store's events do not, in one
+        transaction (a new version that rebuilds every view): contracts, deadlines as
+        closed or reminded by hand, CDS cards and feedback; what the store already has is
+        kept (several replicas of an earlier release each had a file).
 
-        Only the first file imported into a store brings its totals (replicas of an
-        earlier release each kept a full copy of them); later ones add only contracts,
-        cards and feedback the store does not have. Returns True when the totals were
-        taken.
+        Totals, stock and flags are not taken: the store folds every event again from its
+        own events (the migration queued them all), with this release's rules — an old
+        file counted held events' mapped lines before mapping and, on PostgreSQL, held only
+        part of the deployment's events.
         """
         ...
 

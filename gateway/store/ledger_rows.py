@@ -33,7 +33,6 @@ __all__ = [
     "CARD_COLUMNS",
     "DEADLINE_COLUMNS",
     "FEEDBACK_COLUMNS",
-    "IMPORT_HEAD",
     "KEEP_CHANGES",
     "KEEP_CHANGES_S",
     "PRUNE_EVERY",
@@ -56,7 +55,6 @@ __all__ = [
     "price_flag_from_row",
     "stock_args",
     "stock_from_row",
-    "trace_flag_args",
     "trace_flag_from_row",
     "trace_sale_args",
 ]
@@ -66,10 +64,6 @@ __all__ = [
 KEEP_CHANGES = 10_000
 KEEP_CHANGES_S = 3600.0
 PRUNE_EVERY = 100  # versions between two prunings of the log
-
-# the state_heads row that records an old ledger file's totals were imported (its
-# version: that file's cursor); later files add only what the store does not have
-IMPORT_HEAD = "ledger_import"
 
 DEADLINE_COLUMNS = ("hospital_id, kind, ref, opened_at, due_at, closed_at, reminded_at,"
                     " detail")
@@ -193,12 +187,6 @@ def price_flag_from_row(r: Any) -> PriceFlag:
 def trace_sale_args(t: TraceSale) -> tuple[str, str, str, str, str]:
     """``ledger_trace`` columns."""
     return t.hospital_id, t.code, t.event_id, t.national_code, t.day.isoformat()
-
-
-def trace_flag_args(f: TraceFlag) -> tuple[str, str, str, str, str, str, str]:
-    """``ledger_trace_flags`` columns."""
-    return (f.hospital_id, f.code, f.first_event, f.first_day.isoformat(), f.event_id,
-            f.day.isoformat(), f.national_code)
 
 
 def trace_flag_from_row(r: Any) -> TraceFlag:

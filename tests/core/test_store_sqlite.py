@@ -158,3 +158,28 @@ async def test_commit_listeners_hear_new_events_in_order_and_never_duplicates(
     seqs = [s for s, _ in heard]
     assert seqs == sorted(seqs) and len(set(seqs)) == 21
     await store.close()
+
+
+async def test_a_store_newer_than_the_gateway_refuses_to_start_and_leaves_nothing_open(
+        tmp_path: Path) -> None:
+    import sqlite3
+
+    from canonical.errors import StoreError
+
+    path = tmp_path / "gw.db"
+    first = SqliteStore(path)
+    await first.start()
+    await first.close()
+    con = sqlite3.connect(path)
+    con.execute("INSERT INTO schema_version VALUES (999)")  # written by a newer release
+    con.commit()
+    con.close()
+    store = SqliteStore(path)
+    with pytest.raises(StoreError, match="newer than this gateway"):
+        await store.start()
+    assert store.closed
+    con = sqlite3.connect(path, timeout=0.1)  # no connection of ours holds it
+    con.execute("BEGIN IMMEDIATE")
+    con.execute("DELETE FROM schema_version WHERE version = 999")
+    con.execute("COMMIT")
+    con.close()

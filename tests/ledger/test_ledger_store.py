@@ -305,49 +305,56 @@ def _old_ledger_file(path: Path, cursor: int, *, received: int = 12000,
     db.close()
 
 
-async def test_an_old_ledger_file_is_taken_over_once_with_its_events_counted_as_folded(
+async def test_an_old_ledger_file_brings_its_decisions_and_the_store_refolds_the_totals(
         make_store: Any, calendar: WorkCalendar, rules: RuleSet, tmp_path: Path) -> None:
     store = await make_store()
-    # the store holds five events; the old ledger had folded the first three
+    # the store holds five receipts and one held one (its second item not mapped yet);
+    # the old file counted other totals (12,000) and the held receipt's mapped line
     events = [event(EventKind.RECEIPT, [(EXEMESTANE_WIN, 1000, "2.1350")], at=cst(2026, 2, d),
                     event_id=f"old-{d}") for d in range(1, 6)]
     for ev in events:
         await store.commit(incoming([ev]))
+    held = event(EventKind.RECEIPT, [(EXEMESTANE_WIN, 500, "2.1350"), ("", 300, "2.1350")],
+                 at=cst(2026, 2, 20), event_id="old-held", doc="YS-HELD")
+    await store.commit(msgspec.structs.replace(incoming([held]), held=(True,)))
     path = tmp_path / "legacy" / "ledger.db"
     path.parent.mkdir()
-    _old_ledger_file(path, cursor=3)
+    _old_ledger_file(path, cursor=6)
     assert await import_legacy_ledger(path, store)
     assert not path.exists() and (tmp_path / "legacy" / "ledger.db.imported").exists()
     assert not await import_legacy_ledger(path, store)  # once
-    assert await _count(store, _FOLDED) == 3
     lg = await _ledger(store, calendar, rules, contracts=False)
     assert len(lg.contracts()) == 3  # the file's contracts
-    assert [o.ref for o in lg.open_orders()] == ["PO-OLD"]
-    assert lg.stock(HOSPITAL, EXEMESTANE_WIN) == 11960
-    assert await fold(lg, []) == 2  # events 4 and 5, never the first three again
-    [c] = [c for c in lg.contracts(HOSPITAL) if EXEMESTANE_WIN in c.winning_codes]
-    assert lg.status(c, NOW).received_qty == 12000 + 2000
-    assert lg.stock(HOSPITAL, EXEMESTANE_WIN) == 11960 + 2000
-    flags = await lg.price_flags(HOSPITAL)
-    assert [(f.event_id, f.line, f.price) for f in flags] == [("old-2", 1, Decimal("2.1400"))]
-    [tf] = await lg.trace_flags(HOSPITAL)
-    assert (tf.first_event, tf.event_id) == ("old-3", "old-4")
+    # the decisions taken by hand come over: the reminder sent, the filing closed
     deadlines = {d.ref: d for d in await lg.deadlines(HOSPITAL, NOW)}
     assert deadlines["YJ-OLD"].state == "met"
     assert deadlines["PO-OLD"].state == "escalate"
     [(card, fb)] = await lg.cds.feedback_rows()
     assert (card.doctor, card.suggestions, fb and fb.outcome) == (
         "Practitioner/D1", ("s-1",), "overridden")
+    # the totals are the store's events folded once, not the file's
+    assert await fold(lg, []) == 5
+    [c] = [c for c in lg.contracts(HOSPITAL) if EXEMESTANE_WIN in c.winning_codes]
+    assert lg.status(c, NOW).received_qty == 5000
+    assert lg.stock(HOSPITAL, EXEMESTANE_WIN) == 5000
 
-    # a second old file (another replica's copy of the same totals) adds only what the
-    # store lacks: its totals would count everything twice
+    # the receipt held at the upgrade counts once, whole, when its item is mapped
+    def remap(ev: Event) -> tuple[Event, bool, tuple[()]]:
+        line = msgspec.structs.replace(ev.lines[1], national_code=EXEMESTANE_PFIZER)
+        return ev.with_lines((ev.lines[0], line)), False, ()
+    assert [e.event_id for e in await store.release_held(remap)] == ["old-held"]
+    assert await fold(lg, []) == 1
+    assert lg.status(c, NOW).received_qty == 5500
+    assert await _count(store, _FOLDED) == 6
+
+    # another replica's file adds what the store lacks, and changes no total
     other = tmp_path / "other" / "ledger.db"
     other.parent.mkdir()
-    _old_ledger_file(other, cursor=5, received=99999, card="card-2")
+    _old_ledger_file(other, cursor=6, received=99999, card="card-2")
     assert await import_legacy_ledger(other, store)
     await lg.catch_up()
-    assert lg.status(c, NOW).received_qty == 14000
-    assert await _count(store, _FOLDED) == 5
+    assert lg.status(c, NOW).received_qty == 5500
+    assert await fold(lg, []) == 0
     assert sorted(card.uuid for card, _ in await lg.cds.feedback_rows()) == ["card-1", "card-2"]
 
 

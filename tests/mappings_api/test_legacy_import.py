@@ -109,3 +109,31 @@ async def test_an_old_crosswalk_is_not_imported_over_a_crosswalk_in_the_store(la
     _, after = await gw.api("GET", "/entries", params={"limit": "1000"}, expect=200)
     assert after == before
     assert (launcher.tmp / "var" / "crosswalk.db").exists()  # left for the operator to judge
+
+
+async def test_catalog_versions_the_store_lacks_are_imported_one_by_one(
+        launcher, tmp_path) -> None:
+    """An import cut short (one version stored, the folder not yet renamed) goes on."""
+    from codes.catalog_files import load_version
+    from gateway.crosswalk.legacy import import_legacy_catalogs
+    from gateway.store.sqlite import SqliteStore
+
+    var = tmp_path / "old"
+    var.mkdir()
+    at = datetime(2026, 3, 2, 9, 30, tzinfo=CHINA_TZ)
+    imported = import_catalog_file(CATALOG)
+    for label in ("2025-first", "2025-second"):
+        save_version(var, version_from_import(imported, label, imported_at=at,
+                                              source=CATALOG.name))
+    store = SqliteStore(tmp_path / "gw.db")
+    await store.start()
+    try:
+        from codes import CatalogKind
+
+        await store.catalogs.save(load_version(var, CatalogKind.DRUG, "2025-first"))
+        assert await import_legacy_catalogs(var, store) == 1
+        assert [v.version for v in await store.catalogs.versions(CatalogKind.DRUG)] == [
+            "2025-first", "2025-second"]
+        assert (var / "catalogs.imported").is_dir()
+    finally:
+        await store.close()

@@ -84,10 +84,23 @@ class PostgresCds:
             log.exception("could not store issued CDS cards; retrying")
 
     async def card(self, uuid: str) -> CardRow | None:
-        """One issued card (kept here, or stored by any replica)."""
+        """One issued card (kept here, or stored by any replica).
+
+        A card another replica issued a moment ago may still wait for its batch write
+        there: a card not found is looked for again until two batch intervals passed.
+        """
         kept = self._cards.get(uuid)
         if kept is not None:
             return kept
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + 2 * self.flush_interval_s
+        while True:
+            found = await self._stored_card(uuid)
+            if found is not None or loop.time() >= deadline:
+                return found
+            await asyncio.sleep(self.flush_interval_s / 5)
+
+    async def _stored_card(self, uuid: str) -> CardRow | None:
         try:
             row = await self._store.pool.fetchrow(
                 f"SELECT {CARD_COLUMNS} FROM cds_cards WHERE uuid = $1", uuid)

@@ -34,7 +34,6 @@ from gateway.store.ledger_rows import (
     CARD_COLUMNS,
     DEADLINE_COLUMNS,
     FEEDBACK_COLUMNS,
-    IMPORT_HEAD,
     KEEP_CHANGES,
     KEEP_CHANGES_S,
     PRUNE_EVERY,
@@ -54,7 +53,6 @@ from gateway.store.ledger_rows import (
     price_flag_from_row,
     stock_args,
     stock_from_row,
-    trace_flag_args,
     trace_flag_from_row,
     trace_sale_args,
 )
@@ -397,33 +395,27 @@ class PostgresLedger:
             raise StoreError(f"cannot record the notice: {exc}") from exc
         return claimed is not None
 
-    async def import_legacy(self, data: LedgerImport) -> bool:
-        """Take over an old ledger file's state (see the protocol)."""
+    async def import_legacy(self, data: LedgerImport) -> None:
+        """Take over an old ledger file's contracts, deadline decisions, cards and feedback
+        (see the protocol)."""
         async with self._locked() as locked:
             con = locked.con
-            first = await con.fetchval(
-                "INSERT INTO state_heads (topic, version) VALUES ($1, $2) ON CONFLICT DO NOTHING"
-                " RETURNING true", IMPORT_HEAD, data.cursor) is not None
             await con.executemany(
                 "INSERT INTO ledger_contracts (contract_id, body, imported_at) VALUES ($1, $2,"
                 " $3) ON CONFLICT DO NOTHING",
                 [(cid, contract_body(body), at) for cid, body, at in data.contracts])
+            await con.executemany(
+                f"INSERT INTO ledger_deadlines ({DEADLINE_COLUMNS}) VALUES ($1, $2, $3, $4, $5,"
+                " $6, $7, $8) ON CONFLICT (hospital_id, kind, ref) DO UPDATE SET"
+                " closed_at = coalesce(ledger_deadlines.closed_at, excluded.closed_at),"
+                " reminded_at = coalesce(ledger_deadlines.reminded_at, excluded.reminded_at)",
+                [deadline_args(d) for d in data.deadlines])
             await con.executemany(
                 f"INSERT INTO cds_cards ({CARD_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7,"
                 " $8, $9) ON CONFLICT DO NOTHING", [card_args(c) for c in data.cards])
             await con.executemany(
                 f"INSERT INTO cds_feedback ({FEEDBACK_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6,"
                 " $7) ON CONFLICT DO NOTHING", [feedback_args(f) for f in data.feedback])
-            if first:
-                await _write_totals(con, LedgerWrites(
-                    seqs=(), daily=data.daily, stock=data.stock, deadlines=data.deadlines,
-                    price_flags=data.price_flags, trace_sales=data.trace_sales))
-                await con.executemany(
-                    "INSERT INTO ledger_trace_flags (hospital_id, code, first_event, first_day,"
-                    " event_id, day, national_code) VALUES ($1, $2, $3, $4, $5, $6, $7)"
-                    " ON CONFLICT DO NOTHING", [trace_flag_args(f) for f in data.trace_flags])
-                await con.execute("DELETE FROM ledger_pending WHERE seq <= $1", data.cursor)
             await _log_change(con, self, locked.version, LedgerChange(contracts=True))
             await locked.commit()
         self.store.changed(Topic.LEDGER)
-        return first

@@ -35,7 +35,6 @@ from gateway.store.ledger_rows import (
     CARD_COLUMNS,
     DEADLINE_COLUMNS,
     FEEDBACK_COLUMNS,
-    IMPORT_HEAD,
     KEEP_CHANGES,
     KEEP_CHANGES_S,
     PRUNE_EVERY,
@@ -55,7 +54,6 @@ from gateway.store.ledger_rows import (
     price_flag_from_row,
     stock_args,
     stock_from_row,
-    trace_flag_args,
     trace_flag_from_row,
     trace_sale_args,
 )
@@ -352,37 +350,22 @@ class SqliteLedger:
                                (kind, key, at)).rowcount == 1
         return await self.store.write(write)
 
-    async def import_legacy(self, data: LedgerImport) -> bool:
-        """Take over an old ledger file's state (see the protocol)."""
-        def write(con: sqlite3.Connection) -> bool:
-            first = con.execute("INSERT OR IGNORE INTO state_heads VALUES (?, ?)",
-                                (IMPORT_HEAD, data.cursor)).rowcount == 1
+    async def import_legacy(self, data: LedgerImport) -> None:
+        """Take over an old ledger file's contracts, deadline decisions, cards and feedback
+        (see the protocol)."""
+        def write(con: sqlite3.Connection) -> None:
             con.executemany("INSERT OR IGNORE INTO ledger_contracts VALUES (?, ?, ?)",
                             [(cid, contract_body(body), at) for cid, body, at in data.contracts])
+            con.executemany(f"INSERT INTO ledger_deadlines ({DEADLINE_COLUMNS})"
+                            " VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO UPDATE SET"
+                            " closed_at = coalesce(ledger_deadlines.closed_at,"
+                            " excluded.closed_at), reminded_at ="
+                            " coalesce(ledger_deadlines.reminded_at, excluded.reminded_at)",
+                            [deadline_args(d) for d in data.deadlines])
             con.executemany(f"INSERT OR IGNORE INTO cds_cards ({CARD_COLUMNS}) VALUES"
                             " (?, ?, ?, ?, ?, ?, ?, ?, ?)", [card_args(c) for c in data.cards])
             con.executemany(f"INSERT OR IGNORE INTO cds_feedback ({FEEDBACK_COLUMNS}) VALUES"
                             " (?, ?, ?, ?, ?, ?, ?)", [feedback_args(f) for f in data.feedback])
-            if first:
-                con.executemany(
-                    "INSERT INTO ledger_daily VALUES (?, ?, ?, ?, ?, ?, ?)"
-                    " ON CONFLICT DO UPDATE SET qty = qty + excluded.qty,"
-                    " amount = amount + excluded.amount", [daily_args(r) for r in data.daily])
-                con.executemany("INSERT OR REPLACE INTO ledger_stock VALUES (?, ?, ?)",
-                                [stock_args(*s) for s in data.stock])
-                con.executemany(f"INSERT OR IGNORE INTO ledger_deadlines ({DEADLINE_COLUMNS})"
-                                " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                                [deadline_args(d) for d in data.deadlines])
-                con.executemany("INSERT OR IGNORE INTO ledger_price_flags VALUES"
-                                " (?, ?, ?, ?, ?, ?, ?)",
-                                [price_flag_args(f) for f in data.price_flags])
-                con.executemany("INSERT OR IGNORE INTO ledger_trace VALUES (?, ?, ?, ?, ?)",
-                                [trace_sale_args(t) for t in data.trace_sales])
-                con.executemany("INSERT OR IGNORE INTO ledger_trace_flags VALUES"
-                                " (?, ?, ?, ?, ?, ?, ?)",
-                                [trace_flag_args(f) for f in data.trace_flags])
-                con.execute("DELETE FROM ledger_pending WHERE seq <= ?", (data.cursor,))
             _log_change(con, self, _bump(con), LedgerChange(contracts=True))
-            return first
         async with self._lock:
-            return await self.store.write(write, Topic.LEDGER)
+            await self.store.write(write, Topic.LEDGER)

@@ -219,12 +219,24 @@ class SqliteStore(GroupCommitting):
         self._migrate()
 
     async def start(self) -> None:
-        """Open both connections and apply the schema."""
+        """Open both connections and apply the schema; on failure nothing stays open.
+
+        Raises:
+            StoreError: the file cannot be opened, or its schema is newer than ours.
+        """
         loop = asyncio.get_running_loop()
         try:
             await loop.run_in_executor(self._writer, self._start_sync)
             self._rcon = await loop.run_in_executor(self._reader, self._open)
-        except sqlite3.Error as exc:
+        except (sqlite3.Error, StoreError) as exc:
+            for con, pool in ((self._wcon, self._writer), (self._rcon, self._reader)):
+                if con is not None:
+                    await loop.run_in_executor(pool, con.close)
+            self._writer.shutdown(wait=True)
+            self._reader.shutdown(wait=True)
+            self.closed = True
+            if isinstance(exc, StoreError):
+                raise
             raise StoreError(f"cannot open store {self.path}: {exc}") from exc
         self._checkpointer = asyncio.create_task(self._checkpoint_loop())
 
