@@ -373,6 +373,11 @@ class Ledger:
         Raises:
             StoreError: nothing was folded.
         """
+        if not await self.tables.pending():
+            # nothing queued, so no need to take the ledger's lock; a fold catches the
+            # view up, and so does this
+            await self.catch_up()
+            return []
         async with self._lock:
             async with self.tables.folding() as session:
                 if session.version != self.version:

@@ -262,6 +262,10 @@ class LedgerSession(Protocol):
 class LedgerTables(Protocol):
     """The ledger's tables."""
 
+    async def pending(self) -> bool:
+        """Whether any event waits to be folded (read without the ledger's lock)."""
+        ...
+
     def folding(self) -> AbstractAsyncContextManager[LedgerSession]:
         """A fold session (one at a time across every process)."""
         ...

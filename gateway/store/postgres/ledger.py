@@ -295,6 +295,15 @@ class PostgresLedger:
         except DB_ERRORS as exc:
             raise StoreError(f"ledger transaction failed: {exc}") from exc
 
+    async def pending(self) -> bool:
+        """Whether any event waits to be folded (no lock: a replica told of commits asks
+        before it takes the ledger's lock)."""
+        try:
+            return bool(await self.store.pool.fetchval(
+                "SELECT EXISTS (SELECT 1 FROM ledger_pending)"))
+        except DB_ERRORS as exc:
+            raise StoreError(f"cannot read the ledger's queue: {exc}") from exc
+
     @asynccontextmanager
     async def folding(self) -> AsyncIterator[_Session]:
         """A fold session holding the ledger's lock (other replicas' folds wait)."""

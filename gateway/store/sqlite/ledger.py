@@ -242,6 +242,11 @@ class SqliteLedger:
         self.prune_every = PRUNE_EVERY
         self._lock = asyncio.Lock()
 
+    async def pending(self) -> bool:
+        """Whether any event waits to be folded."""
+        return bool(await self.store.read(
+            lambda con: con.execute("SELECT EXISTS (SELECT 1 FROM ledger_pending)").fetchone()[0]))
+
     @asynccontextmanager
     async def folding(self) -> AsyncIterator[_Session]:
         """A fold session; other ledger writes of this process wait until it ends."""
