@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from datetime import datetime
 from typing import Any, ClassVar
@@ -79,6 +80,9 @@ class HL7v2Adapter:
         if not control_id:
             raise MessageRejected("MSH-10 (message control id) is empty",
                                   code="101", location="MSH-10", reject=True)
+        if _CONTROL.search(control_id):
+            raise MessageRejected("MSH-10 (message control id) holds control characters",
+                                  code="102", location="MSH-10", reject=True)
         mtype = msg.message_type
         if not msh.get(9, 1):
             raise MessageRejected("MSH-9 (message type) is empty",
@@ -169,6 +173,15 @@ def _codec_or_utf8(charset: str) -> str:
         return "utf-8"
 
 
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+
+
+def _clean(value: str) -> str:
+    """A value copied from the message into the ACK, without control characters: a
+    ``\x1c`` there would end the sender's MLLP frame early."""
+    return _CONTROL.sub("", value)
+
+
 def _ack_header(msg: Message) -> AckHeader:
     msh = msg.msh
     response, structure, tail, level = "ACK", "ACK", "", ""
@@ -176,17 +189,18 @@ def _ack_header(msg: Message) -> AckHeader:
     mfi = msg.find("MFI") if msh.get(9, 1) == "MFN" else None
     if mfi is not None:  # a master file is answered with MFK, which must echo the MFI
         response, structure = "MFK", "MFK_M01"
-        tail = msg.seps.field.join(mfi.fields)
-        level = mfi.get(6)
-        entries = tuple((e.get(1), e.raw(2), e.raw(4), e.raw(5))
-                        for e in msg.segments if e.name == "MFE")
+        tail = _clean(msg.seps.field.join(mfi.fields))
+        level = _clean(mfi.get(6))
+        entries = tuple((_clean(e.get(1)), _clean(e.raw(2)), _clean(e.raw(4)),
+                         _clean(e.raw(5))) for e in msg.segments if e.name == "MFE")
     return AckHeader(
         seps=msg.seps,
-        sending_app=msh.raw(3), sending_facility=msh.raw(4),
-        receiving_app=msh.raw(5), receiving_facility=msh.raw(6),
-        control_id=msh.raw(10), trigger=msh.get(9, 2),
-        version=msh.get(12) or "2.5", charset=msh.raw(18), response=response,
-        structure=structure, tail=tail, response_level=level, entries=entries,
+        sending_app=_clean(msh.raw(3)), sending_facility=_clean(msh.raw(4)),
+        receiving_app=_clean(msh.raw(5)), receiving_facility=_clean(msh.raw(6)),
+        control_id=_clean(msh.raw(10)), trigger=_clean(msh.get(9, 2)),
+        version=_clean(msh.get(12)) or "2.5", charset=_clean(msh.raw(18)),
+        response=response, structure=structure, tail=tail, response_level=level,
+        entries=entries,
     )
 
 

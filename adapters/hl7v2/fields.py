@@ -10,7 +10,7 @@ from datetime import datetime
 from decimal import Decimal, InvalidOperation
 
 from adapters.hl7v2.layout import ZFields, ZLayout
-from adapters.hl7v2.message import Segment
+from adapters.hl7v2.message import Segment, ascii_digits
 from canonical.errors import MessageRejected
 from canonical.model import Party
 
@@ -32,7 +32,7 @@ def decimal(value: str, location: str) -> Decimal:
 
 def hl7_date(value: str) -> str:
     """An HL7 DT/DTM as an ISO date (``20280814`` → ``2028-08-14``); other text unchanged."""
-    if len(value) >= 8 and value[:8].isdigit():
+    if len(value) >= 8 and ascii_digits(value[:8]):
         return f"{value[0:4]}-{value[4:6]}-{value[6:8]}"
     return value
 

@@ -21,6 +21,7 @@ __all__ = [
     "Message",
     "Segment",
     "Separators",
+    "ascii_digits",
     "charset_codec",
     "decode_message",
     "escape",
@@ -53,7 +54,9 @@ def charset_codec(msh18: str) -> str:
     Raises:
         MessageRejected: the charset is not one the gateway supports.
     """
-    key = msh18.strip().upper()
+    # only spaces around the name: str.strip() would also drop \x1c-\x1f, and a value
+    # carrying them is not a character set name
+    key = msh18.strip(" ").upper()
     try:
         return _CHARSETS[key]
     except KeyError:
@@ -231,8 +234,26 @@ class Segment:
         return out
 
     def all(self, n: int, component: int = 1) -> list[str]:
-        """Decoded component of every repetition of field n."""
-        return [self.get(n, component, rep=i + 1) for i in range(len(self.repetitions(n)))]
+        """Decoded component of every repetition of field n.
+
+        The field is split once: picking repetition i out of the whole field for each i
+        would cost the square of the repetitions (tens of thousands of traceability codes
+        in one field).
+        """
+        seps = self._seps
+        out = []
+        for rep in self.repetitions(n):
+            if component == 1:
+                i = rep.find(seps.component)
+                if i >= 0:
+                    rep = rep[:i]
+            else:
+                rep = _pick(rep, seps.component, component)
+            i = rep.find(seps.subcomponent)
+            if i >= 0:
+                rep = rep[:i]
+            out.append(_unescape(rep, seps, self._codec) if seps.escape in rep else rep)
+        return out
 
 
 class Message:
@@ -387,6 +408,11 @@ def decode_message(raw: bytes, default_codec: str = "utf-8") -> Message:
     return Message(segments, seps, codec)
 
 
+def ascii_digits(value: str) -> bool:
+    """Only the digits 0-9 (``str.isdigit`` also takes ``²`` and other scripts' digits)."""
+    return value.isascii() and value.isdigit()
+
+
 def parse_ts(value: str, location: str) -> datetime | None:
     """Parse an HL7 DTM (YYYY[MM[DD[HH[MM[SS[.S+]]]]]][+/-ZZZZ]); China time when no zone.
 
@@ -401,7 +427,9 @@ def parse_ts(value: str, location: str) -> datetime | None:
         pos = v.find(sign, 4)
         if pos > 0:
             zone = v[pos + 1 :]
-            if len(zone) != 4 or not zone.isdigit():
+            # real offsets run from -12:00 to +14:00
+            if (len(zone) != 4 or not ascii_digits(zone) or int(zone[:2]) > 14
+                    or int(zone[2:]) > 59):
                 raise MessageRejected(f"invalid time zone in {location}: {value!r}",
                                       code="102", location=location)
             minutes = int(zone[:2]) * 60 + int(zone[2:])
@@ -411,10 +439,13 @@ def parse_ts(value: str, location: str) -> datetime | None:
     frac = ""
     if "." in v:
         v, frac = v.split(".", 1)
-    if not v.isdigit() or len(v) not in (4, 6, 8, 10, 12, 14):
+    if not ascii_digits(v) or len(v) not in (4, 6, 8, 10, 12, 14):
         raise MessageRejected(f"invalid timestamp in {location}: {value!r}",
                               code="102", location=location)
-    micro = int((frac + "000000")[:6]) if frac.isdigit() else 0
+    if frac and not ascii_digits(frac):
+        raise MessageRejected(f"invalid timestamp in {location}: {value!r}",
+                              code="102", location=location)
+    micro = int((frac + "000000")[:6]) if frac else 0
     try:
         return datetime(int(v[0:4]), int(v[4:6] or 1), int(v[6:8] or 1), int(v[8:10] or 0),
                         int(v[10:12] or 0), int(v[12:14] or 0), micro, tzinfo=tz)

@@ -23,6 +23,7 @@ from adapters.base import (
 )
 from canonical.errors import MessageRejected, StoreError
 from canonical.model import CHINA_TZ, Event, EventKind, Line
+from gateway.ingest.limits import check_values
 from gateway.metrics import Metrics
 from gateway.platforms.base import PlatformProfile
 from gateway.store.base import CommitResult, Incoming, PlannedDelivery, Store
@@ -161,7 +162,9 @@ class Ingestor:
                received_at: datetime) -> ParsedMessage | _Prepared:
         """The adapter's parse, or the refusal to answer with."""
         try:
-            return adapter.parse(raw, received_at=received_at)
+            parsed = adapter.parse(raw, received_at=received_at)
+            check_values(parsed.events)
+            return parsed
         except MessageRejected as exc:
             return _Prepared(refusal=exc)
         except Exception as exc:  # an adapter bug must not lose the message either

@@ -92,3 +92,24 @@ def test_nak_names_the_location_in_every_version(version: str) -> None:
     assert not summary.accepted
     assert summary.control_id == "C1"
     assert summary.locations == ("RXE-10",)
+
+
+def test_repeated_fields_are_read_in_time_linear_in_the_repetitions() -> None:
+    """45,000 traceability codes in ZJC-4 took over a minute: each repetition re-split the
+    whole field. Reading 10× the codes must cost about 10× the time, not 100×."""
+    import time
+
+    from adapters.hl7v2.message import decode_message
+
+    def seconds(n: int) -> float:
+        codes = "~".join(f"812345678901{i:08d}" for i in range(n))
+        raw = f"MSH|^~\\&|HIS|ZJSRMYY|JCGW|JCGW|20261123093015||RDS^O13|X1|P|2.5\rZJC|||1|{codes}\r"
+        seg = decode_message(raw.encode()).segments[1]
+        start = time.perf_counter()
+        assert len(seg.all(4)) == n
+        return time.perf_counter() - start
+
+    seconds(2_000)  # warm up
+    small = min(seconds(2_000) for _ in range(3))
+    large = min(seconds(20_000) for _ in range(3))
+    assert large < small * 30, (small, large)

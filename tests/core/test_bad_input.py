@@ -133,3 +133,41 @@ async def test_an_unexpected_failure_still_answers_ae_and_keeps_serving(gateway)
     ok = ack_fields(await client.send(sample("rds_o13_dispense_utf8.hl7")))
     assert ok["MSA"][1] == "AA"  # the resend is taken: nothing was stored the first time
     await client.close()
+
+
+async def test_control_characters_in_msh_never_reach_the_ack(gateway) -> None:
+    """An MLLP end-of-block byte in MSH-18 (once stripped as whitespace and accepted, and
+    copied into the ACK, whose frame then ended early at the sender)."""
+    from helpers import HL7
+
+    client = await MLLPClient.connect(gateway.mllp_port)
+    try:
+        for name, field in (("msh18_control_character.hl7", "MSH-18"),
+                            ("msh10_control_character.hl7", "MSH-10")):
+            raw = (HL7 / "invalid" / name).read_bytes()
+            ack = await client.send(raw)  # one whole frame, read up to its end
+            assert not any(b < 0x20 and b != 0x0D for b in ack), ack
+            fields = ack_fields(ack)
+            assert fields["MSA"][1] == "AR" and field.replace("-", "^1^") in fields["ERR"][2]
+        # the same connection still takes a good message
+        good = ack_fields(await client.send(sample("rds_o13_dispense_utf8.hl7")))
+        assert good["MSA"][1] == "AA"
+    finally:
+        await client.close()
+    assert await gateway.store.query("SELECT count(*) FROM messages") == [(1,)]
+
+
+async def test_a_price_no_hospital_pays_is_refused_at_the_door_naming_the_line(
+        gateway) -> None:
+    """ZJC-3 = 81000000000000000123 was acknowledged and then overflowed the ledger."""
+    raw = sample("rds_o13_dispense_utf8.hl7").replace(b"|32.90|", b"|81000000000000000123|")
+    client = await MLLPClient.connect(gateway.mllp_port)
+    try:
+        ack = ack_fields(await client.send(raw))
+    finally:
+        await client.close()
+    assert ack["MSA"][1] == "AR"
+    assert "line 1 price" in ack["MSA"][3] and "out of range" in ack["MSA"][3]
+    assert await gateway.store.query("SELECT count(*) FROM events") == [(0,)]
+    [(reason, kept)] = await _quarantine(gateway)
+    assert "out of range" in reason and kept == raw
