@@ -118,7 +118,9 @@ def _check_codes(resource: Mapping[str, Any], resource_type: str, base: str) -> 
     issues = []
     for element, allowed in _REQUIRED_CODES.get(resource_type, {}).items():
         value = resource.get(element)
-        if value is not None and value not in allowed:
+        # a code is a string: a list or an object there (["completed"]) is as wrong as an
+        # unknown code, and is not hashable for the membership test
+        if value is not None and (not isinstance(value, str) or value not in allowed):
             where = f"{base}.{element}"
             issues.append(Issue(
                 Severity.ERROR,

@@ -129,3 +129,40 @@ async def test_oversized_body_is_refused_with_413_and_the_listener_keeps_serving
                 assert r.status == 201
     finally:
         await server.close()
+
+
+def _spd(change) -> bytes:  # type: ignore[no-untyped-def]
+    doc = orjson.loads(_sample("vendor-json/valid", "receipt_into_stock.json"))
+    change(doc)
+    return orjson.dumps(doc)
+
+
+def _drop_message_id(xml: bytes) -> bytes:
+    root = etree.fromstring(xml)
+    for el in root.iter("消息ID"):
+        el.getparent().remove(el)
+    return etree.tostring(root, encoding="UTF-8", xml_declaration=True)
+
+
+def _status_as_list(body: bytes) -> bytes:
+    doc = orjson.loads(body)
+    doc["status"] = [doc["status"]]
+    return orjson.dumps(doc)
+
+
+@pytest.mark.parametrize(("listener", "body", "where"), [
+    # found by fuzzing: each was answered 500, which tells the sender to retry forever
+    ("his-xml", lambda: _drop_message_id(
+        _sample("vendor-xml/valid", "outpatient_prescription_two_drugs.xml")), "消息ID"),
+    ("spd-json", lambda: _spd(lambda d: d["单据列表"][0].pop("单据号")), "单据号"),
+    ("spd-json", lambda: _spd(lambda d: d["单据列表"][0]["明细"][0].update({"数量": "abc"})),
+     "数量"),
+    ("his-fhir", lambda: _status_as_list(
+        _sample("fhir-r4/valid", "medicationrequest_contained_medication.json")), "status"),
+])
+async def test_a_client_error_is_a_4xx_naming_the_field_never_a_500(
+        http_gateway: str, listener: str, body, where: str) -> None:  # type: ignore[no-untyped-def]
+    async with ClientSession() as http, http.post(http_gateway + listener, data=body()) as r:
+        text = await r.text()
+        assert 400 <= r.status < 500, (r.status, text)
+        assert where in text
