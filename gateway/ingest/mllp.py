@@ -50,6 +50,7 @@ class MLLPProtocol(asyncio.Protocol):
         self._tasks: set[asyncio.Future[bytes | None]] = set()
         self._paused = False
         self._on_close = on_close
+        self._eof = False  # the sender closed its side; close ours once all is answered
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = cast(asyncio.Transport, transport)  # uvloop's is not a subclass
@@ -60,9 +61,24 @@ class MLLPProtocol(asyncio.Protocol):
         for chunk in self.framer.feed(data):
             self._dispatch(chunk)
 
+    def eof_received(self) -> bool:
+        """The sender shut its writing side (a half-close): every complete frame it sent is
+        still answered; the connection closes once the last answer is written."""
+        for chunk in self.framer.close():
+            self._dispatch(chunk)
+        self._eof = True
+        # True keeps the transport open for the answers owed; nothing owed: close now
+        return bool(self._owed)
+
     def connection_lost(self, exc: Exception | None) -> None:
         for chunk in self.framer.close():
             self._dispatch(chunk)
+        owed = sum(1 for slot in self._owed if slot.body is not None or not slot.ready)
+        if owed:
+            # the messages are committed or quarantined; the sender resends what it
+            # did not hear about, and duplicates are recognised
+            log.warning("connection from %s closed with %d answer(s) owed (%s)", self.peer,
+                        owed, exc or "closed by the peer")
         if self._on_close:
             self._on_close(self)
 
@@ -140,6 +156,8 @@ class MLLPProtocol(asyncio.Protocol):
                 and not t.is_closing():
             t.resume_reading()
             self._paused = False
+        if self._eof and not owed and t is not None and not t.is_closing():
+            t.close()  # a half-closed connection, every answer written
 
 
 async def start_mllp_server(ingestor: Ingestor, adapter: Adapter, host: str, port: int,

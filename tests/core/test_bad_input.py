@@ -171,3 +171,25 @@ async def test_a_price_no_hospital_pays_is_refused_at_the_door_naming_the_line(
     assert await gateway.store.query("SELECT count(*) FROM events") == [(0,)]
     [(reason, kept)] = await _quarantine(gateway)
     assert "out of range" in reason and kept == raw
+
+
+async def test_a_half_closed_connection_still_gets_every_answer(gateway) -> None:
+    """A sender that writes its frames and then shuts its writing side (5 of 5 lost their
+    ACK before, though the messages were stored and mirrored)."""
+    from helpers import numbered_dispense
+
+    from gateway.ingest.framing import END
+
+    reader, writer = await asyncio.open_connection("127.0.0.1", gateway.mllp_port)
+    try:
+        for n in range(3):
+            writer.write(START + numbered_dispense(700 + n) + END)
+        await writer.drain()
+        writer.write_eof()
+        data = await asyncio.wait_for(reader.read(), timeout=10)  # until the gateway closes
+    finally:
+        writer.close()
+    frames = [f for f in data.split(END) if f]
+    assert [ack_fields(f[f.index(START) + 1:])["MSA"][1:3] for f in frames] == [
+        ["AA", f"RDS{700 + n:012d}"] for n in range(3)]
+    assert await gateway.store.query("SELECT count(*) FROM messages") == [(3,)]
