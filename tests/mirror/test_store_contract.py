@@ -200,3 +200,18 @@ async def test_held_events_are_released_in_order_with_fresh_msgids(make_store) -
     assert (await store.balance()).held_events == 0 and await store.unmapped() == []
     after = await store.query("SELECT event_id, held FROM events ORDER BY seq")
     assert [tuple(r) for r in after] == [(e.event_id, 0) for e in held]
+
+
+async def test_the_rows_of_one_large_event_share_one_copy_of_it(make_store) -> None:
+    """A 2,000-line dispense is 2,000 outbox rows: each used to carry its own decoded copy
+    of the event (a 356 KB message took the process from 198 MB to 1.5 GB)."""
+    store = await make_store()
+    big = dispense(1, lines=2000)
+    res = await store.commit(incoming([big], [("nhsa", 2000)]))
+    assert len(res.outbox_ids) == 2000
+    claim = await store.claim("nhsa", 500, time.time())
+    assert len(claim.items) == 500
+    assert len({id(it.event) for it in claim.items}) == 1
+    assert claim.items[0].event == big and len(claim.items[0].event.lines) == 2000
+    pending = await store.pending("nhsa", 2000)
+    assert len({id(it.event) for it in pending}) == 1

@@ -72,8 +72,9 @@ from gateway.store.query import (
     ITEM_COLUMNS,
     RECORD_COLUMNS,
     decode_event,
+    event_seqs,
     held_lines,
-    item_from_row,
+    items_from_rows,
     outbox_where,
     record_from_row,
 )
@@ -86,6 +87,14 @@ _PENDING = int(OutboxState.PENDING)
 _DEAD = int(OutboxState.DEAD)
 _STATE = {"retry": _PENDING, "delivered": int(OutboxState.DELIVERED), "dead": _DEAD}
 _TOPICS = {t.value: t for t in Topic}
+
+
+async def _bodies(con: Any, seqs: list[int]) -> list[tuple[int, bytes]]:
+    """Each event's body once."""
+    if not seqs:
+        return []
+    return [(r[0], r[1]) for r in await con.fetch(
+        "SELECT seq, body FROM events WHERE seq = ANY($1::bigint[])", seqs)]
 
 
 def _mark(n: int) -> str:
@@ -380,11 +389,13 @@ class PostgresStore(GroupCommitting):
     # -- outbox ----------------------------------------------------------
     async def pending(self, destination: str, limit: int) -> list[OutboxItem]:
         """The oldest undelivered rows of a destination (a read; claims use :meth:`claim`)."""
-        rows = await self._pool.fetch(
-            f"SELECT {ITEM_COLUMNS} FROM outbox o JOIN events e ON e.seq = o.event_seq"
-            f" WHERE o.destination = $1 AND o.state = {_PENDING} ORDER BY o.id LIMIT $2",
-            destination, limit)
-        return [item_from_row(destination, r) for r in rows]
+        async with self._pool.acquire() as con:
+            rows = await con.fetch(
+                f"SELECT {ITEM_COLUMNS} FROM outbox o"
+                f" WHERE o.destination = $1 AND o.state = {_PENDING} ORDER BY o.id LIMIT $2",
+                destination, limit)
+            bodies = await _bodies(con, event_seqs(rows))
+        return items_from_rows(destination, rows, bodies)
 
     async def claim(self, destination: str, limit: int, now: float) -> Claim:
         """Lease the due groups nobody else holds, and return their first rows.
@@ -420,10 +431,10 @@ class PostgresStore(GroupCommitting):
                 f"SELECT {ITEM_COLUMNS} FROM unnest($2::text[], $3::text[]) AS g(h, s)"
                 " CROSS JOIN LATERAL (SELECT * FROM outbox x WHERE x.destination = $1"
                 f"  AND x.state = {_PENDING} AND x.hospital_id = g.h AND x.stream = g.s"
-                "  ORDER BY x.id LIMIT $4) o JOIN events e ON e.seq = o.event_seq"
-                " ORDER BY o.id",
+                "  ORDER BY x.id LIMIT $4) o ORDER BY o.id",
                 destination, [g[0] for g in groups], [g[1] for g in groups], per_group)
-        return Claim([item_from_row(destination, r) for r in rows])
+            bodies = await _bodies(con, event_seqs(rows))
+        return Claim(items_from_rows(destination, rows, bodies))
 
     async def release(self, destination: str) -> None:
         """Give back the groups this process holds, so any replica may take them next."""

@@ -55,8 +55,9 @@ from gateway.store.query import (
     ITEM_COLUMNS,
     RECORD_COLUMNS,
     decode_event,
+    event_seqs,
     held_lines,
-    item_from_row,
+    items_from_rows,
     outbox_where,
     record_from_row,
 )
@@ -123,6 +124,16 @@ def _insert_many(con: sqlite3.Connection, into: str, width: int,
         row = "(" + ",".join("?" * width) + ")"
         con.execute(f"INSERT INTO {into} VALUES " + ",".join([row] * len(chunk)),
                     [v for r in chunk for v in r])
+
+
+def _bodies(con: sqlite3.Connection, seqs: list[int]) -> list[tuple[int, bytes]]:
+    """Each event's body once."""
+    found: list[tuple[int, bytes]] = []
+    for i in range(0, len(seqs), _ROWS_PER_STATEMENT):
+        chunk = seqs[i:i + _ROWS_PER_STATEMENT]
+        marks = ",".join("?" * len(chunk))
+        found.extend(con.execute(f"SELECT seq, body FROM events WHERE seq IN ({marks})", chunk))
+    return found
 
 
 def _note_unmapped(con: sqlite3.Connection, hospital_id: str, lines: tuple[Line, ...],
@@ -403,10 +414,10 @@ class SqliteStore(GroupCommitting):
         """The oldest undelivered rows of a destination, in commit order."""
         def read(con: sqlite3.Connection) -> list[OutboxItem]:
             rows = con.execute(
-                f"SELECT {ITEM_COLUMNS} FROM outbox o JOIN events e ON e.seq = o.event_seq"
+                f"SELECT {ITEM_COLUMNS} FROM outbox o"
                 f" WHERE o.destination = ? AND o.state = {_PENDING} ORDER BY o.id LIMIT ?",
                 (destination, limit)).fetchall()
-            return [item_from_row(destination, r) for r in rows]
+            return items_from_rows(destination, rows, _bodies(con, event_seqs(rows)))
         return await self.read(read)
 
     async def record_deliveries(self, updates: list[DeliveryUpdate]) -> None:
@@ -544,15 +555,14 @@ class SqliteStore(GroupCommitting):
             due = [(h, s) for h, s, at in heads if at <= now]
             waiting = [at for _, _, at in heads if at > now]
             next_due = min(waiting) if waiting else None
-            items: list[OutboxItem] = []
+            rows: list[Any] = []
             per_group = max(1, limit // max(1, len(due)))
             for hospital, stream in due:
-                rows = con.execute(
-                    f"SELECT {ITEM_COLUMNS} FROM outbox o"
-                    " JOIN events e ON e.seq = o.event_seq WHERE o.destination = ?"
+                rows.extend(con.execute(
+                    f"SELECT {ITEM_COLUMNS} FROM outbox o WHERE o.destination = ?"
                     f" AND o.state = {_PENDING} AND o.hospital_id = ? AND o.stream = ?"
-                    " ORDER BY o.id LIMIT ?", (destination, hospital, stream, per_group))
-                items.extend(item_from_row(destination, r) for r in rows)
+                    " ORDER BY o.id LIMIT ?", (destination, hospital, stream, per_group)))
+            items = items_from_rows(destination, rows, _bodies(con, event_seqs(rows)))
             return Claim(items, next_due)
         return await self.read(read)
 
