@@ -144,7 +144,8 @@ async def _ledger_ctx(app: web.Application) -> AsyncIterator[None]:
     holder = app[CROSSWALK]
     ledger = await open_ledger(cfg, store, item_resolver(lambda: holder.current))
     app[LEDGER] = ledger
-    feed = LedgerFeed(store, ledger)
+    poison = app[METRICS].ledger_poison
+    feed = LedgerFeed(store, ledger, on_poison=lambda seq, reason: poison.inc())
     app[LEDGER_FEED] = feed
     store.committed_listeners.append(feed.committed)
     await store.listen(feed.on_change)  # other replicas' folds and contracts, at once
@@ -312,14 +313,26 @@ async def healthz(request: web.Request) -> web.Response:
 
 
 async def readyz(request: web.Request) -> web.Response:
-    """Ready: the store takes writes and every platform was reachable at the last try."""
+    """Ready: the store takes writes and every platform was reachable at the last try.
+
+    Degraded (still 200: messages are taken and mirrored) while the ledger holds events it
+    could not fold, with their reasons: warnings and reports miss them until they are
+    folded again (``jicai-gateway ledger-poison --refold``).
+    """
     app = request.app
-    writable = await app[STORE].writable()
+    store = app[STORE]
+    writable = await store.writable()
     reachable = app[MIRROR].reachable
     ok = writable and all(reachable.values())
-    return web.json_response({"status": "ready" if ok else "not ready",
-                              "store_writable": writable, "platforms_reachable": reachable},
-                             status=200 if ok else 503)
+    body: dict[str, object] = {"status": "ready" if ok else "not ready",
+                               "store_writable": writable, "platforms_reachable": reachable}
+    if ok and LEDGER in app:
+        poisoned = await store.ledger.poisoned()
+        if poisoned:
+            body["status"] = "degraded"
+            body["ledger_poison_events"] = [{"seq": s, "reason": r} for s, r, _ in poisoned[:20]]
+            body["ledger_poison_total"] = len(poisoned)
+    return web.json_response(body, status=200 if ok else 503)
 
 
 async def metrics(request: web.Request) -> web.Response:

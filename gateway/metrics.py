@@ -30,6 +30,9 @@ class Metrics:
                                    ["adapter"], registry=r)
         self.events_held = Counter("jcgw_events_held", "Events held for unmapped lines",
                                    ["hospital"], registry=r)
+        self.ledger_poison = Counter("jcgw_ledger_poison_events",
+                                     "Events the ledger could not fold, set aside (poison)",
+                                     registry=r)
         self.outbox_depth = Gauge("jcgw_outbox_depth", "Outbox rows waiting for delivery",
                                   ["destination"], registry=r)
         self.outbox_oldest = Gauge("jcgw_outbox_oldest_age_seconds",

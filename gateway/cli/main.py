@@ -247,6 +247,23 @@ def cmd_deadletters(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_ledger_poison(args: argparse.Namespace) -> int:
+    """List the events the ledger set aside as poison, or queue them to be folded again."""
+    cfg = _load(args.config)
+    if args.refold:
+        seqs = args.seq or None
+        n = asyncio.run(_with_store(cfg, lambda st: st.ledger.refold(seqs)))
+        print(f"{n} event(s) queued to be folded again (a running gateway folds them at "
+              "once on PostgreSQL, within its poll interval on SQLite)", file=sys.stderr)
+        return 0
+    rows = asyncio.run(_with_store(cfg, lambda st: st.ledger.poisoned()))
+    for seq, reason, at in rows:
+        when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(at))
+        print(f"{seq}\t{when}\t{reason}")
+    print(f"{len(rows)} poison event(s)", file=sys.stderr)
+    return 0
+
+
 def cmd_replay(args: argparse.Namespace) -> int:
     """Queue dead letters again (delivered rows only with --force), on any backend."""
     cfg = _load(args.config)
@@ -344,6 +361,12 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--state", action="append", choices=["pending", "delivered", "dead"])
     s.add_argument("--show", type=int, metavar="ID", help="one row with its event")
     s.set_defaults(func=cmd_deadletters)
+    s = sub.add_parser("ledger-poison",
+                       help="events the ledger could not fold; --refold after a fix")
+    s.add_argument("-c", "--config", default=DEFAULT_CONFIG)
+    s.add_argument("--refold", action="store_true", help="queue them to be folded again")
+    s.add_argument("--seq", type=int, action="append", help="only this event (repeatable)")
+    s.set_defaults(func=cmd_ledger_poison)
     s = sub.add_parser("sim-faults", help="script the running simulator's faults")
     s.add_argument("--url", default="http://127.0.0.1:8090")
     s.add_argument("--replace", action="store_true", help="clear faults not named")

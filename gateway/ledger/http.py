@@ -97,6 +97,25 @@ def ledger_app(ledger: LedgerRef,
                                 charset="utf-8")
         return _json(rep)
 
+    async def poison(request: web.Request) -> web.Response:
+        tables = current_ledger(ledger).tables
+        return _json([{"seq": s, "reason": r, "at": datetime.fromtimestamp(a, UTC).isoformat()}
+                      for s, r, a in await tables.poisoned()])
+
+    async def refold(request: web.Request) -> web.Response:
+        try:
+            body = orjson.loads(await request.read() or b"{}")
+        except orjson.JSONDecodeError as exc:
+            return _json({"error": f"the body is not JSON: {exc}"}, 400)
+        seqs = body.get("seqs") if isinstance(body, dict) else None
+        if seqs is not None and not (isinstance(seqs, list)
+                                     and all(isinstance(s, int) for s in seqs)):
+            return _json({"error": "seqs must be a list of event sequence numbers"}, 400)
+        n = await current_ledger(ledger).tables.refold(seqs)
+        return _json({"queued": n})
+
+    app.router.add_get("/poison", poison)
+    app.router.add_post("/poison/refold", refold)
     app.router.add_post("/contracts", import_contracts)
     app.router.add_get("/contracts", list_contracts)
     app.router.add_get("/report/{hospital_id}", report)

@@ -38,6 +38,7 @@ import msgspec
 import msgspec.structs
 
 from adapters.base import Issue, Severity
+from canonical.errors import GatewayError
 from canonical.model import Event, EventKind, Line, OrderControl
 from gateway.ledger.calendar import CalendarGapError, WorkCalendar, end_of_day, local_date
 from gateway.ledger.contracts import (
@@ -77,6 +78,7 @@ __all__ = [
     "DeadlineStatus",
     "DraftLine",
     "Evaluation",
+    "FoldFailed",
     "Ledger",
     "LedgerSettings",
     "ResolveItem",
@@ -89,6 +91,15 @@ ResolveItem = Callable[[str, str], "str | None"]
 _PURCHASE = (EventKind.RECEIPT, EventKind.RETURN)
 _USE = (EventKind.DISPENSE, EventKind.DISPENSE_RETURN)
 _COUNTED = (*_PURCHASE, *_USE, EventKind.PRESCRIPTION)
+
+
+class FoldFailed(GatewayError):
+    """Folding these events failed; ``reason`` says why (nothing of them was folded)."""
+
+    def __init__(self, seqs: Sequence[int], reason: str) -> None:
+        super().__init__(f"cannot fold events {list(seqs)[:5]}: {reason}")
+        self.seqs = tuple(seqs)
+        self.reason = reason
 
 
 @dataclass(frozen=True, slots=True)
@@ -371,7 +382,9 @@ class Ledger:
             The sequence numbers folded, ascending (empty: nothing was left).
 
         Raises:
-            StoreError: nothing was folded.
+            FoldFailed: planning or writing these events failed (nothing was folded);
+                the feed folds them one by one and keeps the one that fails as poison.
+            StoreError: the store could not be read (nothing was folded).
         """
         if not await self.tables.pending():
             # nothing queued, so no need to take the ledger's lock; a fold catches the
@@ -386,7 +399,10 @@ class Ledger:
                 if not seqs:
                     return []
                 events = await self._events(session, seqs, known or {})
-                version, change = await session.commit(self.plan(events))
+                try:
+                    version, change = await session.commit(self.plan(events))
+                except Exception as exc:  # one bad event must not stop every later one
+                    raise FoldFailed(seqs, f"{type(exc).__name__}: {exc}") from exc
             if version == self.version + 1:
                 self.apply_change(version, change)
             else:  # not expected under the session's lock; the log says what happened

@@ -16,6 +16,7 @@ import contextlib
 import json
 import logging
 import sqlite3
+import time
 from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
@@ -28,7 +29,7 @@ from gateway.config import GatewayConfig
 from gateway.ingest.pipeline import Advice
 from gateway.ledger import Evaluation, Ledger, LedgerSettings, read_contracts
 from gateway.ledger.calendar import load_calendar
-from gateway.ledger.ledger import ResolveItem
+from gateway.ledger.ledger import FoldFailed, ResolveItem
 from gateway.ledger.legacy import import_legacy_ledger
 from gateway.rules.loader import load_rules
 from gateway.store.base import Store, Topic
@@ -226,9 +227,11 @@ class LedgerFeed:
     max_kept = 100_000  # events kept for the fold; beyond that they are read back instead
 
     def __init__(self, store: Store, ledger: Ledger, batch: int = 500,
-                 coalesce_s: float = 0.1, poll_s: float = 5.0) -> None:
+                 coalesce_s: float = 0.1, poll_s: float = 5.0,
+                 on_poison: Callable[[int, str], None] | None = None) -> None:
         self.store = store
         self.ledger = ledger
+        self.on_poison = on_poison  # told of each event kept as poison (metrics)
         self.batch = batch
         self.coalesce_s = coalesce_s
         self.poll_s = poll_s
@@ -262,9 +265,13 @@ class LedgerFeed:
             self.wake.set()
 
     async def fold_once(self) -> int:
-        """Fold the next batch of unfolded events; returns how many were folded."""
+        """Fold the next batch of unfolded events; returns how many were folded (or set
+        aside as poison)."""
         top = self._top
-        seqs = await self.ledger.fold(self.batch, self._events)
+        try:
+            seqs = await self.ledger.fold(self.batch, self._events)
+        except FoldFailed as failed:
+            return await self._fold_apart(failed)
         self.folded += len(seqs)
         # every event committed before the fold began that it did not return was folded
         # already or is held: forget what the fold has settled
@@ -274,6 +281,26 @@ class LedgerFeed:
         if cutoff and self._events:
             self._events = {s: e for s, e in self._events.items() if s > cutoff}
         return len(seqs)
+
+    async def _fold_apart(self, failed: FoldFailed) -> int:
+        """A batch failed: fold its events one by one and set aside the one that fails, so
+        one bad event never stops the ledger for every event after it."""
+        done = 0
+        for _ in failed.seqs:
+            try:
+                done += len(await self.ledger.fold(1, self._events))
+            except FoldFailed as one:
+                if not await self.store.writable():
+                    raise  # the store is down, not the event bad: try again later
+                [seq] = one.seqs
+                if await self.ledger.tables.poison(seq, one.reason, time.time()):
+                    log.error("ledger: event %d cannot be folded and is set aside (%s); "
+                              "`jicai-gateway ledger-poison` lists it, `--refold` folds it "
+                              "again after a fix", seq, one.reason)
+                    if self.on_poison is not None:
+                        self.on_poison(seq, one.reason)
+                done += 1
+        return done
 
     async def fold_pending(self) -> int:
         """Fold until no unfolded event is left; returns how many were folded."""

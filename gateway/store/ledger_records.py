@@ -266,6 +266,19 @@ class LedgerTables(Protocol):
         """Whether any event waits to be folded (read without the ledger's lock)."""
         ...
 
+    async def poison(self, seq: int, reason: str, at: float) -> bool:
+        """Take an event that cannot be folded off the queue, keeping it with the reason
+        (False when it is no longer queued: another process folded or poisoned it)."""
+        ...
+
+    async def poisoned(self) -> list[tuple[int, str, float]]:
+        """The events kept as poison: (sequence number, reason, when), oldest first."""
+        ...
+
+    async def refold(self, seqs: Sequence[int] | None = None) -> int:
+        """Queue poison events (these, or all) to be folded again; how many."""
+        ...
+
     def folding(self) -> AbstractAsyncContextManager[LedgerSession]:
         """A fold session (one at a time across every process)."""
         ...

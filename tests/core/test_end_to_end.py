@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import time
+from datetime import datetime
+from decimal import Decimal
 from pathlib import Path
 
 import aiohttp
@@ -362,3 +364,44 @@ async def test_item_master_answers_each_item_when_asked_and_takes_v26(gateway) -
     bad_segs = [line.split("|") for line in bad.decode().split("\r") if line]
     assert [seg[1] for seg in bad_segs if seg[0] == "MSA"] == ["AE"]
     assert {seg[4] for seg in bad_segs if seg[0] == "MFA"} == {"U"}
+
+
+async def test_a_poison_event_degrades_readyz_and_is_counted_while_the_ledger_goes_on(
+        gateway) -> None:
+    """An event committed before the door checked its values (an earlier release) that the
+    ledger cannot fold: set aside with its reason, later events folded, /readyz says so."""
+    from msgspec.structs import replace
+
+    from adapters.hl7v2 import HL7v2Adapter
+    from canonical.model import CHINA_TZ
+    from gateway.store.base import Incoming
+
+    adapter = HL7v2Adapter(HL7v2Adapter.config_model(facilities={"ZJSRMYY": HOSPITAL}))
+    parsed = adapter.parse(numbered_dispense(900), received_at=datetime.now(CHINA_TZ))
+    [ev] = parsed.events
+    bad = ev.with_lines(tuple(replace(li, price=Decimal("81000000000000000123"),
+                                      national_code="XL02BGA045A001010104520",
+                                      national_quantity=Decimal(28)) for li in ev.lines))
+    await gateway.store.commit(Incoming(
+        adapter="hl7v2", sender=parsed.sender, control_id="POISON-1", message_type="RDS^O13",
+        raw=b"MSH|", received_at=datetime.now(CHINA_TZ), events=(bad,), held=(False,)))
+    client = await MLLPClient.connect(gateway.mllp_port)
+    assert ack_fields(await client.send(numbered_dispense(901)))["MSA"][1] == "AA"
+    await client.close()
+    await eventually(lambda: _nothing_pending(gateway), what="the ledger went on")
+    async with aiohttp.ClientSession() as http:
+        async with http.get(gateway.url("/readyz")) as r:
+            ready = await r.json()
+            assert r.status == 200 and ready["status"] == "degraded"
+            assert ready["ledger_poison_total"] == 1
+        async with http.get(gateway.url("/metrics")) as r:
+            assert "jcgw_ledger_poison_events_total 1.0" in await r.text()
+        async with http.get(gateway.url("/ledger/poison")) as r:
+            [listed] = await r.json()
+            assert listed["seq"] == ready["ledger_poison_events"][0]["seq"]
+
+
+async def _nothing_pending(gateway) -> bool:  # type: ignore[no-untyped-def]
+    left = await gateway.store.query("SELECT count(*) FROM ledger_pending")
+    poisoned = await gateway.store.query("SELECT count(*) FROM ledger_poison")
+    return bool(left == [(0,)] and poisoned == [(1,)])

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import re
 import sqlite3
 from datetime import timedelta
 from decimal import Decimal
@@ -132,6 +133,44 @@ async def test_a_fold_brings_a_view_up_to_contracts_imported_elsewhere_first(
     assert folder.status(c, NOW).received_qty == 9000
     await importer.catch_up()
     assert view_of(importer, NOW) == view_of(folder, NOW)
+
+
+async def test_an_event_the_ledger_cannot_fold_is_set_aside_and_the_rest_folded(
+        make_store: Any, calendar: WorkCalendar, rules: RuleSet,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """A price of 81000000000000000123 (acknowledged before the door checked it) overflowed
+    the ledger's sums; the fold failed the same way on every retry and the ledger stopped
+    for good at that event."""
+    from gateway.ledger.wiring import LedgerFeed
+
+    store = await make_store()
+    lg = await _ledger(store, calendar, rules)
+    for n, price in ((1, "2.1350"), (2, "81000000000000000123"), (3, "2.1350")):
+        await store.commit(incoming([event(EventKind.RECEIPT, [(EXEMESTANE_WIN, 1000, price)],
+                                           at=cst(2026, 3, n), event_id=f"rk-{n}")]))
+    told: list[tuple[int, str]] = []
+    feed = LedgerFeed(store, lg, batch=10, on_poison=lambda s, r: told.append((s, r)))
+    assert await feed.fold_pending() == 3  # two folded, one set aside
+    [(seq, reason, _)] = await lg.tables.poisoned()
+    assert told == [(seq, reason)]
+    assert re.search(r"Overflow|too large|out of \w* ?range", reason), reason
+    [c] = [c for c in lg.contracts(HOSPITAL) if EXEMESTANE_WIN in c.winning_codes]
+    assert lg.status(c, NOW).received_qty == 2000  # the events before and after it
+    assert await feed.fold_pending() == 0
+
+    # folded again unchanged, it is set aside again; after a fix it is folded
+    assert await lg.tables.refold() == 1
+    assert await feed.fold_pending() == 1 and len(await lg.tables.poisoned()) == 1
+    original = Ledger.plan
+
+    def fixed(self: Ledger, events: Any) -> Any:  # the fix: such a price is not counted
+        return original(self, [(s, ev.with_lines(tuple(
+            msgspec.structs.replace(li, price=None) for li in ev.lines))) for s, ev in events])
+    monkeypatch.setattr(Ledger, "plan", fixed)
+    assert await lg.tables.refold([seq]) == 1
+    assert await feed.fold_pending() == 1
+    assert await lg.tables.poisoned() == []
+    assert lg.status(c, NOW).received_qty == 3000
 
 
 class _Recorder:

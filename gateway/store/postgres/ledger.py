@@ -304,6 +304,44 @@ class PostgresLedger:
         except DB_ERRORS as exc:
             raise StoreError(f"cannot read the ledger's queue: {exc}") from exc
 
+    async def poison(self, seq: int, reason: str, at: float) -> bool:
+        """Take an event off the queue, keeping it with the reason."""
+        try:
+            async with self.store.pool.acquire() as con, con.transaction():
+                status = await con.execute("DELETE FROM ledger_pending WHERE seq = $1", seq)
+                if status != "DELETE 1":
+                    return False
+                await con.execute(
+                    "INSERT INTO ledger_poison (seq, reason, at) VALUES ($1, $2, $3)"
+                    " ON CONFLICT (seq) DO UPDATE SET reason = excluded.reason,"
+                    " at = excluded.at", seq, reason, at)
+        except DB_ERRORS as exc:
+            raise StoreError(f"cannot keep the poison event: {exc}") from exc
+        return True
+
+    async def poisoned(self) -> list[tuple[int, str, float]]:
+        """The events kept as poison, oldest first."""
+        rows = await self._fetch("SELECT seq, reason, at FROM ledger_poison ORDER BY seq")
+        return [(int(s), str(r), float(a)) for s, r, a in rows]
+
+    async def refold(self, seqs: Sequence[int] | None = None) -> int:
+        """Queue poison events to be folded again (every replica hears of it)."""
+        try:
+            async with self.store.pool.acquire() as con, con.transaction():
+                rows = await con.fetch(
+                    "DELETE FROM ledger_poison WHERE $1::bigint[] IS NULL OR seq = ANY($1)"
+                    " RETURNING seq", None if seqs is None else list(seqs))
+                chosen = [int(r[0]) for r in rows]
+                await con.execute("INSERT INTO ledger_pending SELECT unnest($1::bigint[])"
+                                  " ON CONFLICT DO NOTHING", chosen)
+                if chosen:
+                    await self.store.notify(con, Topic.OUTBOX)
+        except DB_ERRORS as exc:
+            raise StoreError(f"cannot queue the poison events again: {exc}") from exc
+        if chosen:
+            self.store.changed(Topic.OUTBOX)
+        return len(chosen)
+
     @asynccontextmanager
     async def folding(self) -> AsyncIterator[_Session]:
         """A fold session holding the ledger's lock (other replicas' folds wait)."""

@@ -127,6 +127,9 @@ CREATE TABLE catalog_versions (
 );
 CREATE TABLE ledger_pending (seq BIGINT PRIMARY KEY);
 INSERT INTO ledger_pending SELECT seq FROM events WHERE held = 0;
+-- events the ledger could not fold, with the reason, until an operator folds them again
+CREATE TABLE ledger_poison (
+    seq BIGINT PRIMARY KEY, reason TEXT NOT NULL, at DOUBLE PRECISION NOT NULL);
 CREATE TABLE ledger_contracts (
     contract_id TEXT PRIMARY KEY, body BYTEA NOT NULL, imported_at TEXT NOT NULL);
 CREATE TABLE ledger_daily (

@@ -247,6 +247,38 @@ class SqliteLedger:
         return bool(await self.store.read(
             lambda con: con.execute("SELECT EXISTS (SELECT 1 FROM ledger_pending)").fetchone()[0]))
 
+    async def poison(self, seq: int, reason: str, at: float) -> bool:
+        """Take an event off the queue, keeping it with the reason."""
+        def write(con: sqlite3.Connection) -> bool:
+            if con.execute("DELETE FROM ledger_pending WHERE seq = ?", (seq,)).rowcount != 1:
+                return False
+            con.execute("INSERT OR REPLACE INTO ledger_poison VALUES (?, ?, ?)",
+                        (seq, reason, at))
+            return True
+        async with self._lock:
+            return await self.store.write(write)
+
+    async def poisoned(self) -> list[tuple[int, str, float]]:
+        """The events kept as poison, oldest first."""
+        return await self.store.read(lambda con: [
+            (int(s), str(r), float(a)) for s, r, a in con.execute(
+                "SELECT seq, reason, at FROM ledger_poison ORDER BY seq")])
+
+    async def refold(self, seqs: Sequence[int] | None = None) -> int:
+        """Queue poison events to be folded again."""
+        def write(con: sqlite3.Connection) -> int:
+            chosen = [s for (s,) in con.execute("SELECT seq FROM ledger_poison")
+                      if seqs is None or s in set(seqs)]
+            con.executemany("INSERT OR IGNORE INTO ledger_pending VALUES (?)",
+                            [(s,) for s in chosen])
+            con.executemany("DELETE FROM ledger_poison WHERE seq = ?", [(s,) for s in chosen])
+            return len(chosen)
+        async with self._lock:
+            n = await self.store.write(write)
+        if n:
+            self.store.changed(Topic.OUTBOX)  # the feed folds what is queued
+        return n
+
     @asynccontextmanager
     async def folding(self) -> AsyncIterator[_Session]:
         """A fold session; other ledger writes of this process wait until it ends."""

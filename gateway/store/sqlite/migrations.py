@@ -50,6 +50,9 @@ CREATE TABLE catalog_versions (
 -- transaction that writes its event's effects (events themselves are never rewritten)
 CREATE TABLE ledger_pending (seq INTEGER PRIMARY KEY);
 INSERT INTO ledger_pending SELECT seq FROM events WHERE held = 0;
+-- events the ledger could not fold, with the reason, until an operator folds them again
+CREATE TABLE ledger_poison (
+    seq INTEGER PRIMARY KEY, reason TEXT NOT NULL, at REAL NOT NULL);
 CREATE TABLE ledger_contracts (
     contract_id TEXT PRIMARY KEY, body BLOB NOT NULL, imported_at TEXT NOT NULL);
 CREATE TABLE ledger_daily (
