@@ -65,6 +65,52 @@ def backoff_delay(attempts: int, initial: float, maximum: float,
     return base / 2 + rand() * base / 2
 
 
+class _Marks:
+    """Delivery outcomes written as the answers arrive.
+
+    Whatever arrived while the previous write ran goes in the next one (a group commit
+    of marks), so a restart resends at most the requests that were in flight and the
+    answers of the last few milliseconds, not a whole claimed batch.
+    """
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+        self._pending: list[DeliveryUpdate] = []
+        self._writer: asyncio.Task[None] | None = None
+
+    def add(self, update: DeliveryUpdate) -> None:
+        """Record ``update`` soon (now, unless a write is running)."""
+        self._pending.append(update)
+        if self._writer is None:
+            self._writer = asyncio.create_task(self._write())
+
+    async def _write(self) -> None:
+        try:
+            while self._pending:
+                batch, self._pending = self._pending, []
+                try:
+                    await self.store.record_deliveries(batch)
+                except Exception:  # drain() writes them, or the rows are simply sent again
+                    self._pending[:0] = batch
+                    log.warning("could not record %d delivery outcome(s) yet", len(batch),
+                                exc_info=True)
+                    return
+        finally:
+            self._writer = None
+
+    async def drain(self) -> None:
+        """Wait until every outcome added so far is written.
+
+        Raises:
+            StoreError: a write failed (the rows stay pending: they are sent again).
+        """
+        while self._writer is not None:
+            await asyncio.shield(self._writer)
+        if self._pending:  # a failed write left some behind
+            batch, self._pending = self._pending, []
+            await self.store.record_deliveries(batch)
+
+
 class Mirror:
     """One drain loop per destination.
 
@@ -156,26 +202,26 @@ class Mirror:
         for it in claim.items:
             groups.setdefault((it.hospital_id, it.stream), []).append(it)
         sem = asyncio.Semaphore(cfg.concurrency)
-        results = await asyncio.gather(*(self._deliver_group(dest, g, sem)
-                                         for g in groups.values()))
-        updates = [u for r in results for u in r]
-        await self.store.record_deliveries(updates)
+        marks = _Marks(self.store)
+        try:
+            await asyncio.gather(*(self._deliver_group(dest, g, sem, marks)
+                                   for g in groups.values()))
+        finally:
+            await marks.drain()
         await self.store.release(dest.name)  # a shared store: any replica may take them next
         return 0.0
 
     async def _deliver_group(self, dest: Destination, group: list[OutboxItem],
-                             sem: asyncio.Semaphore) -> list[DeliveryUpdate]:
-        updates = []
+                             sem: asyncio.Semaphore, marks: _Marks) -> None:
         breaker = self.breakers[dest.name]
         async with sem:
             for item in group:
                 if not breaker.allow(self.clock()):
                     break  # platform looks down: the row stays as it is, uncharged
                 update = await self._deliver(dest, item)
-                updates.append(update)
+                marks.add(update)
                 if update.outcome == "retry":
                     break  # FIFO: nothing behind it goes first
-        return updates
 
     async def _attempt(self, dest: Destination, item: OutboxItem) -> Answer:
         cfg = dest.config

@@ -123,7 +123,11 @@ async def test_sigkill_during_delivery_loses_nothing_and_resends_original_msgids
         sigkill(proc)
         await server.close()
     _check_exactly_once(sim, fixed)
-    assert sim.duplicates >= 1  # killed mid-round: delivered rows not yet recorded, resent
+    # outcomes are recorded as the answers arrive: a restart resends only what was in
+    # flight (at most `concurrency` requests, and the answers of the write then running),
+    # not the rest of a claimed batch (1,920 refused duplicates over 20 restarts before)
+    in_flight = 16  # the destination's concurrency (the default)
+    assert sim.duplicates <= KILLS * 2 * in_flight, (sim.duplicates, KILLS)
     if backend == "postgres":
         import asyncpg
 
