@@ -15,6 +15,7 @@ import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import datetime
+from decimal import Decimal
 
 import aiohttp
 from aiohttp import web
@@ -30,6 +31,7 @@ from gateway.crosswalk.http import mappings_api, unmapped_queue
 from gateway.crosswalk.legacy import import_legacy_catalogs, import_legacy_crosswalk
 from gateway.crosswalk.service import MappingService
 from gateway.ingest.http import add_ingest_routes
+from gateway.ingest.limits import Limits
 from gateway.ingest.mllp import start_mllp_server
 from gateway.ingest.pipeline import Ingestor, Route
 from gateway.keys import (
@@ -209,8 +211,12 @@ async def _ingest_ctx(app: web.Application) -> AsyncIterator[None]:
     store = app[STORE]
     mirror = app[MIRROR]
     holder = app[CROSSWALK]
+    lim = cfg.limits
     ingestor = Ingestor(store, holder, [Route(d.name, d.profile) for d in mirror.destinations],
-                        app[METRICS], notify=mirror.notify)
+                        app[METRICS], notify=mirror.notify,
+                        limits=Limits(lim.max_lines, lim.max_trace_codes,
+                                      Decimal(str(lim.max_quantity)),
+                                      Decimal(str(lim.max_price))))
     app[INGESTOR] = ingestor
     if LEDGER in app:
         pusher = app.get(PUSHER)

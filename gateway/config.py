@@ -97,6 +97,21 @@ class HttpConfig(_Frozen):
         description="bearer token required on /api and /ledger (e.g. ${JCGW_API_TOKEN})")
 
 
+class IngestLimits(_Frozen):
+    """What one message may carry, whatever its format (frames and bodies are also bounded
+    in bytes: ``listeners[].max_frame_bytes``, ``http.max_body_bytes``). A message beyond
+    a limit is refused (AR / 4xx) naming it, so one message cannot take the gateway's time
+    or memory from everyone else."""
+
+    max_lines: int = Field(default=5_000, ge=1,
+                           description="item lines in one message, all events together")
+    max_trace_codes: int = Field(default=20_000, ge=1,
+                                 description="traceability codes on one line")
+    max_quantity: float = Field(default=10_000_000, gt=0,
+                                description="absolute quantity on one line")
+    max_price: float = Field(default=10_000_000, gt=0, description="yuan per unit")
+
+
 class DestinationConfig(_Frozen):
     """A platform the outbox mirrors events to."""
 
@@ -236,6 +251,7 @@ class GatewayConfig(_Frozen):
     store: StoreConfig = StoreConfig()
     listeners: tuple[ListenerConfig, ...] = ()
     http: HttpConfig = HttpConfig()
+    limits: IngestLimits = IngestLimits()
     destinations: tuple[DestinationConfig, ...] = ()
     simulator: SimulatorConfig = SimulatorConfig()
     crosswalk: CrosswalkConfig = CrosswalkConfig()

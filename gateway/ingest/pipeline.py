@@ -23,7 +23,7 @@ from adapters.base import (
 )
 from canonical.errors import MessageRejected, StoreError
 from canonical.model import CHINA_TZ, Event, EventKind, Line
-from gateway.ingest.limits import check_values
+from gateway.ingest.limits import DEFAULT_LIMITS, Limits, check_values
 from gateway.metrics import Metrics
 from gateway.platforms.base import PlatformProfile
 from gateway.store.base import CommitResult, Incoming, PlannedDelivery, Store
@@ -100,8 +100,10 @@ class Ingestor:
 
     def __init__(self, store: Store, crosswalk: CrosswalkSource, routes: Sequence[Route],
                  metrics: Metrics, *, notify: Callable[[], None] = lambda: None,
-                 clock: Callable[[], datetime] = _now) -> None:
+                 clock: Callable[[], datetime] = _now,
+                 limits: Limits = DEFAULT_LIMITS) -> None:
         self.store = store
+        self.limits = limits
         self.crosswalk = crosswalk
         self.routes = tuple(routes)
         self.metrics = metrics
@@ -157,13 +159,12 @@ class Ingestor:
             return parsed
         return self._map_and_advise(adapter, raw, peer, parsed, received_at)
 
-    @staticmethod
-    def _parse(adapter: Adapter, raw: bytes, peer: str,
+    def _parse(self, adapter: Adapter, raw: bytes, peer: str,
                received_at: datetime) -> ParsedMessage | _Prepared:
-        """The adapter's parse, or the refusal to answer with."""
+        """The adapter's parse (within the message limits), or the refusal to answer with."""
         try:
             parsed = adapter.parse(raw, received_at=received_at)
-            check_values(parsed.events)
+            check_values(parsed.events, self.limits)
             return parsed
         except MessageRejected as exc:
             return _Prepared(refusal=exc)
