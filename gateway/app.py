@@ -33,6 +33,7 @@ from gateway.crosswalk.service import MappingService
 from gateway.ingest.http import add_ingest_routes
 from gateway.ingest.limits import Limits
 from gateway.ingest.mllp import start_mllp_server
+from gateway.ingest.offload import ParseWorkers
 from gateway.ingest.pipeline import Ingestor, Route
 from gateway.keys import (
     CONFIG,
@@ -41,6 +42,7 @@ from gateway.keys import (
     INGESTOR,
     LEDGER,
     LEDGER_FEED,
+    LOOP_LAG,
     MAPPINGS,
     METRICS,
     MIRROR,
@@ -59,6 +61,7 @@ from gateway.ledger.wiring import (
     open_ledger,
     prescription_advisor,
 )
+from gateway.loop_lag import LoopLag
 from gateway.metrics import Metrics
 from gateway.mirror.http import add_mirror_routes
 from gateway.mirror.worker import Destination, Mirror
@@ -193,12 +196,19 @@ async def _simulator_ctx(app: web.Application) -> AsyncIterator[None]:
     await runner.cleanup()
 
 
+async def _loop_lag_ctx(app: web.Application) -> AsyncIterator[None]:
+    lag = app[LOOP_LAG] = LoopLag(app[METRICS].registry)
+    lag.start()
+    yield
+    await lag.stop()
+
+
 async def _mirror_ctx(app: web.Application) -> AsyncIterator[None]:
     cfg = app[CONFIG]
     store = app[STORE]
     async with aiohttp.ClientSession() as session:
         destinations = [Destination(d, profile_for(d.profile)(d, cfg)) for d in cfg.destinations]
-        mirror = Mirror(store, destinations, app[METRICS], session)
+        mirror = Mirror(store, destinations, app[METRICS], session, lag=app[LOOP_LAG])
         app[MIRROR] = mirror
         await store.listen(mirror.on_change)  # rows other replicas commit wake it too
         mirror.start()
@@ -212,11 +222,13 @@ async def _ingest_ctx(app: web.Application) -> AsyncIterator[None]:
     mirror = app[MIRROR]
     holder = app[CROSSWALK]
     lim = cfg.limits
+    workers = ParseWorkers(lim.parse_offload_bytes, lim.parse_timeout_s, lim.parse_workers)
     ingestor = Ingestor(store, holder, [Route(d.name, d.profile) for d in mirror.destinations],
                         app[METRICS], notify=mirror.notify,
                         limits=Limits(lim.max_lines, lim.max_trace_codes,
                                       Decimal(str(lim.max_quantity)),
-                                      Decimal(str(lim.max_price))))
+                                      Decimal(str(lim.max_price))),
+                        workers=workers)
     app[INGESTOR] = ingestor
     if LEDGER in app:
         pusher = app.get(PUSHER)
@@ -250,6 +262,7 @@ async def _ingest_ctx(app: web.Application) -> AsyncIterator[None]:
     try:
         for listener in cfg.listeners:
             adapter = create_adapter(listener.adapter, listener.config)
+            workers.register(adapter, listener.adapter, listener.config)
             if listener.transport == "mllp":
                 assert listener.port is not None
                 servers[listener.name] = await start_mllp_server(
@@ -265,6 +278,7 @@ async def _ingest_ctx(app: web.Application) -> AsyncIterator[None]:
         for task in follow_ups:
             task.cancel()
         await asyncio.gather(*follow_ups, return_exceptions=True)
+        await workers.close()
 
 
 async def _release_later(ingestor: Ingestor, hospitals: frozenset[str],
@@ -393,8 +407,8 @@ def build_app(cfg: GatewayConfig, metrics_: Metrics | None = None, *,
     app[CONFIG] = cfg
     app[METRICS] = metrics_ or Metrics()
     app[TIMINGS] = timings or Timings()
-    for ctx in (_store_ctx, _crosswalk_ctx, _ledger_ctx, _webhooks_ctx, _simulator_ctx,
-                _mirror_ctx, _ingest_ctx, _stats_ctx):
+    for ctx in (_loop_lag_ctx, _store_ctx, _crosswalk_ctx, _ledger_ctx, _webhooks_ctx,
+                _simulator_ctx, _mirror_ctx, _ingest_ctx, _stats_ctx):
         app.cleanup_ctx.append(ctx)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)

@@ -110,6 +110,15 @@ class IngestLimits(_Frozen):
     max_quantity: float = Field(default=10_000_000, gt=0,
                                 description="absolute quantity on one line")
     max_price: float = Field(default=10_000_000, gt=0, description="yuan per unit")
+    parse_offload_bytes: int = Field(
+        default=65_536, ge=0,
+        description="messages of this size or more are parsed in a worker process, so that "
+                    "none holds the event loop (0: parse every message in the loop)")
+    parse_workers: int = Field(default=1, ge=1, le=16,
+                               description="worker processes for big messages")
+    parse_timeout_s: float = Field(default=30, gt=0,
+                                   description="a parse in a worker taking longer is stopped "
+                                               "and the message refused")
 
 
 class DestinationConfig(_Frozen):

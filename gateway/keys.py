@@ -21,6 +21,7 @@ if TYPE_CHECKING:
     from gateway.ingest.pipeline import Ingestor
     from gateway.ledger.ledger import Ledger
     from gateway.ledger.wiring import LedgerFeed, WarningPusher
+    from gateway.loop_lag import LoopLag
     from gateway.metrics import Metrics
     from gateway.mirror.worker import Mirror
     from gateway.platforms.simulator import SimulatorState
@@ -34,6 +35,7 @@ __all__ = [
     "INGESTOR",
     "LEDGER",
     "LEDGER_FEED",
+    "LOOP_LAG",
     "MAPPINGS",
     "METRICS",
     "MIRROR",
@@ -47,6 +49,7 @@ __all__ = [
 CONFIG: web.AppKey[GatewayConfig] = web.AppKey("config")
 METRICS: web.AppKey[Metrics] = web.AppKey("metrics")
 TIMINGS: web.AppKey[Timings] = web.AppKey("timings")
+LOOP_LAG: web.AppKey[LoopLag] = web.AppKey("loop_lag")
 STORE: web.AppKey[Store] = web.AppKey("store")
 CROSSWALK: web.AppKey[CrosswalkHolder] = web.AppKey("crosswalk")
 MAPPINGS: web.AppKey[MappingService] = web.AppKey("mappings")

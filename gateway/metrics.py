@@ -30,6 +30,13 @@ class Metrics:
                                    ["adapter"], registry=r)
         self.events_held = Counter("jcgw_events_held", "Events held for unmapped lines",
                                    ["hospital"], registry=r)
+        self.internal_errors = Counter(
+            "jcgw_internal_errors", "Faults of the gateway's own, each logged with its "
+            "traceback (the sender was told to send again, or got a 5xx)", ["where"],
+            registry=r)
+        self.parsed_in_worker = Counter("jcgw_parsed_in_worker",
+                                        "Big messages parsed in a worker process",
+                                        ["adapter"], registry=r)
         self.ledger_poison = Counter("jcgw_ledger_poison_events",
                                      "Events the ledger could not fold, set aside (poison)",
                                      registry=r)

@@ -79,6 +79,12 @@ class Separators:
     escape: str = "\\"
     subcomponent: str = "&"
 
+    def __reduce__(self) -> tuple[type[Separators], tuple[str, str, str, str, str]]:
+        # a parse done in a worker process comes back pickled; the compiled frozen
+        # class cannot be rebuilt field by field
+        return (Separators, (self.field, self.component, self.repetition, self.escape,
+                             self.subcomponent))
+
 
 DEFAULT_SEPARATORS = Separators()
 

@@ -2,4 +2,5 @@
 
 from gateway.cli.main import main
 
-raise SystemExit(main())
+if __name__ == "__main__":  # not when a worker process re-imports the main module
+    raise SystemExit(main())

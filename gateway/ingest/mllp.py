@@ -3,7 +3,10 @@
 A connection may pipeline: frames are handled concurrently (so they share group
 commits) and answered in the order they arrived. Frames go to
 :meth:`~gateway.ingest.pipeline.Ingestor.submit`, which handles everything that arrived in one
-turn of the event loop together; no task is created per frame.
+turn of the event loop together; no task is created per frame. A frame big enough to be
+parsed in a worker process holds back the frames behind it on its connection until it is
+answered, so a connection's messages are still committed in the order they were sent
+(a return after its sale).
 """
 
 from __future__ import annotations
@@ -51,6 +54,8 @@ class MLLPProtocol(asyncio.Protocol):
         self._paused = False
         self._on_close = on_close
         self._eof = False  # the sender closed its side; close ours once all is answered
+        # frames that arrived while a big one is parsed elsewhere: they follow it, in order
+        self._waiting: deque[tuple[_Slot, bytes]] | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = cast(asyncio.Transport, transport)  # uvloop's is not a subclass
@@ -86,11 +91,10 @@ class MLLPProtocol(asyncio.Protocol):
         kind = chunk.kind
         if kind is ChunkKind.FRAME:
             slot = self._owe()
-
-            def answered(reply: Reply | None) -> None:
-                self._pay(slot, None if reply is None else reply.body)
-
-            self.ingestor.submit(self.adapter, chunk.data, self.peer, answered)
+            if self._waiting is not None:
+                self._waiting.append((slot, chunk.data))
+            else:
+                self._submit(slot, chunk.data)
         elif kind is ChunkKind.OVERSIZE:
             self._owe_later(self._refuse_oversize(chunk.data))
         elif kind is ChunkKind.TOO_LARGE:
@@ -100,6 +104,28 @@ class MLLPProtocol(asyncio.Protocol):
                       else "MLLP frame cut off before its end marker")
             self._owe_later(self.ingestor.bad_bytes(self.adapter, chunk.data, self.peer,
                                                     reason))
+
+    def _submit(self, slot: _Slot, data: bytes) -> None:
+        big = self.ingestor.parses_elsewhere(self.adapter, data)
+        if big:
+            self._waiting = deque()
+
+        def answered(reply: Reply | None) -> None:
+            self._pay(slot, None if reply is None else reply.body)
+            if big:
+                self._follow()
+
+        self.ingestor.submit(self.adapter, data, self.peer, answered)
+
+    def _follow(self) -> None:
+        """Submit the frames that waited behind a big one, up to the next big one."""
+        waiting, self._waiting = self._waiting, None
+        while waiting:
+            slot, data = waiting.popleft()
+            self._submit(slot, data)
+            if self._waiting is not None:
+                self._waiting.extend(waiting)
+                return
 
     async def _refuse_oversize(self, data: bytes) -> bytes:
         limit = self.framer.max_frame

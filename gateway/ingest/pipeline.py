@@ -24,6 +24,7 @@ from adapters.base import (
 from canonical.errors import MessageRejected, StoreError
 from canonical.model import CHINA_TZ, Event, EventKind, Line
 from gateway.ingest.limits import DEFAULT_LIMITS, Limits, check_values
+from gateway.ingest.offload import ParseWorkers, WorkerFailed
 from gateway.metrics import Metrics
 from gateway.platforms.base import PlatformProfile
 from gateway.store.base import CommitResult, Incoming, PlannedDelivery, Store
@@ -101,9 +102,11 @@ class Ingestor:
     def __init__(self, store: Store, crosswalk: CrosswalkSource, routes: Sequence[Route],
                  metrics: Metrics, *, notify: Callable[[], None] = lambda: None,
                  clock: Callable[[], datetime] = _now,
-                 limits: Limits = DEFAULT_LIMITS) -> None:
+                 limits: Limits = DEFAULT_LIMITS,
+                 workers: ParseWorkers | None = None) -> None:
         self.store = store
         self.limits = limits
+        self.workers = workers
         self.crosswalk = crosswalk
         self.routes = tuple(routes)
         self.metrics = metrics
@@ -170,8 +173,42 @@ class Ingestor:
             return _Prepared(refusal=exc)
         except Exception as exc:  # an adapter bug must not lose the message either
             log.exception("adapter %s failed on a message from %s", adapter.name, peer)
+            self.metrics.internal_errors.labels("parse").inc()
             return _Prepared(refusal=MessageRejected(
                 f"internal error while parsing: {type(exc).__name__}", code="207"))
+
+    def parses_elsewhere(self, adapter: Adapter, raw: bytes) -> bool:
+        """Whether ``raw`` is big enough to be parsed in a worker process (the loop goes on
+        meanwhile, so what arrives after it may be committed before it)."""
+        return self.workers is not None and self.workers.takes(adapter, raw)
+
+    async def _parse_elsewhere(self, adapter: Adapter, raw: bytes, peer: str,
+                               received_at: datetime) -> ParsedMessage | _Prepared:
+        assert self.workers is not None
+        self.metrics.labelled(self.metrics.parsed_in_worker, adapter.name).inc()
+        try:
+            return await self.workers.parse(adapter, raw, received_at, self.limits)
+        except MessageRejected as exc:
+            return _Prepared(refusal=exc)
+        except WorkerFailed as exc:
+            if not self.workers.takes(adapter, raw):  # the workers could not start
+                return self._parse(adapter, raw, peer, received_at)
+            log.error("adapter %s failed on %d bytes from %s: %s", adapter.name, len(raw),
+                      peer, exc)
+            self.metrics.internal_errors.labels("parse").inc()
+            return _Prepared(refusal=MessageRejected(
+                "internal error while parsing, message not stored: send it again",
+                code="207"))
+
+    async def _prepare_anywhere(self, adapter: Adapter, raw: bytes, peer: str,
+                                received_at: datetime) -> _Prepared:
+        """:meth:`_prepare`, with the parse in a worker process for a big message."""
+        if not self.parses_elsewhere(adapter, raw):
+            return self._prepare(adapter, raw, peer, received_at)
+        parsed = await self._parse_elsewhere(adapter, raw, peer, received_at)
+        if isinstance(parsed, _Prepared):
+            return parsed
+        return self._map_and_advise(adapter, raw, peer, parsed, received_at)
 
     def _map_and_advise(self, adapter: Adapter, raw: bytes, peer: str, parsed: ParsedMessage,
                         received_at: datetime, *, rechecked: bool = False) -> _Prepared:
@@ -248,7 +285,7 @@ class Ingestor:
     async def handle(self, adapter: Adapter, raw: bytes, peer: str) -> Reply:
         """Take one message; the reply is positive only after a durable commit."""
         received_at = self.clock()
-        prep = self._prepare(adapter, raw, peer, received_at)
+        prep = await self._prepare_anywhere(adapter, raw, peer, received_at)
         return await self._finish(adapter, raw, peer, prep, received_at)
 
     async def _finish(self, adapter: Adapter, raw: bytes, peer: str, prep: _Prepared,
@@ -279,8 +316,12 @@ class Ingestor:
         (every parse, then every mapping and rule check) and join the group commit
         together: each stage's code stays in the CPU caches, and no task is created per
         message. This is the MLLP listener's path; :meth:`handle` is the one-at-a-time
-        equivalent.
+        equivalent. A big message is parsed in a worker process (:meth:`parses_elsewhere`)
+        and goes its own way.
         """
+        if self.parses_elsewhere(adapter, raw):
+            self._spawn(self.handle(adapter, raw, peer), adapter, raw, done)
+            return
         self._batch.append((adapter, raw, peer, done))
         if len(self._batch) == 1:
             asyncio.get_running_loop().call_soon(self._run_batch)
@@ -301,6 +342,7 @@ class Ingestor:
                     self._commit_then(adapter, raw, peer, prep, done)
             except Exception:
                 log.exception("unexpected error handling a message from %s", peer)
+                self.metrics.internal_errors.labels("ingest").inc()
                 self._answer_error(adapter, raw, done)
 
     def _answer(self, done: Callable[[Reply | None], None], reply: Reply | None) -> None:
@@ -327,6 +369,7 @@ class Ingestor:
                 reply = self._committed(adapter, raw, peer, prep, result)
             except Exception:
                 log.exception("unexpected error answering a message from %s", peer)
+                self.metrics.internal_errors.labels("ingest").inc()
                 self._answer_error(adapter, raw, done)
                 return
             self._answer(done, reply)
@@ -345,6 +388,7 @@ class Ingestor:
                 return
             if not t.cancelled():
                 log.error("unexpected error handling a message", exc_info=t.exception())
+                self.metrics.internal_errors.labels("ingest").inc()
             # cancelled at shutdown or failed: nothing is known to be stored, resend
             self._answer_error(adapter, raw, done)
 

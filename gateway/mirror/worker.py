@@ -32,6 +32,7 @@ from tenacity import (
 )
 
 from gateway.config import DestinationConfig
+from gateway.loop_lag import LoopLag
 from gateway.metrics import Metrics
 from gateway.mirror.breaker import CircuitBreaker
 from gateway.platforms.base import Answer, PlatformProfile, Verdict
@@ -115,13 +116,15 @@ class Mirror:
     """One drain loop per destination.
 
     ``clock`` gives the time (unix seconds) that back-off, cool-downs, leases and time
-    budgets are reckoned in; ``quick_wait_s`` is the first wait between the quick tries.
+    budgets are reckoned in; ``quick_wait_s`` is the first wait between the quick tries;
+    with ``lag``, each delivery gives way while the event loop runs late.
     """
 
     def __init__(self, store: Store, destinations: Sequence[Destination], metrics: Metrics,
                  session: aiohttp.ClientSession, clock: Callable[[], float] = time.time,
-                 quick_wait_s: float = QUICK_WAIT_S) -> None:
+                 quick_wait_s: float = QUICK_WAIT_S, lag: LoopLag | None = None) -> None:
         self.store = store
+        self.lag = lag  # deliveries give way while the loop runs late (ACKs first)
         self.destinations = tuple(destinations)
         self.metrics = metrics
         self.session = session
@@ -216,6 +219,8 @@ class Mirror:
         breaker = self.breakers[dest.name]
         async with sem:
             for item in group:
+                if self.lag is not None:
+                    await self.lag.give_way()
                 if not breaker.allow(self.clock()):
                     break  # platform looks down: the row stays as it is, uncharged
                 update = await self._deliver(dest, item)

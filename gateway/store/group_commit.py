@@ -28,6 +28,10 @@ class GroupCommit:
     # loop turns to wait for more messages after answering a group (measured: 4 beats
     # 0, 2 and 8 with 32 senders; see bench/README.md)
     gather_turns = 4
+    # a message this big (a 2,000-line dispense) takes its transaction tens of
+    # milliseconds; it is written in a group of its own, after the messages queued before
+    # it, so that they are not kept waiting for it
+    heavy_bytes = 65_536
 
     def __init__(self, write: Callable[[list[Incoming]], Awaitable[list[CommitResult]]],
                  max_batch: int, on_batch: Callable[[int], None] | None = None) -> None:
@@ -68,8 +72,7 @@ class GroupCommit:
     async def _flush(self) -> None:
         try:
             while self._pending:
-                batch = self._pending[: self.max_batch]
-                del self._pending[: self.max_batch]
+                batch = self._take()
                 try:
                     results: list[CommitResult] | BaseException = await self._write(
                         [inc for inc, _ in batch])
@@ -88,6 +91,17 @@ class GroupCommit:
                     await asyncio.sleep(0)
         finally:
             self._flush_task = None
+
+    def _take(self) -> list[tuple[Incoming, Waiter]]:
+        pending = self._pending
+        size = min(len(pending), self.max_batch)
+        for i in range(size):
+            if len(pending[i][0].raw) >= self.heavy_bytes:
+                size = i or 1  # the light ones before it; or it, alone
+                break
+        batch = pending[:size]
+        del pending[:size]
+        return batch
 
     def _finish(self, batch: list[tuple[Incoming, Waiter]],
                 results: list[CommitResult] | BaseException) -> None:

@@ -97,12 +97,14 @@ def outbox_rows(staged: Sequence[StagedMessage]) -> list[NewOutboxRow]:
         if msg.duplicate:
             continue
         events = msg.incoming.events
+        # per event, not per row: a 2,000-line dispense has 2,000 rows of one event
+        keys = [(ev.hospital_id, ev.stream) for ev in events]
         for d in msg.incoming.deliveries:
             seq = msg.seqs[d.event_index]
             if seq is None:
                 continue
-            ev = events[d.event_index]
-            rows.append(NewOutboxRow(i, d.destination, seq, d.unit, ev.hospital_id, ev.stream))
+            hospital_id, stream = keys[d.event_index]
+            rows.append(NewOutboxRow(i, d.destination, seq, d.unit, hospital_id, stream))
     return rows
 
 

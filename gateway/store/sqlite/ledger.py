@@ -9,6 +9,7 @@ the store's writer thread in one transaction that also bumps the ledger's versio
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import sqlite3
 import time
@@ -30,6 +31,7 @@ from gateway.store.ledger_records import (
     LedgerWrites,
     PriceFlag,
     TraceFlag,
+    TraceSale,
 )
 from gateway.store.ledger_rows import (
     CARD_COLUMNS,
@@ -130,12 +132,15 @@ def _update_deadlines(con: sqlite3.Connection, updates: Sequence[DeadlineUpdate]
     return out
 
 
-def _write_trace(con: sqlite3.Connection, writes: LedgerWrites) -> None:
-    if not writes.trace_sales:
+_TRACE_CHUNK = 250  # traceability codes per transaction of their own (see _Session.commit)
+
+
+def _write_trace(con: sqlite3.Connection, sales: Sequence[TraceSale]) -> None:
+    if not sales:
         return
     con.executemany("INSERT OR IGNORE INTO ledger_trace (hospital_id, code, event_id,"
                     " national_code, day) VALUES (?, ?, ?, ?, ?)",
-                    [trace_sale_args(t) for t in writes.trace_sales])
+                    [trace_sale_args(t) for t in sales])
     before = con.total_changes
     # a code sold before by another event: a returned, switched or counterfeit drug (R14)
     con.executemany(
@@ -143,11 +148,11 @@ def _write_trace(con: sqlite3.Connection, writes: LedgerWrites) -> None:
         " event_id, day, national_code) SELECT hospital_id, code, event_id, day, ?, ?, ?"
         " FROM ledger_trace WHERE hospital_id = ? AND code = ? AND event_id <> ?",
         [(t.event_id, t.day.isoformat(), t.national_code, t.hospital_id, t.code, t.event_id)
-         for t in writes.trace_sales])
+         for t in sales])
     if con.total_changes > before:
         log.warning("%d traceability code(s) sold again (events %s)",
                     con.total_changes - before,
-                    ", ".join(sorted({t.event_id for t in writes.trace_sales})[:10]))
+                    ", ".join(sorted({t.event_id for t in sales})[:10]))
 
 
 def _mark_folded(con: sqlite3.Connection, seqs: Sequence[int]) -> None:
@@ -204,6 +209,15 @@ class _Session:
         self._done = True
         tables = self._tables
         expected = self.version + 1
+        sales = writes.trace_sales
+        # The store has one writer, and the messages being acknowledged wait for it: a
+        # dispense with 10,000 traceability codes written in the fold's transaction would
+        # hold their commits for hundreds of milliseconds. Codes are written first, a
+        # few hundred per transaction; that is safe to repeat (a fold cut short by a crash
+        # runs again and finds its own codes, which are not "sold again").
+        while len(sales) > _TRACE_CHUNK:
+            part, sales = sales[:_TRACE_CHUNK], sales[_TRACE_CHUNK:]
+            await self._store.write(functools.partial(_write_trace, sales=part))
 
         def write(con: sqlite3.Connection) -> tuple[int, LedgerChange]:
             version = _bump(con, expected)
@@ -222,7 +236,7 @@ class _Session:
                 con.executemany("INSERT OR IGNORE INTO ledger_price_flags VALUES"
                                 " (?, ?, ?, ?, ?, ?, ?)",
                                 [price_flag_args(f) for f in writes.price_flags])
-            _write_trace(con, writes)
+            _write_trace(con, sales)
             orders, closed, reminded = deadline_change(writes.deadline_updates, done, opened)
             change = LedgerChange(daily=writes.daily, stock=writes.stock, orders_opened=orders,
                                   orders_closed=closed, orders_reminded=reminded)
