@@ -116,11 +116,25 @@ class MessageInvalid(MessageRejected):
         self.issues = tuple(issues)
 
 
+MAX_ISSUE_TEXT = 500  # characters of one problem's text in a reply
+
+
+def _short(text: str) -> str:
+    # a reason may quote the offending value, and a hostile value may be 70,000
+    # characters: the reply names the problem, it does not echo the message back
+    if len(text) <= MAX_ISSUE_TEXT:
+        return text
+    return f"{text[:MAX_ISSUE_TEXT]}… ({len(text) - MAX_ISSUE_TEXT} more characters)"
+
+
 def rejection_issues(exc: MessageRejected) -> tuple[Issue, ...]:
-    """The issues to put in the reply for a rejection (every problem it names)."""
+    """The issues to put in the reply for a rejection (every problem it names), each
+    text at most ``MAX_ISSUE_TEXT`` characters (and as many issues as the adapter found,
+    at most 100)."""
     if isinstance(exc, MessageInvalid):
-        return exc.issues
-    return (Issue(Severity.ERROR, exc.reason, exc.code, exc.location),)
+        return tuple(Issue(i.severity, _short(i.text), i.code, _short(i.location))
+                     for i in exc.issues[:100])
+    return (Issue(Severity.ERROR, _short(exc.reason), exc.code, _short(exc.location)),)
 
 
 @runtime_checkable

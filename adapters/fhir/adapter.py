@@ -145,7 +145,8 @@ class FhirR4Adapter:
             raise MessageRejected("body is not a FHIR resource (a JSON object)", code="100",
                                   location="", reject=True)
         rtype = body.get("resourceType")
-        if rtype != "Bundle" and rtype not in EVENT_TYPES:
+        # a hostile resourceType may be a list or an object: never tested against a set
+        if not isinstance(rtype, str) or (rtype != "Bundle" and rtype not in EVENT_TYPES):
             where = f"{rtype}" if isinstance(rtype, str) and rtype else "resourceType"
             raise MessageRejected(
                 f"resource type {rtype!r} is not taken here (supported: Bundle, "
@@ -229,7 +230,8 @@ class FhirR4Adapter:
             if not isinstance(resource, dict):
                 problems.append(Issue(Severity.ERROR, f"{path}: the entry has no resource",
                                       "101", path))
-            elif resource.get("resourceType") not in SUPPORTED_TYPES:
+            elif not isinstance(resource.get("resourceType"), str) \
+                    or resource["resourceType"] not in SUPPORTED_TYPES:
                 problems.append(Issue(
                     Severity.ERROR, f"{path}: resource type {resource.get('resourceType')!r} "
                     "is not taken here", "200", f"{path}.resourceType"))

@@ -176,10 +176,14 @@ def _codec_or_utf8(charset: str) -> str:
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 
+_MAX_COPY = 227  # the longest field an ACK copies (HD, HL7 v2.5)
+
+
 def _clean(value: str) -> str:
-    """A value copied from the message into the ACK, without control characters: a
-    ``\x1c`` there would end the sender's MLLP frame early."""
-    return _CONTROL.sub("", value)
+    """A value copied from the message into the ACK, without control characters (a
+    ``\x1c`` there would end the sender's MLLP frame early) and no longer than any such
+    field may be (a 70,000-character MSH-3 is not sent back)."""
+    return _CONTROL.sub("", value[:4 * _MAX_COPY])[:_MAX_COPY]
 
 
 def _ack_header(msg: Message) -> AckHeader:

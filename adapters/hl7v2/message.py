@@ -347,12 +347,12 @@ def decode_message(raw: bytes, default_codec: str = "utf-8") -> Message:
     fs = header[3]
     enc_end = header.find(fs, 4)
     enc = header[4:enc_end] if enc_end > 0 else header[4:]
+    # delimiters are printable ASCII punctuation: the ACK is written with them, and a
+    # control character there (\x1c) would end the sender's MLLP frame early
     if (
-        fs.isalnum()
-        or fs in " \r\n"
-        or len(enc) < 4
+        len(enc) < 4
         or len(set(enc[:4] + fs)) != 5
-        or any(c.isalnum() or c.isspace() for c in enc[:4])
+        or any(not ("!" <= c <= "~") or c.isalnum() for c in enc[:4] + fs)
     ):
         raise MessageRejected(
             f"invalid encoding characters {header[3:8]!r} in MSH-1/MSH-2 "

@@ -78,6 +78,7 @@ def internal_error_reply(adapter: Adapter, raw: bytes, now: datetime) -> Reply:
 
 
 _NO_ADVICE = Advice()
+MAX_ADVICE = 50  # warnings in one answer
 
 
 @dataclass(slots=True)
@@ -137,6 +138,12 @@ class Ingestor:
                 advice = advisor(ev, now)
                 issues.extend(advice.issues)
                 blocked = blocked or advice.blocked
+        if len(issues) > MAX_ADVICE:
+            # one warning a line would make the answer to a 600-line prescription larger
+            # than the prescription; the rest are in the ledger and the CDS service
+            more = len(issues) - MAX_ADVICE + 1
+            issues[MAX_ADVICE - 1:] = [Issue(Severity.WARNING, f"… and {more} more 集采 "
+                                             "warning(s) for this message", "")]
         return Advice(tuple(issues), blocked)
 
     def remap(self, event: Event) -> tuple[Event, bool, tuple[PlannedDelivery, ...]]:

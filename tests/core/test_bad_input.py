@@ -193,3 +193,35 @@ async def test_a_half_closed_connection_still_gets_every_answer(gateway) -> None
     assert [ack_fields(f[f.index(START) + 1:])["MSA"][1:3] for f in frames] == [
         ["AA", f"RDS{700 + n:012d}"] for n in range(3)]
     assert await gateway.store.query("SELECT count(*) FROM messages") == [(3,)]
+
+
+async def test_an_ack_copies_no_more_of_a_header_field_than_the_field_may_hold(
+        gateway) -> None:  # type: ignore[no-untyped-def]
+    """Found by the fuzz test: a 70,000-character MSH-3 came back whole in the ACK."""
+    raw = sample("rds_o13_dispense_utf8.hl7").replace(b"|HIS|ZJSRMYY|", b"|" + b"x" * 70_000
+                                                      + b"|ZJSRMYY|", 1)
+    client = await MLLPClient.connect(gateway.mllp_port)
+    try:
+        ack = await client.send(raw)
+    finally:
+        await client.close()
+    assert len(ack) < 2_000
+    assert ack_fields(ack)["MSH"][4] == "x" * 227  # MSH-5 answers MSH-3, cut to an HD
+
+
+async def test_a_prescription_of_many_lines_gets_a_bounded_number_of_warnings(
+        gateway) -> None:  # type: ignore[no-untyped-def]
+    """Found by the fuzz test: one 集采 warning a line made the answer to a 600-line
+    prescription 486 KB, seven times the prescription."""
+    segs = sample("rde_o11_prescription_utf8.hl7").rstrip(b"\r").split(b"\r")
+    head, group = segs[:3], segs[3:8]  # ORC, TQ1, RXE, RXR, ZJC of the non-winning item
+    raw = b"\r".join(head + group * 600) + b"\r"
+    client = await MLLPClient.connect(gateway.mllp_port)
+    try:
+        ack = await client.send(raw)
+    finally:
+        await client.close()
+    errs = [s for s in ack.decode().split("\r") if s.startswith("ERR|")]
+    assert ack_fields(ack)["MSA"][1] == "AA"
+    assert len(errs) == 50 and "more 集采 warning(s)" in errs[-1]
+    assert len(ack) < 65_536  # whatever the number of lines

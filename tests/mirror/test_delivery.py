@@ -227,8 +227,11 @@ async def test_one_platform_down_never_stalls_another(sqlite_rig) -> None:
     await rig.send(receipts)
     await eventually(lambda: len(up.order) == 5, what="5 receipts at the up platform")
     assert down.order == []
-    balance = await rig.store.balance()
-    assert balance.delivered == {"zhejiang": 5} and balance.queued == {"nhsa": 5}
+
+    async def settled() -> bool:  # outcomes are recorded a moment after their answers
+        balance = await rig.store.balance()
+        return balance.delivered == {"zhejiang": 5} and balance.queued == {"nhsa": 5}
+    await eventually(settled, what="5 delivered to zhejiang, 5 queued for nhsa")
 
 
 async def test_zhaocai_token_is_fetched_and_renewed_and_documents_go_whole(sqlite_rig) -> None:
