@@ -124,10 +124,9 @@ class ParseWorkers:
             if self._unavailable:
                 raise WorkerFailed("the parse workers are stopped")
             try:
-                # creating the pool starts the fork server: not on the event loop
-                pool = await asyncio.to_thread(self._create)
-                pid = await asyncio.wait_for(asyncio.wrap_future(pool.schedule(_ready)),
-                                             timeout=60)
+                # starting the first worker waits for the fork server to import the
+                # adapters (a second or so): not on the event loop
+                pool, pid = await asyncio.to_thread(self._create)
             except Exception as exc:
                 self._unavailable = True
                 log.exception("cannot start the parse workers: big messages are parsed in "
@@ -138,10 +137,15 @@ class ParseWorkers:
                      self.workers, self.min_bytes, pid)
             return pool
 
-    def _create(self) -> ProcessPool:
+    def _create(self) -> tuple[ProcessPool, int]:
         ctx = multiprocessing.get_context("forkserver")
         ctx.set_forkserver_preload([__name__])
-        return ProcessPool(max_workers=self.workers, context=ctx)
+        pool = ProcessPool(max_workers=self.workers, context=ctx)
+        try:
+            return pool, int(pool.schedule(_ready).result(timeout=60))
+        except BaseException:
+            pool.stop()  # type: ignore[no-untyped-call]
+            raise
 
     async def close(self) -> None:
         """Stop the workers (a parse in flight is abandoned: its sender hears nothing and

@@ -46,3 +46,23 @@ async def test_a_year_without_sales_is_reported_at_the_boundary(ledger: Ledger) 
     # exactly 365 days after the last sale: not yet a whole year without one
     assert await unsold(sold_at + timedelta(days=365)) == (False, sold_at.date().isoformat())
     assert await unsold(sold_at + timedelta(days=366)) == (True, sold_at.date().isoformat())
+
+
+async def test_a_dispense_with_thousands_of_codes_is_flagged_code_by_code(
+        ledger: Ledger) -> None:
+    """The store writes a big fold's codes a few hundred per transaction (so that the
+    messages being acknowledged do not wait for one long write): every code counts, and
+    the fold run again finds its own codes, which are not sold again."""
+    codes = tuple(f"8100000000{i:010d}" for i in range(2_600))
+    big = _dispense_with_trace(codes[0], cst(2026, 3, 2), "sale-big")
+    big = big.with_lines((replace(big.lines[0], trace_codes=codes),))
+    await fold(ledger, [big])
+    await fold(ledger, [big])
+    assert (await build_report(ledger, HOSPITAL, cst(2026, 3, 31)))["trace_flags"] == []
+    # codes from the first, a middle and the last part of the big write, sold again
+    again = [_dispense_with_trace(codes[i], cst(2026, 3, 9), f"again-{i}")
+             for i in (0, 1_300, 2_599)]
+    await fold(ledger, again)
+    flags = (await build_report(ledger, HOSPITAL, cst(2026, 3, 31)))["trace_flags"]
+    assert sorted((f["trace_code"], f["first_sale_event"], f["event_id"]) for f in flags) == [
+        (codes[i], "sale-big", f"again-{i}") for i in (0, 1_300, 2_599)]
