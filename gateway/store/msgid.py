@@ -56,6 +56,28 @@ class MsgIdClock:
         self._stamp_cache = (second, stamp)
         return stamp
 
+    def many(self, hospital_ids: list[str], now: float) -> list[str]:
+        """The next msgid for each of ``hospital_ids`` (in order) at unix time ``now``:
+        the same ids as calling :meth:`next` for each, without a call per row (a
+        2,000-line dispense has 2,000)."""
+        out: list[str] = []
+        last = self._last
+        now_s = int(now)
+        stamp_of, stamp = -1, ""
+        for hospital_id in hospital_ids:
+            second, seq = last.get(hospital_id, (0, -1))
+            if now_s > second:
+                second, seq = now_s, 0
+            else:
+                seq += 1
+                if seq > 9999:
+                    second, seq = second + 1, 0
+            last[hospital_id] = (second, seq)
+            if second != stamp_of:
+                stamp_of, stamp = second, self._stamp(second)
+            out.append(f"{hospital_id}{stamp}{seq:04d}")
+        return out
+
     def next(self, hospital_id: str, now: float) -> str:
         """The next msgid for a hospital at unix time ``now``."""
         second, seq = self._last.get(hospital_id, (0, -1))

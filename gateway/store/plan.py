@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from enum import IntEnum, StrEnum
+from typing import NamedTuple
 
 from canonical.model import Event, EventKind, Line, OrderControl
 from gateway.store.base import Balance, CommitResult, Incoming, PlannedDelivery
@@ -58,9 +59,9 @@ class StagedMessage:
     seqs: list[int | None]
 
 
-@dataclass(frozen=True, slots=True)
-class NewOutboxRow:
-    """An outbox row to insert (the store adds its id and msgid)."""
+class NewOutboxRow(NamedTuple):
+    """An outbox row to insert (the store adds its id and msgid). A named tuple: a
+    2,000-line dispense makes 2,000 of them inside the store's write."""
 
     message: int  # index of the staged message it belongs to
     destination: str

@@ -183,3 +183,15 @@ async def test_a_store_newer_than_the_gateway_refuses_to_start_and_leaves_nothin
     con.execute("DELETE FROM schema_version WHERE version = 999")
     con.execute("COMMIT")
     con.close()
+
+
+def test_msgids_in_bulk_are_the_ids_one_at_a_time_would_be() -> None:
+    """A big commit takes its msgids in one call: the same ids, across the borrowed
+    second and for several hospitals interleaved."""
+    t = 1795400000.5
+    hospitals = [HOSPITAL, "H33010200016"] * 6_000
+    one, bulk = MsgIdClock(), MsgIdClock()
+    for clock in (one, bulk):
+        clock.seed(HOSPITAL, "H33010200015" + "20261123000000" + "0100")
+    assert bulk.many(hospitals, t) == [one.next(h, t) for h in hospitals]
+    assert bulk.next(HOSPITAL, t) == one.next(HOSPITAL, t)

@@ -389,11 +389,12 @@ class SqliteStore(GroupCommitting):
         _insert_many(con, "events (seq, event_id, message_id, hospital_id, kind, occurred_at,"
                           " held, body)", 8, event_rows)
         _insert_many(con, "ledger_pending (seq)", 1, pending)
+        msgids = self._msgids.many([r.hospital_id for r in rows], now)
         _insert_many(con, "outbox (id, destination, event_seq, unit, hospital_id, stream,"
                           " msgid, created_at)", 8,
                      [(oid, r.destination, r.event_seq, r.unit, r.hospital_id, r.stream,
-                       self._msgids.next(r.hospital_id, now), now)
-                      for oid, r in zip(ids, rows, strict=True)])
+                       msgid, now)
+                      for oid, r, msgid in zip(ids, rows, msgids, strict=True)])
         return commit_results(staged, rows, ids)
 
     async def quarantine(self, raw: bytes, *, peer: str, adapter: str, reason: str,
