@@ -156,8 +156,7 @@ async def _ledger_ctx(app: web.Application) -> AsyncIterator[None]:
     await store.listen(feed.on_change)  # other replicas' folds and contracts, at once
     task = asyncio.create_task(feed.run(), name="ledger-feed")
     yield
-    task.cancel()
-    await asyncio.gather(task, return_exceptions=True)
+    await feed.stop(task)
 
 
 async def _webhooks_ctx(app: web.Application) -> AsyncIterator[None]:

@@ -241,6 +241,7 @@ class LedgerFeed:
         self._top = 0  # the highest sequence number kept
         self._fold_wanted = True
         self._catch_up_wanted = False
+        self._stopping = False
 
     def committed(self, events: list[tuple[int, Event]]) -> None:
         """Store listener: events of one group commit of this process, in commit order."""
@@ -308,7 +309,7 @@ class LedgerFeed:
         while True:
             n = await self.fold_once()
             total += n
-            if n < self.batch:
+            if n < self.batch or self._stopping:
                 return total
 
     async def _step(self) -> None:
@@ -319,9 +320,23 @@ class LedgerFeed:
         elif catch_up:
             await self.ledger.catch_up()
 
+    async def stop(self, task: asyncio.Task[None], timeout: float = 10.0) -> None:
+        """End :meth:`run` (running as ``task``) after the fold in progress: a fold cut
+        off inside its commit leaves its connection in a state only the server can clear,
+        and the store's pool waits for it. Cancelled after ``timeout``."""
+        self._stopping = True
+        self.wake.set()
+        try:
+            await asyncio.wait_for(asyncio.shield(task), timeout)
+        except TimeoutError:
+            task.cancel()
+        except Exception:  # run() logs its own failures; nothing more to do at shutdown
+            pass
+        await asyncio.gather(task, return_exceptions=True)
+
     async def run(self) -> None:
-        """Fold and follow until cancelled."""
-        while True:
+        """Fold and follow until cancelled or :meth:`stop`-ped."""
+        while not self._stopping:
             try:
                 await self._step()
             except asyncio.CancelledError:
@@ -336,6 +351,8 @@ class LedgerFeed:
                     await asyncio.wait_for(self.wake.wait(), timeout=self.poll_s)
                 except TimeoutError:  # a notice may have been missed: look anyway
                     self._fold_wanted = True
+            if self._stopping:
+                return
             if self._fold_wanted and len(self._events) < self.batch:
                 if self._catch_up_wanted:  # another replica's change: not held back
                     self._catch_up_wanted = False
