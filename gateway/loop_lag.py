@@ -72,5 +72,5 @@ class LoopLag:
 
     async def give_way(self) -> None:
         """Before a step of background work: wait while the loop runs late."""
-        if self.lag_s > self.threshold_s:
+        if self.busy:
             await asyncio.sleep(min(self.lag_s, self.max_wait_s))

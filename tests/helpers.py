@@ -28,6 +28,15 @@ DATA = ROOT / "tests" / "data"
 HL7 = DATA / "hl7v2"
 CROSSWALK = ROOT / "config" / "crosswalk.sample.csv"
 HOSPITAL = "H33010200015"
+# the HTTP listeners of the sample configuration, for the test hospital
+HTTP_LISTENERS: list[dict[str, Any]] = [
+    {"name": "his-fhir", "adapter": "fhir-r4", "transport": "http",
+     "config": {"organizations": {"Organization/zjsrmyy": HOSPITAL}}},
+    {"name": "his-xml", "adapter": "vendor-xml", "transport": "http",
+     "config": {"profile": "his-prescription-xml"}},
+    {"name": "spd-json", "adapter": "vendor-json", "transport": "http",
+     "config": {"profile": "warehouse-stock-json"}},
+]
 # the gateway's background intervals, short: tests wait for what they cause, not for them
 TIMINGS = Timings(stats_s=0.02, follow_up_s=0.02)
 

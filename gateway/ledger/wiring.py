@@ -326,12 +326,8 @@ class LedgerFeed:
         and the store's pool waits for it. Cancelled after ``timeout``."""
         self._stopping = True
         self.wake.set()
-        try:
-            await asyncio.wait_for(asyncio.shield(task), timeout)
-        except TimeoutError:
-            task.cancel()
-        except Exception:  # run() logs its own failures; nothing more to do at shutdown
-            pass
+        await asyncio.wait({task}, timeout=timeout)
+        task.cancel()  # a no-op once it has ended
         await asyncio.gather(task, return_exceptions=True)
 
     async def run(self) -> None:

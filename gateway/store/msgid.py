@@ -80,13 +80,4 @@ class MsgIdClock:
 
     def next(self, hospital_id: str, now: float) -> str:
         """The next msgid for a hospital at unix time ``now``."""
-        second, seq = self._last.get(hospital_id, (0, -1))
-        now_s = int(now)
-        if now_s > second:
-            second, seq = now_s, 0
-        else:
-            seq += 1
-            if seq > 9999:
-                second, seq = second + 1, 0
-        self._last[hospital_id] = (second, seq)
-        return f"{hospital_id}{self._stamp(second)}{seq:04d}"
+        return self.many([hospital_id], now)[0]

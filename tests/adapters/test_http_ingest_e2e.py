@@ -9,21 +9,13 @@ import orjson
 import pytest
 from aiohttp import ClientSession
 from aiohttp.test_utils import TestServer
-from helpers import HOSPITAL, free_port, make_config
+from helpers import HOSPITAL, HTTP_LISTENERS, free_port, make_config
 from lxml import etree
 
 from gateway.app import build_app
 
 DATA = Path(__file__).parent.parent / "data"
 
-LISTENERS = [
-    {"name": "his-fhir", "adapter": "fhir-r4", "transport": "http",
-     "config": {"organizations": {"Organization/zjsrmyy": HOSPITAL}}},
-    {"name": "his-xml", "adapter": "vendor-xml", "transport": "http",
-     "config": {"profile": "his-prescription-xml"}},
-    {"name": "spd-json", "adapter": "vendor-json", "transport": "http",
-     "config": {"profile": "warehouse-stock-json"}},
-]
 
 
 def _sample(folder: str, name: str) -> bytes:
@@ -39,7 +31,7 @@ async def http_gateway(tmp_path: Path) -> AsyncIterator[str]:
     base_listeners = [dict(lst.model_dump()) for lst in cfg.listeners]
     cfg = make_config(tmp_path, mllp_port=mllp_port, http_port=0, simulator_port=None,
                       platform_url="http://127.0.0.1:9/fsi/api/inventory",
-                      listeners=base_listeners + LISTENERS)
+                      listeners=base_listeners + HTTP_LISTENERS)
     server = TestServer(build_app(cfg), host="127.0.0.1")
     await server.start_server()
     try:
@@ -114,7 +106,7 @@ async def test_oversized_body_is_refused_with_413_and_the_listener_keeps_serving
                        platform_url="http://127.0.0.1:9/fsi/api/inventory")
     cfg = make_config(tmp_path, mllp_port=mllp_port, http_port=0, simulator_port=None,
                       platform_url="http://127.0.0.1:9/fsi/api/inventory",
-                      listeners=[dict(lst.model_dump()) for lst in base.listeners] + LISTENERS,
+                      listeners=[dict(lst.model_dump()) for lst in base.listeners] + HTTP_LISTENERS,
                       http={"host": "127.0.0.1", "port": 0, "max_body_bytes": 65536})
     server = TestServer(build_app(cfg), host="127.0.0.1")
     await server.start_server()

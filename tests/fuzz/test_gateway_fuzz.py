@@ -20,7 +20,8 @@ from pathlib import Path
 
 import aiohttp
 import pytest
-from helpers import HOSPITAL, ROOT, free_port, numbered_dispense, write_config
+import yaml
+from helpers import HTTP_LISTENERS, ROOT, free_port, numbered_dispense, write_config
 from hostile import Hostile
 
 SEED = int(os.environ.get("JCGW_FUZZ_SEED", "20261204"))
@@ -32,14 +33,6 @@ CONNECTIONS = 4
 MAX_ANSWER = 65_536
 RSS_GROWTH_MB = 250  # the whole run may not grow the gateway's peak memory more than this
 
-LISTENERS = [
-    {"name": "his-fhir", "adapter": "fhir-r4", "transport": "http",
-     "config": {"organizations": {"Organization/zjsrmyy": HOSPITAL}}},
-    {"name": "his-xml", "adapter": "vendor-xml", "transport": "http",
-     "config": {"profile": "his-prescription-xml"}},
-    {"name": "spd-json", "adapter": "vendor-json", "transport": "http",
-     "config": {"profile": "warehouse-stock-json"}},
-]
 
 
 def _rss_mb(pid: int, key: str = "VmRSS") -> float:
@@ -190,10 +183,8 @@ async def test_hostile_inputs_crash_nothing_and_the_gateway_goes_on(tmp_path: Pa
     cfg = write_config(tmp_path, mllp_port=mllp, http_port=http, simulator_port=sim,
                        platform_url=f"http://127.0.0.1:{sim}/fsi/api/inventory",
                        log_level="WARNING")
-    text = cfg.read_text("utf-8")
-    import yaml
-    data = yaml.safe_load(text)
-    data["listeners"] += LISTENERS
+    data = yaml.safe_load(cfg.read_text("utf-8"))
+    data["listeners"] += HTTP_LISTENERS
     cfg.write_text(yaml.safe_dump(data, allow_unicode=True), "utf-8")
     log = (tmp_path / "gateway.log").open("wb")
     proc = subprocess.Popen([sys.executable, "-m", "gateway.cli", "serve", "-c", str(cfg)],

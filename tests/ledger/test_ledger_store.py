@@ -54,6 +54,16 @@ async def _ledger(store: Any, calendar: WorkCalendar, rules: RuleSet, *,
     return lg
 
 
+async def _two_ledgers(make_store: Any, calendar: WorkCalendar,
+                       rules: RuleSet) -> tuple[Ledger, Ledger]:
+    """Two processes' ledgers over one deployment (on PostgreSQL, two connections); only
+    the first loaded the contracts."""
+    store = await make_store()
+    other = store if make_store.backend == "sqlite" else await make_store()
+    return (await _ledger(store, calendar, rules),
+            await _ledger(other, calendar, rules, contracts=False))
+
+
 async def _count(store: Any, sql: str) -> int:
     return int((await store.query(sql))[0][0])
 
@@ -190,10 +200,7 @@ async def test_an_overdue_deadline_is_pushed_once_by_one_replica(
         make_store: Any, calendar: WorkCalendar, rules: RuleSet) -> None:
     from gateway.ledger.wiring import WarningPusher
 
-    store = await make_store()
-    other = store if make_store.backend == "sqlite" else await make_store()
-    a = await _ledger(store, calendar, rules)
-    b = await _ledger(other, calendar, rules, contracts=False)
+    a, b = await _two_ledgers(make_store, calendar, rules)
     await fold(a, [event(EventKind.RECEIPT, [(EXEMESTANE_WIN, 100, "2.1350")],
                          at=cst(2026, 3, 2), doc="YS-OVERDUE")])
     await b.catch_up()
@@ -211,10 +218,7 @@ async def test_an_overdue_deadline_is_pushed_once_by_one_replica(
 
 async def test_deadlines_changed_by_hand_reach_every_view(
         make_store: Any, calendar: WorkCalendar, rules: RuleSet) -> None:
-    store = await make_store()
-    other = store if make_store.backend == "sqlite" else await make_store()
-    a = await _ledger(store, calendar, rules)
-    b = await _ledger(other, calendar, rules, contracts=False)
+    a, b = await _two_ledgers(make_store, calendar, rules)
     await fold(a, [event(EventKind.PURCHASE_ORDER, [(EXEMESTANE_WIN, 10, None)],
                          at=cst(2026, 3, 9), doc="PO-7")])
     await b.catch_up()
