@@ -39,6 +39,7 @@ from gateway.keys import (
     CONFIG,
     CROSSWALK,
     HTTP_ADAPTERS,
+    IDENTITIES,
     INGESTOR,
     LEDGER,
     LEDGER_FEED,
@@ -67,6 +68,7 @@ from gateway.mirror.http import add_mirror_routes
 from gateway.mirror.worker import Destination, Mirror
 from gateway.platforms import profile_for
 from gateway.platforms.simulator import SimulatorState, simulator_app
+from gateway.security.identity import Identities
 from gateway.store.base import Store
 from gateway.store.sqlite import SqliteStore
 from gateway.timings import Timings
@@ -404,6 +406,8 @@ def build_app(cfg: GatewayConfig, metrics_: Metrics | None = None, *,
         middlewares.append(_token_guard(cfg.http.api_token.get_secret_value()))
     app = web.Application(client_max_size=cfg.http.max_body_bytes, middlewares=middlewares)
     app[CONFIG] = cfg
+    app[IDENTITIES] = Identities(
+        cfg.security, None if cfg.http.api_token is None else cfg.http.api_token.get_secret_value())
     app[METRICS] = metrics_ or Metrics()
     app[TIMINGS] = timings or Timings()
     for ctx in (_loop_lag_ctx, _store_ctx, _crosswalk_ctx, _ledger_ctx, _webhooks_ctx,

@@ -19,13 +19,18 @@ from canonical.errors import ConfigError
 from canonical.model import PATIENT_FIELDS
 
 __all__ = [
+    "ROLES",
     "DestinationConfig",
     "GatewayConfig",
     "HospitalConfig",
     "HttpConfig",
+    "IdentityConfig",
     "ListenerConfig",
+    "Role",
+    "SecurityConfig",
     "SimulatorConfig",
     "StoreConfig",
+    "TlsConfig",
     "load_config",
     "parse_config",
 ]
@@ -68,6 +73,17 @@ class StoreConfig(_Frozen):
         return self
 
 
+class TlsConfig(_Frozen):
+    """TLS on a listener (standard library ``ssl``); with ``client_ca_file`` every client
+    must present a certificate signed by that CA (mutual TLS)."""
+
+    cert_file: Path = Field(description="the listener's certificate chain (PEM)")
+    key_file: Path = Field(description="its private key (PEM)")
+    client_ca_file: Path | None = Field(
+        default=None, description="CA(s) whose client certificates are accepted (PEM); "
+                                  "set: clients without a valid certificate are refused")
+
+
 class ListenerConfig(_Frozen):
     """A port on which an adapter receives messages."""
 
@@ -78,6 +94,19 @@ class ListenerConfig(_Frozen):
     port: int | None = Field(default=None, ge=0, le=65535, description="MLLP port")
     max_frame_bytes: int = Field(default=1_048_576, ge=1024)
     config: dict[str, Any] = Field(default_factory=dict)
+    tls: TlsConfig | None = Field(default=None, description="MLLP over TLS (mTLS with "
+                                                            "client_ca_file)")
+    allow_from: tuple[str, ...] = Field(
+        default=(), description="MLLP: source addresses or networks (CIDR) allowed to "
+                                "connect; empty: any")
+    max_connections: int = Field(default=256, ge=1, description="MLLP: open connections")
+    max_connections_per_source: int = Field(
+        default=32, ge=1, description="MLLP: open connections from one address")
+    idle_timeout_s: float = Field(
+        default=600.0, gt=0, description="MLLP: a connection silent this long is closed")
+    frame_deadline_s: float = Field(
+        default=30.0, gt=0, description="MLLP: a frame once started must be complete within "
+                                        "this (slow senders are cut off)")
 
     @model_validator(mode="after")
     def _port_for_mllp(self) -> ListenerConfig:
@@ -94,7 +123,66 @@ class HttpConfig(_Frozen):
     max_body_bytes: int = Field(default=10_485_760, ge=1024)
     api_token: SecretStr | None = Field(
         default=None,
-        description="bearer token required on /api and /ledger (e.g. ${JCGW_API_TOKEN})")
+        description="deprecated: one admin token (use security.identities)")
+    tls: TlsConfig | None = Field(default=None, description="HTTPS (mTLS with client_ca_file)")
+    allow_plaintext: bool = Field(
+        default=False, description="allow plain HTTP beyond loopback (only behind a "
+                                   "TLS-terminating proxy on the same host)")
+    public_probes: bool = Field(
+        default=True, description="/healthz, /readyz and /metrics answer without credentials")
+    read_timeout_s: float = Field(
+        default=60.0, gt=0, description="a request's headers and body must arrive within this")
+
+
+ROLES = ("sender", "pharmacist", "procurement", "admin", "auditor")
+Role = Literal["sender", "pharmacist", "procurement", "admin", "auditor"]
+
+
+class IdentityConfig(_Frozen):
+    """Someone or something allowed to call the gateway, with its role.
+
+    A client proves the identity with a bearer token (only its SHA-256 is configured:
+    ``jicai-gateway token new``) or a TLS client certificate whose subject CN is
+    ``certificate_cn``.
+    """
+
+    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.@-]{0,63}$")
+    role: Role
+    token_sha256: tuple[str, ...] = Field(
+        default=(), description="SHA-256 (hex) of each token valid for this identity "
+                                "(two during a rotation)")
+    certificate_cn: str | None = Field(default=None, min_length=1)
+    hospitals: tuple[str, ...] = Field(
+        default=(), description="定点医药机构编号 it may act for; empty: all")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _one_or_many_hashes(cls, data: Any) -> Any:
+        if isinstance(data, dict) and isinstance(data.get("token_sha256"), str):
+            data = {**data, "token_sha256": (data["token_sha256"],)}
+        return data
+
+    @model_validator(mode="after")
+    def _hashes_and_hospitals(self) -> IdentityConfig:
+        problems = [f"token_sha256 {h[:12]}…: 64 hex digits (jicai-gateway token hash)"
+                    for h in self.token_sha256 if not re.fullmatch(r"[0-9a-f]{64}", h)]
+        problems += [f"hospitals: {h!r} is not a 12-character 定点医药机构编号"
+                     for h in self.hospitals if not re.fullmatch(HOSPITAL_CODE, h)]
+        if problems:
+            raise ValueError("; ".join(problems))
+        return self
+
+
+class SecurityConfig(_Frozen):
+    """Who may call the gateway. With no identity, only loopback listeners may start."""
+
+    identities: tuple[IdentityConfig, ...] = ()
+    identities_file: Path | None = Field(
+        default=None, description="more identities (YAML list, same fields), read again "
+                                  "when the file changes: tokens rotate without a restart")
+    demo: bool = Field(
+        default=False, description="demo mode: the bundled simulator stands in for the "
+                                   "platform beyond loopback; said in the log and /readyz")
 
 
 class IngestLimits(_Frozen):
@@ -267,6 +355,7 @@ class GatewayConfig(_Frozen):
     ledger: LedgerConfig = LedgerConfig()
     cds: CdsConfig = CdsConfig()
     webhooks: tuple[WebhookConfig, ...] = ()
+    security: SecurityConfig = SecurityConfig()
 
     @model_validator(mode="after")
     def _unique_names(self) -> GatewayConfig:
@@ -377,8 +466,18 @@ def _resolve_paths(cfg: GatewayConfig, base: Path) -> GatewayConfig:
     cds = cfg.cds.model_copy(update={"clients": tuple(
         c.model_copy(update={"jwks_file": None if c.jwks_file is None else fix(c.jwks_file)})
         for c in cfg.cds.clients)})
+    def fix_tls(t: TlsConfig | None) -> TlsConfig | None:
+        return None if t is None else t.model_copy(update={
+            "cert_file": fix(t.cert_file), "key_file": fix(t.key_file),
+            "client_ca_file": None if t.client_ca_file is None else fix(t.client_ca_file)})
+    listeners = tuple(x.model_copy(update={"tls": fix_tls(x.tls)}) for x in cfg.listeners)
+    http = cfg.http.model_copy(update={"tls": fix_tls(cfg.http.tls)})
+    sec = cfg.security
+    if sec.identities_file is not None:
+        sec = sec.model_copy(update={"identities_file": fix(sec.identities_file)})
     return cfg.model_copy(update={"data_dir": fix(cfg.data_dir), "store": store, "crosswalk": cw,
-                                  "ledger": led, "cds": cds})
+                                  "ledger": led, "cds": cds, "listeners": listeners,
+                                  "http": http, "security": sec})
 
 
 def _check_adapters(cfg: GatewayConfig, file: str) -> None:

@@ -25,6 +25,7 @@ if TYPE_CHECKING:
     from gateway.metrics import Metrics
     from gateway.mirror.worker import Mirror
     from gateway.platforms.simulator import SimulatorState
+    from gateway.security.identity import Identities
     from gateway.store.base import Store
     from gateway.timings import Timings
 
@@ -32,6 +33,7 @@ __all__ = [
     "CONFIG",
     "CROSSWALK",
     "HTTP_ADAPTERS",
+    "IDENTITIES",
     "INGESTOR",
     "LEDGER",
     "LEDGER_FEED",
@@ -48,6 +50,7 @@ __all__ = [
 
 CONFIG: web.AppKey[GatewayConfig] = web.AppKey("config")
 METRICS: web.AppKey[Metrics] = web.AppKey("metrics")
+IDENTITIES: web.AppKey[Identities] = web.AppKey("identities")
 TIMINGS: web.AppKey[Timings] = web.AppKey("timings")
 LOOP_LAG: web.AppKey[LoopLag] = web.AppKey("loop_lag")
 STORE: web.AppKey[Store] = web.AppKey("store")

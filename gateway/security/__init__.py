@@ -1,0 +1,1 @@
+"""Authentication, authorisation, TLS and audit."""
