@@ -10,10 +10,9 @@ Shared objects sit behind the typed keys of :mod:`gateway.keys`.
 from __future__ import annotations
 
 import asyncio
-import hmac
 import logging
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from datetime import datetime
 from decimal import Decimal
 
@@ -68,6 +67,7 @@ from gateway.mirror.http import add_mirror_routes
 from gateway.mirror.worker import Destination, Mirror
 from gateway.platforms import profile_for
 from gateway.platforms.simulator import SimulatorState, simulator_app
+from gateway.security.access import access_middleware
 from gateway.security.identity import Identities
 from gateway.store.base import Store
 from gateway.store.sqlite import SqliteStore
@@ -362,27 +362,6 @@ async def metrics(request: web.Request) -> web.Response:
     return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
 
 
-_PROTECTED = ("/api/", "/ledger/")
-
-
-def _token_guard(token: str) -> Callable[..., Awaitable[web.StreamResponse]]:
-    """Require ``Authorization: Bearer <token>`` on the operator API."""
-    expected = f"Bearer {token}".encode()
-
-    @web.middleware
-    async def guard(request: web.Request,
-                    handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
-                    ) -> web.StreamResponse:
-        if request.path.startswith(_PROTECTED):
-            given = request.headers.get("Authorization", "").encode()
-            if not hmac.compare_digest(given, expected):
-                return web.json_response(
-                    {"error": "operator API: send Authorization: Bearer <http.api_token>"},
-                    status=401)
-        return await handler(request)
-    return guard
-
-
 def _mount_ledger(app: web.Application, cfg: GatewayConfig) -> None:
     """The ledger's and the CDS service's routes; the ledger they answer from opens with
     the store (``_ledger_ctx``)."""
@@ -401,14 +380,16 @@ def build_app(cfg: GatewayConfig, metrics_: Metrics | None = None, *,
               timings: Timings | None = None) -> web.Application:
     """The gateway as an aiohttp application (HTTP side plus every listener and worker);
     ``timings`` overrides the intervals of its background work (default :class:`Timings`)."""
-    middlewares = []
-    if cfg.http.api_token is not None:
-        middlewares.append(_token_guard(cfg.http.api_token.get_secret_value()))
-    app = web.Application(client_max_size=cfg.http.max_body_bytes, middlewares=middlewares)
-    app[CONFIG] = cfg
-    app[IDENTITIES] = Identities(
+    identities = Identities(
         cfg.security, None if cfg.http.api_token is None else cfg.http.api_token.get_secret_value())
-    app[METRICS] = metrics_ or Metrics()
+    metrics_ = metrics_ or Metrics()
+    refused = metrics_.http_refused
+    guard = access_middleware(identities, public_probes=cfg.http.public_probes,
+                              on_failure=lambda reason: refused.labels(reason).inc())
+    app = web.Application(client_max_size=cfg.http.max_body_bytes, middlewares=[guard])
+    app[CONFIG] = cfg
+    app[IDENTITIES] = identities
+    app[METRICS] = metrics_
     app[TIMINGS] = timings or Timings()
     for ctx in (_loop_lag_ctx, _store_ctx, _crosswalk_ctx, _ledger_ctx, _webhooks_ctx,
                 _simulator_ctx, _mirror_ctx, _ingest_ctx, _stats_ctx):

@@ -37,6 +37,9 @@ class Metrics:
         self.parsed_in_worker = Counter("jcgw_parsed_in_worker",
                                         "Big messages parsed in a worker process",
                                         ["adapter"], registry=r)
+        self.http_refused = Counter("jcgw_http_requests_refused",
+                                    "HTTP requests refused by authentication or role",
+                                    ["reason"], registry=r)
         self.ledger_poison = Counter("jcgw_ledger_poison_events",
                                      "Events the ledger could not fold, set aside (poison)",
                                      registry=r)

@@ -49,15 +49,15 @@ LOCAL = Identity("local", "admin")
 
 
 # where the authentication middleware leaves the caller's identity on a request
-IDENTITY = "jcgw.identity"
+IDENTITY: web.RequestKey[Identity] = web.RequestKey("jcgw.identity", Identity)
 
 
 def request_identity(request: web.Request) -> Identity:
     """The authenticated caller of ``request`` (``LOCAL`` on a gateway with no identities,
     which only listens on loopback). Audit entries take their user from here, never from
     a header the caller writes."""
-    ident = request.get(IDENTITY)
-    return ident if isinstance(ident, Identity) else LOCAL
+    ident: Identity = request.get(IDENTITY, LOCAL)
+    return ident
 
 
 def hash_token(token: str) -> str:
