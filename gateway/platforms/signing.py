@@ -11,7 +11,8 @@ where body is the bytes actually sent (after encryption), with one of
 * ``hmac-sha256``: base64 HMAC-SHA256 under the application secret;
 * ``hmac-sm3``: hex HMAC-SM3 under the application secret (GB/T 32905);
 * ``sm2``: hex SM2 signature with SM3 digest and the signer's Z value (GB/T 32918),
-  under the hospital's private key; the platform verifies with the public key.
+  under the hospital's private key, with a nonce from the OS CSPRNG; the platform
+  verifies with the public key.
 
 ``digest`` is SHA-256 for ``hmac-sha256`` and SM3 otherwise. With an SM4 key the
 JSON body is first encrypted (SM4-ECB, PKCS#7) and sent as
@@ -38,6 +39,7 @@ __all__ = [
     "Signer",
     "SigningKeys",
     "hmac_sm3",
+    "sm2_nonce",
     "sm2_public_key",
     "sm3_digest",
     "sm4_decrypt",
@@ -131,15 +133,37 @@ def _canonical(timestamp: str, nonce: str, paasid: str, body: bytes, scheme: Sch
     return "\n".join((timestamp, nonce, paasid, digest)).encode()
 
 
+_SM2_ORDER = int(sm2.default_ecc_table["n"], 16)
+_SM2_HEX_DIGITS = len(sm2.default_ecc_table["n"])
+
+
+def sm2_nonce() -> str:
+    """A fresh SM2 nonce k in [1, n-1] from the OS CSPRNG, as gmssl's ``K`` hex.
+
+    gmssl's own default draws k from ``random`` (Mersenne Twister): its state can be
+    recovered from its outputs, and a known or repeated k gives away the private key.
+    """
+    return f"{secrets.randbelow(_SM2_ORDER - 1) + 1:0{_SM2_HEX_DIGITS}x}"
+
+
+def _sm2_sign(keys: SigningKeys, canonical: bytes) -> str:
+    public = keys.sm2_public_key or sm2_public_key(keys.sm2_private_key)
+    signer = sm2.CryptSM2(private_key=keys.sm2_private_key, public_key=public)
+    while True:
+        # gmssl returns None for the rare k that gives r = 0, r + k = n or s = 0:
+        # the standard's answer is another k.
+        signature = signer.sign_with_sm3(canonical, sm2_nonce())
+        if signature is not None:
+            return str(signature)
+
+
 def _signature(keys: SigningKeys, canonical: bytes) -> str:
     if keys.scheme == "hmac-sha256":
         return base64.b64encode(hmac.new(keys.secret, canonical, hashlib.sha256).digest()).decode()
     if keys.scheme == "hmac-sm3":
         return hmac_sm3(keys.secret, canonical).hex()
     if keys.scheme == "sm2":
-        public = keys.sm2_public_key or sm2_public_key(keys.sm2_private_key)
-        signer = sm2.CryptSM2(private_key=keys.sm2_private_key, public_key=public)
-        return str(signer.sign_with_sm3(canonical))
+        return _sm2_sign(keys, canonical)
     raise ValueError(f"no signature for scheme {keys.scheme!r}")
 
 
