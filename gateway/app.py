@@ -68,6 +68,7 @@ from gateway.mirror.worker import Destination, Mirror
 from gateway.platforms import profile_for
 from gateway.platforms.simulator import SimulatorState, simulator_app
 from gateway.security.access import access_middleware
+from gateway.security.http_limits import body_deadline
 from gateway.security.identity import Identities
 from gateway.store.base import Store
 from gateway.store.sqlite import SqliteStore
@@ -386,7 +387,8 @@ def build_app(cfg: GatewayConfig, metrics_: Metrics | None = None, *,
     refused = metrics_.http_refused
     guard = access_middleware(identities, public_probes=cfg.http.public_probes,
                               on_failure=lambda reason: refused.labels(reason).inc())
-    app = web.Application(client_max_size=cfg.http.max_body_bytes, middlewares=[guard])
+    app = web.Application(client_max_size=cfg.http.max_body_bytes,
+                          middlewares=[guard, body_deadline(cfg.http.read_timeout_s)])
     app[CONFIG] = cfg
     app[IDENTITIES] = identities
     app[METRICS] = metrics_

@@ -20,11 +20,12 @@ Routes (relative to the mount point):
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import io
 import logging
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from datetime import date, datetime
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
@@ -46,6 +47,7 @@ from gateway.crosswalk.service import (
     QueueItem,
 )
 from gateway.keys import CONFIG, MAPPINGS, STORE
+from gateway.security.http_limits import bounded_chunks
 from gateway.store.state import AuditQuery, StoredAudit
 from mappings.entry import CrosswalkEntry, CrosswalkEntryError, entry_to_dict
 from mappings.fhir import to_concept_map, translate
@@ -114,10 +116,11 @@ def _change_json(result: ChangeResult, **extra: Any) -> dict[str, Any]:
 # --- reading requests ---------------------------------------------------------------
 
 async def _body(request: web.Request) -> dict[str, Any]:
-    if not request.can_read_body:
+    body = await request.read()
+    if not body:
         return {}
     try:
-        data = orjson.loads(await request.read())
+        data = orjson.loads(body)
     except orjson.JSONDecodeError as exc:
         raise _BadRequest([f"the body is not JSON: {exc}"]) from None
     if not isinstance(data, dict):
@@ -206,6 +209,20 @@ def _entry_from(data: dict[str, Any], base: CrosswalkEntry | None = None) -> Cro
         factor=factor, valid_from=days["valid_from"], valid_to=days["valid_to"])
 
 
+async def _part_chunks(part: BodyPartReader) -> AsyncIterator[bytes]:
+    while chunk := await part.read_chunk():
+        yield chunk
+
+
+@contextlib.contextmanager
+def _removed_on_error(path: Path) -> Iterator[None]:
+    try:
+        yield
+    except BaseException:
+        path.unlink(missing_ok=True)
+        raise
+
+
 async def _upload(request: web.Request) -> tuple[Path, str, dict[str, str]]:
     """Stream the uploaded file (multipart ``file`` part or the raw body) to a temporary file.
 
@@ -219,7 +236,10 @@ async def _upload(request: web.Request) -> tuple[Path, str, dict[str, str]]:
     name = request.query.get("filename", "")
     ctype = ""
     tmp = directory / f"upload-{uuid.uuid4().hex}"
-    with tmp.open("wb") as out:
+    http = request.config_dict[CONFIG].http
+    # the whole request counts, form fields included; every byte of it is on disk
+    limit, timeout = http.max_body_bytes, http.read_timeout_s
+    with _removed_on_error(tmp), tmp.open("wb") as out:
         if request.content_type.startswith("multipart/"):
             reader = await request.multipart()
             found = False
@@ -230,7 +250,8 @@ async def _upload(request: web.Request) -> tuple[Path, str, dict[str, str]]:
                     found = True
                     name = part.filename or name
                     ctype = part.headers.get("Content-Type", "")
-                    while chunk := await part.read_chunk():
+                    async for chunk in bounded_chunks(_part_chunks(part), limit=limit,
+                                                    timeout=timeout):
                         out.write(chunk)
                 else:
                     fields[part.name or ""] = (await part.text()).strip()
@@ -239,7 +260,8 @@ async def _upload(request: web.Request) -> tuple[Path, str, dict[str, str]]:
                 raise _BadRequest(["the form has no file part (send it as field \"file\")"])
         else:
             ctype = request.content_type
-            async for chunk in request.content.iter_chunked(1 << 16):
+            async for chunk in bounded_chunks(request.content.iter_chunked(1 << 16),
+                                              limit=limit, timeout=timeout):
                 out.write(chunk)
     fmt = (request.query.get("format") or fields.get("format") or "").lower().lstrip(".")
     suffix = Path(name).suffix.lower() if name else ""
