@@ -13,6 +13,7 @@ import msgspec
 from canonical.model import Event, Line
 
 if TYPE_CHECKING:
+    from gateway.store.audit_rows import AuditLogTables
     from gateway.store.state import CatalogTables, CdsTables, CrosswalkTables, LedgerTables
 
 __all__ = [
@@ -229,6 +230,11 @@ class Store(Protocol):
     @property
     def cds(self) -> CdsTables:
         """CDS cards, feedback and token ids."""
+        ...
+
+    @property
+    def audit_log(self) -> AuditLogTables:
+        """Who changed what: the append-only, hash-chained audit log."""
         ...
 
     async def start(self) -> None:

@@ -172,5 +172,23 @@ CREATE TABLE cds_jti (
     PRIMARY KEY (iss, jti));
 CREATE INDEX cds_jti_exp ON cds_jti (exp);
 """,
+    # who changed what: append-only, each entry hash-chained to the one before it
+    6: """
+CREATE TABLE audit_log (
+    id          BIGINT PRIMARY KEY,  -- set by the appender under its lock: no gaps
+    at          TEXT NOT NULL,       -- UTC, fixed width (text order is time order)
+    identity    TEXT NOT NULL,
+    role        TEXT NOT NULL,
+    action      TEXT NOT NULL,
+    target      TEXT NOT NULL,
+    hospital_id TEXT NOT NULL,
+    before      TEXT,                -- JSON, NULL where there was nothing
+    after       TEXT,
+    detail      TEXT NOT NULL,
+    prev_hash   TEXT NOT NULL,
+    hash        TEXT NOT NULL
+);
+CREATE INDEX audit_log_at ON audit_log (at);
+""",
 }
 SCHEMA_VERSION = max(MIGRATIONS)

@@ -62,6 +62,7 @@ from gateway.store.plan import (
     replay_action,
     unmapped_changes,
 )
+from gateway.store.postgres.audit_log import PostgresAuditLog
 from gateway.store.postgres.cds import PostgresCds
 from gateway.store.postgres.crosswalk import PostgresCatalogs, PostgresCrosswalk
 from gateway.store.postgres.driver import asyncpg
@@ -135,6 +136,7 @@ class PostgresStore(GroupCommitting):
         self.catalogs = PostgresCatalogs(self)
         self.ledger = PostgresLedger(self)
         self.cds = PostgresCds(self)
+        self.audit_log = PostgresAuditLog(self)
 
     @property
     def pool(self) -> Any:

@@ -93,5 +93,23 @@ CREATE TABLE cds_feedback (
 CREATE TABLE cds_jti (
     iss TEXT NOT NULL, jti TEXT NOT NULL, exp REAL NOT NULL, PRIMARY KEY (iss, jti));
 """,
+    # who changed what: append-only, each entry hash-chained to the one before it
+    5: """
+CREATE TABLE audit_log (
+    id          INTEGER PRIMARY KEY,  -- set by the appender: the chain has no gaps
+    at          TEXT NOT NULL,        -- UTC, fixed width (text order is time order)
+    identity    TEXT NOT NULL,
+    role        TEXT NOT NULL,
+    action      TEXT NOT NULL,
+    target      TEXT NOT NULL,
+    hospital_id TEXT NOT NULL,
+    before      TEXT,                 -- JSON, NULL where there was nothing
+    after       TEXT,
+    detail      TEXT NOT NULL,
+    prev_hash   TEXT NOT NULL,
+    hash        TEXT NOT NULL
+);
+CREATE INDEX audit_log_at ON audit_log (at);
+""",
 }
 SCHEMA_VERSION = max(MIGRATIONS)

@@ -61,6 +61,7 @@ from gateway.store.query import (
     outbox_where,
     record_from_row,
 )
+from gateway.store.sqlite.audit_log import SqliteAuditLog
 from gateway.store.sqlite.cds import SqliteCds
 from gateway.store.sqlite.crosswalk import SqliteCatalogs, SqliteCrosswalk
 from gateway.store.sqlite.ledger import SqliteLedger
@@ -174,6 +175,7 @@ class SqliteStore(GroupCommitting):
         self.catalogs = SqliteCatalogs(self)
         self.ledger = SqliteLedger(self)
         self.cds = SqliteCds(self)
+        self.audit_log = SqliteAuditLog(self)
 
     # -- lifecycle -------------------------------------------------------
     def _open(self) -> sqlite3.Connection:

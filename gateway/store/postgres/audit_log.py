@@ -1,0 +1,64 @@
+"""The audit log in the PostgreSQL store, shared by every replica."""
+
+from __future__ import annotations
+
+from canonical.errors import StoreError
+from gateway.security.audit import GENESIS, AuditDraft, AuditEntry, seal
+from gateway.store.audit_rows import (
+    AUDIT_COLUMNS,
+    MAX_PAGE,
+    AuditLogQuery,
+    entry_args,
+    entry_from_row,
+    log_where,
+)
+from gateway.store.postgres.access import PostgresAccess
+from gateway.store.postgres.driver import DB_ERRORS
+
+__all__ = ["PostgresAuditLog"]
+
+
+def _mark(n: int) -> str:
+    return f"${n}"
+
+
+class PostgresAuditLog:
+    """Append-only, hash-chained; appenders of every replica take turns."""
+
+    def __init__(self, store: PostgresAccess) -> None:
+        self._store = store
+
+    async def append(self, draft: AuditDraft) -> AuditEntry:
+        """Seal ``draft`` onto the last entry and store it.
+
+        The advisory lock (per schema, held to the end of the transaction) makes appenders
+        take turns: a row lock on the last entry would not do, as two appenders could both
+        find an empty log. Under read committed each turn sees the entry the previous one
+        committed, so ids and hashes form one line.
+        """
+        try:
+            async with self._store.pool.acquire() as con, con.transaction():
+                await con.execute("SELECT pg_advisory_xact_lock(hashtext("
+                                  "'jcgw-audit-log:' || current_schema()))")
+                last = await con.fetchrow(
+                    "SELECT id, hash FROM audit_log ORDER BY id DESC LIMIT 1")
+                entry = seal(draft, int(last[0]) + 1 if last else 1,
+                             str(last[1]) if last else GENESIS)
+                await con.execute(
+                    f"INSERT INTO audit_log ({AUDIT_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6,"
+                    " $7, $8, $9, $10, $11, $12)", *entry_args(entry))
+        except DB_ERRORS as exc:
+            raise StoreError(f"audit entry not stored: {exc}") from exc
+        return entry
+
+    async def entries(self, query: AuditLogQuery) -> list[AuditEntry]:
+        """Entries matching ``query``, oldest first."""
+        where, args = log_where(query, _mark)
+        limit = max(0, min(query.limit, MAX_PAGE))
+        try:
+            rows = await self._store.pool.fetch(
+                f"SELECT {AUDIT_COLUMNS} FROM audit_log WHERE {where} ORDER BY id"
+                f" LIMIT {limit}", *args)
+        except DB_ERRORS as exc:
+            raise StoreError(f"audit log not read: {exc}") from exc
+        return [entry_from_row(r) for r in rows]
