@@ -348,6 +348,9 @@ async def readyz(request: web.Request) -> web.Response:
     ok = writable and all(reachable.values())
     body: dict[str, object] = {"status": "ready" if ok else "not ready",
                                "store_writable": writable, "platforms_reachable": reachable}
+    if app[CONFIG].security.demo:
+        body["demo"] = ("demo mode (security.demo): not for purchases; the platform may be "
+                        "the bundled simulator")
     if ok and LEDGER in app:
         poisoned = await store.ledger.poisoned()
         if poisoned:

@@ -146,7 +146,7 @@ class IdentityConfig(_Frozen):
     ``certificate_cn``.
     """
 
-    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.@-]{0,63}$")
+    name: str = Field(pattern=r"^\w[\w.@-]{0,63}$")
     role: Role
     token_sha256: tuple[str, ...] = Field(
         default=(), description="SHA-256 (hex) of each token valid for this identity "

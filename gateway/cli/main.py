@@ -1,5 +1,5 @@
 """The ``jicai-gateway`` command: serve, check-config, simulate-platform, send, replay,
-deadletters, sim-faults, sim-counts."""
+deadletters, token, sim-faults, sim-counts."""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ from typing import Any
 from urllib.request import Request, urlopen
 
 from canonical.errors import ConfigError, StoreError
-from gateway.config import GatewayConfig, load_config
+from gateway.config import ROLES, GatewayConfig, load_config
 from gateway.crosswalk import cli as cli_mappings
 from gateway.ingest.framing import END, START, frame
 from gateway.native import native_status
@@ -53,9 +53,21 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from aiohttp import web
 
     from gateway.app import build_app
+    from gateway.security.exposure import exposure_problems, mirrors_to_simulator
+    from gateway.security.tls import server_context
 
     cfg = _load(args.config)
+    problems = exposure_problems(cfg)
+    if problems:
+        print(f"{args.config}: refusing to start, the gateway would be open on the network:\n"
+              + "\n".join(f"  - {p}" for p in problems), file=sys.stderr)
+        return 2
     _setup_logging(cfg.log_level)
+    log = logging.getLogger("gateway")
+    if cfg.security.demo:
+        log.warning("DEMO MODE (security.demo): %s", "purchases go to the bundled simulator, "
+                    "not to the platform" if mirrors_to_simulator(cfg) else
+                    "for demonstrations only")
     logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
     native = native_status()
     (logging.getLogger("gateway").warning
@@ -68,12 +80,17 @@ def cmd_serve(args: argparse.Namespace) -> int:
     # switch interval lets it commit the next group instead of waiting 5 ms
     sys.setswitchinterval(0.0005)
     try:
+        ssl_context = None if cfg.http.tls is None else server_context(cfg.http.tls)
+        scheme = "http" if ssl_context is None else "https"
         app = build_app(cfg)
         app.on_startup.append(_settle_heap)
         web.run_app(app, host=cfg.http.host, port=cfg.http.port, access_log=None,
-                    loop=loop, print=lambda _: logging.getLogger("gateway").info(
-                        "gateway HTTP on http://%s:%d (health /healthz, metrics /metrics)",
-                        cfg.http.host, cfg.http.port))
+                    ssl_context=ssl_context, loop=loop,
+                    # an idle keep-alive connection is not kept longer than a slow body
+                    keepalive_timeout=cfg.http.read_timeout_s,
+                    print=lambda _: log.info(
+                        "gateway HTTP on %s://%s:%d (health /healthz, metrics /metrics)",
+                        scheme, cfg.http.host, cfg.http.port))
     except ConfigError as exc:  # found at start: files the configuration names
         print(exc, file=sys.stderr)
         return 2
@@ -102,6 +119,13 @@ def cmd_check_config(args: argparse.Namespace) -> int:
         cfg = load_config(args.config)
     except ConfigError as exc:
         print(exc, file=sys.stderr)
+        return 2
+    from gateway.security.exposure import exposure_problems
+
+    problems = exposure_problems(cfg)
+    if problems:
+        print(f"{args.config}: valid, but `serve` refuses it (open on the network):\n"
+              + "\n".join(f"  - {p}" for p in problems), file=sys.stderr)
         return 2
     print(f"{args.config}: OK — {len(cfg.listeners)} listener(s), "
           f"{len(cfg.destinations)} destination(s), {len(cfg.hospitals)} hospital(s), "
@@ -310,6 +334,41 @@ def cmd_sim_faults(args: argparse.Namespace) -> int:
                      args.faults.encode())
 
 
+def cmd_token(args: argparse.Namespace) -> int:
+    """Make a bearer token for an identity, or hash one a client already has."""
+    import getpass
+
+    import yaml
+
+    from gateway.config import IdentityConfig
+    from gateway.security.identity import hash_token, new_token
+
+    if args.action == "hash":
+        token = (getpass.getpass("token: ") if sys.stdin.isatty()
+                 else sys.stdin.readline()).strip()
+        if not token:
+            print("no token given (on standard input)", file=sys.stderr)
+            return 2
+        print(hash_token(token))
+        return 0
+    token = new_token()
+    entry: dict[str, Any] = {"name": args.name, "role": args.role,
+                             "token_sha256": hash_token(token)}
+    if args.hospital:
+        entry["hospitals"] = args.hospital
+    try:
+        IdentityConfig.model_validate(entry)
+    except ValueError as exc:
+        print(exc, file=sys.stderr)
+        return 2
+    print(f"# the token, for the client only (only its hash is kept): {token}",
+          file=sys.stderr)
+    print("# add to security.identities, or to the identities file (read again on change):",
+          file=sys.stderr)
+    print(yaml.safe_dump([entry], allow_unicode=True, sort_keys=False), end="")
+    return 0
+
+
 def cmd_sim_counts(args: argparse.Namespace) -> int:
     """Print what the running simulator accepted, refused and counted as duplicates."""
     return _sim_call(args.url, "/_sim/counts")
@@ -367,6 +426,15 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--refold", action="store_true", help="queue them to be folded again")
     s.add_argument("--seq", type=int, action="append", help="only this event (repeatable)")
     s.set_defaults(func=cmd_ledger_poison)
+    s = sub.add_parser("token", help="make a bearer token for an identity, or hash one")
+    s.add_argument("action", choices=["new", "hash"],
+                   help="new: a token and its configuration entry; hash: the SHA-256 of a "
+                        "token read from standard input")
+    s.add_argument("--name", default="client", help="the identity's name (audit entries)")
+    s.add_argument("--role", default="sender", choices=ROLES)
+    s.add_argument("--hospital", action="append",
+                   help="a 定点医药机构编号 it may act for (repeatable; default: all)")
+    s.set_defaults(func=cmd_token)
     s = sub.add_parser("sim-faults", help="script the running simulator's faults")
     s.add_argument("--url", default="http://127.0.0.1:8090")
     s.add_argument("--replace", action="store_true", help="clear faults not named")
