@@ -15,6 +15,7 @@ import time
 from collections.abc import AsyncIterator
 from datetime import datetime
 from decimal import Decimal
+from pathlib import Path
 
 import aiohttp
 from aiohttp import web
@@ -68,6 +69,7 @@ from gateway.mirror.worker import Destination, Mirror
 from gateway.platforms import profile_for
 from gateway.platforms.simulator import SimulatorState, simulator_app
 from gateway.security.access import access_middleware
+from gateway.security.audit_log import RECORDER, Recorder, add_audit_routes, record_start
 from gateway.security.http_limits import body_deadline
 from gateway.security.identity import Identities
 from gateway.store.base import Store
@@ -118,11 +120,13 @@ async def _store_ctx(app: web.Application) -> AsyncIterator[None]:
         # a data directory of an earlier release: its files move into the store once
         await import_legacy_crosswalk(cfg.data_dir, store)
         await import_legacy_catalogs(cfg.data_dir, store)
+        await record_start(store.audit_log, cfg, app[RECORDER].config_file)
     except BaseException:
         await store.close()
         raise
     app[STORE] = store
     yield
+    await app[RECORDER].drain()
     await store.close()
 
 
@@ -381,11 +385,16 @@ def _mount_ledger(app: web.Application, cfg: GatewayConfig) -> None:
 
 
 def build_app(cfg: GatewayConfig, metrics_: Metrics | None = None, *,
-              timings: Timings | None = None) -> web.Application:
+              timings: Timings | None = None,
+              config_file: str | Path | None = None) -> web.Application:
     """The gateway as an aiohttp application (HTTP side plus every listener and worker);
-    ``timings`` overrides the intervals of its background work (default :class:`Timings`)."""
+    ``timings`` overrides the intervals of its background work (default :class:`Timings`);
+    ``config_file``, the file ``cfg`` was read from, is named (with its hash) in the audit
+    log at start."""
+    recorder = Recorder(lambda: app[STORE].audit_log if STORE in app else None, config_file)
     identities = Identities(
-        cfg.security, None if cfg.http.api_token is None else cfg.http.api_token.get_secret_value())
+        cfg.security, None if cfg.http.api_token is None else cfg.http.api_token.get_secret_value(),
+        on_reload=recorder.identities_reloaded)
     metrics_ = metrics_ or Metrics()
     refused = metrics_.http_refused
     guard = access_middleware(identities, public_probes=cfg.http.public_probes,
@@ -394,6 +403,7 @@ def build_app(cfg: GatewayConfig, metrics_: Metrics | None = None, *,
                           middlewares=[guard, body_deadline(cfg.http.read_timeout_s)])
     app[CONFIG] = cfg
     app[IDENTITIES] = identities
+    app[RECORDER] = recorder
     app[METRICS] = metrics_
     app[TIMINGS] = timings or Timings()
     for ctx in (_loop_lag_ctx, _store_ctx, _crosswalk_ctx, _ledger_ctx, _webhooks_ctx,
@@ -408,5 +418,6 @@ def build_app(cfg: GatewayConfig, metrics_: Metrics | None = None, *,
     if cfg.ledger.enabled:
         _mount_ledger(app, cfg)
     add_mirror_routes(app)
+    add_audit_routes(app)
     return app
 

@@ -13,7 +13,15 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from canonical.errors import ConfigError
 from canonical.model import PATIENT_FIELDS
@@ -107,6 +115,14 @@ class ListenerConfig(_Frozen):
     frame_deadline_s: float = Field(
         default=30.0, gt=0, description="MLLP: a frame once started must be complete within "
                                         "this (slow senders are cut off)")
+
+    @field_validator("allow_from", mode="before")
+    @classmethod
+    def _comma_separated(cls, value: Any) -> Any:
+        # from an environment variable: "10.20.1.15,10.20.8.0/24"
+        if isinstance(value, str):
+            return tuple(part.strip() for part in value.split(",") if part.strip())
+        return value
 
     @model_validator(mode="after")
     def _port_for_mllp(self) -> ListenerConfig:

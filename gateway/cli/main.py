@@ -82,7 +82,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     try:
         ssl_context = None if cfg.http.tls is None else server_context(cfg.http.tls)
         scheme = "http" if ssl_context is None else "https"
-        app = build_app(cfg)
+        app = build_app(cfg, config_file=args.config)
         app.on_startup.append(_settle_heap)
         web.run_app(app, host=cfg.http.host, port=cfg.http.port, access_log=None,
                     ssl_context=ssl_context, loop=loop,

@@ -13,7 +13,7 @@ import hmac
 import logging
 import os
 import secrets
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -109,7 +109,11 @@ def _read_file(path: Path) -> tuple[IdentityConfig, ...]:
 class Identities:
     """The identities of one gateway, looked up by token or certificate CN."""
 
-    def __init__(self, cfg: SecurityConfig, api_token: str | None = None) -> None:
+    def __init__(self, cfg: SecurityConfig, api_token: str | None = None, *,
+                 on_reload: Callable[[frozenset[str], frozenset[str]], None] | None = None
+                 ) -> None:
+        # told the identity names before and after each reload of the file (the audit log)
+        self.on_reload = on_reload
         self._base = cfg.identities
         self._file = cfg.identities_file
         self._file_stamp: tuple[float, int] | None = None
@@ -129,7 +133,11 @@ class Identities:
     def _read_extra(self) -> tuple[IdentityConfig, ...]:
         if self._file is None:
             return ()
-        st = os.stat(self._file)
+        try:
+            st = os.stat(self._file)
+        except OSError as exc:
+            raise ConfigError([f"security.identities_file: {self._file}: cannot be read "
+                               f"({exc.strerror or exc})"]) from None
         self._file_stamp = (st.st_mtime, st.st_size)
         return _read_file(self._file)
 
@@ -167,12 +175,15 @@ class Identities:
             st = os.stat(self._file)
             if (st.st_mtime, st.st_size) == self._file_stamp:
                 return False
+            before = frozenset(self._names)
             self._load(self._read_extra())
         except (OSError, ConfigError) as exc:
             log.error("identities file %s not taken (the previous identities stay in force): "
                       "%s", self._file, exc)
             return False
         log.info("identities file %s read again: %d identities", self._file, len(self._names))
+        if self.on_reload is not None:
+            self.on_reload(before, frozenset(self._names))
         return True
 
     def by_token(self, token: str) -> Identity | None:

@@ -151,3 +151,53 @@ def test_token_new_prints_an_entry_the_configuration_takes(tmp_path: Path) -> No
                             input=token + "\n", cwd=ROOT, capture_output=True, text=True,
                             timeout=30)
     assert hashed.stdout.strip() == hash_token(token)
+
+
+def _container_env(tmp: Path, **env: str) -> dict[str, str]:
+    ca = trustme.CA()
+    cert = ca.issue_cert("jcgw.zjsrmyy.local")
+    cert.cert_chain_pems[0].write_to_path(str(tmp / "http.crt"))
+    cert.private_key_pem.write_to_path(str(tmp / "http.key"))
+    (tmp / "identities.yaml").write_text(
+        "- {name: his-winning, role: sender, token_sha256: "
+        f"{hash_token('jcgw_' + 'a' * 40)}}}\n", "utf-8")
+    return {"JCGW_SECRETS": str(tmp), "JCGW_MLLP_ALLOW_FROM": "10.20.1.15, 10.20.8.0/24",
+            **env}
+
+
+def _container_config(monkeypatch: pytest.MonkeyPatch, env: dict[str, str]) -> Any:
+    from gateway.config import load_config
+
+    for name in ("JCGW_PLATFORM_URL", "JCGW_DEMO", "JCGW_MLLP_ALLOW_FROM", "JCGW_SECRETS"):
+        monkeypatch.delenv(name, raising=False)
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.chdir(ROOT)
+    return load_config(ROOT / "config" / "container.yaml")
+
+
+def test_the_container_configuration_needs_the_platform_and_mirrors_nowhere_else(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from canonical.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="JCGW_PLATFORM_URL"):
+        _container_config(monkeypatch, _container_env(tmp_path))
+    cfg = _container_config(monkeypatch, _container_env(
+        tmp_path, JCGW_PLATFORM_URL="https://fsi.zj.hsip.gov.cn/fsi/api/inventory"))
+    assert exposure_problems(cfg) == []
+    assert not cfg.simulator.enabled and not cfg.security.demo
+    assert cfg.listeners[0].allow_from == ("10.20.1.15", "10.20.8.0/24")
+    assert cfg.http.tls is not None
+
+
+def test_the_container_demo_mode_is_explicit(tmp_path: Path,
+                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    cfg = _container_config(monkeypatch, _container_env(
+        tmp_path, JCGW_DEMO="true",
+        JCGW_PLATFORM_URL="http://127.0.0.1:8090/fsi/api/inventory"))
+    assert cfg.simulator.enabled and cfg.security.demo
+    assert exposure_problems(cfg) == []
+    # the simulator as the platform, without saying demo, is refused
+    undeclared = cfg.model_copy(update={"security": cfg.security.model_copy(
+        update={"demo": False})})
+    assert any("security.demo" in p for p in exposure_problems(undeclared))
