@@ -8,21 +8,35 @@ name the caller writes. ``GET /api/audit-log`` pages through entries, ``GET
 
 from __future__ import annotations
 
+import asyncio
+import hashlib
 import json
 import logging
+from collections.abc import Callable
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 
 from aiohttp import web
 
 from canonical.errors import StoreError
 from canonical.model import CHINA_TZ
+from gateway.config import GatewayConfig
 from gateway.keys import STORE
 from gateway.security.audit import AuditDraft, AuditEntry, ChainVerifier, Verdict
 from gateway.security.identity import request_identity
 from gateway.store.audit_rows import MAX_PAGE, AuditLogQuery, AuditLogTables
 
-__all__ = ["SYSTEM", "add_audit_routes", "record", "record_as", "verify_chain"]
+__all__ = [
+    "RECORDER",
+    "SYSTEM",
+    "Recorder",
+    "add_audit_routes",
+    "record",
+    "record_as",
+    "record_start",
+    "verify_chain",
+]
 
 log = logging.getLogger(__name__)
 
@@ -53,6 +67,58 @@ async def record(request: web.Request, action: str, *, target: str = "",
     return await record_as(store.audit_log, who.name, who.role, action, target=target,
                            hospital_id=hospital_id, before=before, after=after,
                            detail=detail)
+
+
+class Recorder:
+    """Appends entries for what happens outside a request (the identities file read again),
+    from code that cannot wait: each append runs as a task kept until it is done."""
+
+    def __init__(self, log_: Callable[[], AuditLogTables | None],
+                 config_file: str | Path | None = None) -> None:
+        self._log = log_
+        self.config_file = config_file
+        self._tasks: set[asyncio.Task[AuditEntry | None]] = set()
+
+    def __call__(self, action: str, **fields: Any) -> None:
+        log_ = self._log()
+        if log_ is None:  # before the store opened: nothing could have changed yet
+            return
+        task = asyncio.get_running_loop().create_task(
+            record_as(log_, *SYSTEM, action, **fields))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    def identities_reloaded(self, before: frozenset[str], after: frozenset[str]) -> None:
+        """The :class:`~gateway.security.identity.Identities` reload callback."""
+        added, removed = sorted(after - before), sorted(before - after)
+        self("identities.reload", target="security.identities_file", before=sorted(before),
+             after=sorted(after), detail=f"added: {', '.join(added) or '-'}; "
+                                         f"removed: {', '.join(removed) or '-'}")
+
+    async def drain(self) -> None:
+        """Wait for the entries still being written."""
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+
+
+# the application's recorder, and the configuration file it was started from
+RECORDER: web.AppKey[Recorder] = web.AppKey("audit_recorder", Recorder)
+
+
+async def record_start(log_: AuditLogTables, cfg: GatewayConfig,
+                       config_file: str | Path | None) -> AuditEntry | None:
+    """One entry per start: which configuration runs, by the SHA-256 of its file (secrets
+    included, so a changed password shows as a changed hash without being written)."""
+    source = str(config_file) if config_file is not None else "<built in code>"
+    try:
+        content = (Path(config_file).read_bytes() if config_file is not None
+                   else cfg.model_dump_json().encode())
+    except OSError as exc:  # moved away since it was read: say so rather than not start
+        content, source = b"", f"{source} (unreadable now: {exc.strerror})"
+    digest = hashlib.sha256(content).hexdigest()
+    return await record_as(log_, *SYSTEM, "config.start", target=source,
+                           after={"config_file": source, "sha256": digest,
+                                  "store": cfg.store.backend},
+                           detail=f"gateway started with configuration sha256={digest}")
 
 
 async def verify_chain(log_: AuditLogTables, page: int = MAX_PAGE) -> Verdict:
