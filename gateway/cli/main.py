@@ -8,7 +8,9 @@ import asyncio
 import gc
 import json
 import logging
+import os
 import socket
+import ssl
 import sys
 import time
 from collections.abc import Sequence
@@ -171,16 +173,29 @@ def _read_ack(sock: socket.socket, timeout: float) -> bytes:
     return buf[start + 1: buf.find(END)]
 
 
+def _client_tls(args: argparse.Namespace) -> ssl.SSLContext | None:
+    """The TLS context of ``send``: the gateway's CA, and a client certificate for mTLS."""
+    if not (args.tls or args.ca or args.cert):
+        return None
+    ctx = ssl.create_default_context(cafile=args.ca)
+    if args.cert:
+        ctx.load_cert_chain(args.cert, args.key)
+    return ctx
+
+
 def cmd_send(args: argparse.Namespace) -> int:
     """Send message files over MLLP or HTTP and print the answers."""
     status = 0
     if args.http:
         for name in args.files:
             body = Path(name).read_bytes()
-            req = Request(args.http, data=body, method="POST",
-                          headers={"Content-Type": args.content_type})
+            headers = {"Content-Type": args.content_type}
+            token = args.token or os.environ.get("JCGW_API_TOKEN", "")
+            if token:
+                headers["Authorization"] = f"Bearer {token}"
+            req = Request(args.http, data=body, method="POST", headers=headers)
             try:
-                with urlopen(req, timeout=args.timeout) as resp:
+                with urlopen(req, timeout=args.timeout, context=_client_tls(args)) as resp:
                     print(f"{name}: HTTP {resp.status}\n{resp.read().decode('utf-8', 'replace')}")
             except Exception as exc:  # HTTPError carries the body of a 4xx
                 body_text = getattr(exc, "read", lambda: b"")().decode("utf-8", "replace")
@@ -190,6 +205,9 @@ def cmd_send(args: argparse.Namespace) -> int:
     host, _, port = args.mllp.rpartition(":")
     try:
         conn = socket.create_connection((host or "127.0.0.1", int(port)), timeout=args.timeout)
+        tls = _client_tls(args)
+        if tls is not None:
+            conn = tls.wrap_socket(conn, server_hostname=host or "127.0.0.1")
     except (OSError, ValueError) as exc:
         print(f"cannot connect to MLLP listener {args.mllp}: {exc}", file=sys.stderr)
         return 2
@@ -406,6 +424,12 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--mllp", default="127.0.0.1:2575", help="host:port (default %(default)s)")
     g.add_argument("--http", help="URL to POST each file to")
     s.add_argument("--content-type", default="application/fhir+json")
+    s.add_argument("--token", help="bearer token of a sender identity (HTTP; default: "
+                                   "$JCGW_API_TOKEN)")
+    s.add_argument("--tls", action="store_true", help="MLLP over TLS")
+    s.add_argument("--ca", help="CA file that signed the gateway's certificate (implies --tls)")
+    s.add_argument("--cert", help="client certificate (PEM, mutual TLS)")
+    s.add_argument("--key", help="its private key, if not in --cert")
     s.add_argument("--timeout", type=float, default=10.0)
     s.add_argument("files", nargs="+")
     s.set_defaults(func=cmd_send)
