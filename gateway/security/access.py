@@ -4,7 +4,8 @@ Each route of the application is matched by its template (``/api/mappings/entrie
 {hospital}/{item}``) and method against :data:`POLICY`, first match wins. A route no rule
 names is open to ``admin`` only, so a route added without a rule is closed rather than
 open. ``/healthz``, ``/readyz`` and ``/metrics`` are public unless
-``http.public_probes`` is false; the CDS Hooks service checks its clients' JWTs itself.
+``http.public_probes`` is false; the CDS Hooks service checks its clients' JWTs itself;
+the console's static pages (``/console``) are public, the API they call is not.
 
 A caller proves an identity with ``Authorization: Bearer <token>`` or a TLS client
 certificate (HTTPS with ``http.tls.client_ca_file``). On a gateway with no identities
@@ -65,6 +66,9 @@ def _r(methods: tuple[str, ...], pattern: str, *roles: str) -> Rule:
 POLICY: tuple[Rule, ...] = (
     Rule(_READ, r"/healthz|/readyz|/metrics", PUBLIC),
     Rule(_READ + _WRITE, r"/cds-services(/.*)?", CDS),
+    # the console's pages and assets hold no data: every datum comes through the API,
+    # with the token the user logs in with
+    Rule(_READ, r"/console(/.*)?", PUBLIC),
     # ingest: what the HIS, EMR and warehouse systems send
     _r(("POST",), r"/ingest/\{listener\}|/fhir|/fhir/\{type\}", "sender", "admin"),
     _r(_READ, r"/fhir/metadata", "sender", "admin", "auditor"),
