@@ -58,6 +58,9 @@ class OutcomeStatus(StrEnum):
     ACCEPTED = "accepted"  # committed durably (AA / 2xx)
     DUPLICATE = "duplicate"  # seen before from the same sender; acknowledged again (AA / 200)
     ERROR = "error"  # application error, e.g. the store failed (AE / 5xx)
+    # the sender's control id was already used for a message with other content: not
+    # stored, since it is neither a resend nor acceptable under that id (AE / 409)
+    CONFLICT = "conflict"
     REJECTED = "rejected"  # the message itself cannot be taken (AR / 4xx)
 
 

@@ -268,7 +268,8 @@ def make_conformance_tests(
             reader = _reader(adapter)
             for status, accepted in ((OutcomeStatus.ACCEPTED, True),
                                      (OutcomeStatus.DUPLICATE, True),
-                                     (OutcomeStatus.ERROR, False)):
+                                     (OutcomeStatus.ERROR, False),
+                                     (OutcomeStatus.CONFLICT, False)):
                 reply = adapter.reply(parsed, raw, Outcome(status), now=received_at)
                 assert isinstance(reply, Reply) and isinstance(reply.body, bytes)
                 if reader is None:

@@ -289,10 +289,11 @@ class FhirR4Adapter:
     def reply(self, parsed: ParsedMessage | None, raw: bytes, outcome: Outcome, *,
               now: datetime) -> Reply:
         """The FHIR answer: 201 / 200 with the resource or a response Bundle, else an
-        OperationOutcome naming each problem (400 malformed, 422 unprocessable, 500)."""
+        OperationOutcome naming each problem (400 malformed, 409 a reused identifier,
+        422 unprocessable, 500)."""
         status = outcome.status
-        if outcome.blocked or status in (OutcomeStatus.REJECTED, OutcomeStatus.ERROR) \
-                or parsed is None:
+        if outcome.blocked or status in (OutcomeStatus.REJECTED, OutcomeStatus.ERROR,
+                                         OutcomeStatus.CONFLICT) or parsed is None:
             code = _error_status(outcome)
             issues = outcome.issues or (Issue(
                 Severity.ERROR, "the message was not taken" if code < 500
@@ -375,6 +376,8 @@ def _stored(ref: ResourceRef, key: str, stamp: str) -> dict[str, Any]:
 def _error_status(outcome: Outcome) -> int:
     if outcome.blocked:
         return 422
+    if outcome.status is OutcomeStatus.CONFLICT:
+        return 409
     codes = {i.code for i in outcome.issues if i.severity is Severity.ERROR}
     if outcome.status is OutcomeStatus.ERROR and (not codes or codes <= {"207", "exception"}):
         return 500

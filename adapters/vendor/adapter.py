@@ -66,6 +66,8 @@ class _VendorAdapter:
             and not outcome.blocked
         if ok:
             status = 200
+        elif outcome.status is OutcomeStatus.CONFLICT:
+            status = 409
         elif outcome.status is OutcomeStatus.ERROR and not outcome.blocked and all(
                 i.code in ("", "207") for i in outcome.issues if i.severity is Severity.ERROR):
             # the gateway's own fault (code 207, or nothing named): the sender resends

@@ -69,8 +69,11 @@ class Incoming(msgspec.Struct, frozen=True):
 class CommitResult(msgspec.Struct, frozen=True):
     """What the commit did."""
 
-    duplicate: bool
+    duplicate: bool  # (sender, control id) was committed before: nothing stored now
     message_id: int
+    # with ``duplicate``: the earlier message's bytes differ, so this is another message
+    # under a control id already used, not a resend (refused, never silently dropped)
+    reused: bool = False
     outbox_ids: tuple[int, ...] = ()
     event_seqs: tuple[int | None, ...] = ()  # per event; None: the event id was seen before
 

@@ -9,6 +9,7 @@ balance. Those decisions are pure functions here; the backends execute them.
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from enum import IntEnum, StrEnum
@@ -26,8 +27,10 @@ __all__ = [
     "StagedMessage",
     "balance_from_counts",
     "commit_results",
+    "is_reuse",
     "outbox_rows",
     "plan_release",
+    "raw_digest",
     "replay_action",
     "unmapped_changes",
 ]
@@ -57,6 +60,21 @@ class StagedMessage:
     message_id: int
     duplicate: bool
     seqs: list[int | None]
+    reused: bool = False  # a duplicate key whose stored bytes differ
+
+
+def raw_digest(raw: bytes) -> bytes:
+    """The SHA-256 stored with a message: what tells a resend from a reused control id."""
+    return hashlib.sha256(raw).digest()
+
+
+def is_reuse(stored_digest: bytes | None, raw: bytes) -> bool:
+    """Whether ``raw`` is another message than the one stored under its key.
+
+    A row without a digest (raw bytes never hashed) cannot tell: it counts as a resend,
+    as every repeated key did before digests were stored.
+    """
+    return stored_digest is not None and bytes(stored_digest) != raw_digest(raw)
 
 
 class NewOutboxRow(NamedTuple):
@@ -115,7 +133,8 @@ def commit_results(staged: Sequence[StagedMessage], rows: Sequence[NewOutboxRow]
     ids: list[list[int]] = [[] for _ in staged]
     for row, oid in zip(rows, outbox_ids, strict=True):
         ids[row.message].append(oid)
-    return [CommitResult(duplicate=True, message_id=m.message_id) if m.duplicate else
+    return [CommitResult(duplicate=True, message_id=m.message_id, reused=m.reused)
+            if m.duplicate else
             CommitResult(duplicate=False, message_id=m.message_id, outbox_ids=tuple(ids[i]),
                          event_seqs=tuple(m.seqs))
             for i, m in enumerate(staged)]

@@ -190,5 +190,8 @@ CREATE TABLE audit_log (
 );
 CREATE INDEX audit_log_at ON audit_log (at);
 """,
+    # a message's SHA-256: the same control id with other bytes is refused, not a resend
+    7: "ALTER TABLE messages ADD COLUMN raw_sha256 BYTEA;"
+       " UPDATE messages SET raw_sha256 = sha256(raw);",
 }
 SCHEMA_VERSION = max(MIGRATIONS)

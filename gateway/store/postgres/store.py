@@ -57,8 +57,10 @@ from gateway.store.plan import (
     StagedMessage,
     balance_from_counts,
     commit_results,
+    is_reuse,
     outbox_rows,
     plan_release,
+    raw_digest,
     replay_action,
     unmapped_changes,
 )
@@ -289,15 +291,16 @@ class PostgresStore(GroupCommitting):
             for inc in items:
                 message_id = await con.fetchval(
                     "INSERT INTO messages (sender, control_id, adapter, message_type, peer,"
-                    " received_at, raw) VALUES ($1, $2, $3, $4, $5, $6, $7)"
+                    " received_at, raw, raw_sha256) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)"
                     " ON CONFLICT (sender, control_id) DO NOTHING RETURNING id",
                     inc.sender, inc.control_id, inc.adapter, inc.message_type, inc.peer,
-                    inc.received_at.timestamp(), inc.raw)
+                    inc.received_at.timestamp(), inc.raw, raw_digest(inc.raw))
                 if message_id is None:
-                    message_id = await con.fetchval(
-                        "SELECT id FROM messages WHERE sender = $1 AND control_id = $2",
-                        inc.sender, inc.control_id)
-                    staged.append(StagedMessage(inc, message_id, True, []))
+                    known = await con.fetchrow(
+                        "SELECT id, raw_sha256 FROM messages WHERE sender = $1"
+                        " AND control_id = $2", inc.sender, inc.control_id)
+                    staged.append(StagedMessage(inc, known[0], True, [],
+                                                is_reuse(known[1], inc.raw)))
                     continue
                 seqs: list[int | None] = []
                 for ev, held in zip(inc.events, inc.held, strict=True):

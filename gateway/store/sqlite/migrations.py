@@ -111,5 +111,8 @@ CREATE TABLE audit_log (
 );
 CREATE INDEX audit_log_at ON audit_log (at);
 """,
+    # a message's SHA-256: the same control id with other bytes is refused, not a resend
+    6: "ALTER TABLE messages ADD COLUMN raw_sha256 BLOB;"
+       " UPDATE messages SET raw_sha256 = jcgw_sha256(raw);",
 }
 SCHEMA_VERSION = max(MIGRATIONS)

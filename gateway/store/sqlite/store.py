@@ -46,8 +46,10 @@ from gateway.store.plan import (
     StagedMessage,
     balance_from_counts,
     commit_results,
+    is_reuse,
     outbox_rows,
     plan_release,
+    raw_digest,
     replay_action,
     unmapped_changes,
 )
@@ -89,21 +91,26 @@ def _next_ids(con: sqlite3.Connection) -> tuple[int, int, int]:
     return int(row[0] or 0) + 1, int(row[1] or 0) + 1, int(row[2] or 0) + 1
 
 
-def _existing_messages(con: sqlite3.Connection,
-                       keys: list[tuple[str, str]]) -> dict[tuple[str, str], int]:
+def _existing_messages(con: sqlite3.Connection, keys: list[tuple[str, str]]
+                       ) -> dict[tuple[str, str], tuple[int, bytes | None]]:
+    """The id and raw digest of each key already stored."""
     by_sender: dict[str, list[str]] = {}
     for sender, control_id in dict.fromkeys(keys):
         by_sender.setdefault(sender, []).append(control_id)
-    found: dict[tuple[str, str], int] = {}
+    found: dict[tuple[str, str], tuple[int, bytes | None]] = {}
     for sender, ids in by_sender.items():  # sender = ? AND control_id IN (…) uses the index
         for i in range(0, len(ids), _ROWS_PER_STATEMENT):
             chunk = ids[i:i + _ROWS_PER_STATEMENT]
             marks = ",".join("?" * len(chunk))
-            for mid, control_id in con.execute(
-                    f"SELECT id, control_id FROM messages WHERE sender = ?"
+            for mid, control_id, digest in con.execute(
+                    f"SELECT id, control_id, raw_sha256 FROM messages WHERE sender = ?"
                     f" AND control_id IN ({marks})", [sender, *chunk]):
-                found[(sender, control_id)] = mid
+                found[(sender, control_id)] = (mid, digest)
     return found
+
+
+def _sha256(raw: bytes | None) -> bytes | None:
+    return None if raw is None else raw_digest(raw)
 
 
 def _missing_event_ids(con: sqlite3.Connection, event_ids: list[str]) -> set[str]:
@@ -186,6 +193,8 @@ class SqliteStore(GroupCommitting):
         # checkpoints run on the reader thread (see _checkpoint) so a commit never waits
         # for the database file to be written back
         con.execute("PRAGMA wal_autocheckpoint=0")
+        # for the migration that gives the messages stored before it their digest
+        con.create_function("jcgw_sha256", 1, _sha256, deterministic=True)
         return con
 
     def _checkpoint_sync(self) -> None:
@@ -362,12 +371,15 @@ class SqliteStore(GroupCommitting):
         for inc in items:
             key = (inc.sender, inc.control_id)
             if key in known:
-                staged.append(StagedMessage(inc, known[key], True, []))
+                mid, digest = known[key]
+                staged.append(StagedMessage(inc, mid, True, [], is_reuse(digest, inc.raw)))
                 continue
-            mid = known[key] = next_mid
+            mid = next_mid
+            digest = raw_digest(inc.raw)
+            known[key] = (mid, digest)
             next_mid += 1
             msg_rows.append((mid, inc.sender, inc.control_id, inc.adapter, inc.message_type,
-                             inc.peer, inc.received_at.timestamp(), inc.raw))
+                             inc.peer, inc.received_at.timestamp(), inc.raw, digest))
             seqs: list[int | None] = []
             for ev, held in zip(inc.events, inc.held, strict=True):
                 if ev.event_id not in fresh_events:
@@ -387,7 +399,7 @@ class SqliteStore(GroupCommitting):
         rows = outbox_rows(staged)
         ids = list(range(next_oid, next_oid + len(rows)))
         _insert_many(con, "messages (id, sender, control_id, adapter, message_type, peer,"
-                          " received_at, raw)", 8, msg_rows)
+                          " received_at, raw, raw_sha256)", 9, msg_rows)
         _insert_many(con, "events (seq, event_id, message_id, hospital_id, kind, occurred_at,"
                           " held, body)", 8, event_rows)
         _insert_many(con, "ledger_pending (seq)", 1, pending)
