@@ -272,7 +272,8 @@ async def _ingest_ctx(app: web.Application) -> AsyncIterator[None]:
             if listener.transport == "mllp":
                 assert listener.port is not None
                 servers[listener.name] = await start_mllp_server(
-                    ingestor, adapter, listener.host, listener.port, listener.max_frame_bytes)
+                    ingestor, adapter, listener, metrics=app[METRICS],
+                    identities=app[IDENTITIES])
             else:
                 http_adapters[listener.name] = adapter
         yield

@@ -28,9 +28,6 @@ class Metrics:
                                   ["adapter", "type"], registry=r)
         self.quarantined = Counter("jcgw_quarantined", "Byte sequences kept in quarantine",
                                    ["adapter"], registry=r)
-        self.control_id_reused = Counter(
-            "jcgw_control_id_reused", "Messages refused for reusing a control id of the "
-            "same sender with other content (quarantined)", ["adapter"], registry=r)
         self.events_held = Counter("jcgw_events_held", "Events held for unmapped lines",
                                    ["hospital"], registry=r)
         self.internal_errors = Counter(
@@ -43,6 +40,13 @@ class Metrics:
         self.http_refused = Counter("jcgw_http_requests_refused",
                                     "HTTP requests refused by authentication or role",
                                     ["reason"], registry=r)
+        self.mllp_refused = Counter(
+            "jcgw_mllp_connections_refused", "MLLP connections refused or cut off by the "
+            "gateway (reason: not_allowed, max_connections, max_per_source, tls_handshake, "
+            "unknown_certificate, role, idle, frame_deadline)", ["listener", "reason"],
+            registry=r)
+        self.mllp_open = Gauge("jcgw_mllp_connections_open", "Open MLLP connections",
+                               ["listener"], registry=r)
         self.ledger_poison = Counter("jcgw_ledger_poison_events",
                                      "Events the ledger could not fold, set aside (poison)",
                                      registry=r)

@@ -109,6 +109,11 @@ class MLLPFramer:
         return out
 
     @property
+    def in_frame(self) -> bool:
+        """Whether a frame has started (its start block was read) and not yet ended."""
+        return self._in_frame
+
+    @property
     def buffered(self) -> int:
         """Bytes held waiting for the end of a frame."""
         return len(self._buf)

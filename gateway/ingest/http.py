@@ -14,6 +14,7 @@ from aiohttp import web
 from adapters.base import Adapter
 from adapters.fhir import capability_statement
 from gateway.keys import CONFIG, HTTP_ADAPTERS, INGESTOR
+from gateway.security.identity import request_identity
 
 __all__ = ["add_ingest_routes"]
 
@@ -29,7 +30,9 @@ async def _ingest(request: web.Request, adapter: Adapter) -> web.Response:
                     limit, request.remote, adapter.name, request.content_length)
         return web.json_response(
             {"error": f"message body exceeds http.max_body_bytes ({limit} bytes)"}, status=413)
-    reply = await request.app[INGESTOR].handle(adapter, raw, request.remote or "?")
+    # the authenticated caller (LOCAL on a gateway without identities: any hospital)
+    reply = await request.app[INGESTOR].handle(adapter, raw, request.remote or "?",
+                                               request_identity(request))
     ctype, _, params = reply.content_type.partition(";")
     charset = params.partition("charset=")[2].strip() or None
     return web.Response(body=reply.body, status=reply.status, content_type=ctype.strip(),

@@ -7,19 +7,29 @@ turn of the event loop together; no task is created per frame. A frame big enoug
 parsed in a worker process holds back the frames behind it on its connection until it is
 answered, so a connection's messages are still committed in the order they were sent
 (a return after its sale).
+
+Every connection passes the listener's :class:`~gateway.ingest.door.Door` first (source
+allow-list, connection caps, TLS and the client certificate's identity). What one
+connection may hold is bounded: frames owed an answer (count and bytes), and answers the
+sender does not read (reading stops while the transport's write buffer is full).
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections import deque
 from collections.abc import Callable, Coroutine
 from typing import Any, cast
 
 from adapters.base import Adapter, Issue, Outcome, OutcomeStatus, Reply, Severity
+from gateway.config import ListenerConfig
+from gateway.ingest.door import Door, source_address
 from gateway.ingest.framing import END, START, Chunk, ChunkKind, MLLPFramer
 from gateway.ingest.pipeline import Ingestor
+from gateway.metrics import Metrics
+from gateway.security.identity import Identities, Identity
 
 __all__ = ["MLLPProtocol", "start_mllp_server"]
 
@@ -31,40 +41,134 @@ MAX_IN_FLIGHT = 256  # per connection, before we stop reading (back-pressure)
 class _Slot:
     """One answer owed to the sender, in arrival order."""
 
-    __slots__ = ("body", "close", "ready")
+    __slots__ = ("body", "close", "ready", "size")
 
-    def __init__(self, close: bool) -> None:
+    def __init__(self, close: bool, size: int = 0) -> None:
         self.body: bytes | None = None
         self.close = close
         self.ready = False
+        self.size = size  # bytes of the frame, held until it is answered
 
 
 class MLLPProtocol(asyncio.Protocol):
     """One MLLP connection."""
 
-    def __init__(self, ingestor: Ingestor, adapter: Adapter, max_frame: int,
+    def __init__(self, ingestor: Ingestor, adapter: Adapter, door: Door,
                  on_close: Callable[[MLLPProtocol], None] | None = None) -> None:
         self.ingestor = ingestor
         self.adapter = adapter
-        self.framer = MLLPFramer(max_frame)
+        self.door = door
+        self.framer = MLLPFramer(door.listener.max_frame_bytes)
         self.transport: asyncio.Transport | None = None
         self.peer = "?"
+        self.source = "?"
+        # who the client certificate proves (mutual TLS); None: not known, not limited
+        self.sender: Identity | None = None
         self._owed: deque[_Slot] = deque()
-        self._tasks: set[asyncio.Future[bytes | None]] = set()
+        self._owed_bytes = 0  # bytes of the frames not answered yet
+        self._tasks: set[asyncio.Future[Any]] = set()
         self._paused = False
+        self._write_full = False  # the sender does not read its answers: stop reading
         self._on_close = on_close
         self._eof = False  # the sender closed its side; close ours once all is answered
         # frames that arrived while a big one is parsed elsewhere: they follow it, in order
         self._waiting: deque[tuple[_Slot, bytes]] | None = None
+        self._last_seen = time.monotonic()
+        self._frame_since: float | None = None  # when the frame being read started
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = cast(asyncio.Transport, transport)  # uvloop's is not a subclass
         peer = transport.get_extra_info("peername")
         self.peer = f"{peer[0]}:{peer[1]}" if isinstance(peer, tuple) else str(peer)
+        self.source = source_address(peer)
+        refusal = self.door.admit(self, self.source)
+        if refusal is not None:
+            # before any byte is read or any TLS work is done: refusing costs nothing
+            self.door.refused(self.source, self.peer, refusal)
+            self.transport.abort()
+            return
+        if self.door.ssl is not None:
+            self.transport.pause_reading()  # the handshake reads first
+            self._keep(asyncio.ensure_future(self._handshake(self.transport)))
+
+    async def _handshake(self, raw: asyncio.Transport) -> None:
+        """TLS over the accepted connection; with mutual TLS, the certificate's identity
+        must be a sender's (or an administrator's)."""
+        assert self.door.ssl is not None
+        loop = asyncio.get_running_loop()
+        try:
+            tls = await loop.start_tls(raw, self, self.door.ssl, server_side=True,
+                                       ssl_handshake_timeout=self.door.listener.frame_deadline_s)
+        except (OSError, TimeoutError) as exc:
+            self.door.refused(self.source, self.peer, "tls_handshake", str(exc) or repr(exc))
+            raw.abort()
+            self.door.release(self, self.source)
+            return
+        if tls is None:  # closed meanwhile
+            return
+        self.transport = tls
+        if self.door.mutual:
+            ident, refusal, cn = self.door.identify(tls.get_extra_info("peercert"))
+            if refusal is not None:
+                who = f"certificate CN {cn!r}" + (f", identity {ident.name!r} with role "
+                                                  f"{ident.role!r}" if ident else
+                                                  ": no identity has it")
+                self.door.refused(self.source, self.peer, refusal, who)
+                tls.abort()
+                self.door.release(self, self.source)
+                return
+            self.sender = ident
+        self._last_seen = time.monotonic()
+
+    def check_timers(self, now: float, idle_s: float, frame_s: float) -> str | None:
+        """Close the connection when a frame took longer than ``frame_s`` from its start
+        block, or nothing came for ``idle_s`` while no answer is owed."""
+        t = self.transport
+        if t is None or t.is_closing():
+            return None
+        if self._frame_since is not None and now - self._frame_since > frame_s:
+            self._frame_since = None
+            self.door.cut(self.peer, "frame_deadline",
+                          f"a frame not complete {frame_s:g} s after it started "
+                          f"({self.framer.buffered} bytes so far): listeners[].frame_deadline_s")
+            self._close_when_answered()
+            return "frame_deadline"
+        if not self._owed and now - self._last_seen > idle_s:
+            self.door.cut(self.peer, "idle", f"nothing received for {idle_s:g} s "
+                                             "(listeners[].idle_timeout_s)")
+            t.close()
+            return "idle"
+        return None
+
+    def _close_when_answered(self) -> None:
+        """Read no more; the bytes of the open frame are quarantined as cut off, and the
+        connection closes once every answer owed is written."""
+        self._eof = True
+        self._reading()
+        for chunk in self.framer.close():
+            self._dispatch(chunk)
+        if not self._owed and self.transport is not None:
+            self.transport.close()
+
+    def pause_writing(self) -> None:
+        self._write_full = True
+        self._reading()
+
+    def resume_writing(self) -> None:
+        self._write_full = False
+        self._reading()
 
     def data_received(self, data: bytes) -> None:
-        for chunk in self.framer.feed(data):
+        if self._eof:  # cut off: what still arrives is not read
+            return
+        now = self._last_seen = time.monotonic()
+        chunks = self.framer.feed(data)
+        for chunk in chunks:
             self._dispatch(chunk)
+        if not self.framer.in_frame:
+            self._frame_since = None
+        elif self._frame_since is None or chunks:  # a frame ended and the next one began
+            self._frame_since = now
 
     def eof_received(self) -> bool:
         """The sender shut its writing side (a half-close): every complete frame it sent is
@@ -84,26 +188,28 @@ class MLLPProtocol(asyncio.Protocol):
             # did not hear about, and duplicates are recognised
             log.warning("connection from %s closed with %d answer(s) owed (%s)", self.peer,
                         owed, exc or "closed by the peer")
+        self.door.release(self, self.source)
         if self._on_close:
             self._on_close(self)
 
     def _dispatch(self, chunk: Chunk) -> None:
         kind = chunk.kind
         if kind is ChunkKind.FRAME:
-            slot = self._owe()
+            slot = self._owe(size=len(chunk.data))
             if self._waiting is not None:
                 self._waiting.append((slot, chunk.data))
             else:
                 self._submit(slot, chunk.data)
         elif kind is ChunkKind.OVERSIZE:
-            self._owe_later(self._refuse_oversize(chunk.data))
+            self._owe_later(self._refuse_oversize(chunk.data), size=len(chunk.data))
         elif kind is ChunkKind.TOO_LARGE:
-            self._owe_later(self._refuse_oversize(chunk.data), close=True)
+            self._owe_later(self._refuse_oversize(chunk.data), close=True,
+                            size=len(chunk.data))
         else:
             reason = ("bytes outside MLLP framing" if kind is ChunkKind.GARBAGE
                       else "MLLP frame cut off before its end marker")
             self._owe_later(self.ingestor.bad_bytes(self.adapter, chunk.data, self.peer,
-                                                    reason))
+                                                    reason), size=len(chunk.data))
 
     def _submit(self, slot: _Slot, data: bytes) -> None:
         big = self.ingestor.parses_elsewhere(self.adapter, data)
@@ -115,7 +221,7 @@ class MLLPProtocol(asyncio.Protocol):
             if big:
                 self._follow()
 
-        self.ingestor.submit(self.adapter, data, self.peer, answered)
+        self.ingestor.submit(self.adapter, data, self.peer, answered, sender=self.sender)
 
     def _follow(self) -> None:
         """Submit the frames that waited behind a big one, up to the next big one."""
@@ -137,21 +243,42 @@ class MLLPProtocol(asyncio.Protocol):
                                    now=self.ingestor.clock())
         return reply.body
 
-    def _owe(self, close: bool = False) -> _Slot:
-        slot = _Slot(close)
+    def _owe(self, close: bool = False, size: int = 0) -> _Slot:
+        slot = _Slot(close, size)
         self._owed.append(slot)
-        if len(self._owed) >= MAX_IN_FLIGHT and not self._paused and self.transport:
-            self.transport.pause_reading()
-            self._paused = True
+        self._owed_bytes += size
+        self._reading()
         return slot
 
-    def _owe_later(self, work: Coroutine[Any, Any, bytes | None], close: bool = False) -> None:
-        slot = self._owe(close)
-        task = asyncio.ensure_future(work)
+    def _reading(self) -> None:
+        """Stop reading while too much is owed (frames or bytes), while the sender does not
+        read its answers, or once the connection is being closed; go on when that eased."""
+        t = self.transport
+        if t is None or t.is_closing():
+            return
+        limit = self.framer.max_frame
+        if not self._paused:
+            if (self._eof or self._write_full or len(self._owed) >= MAX_IN_FLIGHT
+                    or self._owed_bytes >= limit):
+                t.pause_reading()
+                self._paused = True
+        elif not (self._eof or self._write_full or len(self._owed) >= MAX_IN_FLIGHT // 2
+                  or self._owed_bytes >= limit // 2):
+            t.resume_reading()
+            self._paused = False
+
+    def _keep(self, task: asyncio.Future[Any]) -> None:
+        """Hold a reference to ``task`` until it is done (the loop keeps only weak ones)."""
         self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    def _owe_later(self, work: Coroutine[Any, Any, bytes | None], close: bool = False,
+                   size: int = 0) -> None:
+        slot = self._owe(close, size)
+        task = asyncio.ensure_future(work)
+        self._keep(task)
 
         def finished(t: asyncio.Future[bytes | None]) -> None:
-            self._tasks.discard(t)
             body = None
             if not t.cancelled():
                 if t.exception() is not None:
@@ -167,6 +294,7 @@ class MLLPProtocol(asyncio.Protocol):
         """Record an answer and send every answer that is due, in arrival order."""
         slot.body = body
         slot.ready = True
+        self._owed_bytes -= slot.size
         owed = self._owed
         t = self.transport
         while owed and owed[0].ready:
@@ -175,22 +303,30 @@ class MLLPProtocol(asyncio.Protocol):
                 continue
             if done.body is not None:  # bytes that are no message get no answer
                 t.write(START + done.body + END)
+                self._last_seen = time.monotonic()  # idle counts from the last answer too
             if done.close:
                 log.warning("closing connection from %s after an oversize frame", self.peer)
                 t.close()
-        if self._paused and len(owed) < MAX_IN_FLIGHT // 2 and t is not None \
-                and not t.is_closing():
-            t.resume_reading()
-            self._paused = False
+        self._reading()
         if self._eof and not owed and t is not None and not t.is_closing():
             t.close()  # a half-closed connection, every answer written
 
 
-async def start_mllp_server(ingestor: Ingestor, adapter: Adapter, host: str, port: int,
-                            max_frame: int) -> asyncio.Server:
-    """Listen for MLLP connections; the server is returned started."""
+async def start_mllp_server(ingestor: Ingestor, adapter: Adapter, listener: ListenerConfig,
+                            *, metrics: Metrics | None = None,
+                            identities: Identities | None = None) -> asyncio.Server:
+    """Listen for MLLP connections as ``listener`` says (address, TLS, allow-list, caps,
+    timers); the server is returned started. ``identities`` maps client certificates
+    (mutual TLS) to senders; ``metrics`` counts refusals and open connections."""
+    door = Door(listener, metrics=metrics, identities=identities)
     loop = asyncio.get_running_loop()
+    assert listener.port is not None  # the configuration requires it for MLLP
     server = await loop.create_server(
-        lambda: MLLPProtocol(ingestor, adapter, max_frame), host, port, reuse_address=True)
-    log.info("MLLP listener for %s on %s:%d", adapter.name, host, port)
+        lambda: MLLPProtocol(ingestor, adapter, door), listener.host, listener.port,
+        reuse_address=True)
+    door.run_sweeps(server)
+    tls = ("plain TCP" if listener.tls is None else "mutual TLS" if door.mutual else "TLS")
+    log.info("MLLP listener %s for %s on %s:%d (%s%s)", listener.name, adapter.name,
+             listener.host, listener.port, tls,
+             f", from {', '.join(listener.allow_from)}" if listener.allow_from else "")
     return server

@@ -27,6 +27,7 @@ from gateway.ingest.limits import DEFAULT_LIMITS, Limits, check_values
 from gateway.ingest.offload import ParseWorkers, WorkerFailed
 from gateway.metrics import Metrics
 from gateway.platforms.base import PlatformProfile
+from gateway.security.identity import Identity
 from gateway.store.base import CommitResult, Incoming, PlannedDelivery, Store
 from mappings.crosswalk import Crosswalk, map_event
 
@@ -77,8 +78,22 @@ def internal_error_reply(adapter: Adapter, raw: bytes, now: datetime) -> Reply:
     return adapter.reply(None, raw, Outcome(OutcomeStatus.ERROR, (issue,)), now=now)
 
 
-def _reused(result: CommitResult | BaseException) -> bool:
-    return isinstance(result, CommitResult) and result.reused
+class SenderNotPermitted(MessageRejected):
+    """The authenticated sender may not send for a hospital the message names (AR / 403)."""
+
+
+def _foreign(parsed: ParsedMessage, sender: Identity | None) -> _Prepared | None:
+    """The refusal of a message naming a hospital ``sender`` may not act for (checked
+    before mapping: a foreign message must not reach the crosswalk, rules or webhooks)."""
+    if sender is None:
+        return None
+    for ev in parsed.events:
+        if not sender.may_act_for(ev.hospital_id):
+            return _Prepared(refusal=SenderNotPermitted(
+                f"sender {sender.name!r} may not send for hospital {ev.hospital_id} (it may "
+                f"act for {', '.join(sorted(sender.hospitals))}): not stored",
+                code="207", reject=True))
+    return None
 
 
 _NO_ADVICE = Advice()
@@ -135,7 +150,8 @@ class Ingestor:
         self.notify = notify
         self.clock = clock
         self.advisors: list[Advisor] = []
-        self._batch: list[tuple[Adapter, bytes, str, Callable[[Reply | None], None]]] = []
+        self._batch: list[tuple[Adapter, bytes, str, Callable[[Reply | None], None],
+                                Identity | None]] = []
         self._tasks: set[asyncio.Future[Reply]] = set()
 
     def plan(self, events: Sequence[Event], held: Sequence[bool]) -> tuple[PlannedDelivery, ...]:
@@ -183,12 +199,13 @@ class Ingestor:
         return len(released)
 
     def _prepare(self, adapter: Adapter, raw: bytes, peer: str,
-                 received_at: datetime) -> _Prepared:
+                 received_at: datetime, sender: Identity | None = None) -> _Prepared:
         """The synchronous half: parse, map, advise; what is left to do is in the result."""
         parsed = self._parse(adapter, raw, peer, received_at)
         if isinstance(parsed, _Prepared):
             return parsed
-        return self._map_and_advise(adapter, raw, peer, parsed, received_at)
+        return _foreign(parsed, sender) or self._map_and_advise(adapter, raw, peer, parsed,
+                                                                received_at)
 
     def _parse(self, adapter: Adapter, raw: bytes, peer: str,
                received_at: datetime) -> ParsedMessage | _Prepared:
@@ -229,13 +246,17 @@ class Ingestor:
                 code="207"))
 
     async def _prepare_anywhere(self, adapter: Adapter, raw: bytes, peer: str,
-                                received_at: datetime) -> _Prepared:
+                                received_at: datetime,
+                                sender: Identity | None = None) -> _Prepared:
         """:meth:`_prepare`, with the parse in a worker process for a big message."""
         if not self.parses_elsewhere(adapter, raw):
-            return self._prepare(adapter, raw, peer, received_at)
+            return self._prepare(adapter, raw, peer, received_at, sender)
         parsed = await self._parse_elsewhere(adapter, raw, peer, received_at)
         if isinstance(parsed, _Prepared):
             return parsed
+        refused = _foreign(parsed, sender)
+        if refused is not None:
+            return refused
         # mapping 2,000 lines takes ~10 ms: in a thread, where the loop keeps its turns
         mapping = await asyncio.to_thread(_map_events, parsed, self.crosswalk.current,
                                           received_at.date())
@@ -305,10 +326,12 @@ class Ingestor:
         return adapter.reply(parsed, raw, Outcome(OutcomeStatus.ACCEPTED, prep.advice.issues),
                              now=self.clock())
 
-    async def handle(self, adapter: Adapter, raw: bytes, peer: str) -> Reply:
-        """Take one message; the reply is positive only after a durable commit."""
+    async def handle(self, adapter: Adapter, raw: bytes, peer: str,
+                     sender: Identity | None = None) -> Reply:
+        """Take one message; the reply is positive only after a durable commit. With
+        ``sender``, a message for a hospital it may not act for is refused (quarantined)."""
         received_at = self.clock()
-        prep = await self._prepare_anywhere(adapter, raw, peer, received_at)
+        prep = await self._prepare_anywhere(adapter, raw, peer, received_at, sender)
         return await self._finish(adapter, raw, peer, prep, received_at)
 
     async def _finish(self, adapter: Adapter, raw: bytes, peer: str, prep: _Prepared,
@@ -325,12 +348,11 @@ class Ingestor:
             result: CommitResult | BaseException = await self.store.commit(prep.incoming)
         except StoreError as exc:
             result = exc
-        if _reused(result):
-            return await self._refuse_reuse(adapter, raw, peer, prep)
         return self._committed(adapter, raw, peer, prep, result)
 
     def submit(self, adapter: Adapter, raw: bytes, peer: str,
-               done: Callable[[Reply | None], None]) -> None:
+               done: Callable[[Reply | None], None], *,
+               sender: Identity | None = None) -> None:
         """Take one message; ``done`` is called exactly once with the reply.
 
         The reply is positive only after a durable commit. ``done(None)`` means no
@@ -345,9 +367,9 @@ class Ingestor:
         and goes its own way.
         """
         if self.parses_elsewhere(adapter, raw):
-            self._spawn(self.handle(adapter, raw, peer), adapter, raw, done)
+            self._spawn(self.handle(adapter, raw, peer, sender), adapter, raw, done)
             return
-        self._batch.append((adapter, raw, peer, done))
+        self._batch.append((adapter, raw, peer, done, sender))
         if len(self._batch) == 1:
             asyncio.get_running_loop().call_soon(self._run_batch)
 
@@ -355,11 +377,11 @@ class Ingestor:
         batch, self._batch = self._batch, []
         received_at = self.clock()
         parsed = [self._parse(adapter, raw, peer, received_at)
-                  for adapter, raw, peer, _ in batch]
-        for (adapter, raw, peer, done), p in zip(batch, parsed, strict=True):
+                  for adapter, raw, peer, _, _ in batch]
+        for (adapter, raw, peer, done, sender), p in zip(batch, parsed, strict=True):
             try:
-                prep = p if isinstance(p, _Prepared) else self._map_and_advise(
-                    adapter, raw, peer, p, received_at)
+                prep = p if isinstance(p, _Prepared) else _foreign(p, sender) or \
+                    self._map_and_advise(adapter, raw, peer, p, received_at)
                 if prep.incoming is None:
                     self._spawn(self._finish(adapter, raw, peer, prep, received_at),
                                 adapter, raw, done)
@@ -390,9 +412,6 @@ class Ingestor:
         assert prep.incoming is not None
 
         def committed(result: CommitResult | BaseException) -> None:
-            if _reused(result):  # quarantined first: a write, so off this callback
-                self._spawn(self._refuse_reuse(adapter, raw, peer, prep), adapter, raw, done)
-                return
             try:
                 reply = self._committed(adapter, raw, peer, prep, result)
             except Exception:
@@ -440,27 +459,11 @@ class Ingestor:
         kept = await self._keep(raw, peer, adapter.name, exc.reason, received_at)
         status = OutcomeStatus.REJECTED if exc.reject and kept else OutcomeStatus.ERROR
         self.metrics.rejected.labels(adapter.name, "", status.value).inc()
-        return adapter.reply(None, raw, Outcome(status, rejection_issues(exc)), now=self.clock())
-
-    async def _refuse_reuse(self, adapter: Adapter, raw: bytes, peer: str,
-                            prep: _Prepared) -> Reply:
-        """Another message under a control id the sender already used: answering it as a
-        resend would drop it unseen, so it is refused, kept in quarantine and counted."""
-        parsed, incoming = prep.parsed, prep.incoming
-        assert parsed is not None and incoming is not None
-        why = (f"control id {parsed.control_id!r} of sender {parsed.sender!r} was already "
-               "used for a message with different content: not stored; send it under a "
-               "new control id")
-        log.warning("refused %s from %s via %s: %s (%d bytes quarantined)",
-                    parsed.message_type, peer, adapter.name, why, len(raw))
-        await self._keep(raw, peer, adapter.name, why, incoming.received_at)
-        m = self.metrics
-        m.labelled(m.control_id_reused, adapter.name).inc()
-        m.rejected.labels(adapter.name, parsed.message_type,
-                          OutcomeStatus.CONFLICT.value).inc()
-        issue = Issue(Severity.ERROR, why, "205")  # HL7 table 0357: duplicate key identifier
-        return adapter.reply(parsed, raw, Outcome(OutcomeStatus.CONFLICT, (issue,)),
-                             now=self.clock())
+        reply = adapter.reply(None, raw, Outcome(status, rejection_issues(exc)), now=self.clock())
+        if isinstance(exc, SenderNotPermitted) and kept and adapter.transport == "http":
+            # the adapter's body, with the status that says the caller lacks the right
+            reply = msgspec.structs.replace(reply, status=403)
+        return reply
 
     async def bad_bytes(self, adapter: Adapter, raw: bytes, peer: str, reason: str) -> None:
         """Quarantine bytes that are not even a message (framing errors)."""
