@@ -28,6 +28,9 @@ class Metrics:
                                   ["adapter", "type"], registry=r)
         self.quarantined = Counter("jcgw_quarantined", "Byte sequences kept in quarantine",
                                    ["adapter"], registry=r)
+        self.control_id_reused = Counter(
+            "jcgw_control_id_reused", "Messages refused for reusing a control id of the "
+            "same sender with other content (quarantined)", ["adapter"], registry=r)
         self.events_held = Counter("jcgw_events_held", "Events held for unmapped lines",
                                    ["hospital"], registry=r)
         self.internal_errors = Counter(

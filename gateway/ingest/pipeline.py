@@ -78,6 +78,10 @@ def internal_error_reply(adapter: Adapter, raw: bytes, now: datetime) -> Reply:
     return adapter.reply(None, raw, Outcome(OutcomeStatus.ERROR, (issue,)), now=now)
 
 
+def _reused(result: CommitResult | BaseException) -> bool:
+    return isinstance(result, CommitResult) and result.reused
+
+
 class SenderNotPermitted(MessageRejected):
     """The authenticated sender may not send for a hospital the message names (AR / 403)."""
 
@@ -348,6 +352,8 @@ class Ingestor:
             result: CommitResult | BaseException = await self.store.commit(prep.incoming)
         except StoreError as exc:
             result = exc
+        if _reused(result):
+            return await self._refuse_reuse(adapter, raw, peer, prep)
         return self._committed(adapter, raw, peer, prep, result)
 
     def submit(self, adapter: Adapter, raw: bytes, peer: str,
@@ -412,6 +418,9 @@ class Ingestor:
         assert prep.incoming is not None
 
         def committed(result: CommitResult | BaseException) -> None:
+            if _reused(result):  # quarantined first: a write, so off this callback
+                self._spawn(self._refuse_reuse(adapter, raw, peer, prep), adapter, raw, done)
+                return
             try:
                 reply = self._committed(adapter, raw, peer, prep, result)
             except Exception:
@@ -464,6 +473,26 @@ class Ingestor:
             # the adapter's body, with the status that says the caller lacks the right
             reply = msgspec.structs.replace(reply, status=403)
         return reply
+
+    async def _refuse_reuse(self, adapter: Adapter, raw: bytes, peer: str,
+                            prep: _Prepared) -> Reply:
+        """Another message under a control id the sender already used: answering it as a
+        resend would drop it unseen, so it is refused, kept in quarantine and counted."""
+        parsed, incoming = prep.parsed, prep.incoming
+        assert parsed is not None and incoming is not None
+        why = (f"control id {parsed.control_id!r} of sender {parsed.sender!r} was already "
+               "used for a message with different content: not stored; send it under a "
+               "new control id")
+        log.warning("refused %s from %s via %s: %s (%d bytes quarantined)",
+                    parsed.message_type, peer, adapter.name, why, len(raw))
+        await self._keep(raw, peer, adapter.name, why, incoming.received_at)
+        m = self.metrics
+        m.labelled(m.control_id_reused, adapter.name).inc()
+        m.rejected.labels(adapter.name, parsed.message_type,
+                          OutcomeStatus.CONFLICT.value).inc()
+        issue = Issue(Severity.ERROR, why, "205")  # HL7 table 0357: duplicate key identifier
+        return adapter.reply(parsed, raw, Outcome(OutcomeStatus.CONFLICT, (issue,)),
+                             now=self.clock())
 
     async def bad_bytes(self, adapter: Adapter, raw: bytes, peer: str, reason: str) -> None:
         """Quarantine bytes that are not even a message (framing errors)."""
