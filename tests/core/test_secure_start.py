@@ -201,3 +201,45 @@ def test_the_container_demo_mode_is_explicit(tmp_path: Path,
     undeclared = cfg.model_copy(update={"security": cfg.security.model_copy(
         update={"demo": False})})
     assert any("security.demo" in p for p in exposure_problems(undeclared))
+
+
+@pytest.mark.timeout(60)
+async def test_serve_closes_a_connection_whose_headers_trickle_in(tmp_path: Path) -> None:
+    cfg = _cfg(tmp_path)
+    cfg["http"]["read_timeout_s"] = 1
+    path = tmp_path / "gateway.yaml"
+    path.write_text(yaml.safe_dump(cfg, allow_unicode=True), "utf-8")
+    proc = subprocess.Popen([sys.executable, "-m", "gateway.cli", "serve", "-c", str(path)],
+                            cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    port = cfg["http"]["port"]
+    try:
+        for _ in range(200):
+            try:
+                async with aiohttp.ClientSession() as s, \
+                        s.get(f"http://127.0.0.1:{port}/healthz") as r:
+                    if r.status == 200:
+                        break
+            except aiohttp.ClientError:
+                await asyncio.sleep(0.1)
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        started = asyncio.get_running_loop().time()
+        header = b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Slow: " + b"a" * 60
+        for byte in header:
+            try:
+                writer.write(bytes([byte]))
+                await writer.drain()
+            except ConnectionError:
+                break
+            if reader.at_eof():
+                break
+            try:
+                if await asyncio.wait_for(reader.read(1), 0.2) == b"":
+                    break
+            except TimeoutError:
+                pass
+        closed_after = asyncio.get_running_loop().time() - started
+        writer.close()
+        assert closed_after < 5, "a trickling client kept its connection"
+    finally:
+        proc.terminate()
+        proc.wait(20)
