@@ -4,7 +4,7 @@ One :class:`Door` per listener counts its open connections (in total and per sou
 address), refuses beyond ``allow_from`` and the caps at once, maps a verified client
 certificate to an identity, and runs the listener's one periodic sweep that closes idle
 connections and frames that take too long. Refusals are counted by reason and logged at
-most once a minute per source, so a flood of connections cannot flood the log too.
+most once a minute per source and reason, so a flood of connections cannot flood the log.
 """
 
 from __future__ import annotations
@@ -32,7 +32,7 @@ REFUSALS = ("not_allowed", "max_connections", "max_per_source", "tls_handshake",
             "unknown_certificate", "role", "idle", "frame_deadline")
 SENDER_ROLES = frozenset({"sender", "admin"})
 LOG_EVERY_S = 60.0
-_LOG_KEYS_MAX = 4096  # sources remembered for the log throttle; beyond, refusals are counted only
+_LOG_KEYS_MAX = 4096  # remembered for the log throttle; beyond, refusals are counted only
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 Address = ipaddress.IPv4Address | ipaddress.IPv6Address
@@ -87,7 +87,7 @@ class Door:
         self.metrics = metrics
         self.open: set[Guarded] = set()
         self.per_source: dict[str, int] = {}
-        self._logged: dict[str, float] = {}
+        self._logged: dict[str, float] = {}  # "source reason" → when it was last logged
 
     # --- admission -----------------------------------------------------------------------
 
@@ -144,12 +144,12 @@ class Door:
     # --- what happened, counted and logged -------------------------------------------------
 
     def refused(self, source: str, peer: str, reason: str, detail: str = "") -> None:
-        """Count a refusal and log it, at most once a minute per source."""
+        """Count a refusal and log it, at most once a minute per source and reason."""
         if self.metrics is not None:
             self.metrics.mllp_refused.labels(self.name, reason).inc()
-        if self._may_log(source):
+        if self._may_log(f"{source} {reason}"):
             log.warning("MLLP listener %s refused a connection from %s: %s%s (further "
-                        "refusals of this source are counted, logged again in a minute)",
+                        "such refusals of this source are counted, logged again in a minute)",
                         self.name, peer, reason, f" ({detail})" if detail else "")
 
     def cut(self, peer: str, reason: str, detail: str) -> None:
@@ -159,16 +159,16 @@ class Door:
         log.warning("MLLP listener %s closed the connection from %s: %s", self.name, peer,
                     detail)
 
-    def _may_log(self, source: str) -> bool:
+    def _may_log(self, key: str) -> bool:
         now = time.monotonic()
-        last = self._logged.get(source)
+        last = self._logged.get(key)
         if last is not None and now - last < LOG_EVERY_S:
             return False
         if last is None and len(self._logged) >= _LOG_KEYS_MAX:
             self._forget(now)
             if len(self._logged) >= _LOG_KEYS_MAX:
                 return False
-        self._logged[source] = now
+        self._logged[key] = now
         return True
 
     def _forget(self, now: float) -> None:

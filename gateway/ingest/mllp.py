@@ -75,6 +75,9 @@ class MLLPProtocol(asyncio.Protocol):
         self._waiting: deque[tuple[_Slot, bytes]] | None = None
         self._last_seen = time.monotonic()
         self._frame_since: float | None = None  # when the frame being read started
+        # over TLS, bytes can arrive between the handshake and the certificate's check:
+        # they wait here (at most a frame's worth) until the sender is known
+        self._early: bytearray | None = None if door.ssl is None else bytearray()
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = cast(asyncio.Transport, transport)  # uvloop's is not a subclass
@@ -119,6 +122,9 @@ class MLLPProtocol(asyncio.Protocol):
                 return
             self.sender = ident
         self._last_seen = time.monotonic()
+        early, self._early = self._early, None
+        if early:
+            self.data_received(bytes(early))
 
     def check_timers(self, now: float, idle_s: float, frame_s: float) -> str | None:
         """Close the connection when a frame took longer than ``frame_s`` from its start
@@ -160,6 +166,11 @@ class MLLPProtocol(asyncio.Protocol):
 
     def data_received(self, data: bytes) -> None:
         if self._eof:  # cut off: what still arrives is not read
+            return
+        if self._early is not None:
+            self._early += data
+            if len(self._early) > self.framer.max_frame and self.transport is not None:
+                self.transport.abort()
             return
         now = self._last_seen = time.monotonic()
         chunks = self.framer.feed(data)
