@@ -2,8 +2,11 @@
 
 Run from the repository root: ``python bench/mapping.py [--catalog N] [--crosswalk N]``.
 
-1. Suggestion quality: top-1 / top-5 on tests/data/mappings/hospital_items.csv
-   against the real catalog sample.
+1. Suggestion quality against the real catalog sample: top-1 / top-5, overall and
+   per evidence kind (本位码, approval number, name and maker only), on the held-out
+   set tests/data/mappings/hospital_items_heldout.csv (reported here and nowhere
+   else), on the development set hospital_items_generated.csv (both written by
+   generate_hospital_items.py) and on the original 260 items of hospital_items.csv.
 2. A synthetic national catalog (300,000 real-format codes made from the real
    sample by varying the enterprise and specification segments) and a
    crosswalk of 100,000 entries are written as CSV to a temporary directory,
@@ -12,7 +15,10 @@ Run from the repository root: ``python bench/mapping.py [--catalog N] [--crosswa
 4. Suggestion latency per item against the synthetic catalog (baseline: a naive
    linear rapidfuzz scan over every catalog row).
 
-Last line: ``RESULT top1=… top5=… load_s=… rss_mb=… lookups_per_s=… suggest_ms=…``.
+Last line: ``RESULT top1=… top5=… top1_bwm=… … load_s=… rss_mb=… lookups_per_s=…
+suggest_ms=…``: ``top1``/``top5`` and the per-kind keys are the held-out set's,
+``dev_*`` the development set's, ``top1_260``/``top5_260`` the original items'.
+``--quality-only`` stops after the quality figures.
 """
 
 from __future__ import annotations
@@ -45,6 +51,9 @@ from mappings.suggest import (  # noqa: E402
 DATA = ROOT / "tests" / "data" / "mappings"
 CATALOG = DATA / "nhsa_drug_catalog_sample.csv"
 ITEMS = DATA / "hospital_items.csv"
+DEV_ITEMS = DATA / "hospital_items_generated.csv"
+HELDOUT_ITEMS = DATA / "hospital_items_heldout.csv"
+EVIDENCE_KINDS = ("bwm", "approval", "name")
 
 PROVINCES = ("北京", "天津", "河北", "山西", "辽宁", "吉林", "江苏", "浙江", "安徽", "福建", "江西",
              "山东", "河南", "湖北", "湖南", "广东", "广西", "四川", "贵州", "云南", "陕西", "甘肃")
@@ -53,12 +62,35 @@ SUFFIXES = ("药业有限公司", "制药有限公司", "制药股份有限公�
             "生物制药有限公司")
 
 
-def hospital_items() -> list[tuple[HospitalItem, str]]:
+def hospital_items(path: Path = ITEMS) -> list[tuple[HospitalItem, str]]:
     """The test-set items with their expected national codes."""
-    with ITEMS.open(encoding="utf-8") as f:
+    return [(item, expected) for item, expected, _ in evidence_items(path)]
+
+
+def evidence_items(path: Path) -> list[tuple[HospitalItem, str, str]]:
+    """Items, expected codes and evidence kind ("bwm", "approval", "name"; "" if unknown)."""
+    with path.open(encoding="utf-8") as f:
         return [(HospitalItem(r["item_code"], r["item_name"], r["specification"],
                               r["manufacturer"], r["approval_no"], r["standard_code"]),
-                 r["expected_national_code"]) for r in csv.DictReader(f)]
+                 r["expected_national_code"], r.get("evidence", "")) for r in csv.DictReader(f)]
+
+
+def quality_by_evidence(index: SuggestionIndex, path: Path, prefix: str = "") -> dict[str, float]:
+    """Top-1 / top-5 overall and per evidence kind, as RESULT keys."""
+    rows = evidence_items(path)
+    figures: dict[str, float] = {}
+    figures[f"{prefix}top1"], figures[f"{prefix}top5"] = quality(
+        index, [(item, expected) for item, expected, _ in rows])
+    for kind in EVIDENCE_KINDS:
+        subset = [(item, expected) for item, expected, k in rows if k == kind]
+        if subset:
+            top1, top5 = quality(index, subset)
+            figures[f"{prefix}top1_{kind}"], figures[f"{prefix}top5_{kind}"] = top1, top5
+    return figures
+
+
+def format_figures(figures: dict[str, float]) -> str:
+    return " ".join(f"{k}={v:.3f}" for k, v in figures.items())
 
 
 def quality(index: SuggestionIndex, items: list[tuple[HospitalItem, str]]) -> tuple[float, float]:
@@ -175,6 +207,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--catalog", type=int, default=300_000)
     parser.add_argument("--crosswalk", type=int, default=100_000)
+    parser.add_argument("--quality-only", action="store_true",
+                        help="stop after the quality figures on the real catalog")
     args = parser.parse_args()
 
     items = hospital_items()
@@ -182,6 +216,21 @@ def main() -> None:
     top1, top5 = quality(real, items)
     print(f"quality on {len(items)} hospital items, real catalog ({len(real)} codes): "
           f"top1={top1:.3f} top5={top5:.3f}")
+    dev = quality_by_evidence(real, DEV_ITEMS, "dev_")
+    print(f"quality on the development set ({DEV_ITEMS.name}): {format_figures(dev)}")
+    heldout = quality_by_evidence(real, HELDOUT_ITEMS)
+    print(f"quality on the held-out set ({HELDOUT_ITEMS.name}): {format_figures(heldout)}")
+    t = time.perf_counter()
+    heldout_items = hospital_items(HELDOUT_ITEMS)
+    for item, _ in heldout_items:
+        real.suggest(item)
+    real_ms = (time.perf_counter() - t) / len(heldout_items) * 1000
+    print(f"suggest against the real catalog ({len(real)} codes): {real_ms:.2f} ms/item")
+    quality_keys = (f"{format_figures(heldout)} {format_figures(dev)} "
+                    f"top1_260={top1:.3f} top5_260={top5:.3f}")
+    if args.quality_only:
+        print(f"RESULT {quality_keys} suggest_real_ms={real_ms:.2f}")
+        return
     del real
     gc.collect()
 
@@ -225,8 +274,9 @@ def main() -> None:
     print(f"suggest against {len(index)} codes: {suggest_ms:.2f} ms/item, top1={big_top1:.3f} "
           f"top5={big_top5:.3f} (baseline linear rapidfuzz scan: {naive_ms:.1f} ms/item, "
           f"top1={naive_top1:.3f} on {min(20, len(items))} items)")
-    print(f"RESULT top1={top1:.3f} top5={top5:.3f} load_s={load_s:.2f} rss_mb={rss:.0f} "
-          f"lookups_per_s={lookups_per_s:.0f} suggest_ms={suggest_ms:.2f}")
+    print(f"RESULT {quality_keys} load_s={load_s:.2f} rss_mb={rss:.0f} "
+          f"lookups_per_s={lookups_per_s:.0f} suggest_ms={suggest_ms:.2f} "
+          f"suggest_real_ms={real_ms:.2f}")
 
 
 def load(catalog_path: Path, crosswalk_path: Path) -> tuple[SuggestionIndex, Crosswalk, float,
