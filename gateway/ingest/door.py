@@ -88,6 +88,8 @@ class Door:
         self.open: set[Guarded] = set()
         self.per_source: dict[str, int] = {}
         self._logged: dict[str, float] = {}  # "source reason" → when it was last logged
+        # oversize frames are read back from disk to be quarantined one at a time
+        self.one_big_frame = asyncio.Lock()
 
     # --- admission -----------------------------------------------------------------------
 

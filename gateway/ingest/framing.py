@@ -3,6 +3,11 @@
 Feeding bytes yields complete frames and, separately, whatever does not belong:
 bytes outside any frame, a frame that was never closed, a frame over the size
 limit. Nothing is thrown away; the caller quarantines what is not a frame.
+
+The framer holds at most ``max_frame`` bytes plus the bytes of one ``feed``: bytes outside
+a frame are handed back at once, and a frame growing past ``max_frame`` is handed back in
+parts as it arrives (``PART`` chunks, then the chunk that ends it), for the caller to keep
+out of memory.
 """
 
 from __future__ import annotations
@@ -24,6 +29,9 @@ class ChunkKind(StrEnum):
     OVERSIZE = "oversize"  # a complete frame larger than the limit
     TRUNCATED = "truncated"  # a frame cut off by a new <VT> or the end of the connection
     TOO_LARGE = "too_large"  # an oversize frame past the hard cap: the connection must close
+    # the first bytes of a frame over the limit; more follow, then the chunk that ends it
+    # (OVERSIZE, TRUNCATED or TOO_LARGE) with the last bytes
+    PART = "part"
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,9 +48,9 @@ def frame(payload: bytes) -> bytes:
 
 
 class MLLPFramer:
-    """Incremental MLLP decoder; ``hard_cap`` bounds memory for an oversize frame."""
+    """Incremental MLLP decoder; ``hard_cap`` bounds an oversize frame (in all its parts)."""
 
-    __slots__ = ("_buf", "_in_frame", "_scan", "hard_cap", "max_frame")
+    __slots__ = ("_buf", "_in_frame", "_scan", "_spilled", "hard_cap", "max_frame")
 
     def __init__(self, max_frame: int = 1_048_576, hard_cap: int | None = None) -> None:
         self.max_frame = max_frame
@@ -50,6 +58,7 @@ class MLLPFramer:
         self._buf = bytearray()
         self._in_frame = False
         self._scan = 0  # where to resume looking for <FS><CR> inside the open frame
+        self._spilled = 0  # bytes of the open frame already handed back as PART chunks
 
     def feed(self, data: bytes) -> list[Chunk]:
         """Add bytes; return the chunks they completed, in stream order."""
@@ -75,19 +84,28 @@ class MLLPFramer:
             if restart >= 0:  # a new frame began before this one ended
                 out.append(Chunk(ChunkKind.TRUNCATED, bytes(buf[pos:restart])))
                 self._in_frame = False
+                self._spilled = 0
                 pos = restart
                 continue
             if e < 0:
                 self._scan = max(pos, n - 1)  # <FS> may be the last byte, <CR> still to come
-                if n - pos > self.hard_cap:
+                if self._spilled + n - pos > self.hard_cap:
                     out.append(Chunk(ChunkKind.TOO_LARGE, bytes(buf[pos:])))
                     self._in_frame = False
+                    self._spilled = 0
                     pos = n
+                elif n - pos - 1 > self.max_frame:
+                    # over the limit whatever follows (even if the last byte is the <FS> of
+                    # <FS><CR>): hand the bytes on instead of holding them, all but that last
+                    out.append(Chunk(ChunkKind.PART, bytes(buf[pos:n - 1])))
+                    self._spilled += n - 1 - pos
+                    pos = self._scan = n - 1
                 break
             payload = bytes(buf[pos:e])
-            kind = ChunkKind.FRAME if len(payload) <= self.max_frame else ChunkKind.OVERSIZE
-            out.append(Chunk(kind, payload))
+            over = self._spilled > 0 or len(payload) > self.max_frame
+            out.append(Chunk(ChunkKind.OVERSIZE if over else ChunkKind.FRAME, payload))
             self._in_frame = False
+            self._spilled = 0
             pos = e + 2
         del buf[:pos]
         if self._in_frame:
@@ -97,7 +115,7 @@ class MLLPFramer:
     def close(self) -> list[Chunk]:
         """The connection ended: an open frame is truncated, leftovers are garbage."""
         out = []
-        if self._buf:
+        if self._buf or self._spilled:
             data = bytes(self._buf)
             if self._in_frame:
                 out.append(Chunk(ChunkKind.TRUNCATED, data))
@@ -106,6 +124,7 @@ class MLLPFramer:
         self._buf.clear()
         self._in_frame = False
         self._scan = 0
+        self._spilled = 0
         return out
 
     @property

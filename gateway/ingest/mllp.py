@@ -18,10 +18,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import tempfile
 import time
 from collections import deque
 from collections.abc import Callable, Coroutine
-from typing import Any, cast
+from typing import IO, Any, cast
 
 from adapters.base import Adapter, Issue, Outcome, OutcomeStatus, Reply, Severity
 from gateway.config import ListenerConfig
@@ -78,6 +79,8 @@ class MLLPProtocol(asyncio.Protocol):
         # over TLS, bytes can arrive between the handshake and the certificate's check:
         # they wait here (at most a frame's worth) until the sender is known
         self._early: bytearray | None = None if door.ssl is None else bytearray()
+        # the parts of a frame over max_frame_bytes so far, on disk rather than in memory
+        self._spill: IO[bytes] | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = cast(asyncio.Transport, transport)  # uvloop's is not a subclass
@@ -178,7 +181,8 @@ class MLLPProtocol(asyncio.Protocol):
             self._dispatch(chunk)
         if not self.framer.in_frame:
             self._frame_since = None
-        elif self._frame_since is None or chunks:  # a frame ended and the next one began
+        elif self._frame_since is None or any(c.kind is not ChunkKind.PART for c in chunks):
+            # a frame ended and the next one began
             self._frame_since = now
 
     def eof_received(self) -> bool:
@@ -200,27 +204,54 @@ class MLLPProtocol(asyncio.Protocol):
             log.warning("connection from %s closed with %d answer(s) owed (%s)", self.peer,
                         owed, exc or "closed by the peer")
         self.door.release(self, self.source)
+        if self._spill is not None:  # framer.close() ended the frame; defensive
+            self._spill.close()
+            self._spill = None
         if self._on_close:
             self._on_close(self)
 
     def _dispatch(self, chunk: Chunk) -> None:
         kind = chunk.kind
+        if kind is ChunkKind.PART:
+            if self._spill is None:
+                # open across reads until the frame ends; closed in _after_spill
+                self._spill = tempfile.TemporaryFile(prefix="jcgw-oversize-")  # noqa: SIM115
+            self._spill.write(chunk.data)
+            return
+        if self._spill is not None:
+            spill, self._spill = self._spill, None
+            self._owe_later(self._after_spill(kind, spill, chunk.data),
+                            close=kind is ChunkKind.TOO_LARGE, size=len(chunk.data))
+            return
         if kind is ChunkKind.FRAME:
             slot = self._owe(size=len(chunk.data))
             if self._waiting is not None:
                 self._waiting.append((slot, chunk.data))
             else:
                 self._submit(slot, chunk.data)
-        elif kind is ChunkKind.OVERSIZE:
-            self._owe_later(self._refuse_oversize(chunk.data), size=len(chunk.data))
-        elif kind is ChunkKind.TOO_LARGE:
-            self._owe_later(self._refuse_oversize(chunk.data), close=True,
-                            size=len(chunk.data))
         else:
-            reason = ("bytes outside MLLP framing" if kind is ChunkKind.GARBAGE
-                      else "MLLP frame cut off before its end marker")
-            self._owe_later(self.ingestor.bad_bytes(self.adapter, chunk.data, self.peer,
-                                                    reason), size=len(chunk.data))
+            self._owe_later(self._refuse(kind, chunk.data), close=kind is ChunkKind.TOO_LARGE,
+                            size=len(chunk.data))
+
+    async def _refuse(self, kind: ChunkKind, data: bytes) -> bytes | None:
+        """Quarantine what is not a frame; the answer to an oversize one."""
+        if kind in (ChunkKind.OVERSIZE, ChunkKind.TOO_LARGE):
+            return await self._refuse_oversize(data)
+        reason = ("bytes outside MLLP framing" if kind is ChunkKind.GARBAGE
+                  else "MLLP frame cut off before its end marker")
+        await self.ingestor.bad_bytes(self.adapter, data, self.peer, reason)
+        return None
+
+    async def _after_spill(self, kind: ChunkKind, spill: IO[bytes], tail: bytes) -> bytes | None:
+        """An oversize frame whose first parts went to disk: quarantined whole, one such
+        frame of the listener at a time, so that only one is ever read back into memory."""
+        try:
+            async with self.door.one_big_frame:
+                spill.seek(0)
+                whole = spill.read() + tail
+                return await self._refuse(kind, whole)
+        finally:
+            spill.close()
 
     def _submit(self, slot: _Slot, data: bytes) -> None:
         big = self.ingestor.parses_elsewhere(self.adapter, data)
