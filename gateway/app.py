@@ -12,7 +12,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
+from dataclasses import replace
 from datetime import datetime
 from decimal import Decimal
 from pathlib import Path
@@ -23,13 +24,14 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from adapters.base import Adapter
 from adapters.registry import create as create_adapter
-from canonical.model import CHINA_TZ
+from canonical.model import CHINA_TZ, Event
 from gateway.cds import cds_app
 from gateway.config import GatewayConfig
 from gateway.crosswalk.holder import CrosswalkHolder
 from gateway.crosswalk.http import mappings_api, unmapped_queue
 from gateway.crosswalk.legacy import import_legacy_catalogs, import_legacy_crosswalk
 from gateway.crosswalk.service import MappingService
+from gateway.gauges import refresh_circuits, refresh_contracts, refresh_store_files, set_build_info
 from gateway.ingest.http import add_ingest_routes
 from gateway.ingest.limits import Limits
 from gateway.ingest.mllp import start_mllp_server
@@ -54,6 +56,7 @@ from gateway.keys import (
     TIMINGS,
 )
 from gateway.ledger import Ledger, ledger_app
+from gateway.ledger.ledger import Evaluation
 from gateway.ledger.wiring import (
     LedgerFeed,
     WarningPusher,
@@ -239,7 +242,8 @@ async def _ingest_ctx(app: web.Application) -> AsyncIterator[None]:
     if LEDGER in app:
         pusher = app.get(PUSHER)
         ingestor.advisors.append(prescription_advisor(
-            app[LEDGER], pusher.prescription_warning if pusher else None))
+            app[LEDGER], _counting_warnings(app[METRICS],
+                                            pusher.prescription_warning if pusher else None)))
     follow_ups: set[asyncio.Task[None]] = set()
 
     async def release(hospitals: frozenset[str]) -> int:
@@ -288,6 +292,17 @@ async def _ingest_ctx(app: web.Application) -> AsyncIterator[None]:
         await workers.close()
 
 
+def _counting_warnings(m: Metrics, then: Callable[[Event, Evaluation], None] | None
+                       ) -> Callable[[Event, Evaluation], None]:
+    """The ACK warnings' hook, counting each finding by rule before ``then`` (webhooks)."""
+    def on_warning(event: Event, evaluation: Evaluation) -> None:
+        for finding in evaluation.findings:
+            m.labelled(m.warnings_fired, finding.rule_id, "ack").inc()
+        if then is not None:
+            then(event, evaluation)
+    return on_warning
+
+
 async def _release_later(ingestor: Ingestor, hospitals: frozenset[str],
                          delay_s: float) -> None:
     await asyncio.sleep(delay_s)
@@ -299,6 +314,7 @@ async def _release_later(ingestor: Ingestor, hospitals: frozenset[str],
 
 
 async def _stats_ctx(app: web.Application) -> AsyncIterator[None]:
+    set_build_info(app[METRICS])
     task = asyncio.create_task(_refresh_stats(app), name="outbox-stats")
     yield
     task.cancel()
@@ -329,7 +345,27 @@ async def _refresh_stats(app: web.Application) -> None:
                     m.mirror_units.labels(n, state).set(value)
         except Exception:
             log.exception("could not refresh outbox statistics")
+        _refresh_operating(app)
         await asyncio.sleep(interval_s)
+
+
+def _refresh_operating(app: web.Application) -> None:
+    """Circuits, contract progress and store files: each on its own, so that one failing
+    leaves the others current."""
+    m = app[METRICS]
+    cfg = app[CONFIG]
+    sqlite_path = cfg.store.sqlite_path if cfg.store.backend == "sqlite" else None
+    steps: list[tuple[str, Callable[[], None]]] = [
+        ("circuit states", lambda: refresh_circuits(m, app[MIRROR].breakers, app[MIRROR].clock())),
+        ("store file sizes", lambda: refresh_store_files(m, sqlite_path))]
+    if LEDGER in app:
+        steps.append(("contract progress", lambda: refresh_contracts(
+            m, app[LEDGER], datetime.now(CHINA_TZ))))
+    for what, step in steps:
+        try:
+            step()
+        except Exception:
+            log.exception("could not refresh the %s gauges", what)
 
 
 # --- health and metrics ----------------------------------------------------------------
@@ -382,7 +418,13 @@ def _mount_ledger(app: web.Application, cfg: GatewayConfig) -> None:
     # reports and deadlines are read in China time, as the hospital reads them
     app.add_subapp("/ledger", ledger_app(ledger, clock=lambda: datetime.now(CHINA_TZ)))
     if cfg.cds.enabled:
-        app.add_subapp("/cds-services", cds_app(ledger, cds_settings(cfg, current_crosswalk)))
+        m = app[METRICS]
+        settings = replace(
+            cds_settings(cfg, current_crosswalk),
+            on_card=lambda rule: m.labelled(m.warnings_fired, rule, "cds").inc(),
+            on_feedback=lambda rule, outcome: m.labelled(m.warning_feedback, rule,
+                                                         outcome).inc())
+        app.add_subapp("/cds-services", cds_app(ledger, settings))
 
 
 def build_app(cfg: GatewayConfig, metrics_: Metrics | None = None, *,

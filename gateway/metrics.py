@@ -74,6 +74,7 @@ class Metrics:
         self.commit_batch = Histogram("jcgw_store_commit_batch_size",
                                       "Messages per group commit", registry=r,
                                       buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024))
+        self._add_operating(r)
 
     def labelled(self, metric: Any, *values: str) -> Any:
         """``metric.labels(*values)``, remembered: every message asks for the same few
@@ -83,3 +84,40 @@ class Metrics:
         if child is None:
             child = self._children[key] = metric.labels(*values)
         return child
+
+    def _add_operating(self, r: CollectorRegistry) -> None:
+        """The operator's view: latencies, circuits, warnings, 集采 progress, store files.
+        The gauges among them are set by ``gateway.gauges`` from the statistics task."""
+        self.parse_seconds = Histogram(
+            "jcgw_parse_duration_seconds", "Parsing one message (the adapter and the "
+            "message limits), in the event loop", ["adapter"], registry=r,
+            buckets=(0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025,
+                     0.05, 0.1, 0.25))
+        self.commit_seconds = Histogram(
+            "jcgw_commit_duration_seconds", "From a message joining the group commit to "
+            "its transaction being durable (waiting for the group in flight included)",
+            registry=r, buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1,
+                                 0.25, 0.5, 1, 2.5, 5))
+        self.circuit_state = Gauge(
+            "jcgw_circuit_state", "Circuit breaker per destination: 0 closed, 1 half-open "
+            "(probing), 2 open (the platform looks down)", ["destination"], registry=r)
+        self.warnings_fired = Counter(
+            "jcgw_warnings_fired", "集采 warnings given to prescribers, by rule and channel "
+            "(ack: HL7 v2 ERR on the ACK, cds: CDS Hooks card)", ["rule", "channel"],
+            registry=r)
+        self.warning_feedback = Counter(
+            "jcgw_warning_feedback", "Prescribers' answers to CDS warning cards by rule "
+            "(outcome: accepted, overridden)", ["rule", "outcome"], registry=r)
+        self.contract_completion = Gauge(
+            "jcgw_contract_completion_ratio", "Agreed-volume completion of a 集采 contract "
+            "(received ÷ agreed volume)", ["hospital", "contract"], registry=r)
+        self.contract_time_progress = Gauge(
+            "jcgw_contract_time_progress_ratio", "Time progress (序时进度) of a 集采 "
+            "contract's cycle", ["hospital", "contract"], registry=r)
+        self.store_size = Gauge("jcgw_store_size_bytes",
+                                "Size of the SQLite store's database file", registry=r)
+        self.store_wal_size = Gauge("jcgw_store_wal_size_bytes",
+                                    "Size of the SQLite store's write-ahead log", registry=r)
+        self.build_info = Gauge(
+            "jcgw_build_info", "Always 1: the running version, and whether the parsing "
+            "hot path is compiled or pure Python", ["version", "native"], registry=r)

@@ -63,6 +63,10 @@ class CdsSettings:
     jwks_ttl_s: float = 3600.0  # keys from a client's jwks_url are fetched again after this
     jwks_min_refetch_s: float = 30.0  # … or sooner for an unknown kid, at most this often
     clock: Callable[[], datetime] = field(default=lambda: datetime.now(UTC))
+    # told of each card issued (its rule id) and of each answer recorded (rule id,
+    # accepted / overridden): the gateway counts them for its metrics
+    on_card: Callable[[str], None] = field(default=lambda rule_id: None)
+    on_feedback: Callable[[str, str], None] = field(default=lambda rule_id, outcome: None)
 
 
 def services_document() -> dict[str, Any]:
@@ -221,6 +225,8 @@ class _Service:
             await ledger.cds.save_cards([
                 CardRow(c.uuid, service_id, hospital, doctor, dept, c.rule_id, c.national_code,
                         tuple(c.suggestion_ids), now) for c in issued])
+            for c in issued:
+                self.settings.on_card(c.rule_id)
         return _json({"cards": cards})
 
     async def feedback(self, request: web.Request) -> web.Response:
@@ -246,15 +252,18 @@ class _Service:
             return _json({"error": "feedback must be a non-empty array"}, 400)
         cds = self.ledger.cds
         rows: list[FeedbackRow] = []
+        rules: list[str] = []
         unknown: list[str] = []
         for i, fb in enumerate(items):
             if not isinstance(fb, dict) or fb.get("outcome") not in ("accepted", "overridden"):
                 return _json({"error": f"feedback[{i}].outcome must be accepted or overridden"},
                              400)
             card_id = str(fb.get("card", ""))
-            if await cds.card(card_id) is None:
+            card = await cds.card(card_id)
+            if card is None:
                 unknown.append(card_id)
                 continue
+            rules.append(card.rule_id)
             reason = (fb.get("overrideReason") or {})
             coding = reason.get("reason") or {}
             accepted = tuple(str(s.get("id")) for s in fb.get("acceptedSuggestions") or []
@@ -265,6 +274,8 @@ class _Service:
                 str(fb.get("outcomeTimestamp") or self.settings.clock().isoformat())))
         if rows:
             await cds.save_feedback(rows)
+            for rule_id, row in zip(rules, rows, strict=True):
+                self.settings.on_feedback(rule_id, row.outcome)
         if unknown and not rows:
             return _json({"error": "unknown card", "cards": unknown}, 404)
         return _json({"recorded": len(rows), "unknown": unknown})

@@ -7,6 +7,7 @@ import logging
 from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
+from time import perf_counter
 from typing import Any, Protocol
 
 import msgspec
@@ -214,6 +215,7 @@ class Ingestor:
     def _parse(self, adapter: Adapter, raw: bytes, peer: str,
                received_at: datetime) -> ParsedMessage | _Prepared:
         """The adapter's parse (within the message limits), or the refusal to answer with."""
+        started = perf_counter()
         try:
             parsed = adapter.parse(raw, received_at=received_at)
             check_values(parsed.events, self.limits)
@@ -225,6 +227,9 @@ class Ingestor:
             self.metrics.internal_errors.labels("parse").inc()
             return _Prepared(refusal=MessageRejected(
                 f"internal error while parsing: {type(exc).__name__}", code="207"))
+        finally:
+            m = self.metrics
+            m.labelled(m.parse_seconds, adapter.name).observe(perf_counter() - started)
 
     def parses_elsewhere(self, adapter: Adapter, raw: bytes) -> bool:
         """Whether ``raw`` is big enough to be parsed in a worker process (the loop goes on
@@ -348,10 +353,12 @@ class Ingestor:
                                         rechecked=True)
         if prep.incoming is None:
             return await self._settle(adapter, raw, peer, prep, received_at)
+        started = perf_counter()
         try:
             result: CommitResult | BaseException = await self.store.commit(prep.incoming)
         except StoreError as exc:
             result = exc
+        self.metrics.commit_seconds.observe(perf_counter() - started)
         if _reused(result):
             return await self._refuse_reuse(adapter, raw, peer, prep)
         return self._committed(adapter, raw, peer, prep, result)
@@ -416,8 +423,10 @@ class Ingestor:
     def _commit_then(self, adapter: Adapter, raw: bytes, peer: str, prep: _Prepared,
                      done: Callable[[Reply | None], None]) -> None:
         assert prep.incoming is not None
+        started = perf_counter()
 
         def committed(result: CommitResult | BaseException) -> None:
+            self.metrics.commit_seconds.observe(perf_counter() - started)
             if _reused(result):  # quarantined first: a write, so off this callback
                 self._spawn(self._refuse_reuse(adapter, raw, peer, prep), adapter, raw, done)
                 return
