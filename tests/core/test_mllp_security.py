@@ -335,6 +335,28 @@ async def test_an_idle_connection_is_closed_after_idle_timeout(tmp_path: Path) -
         assert _open(gw) == 0
 
 
+async def test_a_connection_owed_an_answer_is_not_idle(tmp_path: Path) -> None:
+    """A commit slower than idle_timeout_s: the answer is written, then the clock runs."""
+    async with running(_config(tmp_path, {"idle_timeout_s": 0.5})) as gw:
+        store = gw.store
+        real = store.commit_then
+
+        def slow(incoming: Any, done: Any) -> None:
+            real(incoming, lambda result: asyncio.get_running_loop().call_later(
+                1.2, done, result))
+
+        store.commit_then = slow  # type: ignore[method-assign]
+        client = await MLLPClient.connect(gw.mllp_port)
+        try:
+            t0 = time.monotonic()
+            assert ack_fields(await client.send(numbered_dispense(1)))["MSA"][1] == "AA"
+            assert time.monotonic() - t0 > 1.1
+            assert await _closed_by_gateway(client.reader, 5) == b""
+        finally:
+            await client.close()
+        assert _refused(gw, "idle") == 1
+
+
 async def test_a_busy_connection_is_not_idle(tmp_path: Path) -> None:
     async with running(_config(tmp_path, {"idle_timeout_s": 0.6})) as gw:
         client = await MLLPClient.connect(gw.mllp_port)
