@@ -1,7 +1,9 @@
 """HTTP API of the crosswalk (对码) and national catalogs, mounted at ``/api/mappings``.
 
-Every write names the person making it (``X-Operator`` header, percent-encoded when the
-name is not ASCII, or a ``user`` field) and is refused without one. Errors are JSON,
+Every write is recorded under the identity the access middleware authenticated, in the
+crosswalk's audit trail and in the gateway's audit log (before and after of each entry). A
+name the caller writes (``X-Operator`` header, percent-encoded when not ASCII, or a
+``user`` field) is kept only as part of the note, never as the author. Errors are JSON,
 ``{"error": "...", "problems": [...]}``, with 400 for bad input (every problem listed,
 nothing changed), 404 for what does not exist and 409 for a request that contradicts
 the current state.
@@ -47,7 +49,9 @@ from gateway.crosswalk.service import (
     QueueItem,
 )
 from gateway.keys import CONFIG, MAPPINGS, STORE
+from gateway.security.audit_log import AuditFields, record, record_many
 from gateway.security.http_limits import bounded_chunks
+from gateway.security.identity import request_identity
 from gateway.store.state import AuditQuery, StoredAudit
 from mappings.entry import CrosswalkEntry, CrosswalkEntryError, entry_to_dict
 from mappings.fhir import to_concept_map, translate
@@ -133,13 +137,30 @@ def _operator(request: web.Request) -> str:
     return unquote(request.headers.get(OPERATOR_HEADER, "")).strip()
 
 
-def _user(request: web.Request, body: dict[str, Any] | None = None) -> str:
-    user = (_operator(request) or str((body or {}).get("user") or "")
-            or request.query.get("user", "")).strip()
-    if not user:
-        raise _BadRequest([f"name the person making the change: {OPERATOR_HEADER} header or "
-                           "\"user\" field"])
-    return user
+def _author(request: web.Request, fields: dict[str, Any], note: str) -> tuple[str, str]:
+    """Who makes the change (the authenticated identity) and the note to keep with it.
+
+    A name the caller writes proves nothing: it goes into the note, so that a shared
+    service account can still say which person at the keyboard made the change.
+    """
+    user = request_identity(request).name
+    claimed = (_operator(request) or str(fields.get("user") or "")
+               or request.query.get("user", "")).strip()
+    if claimed and claimed != user:
+        note = f"{note} (stated by the caller: {claimed})".strip()
+    return user, note
+
+
+async def _audited(request: web.Request, action: str, result: ChangeResult,
+                   detail: str = "") -> None:
+    """One audit-log entry per crosswalk entry the change touched, with before and after."""
+    await record_many(request, [
+        AuditFields(action, target=f"{e.hospital_id}/{e.item_code}", hospital_id=e.hospital_id,
+                    before=entry_to_dict(a.record.before) if a.record.before else None,
+                    after=entry_to_dict(a.record.after) if a.record.after else None,
+                    detail=f"crosswalk audit #{a.id}" + (f"; {detail}" if detail else ""))
+        for a in result.audit
+        for e in (a.record.after or a.record.before,) if e is not None])
 
 
 def _query_date(request: web.Request, name: str) -> date | None:
@@ -381,9 +402,10 @@ def mappings_api() -> web.Application:
     async def create(request: web.Request) -> web.Response:
         service = request.config_dict[MAPPINGS]
         body = await _body(request)
-        user = _user(request, body)
+        user, note = _author(request, body, str(body.get("note") or ""))
         entry = _entry_from(body)
-        result = await service.create(entry, user=user, note=str(body.get("note") or ""))
+        result = await service.create(entry, user=user, note=note)
+        await _audited(request, "crosswalk.add", result, note)
         return _json(_change_json(result, entry=entry_to_dict(entry)), 201)
 
     def _key(request: web.Request) -> tuple[str, str, date | None]:
@@ -403,20 +425,22 @@ def mappings_api() -> web.Application:
     async def update(request: web.Request) -> web.Response:
         service = request.config_dict[MAPPINGS]
         body = await _body(request)
-        user = _user(request, body)
+        user, note = _author(request, body, str(body.get("note") or ""))
         key = _key(request)
         before = service.get(key)
         after = _entry_from(body, base=before)
-        result = await service.update(key, after, user=user, note=str(body.get("note") or ""))
+        result = await service.update(key, after, user=user, note=note)
+        await _audited(request, "crosswalk.replace", result, note)
         return _json(_change_json(result, entry=entry_to_dict(after)))
 
     async def delete(request: web.Request) -> web.Response:
         service = request.config_dict[MAPPINGS]
         body = await _body(request)
-        user = _user(request, body)
+        user, note = _author(request, body, str(body.get("note") or ""))
         key = _key(request)
         before = service.get(key)
-        result = await service.delete(key, user=user, note=str(body.get("note") or ""))
+        result = await service.delete(key, user=user, note=note)
+        await _audited(request, "crosswalk.delete", result, note)
         return _json(_change_json(result, deleted=entry_to_dict(before)))
 
     async def audit(request: web.Request) -> web.Response:
@@ -461,7 +485,6 @@ def mappings_api() -> web.Application:
         service = request.config_dict[MAPPINGS]
         path, name, fields = await _upload(request)
         try:
-            user = _user(request, fields)
             hospital = request.query.get("hospital") or fields.get("hospital") or None
             if path.suffix in (".xlsx", ".xlsm"):
                 entries = read_xlsx(path, hospital_id=hospital)
@@ -470,8 +493,10 @@ def mappings_api() -> web.Application:
                 entries = read_csv(text, hospital_id=hospital)
         finally:
             path.unlink(missing_ok=True)
-        note = request.query.get("note") or fields.get("note") or f"imported {name}"
+        user, note = _author(request, fields,
+                             request.query.get("note") or fields.get("note") or f"imported {name}")
         result = await service.import_entries(entries, user=user, note=note)
+        await _audited(request, "crosswalk.import", result, note)
         created = sum(1 for a in result.audit if a.record.before is None)
         return _json(_change_json(result, file=name, rows=len(entries), created=created,
                                   updated=len(result.audit) - created,
@@ -495,7 +520,7 @@ def mappings_api() -> web.Application:
     async def accept(request: web.Request) -> web.Response:
         service = request.config_dict[MAPPINGS]
         body = await _body(request)
-        user = _user(request, body)
+        user, note = _author(request, body, str(body.get("note") or ""))
         rank = body.get("rank")
         if rank is not None and not isinstance(rank, int):
             raise _BadRequest([f"rank {rank!r} must be a whole number (1 = best)"])
@@ -506,7 +531,9 @@ def mappings_api() -> web.Application:
         result = await service.accept(
             request.match_info["hospital"], request.match_info["item"],
             user=user, national_code=str(code).strip().upper() if code else None, rank=rank,
-            overrides=overrides, note=str(body.get("note") or ""))
+            overrides=overrides, note=note)
+        how = f"suggestion rank {rank}" if rank is not None else f"national code {code}"
+        await _audited(request, "crosswalk.accept", result, "; ".join(filter(None, (how, note))))
         after = result.audit[0].record.after
         return _json(_change_json(result, entry=entry_to_dict(after) if after else None), 201)
 
@@ -542,6 +569,12 @@ def mappings_api() -> web.Application:
                                                   source=name, replace=replace)
         finally:
             path.unlink(missing_ok=True)
+        info = result.version
+        await record(request, "catalog.import", target=f"{result.kind.value}/{info.version}",
+                     after={"kind": result.kind.value, "version": info.version,
+                            "entries": info.entries, "source": info.source,
+                            "replaced": replace, "withdrawn_alerts": len(result.alerts)},
+                     detail=f"national {result.kind.value} catalog {info.version} from {name}")
         return _json(_catalog_import_json(result), 201)
 
     async def catalogs(request: web.Request) -> web.Response:

@@ -6,6 +6,7 @@ ledger opens with its store passes a function that returns it instead.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import TypeAlias
@@ -14,6 +15,7 @@ import orjson
 from aiohttp import web
 
 from gateway.ledger.contracts import (
+    Contract,
     ContractFormatError,
     read_contracts_csv,
     read_contracts_json,
@@ -22,6 +24,7 @@ from gateway.ledger.contracts import (
 from gateway.ledger.ledger import Ledger
 from gateway.ledger.overrides import override_report, override_report_csv
 from gateway.ledger.report import build_report, report_csv
+from gateway.security.audit_log import AuditFields, record, record_many
 
 __all__ = ["LedgerRef", "current_ledger", "ledger_app"]
 
@@ -34,6 +37,10 @@ def current_ledger(ref: LedgerRef) -> Ledger:
     return ref if isinstance(ref, Ledger) else ref()
 
 _XLSX = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
+
+
+def _contract_json(c: Contract | None) -> dict[str, object] | None:
+    return None if c is None else dataclasses.asdict(c)
 
 
 def _json(data: object, status: int = 200) -> web.Response:
@@ -61,7 +68,15 @@ def ledger_app(ledger: LedgerRef,
         except (ContractFormatError, orjson.JSONDecodeError, UnicodeDecodeError) as exc:
             problems = exc.problems if isinstance(exc, ContractFormatError) else [str(exc)]
             return _json({"error": "bad procurement results", "problems": problems}, 400)
-        n = await current_ledger(ledger).load_contracts(contracts, clock())
+        lg = current_ledger(ledger)
+        before = {c.contract_id: c for c in lg.contracts()}
+        n = await lg.load_contracts(contracts, clock())
+        await record_many(request, [
+            AuditFields("ledger.contracts.import", target=c.contract_id,
+                        hospital_id=c.hospital_id,
+                        before=_contract_json(before.get(c.contract_id)),
+                        after=_contract_json(c), detail=f"{c.project} {c.batch} {c.generic_name}")
+            for c in contracts if before.get(c.contract_id) != c])
         return _json({"imported": n})
 
     async def list_contracts(request: web.Request) -> web.Response:
@@ -112,6 +127,9 @@ def ledger_app(ledger: LedgerRef,
                                      and all(isinstance(s, int) for s in seqs)):
             return _json({"error": "seqs must be a list of event sequence numbers"}, 400)
         n = await current_ledger(ledger).tables.refold(seqs)
+        await record(request, "ledger.poison.refold", target="ledger_poison",
+                     before={"seqs": seqs if seqs is not None else "all"},
+                     after={"queued": n}, detail=f"{n} poison event(s) queued to be folded again")
         return _json({"queued": n})
 
     app.router.add_get("/poison", poison)

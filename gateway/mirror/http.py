@@ -1,9 +1,13 @@
 """HTTP API for dead letters and replay, and the mirror's balance.
 
-``GET /api/deadletters`` (filters: destination, hospital, since, until,
-transaction, states, limit), ``GET /api/outbox/{id}`` (a row with its event),
+``GET /api/deadletters`` (filters: ids, destination, hospital, since, until, from_id,
+to_id, transaction, states, limit), ``GET /api/outbox/{id}`` (a row with its event),
 ``POST /api/replay`` (JSON: ids or filters, ``to_destination``, ``force``; 409 when
 a delivered row was refused), ``GET /api/mirror/balance``.
+
+Listings and replays name their rows: at least one filter, or ``all`` with an explicit
+``limit``; at most 5,000 rows (500 by default). Each replay is written to the audit log
+with its filter and what it did.
 """
 
 from __future__ import annotations
@@ -14,7 +18,8 @@ from typing import Any
 from aiohttp import web
 
 from gateway.keys import STORE
-from gateway.mirror.replay import query_from_params, record_to_dict
+from gateway.mirror.replay import bounded_query, query_to_dict, record_to_dict
+from gateway.security.audit_log import record
 from gateway.store.base import Store
 
 __all__ = ["add_mirror_routes"]
@@ -26,7 +31,7 @@ def _store(request: web.Request) -> Store:
 async def deadletters(request: web.Request) -> web.Response:
     """GET /api/deadletters: rows matching the filters (dead letters by default)."""
     try:
-        query = query_from_params(dict(request.query))
+        query = bounded_query(dict(request.query))
     except ValueError as exc:
         raise web.HTTPBadRequest(text=str(exc)) from None
     rows = await _store(request).list_outbox(query)
@@ -51,12 +56,19 @@ async def replay(request: web.Request) -> web.Response:
         body = await request.json()
         if not isinstance(body, dict):
             raise ValueError("send a JSON object")
-        query = query_from_params(body)
+        query = bounded_query(body)
     except ValueError as exc:
         raise web.HTTPBadRequest(text=f"bad replay request: {exc}") from None
     force = bool(body.get("force", False))
-    result = await _store(request).replay(query, to_destination=body.get("to_destination"),
-                                          force=force, now=time.time())
+    to = body.get("to_destination")
+    result = await _store(request).replay(query, to_destination=to, force=force,
+                                          now=time.time())
+    await record(request, "mirror.replay", target=to or query.destination or "",
+                 hospital_id=query.hospital_id or "",
+                 before={**query_to_dict(query), "force": force, "to_destination": to},
+                 after={"queued": len(result.queued), "refused": len(result.refused),
+                        "skipped": len(result.skipped), "queued_ids": list(result.queued[:200])},
+                 detail=f"{len(result.queued)} row(s) queued again")
     payload: dict[str, Any] = {"queued": list(result.queued), "refused": list(result.refused),
                "skipped": list(result.skipped)}
     if result.refused:

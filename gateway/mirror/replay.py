@@ -21,14 +21,26 @@ from gateway.store.base import OutboxQuery, OutboxRecord
 
 __all__ = [
     "ALL_STATES",
+    "DEFAULT_LIMIT",
+    "MAX_LIMIT",
+    "bounded_query",
     "build_query",
     "parse_time",
     "query_from_params",
+    "query_to_dict",
     "record_to_dict",
     "streams_for",
 ]
 
 ALL_STATES = ("pending", "delivered", "dead")
+
+# an operator's listing or replay: one page of rows, never the whole outbox by accident
+DEFAULT_LIMIT = 500
+MAX_LIMIT = 5000
+_FILTERS = ("ids", "destination", "hospital", "since", "until", "from_id", "to_id")
+_HOW = ("name which rows: ids, destination, hospital, since/until (commit time) or "
+        "from_id/to_id (outbox ids); or all=true with a limit (at most 5000), e.g. "
+        '{"all": true, "limit": 500}, and go on from the last id with from_id')
 
 
 def parse_time(value: str) -> float:
@@ -72,7 +84,8 @@ def streams_for(transaction: str) -> tuple[str, ...]:
 def build_query(*, ids: Sequence[int] = (), destination: str | None = None,
                 hospital: str | None = None, since: str | None = None,
                 until: str | None = None, transaction: str | None = None,
-                states: Sequence[str] = ("dead",), limit: int = 1000) -> OutboxQuery:
+                states: Sequence[str] = ("dead",), limit: int = 1000,
+                id_from: int | None = None, id_to: int | None = None) -> OutboxQuery:
     """An :class:`OutboxQuery` from an operator's words.
 
     Rows named by id are looked at in every state, so that a delivered one is
@@ -86,7 +99,7 @@ def build_query(*, ids: Sequence[int] = (), destination: str | None = None,
         destination=destination or None, hospital_id=hospital or None,
         streams=streams_for(transaction) if transaction else (),
         since=parse_time(since) if since else None, until=parse_time(until) if until else None,
-        limit=limit)
+        limit=limit, id_from=id_from, id_to=id_to)
 
 
 def query_from_params(params: Mapping[str, Any]) -> OutboxQuery:
@@ -105,7 +118,46 @@ def query_from_params(params: Mapping[str, Any]) -> OutboxQuery:
     return build_query(ids=[int(i) for i in ids], destination=params.get("destination"),
                        hospital=params.get("hospital"), since=params.get("since"),
                        until=params.get("until"), transaction=params.get("transaction"),
-                       states=states, limit=int(params.get("limit", 1000)))
+                       states=states, limit=int(params.get("limit", 1000)),
+                       id_from=_optional_int(params.get("from_id")),
+                       id_to=_optional_int(params.get("to_id")))
+
+
+def _optional_int(value: Any) -> int | None:
+    return None if value in (None, "") else int(value)
+
+
+def _flag(value: Any) -> bool:
+    return value is True or str(value).lower() in ("1", "true", "yes")
+
+
+def bounded_query(params: Mapping[str, Any]) -> OutboxQuery:
+    """:func:`query_from_params` for an operator over HTTP: a filter is required (or
+    ``all`` with an explicit ``limit``), and the rows are capped (default
+    :data:`DEFAULT_LIMIT`, at most :data:`MAX_LIMIT`).
+
+    Raises:
+        ValueError: no filter, ``all`` without a limit, a limit out of range, bad values;
+            the message says what to send.
+    """
+    filtered = any(params.get(k) not in (None, "", []) for k in _FILTERS)
+    limit = params.get("limit")
+    if not filtered and not _flag(params.get("all")):
+        raise ValueError(_HOW)
+    if not filtered and limit in (None, ""):
+        raise ValueError(f"all=true needs an explicit limit: {_HOW}")
+    try:
+        cap = DEFAULT_LIMIT if limit in (None, "") else int(limit)
+    except (TypeError, ValueError):
+        raise ValueError(f"limit={limit!r} is not a whole number") from None
+    if not 1 <= cap <= MAX_LIMIT:
+        raise ValueError(f"limit={cap} must be between 1 and {MAX_LIMIT}")
+    return query_from_params({**params, "limit": cap})
+
+
+def query_to_dict(query: OutboxQuery) -> dict[str, Any]:
+    """The filter as JSON (for the audit log: what an operator asked for)."""
+    return {k: v for k, v in dataclasses.asdict(query).items() if v not in (None, (), [])}
 
 
 def record_to_dict(record: OutboxRecord) -> dict[str, Any]:

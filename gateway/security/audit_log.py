@@ -12,7 +12,8 @@ import asyncio
 import hashlib
 import json
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -22,7 +23,6 @@ from aiohttp import web
 from canonical.errors import StoreError
 from canonical.model import CHINA_TZ
 from gateway.config import GatewayConfig
-from gateway.keys import STORE
 from gateway.security.audit import AuditDraft, AuditEntry, ChainVerifier, Verdict
 from gateway.security.identity import request_identity
 from gateway.store.audit_rows import MAX_PAGE, AuditLogQuery, AuditLogTables
@@ -30,10 +30,12 @@ from gateway.store.audit_rows import MAX_PAGE, AuditLogQuery, AuditLogTables
 __all__ = [
     "RECORDER",
     "SYSTEM",
+    "AuditFields",
     "Recorder",
     "add_audit_routes",
     "record",
     "record_as",
+    "record_many",
     "record_start",
     "verify_chain",
 ]
@@ -56,15 +58,56 @@ async def record_as(log_: AuditLogTables, identity: str, role: str, action: str,
         return None
 
 
+def _log_of(request: web.Request) -> AuditLogTables | None:
+    # None: a sub-application served on its own (tests, tools), or the store not open yet
+    recorder = request.config_dict.get(RECORDER)
+    return None if recorder is None else recorder.log()
+
+
+def _open_log(request: web.Request) -> AuditLogTables:
+    log_ = _log_of(request)
+    if log_ is None:
+        raise web.HTTPServiceUnavailable(text="the audit log is not open yet")
+    return log_
+
+
+@dataclass(frozen=True, slots=True)
+class AuditFields:
+    """What one entry says, for :func:`record_many` (who and when it adds itself)."""
+
+    action: str
+    target: str = ""
+    hospital_id: str = ""
+    before: Any = None
+    after: Any = None
+    detail: str = ""
+
+
+async def record_many(request: web.Request, items: Sequence[AuditFields]) -> None:
+    """Append one entry per item for the authenticated caller of ``request``, in one
+    transaction (an import of thousands of rows is one commit, not thousands)."""
+    log_ = _log_of(request)
+    if log_ is None or not items:
+        return
+    who = request_identity(request)
+    drafts = [AuditDraft(who.name, who.role, i.action, target=i.target,
+                         hospital_id=i.hospital_id, before=i.before, after=i.after,
+                         detail=i.detail) for i in items]
+    try:
+        await log_.append_many(drafts)
+    except StoreError as exc:
+        log.error("%d audit entries not stored (%s): %s", len(drafts), exc, drafts[:20])
+
+
 async def record(request: web.Request, action: str, *, target: str = "",
                  hospital_id: str = "", before: Any = None, after: Any = None,
                  detail: str = "") -> AuditEntry | None:
     """Append an entry for what the authenticated caller of ``request`` just changed."""
-    store = request.config_dict.get(STORE)
-    if store is None:  # a sub-application served on its own (tests, tools): no log
+    log_ = _log_of(request)
+    if log_ is None:
         return None
     who = request_identity(request)
-    return await record_as(store.audit_log, who.name, who.role, action, target=target,
+    return await record_as(log_, who.name, who.role, action, target=target,
                            hospital_id=hospital_id, before=before, after=after,
                            detail=detail)
 
@@ -78,6 +121,10 @@ class Recorder:
         self._log = log_
         self.config_file = config_file
         self._tasks: set[asyncio.Task[AuditEntry | None]] = set()
+
+    def log(self) -> AuditLogTables | None:
+        """The store's audit log, once the store is open."""
+        return self._log()
 
     def __call__(self, action: str, **fields: Any) -> None:
         log_ = self._log()
@@ -161,7 +208,7 @@ async def list_entries(request: web.Request) -> web.Response:
                           until=_time(request, "until"),
                           after_id=_int(request, "after_id", 0, 2**62),
                           limit=_int(request, "limit", 200, MAX_PAGE))
-    found = await request.config_dict[STORE].audit_log.entries(query)
+    found = await _open_log(request).entries(query)
     more = len(found) == query.limit and query.limit > 0
     return web.json_response({"entries": [e.to_dict() for e in found],
                               "next_after_id": found[-1].id if more else None},
@@ -170,7 +217,7 @@ async def list_entries(request: web.Request) -> web.Response:
 
 async def verify(request: web.Request) -> web.Response:
     """GET /api/audit-log/verify: ``{ok, entries, broken_at, reason, head}``."""
-    verdict = await verify_chain(request.config_dict[STORE].audit_log)
+    verdict = await verify_chain(_open_log(request))
     if not verdict.ok:
         log.error("audit log chain broken at entry %s: %s", verdict.broken_at, verdict.reason)
     return web.json_response(verdict.to_dict())

@@ -50,6 +50,11 @@ class AuditLogTables(Protocol):
         """
         ...
 
+    async def append_many(self, drafts: Sequence[AuditDraft]) -> list[AuditEntry]:
+        """:meth:`append` for several entries in one transaction, in order (a file import
+        writes one entry per changed row without one commit each)."""
+        ...
+
     async def entries(self, query: AuditLogQuery) -> list[AuditEntry]:
         """Entries matching ``query``, oldest first, at most ``min(limit, MAX_PAGE)``."""
         ...

@@ -154,6 +154,8 @@ class OutboxQuery:
     since: float | None = None  # commit time, unix seconds, inclusive
     until: float | None = None  # exclusive
     limit: int = 1000
+    id_from: int | None = None  # outbox ids, inclusive: a range an operator read off a listing
+    id_to: int | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -96,4 +96,8 @@ def outbox_where(query: OutboxQuery, mark: Callable[[int], str]) -> tuple[str, l
         where.append(f"o.created_at >= {p(query.since)}")
     if query.until is not None:
         where.append(f"o.created_at < {p(query.until)}")
+    if query.id_from is not None:
+        where.append(f"o.id >= {p(query.id_from)}")
+    if query.id_to is not None:
+        where.append(f"o.id <= {p(query.id_to)}")
     return (" AND ".join(where) or "TRUE"), args

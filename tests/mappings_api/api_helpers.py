@@ -19,6 +19,7 @@ from helpers import (
 )
 
 from gateway.app import build_app
+from gateway.security.identity import hash_token, new_token
 
 API = "/api/mappings"
 OPERATOR = {"X-Operator": "药剂科 李娜"}
@@ -82,3 +83,16 @@ class Launcher:
         self.running = [(s, c) for s, c in self.running if s is not gw.server]
 
 
+
+
+# people with their own tokens, for the tests of who is recorded as the author of a change
+# (start the gateway with ``security=SECURITY`` and send ``headers=as_("李娜")``)
+ROLE_OF = {"李娜": "pharmacist", "王强": "pharmacist", "张伟": "admin", "陈静": "auditor"}
+TOKENS = {name: new_token() for name in ROLE_OF}
+SECURITY = {"identities": [{"name": n, "role": r, "token_sha256": hash_token(TOKENS[n])}
+                           for n, r in ROLE_OF.items()]}
+
+
+def as_(name: str, **headers: str) -> dict[str, str]:
+    """Request headers proving ``name``'s identity."""
+    return {"Authorization": f"Bearer {TOKENS[name]}", **headers}

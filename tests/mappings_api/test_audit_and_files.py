@@ -7,7 +7,7 @@ from datetime import datetime
 
 import pytest
 from aiohttp.test_utils import TestServer
-from api_helpers import OPERATOR
+from api_helpers import OPERATOR, SECURITY, as_
 from helpers import CROSSWALK, HOSPITAL, free_port, make_config
 
 from canonical.errors import ConfigError
@@ -27,23 +27,30 @@ async def _audit(gw, **params) -> list[dict]:
     return found["audit"]
 
 
+async def _audit_as(gw, **params) -> list[dict]:
+    _, found = await gw.api("GET", "/audit", params=params, headers=as_("陈静"), expect=200)
+    return found["audit"]
+
+
 async def test_create_update_delete_are_audited_and_survive_a_restart(launcher) -> None:
-    gw = await launcher.start()
+    gw = await launcher.start(security=SECURITY)
     # the configured CSV seeded the database once, as user config-import
-    seeded = await _audit(gw, user="config-import", limit="1000")
-    assert len(seeded) == CONFIG_ENTRIES == len(await _entries(gw))
+    seeded = await _audit_as(gw, user="config-import", limit="1000")
+    _, listed = await gw.api("GET", "/entries", params={"limit": "1000"}, headers=as_("李娜"),
+                             expect=200)
+    assert len(seeded) == CONFIG_ENTRIES == len(listed["entries"])
     entry = {"hospital_id": HOSPITAL, "item_code": "Y0077001", "national_code": BICALUTAMIDE,
              "item_name": "比卡鲁胺片 50mg*28片", "hospital_unit": "盒", "national_unit": "片",
              "factor": "28", "valid_from": "2026-01-01"}
-    await gw.api("POST", "/entries", json=entry, headers=OPERATOR, expect=201)
+    await gw.api("POST", "/entries", json=entry, headers=as_("李娜"), expect=201)
     await gw.api("PUT", f"/entries/{HOSPITAL}/Y0077001", params={"valid_from": "2026-01-01"},
-                 json={"valid_to": "2026-06-30", "user": "信息科 王强",
-                       "note": "按新版目录调整"}, expect=200)
-    await gw.api("DELETE", f"/entries/{HOSPITAL}/Y0012346", headers=OPERATOR,
+                 json={"valid_to": "2026-06-30", "note": "按新版目录调整"},
+                 headers=as_("王强"), expect=200)
+    await gw.api("DELETE", f"/entries/{HOSPITAL}/Y0012346", headers=as_("李娜"),
                  params={"valid_from": "2026-01-01"}, expect=200)
-    history = await _audit(gw, hospital=HOSPITAL, limit="3")
+    history = await _audit_as(gw, hospital=HOSPITAL, limit="3")
     assert [(a["action"], a["user"]) for a in history] == [
-        ("delete", "药剂科 李娜"), ("update", "信息科 王强"), ("create", "药剂科 李娜")]
+        ("delete", "李娜"), ("update", "王强"), ("create", "李娜")]
     update = history[1]
     assert update["before"]["valid_to"] == "" and update["after"]["valid_to"] == "2026-06-30"
     assert update["note"] == "按新版目录调整"
@@ -51,7 +58,7 @@ async def test_create_update_delete_are_audited_and_survive_a_restart(launcher) 
     await launcher.stop(gw)
 
     # the crosswalk database, not the configured CSV, is read at the next start
-    gw = await launcher.start()
+    gw = await launcher.start()  # (now without identities: the loopback caller is "local")
     codes = {e["item_code"]: e for e in await _entries(gw)}
     assert "Y0012346" not in codes  # the deletion stands, the CSV is not imported again
     assert codes["Y0077001"]["valid_to"] == "2026-06-30"
@@ -70,14 +77,21 @@ async def test_create_update_delete_are_audited_and_survive_a_restart(launcher) 
     con.close()
 
 
-async def test_writes_need_a_named_user(gateway) -> None:
-    entry = {"hospital_id": HOSPITAL, "item_code": "Y0077001", "national_code": BICALUTAMIDE}
-    status, err = await gateway.api("POST", "/entries", json=entry)
-    assert status == 400 and "X-Operator" in err["problems"][0]
-    status, _ = await gateway.api("DELETE", f"/entries/{HOSPITAL}/Y0012345",
-                                  params={"valid_from": "2026-01-01"})
-    assert status == 400
-    assert len(await _entries(gateway)) == CONFIG_ENTRIES
+async def test_a_name_the_caller_writes_is_a_note_never_the_author(launcher) -> None:
+    gw = await launcher.start(security=SECURITY)
+    entry = {"hospital_id": HOSPITAL, "item_code": "Y0077001", "national_code": BICALUTAMIDE,
+             "factor": "28", "hospital_unit": "盒", "national_unit": "片",
+             "user": "药剂科 主任", "note": "集采第五批"}
+    _, made = await gw.api("POST", "/entries", json=entry,
+                           headers=as_("王强", **{"X-Operator": "%E6%9D%8E%E5%A8%9C"}),
+                           expect=201)
+    record = made["audit"][0]
+    assert record["user"] == "王强"  # the token's identity, not the header's 李娜
+    assert record["note"] == "集采第五批 (stated by the caller: 李娜)"
+    # without a token nothing is written, whatever name is stated
+    status, _ = await gw.api("DELETE", f"/entries/{HOSPITAL}/Y0077001", headers=OPERATOR)
+    assert status == 401
+    assert [a["user"] for a in await _audit_as(gw, item="Y0077001")] == ["王强"]
 
 
 async def test_unknown_entry_is_404_and_a_wrong_start_date_names_the_right_one(gateway) -> None:

@@ -33,14 +33,11 @@ async def test_cli_imports_a_catalog_and_accepts_a_suggestion(gateway, capsys, m
     assert f"{HOSPITAL}/Y9990001" in out and "×2" in out
     assert "1. XL02BGA045A001010104641" in out and "[factor 14]" in out
 
-    # without a named user, nothing is sent
-    assert await _cli(gateway, "mappings", "accept", HOSPITAL, "Y9990001", "--rank", "1") == 2
-    assert "--user" in capsys.readouterr().err
-    assert await _cli(gateway, "mappings", "accept", HOSPITAL, "Y9990001", "--rank", "1",
-                      "--user", "药剂科 李娜") == 0
+    # no --user needed: the change is the authenticated caller's (here the loopback one)
+    assert await _cli(gateway, "mappings", "accept", HOSPITAL, "Y9990001", "--rank", "1") == 0
     answer = json.loads(capsys.readouterr().out)
     assert answer["released"] == 2
-    assert answer["audit"][0]["user"] == "药剂科 李娜"  # sent percent-encoded, stored as typed
+    assert answer["audit"][0]["user"] == "local"
     await gateway.delivered(2)
     assert {s["med_list_codg"] for s in gateway.received()} == {"XL02BGA045A001010104641"}
 
@@ -73,7 +70,11 @@ async def test_cli_sends_the_api_token_of_a_protected_gateway(launcher, capsys,
     monkeypatch.setenv("JCGW_API_TOKEN", "t0ken-Ab9")
     assert await _cli(gw, "mappings", "add", HOSPITAL, "Y0077001", "XL02BBB085A001010100665",
                       "--factor", "28", "--user", "信息科 王强") == 0
-    assert json.loads(capsys.readouterr().out)["entry"]["factor"] == "28"
+    answer = json.loads(capsys.readouterr().out)
+    assert answer["entry"]["factor"] == "28"
+    # the author is the identity the token proves; --user (sent percent-encoded) is a note
+    assert answer["audit"][0]["user"] == "api-token"
+    assert answer["audit"][0]["note"] == "(stated by the caller: 信息科 王强)"
 
 
 def test_cli_says_when_the_gateway_is_not_running(capsys) -> None:

@@ -13,7 +13,9 @@ from factory import HOSPITALS, dispense, incoming
 from gateway.app import STORE
 from gateway.cli.main import main
 from gateway.mirror.http import add_mirror_routes
-from gateway.store.base import DeliveryUpdate
+from gateway.security.audit_log import RECORDER, Recorder
+from gateway.store.audit_rows import AuditLogQuery
+from gateway.store.base import DeliveryUpdate, OutboxQuery
 from gateway.store.sqlite import SqliteStore
 
 
@@ -35,7 +37,8 @@ async def test_http_api_lists_inspects_and_replays_refusing_delivered(
     app[STORE] = store
     add_mirror_routes(app)
     client = await aiohttp_client(app)
-    listed = await (await client.get("/api/deadletters?transaction=3505")).json()
+    listed = await (await client.get(
+        f"/api/deadletters?transaction=3505&hospital={HOSPITALS[0]}")).json()
     assert [r["id"] for r in listed] == [dead] and "医疗目录编码无效" in listed[0]["last_error"]
     one = await (await client.get(f"/api/outbox/{dead}")).json()
     assert one["event"]["document_no"] == dispense(1).document_no
@@ -77,3 +80,48 @@ def test_cli_lists_and_replays_by_hospital_and_time(tmp_path: Path, capsys) -> N
                  "--destination", "backup"]) == 0
     assert "\tpending\tbackup\t" in capsys.readouterr().out
     assert main(["replay", "-c", str(cfg)]) == 2  # says what to name
+
+
+async def test_listings_and_replays_name_their_rows_and_are_capped(
+        tmp_path: Path, aiohttp_client) -> None:  # type: ignore[no-untyped-def]
+    store = SqliteStore(tmp_path / "gw.db")
+    await store.start()
+    dead, delivered = await _dead_and_delivered(store)
+    app = web.Application()
+    app[STORE] = store
+    app[RECORDER] = Recorder(lambda: store.audit_log)
+    add_mirror_routes(app)
+    client = await aiohttp_client(app)
+
+    async def refused(method: str, path: str, **kw: object) -> str:
+        r = await client.request(method, path, **kw)
+        assert r.status == 400, await r.text()
+        return await r.text()
+
+    # nothing named: refused, saying what to send
+    assert "from_id/to_id" in await refused("GET", "/api/deadletters")
+    await refused("GET", "/api/deadletters?transaction=3505")  # a kind of row names none
+    # "everything" only with an explicit cap, also when forcing delivered rows again
+    assert '{"all": true, "limit": 500}' in await refused("POST", "/api/replay",
+                                                          json={"all": True, "force": True})
+    assert "explicit limit" in await refused("GET", "/api/deadletters?all=true")
+    assert "between 1 and 5000" in await refused("GET", "/api/deadletters?all=1&limit=5001")
+    assert "between 1 and 5000" in await refused(
+        "GET", f"/api/deadletters?hospital={HOSPITALS[0]}&limit=0")
+    assert (await store.list_outbox(OutboxQuery(states=("pending",)))) == []  # nothing replayed
+
+    every = await (await client.get("/api/deadletters?all=true&limit=1&states=dead,delivered"
+                                    )).json()
+    assert [r["id"] for r in every] == [dead]  # the cap holds
+    by_id = await (await client.get(f"/api/deadletters?from_id={delivered}&to_id={delivered}"
+                                    "&states=delivered")).json()
+    assert [r["id"] for r in by_id] == [delivered]
+    r = await client.post("/api/replay", json={"all": True, "force": True, "limit": 10})
+    assert r.status == 200 and sorted((await r.json())["queued"]) == sorted([dead, delivered])
+
+    # the replay is in the audit log with the filter it was given and what it did
+    [entry] = await store.audit_log.entries(AuditLogQuery(action="mirror.replay"))
+    assert entry.identity == "local" and entry.role == "admin"
+    assert entry.before["limit"] == 10 and entry.before["force"] is True
+    assert entry.after["queued"] == 2 and entry.after["refused"] == 0
+    await store.close()

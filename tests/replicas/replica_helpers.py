@@ -16,10 +16,20 @@ from pg import PG_DSN
 from gateway.app import build_app
 from gateway.keys import STORE
 from gateway.platforms.simulator import SimulatorState, simulator_app
+from gateway.security.identity import hash_token, new_token
 from gateway.store.postgres import PostgresStore
 
 API = "/api/mappings"
 OPERATOR = {"X-Operator": "药剂科 李娜"}
+# two pharmacists with tokens, for the tests of who is recorded (start with security=PEOPLE)
+TOKENS = {"李娜": new_token(), "王强": new_token()}
+PEOPLE = {"identities": [{"name": n, "role": "pharmacist", "token_sha256": hash_token(t)}
+                         for n, t in TOKENS.items()]}
+
+
+def as_(name: str) -> dict[str, str]:
+    """Request headers proving ``name``'s identity."""
+    return {"Authorization": f"Bearer {TOKENS[name]}"}
 
 
 @dataclass

@@ -34,11 +34,13 @@ from helpers import (
     numbered_dispense,
     sample,
 )
-from replica_helpers import API, OPERATOR, Replica, Replicas
+from replica_helpers import API, OPERATOR, PEOPLE, Replica, Replicas, as_
 
 from canonical.model import CHINA_TZ
 from gateway.app import build_app
 from gateway.keys import STORE
+from gateway.security.audit_log import verify_chain
+from gateway.store.audit_rows import AuditLogQuery
 
 pytestmark = pytest.mark.postgres
 
@@ -85,13 +87,13 @@ async def test_a_crosswalk_change_reaches_every_replica_without_a_restart(
         replicas: Replicas) -> None:
     from gateway.keys import CROSSWALK
 
-    a = await replicas.start("a")
-    b = await replicas.start("b")
-    c = await replicas.start("c")
+    a = await replicas.start("a", security=PEOPLE)
+    b = await replicas.start("b", security=PEOPLE)
+    c = await replicas.start("c", security=PEOPLE)
     entry = {"hospital_id": HOSPITAL, "item_code": "Y9990001",
              "national_code": ANASTROZOLE_HISUN, "item_name": "阿那曲唑片(海正)",
              "hospital_unit": "盒", "national_unit": "片", "factor": "14"}
-    await c.api("POST", f"{API}/entries", json=entry, headers=OPERATOR, expect=201)
+    await c.api("POST", f"{API}/entries", json=entry, headers=as_("李娜"), expect=201)
     for replica in (a, b):
         # told by NOTIFY: no message has to arrive first
         await eventually(
@@ -99,38 +101,47 @@ async def test_a_crosswalk_change_reaches_every_replica_without_a_restart(
             timeout=2.0, what=f"the new entry on replica {replica.name}")
     # an update through B replaces it everywhere, and the audit trail is one trail
     await b.api("PUT", f"{API}/entries/{HOSPITAL}/Y9990001", json={"factor": "28"},
-                headers={"X-Operator": "信息科 王强"}, expect=200)
+                headers=as_("王强"), expect=200)
     for replica in (a, c):
         await eventually(
             lambda r=replica: r.app[CROSSWALK].current.lookup(HOSPITAL, "Y9990001",
                                                              _today()).factor == 28,
             timeout=2.0, what=f"the update on replica {replica.name}")
-    _, history = await a.api("GET", f"{API}/entries/{HOSPITAL}/Y9990001", expect=200)
+    _, history = await a.api("GET", f"{API}/entries/{HOSPITAL}/Y9990001",
+                             headers=as_("王强"), expect=200)
     assert [(h["action"], h["user"]) for h in history["audit"]] == [
-        ("update", "信息科 王强"), ("create", "药剂科 李娜")]
+        ("update", "王强"), ("create", "李娜")]
 
 
 async def test_concurrent_changes_through_two_replicas_never_lose_one(
         replicas: Replicas) -> None:
     import asyncio
 
-    a = await replicas.start("a")
-    b = await replicas.start("b")
+    a = await replicas.start("a", security=PEOPLE)
+    b = await replicas.start("b", security=PEOPLE)
     items = [f"Y88{n:05d}" for n in range(12)]
 
     async def create(replica, item: str) -> None:  # type: ignore[no-untyped-def]
         entry = {"hospital_id": HOSPITAL, "item_code": item, "national_code": ANASTROZOLE_HISUN,
                  "factor": "14", "hospital_unit": "盒", "national_unit": "片"}
-        await replica.api("POST", f"{API}/entries", json=entry, headers=OPERATOR, expect=201)
+        await replica.api("POST", f"{API}/entries", json=entry, headers=as_("李娜"),
+                          expect=201)
 
     await asyncio.gather(*(create(a if i % 2 else b, item) for i, item in enumerate(items)))
     for replica in (a, b):
-        _, found = await replica.api("GET", f"{API}/entries", params={"q": "Y88"}, expect=200)
+        _, found = await replica.api("GET", f"{API}/entries", params={"q": "Y88"},
+                                     headers=as_("王强"), expect=200)
         assert sorted(e["item_code"] for e in found["entries"]) == items
     # each change audited once, in one trail
-    _, audit = await a.api("GET", f"{API}/audit", params={"limit": "100"}, expect=200)
-    created = [x["after"]["item_code"] for x in audit["audit"] if x["user"] == "药剂科 李娜"]
+    _, audit = await a.api("GET", f"{API}/audit", params={"limit": "100"}, headers=as_("王强"),
+                           expect=200)
+    created = [x["after"]["item_code"] for x in audit["audit"] if x["user"] == "李娜"]
     assert sorted(created) == items
+    # and once in the audit log, whose chain two replicas appending at once kept linear
+    log = await a.store.audit_log.entries(AuditLogQuery(action="crosswalk.add", limit=100))
+    assert sorted(e.target for e in log) == [f"{HOSPITAL}/{i}" for i in items]
+    assert {e.identity for e in log} == {"李娜"}
+    assert (await verify_chain(a.store.audit_log)).ok
 
 
 def _today():  # type: ignore[no-untyped-def]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sqlite3
+from collections.abc import Sequence
 from typing import Any
 
 from gateway.security.audit import GENESIS, AuditDraft, AuditEntry, seal
@@ -27,15 +28,23 @@ class SqliteAuditLog:
 
     async def append(self, draft: AuditDraft) -> AuditEntry:
         """Seal ``draft`` onto the last entry and store it in one write transaction."""
-        def write(con: sqlite3.Connection) -> AuditEntry:
+        return (await self.append_many([draft]))[0]
+
+    async def append_many(self, drafts: Sequence[AuditDraft]) -> list[AuditEntry]:
+        """Seal and store ``drafts`` in order, in one write transaction."""
+        def write(con: sqlite3.Connection) -> list[AuditEntry]:
             last = con.execute("SELECT id, hash FROM audit_log ORDER BY id DESC LIMIT 1"
                                ).fetchone()
-            entry = seal(draft, int(last[0]) + 1 if last else 1,
-                         str(last[1]) if last else GENESIS)
-            con.execute(f"INSERT INTO audit_log ({AUDIT_COLUMNS}) VALUES"
-                        " (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", entry_args(entry))
-            return entry
-        return await self._store.write(write)
+            last_id, head = (int(last[0]), str(last[1])) if last else (0, GENESIS)
+            out = []
+            for draft in drafts:
+                entry = seal(draft, last_id + 1, head)
+                con.execute(f"INSERT INTO audit_log ({AUDIT_COLUMNS}) VALUES"
+                            " (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", entry_args(entry))
+                out.append(entry)
+                last_id, head = entry.id, entry.hash
+            return out
+        return await self._store.write(write) if drafts else []
 
     async def entries(self, query: AuditLogQuery) -> list[AuditEntry]:
         """Entries matching ``query``, oldest first."""
