@@ -27,6 +27,7 @@ from adapters.registry import create as create_adapter
 from canonical.model import CHINA_TZ, Event
 from gateway.cds import cds_app
 from gateway.config import GatewayConfig
+from gateway.console import add_console_routes
 from gateway.crosswalk.holder import CrosswalkHolder
 from gateway.crosswalk.http import mappings_api, unmapped_queue
 from gateway.crosswalk.legacy import import_legacy_catalogs, import_legacy_crosswalk
@@ -462,5 +463,6 @@ def build_app(cfg: GatewayConfig, metrics_: Metrics | None = None, *,
         _mount_ledger(app, cfg)
     add_mirror_routes(app)
     add_audit_routes(app)
+    add_console_routes(app)
     return app
 

@@ -86,6 +86,8 @@ POLICY: tuple[Rule, ...] = (
     _r(_WRITE, r"/api/replay|/api/deadletters.*|/api/outbox/.*", "admin"),
     _r(_READ, r"/api/deadletters.*|/api/outbox/.*|/api/mirror/.*", "admin", "auditor"),
     _r(_READ, r"/api/audit-log.*", "admin", "auditor"),
+    # who am I: the console shows the logged-in identity and its role
+    _r(_READ, r"/api/whoami", "sender", "pharmacist", "procurement", "admin", "auditor"),
 )
 
 
