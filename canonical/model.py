@@ -20,6 +20,7 @@ import msgspec
 __all__ = [
     "CHINA_TZ",
     "PATIENT_FIELDS",
+    "PATIENT_IDENTIFIERS",
     "Event",
     "EventKind",
     "Line",
@@ -80,6 +81,9 @@ class Patient(msgspec.Struct, frozen=True):
 
 # the patient fields a platform destination may ask for (``patient_fields``)
 PATIENT_FIELDS: tuple[str, ...] = Patient.__struct_fields__
+# those that identify a person: they leave hashed unless a destination needs them in clear
+PATIENT_IDENTIFIERS: frozenset[str] = frozenset(
+    {"id", "id_card", "phone", "insurance_no", "visit_no"})
 
 
 class Line(msgspec.Struct, frozen=True):

@@ -24,7 +24,7 @@ from pydantic import (
 )
 
 from canonical.errors import ConfigError
-from canonical.model import PATIENT_FIELDS
+from canonical.model import PATIENT_FIELDS, PATIENT_IDENTIFIERS
 
 __all__ = [
     "ROLES",
@@ -247,10 +247,15 @@ class DestinationConfig(_Frozen):
     opter: str = "jcgw"
     opter_name: str = "集采网关"
     patient_fields: tuple[str, ...] = Field(
-        default=(), description="patient fields this platform needs (default: none)")
+        default=(), description="patient fields this platform needs (default: none); "
+                                "identifiers among them leave as HMAC-SM3 under the "
+                                "hospital's hash_secret")
+    identifiers_in_clear: bool = Field(
+        default=False, description="send the listed patient identifiers in clear (only "
+                                   "for a platform that needs them so)")
     hash_identifiers: bool = Field(
-        default=False, description="send patient identifiers as HMAC-SM3 under the "
-                                   "hospital's hash_secret (the platform must accept it)")
+        default=False, description="the platform takes hashed data only: identifiers "
+                                   "hashed (the default anyway) and names never sent")
     app_secret: SecretStr | None = None
     signing: Literal["none", "hmac-sha256", "hmac-sm3", "sm2"] = "none"
     paas_id: str = Field(default="", description="x-tif-paasid issued by the platform")
@@ -284,6 +289,8 @@ class DestinationConfig(_Frozen):
             problems.append("sm4_key must be 32 hex digits")
         if self.profile == "zhaocai" and (not self.app_code or self.app_secret is None):
             problems.append("profile 'zhaocai' needs app_code and app_secret for its token")
+        if self.hash_identifiers and self.identifiers_in_clear:
+            problems.append("hash_identifiers and identifiers_in_clear contradict each other")
         if problems:
             raise ValueError("; ".join(problems))
         return self
@@ -385,9 +392,27 @@ class GatewayConfig(_Frozen):
         ports = [x.port for x in self.listeners if x.port]
         if len(ports) != len(set(ports)):
             problems.append("two listeners use the same port")
+        problems.extend(self._hash_secrets_missing())
         if problems:
             raise ValueError("; ".join(problems))
         return self
+
+    def _hash_secrets_missing(self) -> list[str]:
+        """Destinations that would hash identifiers for a hospital without a hash_secret:
+        each of its events would become a dead letter, so the gateway does not start."""
+        unkeyed = [h for h in self.hospitals if h.hash_secret is None]
+        problems: list[str] = []
+        for d in self.destinations:
+            hashed = sorted(PATIENT_IDENTIFIERS.intersection(d.patient_fields))
+            if not hashed or d.identifiers_in_clear:
+                continue
+            problems.extend(
+                f"destination {d.name!r} sends patient identifiers ({', '.join(hashed)}) "
+                f"hashed, but hospital {h.code} ({h.name}) has no hash_secret: set "
+                f"hospitals[{h.code}].hash_secret (e.g. ${{JCGW_HASH_SECRET_{h.code}}}), or "
+                f"identifiers_in_clear: true on the destination if the platform needs them "
+                "in clear" for h in unkeyed)
+        return problems
 
     def hospital_name(self, code: str) -> str:
         """The configured name of a hospital, or empty."""

@@ -233,7 +233,16 @@ class Mirror:
         breaker = self.breakers[dest.name]
         if breaker.is_open(self.clock()) and not breaker.probing:
             return Answer(Verdict.RETRY, "circuit open: platform unavailable")
-        req = dest.profile.build(item.event, item.unit, item.msgid, self.clock())
+        try:
+            req = dest.profile.build(item.event, item.unit, item.msgid, self.clock())
+        except Exception as exc:
+            # building is a pure function of the event: it will fail the same way every
+            # time, and raising here would stall the whole destination behind this row
+            log.exception("mirror %s: msgid %s (event %s): payload cannot be built",
+                          dest.name, item.msgid, item.event.event_id)
+            self.metrics.internal_errors.labels("payload").inc()
+            return Answer(Verdict.REJECTED,
+                          f"payload cannot be built: {type(exc).__name__}: {exc}")
         try:
             async with self.session.post(
                     cfg.url + req.path, data=req.body, headers=req.headers,

@@ -72,7 +72,8 @@ def signer_for(dest: DestinationConfig) -> Signer:
 def patient_policy(dest: DestinationConfig, gateway: GatewayConfig) -> PatientPolicy:
     """The destination's patient-data policy with the hospitals' hash secrets."""
     return PatientPolicy(
-        fields=dest.patient_fields, hash_identifiers=dest.hash_identifiers,
+        fields=dest.patient_fields, identifiers_in_clear=dest.identifiers_in_clear,
+        names=not dest.hash_identifiers,
         secrets={h.code: h.hash_secret.get_secret_value().encode()
                  for h in gateway.hospitals if h.hash_secret is not None})
 
@@ -232,4 +233,5 @@ class NhsaInventoryProfile:
         """Facts about the profile."""
         return {"profile": "nhsa-inventory", "signing": self.dest.signing,
                 "patient_fields": list(self.dest.patient_fields),
+                "identifiers": "in clear" if self.dest.identifiers_in_clear else "hashed",
                 "transactions": [*sorted(v[0] for v in INFNO.values()), "3507"]}

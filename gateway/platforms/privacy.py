@@ -3,11 +3,12 @@
 A destination lists the patient fields it needs (``patient_fields``); every other
 field of :class:`~canonical.model.Patient` stays home. Identifiers (ID card,
 insurance, phone, patient and visit numbers) are sent as HMAC-SM3 under the
-hospital's own secret when the destination accepts hashed identifiers, so the
-platform can link a patient's purchases without learning who they are, and two
-hospitals' hashes of one person differ. Names are never hashed (a name hash is
-easily reversed from a list of names): a name leaves only when it is listed and
-hashing is off.
+hospital's own secret unless the destination says the platform needs them in clear
+(``identifiers_in_clear``), so the platform can link a patient's purchases without
+learning who they are, and two hospitals' hashes of one person differ. Names are
+never hashed (a name hash is easily reversed from a list of names): a listed name
+leaves in clear, except to a destination that takes hashed data only
+(``hash_identifiers``).
 """
 
 from __future__ import annotations
@@ -15,12 +16,12 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
-from canonical.model import PATIENT_FIELDS, Patient
+from canonical.model import PATIENT_FIELDS, PATIENT_IDENTIFIERS, Patient
 from gateway.platforms.signing import hmac_sm3
 
 __all__ = ["IDENTIFIER_FIELDS", "PATIENT_FIELDS", "PatientPolicy", "patient_payload"]
 
-IDENTIFIER_FIELDS = frozenset({"id", "id_card", "phone", "insurance_no", "visit_no"})
+IDENTIFIER_FIELDS = PATIENT_IDENTIFIERS
 
 
 @dataclass(frozen=True, slots=True)
@@ -28,7 +29,8 @@ class PatientPolicy:
     """What one destination may receive about patients."""
 
     fields: tuple[str, ...] = ()
-    hash_identifiers: bool = False
+    identifiers_in_clear: bool = False  # the platform needs them in clear (said explicitly)
+    names: bool = True  # False: the platform takes hashed data only, a name never leaves
     secrets: Mapping[str, bytes] | None = None  # hospital code → hash secret
 
     def __post_init__(self) -> None:
@@ -56,7 +58,7 @@ def patient_payload(patient: Patient | None, hospital_id: str, policy: PatientPo
         Only the listed fields that the platform has a key for and that are not empty.
 
     Raises:
-        ValueError: hashing is on but the hospital has no hash secret configured.
+        ValueError: an identifier is to be hashed but the hospital has no hash secret.
     """
     if patient is None or not policy.fields:
         return {}
@@ -65,16 +67,21 @@ def patient_payload(patient: Patient | None, hospital_id: str, policy: PatientPo
         value = getattr(patient, name)
         if not value:
             continue
-        if policy.hash_identifiers:
-            if name not in IDENTIFIER_FIELDS:
+        if name not in IDENTIFIER_FIELDS:
+            if not policy.names:
                 continue  # a name is not sent when the platform takes hashed data
-            secret = (policy.secrets or {}).get(hospital_id)
-            if not secret:
-                raise ValueError(f"hospital {hospital_id} has no hash_secret configured; "
-                                 "patient identifiers cannot be hashed")
-            value = _hashed(secret, value)
+        elif not policy.identifiers_in_clear:
+            value = _hashed(_secret(policy, hospital_id), value)
         out[names[name]] = value
     return out
+
+
+def _secret(policy: PatientPolicy, hospital_id: str) -> bytes:
+    secret = (policy.secrets or {}).get(hospital_id)
+    if not secret:
+        raise ValueError(f"hospital {hospital_id} has no hash_secret configured; "
+                         "patient identifiers cannot be hashed")
+    return secret
 
 
 def _wanted(fields: Iterable[str], names: Mapping[str, str]) -> list[str]:
