@@ -25,6 +25,7 @@ from rapidfuzz import fuzz, process
 from codes.catalog import ENTRY_FIELDS, CatalogEntry
 from codes.standard_code import split_standard_code
 from mappings._bulk import paused_gc
+from mappings.makers import MakerMatch, MakerMatchKind, compare_makers, maker_core
 from mappings.normalize import (
     SpecKey,
     dosage_form_of,
@@ -41,6 +42,8 @@ __all__ = [
     "Suggestion",
     "SuggestionIndex",
     "build_index",
+    "item_approval_key",
+    "item_standard_code",
     "read_catalog_entries",
 ]
 
@@ -91,6 +94,26 @@ def _approval_key(text: str) -> str:
         return key  # the catalog's own string: no copy per row
     rest = _APPROVAL_PREFIX.sub("", normalize_text(key).upper())
     return "国药准字" + rest if re.fullmatch(r"[A-Z]\d{8}", rest) else rest
+
+
+_APPROVAL_NUMBER = re.compile(r"([A-Z]{1,2})(\d{8})")
+_STANDARD_DIGITS = re.compile(r"(?<!\d)(86\d{12})(?!\d)")
+
+
+def item_approval_key(text: str) -> str:
+    """The catalog's key for an approval number as a dictionary writes it.
+
+    "国药准字:H20051055", "h20051055 ", "国药准字 Ｈ２００５１０５５" → "国药准字H20051055".
+    """
+    normal = normalize_text(text).upper()
+    m = _APPROVAL_NUMBER.search(normal)
+    return "国药准字" + m.group(1) + m.group(2) if m else _approval_key(text)
+
+
+def item_standard_code(text: str) -> str:
+    """The 14-digit 本位码 in what a dictionary wrote ("86900166000077-1", "…#", "…甲"), or ""."""
+    m = _STANDARD_DIGITS.search(normalize_text(text))
+    return m.group(1) if m else ""
 
 
 def _add(index: dict[str, int | list[int]], key: str, i: int) -> None:
@@ -149,18 +172,6 @@ def _catalog_count(entry: CatalogEntry) -> int | None:
     return parse_spec(entry.packaging).count
 
 
-def _manufacturer_score(query: str, core: str) -> float:
-    if not query or not core:
-        return 0.0
-    score = fuzz.ratio(query, core)
-    if min(len(query), len(core)) >= 2:
-        # "扬子江" for "扬子江药业集团": a short name contained in the long one
-        shorter, longer = sorted((len(query), len(core)))
-        partial = fuzz.partial_ratio(query, core) * (0.85 + 0.15 * shorter / longer)
-        score = max(score, partial)
-    return float(score)
-
-
 class SuggestionIndex:
     """The national catalog prepared for suggestions; build once per catalog version."""
 
@@ -170,6 +181,8 @@ class SuggestionIndex:
         self._count: list[int | None] = []
         self._core: list[str] = []
         self._alt_core: list[str] = []
+        # the core of the row's own cell even when cut or glued: dictionaries copy it
+        self._raw_core: list[str] = []
         self._brand: list[str] = []
         self._group_of: list[int] = []
         self._groups: list[_Group] = []
@@ -264,11 +277,15 @@ class SuggestionIndex:
             self._core.append(core)
             # shifted rows carry a clean name of the neighbouring row: keep both
             self._alt_core.append(alt if alt != core else "")
+            own = makers[entry.manufacturer][0]
+            self._raw_core.append(own if own not in (core, alt) else "")
         for g, group in enumerate(self._groups):
             for i in group.members:
                 group.by_core.setdefault(self._core[i], []).append(i)
                 if self._alt_core[i]:
                     group.by_core.setdefault(self._alt_core[i], []).append(i)
+                if self._raw_core[i]:
+                    group.by_core.setdefault(self._raw_core[i], []).append(i)
                 for dose in self._spec[i].doses:
                     group.by_dose.setdefault(dose, []).append(i)
             group.cores = list(group.by_core)
@@ -289,7 +306,7 @@ class SuggestionIndex:
 
     # --- query -----------------------------------------------------------------------
 
-    def _candidate_groups(self, generic: str, extra: set[int]) -> list[tuple[int, float]]:
+    def _candidate_groups(self, generic: str, extra: frozenset[int]) -> list[tuple[int, float]]:
         votes: Counter[int] = Counter()
         limit = max(50, len(self._groups) // 20)  # skip bigrams as common as "胶囊"
         for bg in _bigrams(generic):
@@ -318,17 +335,18 @@ class SuggestionIndex:
         scored.sort(key=lambda x: -x[1])
         return [x for x in scored[:8] if x[1] >= 65 or x[0] in extra]
 
-    def _products(self, group: _Group, mcore: str, spec: SpecKey) -> dict[int, float]:
-        """Members worth scoring, with their manufacturer score."""
-        out: dict[int, float] = {}
+    def _products(self, group: _Group, mcore: str, spec: SpecKey) -> dict[int, MakerMatch]:
+        """Members worth scoring, with how their manufacturer compares."""
+        out: dict[int, MakerMatch] = {}
         if mcore:
             hits = process.extract(mcore, group.cores, scorer=fuzz.partial_ratio,
                                    limit=25, score_cutoff=50)
-            scored = sorted(((_manufacturer_score(mcore, c), c) for c, _, _ in hits),
-                            reverse=True)[:10]
-            for score, core in scored:
+            scored = sorted(((compare_makers(mcore, c), c) for c, _, _ in hits),
+                            key=lambda x: -x[0].score)[:10]
+            for match, core in scored:
                 for i in group.by_core[core]:
-                    out[i] = max(score, out.get(i, 0.0))
+                    if i not in out or out[i].score < match.score:
+                        out[i] = match
         if len(out) < 5:
             pool: list[int] = []
             for dose in spec.doses:
@@ -337,11 +355,10 @@ class SuggestionIndex:
                 out.setdefault(i, self._manufacturer(mcore, i))
         return out
 
-    def _manufacturer(self, mcore: str, i: int) -> float:
-        if not mcore:
-            return 0.0
-        return max(_manufacturer_score(mcore, self._core[i]),
-                   _manufacturer_score(mcore, self._alt_core[i]))
+    def _manufacturer(self, mcore: str, i: int) -> MakerMatch:
+        return max((compare_makers(mcore, core)
+                    for core in (self._core[i], self._alt_core[i], self._raw_core[i])),
+                   key=lambda m: m.score)
 
     def suggest(self, item: HospitalItem, *, limit: int = 5) -> list[Suggestion]:
         """Rank national codes for a hospital item, best first.
@@ -354,40 +371,16 @@ class SuggestionIndex:
             Up to ``limit`` suggestions, each with its reasons; empty when nothing
             in the catalog resembles the item.
         """
-        parsed = parse_item_name(item.name)
-        generic = parsed.generic
-        spec = parse_spec(item.specification) if item.specification.strip() else SpecKey(
-            frozenset(), None)
-        inline = parse_spec(parsed.spec)
-        spec = SpecKey(spec.doses or inline.doses,
-                       spec.count if spec.count is not None else inline.count)
-        mcore = manufacturer_core(item.manufacturer) if item.manufacturer.strip() else ""
-        form = dosage_form_of(generic)
-
-        exact: set[int] = set()
-        standard = split_standard_code(item.standard_code) if item.standard_code else None
-        if standard is not None:
-            exact.update(_get(self._by_standard, standard[0]))
-        approval = _approval_key(item.approval_no) if item.approval_no.strip() else ""
-        by_approval = set(_get(self._by_approval, approval)) if approval else set()
-        brands = {normalize_text(x) for x in parsed.extras}
-        if _BRAND.fullmatch(generic):
-            brands.add(generic)
-        by_brand = {i for b in brands for i in self._by_brand.get(b, ())}
-        extra_groups = {self._group_of[i] for i in exact | by_approval | by_brand}
-        enterprise = standard[0][3:8] if standard is not None else ""
-
+        query = self._query(item)
         ranked: list[tuple[float, int, tuple[str, ...]]] = []
-        for g, name_score in self._candidate_groups(generic, extra_groups):
+        for g, name_score in self._candidate_groups(query.generic, query.extra_groups):
             group = self._groups[g]
-            products = self._products(group, mcore, spec)
-            for i in exact | by_approval | by_brand:
+            products = self._products(group, query.mcore, query.spec)
+            for i in query.evidence_rows:
                 if self._group_of[i] == g and i not in products:
-                    products[i] = self._manufacturer(mcore, i)
-            for i, mscore in products.items():
-                total, reasons = self._score(i, group, name_score, form, spec, mcore, mscore,
-                                             i in exact, i in by_approval, i in by_brand,
-                                             enterprise)
+                    products[i] = self._manufacturer(query.mcore, i)
+            for i, maker in products.items():
+                total, reasons = self._score(i, group, name_score, query, maker)
                 ranked.append((total, i, reasons))
         ranked.sort(key=lambda x: (-x[0], self._entries[x[1]].code))
         return [
@@ -395,71 +388,133 @@ class SuggestionIndex:
             for total, i, reasons in ranked[:limit]
         ]
 
+    def _query(self, item: HospitalItem) -> _Query:
+        parsed = parse_item_name(item.name)
+        generic = parsed.generic
+        spec = parse_spec(item.specification) if item.specification.strip() else SpecKey(
+            frozenset(), None)
+        inline = parse_spec(parsed.spec)
+        spec = SpecKey(spec.doses or inline.doses,
+                       spec.count if spec.count is not None else inline.count)
+        standard = item_standard_code(item.standard_code) if item.standard_code else ""
+        exact = frozenset(_get(self._by_standard, standard)) if standard else frozenset()
+        approval = item_approval_key(item.approval_no) if item.approval_no.strip() else ""
+        by_approval = frozenset(_get(self._by_approval, approval)) if approval else frozenset()
+        brands = {normalize_text(x) for x in parsed.extras}
+        if _BRAND.fullmatch(generic):
+            brands.add(generic)
+        by_brand = frozenset(i for b in brands for i in self._by_brand.get(b, ()))
+        # a 本位码 or an approval number names the maker even when the item does not:
+        # its enterprise segment is the last five characters of the maker's codes
+        enterprises = {standard[3:8]} if standard else set()
+        enterprises.update(self._entries[i].code[-5:] for i in exact | by_approval)
+        return _Query(
+            generic=generic, form=dosage_form_of(generic), spec=spec,
+            maker_text=item.manufacturer.strip(), mcore=maker_core(item.manufacturer),
+            exact=exact, by_approval=by_approval, by_brand=by_brand,
+            enterprises=frozenset(enterprises),
+            extra_groups=frozenset(self._group_of[i] for i in exact | by_approval | by_brand))
+
     def _score(
-        self,
-        i: int,
-        group: _Group,
-        name_score: float,
-        form: str,
-        spec: SpecKey,
-        mcore: str,
-        mscore: float,
-        exact: bool,
-        approval: bool,
-        brand: bool,
-        enterprise: str,
+        self, i: int, group: _Group, name_score: float, query: _Query, maker: MakerMatch,
     ) -> tuple[float, tuple[str, ...]]:
         entry = self._entries[i]
         reasons = [f"通用名 {entry.generic_name or entry.name} 相似度 {name_score:.0f}"]
         total = 0.40 * name_score
-        if form and group.form:
-            if form == group.form:
-                total += 5
-                reasons.append(f"剂型 {form} 一致")
-            else:
-                total -= 10
-                reasons.append(f"剂型不同 {form}≠{group.form}")
-        cspec = self._spec[i]
-        if spec.doses and cspec.doses:
-            if spec.doses == cspec.doses or spec.doses <= cspec.doses:
-                total += 20
-                reasons.append(f"规格 {'/'.join(sorted(spec.doses))} 一致")
-            elif spec.doses & cspec.doses:
-                total += 12
-                reasons.append(f"规格部分一致 {'/'.join(sorted(spec.doses & cspec.doses))}")
-            else:
-                total -= 10
-                reasons.append(f"规格不同 {'/'.join(sorted(spec.doses))}≠"
-                               f"{'/'.join(sorted(cspec.doses))}")
-        else:
-            total += 8
-        ccount = self._count[i]
-        if spec.count is not None and ccount is not None:
-            if spec.count == ccount:
-                total += 5
-                reasons.append(f"包装数量 {ccount} 一致")
-            else:
-                total -= 3
-                reasons.append(f"包装数量不同 {spec.count}≠{ccount}")
-        if mcore:
-            total += 0.25 * mscore
-            if mscore >= 60:
-                reasons.append(f"厂家 {entry.manufacturer or self._core[i]} 相似度 {mscore:.0f}")
-            else:
-                reasons.append(f"厂家不符 ({entry.manufacturer or '目录未写'})")
-        if approval:
-            total += 20
-            reasons.append(f"批准文号 {entry.approval_no} 一致")
-        if exact:
-            total += 40
-            reasons.append(f"本位码 {entry.standard_code} 一致")
-        elif enterprise and entry.code[-5:] == enterprise:
-            total += 10
-            reasons.append(f"本位码企业段 {enterprise} 与编码企业段一致")
-        if brand:
-            total += 8
-            reasons.append(f"商品名 {self._brand[i]} 一致")
+        for points, reason in (
+            _form_points(query.form, group.form),
+            _dose_points(query.spec.doses, self._spec[i].doses),
+            _pack_points(query.spec.count, self._count[i]),
+            _maker_points(query, maker, entry.manufacturer or self._core[i]),
+            self._evidence_points(i, query),
+        ):
+            total += points
+            if reason:
+                reasons.append(reason)
         return total, tuple(reasons)
+
+    def _evidence_points(self, i: int, query: _Query) -> tuple[float, str]:
+        entry = self._entries[i]
+        points, said = 0.0, []
+        if i in query.exact:
+            points += 40
+            said.append(f"本位码一致 ({entry.standard_code})")
+        if i in query.by_approval:
+            points += 20
+            said.append(f"批准文号一致 ({entry.approval_no})")
+        if i not in query.exact and i not in query.by_approval \
+                and entry.code[-5:] in query.enterprises:
+            # another pack or strength of the same maker's product
+            points += 15
+            said.append(f"企业段一致 ({entry.code[-5:]}, 同厂家)")
+        if i in query.by_brand:
+            points += 8
+            said.append(f"商品名 {self._brand[i]} 一致")
+        return points, "; ".join(said)
+
+
+@dataclass(frozen=True, slots=True)
+class _Query:
+    """A hospital item read once: the parts every candidate is compared with."""
+
+    generic: str
+    form: str
+    spec: SpecKey
+    maker_text: str
+    mcore: str
+    exact: frozenset[int]  # rows with the item's 本位码
+    by_approval: frozenset[int]
+    by_brand: frozenset[int]
+    enterprises: frozenset[str]  # enterprise segments the 本位码 or approval number name
+    extra_groups: frozenset[int]  # generic-name groups of those rows, whatever the name says
+
+    @property
+    def evidence_rows(self) -> frozenset[int]:
+        return self.exact | self.by_approval | self.by_brand
+
+
+
+def _form_points(form: str, catalog_form: str) -> tuple[float, str]:
+    if not form or not catalog_form:
+        return 0.0, ""
+    if form == catalog_form:
+        return 5.0, f"剂型 {form} 一致"
+    return -10.0, f"剂型不同 {form}≠{catalog_form}"
+
+
+def _dose_points(doses: frozenset[str], catalog_doses: frozenset[str]) -> tuple[float, str]:
+    if not doses or not catalog_doses:
+        return 8.0, ""
+    if doses <= catalog_doses:
+        return 20.0, f"规格 {'/'.join(sorted(doses))} 一致"
+    if doses & catalog_doses:
+        return 12.0, f"规格部分一致 {'/'.join(sorted(doses & catalog_doses))}"
+    return -10.0, f"规格不同 {'/'.join(sorted(doses))}≠{'/'.join(sorted(catalog_doses))}"
+
+
+def _pack_points(count: int | None, catalog_count: int | None) -> tuple[float, str]:
+    # the same product of the same maker comes in several packs, one code each:
+    # the pack quantity is what tells those codes apart
+    if count is None or catalog_count is None:
+        return 0.0, ""
+    if count == catalog_count:
+        return 12.0, f"包装数量一致 ({count})"
+    return -8.0, f"包装数量不同 ({count}≠{catalog_count})"
+
+
+def _maker_points(query: _Query, maker: MakerMatch, catalog_maker: str) -> tuple[float, str]:
+    if not query.mcore:
+        return 0.0, ""
+    points = 0.25 * maker.score
+    if maker.kind is MakerMatchKind.SAME:
+        return points, f"厂家一致: {catalog_maker}"
+    if maker.kind is MakerMatchKind.ABBREVIATION:
+        return points, f"厂家简称匹配: {query.maker_text} ({catalog_maker})"
+    if maker.kind is MakerMatchKind.GARBLED:
+        return points, f"厂家名残缺匹配: {query.maker_text} ≈ {catalog_maker}"
+    if maker.kind is MakerMatchKind.SIMILAR:
+        return points, f"厂家相近 {maker.score:.0f}: {catalog_maker}"
+    return points, f"厂家不符 ({catalog_maker or '目录未写'})"
 
 
 _CATALOG_COLUMNS = {
