@@ -23,6 +23,7 @@ from gateway.config import ROLES, GatewayConfig, load_config
 from gateway.crosswalk import cli as cli_mappings
 from gateway.ingest.framing import END, START, frame
 from gateway.native import native_status
+from gateway.security import audit_cli
 
 __all__ = ["main"]
 
@@ -469,6 +470,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--url", default="http://127.0.0.1:8090")
     s.set_defaults(func=cmd_sim_counts)
     cli_mappings.register(sub)
+    audit_cli.register(sub)
     return p
 
 
