@@ -315,6 +315,10 @@ class LedgerConfig(_Frozen):
                                   "default: <data_dir>/ledger.db")
     calendar_dir: Path = Path("config/calendar")
     rules: Path = Path("config/rules.yaml")
+    dosage_forms: Path = Field(
+        default=Path("config/dosage_forms.yaml"),
+        description="dosage-form groups (剂型分组): which forms of a generic name are one "
+                    "contract")
     contracts: Path | None = Field(default=None, description="CSV/XLSX imported at start")
 
 
@@ -502,7 +506,7 @@ def _resolve_paths(cfg: GatewayConfig, base: Path) -> GatewayConfig:
     led = cfg.ledger
     led = led.model_copy(update={
         "calendar_dir": fix(led.calendar_dir), "rules": fix(led.rules),
-        "path": fix(led.path) if led.path else None,
+        "dosage_forms": fix(led.dosage_forms), "path": fix(led.path) if led.path else None,
         "contracts": fix(led.contracts) if led.contracts else None})
     cds = cfg.cds.model_copy(update={"clients": tuple(
         c.model_copy(update={"jwks_file": None if c.jwks_file is None else fix(c.jwks_file)})
@@ -548,7 +552,8 @@ def _check_adapters(cfg: GatewayConfig, file: str) -> None:
     files: list[tuple[str, Path | None]] = [("crosswalk.csv", cfg.crosswalk.csv)]
     if cfg.ledger.enabled:
         files += [("ledger.calendar_dir", cfg.ledger.calendar_dir),
-                  ("ledger.rules", cfg.ledger.rules), ("ledger.contracts", cfg.ledger.contracts)]
+                  ("ledger.rules", cfg.ledger.rules), ("ledger.contracts", cfg.ledger.contracts),
+                  ("ledger.dosage_forms", cfg.ledger.dosage_forms)]
     if cfg.cds.enabled:
         files += [(f"cds.clients[{i}].jwks_file", c.jwks_file)
                   for i, c in enumerate(cfg.cds.clients) if c.jwks_file is not None]

@@ -47,10 +47,11 @@ def refresh_circuits(m: Metrics, breakers: Mapping[str, CircuitBreaker], now: fl
 
 def refresh_contracts(m: Metrics, ledger: Ledger, now: datetime,
                       cap: int = MAX_CONTRACTS) -> None:
-    """Completion and time progress of the contracts whose cycle includes today (the first
-    ``cap`` by hospital and id); a contract that ended or was replaced drops out."""
+    """Completion and time progress of the contracts whose agreement year includes today
+    (the first ``cap`` by hospital and id); a contract that ended or was replaced drops
+    out."""
     today = now.date()
-    current = sorted((c for c in ledger.contracts() if c.cycle_start <= today <= c.cycle_end),
+    current = sorted((c for c in ledger.contracts() if c.active_on(today)),
                      key=lambda c: (c.hospital_id, c.contract_id))[:cap]
     seen: set[tuple[str, str]] = set()
     for contract in current:

@@ -1,13 +1,24 @@
 """Procurement results (集采中选结果) and each hospital's agreement, imported from files or JSON.
 
-One row per hospital × project/batch × winning product; rows of the same hospital,
-project, batch and generic name form one contract. Products of the same generic name
-that did not win are known through the national codes: they share the class and
-generic-name segments (:func:`generic_key`).
+One row per hospital × project/batch × winning product (× agreement year); rows of the
+same hospital, project, batch, generic name, dosage-form group and agreement year form
+one contract. Products of the same generic name that did not win are known through the
+national codes: they share the class and generic-name segments (:func:`generic_key`),
+and for western drugs the dosage-form segment's group (``dosage_forms.py``) — a tablet
+line never counts into an injection's contract.
+
+A procurement cycle lasts one to three years (R2) and the agreement is signed per year,
+with a yearly agreed volume (R1: a share of the hospital's annual use): each contract is
+one agreement year, and completion and 序时进度 run over that year. A row without
+``year_start`` / ``year_end`` gives the agreed volume of every agreement year of its
+cycle; a row with them gives one year's. A renewal (接续) names the project / batch it
+continues in ``renews``.
 
 Columns (CSV header / XLSX first row / JSON keys), Chinese aliases accepted:
 ``hospital_id, project, batch, generic_name, national_code, product_name, winning_price,
 supplier, cycle_start, cycle_end, agreed_volume, agreed_ratio`` and optionally
+``dosage_form`` (剂型: a group or a form in it; derived from the national code or the
+product name when absent), ``year_start``, ``year_end`` (协议年度), ``renews`` (接续),
 ``category`` (drug / consumable), ``reported_demand``, ``last_year_purchases``, ``unit``.
 """
 
@@ -15,20 +26,24 @@ from __future__ import annotations
 
 import csv
 import io
+import itertools
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Any
 
 from canonical.errors import GatewayError
+from gateway.ledger.dosage_forms import DosageForms, current_dosage_forms
 
 __all__ = [
+    "MAX_CYCLE_YEARS",
     "Contract",
     "ContractFormatError",
     "WinningProduct",
+    "agreement_years",
     "contracts_from_rows",
     "generic_key",
     "is_drug_code",
@@ -41,6 +56,9 @@ __all__ = [
 _X = re.compile(r"^X[A-Z]\d\d[A-Z]{2}[A-Z]\d{3}[A-Z]\d{3}\d{2}\d{2}\d{5}$")
 _Z = re.compile(r"^Z[A-Z]\d\d[A-Z]{2}[A-Z]\d{4}\d{2}\d{2}\d{5}$")
 _C = re.compile(r"^C\d{19}(\d{7})?$")
+
+# 1 winner: one year; 2–3 winners: two years, extended by at most one (R2, SX 五(一))
+MAX_CYCLE_YEARS = 3
 
 
 class ContractFormatError(GatewayError, ValueError):
@@ -102,11 +120,52 @@ class Contract:
     unit: str = ""
     reported_demand: Decimal | None = None  # 报量
     last_year_purchases: Decimal | None = None  # 上一年度实际采购量
+    # the dosage-form group as results name it (口服常释剂型, 注射剂; "" when unknown)
+    dosage_form: str = ""
+    # the group lines are matched by: derived from the national codes, "" for codes
+    # without a dosage-form segment (Z, C)
+    form_key: str = ""
+    # the agreement year (协议年度) inside the cycle; None: the cycle is one year
+    year_start: date | None = None
+    year_end: date | None = None
+    renews: str = ""  # the project/batch this cycle continues (接续), "" for a first cycle
 
     @property
     def contract_id(self) -> str:
-        """Stable identifier: hospital / project / batch / generic key."""
+        """Stable identifier: hospital / project / batch / generic key, then the dosage-form
+        group and the agreement year's start when there are."""
+        cid = f"{self.hospital_id}/{self.project}/{self.batch}/{self.generic_key}"
+        if self.form_key:
+            cid += f"/{self.form_key}"
+        if self.year_start is not None:
+            cid += f"/{self.year_start.isoformat()}"
+        return cid
+
+    @property
+    def legacy_id(self) -> str:
+        """The identifier of releases that keyed contracts by generic name only."""
         return f"{self.hospital_id}/{self.project}/{self.batch}/{self.generic_key}"
+
+    @property
+    def group_key(self) -> tuple[str, str]:
+        """(generic key, dosage-form key): the products this contract counts."""
+        return self.generic_key, self.form_key
+
+    @property
+    def period_start(self) -> date:
+        """First day of the agreement year (the cycle's when it is one year)."""
+        return self.year_start or self.cycle_start
+
+    @property
+    def period_end(self) -> date:
+        """Last day of the agreement year."""
+        return self.year_end or self.cycle_end
+
+    @property
+    def year_no(self) -> int:
+        """Which agreement year of the cycle this is (1, 2, 3)."""
+        return 1 + sum(1 for s, _ in agreement_years(self.cycle_start, self.cycle_end)
+                       if s < self.period_start)
 
     @property
     def winning_codes(self) -> frozenset[str]:
@@ -121,8 +180,29 @@ class Contract:
         return None
 
     def active_on(self, day: date) -> bool:
-        """Whether ``day`` lies in the procurement cycle."""
-        return self.cycle_start <= day <= self.cycle_end
+        """Whether ``day`` lies in this agreement year."""
+        return self.period_start <= day <= self.period_end
+
+
+def _anniversary(day: date, years: int) -> date:
+    try:
+        return day.replace(year=day.year + years)
+    except ValueError:  # 29 February
+        return day.replace(year=day.year + years, day=28)
+
+
+def agreement_years(cycle_start: date, cycle_end: date) -> list[tuple[date, date]]:
+    """The agreement years of a cycle: from each anniversary of its start to the day before
+    the next, the last one ending with the cycle."""
+    out: list[tuple[date, date]] = []
+    start = cycle_start
+    n = 0
+    while start <= cycle_end:
+        n += 1
+        nxt = _anniversary(cycle_start, n)
+        out.append((start, min(nxt - timedelta(days=1), cycle_end)))
+        start = nxt
+    return out
 
 
 _ALIASES = {
@@ -142,6 +222,10 @@ _ALIASES = {
     "unit": ("unit", "单位"),
     "reported_demand": ("reported_demand", "报量", "填报需求量"),
     "last_year_purchases": ("last_year_purchases", "上年采购量", "上一年度采购量"),
+    "dosage_form": ("dosage_form", "剂型", "剂型分组"),
+    "year_start": ("year_start", "协议年度开始", "年度开始"),
+    "year_end": ("year_end", "协议年度结束", "年度结束"),
+    "renews": ("renews", "接续", "接续批次"),
 }
 _REQUIRED = ("hospital_id", "project", "batch", "generic_name", "national_code",
              "winning_price", "cycle_start", "cycle_end", "agreed_volume", "agreed_ratio")
@@ -188,21 +272,75 @@ def _day(value: Any, col: str, where: str, problems: list[str]) -> date | None:
         return None
 
 
-def contracts_from_rows(rows: Iterable[Mapping[str, Any]], source: str) -> list[Contract]:
+def _form(row: Mapping[str, Any], code: str, name: str, forms: DosageForms, where: str,
+          problems: list[str]) -> tuple[str, str] | None:
+    """(dosage-form group, form key) of one row, or None after noting a problem."""
+    key = forms.code_group(code)
+    given = str(row.get("dosage_form") or "").strip()
+    if given:
+        group = forms.form_group(given)
+        if group is None:
+            problems.append(f"{where}: dosage_form: {given!r} is in no dosage-form group "
+                            f"(known: {', '.join(forms.known())}; add it to "
+                            "config/dosage_forms.yaml)")
+            return None
+        if key and group != key:
+            problems.append(f"{where}: dosage_form: {given!r} ({group}) is not the form of "
+                            f"national code {code} ({key}); if the code's segment "
+                            f"{code[10:14]} belongs to {group}, add it to that group in "
+                            "config/dosage_forms.yaml")
+            return None
+        return group, key
+    return key or forms.name_group(name) or "", key
+
+
+def _years(row: Mapping[str, Any], start: date, end: date, where: str,
+           problems: list[str]) -> list[tuple[date, date]] | None:
+    """The agreement years a row speaks for: the one it names, or every year of its cycle."""
+    cycle = agreement_years(start, end)
+    if len(cycle) > MAX_CYCLE_YEARS:
+        problems.append(f"{where}: the cycle {start} – {end} is longer than "
+                        f"{MAX_CYCLE_YEARS} years")
+        return None
+    ys, ye = row.get("year_start"), row.get("year_end")
+    if ys in (None, "") and ye in (None, ""):
+        return cycle
+    if ys in (None, "") or ye in (None, ""):
+        problems.append(f"{where}: give both year_start and year_end, or neither")
+        return None
+    y0 = _day(ys, "year_start", where, problems)
+    y1 = _day(ye, "year_end", where, problems)
+    if y0 is None or y1 is None:
+        return None
+    if not start <= y0 <= y1 <= end:
+        problems.append(f"{where}: the agreement year {y0} – {y1} is not inside the cycle "
+                        f"{start} – {end}")
+        return None
+    if y1 >= _anniversary(y0, 1):
+        problems.append(f"{where}: the agreement year {y0} – {y1} is longer than a year")
+        return None
+    return [(y0, y1)]
+
+
+def contracts_from_rows(rows: Iterable[Mapping[str, Any]], source: str,
+                        forms: DosageForms | None = None) -> list[Contract]:
     """Group procurement-result rows into contracts, checking every row.
 
     Args:
         rows: mappings from column name (English or Chinese alias) to value.
         source: the file name or "api", used in error messages.
+        forms: the dosage-form groups; the process's table when None.
 
     Returns:
-        The contracts, in the order their first row appeared.
+        The contracts, one per agreement year, in the order their first row appeared.
 
     Raises:
         ContractFormatError: listing every bad row and column at once.
     """
+    forms = forms or current_dosage_forms()
     problems: list[str] = []
-    groups: dict[tuple[str, str, str, str], dict[str, Any]] = {}
+    GroupKey = tuple[str, str, str, str, str, date]
+    groups: dict[GroupKey, dict[str, Any]] = {}
     for n, raw in enumerate(rows, start=2):
         where = f"row {n}"
         row = _canonical_row(raw)
@@ -223,7 +361,9 @@ def contracts_from_rows(rows: Iterable[Mapping[str, Any]], source: str) -> list[
         end = _day(row["cycle_end"], "cycle_end", where, problems)
         demand = _dec(row.get("reported_demand"), "reported_demand", where, problems)
         last_year = _dec(row.get("last_year_purchases"), "last_year_purchases", where, problems)
-        if None in (price, volume, ratio, start, end):
+        name = str(row.get("product_name") or row["generic_name"])
+        form = _form(row, code, name, forms, where, problems)
+        if None in (price, volume, ratio, start, end) or form is None:
             continue
         assert price is not None and volume is not None and ratio is not None
         assert start is not None and end is not None
@@ -237,33 +377,58 @@ def contracts_from_rows(rows: Iterable[Mapping[str, Any]], source: str) -> list[
         if category not in ("drug", "consumable"):
             problems.append(f"{where}: category: {category!r} must be drug or consumable")
             continue
-        key = (str(row["hospital_id"]), str(row["project"]), str(row["batch"]), gkey)
-        product = WinningProduct(code, str(row.get("product_name") or row["generic_name"]),
-                                 price, str(row.get("supplier") or ""))
-        group = groups.get(key)
-        terms = (str(row["generic_name"]), start, end, volume, ratio, category)
-        if group is None:
-            groups[key] = {"terms": terms, "products": [product], "row": n,
-                           "unit": str(row.get("unit") or ""), "demand": demand,
-                           "last_year": last_year}
+        years = _years(row, start, end, where, problems)
+        if years is None:
             continue
-        if group["terms"] != terms:
-            problems.append(f"{where}: generic name, cycle, agreed volume, ratio or category "
-                            f"differ from row {group['row']} of the same contract")
-            continue
-        if any(p.national_code == code for p in group["products"]):
-            problems.append(f"{where}: national_code {code} repeats row {group['row']}")
-            continue
-        group["products"].append(product)
+        product = WinningProduct(code, name, price, str(row.get("supplier") or ""))
+        terms = (str(row["generic_name"]), start, end, volume, ratio, category, form[0],
+                 str(row.get("renews") or ""))
+        for y0, y1 in years:
+            key = (str(row["hospital_id"]), str(row["project"]), str(row["batch"]), gkey,
+                   form[1], y0)
+            group = groups.get(key)
+            if group is None:
+                groups[key] = {"terms": terms, "year_end": y1, "products": [product], "row": n,
+                               "unit": str(row.get("unit") or ""), "demand": demand,
+                               "last_year": last_year}
+                continue
+            if group["terms"] != terms or group["year_end"] != y1:
+                problems.append(f"{where}: generic name, cycle, agreement year, agreed volume, "
+                                f"ratio, category, dosage form or renewal differ from row "
+                                f"{group['row']} of the same contract")
+                break
+            if any(p.national_code == code for p in group["products"]):
+                problems.append(f"{where}: national_code {code} repeats row {group['row']}"
+                                f" for the agreement year from {y0}")
+                break
+            group["products"].append(product)
+    _check_overlaps(groups, problems)
     if problems:
         raise ContractFormatError(source, problems)
     contracts = []
-    for (hospital, project, batch, gkey), g in groups.items():
-        generic, start, end, volume, ratio, category = g["terms"]
-        contracts.append(Contract(hospital, project, batch, generic, gkey, start, end, volume,
-                                  ratio, tuple(g["products"]), category, g["unit"], g["demand"],
-                                  g["last_year"]))
+    for (hospital, project, batch, gkey, form_key, y0), g in groups.items():
+        generic, start, end, volume, ratio, category, form_name, renews = g["terms"]
+        single = y0 == start and g["year_end"] == end
+        contracts.append(Contract(
+            hospital, project, batch, generic, gkey, start, end, volume, ratio,
+            tuple(g["products"]), category, g["unit"], g["demand"], g["last_year"],
+            form_name, form_key, None if single else y0, None if single else g["year_end"],
+            renews))
     return contracts
+
+
+def _check_overlaps(groups: Mapping[tuple[str, str, str, str, str, date], Mapping[str, Any]],
+                    problems: list[str]) -> None:
+    """Agreement years of one contract must not overlap: a line would count twice."""
+    spans: dict[tuple[str, str, str, str, str], list[tuple[date, date, int]]] = {}
+    for (h, p, b, gkey, fkey, y0), g in groups.items():
+        spans.setdefault((h, p, b, gkey, fkey), []).append((y0, g["year_end"], g["row"]))
+    for lst in spans.values():
+        lst.sort()
+        for (s0, e0, r0), (s1, _, r1) in itertools.pairwise(lst):
+            if s1 <= e0:
+                problems.append(f"row {r1}: the agreement year from {s1} overlaps the one of "
+                                f"row {r0} ({s0} – {e0})")
 
 
 def read_contracts_csv(text: str, source: str = "csv") -> list[Contract]:

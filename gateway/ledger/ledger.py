@@ -56,6 +56,7 @@ from gateway.ledger.deadlines import (
     order_state,
     payment_deadline,
 )
+from gateway.ledger.dosage_forms import current_dosage_forms
 from gateway.ledger.metrics import ContractStatus, Counters, contract_status, ratio
 from gateway.ledger.prices import above_winning_price
 from gateway.rules import Finding, Replacement, RuleSet, RuleSeverity, evaluate_line
@@ -211,7 +212,9 @@ class Ledger:
         self.resolve_item = resolve_item
         self.version = 0  # the store's ledger version the view reflects
         self._contracts: dict[str, Contract] = {}
-        self._by_generic: dict[tuple[str, str], list[Contract]] = {}
+        # (hospital, generic key, dosage-form key) → contracts, by agreement year
+        self._by_generic: dict[tuple[str, str, str], list[Contract]] = {}
+        self._keys: dict[str, tuple[str, str] | None] = {}  # national code → product key
         self._counters: dict[str, Counters] = {}
         self._status_cache: dict[str, tuple[date, int, Contract, Counters, ContractStatus]] = {}
         # rule results for a line, reused until contracts, counters or stock change
@@ -241,8 +244,16 @@ class Ledger:
         await self.catch_up()
         changed = [c for c in items if self._contracts.get(c.contract_id) != c]
         if changed:
+            # an earlier release stored a contract under its generic key alone, with every
+            # agreement year and dosage form in one body: that body goes, and what of it
+            # this import does not replace is stored again under its own id
+            legacy = {c.legacy_id for c in changed}
+            given = {c.contract_id for c in changed}
+            kept = [c for c in self._contracts.values() if c.legacy_id in legacy
+                    and c.contract_id not in given and c.contract_id != c.legacy_id]
+            retire = sorted(legacy - given)
             await self.tables.save_contracts([(c.contract_id, _contract_rows(c))
-                                              for c in changed], now)
+                                              for c in [*changed, *kept]], now, retire=retire)
             await self.catch_up()
         return len(items)
 
@@ -253,22 +264,38 @@ class Ledger:
 
     def _index(self, contracts: Iterable[Contract]) -> None:
         self._contracts = {c.contract_id: c for c in contracts}
-        by_generic: dict[tuple[str, str], list[Contract]] = {}
-        for c in self._contracts.values():
-            by_generic.setdefault((c.hospital_id, c.generic_key), []).append(c)
-        for lst in by_generic.values():
-            lst.sort(key=lambda c: c.cycle_start)
-        self._by_generic = by_generic
+        self._by_generic = _by_product(self._contracts.values())
+        self._keys = {}
+
+    def product_key(self, national_code: str) -> tuple[str, str] | None:
+        """(generic key, dosage-form key) of a national code: the contracts it counts in."""
+        found = self._keys.get(national_code, ())
+        if found != ():
+            return found  # type: ignore[return-value]
+        key = product_key(national_code)
+        if len(self._keys) < 200_000:
+            self._keys[national_code] = key
+        return key
 
     def contract_for(self, hospital_id: str, national_code: str, day: date) -> Contract | None:
-        """The contract whose cycle covers ``day`` for the code's generic name."""
-        key = generic_key(national_code)
+        """The contract whose agreement year covers ``day`` for the code's generic name and
+        dosage-form group."""
+        key = self.product_key(national_code)
         if key is None:
             return None
-        for c in self._by_generic.get((hospital_id, key), ()):
+        for c in self._by_generic.get((hospital_id, *key), ()):
             if c.active_on(day):
                 return c
         return None
+
+    def predecessor(self, contract: Contract) -> Contract | None:
+        """The agreement year before ``contract``'s: the previous year of its cycle, or for
+        the first year of a renewal (接续) the last year of the cycle it continues."""
+        same = self._by_generic.get((contract.hospital_id, *contract.group_key), [])
+        earlier = [c for c in same if c.period_end < contract.period_start and (
+            (c.project, c.batch) == (contract.project, contract.batch)
+            or (contract.renews and contract.renews in (c.batch, f"{c.project}/{c.batch}")))]
+        return max(earlier, key=lambda c: c.period_start, default=None)
 
     # -- the view ----------------------------------------------------------------------
 
@@ -281,9 +308,9 @@ class Ledger:
 
     def _fold(self, hospital: str, code: str, kind: EventKind, day: date, online: bool,
               qty: Decimal, amount: Decimal) -> None:
-        key = generic_key(code)
+        key = self.product_key(code)
         if key is not None:
-            for c in self._by_generic.get((hospital, key), ()):
+            for c in self._by_generic.get((hospital, *key), ()):
                 if c.active_on(day):
                     counters = self._counters.get(c.contract_id)
                     if counters is None:  # not setdefault: a Counters() per line is costly
@@ -725,18 +752,35 @@ class Ledger:
     def fold_rows(self, rows: Iterable[DailyRow], contracts: Iterable[Contract]
                   ) -> dict[str, Counters]:
         """Counters of ``contracts`` from daily rows (for period reports)."""
-        index: dict[tuple[str, str], list[Contract]] = {}
-        for c in contracts:
-            index.setdefault((c.hospital_id, c.generic_key), []).append(c)
+        index = _by_product(contracts)
         out: dict[str, Counters] = {}
         for r in rows:
-            key = generic_key(r.national_code)
-            for c in index.get((r.hospital_id, key or ""), ()):
+            key = self.product_key(r.national_code)
+            if key is None:
+                continue
+            for c in index.get((r.hospital_id, *key), ()):
                 if c.active_on(r.day):
                     out.setdefault(c.contract_id, Counters()).add(
                         EventKind(r.kind), r.national_code in c.winning_codes, r.national_code,
                         r.qty, r.amount, r.day)
         return out
+
+
+def product_key(national_code: str) -> tuple[str, str] | None:
+    """(generic key, dosage-form key) of a national code, None for other codes."""
+    gkey = generic_key(national_code)
+    if gkey is None:
+        return None
+    return gkey, current_dosage_forms().code_group(national_code)
+
+
+def _by_product(contracts: Iterable[Contract]) -> dict[tuple[str, str, str], list[Contract]]:
+    index: dict[tuple[str, str, str], list[Contract]] = {}
+    for c in contracts:
+        index.setdefault((c.hospital_id, *c.group_key), []).append(c)
+    for lst in index.values():
+        lst.sort(key=lambda c: c.period_start)
+    return index
 
 
 def _add_weekdays(start: date, n: int) -> date:
@@ -759,4 +803,7 @@ def _contract_rows(c: Contract) -> dict[str, Any]:
         "agreed_ratio": str(c.agreed_ratio), "category": c.category, "unit": c.unit,
         "reported_demand": "" if c.reported_demand is None else str(c.reported_demand),
         "last_year_purchases": "" if c.last_year_purchases is None
-        else str(c.last_year_purchases)} for p in c.products]}
+        else str(c.last_year_purchases), "dosage_form": c.dosage_form,
+        "year_start": "" if c.year_start is None else c.year_start.isoformat(),
+        "year_end": "" if c.year_end is None else c.year_end.isoformat(),
+        "renews": c.renews} for p in c.products]}

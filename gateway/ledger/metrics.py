@@ -153,7 +153,7 @@ def projected_received(c: Counters, as_of: date, elapsed: int, total: int,
 
 def contract_status(contract: Contract, c: Counters, as_of: date) -> ContractStatus:
     """Compute a contract's metrics from its counters on ``as_of``."""
-    progress, elapsed, total = time_progress(contract.cycle_start, contract.cycle_end, as_of)
+    progress, elapsed, total = time_progress(contract.period_start, contract.period_end, as_of)
     completion = ratio(c.received_qty, contract.agreed_volume)
     projected = None
     if completion is not None and elapsed > 0:

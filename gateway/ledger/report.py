@@ -82,8 +82,9 @@ async def build_report(ledger: Ledger, hospital_id: str, now: datetime,
     else:
         since, until = month_bounds(month)
         until = min(until, today)
+    # one row per agreement year that has begun (and overlaps the month asked for)
     contracts = [c for c in ledger.contracts(hospital_id)
-                 if c.cycle_start <= until and (since is None or c.cycle_end >= since)]
+                 if c.period_start <= until and (since is None or c.period_end >= since)]
     to_date = await ledger.daily_rows(hospital_id, None, until)
     cumulative = ledger.fold_rows(to_date, contracts)
     rows = to_date if since is None else [r for r in to_date if r.day >= since]
@@ -98,7 +99,8 @@ async def build_report(ledger: Ledger, hospital_id: str, now: datetime,
     summary = {"contracted_products": 0, "zero_purchase_products": 0,
                "below_time_progress": 0, "over_purchased": 0, "nonwinning_bought": 0,
                "at_risk": 0, "no_sales_one_year": 0}
-    for c in sorted(contracts, key=lambda c: (c.project, c.batch, c.generic_key)):
+    for c in sorted(contracts, key=lambda c: (c.project, c.batch, c.generic_key, c.form_key,
+                                              c.period_start)):
         st = contract_status(c, cumulative.get(c.contract_id, Counters()), until)
         pst = contract_status(c, period.get(c.contract_id, Counters()), until)
         min_price = min(p.winning_price for p in c.products)
@@ -108,7 +110,7 @@ async def build_report(ledger: Ledger, hospital_id: str, now: datetime,
         item = {
             "contract_id": c.contract_id, "project": c.project, "batch": c.batch,
             "generic_name": c.generic_name, "generic_key": c.generic_key,
-            "category": c.category,
+            "dosage_form": c.dosage_form, "category": c.category,
             "winning_products": [{"national_code": p.national_code, "name": p.product_name,
                                   "winning_price": str(p.winning_price),
                                   "supplier": p.supplier,
@@ -120,6 +122,10 @@ async def build_report(ledger: Ledger, hospital_id: str, now: datetime,
                                                                       p.national_code)) is None
                                   else str(s)} for p in c.products],
             "cycle_start": c.cycle_start.isoformat(), "cycle_end": c.cycle_end.isoformat(),
+            "agreement_year": c.year_no, "year_start": c.period_start.isoformat(),
+            "year_end": c.period_end.isoformat(), "renews": c.renews or None,
+            "previous_year": None if (prev := ledger.predecessor(c)) is None
+            else prev.contract_id,
             "agreed_volume": str(c.agreed_volume), "agreed_ratio": str(c.agreed_ratio),
             "received_qty": str(st.received_qty), "received_amount": str(st.received_amount),
             "completion": _r(st.completion), "time_progress": _r(st.time_progress),
@@ -178,7 +184,8 @@ def _unsold(code: str, cycle_start: date, last_sale: dict[str, date], year_ago: 
     return sold is None or sold < year_ago
 
 
-CSV_COLUMNS = ("contract_id", "project", "batch", "generic_name", "agreed_volume",
+CSV_COLUMNS = ("contract_id", "project", "batch", "generic_name", "dosage_form",
+               "agreement_year", "year_start", "year_end", "agreed_volume",
                "received_qty", "received_amount", "completion", "time_progress", "lagging",
                "projected_completion", "at_risk", "over_purchased", "zero_purchase",
                "period_received_qty", "period_received_amount", "qty_share", "amount_share",

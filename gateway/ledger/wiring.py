@@ -19,6 +19,7 @@ import sqlite3
 import time
 from collections.abc import Callable
 from datetime import datetime
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +30,7 @@ from gateway.config import GatewayConfig
 from gateway.ingest.pipeline import Advice
 from gateway.ledger import Evaluation, Ledger, LedgerSettings, read_contracts
 from gateway.ledger.calendar import load_calendar
+from gateway.ledger.dosage_forms import configure_dosage_forms, load_dosage_forms
 from gateway.ledger.ledger import FoldFailed, ResolveItem
 from gateway.ledger.legacy import import_legacy_ledger
 from gateway.rules.loader import load_rules
@@ -78,6 +80,8 @@ async def open_ledger(cfg: GatewayConfig, store: Store, resolve_item: ResolveIte
         StoreError: the store failed.
     """
     lc = cfg.ledger
+    # before any contract is read: the groups decide which contract a product is in
+    configure_dosage_forms(load_dosage_forms(lc.dosage_forms))
     settings = LedgerSettings(calendar=load_calendar(lc.calendar_dir))
     rules = load_rules(lc.rules)
     contracts = None
@@ -126,13 +130,23 @@ def cds_settings(cfg: GatewayConfig, crosswalk: CurrentCrosswalk) -> CdsSettings
 
 def prescription_advisor(
     ledger: Ledger, on_warning: Callable[[Event, Evaluation], None] | None = None,
+    on_committed: Callable[[Event, Evaluation], None] | None = None,
 ) -> Callable[[Event, datetime], Advice]:
-    """The ingest path's hook that turns the rules' findings into ACK warnings."""
+    """The ingest path's hook that turns the rules' findings into ACK warnings.
+
+    ``on_warning`` hears every evaluation with findings at once (counting);
+    ``on_committed`` (webhooks) only once the message is committed and was not a
+    duplicate: other systems must not hear of a prescription the gateway did not take, nor
+    twice of one it took.
+    """
     def advise(event: Event, now: datetime) -> Advice:
         evaluation = ledger.evaluate_prescription(event, now)
-        if evaluation.findings and on_warning is not None:
+        if not evaluation.findings:
+            return Advice(evaluation.issues, evaluation.blocked)
+        if on_warning is not None:
             on_warning(event, evaluation)
-        return Advice(evaluation.issues, evaluation.blocked)
+        notices = () if on_committed is None else (partial(on_committed, event, evaluation),)
+        return Advice(evaluation.issues, evaluation.blocked, notices)
     return advise
 
 

@@ -292,8 +292,10 @@ class LedgerTables(Protocol):
         ...
 
     async def save_contracts(self, items: Sequence[tuple[str, dict[str, Any]]],
-                             now: datetime) -> int:
-        """Insert or replace contracts by id; returns the new ledger version."""
+                             now: datetime, retire: Sequence[str] = ()) -> int:
+        """Insert or replace contracts by id, and delete those with the ids in ``retire``
+        (stored under an id this release no longer gives them), in one transaction;
+        returns the new ledger version."""
         ...
 
     async def update_deadlines(self, updates: Sequence[DeadlineUpdate]) -> list[bool]:

@@ -369,9 +369,14 @@ class PostgresLedger:
             raise StoreError(f"cannot read ledger changes: {exc}") from exc
 
     async def save_contracts(self, items: Sequence[tuple[str, dict[str, Any]]],
-                             now: datetime) -> int:
-        """Insert or replace contracts by id; returns the new ledger version."""
+                             now: datetime, retire: Sequence[str] = ()) -> int:
+        """Insert or replace contracts by id, delete the ``retire`` ids; returns the new
+        ledger version."""
         async with self._locked() as locked:
+            if retire:
+                await locked.con.execute(
+                    "DELETE FROM ledger_contracts WHERE contract_id = ANY($1::text[])",
+                    list(retire))
             await locked.con.executemany(
                 "INSERT INTO ledger_contracts (contract_id, body, imported_at) VALUES ($1, $2,"
                 " $3) ON CONFLICT (contract_id) DO UPDATE SET body = excluded.body,"

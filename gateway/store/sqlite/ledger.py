@@ -329,12 +329,15 @@ class SqliteLedger:
         return await self.store.read(read)
 
     async def save_contracts(self, items: Sequence[tuple[str, dict[str, Any]]],
-                             now: datetime) -> int:
-        """Insert or replace contracts by id; returns the new ledger version."""
+                             now: datetime, retire: Sequence[str] = ()) -> int:
+        """Insert or replace contracts by id, delete the ``retire`` ids; returns the new
+        ledger version."""
         rows = [(cid, contract_body(body), now.isoformat()) for cid, body in items]
 
         def write(con: sqlite3.Connection) -> int:
             version = _bump(con)
+            con.executemany("DELETE FROM ledger_contracts WHERE contract_id = ?",
+                            [(cid,) for cid in retire])
             con.executemany("INSERT OR REPLACE INTO ledger_contracts VALUES (?, ?, ?)", rows)
             _log_change(con, self, version, LedgerChange(contracts=True))
             return version
