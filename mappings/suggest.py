@@ -183,6 +183,7 @@ class SuggestionIndex:
         self._alt_core: list[str] = []
         # the core of the row's own cell even when cut or glued: dictionaries copy it
         self._raw_core: list[str] = []
+        self._clean_maker = bytearray()  # 1 where the manufacturer cell is whole
         self._brand: list[str] = []
         self._group_of: list[int] = []
         self._groups: list[_Group] = []
@@ -250,6 +251,7 @@ class SuggestionIndex:
                     is_clean_manufacturer(entry.manufacturer))
             core, clean = maker
             add_core(core if clean else "")
+            self._clean_maker.append(clean)
             if clean:
                 counter = enterprise_cores.get(entry.code[-5:])
                 if counter is None:
@@ -383,8 +385,10 @@ class SuggestionIndex:
                 total, reasons = self._score(i, group, name_score, query, maker)
                 ranked.append((total, i, reasons))
         ranked.sort(key=lambda x: (-x[0], self._entries[x[1]].code))
+        attainable = query.attainable()
         return [
-            Suggestion(self._entries[i].code, round(min(total, 100.0) / 100, 3), reasons)
+            Suggestion(self._entries[i].code, round(max(min(total / attainable, 1.0), 0.0), 3),
+                       reasons)
             for total, i, reasons in ranked[:limit]
         ]
 
@@ -425,13 +429,20 @@ class SuggestionIndex:
             _form_points(query.form, group.form),
             _dose_points(query.spec.doses, self._spec[i].doses),
             _pack_points(query.spec.count, self._count[i]),
-            _maker_points(query, maker, entry.manufacturer or self._core[i]),
+            _maker_points(query, maker, self._maker_shown(i)),
             self._evidence_points(i, query),
         ):
             total += points
             if reason:
                 reasons.append(reason)
         return total, tuple(reasons)
+
+    def _maker_shown(self, i: int) -> str:
+        """The row's manufacturer for a reason; a cut cell with the name it stands for."""
+        cell = self._entries[i].manufacturer
+        if self._clean_maker[i]:
+            return cell
+        return f"{self._core[i]} (目录厂家栏: {cell})" if cell else self._core[i]
 
     def _evidence_points(self, i: int, query: _Query) -> tuple[float, str]:
         entry = self._entries[i]
@@ -471,6 +482,19 @@ class _Query:
     @property
     def evidence_rows(self) -> frozenset[int]:
         return self.exact | self.by_approval | self.by_brand
+
+    def attainable(self) -> float:
+        """The points a catalog row agreeing with everything the item says would get.
+
+        The score shown is the share of these a suggestion reached, so two codes of
+        one product differing by their pack do not both show 1.0.
+        """
+        points = 40.0 + (5.0 if self.form else 0.0) + (20.0 if self.spec.doses else 8.0)
+        points += 12.0 if self.spec.count is not None else 0.0
+        points += 25.0 if self.mcore else 0.0
+        evidence = (40.0 if self.exact else 0.0) + (20.0 if self.by_approval else 0.0)
+        points += evidence or (15.0 if self.enterprises else 0.0)
+        return points + (8.0 if self.by_brand else 0.0)
 
 
 
