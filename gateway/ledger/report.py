@@ -86,7 +86,10 @@ async def build_report(ledger: Ledger, hospital_id: str, now: datetime,
     contracts = [c for c in ledger.contracts(hospital_id)
                  if c.period_start <= until and (since is None or c.period_end >= since)]
     to_date = await ledger.daily_rows(hospital_id, None, until)
-    cumulative = ledger.fold_rows(to_date, contracts)
+    # the agreement year before each (R9 compares demand with last year's purchases)
+    previous = {c.contract_id: p for c in contracts if (p := ledger.predecessor(c)) is not None}
+    counted = {c.contract_id: c for c in [*contracts, *previous.values()]}
+    cumulative = ledger.fold_rows(to_date, counted.values())
     rows = to_date if since is None else [r for r in to_date if r.day >= since]
     period = cumulative if since is None else ledger.fold_rows(rows, contracts)
     # R13: a listed product with no sales for a year is suspended, then delisted
@@ -124,8 +127,10 @@ async def build_report(ledger: Ledger, hospital_id: str, now: datetime,
             "cycle_start": c.cycle_start.isoformat(), "cycle_end": c.cycle_end.isoformat(),
             "agreement_year": c.year_no, "year_start": c.period_start.isoformat(),
             "year_end": c.period_end.isoformat(), "renews": c.renews or None,
-            "previous_year": None if (prev := ledger.predecessor(c)) is None
+            "previous_year": None if (prev := previous.get(c.contract_id)) is None
             else prev.contract_id,
+            "previous_year_received_qty": None if prev is None else str(
+                cumulative.get(prev.contract_id, Counters()).received_qty),
             "agreed_volume": str(c.agreed_volume), "agreed_ratio": str(c.agreed_ratio),
             "received_qty": str(st.received_qty), "received_amount": str(st.received_amount),
             "completion": _r(st.completion), "time_progress": _r(st.time_progress),

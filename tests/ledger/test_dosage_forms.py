@@ -18,7 +18,13 @@ from ledger_helpers import cst, event, fold
 from canonical.errors import ConfigError
 from canonical.model import EventKind
 from gateway.cds.cards import build_cards
-from gateway.ledger import ContractFormatError, DraftLine, Ledger, read_contracts_csv
+from gateway.ledger import (
+    ContractFormatError,
+    DraftLine,
+    Ledger,
+    LedgerSettings,
+    read_contracts_csv,
+)
 from gateway.ledger.dosage_forms import (
     SHIPPED_DOSAGE_FORMS,
     current_dosage_forms,
@@ -148,7 +154,10 @@ async def test_cards_never_cross_the_dosage_form(ritodrine: Ledger):
     assert sorted(suggested) == sorted([TABLET_WIN, INJECTION_WIN])
 
 
-async def test_a_contract_stored_by_an_earlier_release_is_taken_over(ledger: Ledger):
+async def test_a_contract_stored_by_an_earlier_release_is_taken_over(make_store, calendar,
+                                                                    rules):
+    ledger = Ledger(await make_store(), LedgerSettings(calendar=calendar), rules)
+    await ledger.load()
     # an earlier release kept both forms in one body under the generic key alone
     legacy_id = f"{HOSPITAL}/江西省药品集中带量采购/2026年第一批/XG02CAL073"
     rows = [dict(zip(HEADER.split(","), r.split(","), strict=True)) for r in ROWS]
