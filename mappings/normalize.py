@@ -14,6 +14,8 @@ from functools import lru_cache
 
 from pypinyin import lazy_pinyin
 
+from mappings.packaging import normalize_multiplication, pack_quantity
+
 __all__ = [
     "DOSAGE_FORMS",
     "ParsedName",
@@ -36,6 +38,10 @@ DOSAGE_FORMS = tuple(sorted((
     "煎膏", "乳膏", "软膏", "凝胶", "贴膏", "贴剂", "滴眼液", "喷雾剂", "气雾剂", "酊", "酊剂",
     "搽剂", "洗液", "溶液", "混悬液", "粉", "撒粉", "胶丸",
 ), key=len, reverse=True))
+
+# Marks dictionaries put on restricted, high-alert or insurance drugs ("*头孢曲松", "★…"),
+# and punctuation left at either end once brackets and the strength are taken out.
+_NAME_MARKS = "-_/*.,;:★☆▲△●○◆◇■□※#＃+~"
 
 # Words hospitals add around the generic name that say nothing about the product.
 _NOISE_WORDS = ("集采", "国采", "带量", "中选", "基药", "国基", "省基", "甲类", "乙类", "自费",
@@ -74,7 +80,7 @@ def parse_item_name(name: str) -> ParsedName:
     m = _INLINE_SPEC.search(text)
     if m is not None and m.start() > 0:
         spec, text = text[m.start():], text[:m.start()]
-    text = text.strip("-_/*.,;:")
+    text = text.strip(_NAME_MARKS)
     for word in _NOISE_WORDS:
         if text.startswith(word) and len(text) > len(word) + 1:
             text = text[len(word):]
@@ -126,10 +132,6 @@ _DOSE = re.compile(
     r"(\d+(?:\.\d+)?)\s*(万iu|万u|万单位|mg|毫克|μg|ug|mcg|微克|kg|g|克|ml|毫升|l|iu|u|单位|%)"
     r"(?![a-z])"
 )
-_COUNT_UNITS = "片|粒|袋|支|丸|瓶|贴|枚|包|盒|板|揿|喷|s|t|tab|tabs|cap|caps|pcs"
-_COUNT = re.compile(
-    rf"(?:[*×x]\s*(\d+)\s*(?:{_COUNT_UNITS})?(?![\d.]))|(?:(\d+)\s*(?:{_COUNT_UNITS})\s*/\s*[盒板瓶袋包])"
-)
 
 
 def _dose_text(value: float, unit: str) -> str:
@@ -138,14 +140,13 @@ def _dose_text(value: float, unit: str) -> str:
 
 @lru_cache(maxsize=262144)
 def parse_spec(text: str) -> SpecKey:
-    """Read doses and pack count from "20mg*7片", "20mg×7s", "0.02g", "每袋装15g" …"""
-    t = normalize_text(text).replace("×", "*")
-    count: int | None = None
-    for m in _COUNT.finditer(t):
-        n = int(m.group(1) or m.group(2))
-        if 0 < n <= 1000:
-            count = n
-    t = _COUNT.sub(" ", t)
+    """Read doses and pack count from "20mg*7片", "0.02g", "每袋装15g", "12粒/板*2板/盒" …
+
+    The count is the whole pack (``12粒/板*2板/盒`` is 24), see
+    :func:`mappings.packaging.pack_quantity`.
+    """
+    t = normalize_multiplication(re.sub(r"\s+", "", text))
+    count = pack_quantity(text)
     doses = set()
     for m in _DOSE.finditer(t):
         base, scale = _UNIT_SCALE[m.group(2)]
