@@ -125,7 +125,8 @@ export function render(root) {
     clear(history).appendChild(box);
     try {
       const data = await api('GET', entryPath(entry));
-      const rows = data.audit.slice().reverse().map((a) => el('tr', { 'data-audit': a.id },
+      // newest first, as the API answers
+      const rows = data.audit.map((a) => el('tr', { 'data-audit': a.id },
         el('td', { text: `#${a.id}` }), el('td', { text: when(a.at) }), el('td', { text: a.user }),
         el('td', { text: ACTIONS[a.action] || a.action }),
         el('td', {}, el('ul', { class: 'changes' }, changes(a.before, a.after))),

@@ -2,7 +2,7 @@
 // catalog; accepting one maps the item and sends the dispenses held for it.
 
 import { api } from '../api.js';
-import { clear, el, errorBox, field, notice, table, when } from '../dom.js';
+import { clear, el, errorBox, field, notice, percent, table, when } from '../dom.js';
 import { hospitalField } from '../session.js';
 
 export const title = '待对码';
@@ -81,7 +81,7 @@ export function render(root) {
     return el('tr', { 'data-rank': s.rank },
       el('td', { text: s.rank }),
       el('td', { class: 'code', text: s.national_code }),
-      el('td', { text: Number(s.score).toFixed(0) }),
+      el('td', { text: percent(s.score) }),
       el('td', {}, el('ul', { class: 'reasons' }, s.reasons.map((r) => el('li', { text: r })))),
       el('td', { text: proposed
         ? `1 ${proposed.hospital_unit || '院内单位'} = ${proposed.factor} ${proposed.national_unit || ''}`
