@@ -245,8 +245,11 @@ def _ack_code(text: str) -> str:
 
 
 def _outbox_query(args: argparse.Namespace, default_states: Sequence[str]) -> Any:
-    from gateway.mirror.replay import build_query
+    from gateway.mirror.replay import MAX_LIMIT, build_query
 
+    if not 1 <= args.limit <= MAX_LIMIT:
+        print(f"--limit must be between 1 and {MAX_LIMIT}", file=sys.stderr)
+        raise SystemExit(2)
     try:
         return build_query(ids=args.id or (), destination=args.destination,
                            hospital=args.hospital, since=args.since, until=args.until,
@@ -295,7 +298,16 @@ def cmd_ledger_poison(args: argparse.Namespace) -> int:
     cfg = _load(args.config)
     if args.refold:
         seqs = args.seq or None
-        n = asyncio.run(_with_store(cfg, lambda st: st.ledger.refold(seqs)))
+
+        async def refold(st: Any) -> int:
+            from gateway.security.audit_log import record_shell
+
+            n: int = await st.ledger.refold(seqs)
+            await record_shell(st.audit_log, "ledger.poison.refold", target="ledger_poison",
+                               before={"seqs": seqs or "all"}, after={"queued": n},
+                               detail="jicai-gateway ledger-poison --refold on the store")
+            return n
+        n = asyncio.run(_with_store(cfg, refold))
         print(f"{n} event(s) queued to be folded again (a running gateway folds them at "
               "once on PostgreSQL, within its poll interval on SQLite)", file=sys.stderr)
         return 0
@@ -316,8 +328,18 @@ def cmd_replay(args: argparse.Namespace) -> int:
               "--transaction (or --all for every dead letter)", file=sys.stderr)
         return 2
     query = _outbox_query(args, ("dead", "delivered") if args.force else ("dead",))
-    result = asyncio.run(_with_store(cfg, lambda st: st.replay(
-        query, to_destination=args.to, force=args.force, now=time.time())))
+
+    async def replay(st: Any) -> Any:
+        from gateway.mirror.replay import replay_audit
+        from gateway.security.audit_log import record_shell
+
+        result = await st.replay(query, to_destination=args.to, force=args.force,
+                                 now=time.time())
+        # no gateway in between to authenticate anyone: the log names the account
+        await record_shell(st.audit_log, "mirror.replay", **replay_audit(
+            query, result, force=args.force, to_destination=args.to))
+        return result
+    result = asyncio.run(_with_store(cfg, replay))
     print(f"{len(result.queued)} outbox row(s) queued again"
           + (f" for {args.to}" if args.to else "")
           + (f"; {len(result.skipped)} already pending" if result.skipped else "")
@@ -401,7 +423,7 @@ def _add_filters(s: argparse.ArgumentParser) -> None:
     s.add_argument("--since", help="commit time from (ISO 8601 or unix seconds)")
     s.add_argument("--until", help="commit time before")
     s.add_argument("--transaction", help="infno (3505), 招采 transaction or event kind")
-    s.add_argument("--limit", type=int, default=1000)
+    s.add_argument("--limit", type=int, default=500, help="rows at most (≤ 5000)")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -18,7 +18,7 @@ from typing import Any
 from aiohttp import web
 
 from gateway.keys import STORE
-from gateway.mirror.replay import bounded_query, query_to_dict, record_to_dict
+from gateway.mirror.replay import bounded_query, record_to_dict, replay_audit
 from gateway.security.audit_log import record
 from gateway.store.base import Store
 
@@ -63,12 +63,8 @@ async def replay(request: web.Request) -> web.Response:
     to = body.get("to_destination")
     result = await _store(request).replay(query, to_destination=to, force=force,
                                           now=time.time())
-    await record(request, "mirror.replay", target=to or query.destination or "",
-                 hospital_id=query.hospital_id or "",
-                 before={**query_to_dict(query), "force": force, "to_destination": to},
-                 after={"queued": len(result.queued), "refused": len(result.refused),
-                        "skipped": len(result.skipped), "queued_ids": list(result.queued[:200])},
-                 detail=f"{len(result.queued)} row(s) queued again")
+    await record(request, "mirror.replay",
+                 **replay_audit(query, result, force=force, to_destination=to))
     payload: dict[str, Any] = {"queued": list(result.queued), "refused": list(result.refused),
                "skipped": list(result.skipped)}
     if result.refused:

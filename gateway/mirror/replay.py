@@ -17,7 +17,7 @@ from typing import Any
 from canonical.model import CHINA_TZ, EventKind, event_to_dict
 from gateway.platforms.nhsa import INFNO
 from gateway.platforms.zhaocai import TRANSACTIONS
-from gateway.store.base import OutboxQuery, OutboxRecord
+from gateway.store.base import OutboxQuery, OutboxRecord, ReplayResult
 
 __all__ = [
     "ALL_STATES",
@@ -29,6 +29,7 @@ __all__ = [
     "query_from_params",
     "query_to_dict",
     "record_to_dict",
+    "replay_audit",
     "streams_for",
 ]
 
@@ -153,6 +154,18 @@ def bounded_query(params: Mapping[str, Any]) -> OutboxQuery:
     if not 1 <= cap <= MAX_LIMIT:
         raise ValueError(f"limit={cap} must be between 1 and {MAX_LIMIT}")
     return query_from_params({**params, "limit": cap})
+
+
+def replay_audit(query: OutboxQuery, result: ReplayResult, *, force: bool,
+                 to_destination: str | None) -> dict[str, Any]:
+    """The audit-log fields of a replay, whoever asked for it: the filter, what it did."""
+    return {"target": to_destination or query.destination or "",
+            "hospital_id": query.hospital_id or "",
+            "before": {**query_to_dict(query), "force": force,
+                       "to_destination": to_destination},
+            "after": {"queued": len(result.queued), "refused": len(result.refused),
+                      "skipped": len(result.skipped), "queued_ids": list(result.queued[:200])},
+            "detail": f"{len(result.queued)} row(s) queued again"}
 
 
 def query_to_dict(query: OutboxQuery) -> dict[str, Any]:

@@ -9,9 +9,12 @@ name the caller writes. ``GET /api/audit-log`` pages through entries, ``GET
 from __future__ import annotations
 
 import asyncio
+import getpass
 import hashlib
 import json
 import logging
+import os
+import socket
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -36,7 +39,9 @@ __all__ = [
     "record",
     "record_as",
     "record_many",
+    "record_shell",
     "record_start",
+    "shell_identity",
     "verify_chain",
 ]
 
@@ -97,6 +102,22 @@ async def record_many(request: web.Request, items: Sequence[AuditFields]) -> Non
         await log_.append_many(drafts)
     except StoreError as exc:
         log.error("%d audit entries not stored (%s): %s", len(drafts), exc, drafts[:20])
+
+
+def shell_identity() -> tuple[str, str]:
+    """Who runs a command on the store directly (``jicai-gateway replay``): the operating
+    system's account and host. No token is involved; whoever can read the configuration
+    can write the store, so this names the account to ask, it does not prove anything."""
+    try:
+        user = getpass.getuser()
+    except (KeyError, OSError):  # no passwd entry, e.g. an arbitrary container uid
+        user = f"uid{os.getuid()}"
+    return f"{user}@{socket.gethostname()}", "shell"
+
+
+async def record_shell(log_: AuditLogTables, action: str, **fields: Any) -> AuditEntry | None:
+    """Append an entry for a change made from the command line on the store itself."""
+    return await record_as(log_, *shell_identity(), action, **fields)
 
 
 async def record(request: web.Request, action: str, *, target: str = "",

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import time
 from pathlib import Path
+from typing import Any
 
 import yaml
 from aiohttp import web
@@ -13,7 +14,7 @@ from factory import HOSPITALS, dispense, incoming
 from gateway.app import STORE
 from gateway.cli.main import main
 from gateway.mirror.http import add_mirror_routes
-from gateway.security.audit_log import RECORDER, Recorder
+from gateway.security.audit_log import RECORDER, Recorder, shell_identity
 from gateway.store.audit_rows import AuditLogQuery
 from gateway.store.base import DeliveryUpdate, OutboxQuery
 from gateway.store.sqlite import SqliteStore
@@ -80,6 +81,24 @@ def test_cli_lists_and_replays_by_hospital_and_time(tmp_path: Path, capsys) -> N
                  "--destination", "backup"]) == 0
     assert "\tpending\tbackup\t" in capsys.readouterr().out
     assert main(["replay", "-c", str(cfg)]) == 2  # says what to name
+    assert main(["ledger-poison", "-c", str(cfg), "--refold", "--seq", "7"]) == 0
+
+    async def logged() -> list[Any]:
+        store = SqliteStore(db)
+        await store.start()
+        try:
+            return await store.audit_log.entries(AuditLogQuery())
+        finally:
+            await store.close()
+    # no gateway authenticated anyone: the entries name the account that ran the command
+    refused_try, replayed, refolded = asyncio.run(logged())
+    assert refused_try.before["ids"] == [delivered] and refused_try.after["refused"] == 1
+    assert (replayed.action, replayed.role) == ("mirror.replay", "shell")
+    assert replayed.identity == shell_identity()[0]
+    assert replayed.before["hospital_id"] == HOSPITALS[0] and replayed.target == "backup"
+    assert replayed.after["queued"] == 1 and replayed.after["refused"] == 0
+    assert (refolded.action, refolded.before, refolded.after) == (
+        "ledger.poison.refold", {"seqs": [7]}, {"queued": 0})
 
 
 async def test_listings_and_replays_name_their_rows_and_are_capped(
