@@ -103,6 +103,10 @@ class DosageForms:
                 best = (len(form), group)
         return None if best is None else best[1]
 
+    def form_words(self) -> tuple[str, ...]:
+        """Every dosage form and group name, as they end product names."""
+        return tuple(self._by_form)
+
     def known(self) -> tuple[str, ...]:
         """The group names, for messages."""
         return tuple(g.name for g in self.groups)

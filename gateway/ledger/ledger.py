@@ -58,6 +58,7 @@ from gateway.ledger.deadlines import (
 )
 from gateway.ledger.dosage_forms import current_dosage_forms
 from gateway.ledger.metrics import ContractStatus, Counters, contract_status, ratio
+from gateway.ledger.names import prescribed_by_brand
 from gateway.ledger.prices import above_winning_price
 from gateway.rules import Finding, Replacement, RuleSet, RuleSeverity, evaluate_line
 from gateway.store.base import Store
@@ -684,7 +685,8 @@ class Ledger:
             "use_share": st.use_share, "winning_code": first.national_code,
             "winning_name": first.product_name, "winning_price": first.winning_price,
             "winning_stock": total, "winning_out_of_stock": out_of_stock,
-            "prescribed_by_brand": bool(name) and contract.generic_name not in name,
+            "prescribed_by_brand": prescribed_by_brand(name, contract.generic_name,
+                                                       current_dosage_forms()),
         })
         repl = tuple(Replacement(p.national_code, p.product_name, p.winning_price)
                      for p in suggest)
