@@ -243,8 +243,8 @@ async def _ingest_ctx(app: web.Application) -> AsyncIterator[None]:
     if LEDGER in app:
         pusher = app.get(PUSHER)
         ingestor.advisors.append(prescription_advisor(
-            app[LEDGER], _counting_warnings(app[METRICS],
-                                            pusher.prescription_warning if pusher else None)))
+            app[LEDGER], _counting_warnings(app[METRICS], None),
+            pusher.prescription_warning if pusher else None))
     follow_ups: set[asyncio.Task[None]] = set()
 
     async def release(hospitals: frozenset[str]) -> int:

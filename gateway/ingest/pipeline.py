@@ -46,10 +46,13 @@ class Route:
 
 
 class Advice(msgspec.Struct, frozen=True):
-    """Warnings for a prescription, and whether a rule blocks it."""
+    """Warnings for a prescription, whether a rule blocks it, and what to tell other
+    systems (webhooks) once the message is committed — only then, and not for a
+    duplicate."""
 
     issues: tuple[Issue, ...] = ()
     blocked: bool = False
+    notices: tuple[Callable[[], None], ...] = ()
 
 
 Advisor = Callable[[Event, datetime], Advice]
@@ -77,6 +80,14 @@ def internal_error_reply(adapter: Adapter, raw: bytes, now: datetime) -> Reply:
     """The answer when the gateway itself failed: nothing was stored, the sender resends."""
     issue = Issue(Severity.ERROR, "internal error, message not stored: send it again", "207")
     return adapter.reply(None, raw, Outcome(OutcomeStatus.ERROR, (issue,)), now=now)
+
+
+def _tell(notices: Sequence[Callable[[], None]]) -> None:
+    for notice in notices:
+        try:
+            notice()
+        except Exception:  # the message is committed; a webhook's failure must not undo it
+            log.exception("could not hand over a notice of a committed message")
 
 
 def _reused(result: CommitResult | BaseException) -> bool:
@@ -172,6 +183,7 @@ class Ingestor:
 
     def _advise(self, events: Sequence[Event], now: datetime) -> Advice:
         issues: list[Issue] = []
+        notices: list[Callable[[], None]] = []
         blocked = False
         for ev in events:
             if ev.kind is not EventKind.PRESCRIPTION:
@@ -179,6 +191,7 @@ class Ingestor:
             for advisor in self.advisors:
                 advice = advisor(ev, now)
                 issues.extend(advice.issues)
+                notices.extend(advice.notices)
                 blocked = blocked or advice.blocked
         if len(issues) > MAX_ADVICE:
             # one warning a line would make the answer to a 600-line prescription larger
@@ -186,7 +199,7 @@ class Ingestor:
             more = len(issues) - MAX_ADVICE + 1
             issues[MAX_ADVICE - 1:] = [Issue(Severity.WARNING, f"… and {more} more 集采 "
                                              "warning(s) for this message", "")]
-        return Advice(tuple(issues), blocked)
+        return Advice(tuple(issues), blocked, tuple(notices))
 
     def remap(self, event: Event) -> tuple[Event, bool, tuple[PlannedDelivery, ...]]:
         """Map a held event with today's crosswalk: (event, still held?, deliveries)."""
@@ -332,6 +345,7 @@ class Ingestor:
             return adapter.reply(parsed, raw, Outcome(OutcomeStatus.DUPLICATE), now=self.clock())
         if result.outbox_ids:
             self.notify()
+        _tell(prep.advice.notices)
         return adapter.reply(parsed, raw, Outcome(OutcomeStatus.ACCEPTED, prep.advice.issues),
                              now=self.clock())
 
