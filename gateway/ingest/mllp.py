@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import ssl
 import tempfile
 import time
 from collections import deque
@@ -29,6 +30,7 @@ from gateway.config import ListenerConfig
 from gateway.ingest.door import Door, source_address
 from gateway.ingest.framing import END, START, Chunk, ChunkKind, MLLPFramer
 from gateway.ingest.pipeline import Ingestor
+from gateway.ingest.tls_stream import TlsStream
 from gateway.metrics import Metrics
 from gateway.security.identity import Identities, Identity
 
@@ -76,9 +78,7 @@ class MLLPProtocol(asyncio.Protocol):
         self._waiting: deque[tuple[_Slot, bytes]] | None = None
         self._last_seen = time.monotonic()
         self._frame_since: float | None = None  # when the frame being read started
-        # over TLS, bytes can arrive between the handshake and the certificate's check:
-        # they wait here (at most a frame's worth) until the sender is known
-        self._early: bytearray | None = None if door.ssl is None else bytearray()
+        self._tls: TlsStream | None = None
         # the parts of a frame over max_frame_bytes so far, on disk rather than in memory
         self._spill: IO[bytes] | None = None
 
@@ -94,40 +94,46 @@ class MLLPProtocol(asyncio.Protocol):
             self.transport.abort()
             return
         if self.door.ssl is not None:
-            self.transport.pause_reading()  # the handshake reads first
-            self._keep(asyncio.ensure_future(self._handshake(self.transport)))
+            self._tls = TlsStream(self.door.ssl, self.transport)
+            self._frame_since = time.monotonic()  # the handshake has the frame's deadline
 
-    async def _handshake(self, raw: asyncio.Transport) -> None:
-        """TLS over the accepted connection; with mutual TLS, the certificate's identity
-        must be a sender's (or an administrator's)."""
-        assert self.door.ssl is not None
-        loop = asyncio.get_running_loop()
+    def _decrypt(self, data: bytes) -> bytes:
+        """Application bytes from TLS records; none until the client is identified."""
+        tls = self._tls
+        assert tls is not None and self.transport is not None
+        handshaken = tls.ready
         try:
-            tls = await loop.start_tls(raw, self, self.door.ssl, server_side=True,
-                                       ssl_handshake_timeout=self.door.listener.frame_deadline_s)
-        except (OSError, TimeoutError) as exc:
-            self.door.refused(self.source, self.peer, "tls_handshake", str(exc) or repr(exc))
-            raw.abort()
-            self.door.release(self, self.source)
-            return
-        if tls is None:  # closed meanwhile
-            return
-        self.transport = tls
-        if self.door.mutual:
-            ident, refusal, cn = self.door.identify(tls.get_extra_info("peercert"))
-            if refusal is not None:
-                who = f"certificate CN {cn!r}" + (f", identity {ident.name!r} with role "
-                                                  f"{ident.role!r}" if ident else
-                                                  ": no identity has it")
-                self.door.refused(self.source, self.peer, refusal, who)
-                tls.abort()
-                self.door.release(self, self.source)
-                return
-            self.sender = ident
-        self._last_seen = time.monotonic()
-        early, self._early = self._early, None
-        if early:
-            self.data_received(bytes(early))
+            plain = tls.receive(data)
+        except ssl.SSLError as exc:
+            if handshaken:  # a broken record after the handshake: nothing to answer
+                log.warning("TLS error on the connection from %s: %s", self.peer, exc)
+            else:
+                self.door.refused(self.source, self.peer, "tls_handshake",
+                                  exc.reason or str(exc))
+            self.transport.abort()
+            return b""
+        if tls.ready and not handshaken:
+            self._frame_since = None
+            if not self._identified(tls):
+                return b""
+        return plain
+
+    def _identified(self, tls: TlsStream) -> bool:
+        """With mutual TLS, the certificate's identity must be a sender's (or an
+        administrator's); anything it sends is read only once it is known."""
+        if not self.door.mutual:
+            return True
+        ident, refusal, cn = self.door.identify(tls.peercert())
+        if refusal is not None:
+            who = f"certificate CN {cn!r}" + (
+                f", identity {ident.name!r} with role {ident.role!r}" if ident
+                else ": no identity has it")
+            self.door.refused(self.source, self.peer, refusal, who)
+            assert self.transport is not None
+            self.transport.abort()
+            return False
+        self.sender = ident
+        return True
 
     def check_timers(self, now: float, idle_s: float, frame_s: float) -> str | None:
         """Close the connection when a frame took longer than ``frame_s`` from its start
@@ -135,19 +141,32 @@ class MLLPProtocol(asyncio.Protocol):
         t = self.transport
         if t is None or t.is_closing():
             return None
-        if self._frame_since is not None and now - self._frame_since > frame_s:
+        late = self._frame_since is not None and now - self._frame_since > frame_s
+        if late and self._tls is not None and not self._tls.ready:
+            self.door.refused(self.source, self.peer, "tls_handshake",
+                              f"not complete within {frame_s:g} s (listeners[].frame_deadline_s)")
+            t.abort()
+            return "tls_handshake"
+        if late:
             self._frame_since = None
             self.door.cut(self.peer, "frame_deadline",
                           f"a frame not complete {frame_s:g} s after it started "
-                          f"({self.framer.buffered} bytes so far): listeners[].frame_deadline_s")
+                          "(listeners[].frame_deadline_s)")
             self._close_when_answered()
             return "frame_deadline"
         if not self._owed and now - self._last_seen > idle_s:
             self.door.cut(self.peer, "idle", f"nothing received for {idle_s:g} s "
                                              "(listeners[].idle_timeout_s)")
-            t.close()
+            self._close()
             return "idle"
         return None
+
+    def _close(self) -> None:
+        """Close after what is written (a TLS session ends with its close_notify)."""
+        if self._tls is not None:
+            self._tls.close_notify()
+        if self.transport is not None:
+            self.transport.close()
 
     def _close_when_answered(self) -> None:
         """Read no more; the bytes of the open frame are quarantined as cut off, and the
@@ -156,8 +175,8 @@ class MLLPProtocol(asyncio.Protocol):
         self._reading()
         for chunk in self.framer.close():
             self._dispatch(chunk)
-        if not self._owed and self.transport is not None:
-            self.transport.close()
+        if not self._owed:
+            self._close()
 
     def pause_writing(self) -> None:
         self._write_full = True
@@ -170,11 +189,16 @@ class MLLPProtocol(asyncio.Protocol):
     def data_received(self, data: bytes) -> None:
         if self._eof:  # cut off: what still arrives is not read
             return
-        if self._early is not None:
-            self._early += data
-            if len(self._early) > self.framer.max_frame and self.transport is not None:
-                self.transport.abort()
-            return
+        if self._tls is not None:
+            data = self._decrypt(data)
+        if data:
+            self._take(data)
+        if self._tls is not None and self._tls.closed_by_peer and not self._eof \
+                and not self.eof_received():
+            self._close()  # the client ended the session, nothing is owed
+
+    def _take(self, data: bytes) -> None:
+        """The sender's bytes (decrypted) into the framer, and the frame timer set."""
         now = self._last_seen = time.monotonic()
         chunks = self.framer.feed(data)
         for chunk in chunks:
@@ -292,6 +316,12 @@ class MLLPProtocol(asyncio.Protocol):
         self._reading()
         return slot
 
+    def _write(self, data: bytes) -> None:
+        if self._tls is not None:
+            self._tls.send(data)
+        elif self.transport is not None:
+            self.transport.write(data)
+
     def _reading(self) -> None:
         """Stop reading while too much is owed (frames or bytes), while the sender does not
         read its answers, or once the connection is being closed; go on when that eased."""
@@ -344,14 +374,14 @@ class MLLPProtocol(asyncio.Protocol):
             if t is None or t.is_closing():
                 continue
             if done.body is not None:  # bytes that are no message get no answer
-                t.write(START + done.body + END)
+                self._write(START + done.body + END)
                 self._last_seen = time.monotonic()  # idle counts from the last answer too
             if done.close:
                 log.warning("closing connection from %s after an oversize frame", self.peer)
-                t.close()
+                self._close()
         self._reading()
         if self._eof and not owed and t is not None and not t.is_closing():
-            t.close()  # a half-closed connection, every answer written
+            self._close()  # a half-closed connection, every answer written
 
 
 async def start_mllp_server(ingestor: Ingestor, adapter: Adapter, listener: ListenerConfig,
