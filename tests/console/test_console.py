@@ -4,6 +4,7 @@ queue, editing a mapping and reading its history, replaying a dead letter, a hos
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +15,7 @@ from helpers import DATA, HOSPITAL, eventually, numbered_dispense
 from gateway.store.base import OutboxQuery
 
 ANASTROZOLE_HISUN = "XL02BGA045A001010104641"  # 阿那曲唑片 1mg×14 浙江海正
+ANASTROZOLE_BRAND = "XL02BGA045A001010101359"  # 瑞宁得, not a winning product
 CATALOG = DATA / "codes" / "nhsa_drug_catalog_sample.csv"
 
 
@@ -203,13 +205,46 @@ async def test_a_hospitals_progress_shows_the_lagging_contract_first(
     await _expect(detail).to_contain_text("XL02BGA045A001010104520")
     await page.screenshot(path=shots / "progress.png", full_page=True)
 
-    await page.get_by_role("link", name="预警与理由").click()
-    await _expect(page.get_by_role("heading", name="预警与理由")).to_be_visible()
-    await _expect(page.get_by_text("按科室和医生汇总")).to_be_visible()
-    await page.screenshot(path=shots / "overrides.png", full_page=True)
     await page.get_by_role("link", name="消息查询").click()
     await _expect(page.get_by_role("note")).to_contain_text("暂未提供")
     await page.screenshot(path=shots / "messages.png", full_page=True)
+
+
+def _order_sign(code: str, name: str) -> dict[str, Any]:
+    """A breast surgeon signing an order for ``code`` (CDS Hooks order-sign)."""
+    request = json.loads((DATA / "ledger" / "order_sign_request.json").read_bytes())
+    request["context"]["userId"] = "Practitioner/D00412"
+    request["prefetch"]["encounter"]["serviceProvider"]["display"] = "乳腺外科"
+    order = request["context"]["draftOrders"]["entry"][0]["resource"]
+    order["medicationCodeableConcept"] = {"coding": [
+        {"system": "http://www.nhsa.gov.cn/CodeSystem/drug", "code": code, "display": name}],
+        "text": name}
+    return request
+
+
+async def test_an_overridden_warning_is_listed_with_its_reason(
+        gateway: Gateway, browser: Any, shots: Path) -> None:
+    # 阿那曲唑片 lags: ordering the non-winning brand brings a card
+    async with gateway.session.post(gateway.url("/cds-services/jicai-order-sign"),
+                                    json=_order_sign(ANASTROZOLE_BRAND, "阿那曲唑片 1mg（瑞宁得）")
+                                    ) as r:
+        assert r.status == 200, await r.text()
+        [card, *_] = (await r.json())["cards"]
+    reason = card["overrideReasons"][0]
+    feedback = {"feedback": [{"card": card["uuid"], "outcome": "overridden",
+                              "overrideReason": {"reason": reason,
+                                                 "userComment": "患者既往使用原研药，病情稳定"}}]}
+    async with gateway.session.post(gateway.url("/cds-services/jicai-order-sign/feedback"),
+                                    json=feedback) as r:
+        assert r.status == 200, await r.text()
+
+    page = await open_console(browser, gateway, PROCUREMENT, "overrides")
+    row = page.locator("tbody tr").first
+    await _expect(row).to_contain_text("乳腺外科")
+    await _expect(row).to_contain_text("Practitioner/D00412")
+    await _expect(row).to_contain_text(f"{reason['display']} × 1")
+    await _expect(row).to_contain_text("100.0%")  # overridden of those answered
+    await page.screenshot(path=shots / "overrides.png", full_page=True)
 
 
 async def test_a_pharmacist_cannot_list_or_replay_dead_letters(

@@ -71,7 +71,7 @@ export function render(root) {
       return el('tr', { 'data-id': r.id },
         el('td', {}, box), el('td', { text: r.id }), el('td', { text: r.hospital_id }),
         el('td', { text: STREAMS[r.stream] || r.stream }), el('td', { text: r.destination }),
-        el('td', { text: r.attempts }), el('td', { text: when(r.created_at) }),
+        el('td', { text: r.attempts }), el('td', { class: 'nowrap', text: when(r.created_at) }),
         el('td', { class: 'error-text', text: r.last_error || '—' }),
         el('td', { class: 'code', text: r.msgid }),
         el('td', {}, el('button', { type: 'button', text: '重发', 'aria-label': `重发死信 ${r.id}`,

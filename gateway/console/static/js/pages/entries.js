@@ -127,7 +127,7 @@ export function render(root) {
       const data = await api('GET', entryPath(entry));
       // newest first, as the API answers
       const rows = data.audit.map((a) => el('tr', { 'data-audit': a.id },
-        el('td', { text: `#${a.id}` }), el('td', { text: when(a.at) }), el('td', { text: a.user }),
+        el('td', { text: `#${a.id}` }), el('td', { class: 'nowrap', text: when(a.at) }), el('td', { text: a.user }),
         el('td', { text: ACTIONS[a.action] || a.action }),
         el('td', {}, el('ul', { class: 'changes' }, changes(a.before, a.after))),
         el('td', { text: a.note || '—' })));

@@ -1,6 +1,6 @@
 // 预警与理由: how prescribers answered the 集采 warnings — accepted or overridden, and why.
 
-import { api } from '../api.js';
+import { api, download } from '../api.js';
 import { el, errorBox, percent, table } from '../dom.js';
 
 export const title = '预警与理由';
@@ -24,11 +24,13 @@ export function render(root) {
       el('td', { class: 'code', text: rule }), el('td', { text: c.shown || 0 }),
       el('td', { text: c.accepted || 0 }), el('td', { text: c.overridden || 0 }),
       el('td', { text: c.unanswered || 0 })));
-    body.append(
+    body.append(...[
       rows.length ? table(['科室', '医生', '预警次数', '接受', '忽略', '未答复', '忽略率', '忽略理由'], rows,
         '按科室和医生') : el('p', { class: 'empty', text: '还没有预警记录。' }),
       rules.length ? table(['规则', '预警次数', '接受', '忽略', '未答复'], rules, '按规则') : null,
-      el('p', { class: 'muted', text: '此处为汇总数；逐条预警的明细查询接口尚未提供。' +
-        '可导出 CSV：GET /ledger/overrides?format=csv。' }));
+      el('p', { class: 'muted', text: '此处为汇总数；逐条预警的明细查询接口尚未提供。' }),
+      el('button', { type: 'button', class: 'secondary', text: '导出 CSV',
+        onclick: () => download('/ledger/overrides', { format: 'csv' }, '预警与理由.csv')
+          .catch((err) => errorBox(status, err)) })].filter(Boolean));
   }).catch((err) => errorBox(status, err));
 }
