@@ -100,6 +100,18 @@ async def test_accepting_a_suggestion_sends_the_held_dispense(
     await _expect(page.get_by_text("没有待对码的项目。")).to_be_visible()
 
 
+async def test_data_reaches_the_page_as_text_never_as_markup(
+        gateway: Gateway, browser: Any) -> None:
+    hostile = "<img src=x onerror=window.pwned=1>阿那曲唑片"
+    await gateway.send(held_dispense(2).replace("阿那曲唑片\\S\\海正\\F\\1mg".encode(),
+                                                hostile.encode()))
+    page = await open_console(browser, gateway, PHARMACIST, "unmapped")
+    card = page.locator("article[data-item='Y9990001']")
+    await _expect(card.locator("h2")).to_contain_text(hostile)
+    await _expect(card.locator("img")).to_have_count(0)
+    assert await page.evaluate("window.pwned") is None
+
+
 async def test_editing_a_mapping_shows_the_change_in_its_history(
         gateway: Gateway, browser: Any, shots: Path) -> None:
     page = await open_console(browser, gateway, PHARMACIST, "entries")

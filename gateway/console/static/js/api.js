@@ -68,7 +68,12 @@ export async function api(method, path, options) {
   }
   // a replay answers 409 with what it did queue: the caller wants both
   if (!response.ok && !(o.accept && o.accept.includes(response.status))) {
-    throw await failure(response);
+    const err = await failure(response);
+    // the tab's token was rotated or revoked: back to the login page, saying why
+    if (err.status === 401 && o.token === undefined && token()) {
+      window.dispatchEvent(new CustomEvent('jcgw-unauthorized', { detail: err }));
+    }
+    throw err;
   }
   if (o.raw) return response;
   const ctype = response.headers.get('Content-Type') || '';

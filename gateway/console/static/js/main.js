@@ -94,5 +94,12 @@ $('logout').addEventListener('click', () => {
   showLogin(null);
 });
 
+window.addEventListener('jcgw-unauthorized', (event) => {
+  setToken('');
+  session.me = null;
+  clear($('page'));
+  showLogin(event.detail);
+});
+
 window.addEventListener('hashchange', route);
 start();

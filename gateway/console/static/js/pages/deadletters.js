@@ -12,7 +12,7 @@ const STREAMS = { dispense: '销售/发药（3505）', dispense_return: '销售�
 
 export function render(root) {
   const destination = field('上报目的地', { type: 'text', list: 'destination-list', size: 12,
-    value: 'nhsa', required: true, spellcheck: 'false' });
+    required: true, spellcheck: 'false', placeholder: '如 nhsa' });
   const hospital = hospitalField('医疗机构编码');
   const transaction = field('交易（如 3505 或 dispense）', { type: 'text', size: 10, spellcheck: 'false' });
   const limit = field('最多显示条数', { type: 'number', min: 1, max: 5000, value: '100', size: 5 });
@@ -40,10 +40,21 @@ export function render(root) {
     replay(list);
   });
 
-  // the destinations the gateway mirrors to, as suggestions (readers of dead letters only)
-  api('GET', '/api/mirror/balance').then((balance) => {
-    for (const name of Object.keys(balance)) destinations.appendChild(el('option', { value: name }));
-  }).catch(() => {});
+  // the destinations the gateway mirrors to, as suggestions; the first one is listed at
+  // once (a listing must name its rows). Only readers of dead letters may read them.
+  async function start() {
+    try {
+      const names = Object.keys(await api('GET', '/api/mirror/balance'));
+      for (const name of names) destinations.appendChild(el('option', { value: name }));
+      if (names.length) destination.input.value = names[0];
+    } catch (err) {
+      // the listing below reports the same refusal
+      load();
+      return;
+    }
+    if (destination.input.value) load();
+    else notice(status, '尚无任何上报记录，因此没有死信。');
+  }
 
   async function load() {
     clear(status);
@@ -113,5 +124,5 @@ export function render(root) {
     destinations, form, status, results,
     el('section', { class: 'panel', 'aria-labelledby': 'replay-title' },
       el('h2', { id: 'replay-title', text: '重发' }), byId, replayOut));
-  load();
+  start();
 }
