@@ -14,7 +14,6 @@ import ipaddress
 import logging
 import ssl
 import time
-from collections.abc import Iterable
 from typing import Protocol
 
 from canonical.errors import ConfigError
@@ -90,6 +89,10 @@ class Door:
         self._logged: dict[str, float] = {}  # "source reason" → when it was last logged
         # oversize frames are read back from disk to be quarantined one at a time
         self.one_big_frame = asyncio.Lock()
+        if metrics is not None:  # every reason exported from the start, at 0
+            for reason in REFUSALS:
+                metrics.mllp_refused.labels(self.name, reason)
+            self._gauge()
 
     # --- admission -----------------------------------------------------------------------
 
@@ -147,6 +150,7 @@ class Door:
 
     def refused(self, source: str, peer: str, reason: str, detail: str = "") -> None:
         """Count a refusal and log it, at most once a minute per source and reason."""
+        assert reason in REFUSALS, reason
         if self.metrics is not None:
             self.metrics.mllp_refused.labels(self.name, reason).inc()
         if self._may_log(f"{source} {reason}"):
@@ -156,6 +160,7 @@ class Door:
 
     def cut(self, peer: str, reason: str, detail: str) -> None:
         """Count and log a connection the gateway closed (idle, a frame too slow)."""
+        assert reason in REFUSALS, reason
         if self.metrics is not None:
             self.metrics.mllp_refused.labels(self.name, reason).inc()
         log.warning("MLLP listener %s closed the connection from %s: %s", self.name, peer,
@@ -189,12 +194,16 @@ class Door:
         shortest = min(self.listener.idle_timeout_s, self.listener.frame_deadline_s)
         return min(1.0, max(0.05, shortest / 4))
 
-    def sweep(self, conns: Iterable[Guarded] | None = None) -> None:
+    def sweep(self) -> None:
         """Close every connection whose idle or frame timer ran out."""
         now = time.monotonic()
         cfg = self.listener
-        for conn in list(self.open if conns is None else conns):
-            conn.check_timers(now, cfg.idle_timeout_s, cfg.frame_deadline_s)
+        for conn in list(self.open):
+            try:
+                conn.check_timers(now, cfg.idle_timeout_s, cfg.frame_deadline_s)
+            except Exception:  # one connection's fault must not stop the others' timers
+                log.exception("MLLP listener %s: checking a connection's timers failed",
+                              self.name)
 
     def run_sweeps(self, server: asyncio.AbstractServer) -> None:
         """Sweep every :attr:`sweep_every_s` while the server serves or a connection it
