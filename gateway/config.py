@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 import re
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import (
@@ -333,6 +333,10 @@ class CdsClientConfig(_Frozen):
                     "cached and fetched again when the client rotates its key")
     hospital_id: str = Field(default="", pattern=r"^([A-Z0-9]{12})?$")
     hospitals: tuple[str, ...] = ()
+    fhir_servers: tuple[Annotated[str, Field(pattern=r"^https?://[^?#]+$")], ...] = Field(
+        default=(), description="base URLs of the client's FHIR servers: a missing prefetch "
+                                "is fetched (with the client's fhirAuthorization) only from "
+                                "one of these, never from another fhirServer")
 
     @model_validator(mode="after")
     def _one_key_source(self) -> CdsClientConfig:

@@ -21,7 +21,7 @@ import jwt
 
 from canonical.errors import GatewayError
 
-__all__ = ["AuthError", "ClaimJti", "TrustedClient", "Verified", "refuse_replay",
+__all__ = ["AuthError", "ClaimJti", "TrustedClient", "Verified", "bearer_token", "refuse_replay",
            "verify_bearer"]
 
 ALGORITHMS = ("ES384", "RS384")
@@ -40,6 +40,9 @@ class TrustedClient:
     hospital_id: str = ""  # used when the token has no tenant claim
     hospitals: frozenset[str] = frozenset()  # allowed tenants (empty: only hospital_id)
     jwks_url: str = ""  # where the keys are fetched from, the only jku accepted
+    # base URLs of the FHIR servers the service may fetch a missing prefetch from, with the
+    # fhirAuthorization the client sends; any other fhirServer is never contacted
+    fhir_servers: tuple[str, ...] = ()
     _keys: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
     _loaded: list[Mapping[str, Any]] = field(default_factory=list, compare=False, repr=False)
 
@@ -88,6 +91,16 @@ class Verified:
         return float(self.claims["exp"])
 
 
+def bearer_token(header: str | None) -> str | None:
+    """The token of an ``Authorization: Bearer <token>`` header, None for any other; the
+    scheme is case-insensitive (RFC 9110 §11.1)."""
+    if not header:
+        return None
+    scheme, _, token = header.strip().partition(" ")
+    token = token.strip()
+    return token if scheme.lower() == "bearer" and token else None
+
+
 def verify_bearer(header: str | None, *, audience: str,
                   clients: Mapping[str, TrustedClient],
                   now: float | None = None, leeway: float = 30,
@@ -110,9 +123,9 @@ def verify_bearer(header: str | None, *, audience: str,
     Raises:
         AuthError: with the reason.
     """
-    if not header or not header.startswith("Bearer "):
+    token = bearer_token(header)
+    if token is None:
         raise AuthError("missing Authorization: Bearer token")
-    token = header[7:].strip()
     try:
         unverified = jwt.get_unverified_header(token)
         claims_unverified = jwt.decode(token, options={"verify_signature": False})

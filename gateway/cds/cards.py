@@ -59,30 +59,112 @@ def _orders(context: Mapping[str, Any], hook: str) -> list[dict[str, Any]]:
     return orders
 
 
+def _object(value: Any, where: str) -> Mapping[str, Any]:
+    """``value`` when it is a JSON object, ``{}`` when absent or null."""
+    if value is None:
+        return {}
+    if not isinstance(value, Mapping):
+        raise RequestError(f"{where} must be an object")
+    return value
+
+
+def _list(value: Any, where: str) -> list[Any]:
+    if value is None:
+        return []
+    if not isinstance(value, list):
+        raise RequestError(f"{where} must be an array")
+    return value
+
+
+def _resources(value: Any) -> list[Mapping[str, Any]]:
+    """A resource, or a Bundle's resources (prefetch values hold either)."""
+    if not isinstance(value, Mapping):
+        return []
+    if value.get("resourceType") == "Bundle":
+        return [e["resource"] for e in value.get("entry") or []
+                if isinstance(e, Mapping) and isinstance(e.get("resource"), Mapping)]
+    return [value]
+
+
+def _referenced(mr: Mapping[str, Any], ref: str, known: Sequence[Mapping[str, Any]],
+                full_urls: Mapping[str, Mapping[str, Any]]) -> Mapping[str, Any] | None:
+    """The Medication a MedicationRequest's ``medicationReference`` points at: contained
+    (``#id``), in the draft orders' Bundle (by ``fullUrl``) or in the prefetch
+    (``Medication/id``)."""
+    if ref.startswith("#"):
+        for r in mr.get("contained") or []:
+            if isinstance(r, Mapping) and r.get("resourceType") == "Medication" \
+                    and r.get("id") == ref[1:]:
+                return r
+        return None
+    if ref in full_urls:
+        return full_urls[ref]
+    type_, _, rid = ref.rstrip("/").rpartition("/")
+    if not type_.endswith("Medication"):
+        return None
+    for r in known:
+        if r.get("resourceType") == "Medication" and r.get("id") == rid:
+            return r
+    return None
+
+
+def _concept(mr: Mapping[str, Any], where: str, known: Sequence[Mapping[str, Any]],
+             full_urls: Mapping[str, Mapping[str, Any]]) -> Mapping[str, Any]:
+    """The order's medication as a CodeableConcept: its own, or the code of the Medication
+    it references ({} when neither is there)."""
+    concept = _object(mr.get("medicationCodeableConcept"), f"{where}.medicationCodeableConcept")
+    if concept:
+        return concept
+    ref = _object(mr.get("medicationReference"), f"{where}.medicationReference")
+    target = ref.get("reference")
+    if not isinstance(target, str) or not target:
+        return {}
+    med = _referenced(mr, target, known, full_urls)
+    if med is None:
+        return {}
+    code = _object(med.get("code"), f"Medication {target}.code")
+    if code and not code.get("text") and isinstance(ref.get("display"), str):
+        return {**code, "text": ref["display"]}
+    return code
+
+
 def draft_lines(
     context: Mapping[str, Any],
     hook: str,
     hospital_id: str,
     resolve_item: Callable[[str, str], str | None] | None,
     national_systems: frozenset[str] = NATIONAL_SYSTEMS,
+    prefetch: Mapping[str, Any] | None = None,
 ) -> tuple[list[DraftLine], dict[int, dict[str, Any]]]:
     """The drug lines of the draft orders (selected ones for order-select).
 
-    A coding in a national system is taken as is; any other coding is looked up with
-    ``resolve_item(hospital_id, code)``; an order with neither is skipped (no warning can
-    be given for a drug the gateway cannot identify).
+    The medication is the order's ``medicationCodeableConcept`` or the code of the
+    Medication its ``medicationReference`` names (contained, in the draft orders' Bundle or
+    in ``prefetch``). A coding in a national system is taken as is; any other coding is
+    looked up with ``resolve_item(hospital_id, code)``; an order with neither is skipped
+    (no warning can be given for a drug the gateway cannot identify).
 
     Returns:
         The lines, and each line's MedicationRequest by line number.
 
     Raises:
-        RequestError: the draft orders are not a Bundle.
+        RequestError: the draft orders are not a Bundle, or a field the service reads has
+            the wrong JSON type (named in the message).
     """
     lines: list[DraftLine] = []
     resources: dict[int, dict[str, Any]] = {}
+    bundle = context.get("draftOrders")
+    entries = [e for e in (bundle.get("entry") or [] if isinstance(bundle, Mapping) else [])
+               if isinstance(e, Mapping) and isinstance(e.get("resource"), Mapping)]
+    full_urls = {str(e["fullUrl"]): e["resource"] for e in entries if e.get("fullUrl")}
+    known = [e["resource"] for e in entries]
+    for value in (prefetch or {}).values():
+        known.extend(_resources(value))
     for n, mr in enumerate(_orders(context, hook), start=1):
-        concept = mr.get("medicationCodeableConcept") or {}
-        codings = [c for c in concept.get("coding") or [] if isinstance(c, Mapping)]
+        where = f"MedicationRequest/{mr.get('id', n)}"
+        concept = _concept(mr, where, known, full_urls)
+        codings = [c for c in _list(concept.get("coding"), f"{where} medication coding")
+                   if isinstance(c, Mapping)]
         code = next((str(c["code"]) for c in codings
                      if c.get("system") in national_systems and c.get("code")), None)
         if code is None and resolve_item is not None:
@@ -96,7 +178,8 @@ def draft_lines(
         name = str(concept.get("text") or next(
             (c.get("display") for c in codings if c.get("display")), ""))
         qty = Decimal(0)
-        value = ((mr.get("dispenseRequest") or {}).get("quantity") or {}).get("value")
+        dispense = _object(mr.get("dispenseRequest"), f"{where}.dispenseRequest")
+        value = _object(dispense.get("quantity"), f"{where}.dispenseRequest.quantity").get("value")
         if value is not None:
             try:
                 qty = Decimal(str(value))
@@ -107,30 +190,39 @@ def draft_lines(
     return lines, resources
 
 
+def _get(value: Any, *path: str) -> Any:
+    """``value[path[0]][path[1]]…`` where each step is an object, else None: a department is
+    statistics, so an odd Encounter gives none rather than an error."""
+    for key in path:
+        if not isinstance(value, Mapping):
+            return None
+        value = value.get(key)
+    return value
+
+
 def department_of(encounter: Any) -> str:
-    """The department (科室) named by an Encounter, or ""."""
+    """The department (科室) named by an Encounter, or "" (also for a null prefetch)."""
     if not isinstance(encounter, Mapping):
         return ""
-    sp = encounter.get("serviceProvider") or {}
-    if isinstance(sp, Mapping):
-        ident = sp.get("identifier") or {}
-        if sp.get("display"):
-            return str(sp["display"])
-        if isinstance(ident, Mapping) and ident.get("value"):
-            return str(ident["value"])
-    for loc in encounter.get("location") or []:
-        display = ((loc or {}).get("location") or {}).get("display")
+    for found in (_get(encounter, "serviceProvider", "display"),
+                  _get(encounter, "serviceProvider", "identifier", "value")):
+        if found:
+            return str(found)
+    locations = encounter.get("location")
+    for loc in locations if isinstance(locations, list) else []:
+        display = _get(loc, "location", "display")
         if display:
             return str(display)
-    for st in [encounter.get("serviceType") or {}]:
-        for c in st.get("coding") or []:
-            if c.get("display") or c.get("code"):
-                return str(c.get("display") or c.get("code"))
+    codings = _get(encounter, "serviceType", "coding")
+    for c in codings if isinstance(codings, list) else []:
+        if isinstance(c, Mapping) and (c.get("display") or c.get("code")):
+            return str(c.get("display") or c.get("code"))
     return ""
 
 
 def _replaced(mr: Mapping[str, Any], code: str, name: str) -> dict[str, Any]:
     new = copy.deepcopy(dict(mr))
+    new.pop("medicationReference", None)  # the product is named by code from now on
     concept = dict(new.get("medicationCodeableConcept") or {})
     concept["coding"] = [{"system": NATIONAL_DRUG_SYSTEM, "code": code, "display": name}]
     concept["text"] = name

@@ -12,10 +12,11 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
+from urllib.parse import quote
 
 import aiohttp
 import jwt
@@ -23,7 +24,13 @@ import orjson
 from aiohttp import web
 
 from canonical.errors import StoreError
-from gateway.cds.auth import AuthError, TrustedClient, refuse_replay, verify_bearer
+from gateway.cds.auth import (
+    AuthError,
+    TrustedClient,
+    bearer_token,
+    refuse_replay,
+    verify_bearer,
+)
 from gateway.cds.cards import (
     NATIONAL_SYSTEMS,
     RequestError,
@@ -36,13 +43,15 @@ from gateway.ledger.http import LedgerRef, current_ledger
 from gateway.ledger.ledger import Ledger, ResolveItem
 from gateway.store.ledger_records import CardRow, FeedbackRow
 
-__all__ = ["CdsSettings", "PrefetchFetcher", "cds_app", "services_document"]
+__all__ = ["MAX_FHIR_BYTES", "CdsSettings", "PrefetchFetcher", "allowed_fhir_server", "cds_app",
+           "services_document"]
 
 log = logging.getLogger(__name__)
 
 PrefetchFetcher = Callable[[str, str, Mapping[str, Any] | None], Awaitable[Any]]
 
 _PREFETCH = {"encounter": "Encounter/{{context.encounterId}}"}
+MAX_FHIR_BYTES = 1_000_000  # an Encounter is a few KB; more is not what was asked for
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,8 +64,10 @@ class CdsSettings:
     public_base_url: str = "http://127.0.0.1:8080/cds-services"
     require_auth: bool = True
     default_hospital_id: str = ""  # only when require_auth is False (tests, demos)
+    default_fhir_servers: tuple[str, ...] = ()  # likewise: the FHIR servers then allowed
     required_prefetch: tuple[str, ...] = ("encounter",)
     fetch_timeout: float = 2.0
+    fetch_max_bytes: int = MAX_FHIR_BYTES
     leeway: float = 30
     national_systems: frozenset[str] = NATIONAL_SYSTEMS
     resolve_item: ResolveItem | None = None
@@ -86,17 +97,36 @@ _HOOK_OF = {"jicai-order-sign": "order-sign", "jicai-order-select": "order-selec
 _TEMPLATE = re.compile(r"\{\{context\.(\w+)\}\}")
 
 
+def allowed_fhir_server(fhir_server: str, bases: Sequence[str]) -> bool:
+    """Whether ``fhir_server`` is one of the configured base URLs (a trailing slash aside):
+    the service sends the client's access token to no other server."""
+    wanted = fhir_server.rstrip("/")
+    return bool(wanted) and any(wanted == b.rstrip("/") for b in bases)
+
+
 async def _default_fetch(session: aiohttp.ClientSession, fhir_server: str, query: str,
-                         auth: Mapping[str, Any] | None, timeout: float) -> Any:
+                         auth: Mapping[str, Any] | None, timeout: float,
+                         max_bytes: int = MAX_FHIR_BYTES) -> Any:
     headers = {"Accept": "application/fhir+json"}
     if auth and auth.get("access_token"):
         headers["Authorization"] = f"{auth.get('token_type', 'Bearer')} {auth['access_token']}"
     url = fhir_server.rstrip("/") + "/" + query
-    async with session.get(url, headers=headers,
+    # no redirects: a redirect would carry the token to a server nobody configured
+    async with session.get(url, headers=headers, allow_redirects=False,
                            timeout=aiohttp.ClientTimeout(total=timeout)) as resp:
         if resp.status != 200:
             raise LookupError(f"FHIR server answered {resp.status} for {query}")
-        return await resp.json(loads=orjson.loads, content_type=None)
+        if resp.content_length is not None and resp.content_length > max_bytes:
+            raise LookupError(f"FHIR server's answer for {query} exceeds {max_bytes} bytes")
+        body = bytearray()
+        async for chunk in resp.content.iter_chunked(65536):
+            body += chunk
+            if len(body) > max_bytes:
+                raise LookupError(f"FHIR server's answer for {query} exceeds {max_bytes} bytes")
+    try:
+        return orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        raise LookupError(f"FHIR server's answer for {query} is not JSON: {exc}") from exc
 
 
 def _json(data: Any, status: int = 200) -> web.Response:
@@ -117,10 +147,12 @@ class _Service:
     def ledger(self) -> Ledger:
         return current_ledger(self._ledger)
 
-    async def authenticate(self, request: web.Request, suffix: str = "") -> str:
-        """The hospital the verified caller acts for; the JWT aud must name this endpoint."""
+    async def authenticate(self, request: web.Request, suffix: str = ""
+                           ) -> tuple[str, tuple[str, ...]]:
+        """The hospital the verified caller acts for and the FHIR servers configured for it;
+        the JWT aud must name this endpoint."""
         if not self.settings.require_auth:
-            return self.settings.default_hospital_id
+            return self.settings.default_hospital_id, self.settings.default_fhir_servers
         header = request.headers.get("Authorization")
         await self._load_remote_keys(header)
         service_id = request.match_info.get("service_id", "")
@@ -129,13 +161,14 @@ class _Service:
                           leeway=self.settings.leeway)
         # a StoreError (the id not recorded, so a replay not ruled out) refuses the call
         await refuse_replay(v, self.ledger.cds.claim_jti)
-        return v.hospital_id
+        client = self.settings.clients.get(v.iss)
+        return v.hospital_id, client.fhir_servers if client is not None else ()
 
     async def _load_remote_keys(self, header: str | None) -> None:
         """For a client whose keys live at a JWKS URL: check ``jku`` and have the keys."""
-        if not self.any_remote or not header or not header.startswith("Bearer "):
+        token = bearer_token(header)
+        if not self.any_remote or token is None:
             return  # verify_bearer does the rest (and says what is wrong)
-        token = header[7:].strip()
         try:
             head = jwt.get_unverified_header(token)
             iss = jwt.decode(token, options={"verify_signature": False}).get("iss")
@@ -157,26 +190,53 @@ class _Service:
         kid = head.get("kid")
         client.use(await remote.keys(self.key_session, kid if isinstance(kid, str) else None))
 
-    async def prefetch(self, body: Mapping[str, Any]) -> dict[str, Any]:
-        given = body.get("prefetch") or {}
+    async def prefetch(self, body: Mapping[str, Any], fhir_servers: Sequence[str]
+                       ) -> dict[str, Any]:
+        """The prefetch the rules read: what the client sent, a missing key fetched from
+        the client's FHIR server when that server is configured for it.
+
+        CDS Hooks: a key sent as ``null`` means the client has no such data (an order
+        outside an encounter), so it is not fetched and the cards carry no department;
+        likewise when the context lacks the template's token (``encounterId`` is optional).
+
+        Raises:
+            RequestError: prefetch, fhirServer or fhirAuthorization has the wrong type.
+            LookupError: a key is missing and cannot be fetched (answered 412).
+        """
+        given = body.get("prefetch")
+        if given is None:
+            given = {}
         if not isinstance(given, Mapping):
             raise RequestError("prefetch must be an object")
         out = dict(given)
         context = body.get("context") or {}
         for key in self.settings.required_prefetch:
-            if out.get(key) is not None:
+            if key in out:
+                continue
+            template = _PREFETCH.get(key, "")
+            tokens = _TEMPLATE.findall(template)
+            for t in tokens:
+                if context.get(t) is not None and not isinstance(context[t], str):
+                    raise RequestError(f"context.{t} must be a string")
+            if any(not context.get(t) for t in tokens):
+                out[key] = None
                 continue
             fhir_server = body.get("fhirServer")
+            if fhir_server is not None and not isinstance(fhir_server, str):
+                raise RequestError("fhirServer must be a string")
+            auth = body.get("fhirAuthorization")
+            if auth is not None and not isinstance(auth, Mapping):
+                raise RequestError("fhirAuthorization must be an object")
             if not fhir_server or self.fetch is None:
                 raise LookupError(f"prefetch {key!r} missing and no fhirServer to fetch it")
-            template = _PREFETCH.get(key, "")
-            missing = [m for m in _TEMPLATE.findall(template) if not context.get(m)]
-            if missing:
-                raise LookupError(f"prefetch {key!r} needs context.{missing[0]}")
-            query = _TEMPLATE.sub(lambda m: str(context[m.group(1)]), template)
+            if not allowed_fhir_server(fhir_server, fhir_servers):
+                raise LookupError(f"prefetch {key!r} missing, and fhirServer {fhir_server!r} is"
+                                  " not a FHIR server configured for this client")
+            # each token is one path segment: an id cannot climb out of Encounter/ or add a
+            # query
+            query = _TEMPLATE.sub(lambda m: quote(str(context[m.group(1)]), safe=""), template)
             try:
-                out[key] = await self.fetch(str(fhir_server), query,
-                                            body.get("fhirAuthorization"))
+                out[key] = await self.fetch(fhir_server, query, auth)
             except (LookupError, aiohttp.ClientError, TimeoutError) as exc:
                 raise LookupError(f"prefetch {key!r} could not be fetched: {exc}") from exc
         return out
@@ -190,7 +250,7 @@ class _Service:
         if hook is None:
             return _json({"error": f"no service {service_id!r}"}, 404)
         try:
-            hospital = await self.authenticate(request)
+            hospital, fhir_servers = await self.authenticate(request)
         except AuthError as exc:
             return _json({"error": str(exc)}, 401)
         except StoreError as exc:
@@ -208,11 +268,11 @@ class _Service:
             if not isinstance(context, dict):
                 raise RequestError("context is required")
             try:
-                prefetch = await self.prefetch(body)
+                prefetch = await self.prefetch(body, fhir_servers)
             except LookupError as exc:
                 return _json({"error": str(exc)}, 412)
             lines, resources = draft_lines(context, hook, hospital, self.settings.resolve_item,
-                                           self.settings.national_systems)
+                                           self.settings.national_systems, prefetch)
         except (orjson.JSONDecodeError, RequestError) as exc:
             return _json({"error": str(exc)}, 400)
         now = self.settings.clock()
@@ -251,27 +311,20 @@ class _Service:
         if not isinstance(items, list) or not items:
             return _json({"error": "feedback must be a non-empty array"}, 400)
         cds = self.ledger.cds
+        try:
+            parsed = [_feedback_item(i, fb, self.settings.clock) for i, fb in enumerate(items)]
+        except RequestError as exc:
+            return _json({"error": str(exc)}, 400)
         rows: list[FeedbackRow] = []
         rules: list[str] = []
         unknown: list[str] = []
-        for i, fb in enumerate(items):
-            if not isinstance(fb, dict) or fb.get("outcome") not in ("accepted", "overridden"):
-                return _json({"error": f"feedback[{i}].outcome must be accepted or overridden"},
-                             400)
-            card_id = str(fb.get("card", ""))
-            card = await cds.card(card_id)
+        for row in parsed:
+            card = await cds.card(row.card)
             if card is None:
-                unknown.append(card_id)
+                unknown.append(row.card)
                 continue
             rules.append(card.rule_id)
-            reason = (fb.get("overrideReason") or {})
-            coding = reason.get("reason") or {}
-            accepted = tuple(str(s.get("id")) for s in fb.get("acceptedSuggestions") or []
-                             if isinstance(s, dict))
-            rows.append(FeedbackRow(
-                card_id, fb["outcome"], str(coding.get("code", "")),
-                str(coding.get("display", "")), str(reason.get("userComment", "")), accepted,
-                str(fb.get("outcomeTimestamp") or self.settings.clock().isoformat())))
+            rows.append(row)
         if rows:
             await cds.save_feedback(rows)
             for rule_id, row in zip(rules, rows, strict=True):
@@ -279,6 +332,45 @@ class _Service:
         if unknown and not rows:
             return _json({"error": "unknown card", "cards": unknown}, 404)
         return _json({"recorded": len(rows), "unknown": unknown})
+
+
+def _text(value: Any, where: str) -> str:
+    if value is None:
+        return ""
+    if not isinstance(value, str):
+        raise RequestError(f"{where} must be a string")
+    return value
+
+
+def _feedback_item(i: int, fb: Any, clock: Callable[[], datetime]) -> FeedbackRow:
+    """One feedback entry checked and read, before anything is stored.
+
+    Raises:
+        RequestError: naming the entry and the field of the wrong type.
+    """
+    where = f"feedback[{i}]"
+    if not isinstance(fb, Mapping) or fb.get("outcome") not in ("accepted", "overridden"):
+        raise RequestError(f"{where}.outcome must be accepted or overridden")
+    card = _text(fb.get("card"), f"{where}.card")
+    reason = fb.get("overrideReason")
+    if reason is None:
+        reason = {}
+    if not isinstance(reason, Mapping):
+        raise RequestError(f"{where}.overrideReason must be an object")
+    coding = reason.get("reason")
+    if coding is None:
+        coding = {}
+    if not isinstance(coding, Mapping):
+        raise RequestError(f"{where}.overrideReason.reason must be a Coding object")
+    suggestions = fb.get("acceptedSuggestions")
+    if suggestions is not None and not isinstance(suggestions, list):
+        raise RequestError(f"{where}.acceptedSuggestions must be an array")
+    accepted = tuple(str(s.get("id")) for s in suggestions or [] if isinstance(s, Mapping))
+    at = _text(fb.get("outcomeTimestamp"), f"{where}.outcomeTimestamp")
+    return FeedbackRow(card, fb["outcome"], _text(coding.get("code"), f"{where} reason code"),
+                       _text(coding.get("display"), f"{where} reason display"),
+                       _text(reason.get("userComment"), f"{where}.overrideReason.userComment"),
+                       accepted, at or clock().isoformat())
 
 
 def cds_app(ledger: LedgerRef, settings: CdsSettings,
@@ -306,7 +398,7 @@ def cds_app(ledger: LedgerRef, settings: CdsSettings,
             async def http_fetch(server: str, query: str, auth: Mapping[str, Any] | None
                                  ) -> Any:
                 return await _default_fetch(session, server, query, auth,
-                                            settings.fetch_timeout)
+                                            settings.fetch_timeout, settings.fetch_max_bytes)
             svc.fetch = http_fetch
         else:
             svc.fetch = fetch

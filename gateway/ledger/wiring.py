@@ -121,7 +121,8 @@ def cds_settings(cfg: GatewayConfig, crosswalk: CurrentCrosswalk) -> CdsSettings
                                    f"{exc}"]) from None
         clients[c.iss] = TrustedClient(c.iss, jwks, hospital_id=c.hospital_id,
                                        hospitals=frozenset(c.hospitals),
-                                       jwks_url=c.jwks_url or "")
+                                       jwks_url=c.jwks_url or "",
+                                       fhir_servers=c.fhir_servers)
     return CdsSettings(clients=clients, public_base_url=cfg.cds.public_base_url.rstrip("/"),
                        require_auth=cfg.cds.require_auth,
                        default_hospital_id=cfg.cds.default_hospital_id,

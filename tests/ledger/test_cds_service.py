@@ -209,6 +209,7 @@ async def test_missing_prefetch_is_fetched_from_the_fhir_server(ledger, token, a
         return {"resourceType": "Encounter", "serviceProvider": {"display": "泌尿外科"}}
 
     settings = CdsSettings(require_auth=False, default_hospital_id=HOSPITAL,
+                           default_fhir_servers=("https://his.example.local/fhir",),
                            clock=lambda: cst(2026, 7, 2, 10))
     app = web.Application()
     app.add_subapp("/cds-services", cds_app(ledger, settings, fetch=fetch))
