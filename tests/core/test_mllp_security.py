@@ -20,6 +20,7 @@ import trustme
 from aiohttp.test_utils import TestServer
 from helpers import (
     DATA,
+    HL7,
     HOSPITAL,
     HTTP_LISTENERS,
     TIMINGS,
@@ -34,6 +35,7 @@ from helpers import (
 
 from canonical.errors import ConfigError
 from gateway.app import METRICS, build_app
+from gateway.cli.main import main as cli_main
 from gateway.config import ListenerConfig, parse_config
 from gateway.ingest.door import Door, source_address
 from gateway.ingest.framing import END, START
@@ -206,6 +208,18 @@ async def test_a_sender_limited_to_one_hospital_gets_ar_for_another(
             "SELECT count(*) FROM events WHERE hospital_id = ?", (OTHER_HOSPITAL,)) == [(0,)]
         [(reason, kept)] = await gw.store.query("SELECT reason, raw FROM quarantine")
         assert kept == raw and OTHER_HOSPITAL in reason and "his-zj" in reason
+
+
+async def test_jicai_gateway_send_speaks_mutual_tls_to_the_listener(
+        tmp_path: Path, pki: Pki, capsys: pytest.CaptureFixture[str]) -> None:
+    client_pem = pki.dir / "his-zj.pem"
+    pki.ca.issue_cert("his-zj.hospital.example", common_name="his-zj") \
+        .private_key_and_cert_chain_pem.write_to_path(str(client_pem))
+    async with running(_config(tmp_path, _mtls(pki), SECURITY)) as gw:
+        args = ["send", "--mllp", f"127.0.0.1:{gw.mllp_port}", "--ca", str(pki.ca_file),
+                "--cert", str(client_pem), str(HL7 / "rds_o13_dispense_utf8.hl7")]
+        assert await asyncio.to_thread(cli_main, args) == 0
+        assert "MSA|AA|RDS20261123000001" in capsys.readouterr().out
 
 
 async def test_tls_without_client_ca_takes_any_client(tmp_path: Path, pki: Pki) -> None:
