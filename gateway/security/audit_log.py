@@ -1,9 +1,12 @@
-"""Writing and reading the audit log over HTTP.
+"""Writing and reading the audit log.
 
 Handlers that change state call :func:`record` after the change took effect; the entry
 names the caller the access middleware authenticated (:func:`request_identity`), never a
-name the caller writes. ``GET /api/audit-log`` pages through entries, ``GET
-/api/audit-log/verify`` walks the whole chain.
+name the caller writes. What the gateway does by itself (start, reloading the identities
+file) is the ``gateway`` identity's (:class:`Recorder`, :func:`record_start`); commands run
+on the store without a gateway name the operating-system account (:func:`record_shell`).
+``GET /api/audit-log`` pages through entries, ``GET /api/audit-log/verify`` walks the
+whole chain.
 """
 
 from __future__ import annotations
@@ -161,7 +164,8 @@ class Recorder:
         added, removed = sorted(after - before), sorted(before - after)
         self("identities.reload", target="security.identities_file", before=sorted(before),
              after=sorted(after), detail=f"added: {', '.join(added) or '-'}; "
-                                         f"removed: {', '.join(removed) or '-'}")
+                                         f"removed: {', '.join(removed) or '-'} (the others' "
+                                         "tokens, roles or hospitals may have changed)")
 
     async def drain(self) -> None:
         """Wait for the entries still being written."""
