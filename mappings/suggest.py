@@ -96,6 +96,7 @@ def _approval_key(text: str) -> str:
     return "国药准字" + rest if re.fullmatch(r"[A-Z]\d{8}", rest) else rest
 
 
+_NO_MAKER = MakerMatch(0.0, MakerMatchKind.DIFFERENT)
 _APPROVAL_NUMBER = re.compile(r"([A-Z]{1,2})(\d{8})")
 _STANDARD_DIGITS = re.compile(r"(?<!\d)(86\d{12})(?!\d)")
 
@@ -337,13 +338,14 @@ class SuggestionIndex:
         scored.sort(key=lambda x: -x[1])
         return [x for x in scored[:8] if x[1] >= 65 or x[0] in extra]
 
-    def _products(self, group: _Group, mcore: str, spec: SpecKey) -> dict[int, MakerMatch]:
+    def _products(self, group: _Group, query: _Query) -> dict[int, MakerMatch]:
         """Members worth scoring, with how their manufacturer compares."""
         out: dict[int, MakerMatch] = {}
+        mcore, spec = query.mcore, query.spec
         if mcore:
             hits = process.extract(mcore, group.cores, scorer=fuzz.partial_ratio,
                                    limit=25, score_cutoff=50)
-            scored = sorted(((compare_makers(mcore, c), c) for c, _, _ in hits),
+            scored = sorted(((query.maker_match(c), c) for c, _, _ in hits),
                             key=lambda x: -x[0].score)[:10]
             for match, core in scored:
                 for i in group.by_core[core]:
@@ -354,13 +356,19 @@ class SuggestionIndex:
             for dose in spec.doses:
                 pool.extend(group.by_dose.get(dose, ()))
             for i in (pool or group.members)[:400]:
-                out.setdefault(i, self._manufacturer(mcore, i))
+                if i not in out:
+                    out[i] = self._manufacturer(query, i)
         return out
 
-    def _manufacturer(self, mcore: str, i: int) -> MakerMatch:
-        return max((compare_makers(mcore, core)
-                    for core in (self._core[i], self._alt_core[i], self._raw_core[i])),
-                   key=lambda m: m.score)
+    def _manufacturer(self, query: _Query, i: int) -> MakerMatch:
+        best = _NO_MAKER
+        if query.mcore:
+            for core in (self._core[i], self._alt_core[i], self._raw_core[i]):
+                if core:
+                    match = query.maker_match(core)
+                    if match.score > best.score:
+                        best = match
+        return best
 
     def suggest(self, item: HospitalItem, *, limit: int = 5) -> list[Suggestion]:
         """Rank national codes for a hospital item, best first.
@@ -374,23 +382,25 @@ class SuggestionIndex:
             in the catalog resembles the item.
         """
         query = self._query(item)
-        ranked: list[tuple[float, int, tuple[str, ...]]] = []
+        ranked: list[tuple[float, int, _Group, float, MakerMatch]] = []
         for g, name_score in self._candidate_groups(query.generic, query.extra_groups):
             group = self._groups[g]
-            products = self._products(group, query.mcore, query.spec)
+            products = self._products(group, query)
             for i in query.evidence_rows:
                 if self._group_of[i] == g and i not in products:
-                    products[i] = self._manufacturer(query.mcore, i)
+                    products[i] = self._manufacturer(query, i)
             for i, maker in products.items():
-                total, reasons = self._score(i, group, name_score, query, maker)
-                ranked.append((total, i, reasons))
+                total, _ = self._score(i, group, name_score, query, maker, explain=False)
+                ranked.append((total, i, group, name_score, maker))
         ranked.sort(key=lambda x: (-x[0], self._entries[x[1]].code))
         attainable = query.attainable()
-        return [
-            Suggestion(self._entries[i].code, round(max(min(total / attainable, 1.0), 0.0), 3),
-                       reasons)
-            for total, i, reasons in ranked[:limit]
-        ]
+        out = []
+        for total, i, group, name_score, maker in ranked[:limit]:
+            # reasons only for what is shown: hundreds of candidates are scored per item
+            _, reasons = self._score(i, group, name_score, query, maker, explain=True)
+            score = round(max(min(total / attainable, 1.0), 0.0), 3)
+            out.append(Suggestion(self._entries[i].code, score, reasons))
+        return out
 
     def _query(self, item: HospitalItem) -> _Query:
         parsed = parse_item_name(item.name)
@@ -421,21 +431,22 @@ class SuggestionIndex:
 
     def _score(
         self, i: int, group: _Group, name_score: float, query: _Query, maker: MakerMatch,
+        *, explain: bool,
     ) -> tuple[float, tuple[str, ...]]:
+        """The row's points and, when ``explain``, the reasons behind them."""
+        parts = (
+            _form_points(query.form, group.form, explain),
+            _dose_points(query.spec.doses, self._spec[i].doses, explain),
+            _pack_points(query.spec.count, self._count[i], explain),
+            _maker_points(query, maker, self._maker_shown(i) if explain else None),
+            self._evidence_points(i, query, explain),
+        )
+        total = 0.40 * name_score + sum(points for points, _ in parts)
+        if not explain:
+            return total, ()
         entry = self._entries[i]
         reasons = [f"通用名 {entry.generic_name or entry.name} 相似度 {name_score:.0f}"]
-        total = 0.40 * name_score
-        for points, reason in (
-            _form_points(query.form, group.form),
-            _dose_points(query.spec.doses, self._spec[i].doses),
-            _pack_points(query.spec.count, self._count[i]),
-            _maker_points(query, maker, self._maker_shown(i)),
-            self._evidence_points(i, query),
-        ):
-            total += points
-            if reason:
-                reasons.append(reason)
-        return total, tuple(reasons)
+        return total, tuple(reasons + [reason for _, reason in parts if reason])
 
     def _maker_shown(self, i: int) -> str:
         """The row's manufacturer for a reason; a cut cell with the name it stands for."""
@@ -444,7 +455,7 @@ class SuggestionIndex:
             return cell
         return f"{self._core[i]} (目录厂家栏: {cell})" if cell else self._core[i]
 
-    def _evidence_points(self, i: int, query: _Query) -> tuple[float, str]:
+    def _evidence_points(self, i: int, query: _Query, explain: bool) -> tuple[float, str]:
         entry = self._entries[i]
         points, said = 0.0, []
         if i in query.exact:
@@ -453,7 +464,7 @@ class SuggestionIndex:
         if i in query.by_approval:
             points += 20
             said.append(f"批准文号一致 ({entry.approval_no})")
-        if i not in query.exact and i not in query.by_approval \
+        if query.enterprises and i not in query.exact and i not in query.by_approval \
                 and entry.code[-5:] in query.enterprises:
             # another pack or strength of the same maker's product
             points += 15
@@ -461,7 +472,7 @@ class SuggestionIndex:
         if i in query.by_brand:
             points += 8
             said.append(f"商品名 {self._brand[i]} 一致")
-        return points, "; ".join(said)
+        return points, "; ".join(said) if explain else ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -478,6 +489,14 @@ class _Query:
     by_brand: frozenset[int]
     enterprises: frozenset[str]  # enterprise segments the 本位码 or approval number name
     extra_groups: frozenset[int]  # generic-name groups of those rows, whatever the name says
+    # many rows share a manufacturer: each distinct one is compared once per item
+    maker_memo: dict[str, MakerMatch] = field(default_factory=dict)
+
+    def maker_match(self, catalog_core: str) -> MakerMatch:
+        match = self.maker_memo.get(catalog_core)
+        if match is None:
+            match = self.maker_memo[catalog_core] = compare_makers(self.mcore, catalog_core)
+        return match
 
     @property
     def evidence_rows(self) -> frozenset[int]:
@@ -498,38 +517,49 @@ class _Query:
 
 
 
-def _form_points(form: str, catalog_form: str) -> tuple[float, str]:
+# Each *_points function gives a row's points for one kind of evidence and, when asked
+# to explain, the reason shown with the suggestion (formatting is skipped otherwise:
+# hundreds of rows are scored for each item, five are shown).
+
+def _form_points(form: str, catalog_form: str, explain: bool) -> tuple[float, str]:
     if not form or not catalog_form:
         return 0.0, ""
     if form == catalog_form:
-        return 5.0, f"剂型 {form} 一致"
-    return -10.0, f"剂型不同 {form}≠{catalog_form}"
+        return 5.0, f"剂型 {form} 一致" if explain else ""
+    return -10.0, f"剂型不同 {form}≠{catalog_form}" if explain else ""
 
 
-def _dose_points(doses: frozenset[str], catalog_doses: frozenset[str]) -> tuple[float, str]:
+def _dose_points(doses: frozenset[str], catalog_doses: frozenset[str],
+                 explain: bool) -> tuple[float, str]:
     if not doses or not catalog_doses:
         return 8.0, ""
     if doses <= catalog_doses:
-        return 20.0, f"规格 {'/'.join(sorted(doses))} 一致"
+        return 20.0, f"规格 {'/'.join(sorted(doses))} 一致" if explain else ""
     if doses & catalog_doses:
-        return 12.0, f"规格部分一致 {'/'.join(sorted(doses & catalog_doses))}"
-    return -10.0, f"规格不同 {'/'.join(sorted(doses))}≠{'/'.join(sorted(catalog_doses))}"
+        return 12.0, f"规格部分一致 {'/'.join(sorted(doses & catalog_doses))}" if explain else ""
+    return -10.0, (f"规格不同 {'/'.join(sorted(doses))}≠{'/'.join(sorted(catalog_doses))}"
+                   if explain else "")
 
 
-def _pack_points(count: int | None, catalog_count: int | None) -> tuple[float, str]:
+def _pack_points(count: int | None, catalog_count: int | None,
+                 explain: bool) -> tuple[float, str]:
     # the same product of the same maker comes in several packs, one code each:
     # the pack quantity is what tells those codes apart
     if count is None or catalog_count is None:
         return 0.0, ""
     if count == catalog_count:
-        return 12.0, f"包装数量一致 ({count})"
-    return -8.0, f"包装数量不同 ({count}≠{catalog_count})"
+        return 12.0, f"包装数量一致 ({count})" if explain else ""
+    return -8.0, f"包装数量不同 ({count}≠{catalog_count})" if explain else ""
 
 
-def _maker_points(query: _Query, maker: MakerMatch, catalog_maker: str) -> tuple[float, str]:
+def _maker_points(query: _Query, maker: MakerMatch,
+                  catalog_maker: str | None) -> tuple[float, str]:
+    """Points for the manufacturer; the reason only when ``catalog_maker`` is given."""
     if not query.mcore:
         return 0.0, ""
     points = 0.25 * maker.score
+    if catalog_maker is None:
+        return points, ""
     if maker.kind is MakerMatchKind.SAME:
         return points, f"厂家一致: {catalog_maker}"
     if maker.kind is MakerMatchKind.ABBREVIATION:
