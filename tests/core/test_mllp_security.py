@@ -237,6 +237,19 @@ async def test_tls_without_client_ca_takes_any_client(tmp_path: Path, pki: Pki) 
         await plain.close()
 
 
+async def test_a_tls_handshake_has_the_frame_deadline(tmp_path: Path, pki: Pki) -> None:
+    """A client that connects to a TLS port and never says hello."""
+    listener = {**_mtls(pki), "frame_deadline_s": 1.0}
+    async with running(_config(tmp_path, listener, SECURITY)) as gw:
+        r, w = await asyncio.open_connection("127.0.0.1", gw.mllp_port)
+        started = time.monotonic()
+        assert await _closed_by_gateway(r, 5) == b""
+        w.close()
+        assert 0.9 < time.monotonic() - started < 2.0
+        assert _refused(gw, "tls_handshake") == 1
+        assert _open(gw) == 0
+
+
 async def test_http_ingest_for_a_hospital_the_sender_may_not_act_for_is_403(
         tmp_path: Path) -> None:
     token = "jcgw_test-sender-of-the-other-hospital"
