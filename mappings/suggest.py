@@ -16,7 +16,7 @@ import csv
 import itertools
 import re
 from collections import Counter
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -38,12 +38,14 @@ from mappings.normalize import (
 )
 
 __all__ = [
+    "HospitalHabits",
     "HospitalItem",
     "Suggestion",
     "SuggestionIndex",
     "build_index",
     "item_approval_key",
     "item_standard_code",
+    "learn_habits",
     "read_catalog_entries",
 ]
 
@@ -67,6 +69,35 @@ class Suggestion:
     national_code: str
     score: float
     reasons: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class HospitalHabits:
+    """What a hospital's accepted mappings say about the products it buys.
+
+    A hospital buys most of its drugs from a few makers (often the 集采 winners) in
+    the packs its pharmacy stocks; when an item leaves the maker or the pack unclear,
+    those are the likelier codes. Build with :func:`learn_habits`.
+    """
+
+    makers: Mapping[str, int]  # enterprise segment → mappings accepted with it
+    packs: Mapping[tuple[str, int], int]  # (enterprise segment, pack quantity) → mappings
+
+
+def learn_habits(accepted: Iterable[CatalogEntry]) -> HospitalHabits:
+    """Habits from the catalog entries of a hospital's accepted mappings (its crosswalk)."""
+    makers: Counter[str] = Counter()
+    packs: Counter[tuple[str, int]] = Counter()
+    for entry in accepted:
+        enterprise = entry.code[-5:]
+        makers[enterprise] += 1
+        count = _catalog_count(entry)
+        if count is not None:
+            packs[(enterprise, count)] += 1
+    return HospitalHabits(dict(makers), dict(packs))
+
+
+_NO_HABITS = HospitalHabits({}, {})
 
 
 @dataclass(slots=True)
@@ -370,18 +401,22 @@ class SuggestionIndex:
                         best = match
         return best
 
-    def suggest(self, item: HospitalItem, *, limit: int = 5) -> list[Suggestion]:
+    def suggest(self, item: HospitalItem, *, limit: int = 5,
+                habits: HospitalHabits | None = None) -> list[Suggestion]:
         """Rank national codes for a hospital item, best first.
 
         Args:
             item: the hospital item (name required; the other fields sharpen the match).
             limit: how many suggestions to return.
+            habits: the hospital's makers and packs from its accepted mappings
+                (:func:`learn_habits`); they break ties, they never outweigh what the
+                item itself says.
 
         Returns:
             Up to ``limit`` suggestions, each with its reasons; empty when nothing
             in the catalog resembles the item.
         """
-        query = self._query(item)
+        query = self._query(item, habits or _NO_HABITS)
         ranked: list[tuple[float, int, _Group, float, MakerMatch]] = []
         for g, name_score in self._candidate_groups(query.generic, query.extra_groups):
             group = self._groups[g]
@@ -402,7 +437,7 @@ class SuggestionIndex:
             out.append(Suggestion(self._entries[i].code, score, reasons))
         return out
 
-    def _query(self, item: HospitalItem) -> _Query:
+    def _query(self, item: HospitalItem, habits: HospitalHabits) -> _Query:
         parsed = parse_item_name(item.name)
         generic = parsed.generic
         spec = parse_spec(item.specification) if item.specification.strip() else SpecKey(
@@ -426,7 +461,7 @@ class SuggestionIndex:
             generic=generic, form=dosage_form_of(generic), spec=spec,
             maker_text=item.manufacturer.strip(), mcore=maker_core(item.manufacturer),
             exact=exact, by_approval=by_approval, by_brand=by_brand,
-            enterprises=frozenset(enterprises),
+            enterprises=frozenset(enterprises), habits=habits,
             extra_groups=frozenset(self._group_of[i] for i in exact | by_approval | by_brand))
 
     def _score(
@@ -440,6 +475,7 @@ class SuggestionIndex:
             _pack_points(query.spec.count, self._count[i], explain),
             _maker_points(query, maker, self._maker_shown(i) if explain else None),
             self._evidence_points(i, query, explain),
+            self._habit_points(i, query.habits, explain),
         )
         total = 0.40 * name_score + sum(points for points, _ in parts)
         if not explain:
@@ -454,6 +490,21 @@ class SuggestionIndex:
         if self._clean_maker[i]:
             return cell
         return f"{self._core[i]} (目录厂家栏: {cell})" if cell else self._core[i]
+
+    def _habit_points(self, i: int, habits: HospitalHabits, explain: bool) -> tuple[float, str]:
+        if not habits.makers:
+            return 0.0, ""
+        enterprise = self._entries[i].code[-5:]
+        accepted = habits.makers.get(enterprise, 0)
+        if not accepted:
+            return 0.0, ""
+        points, said = min(6.0, 2.0 + accepted), [f"本院已对码该厂家 {accepted} 条"]
+        count = self._count[i]
+        same_pack = habits.packs.get((enterprise, count), 0) if count is not None else 0
+        if same_pack:
+            points += 3.0
+            said.append(f"本院常用该厂家包装 ({count})")
+        return points, "; ".join(said) if explain else ""
 
     def _evidence_points(self, i: int, query: _Query, explain: bool) -> tuple[float, str]:
         entry = self._entries[i]
@@ -489,6 +540,7 @@ class _Query:
     by_brand: frozenset[int]
     enterprises: frozenset[str]  # enterprise segments the 本位码 or approval number name
     extra_groups: frozenset[int]  # generic-name groups of those rows, whatever the name says
+    habits: HospitalHabits
     # many rows share a manufacturer: each distinct one is compared once per item
     maker_memo: dict[str, MakerMatch] = field(default_factory=dict)
 
