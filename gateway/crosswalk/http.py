@@ -27,7 +27,7 @@ import dataclasses
 import io
 import logging
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
 from datetime import date, datetime
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
@@ -52,6 +52,7 @@ from gateway.keys import CONFIG, MAPPINGS, STORE
 from gateway.security.audit_log import AuditFields, record, record_many
 from gateway.security.http_limits import bounded_chunks
 from gateway.security.identity import request_identity
+from gateway.store.files import private_dir, private_file
 from gateway.store.state import AuditQuery, StoredAudit
 from mappings.entry import CrosswalkEntry, CrosswalkEntryError, entry_to_dict
 from mappings.fhir import to_concept_map, translate
@@ -90,6 +91,8 @@ async def _errors(request: web.Request,
         return _error(400, "the change was refused; nothing was changed", exc.problems)
     except NotFound as exc:
         return _error(404, "not found", exc.problems)
+    except _Forbidden as exc:
+        return _error(403, "forbidden; nothing was changed", exc.problems)
     except Conflict as exc:
         return _error(409, "conflicts with the current state", exc.problems)
     except CatalogError as exc:
@@ -115,6 +118,33 @@ def _audit_json(a: StoredAudit) -> dict[str, Any]:
 def _change_json(result: ChangeResult, **extra: Any) -> dict[str, Any]:
     return {**extra, "audit": [_audit_json(a) for a in result.audit],
             "released": result.released}
+
+
+class _Forbidden(Exception):
+    def __init__(self, problems: list[str]) -> None:
+        super().__init__("; ".join(problems))
+        self.problems = problems
+
+
+def _scope(request: web.Request) -> str | None:
+    """The hospital a read covers: the one asked for, or — for an identity limited to
+    hospitals — its own (the access middleware has checked a named one already)."""
+    given = request.query.get("hospital") or None
+    ident = request_identity(request)
+    if given or not ident.hospitals:
+        return given
+    if len(ident.hospitals) == 1:
+        return next(iter(ident.hospitals))
+    raise _BadRequest([f"name a hospital (hospital=…): {ident.name!r} acts for "
+                       f"{', '.join(sorted(ident.hospitals))}"])
+
+
+def _may_change(request: web.Request, entries: Sequence[CrosswalkEntry]) -> None:
+    ident = request_identity(request)
+    others = sorted({e.hospital_id for e in entries if not ident.may_act_for(e.hospital_id)})
+    if others:
+        raise _Forbidden([f"identity {ident.name!r} may not change the crosswalk of "
+                          f"hospital {h}" for h in others])
 
 
 # --- reading requests ---------------------------------------------------------------
@@ -251,8 +281,8 @@ async def _upload(request: web.Request) -> tuple[Path, str, dict[str, str]]:
         The temporary path (suffix from the file name, ``format`` or content type), the
         file's name as sent, and the other form fields.
     """
-    directory = request.config_dict[CONFIG].data_dir / "uploads"
-    directory.mkdir(parents=True, exist_ok=True)
+    # a crosswalk or catalog file is the hospital's business: the gateway's user only
+    directory = private_dir(request.config_dict[CONFIG].data_dir / "uploads")
     fields: dict[str, str] = {}
     name = request.query.get("filename", "")
     ctype = ""
@@ -260,7 +290,7 @@ async def _upload(request: web.Request) -> tuple[Path, str, dict[str, str]]:
     http = request.config_dict[CONFIG].http
     # the whole request counts, form fields included; every byte of it is on disk
     limit, timeout = http.max_body_bytes, http.read_timeout_s
-    with _removed_on_error(tmp), tmp.open("wb") as out:
+    with _removed_on_error(tmp), private_file(tmp).open("wb") as out:
         if request.content_type.startswith("multipart/"):
             reader = await request.multipart()
             found = False
@@ -374,7 +404,11 @@ def _catalog_kind(text: str) -> CatalogKind | None:
 
 async def unmapped_queue(request: web.Request) -> web.Response:
     """GET /api/unmapped: the unmapped-item queue as stored (no suggestions)."""
-    items = await request.config_dict[STORE].unmapped(request.query.get("hospital"))
+    try:
+        hospital = _scope(request)
+    except _BadRequest as exc:
+        return _error(400, "bad request", exc.problems)
+    items = await request.config_dict[STORE].unmapped(hospital)
     # orjson keeps Chinese names readable for an operator using curl
     return _json([dataclasses.asdict(i) for i in items])
 
@@ -390,7 +424,7 @@ def mappings_api() -> web.Application:
     # --- entries ---
     async def list_entries(request: web.Request) -> web.Response:
         service = request.config_dict[MAPPINGS]
-        found = service.search(hospital=request.query.get("hospital"),
+        found = service.search(hospital=_scope(request),
                                query=request.query.get("q", ""),
                                national_code=request.query.get("national_code") or None,
                                day=_query_date(request, "on"))
@@ -404,6 +438,7 @@ def mappings_api() -> web.Application:
         body = await _body(request)
         user, note = _author(request, body, str(body.get("note") or ""))
         entry = _entry_from(body)
+        _may_change(request, [entry])
         result = await service.create(entry, user=user, note=note)
         await _audited(request, "crosswalk.add", result, note)
         return _json(_change_json(result, entry=entry_to_dict(entry)), 201)
@@ -453,7 +488,7 @@ def mappings_api() -> web.Application:
         if since_at is not None and since_at.tzinfo is None:
             since_at = since_at.replace(tzinfo=CHINA_TZ)
         found = await service.audit(AuditQuery(
-            hospital_id=request.query.get("hospital") or None,
+            hospital_id=_scope(request),
             item_code=request.query.get("item") or None,
             user=request.query.get("user") or None, since=since_at,
             limit=_query_int(request, "limit", 200, 1, 10_000)))
@@ -461,8 +496,8 @@ def mappings_api() -> web.Application:
 
     # --- files ---
     def _export_entries(request: web.Request) -> list[CrosswalkEntry]:
-        return request.config_dict[MAPPINGS].search(hospital=request.query.get("hospital"),
-                              day=_query_date(request, "on"))
+        return request.config_dict[MAPPINGS].search(hospital=_scope(request),
+                                                    day=_query_date(request, "on"))
 
     def _chinese(request: web.Request, default: bool) -> bool:
         text = request.query.get("chinese", "")
@@ -495,6 +530,7 @@ def mappings_api() -> web.Application:
             path.unlink(missing_ok=True)
         user, note = _author(request, fields,
                              request.query.get("note") or fields.get("note") or f"imported {name}")
+        _may_change(request, entries)
         result = await service.import_entries(entries, user=user, note=note)
         await _audited(request, "crosswalk.import", result, note)
         created = sum(1 for a in result.audit if a.record.before is None)
@@ -507,7 +543,7 @@ def mappings_api() -> web.Application:
         service = request.config_dict[MAPPINGS]
         limit = _query_int(request, "limit", 5, 0, 50)
         items, total, labels = await service.queue(
-            hospital=request.query.get("hospital"), limit=limit,
+            hospital=_scope(request), limit=limit,
             max_items=_query_int(request, "items", 100, 1, 10_000))
         catalog: dict[str, Any] = {"versions": list(labels)}
         if not labels:
@@ -540,7 +576,7 @@ def mappings_api() -> web.Application:
     # --- FHIR ---
     async def conceptmap(request: web.Request) -> web.Response:
         service = request.config_dict[MAPPINGS]
-        hospital = request.query.get("hospital")
+        hospital = _scope(request)
         entries = service.search(hospital=hospital) if hospital else service.crosswalk
         return _json(to_concept_map(entries, day=_query_date(request, "date")))
 

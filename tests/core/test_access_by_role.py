@@ -184,3 +184,33 @@ async def test_tokens_rotate_through_the_identities_file_without_a_restart(
             assert await _status(s, srv, "GET", "/api/unmapped", new) == 200
     finally:
         await srv.close()
+
+
+async def test_a_limited_identity_reads_and_changes_only_its_own_hospitals_crosswalk(
+        server: TestServer) -> None:
+    auth = {"Authorization": f"Bearer {LIMITED}"}
+    entry = {"hospital_id": OTHER_HOSPITAL, "item_code": "Y0077001",
+             "national_code": "XL02BBB011A001010104138", "item_name": "比卡鲁胺片 50mg*28片",
+             "hospital_unit": "盒", "national_unit": "片", "factor": "28",
+             "valid_from": "2026-01-01"}
+    async with aiohttp.ClientSession() as s, s.post(
+            server.make_url("/api/mappings/entries"), json={**entry, "item_code": "Y0077002"},
+            headers={"Authorization": f"Bearer {TOKENS['admin']}"}) as r:
+        assert r.status == 201  # the other hospital has a crosswalk too
+    async with aiohttp.ClientSession(headers=auth) as s:
+        async with s.post(server.make_url("/api/mappings/entries"), json=entry) as r:
+            assert r.status == 403
+            assert OTHER_HOSPITAL in (await r.json())["problems"][0]
+        csv = ("hospital_id,item_code,national_code,item_name,hospital_unit,national_unit,"
+               "factor,valid_from,valid_to\n"
+               f"{OTHER_HOSPITAL},Y0077001,XL02BBB011A001010104138,比卡鲁胺片,盒,片,28,"
+               "2026-01-01,\n").encode()
+        async with s.post(server.make_url("/api/mappings/import?format=csv"), data=csv,
+                          headers={"Content-Type": "text/csv"}) as r:
+            assert r.status == 403
+        async with s.get(server.make_url("/api/mappings/entries?limit=10000")) as r:
+            listed = (await r.json())["entries"]
+        assert listed and {e["hospital_id"] for e in listed} == {HOSPITAL}
+        async with s.post(server.make_url("/api/mappings/entries"),
+                          json={**entry, "hospital_id": HOSPITAL}) as r:
+            assert r.status == 201
