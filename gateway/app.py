@@ -72,11 +72,13 @@ from gateway.mirror.http import add_mirror_routes
 from gateway.mirror.worker import Destination, Mirror
 from gateway.platforms import profile_for
 from gateway.platforms.simulator import SimulatorState, simulator_app
+from gateway.retention import run_retention
 from gateway.security.access import access_middleware
 from gateway.security.audit_log import RECORDER, Recorder, add_audit_routes, record_start
 from gateway.security.http_limits import body_deadline
 from gateway.security.identity import Identities
 from gateway.store.base import Store
+from gateway.store.files import private_dir
 from gateway.store.sqlite import SqliteStore
 from gateway.timings import Timings
 from gateway.webhooks import WebhookSender, WebhookTarget
@@ -104,20 +106,22 @@ def make_store(cfg: GatewayConfig, metrics: Metrics | None = None) -> Store:
     on_batch = metrics.commit_batch.observe if metrics else None
     if cfg.store.backend == "sqlite":
         return SqliteStore(cfg.store.sqlite_path, group_commit_max=cfg.store.group_commit_max,
-                           on_batch=on_batch)
+                           on_batch=on_batch, quarantine_max_bytes=cfg.store.quarantine_max_bytes)
     from gateway.store.postgres import PostgresStore
 
     assert cfg.store.postgres_dsn is not None  # the config validator requires it
     return PostgresStore(cfg.store.postgres_dsn.get_secret_value(),
                          schema=cfg.store.postgres_schema,
                          group_commit_max=cfg.store.group_commit_max, lease_s=cfg.store.lease_s,
-                         pool_max=cfg.store.postgres_pool_max, on_batch=on_batch)
+                         pool_max=cfg.store.postgres_pool_max, on_batch=on_batch,
+                         quarantine_max_bytes=cfg.store.quarantine_max_bytes)
 
 
 # --- one cleanup context per resource, in start order ----------------------------------
 
 async def _store_ctx(app: web.Application) -> AsyncIterator[None]:
     cfg = app[CONFIG]
+    private_dir(cfg.data_dir)  # uploads and an earlier release's files: the gateway's only
     store = make_store(cfg, app[METRICS])
     await store.start()
     try:
@@ -322,6 +326,14 @@ async def _stats_ctx(app: web.Application) -> AsyncIterator[None]:
     await asyncio.gather(task, return_exceptions=True)
 
 
+async def _retention_ctx(app: web.Application) -> AsyncIterator[None]:
+    task = asyncio.create_task(run_retention(app[STORE], app[CONFIG].store, app[METRICS],
+                                             app[TIMINGS].retention_s), name="retention")
+    yield
+    task.cancel()
+    await asyncio.gather(task, return_exceptions=True)
+
+
 async def _refresh_stats(app: web.Application) -> None:
     """Keep the outbox gauges current (a scrape must not wait on the database)."""
     m = app[METRICS]
@@ -451,7 +463,7 @@ def build_app(cfg: GatewayConfig, metrics_: Metrics | None = None, *,
     app[METRICS] = metrics_
     app[TIMINGS] = timings or Timings()
     for ctx in (_loop_lag_ctx, _store_ctx, _crosswalk_ctx, _ledger_ctx, _webhooks_ctx,
-                _simulator_ctx, _mirror_ctx, _ingest_ctx, _stats_ctx):
+                _simulator_ctx, _mirror_ctx, _ingest_ctx, _stats_ctx, _retention_ctx):
         app.cleanup_ctx.append(ctx)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)

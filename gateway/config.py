@@ -73,6 +73,17 @@ class StoreConfig(_Frozen):
         default=30.0, gt=0,
         description="how long a replica holds outbox groups it claimed; a dead replica's "
                     "groups are taken over after this")
+    raw_retention_days: int = Field(
+        default=180, ge=0,
+        description="raw bytes of a message are dropped this long after receipt once all "
+                    "its events are delivered (0: kept forever)")
+    quarantine_retention_days: int = Field(
+        default=90, ge=0, description="quarantined messages are deleted after this "
+                                      "(0: kept forever)")
+    quarantine_max_bytes: int = Field(
+        default=1 << 20, ge=1024,
+        description="bytes kept of one quarantined message; the rest is cut, with a marker "
+                    "and the original size")
 
     @model_validator(mode="after")
     def _dsn_for_postgres(self) -> StoreConfig:

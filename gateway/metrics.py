@@ -28,6 +28,9 @@ class Metrics:
                                   ["adapter", "type"], registry=r)
         self.quarantined = Counter("jcgw_quarantined", "Byte sequences kept in quarantine",
                                    ["adapter"], registry=r)
+        self.retention_purged = Counter(
+            "jcgw_retention_purged", "Raw messages (their bytes) and quarantined messages "
+            "purged after their retention", ["what"], registry=r)
         self.control_id_reused = Counter(
             "jcgw_control_id_reused", "Messages refused for reusing a control id of the "
             "same sender with other content (quarantined)", ["adapter"], registry=r)

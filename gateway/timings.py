@@ -14,6 +14,8 @@ class Timings:
 
     stats_s: float = 1.0
     """How often the outbox gauges are read from the store."""
+    retention_s: float = 3600.0
+    """How often raw messages and quarantine past their retention are purged."""
     follow_up_s: float = 1.0
     """A message mapped with the old crosswalk may commit, held, just after a change
     released the held events: they are released once more this much later."""

@@ -27,6 +27,7 @@ __all__ = [
     "OutboxRecord",
     "OutboxStats",
     "PlannedDelivery",
+    "Purged",
     "ReplayResult",
     "Store",
     "Topic",
@@ -189,6 +190,14 @@ class ReplayResult:
 
 
 @dataclass(frozen=True, slots=True)
+class Purged:
+    """What one retention pass removed."""
+
+    raw_messages: int = 0  # messages whose raw bytes were dropped (the row stays: dedup)
+    quarantined: int = 0  # quarantine rows deleted
+
+
+@dataclass(frozen=True, slots=True)
 class Balance:
     """Outbox units per destination by state, and events held for unmapped lines.
 
@@ -269,7 +278,16 @@ class Store(Protocol):
 
     async def quarantine(self, raw: bytes, *, peer: str, adapter: str, reason: str,
                          received_at: datetime) -> int:
-        """Keep bytes that could not be taken, durably, with the reason."""
+        """Keep bytes that could not be taken, durably, with the reason (at most the
+        store's ``quarantine_max_bytes`` of them, and their original size)."""
+        ...
+
+    async def purge(self, *, raw_before: float | None, quarantine_before: float | None,
+                    now: float, batch: int = 500) -> Purged:
+        """Drop the raw bytes of messages received before ``raw_before`` whose events are
+        all delivered (never those of held, pending or dead-lettered events: a replay may
+        need them), and delete quarantine rows received before ``quarantine_before``;
+        None keeps them. Works in transactions of ``batch`` rows."""
         ...
 
     async def pending(self, destination: str, limit: int) -> list[OutboxItem]:

@@ -30,6 +30,7 @@ __all__ = [
     "is_reuse",
     "outbox_rows",
     "plan_release",
+    "quarantined_bytes",
     "raw_digest",
     "replay_action",
     "unmapped_changes",
@@ -75,6 +76,15 @@ def is_reuse(stored_digest: bytes | None, raw: bytes) -> bool:
     as every repeated key did before digests were stored.
     """
     return stored_digest is not None and bytes(stored_digest) != raw_digest(raw)
+
+
+def quarantined_bytes(raw: bytes, max_bytes: int) -> bytes:
+    """What the quarantine keeps of ``raw``: all of it up to ``max_bytes``, else its head
+    and a marker saying so (a 2 GB stream of garbage must not fill the disk)."""
+    if len(raw) <= max_bytes:
+        return raw
+    marker = f"\n[truncated by jicai-gateway: {max_bytes} of {len(raw)} bytes kept]"
+    return raw[:max_bytes] + marker.encode()
 
 
 class NewOutboxRow(NamedTuple):

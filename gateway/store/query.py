@@ -12,7 +12,7 @@ from gateway.store.base import OutboxItem, OutboxQuery, OutboxRecord
 from gateway.store.plan import OutboxState
 
 __all__ = ["ITEM_COLUMNS", "RECORD_COLUMNS", "decode_event", "event_seqs", "held_lines",
-           "items_from_rows", "outbox_where", "record_from_row"]
+           "items_from_rows", "outbox_where", "purgeable_messages", "record_from_row"]
 
 _STATES = {s.name.lower(): s for s in OutboxState}
 
@@ -25,6 +25,20 @@ RECORD_COLUMNS = (
     "o.id, o.destination, o.msgid, o.hospital_id, o.stream, o.unit, o.state, o.attempts,"
     " o.created_at, o.next_attempt_at, o.delivered_at, o.last_error, o.platform_ref,"
     " e.event_id")
+
+
+def purgeable_messages(before: str) -> str:
+    """Ids of messages received before the placeholder ``before``, raw bytes still kept,
+    none of whose events is held or has an outbox row that is not delivered, oldest first.
+
+    ``state <> 1`` is written out: it is what the partial index ``outbox_unfinished``
+    covers, and only an identical condition lets the planner use it.
+    """
+    assert int(OutboxState.DELIVERED) == 1
+    return ("SELECT m.id FROM messages m WHERE m.raw_purged_at IS NULL"
+            f" AND m.received_at < {before} AND NOT EXISTS (SELECT 1 FROM events e"
+            " WHERE e.message_id = m.id AND (e.held = 1 OR EXISTS (SELECT 1 FROM outbox o"
+            " WHERE o.event_seq = e.seq AND o.state <> 1))) ORDER BY m.received_at")
 
 
 def decode_event(body: bytes) -> Event:

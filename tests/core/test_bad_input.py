@@ -99,7 +99,11 @@ async def test_ten_megabyte_frame_is_refused_quarantined_and_listener_keeps_serv
     await other.close()
     await client.close()
     kept = await _quarantine(gateway)
-    assert kept[0][1] == huge
+    # quarantine keeps store.quarantine_max_bytes (1 MiB) of it, and says how much it had
+    assert kept[0][1] == huge[:1 << 20] + (
+        f"\n[truncated by jicai-gateway: {1 << 20} of {len(huge)} bytes kept]".encode())
+    sizes = await gateway.store.query("SELECT original_size FROM quarantine")
+    assert sizes == [(len(huge),)]
     assert (await gateway.store.query("SELECT count(*) FROM messages"))[0][0] == 1
 
 

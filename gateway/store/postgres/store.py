@@ -44,6 +44,7 @@ from gateway.store.base import (
     OutboxQuery,
     OutboxRecord,
     OutboxStats,
+    Purged,
     ReplayResult,
     Topic,
     UnmappedItem,
@@ -60,6 +61,7 @@ from gateway.store.plan import (
     is_reuse,
     outbox_rows,
     plan_release,
+    quarantined_bytes,
     raw_digest,
     replay_action,
     unmapped_changes,
@@ -79,6 +81,7 @@ from gateway.store.query import (
     held_lines,
     items_from_rows,
     outbox_where,
+    purgeable_messages,
     record_from_row,
 )
 
@@ -100,6 +103,11 @@ async def _bodies(con: Any, seqs: list[int]) -> list[tuple[int, bytes]]:
         "SELECT seq, body FROM events WHERE seq = ANY($1::bigint[])", seqs)]
 
 
+def _rowcount(status: str) -> int:
+    """The row count of a command status such as ``UPDATE 500`` or ``DELETE 0``."""
+    return int(status.rsplit(" ", 1)[-1])
+
+
 def _mark(n: int) -> str:
     return f"${n}"
 
@@ -112,12 +120,14 @@ class PostgresStore(GroupCommitting):
     def __init__(self, dsn: str, *, schema: str = "public", group_commit_max: int = 2000,
                  lease_s: float = 30.0, claim_groups: int = 64, pool_max: int = 4,
                  owner: str | None = None,
-                 on_batch: Callable[[int], None] | None = None) -> None:
+                 on_batch: Callable[[int], None] | None = None,
+                 quarantine_max_bytes: int = 1 << 20) -> None:
         if asyncpg is None:
             raise StoreError("the PostgreSQL store needs asyncpg: pip install "
                              "'jicai-gateway[pg]'")
         self.dsn = dsn
         self.schema = schema
+        self.quarantine_max_bytes = quarantine_max_bytes
         self.group_commit_max = group_commit_max
         self.lease_s = lease_s
         self.claim_groups = claim_groups
@@ -385,11 +395,36 @@ class PostgresStore(GroupCommitting):
         """Keep bytes that could not be taken, with the reason, durably."""
         try:
             return int(await self._pool.fetchval(
-                "INSERT INTO quarantine (received_at, peer, adapter, reason, raw)"
-                " VALUES ($1, $2, $3, $4, $5) RETURNING id",
-                received_at.timestamp(), peer, adapter, reason, raw))
+                "INSERT INTO quarantine (received_at, peer, adapter, reason, raw, original_size)"
+                " VALUES ($1, $2, $3, $4, $5, $6) RETURNING id",
+                received_at.timestamp(), peer, adapter, reason,
+                quarantined_bytes(raw, self.quarantine_max_bytes), len(raw)))
         except (OSError, asyncpg.PostgresError) as exc:
             raise StoreError(f"cannot quarantine: {exc}") from exc
+
+    async def purge(self, *, raw_before: float | None, quarantine_before: float | None,
+                    now: float, batch: int = 500) -> Purged:
+        """Drop raw bytes past their retention (all events delivered) and old quarantine,
+        ``batch`` rows per transaction; replicas doing it at once do the same work."""
+        raw = kept = 0
+        try:
+            while raw_before is not None:
+                n = _rowcount(await self._pool.execute(
+                    "UPDATE messages SET raw = ''::bytea, raw_purged_at = $1 WHERE id IN ("
+                    f"{purgeable_messages('$2')} LIMIT $3)", now, raw_before, batch))
+                raw += n
+                if n < batch:
+                    break
+            while quarantine_before is not None:
+                n = _rowcount(await self._pool.execute(
+                    "DELETE FROM quarantine WHERE id IN (SELECT id FROM quarantine"
+                    " WHERE received_at < $1 LIMIT $2)", quarantine_before, batch))
+                kept += n
+                if n < batch:
+                    break
+        except (OSError, asyncpg.PostgresError) as exc:
+            raise StoreError(f"retention purge failed: {exc}") from exc
+        return Purged(raw, kept)
 
     # -- outbox ----------------------------------------------------------
     async def pending(self, destination: str, limit: int) -> list[OutboxItem]:

@@ -114,5 +114,31 @@ CREATE INDEX audit_log_at ON audit_log (at);
     # a message's SHA-256: the same control id with other bytes is refused, not a resend
     6: "ALTER TABLE messages ADD COLUMN raw_sha256 BLOB;"
        " UPDATE messages SET raw_sha256 = jcgw_sha256(raw);",
+    # retention: raw bytes dropped once every event of the message is delivered (the row
+    # stays for duplicate detection); a quarantined message's size before truncation
+    7: """
+ALTER TABLE messages ADD COLUMN raw_purged_at REAL;
+CREATE INDEX messages_unpurged ON messages (received_at) WHERE raw_purged_at IS NULL;
+CREATE INDEX events_message ON events (message_id);
+CREATE INDEX outbox_unfinished ON outbox (event_seq) WHERE state <> 1;
+ALTER TABLE quarantine ADD COLUMN original_size INTEGER;
+UPDATE quarantine SET original_size = length(raw);
+CREATE INDEX quarantine_received ON quarantine (received_at);
+""",
+    # CDS feedback is each card's history: a later answer no longer replaces an earlier one
+    # (an override's reason stays); an identical resend is kept once
+    8: """
+CREATE TABLE cds_feedback_history (
+    id INTEGER PRIMARY KEY, card TEXT NOT NULL, outcome TEXT NOT NULL,
+    reason_code TEXT NOT NULL, reason_display TEXT NOT NULL, comment TEXT NOT NULL,
+    accepted BLOB NOT NULL, at TEXT NOT NULL,
+    UNIQUE (card, outcome, at, reason_code, reason_display, comment));
+INSERT INTO cds_feedback_history
+    (card, outcome, reason_code, reason_display, comment, accepted, at)
+    SELECT card, outcome, reason_code, reason_display, comment, accepted, at
+    FROM cds_feedback ORDER BY at, card;
+DROP TABLE cds_feedback;
+ALTER TABLE cds_feedback_history RENAME TO cds_feedback;
+""",
 }
 SCHEMA_VERSION = max(MIGRATIONS)

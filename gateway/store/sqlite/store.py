@@ -17,6 +17,7 @@ import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
+from functools import partial
 from importlib import resources
 from pathlib import Path
 from typing import Any, TypeVar
@@ -33,10 +34,12 @@ from gateway.store.base import (
     OutboxQuery,
     OutboxRecord,
     OutboxStats,
+    Purged,
     ReplayResult,
     Topic,
     UnmappedItem,
 )
+from gateway.store.files import private_dir, private_file, tighten
 from gateway.store.group_commit import GroupCommit, GroupCommitting
 from gateway.store.msgid import MsgIdClock
 from gateway.store.plan import (
@@ -49,6 +52,7 @@ from gateway.store.plan import (
     is_reuse,
     outbox_rows,
     plan_release,
+    quarantined_bytes,
     raw_digest,
     replay_action,
     unmapped_changes,
@@ -61,6 +65,7 @@ from gateway.store.query import (
     held_lines,
     items_from_rows,
     outbox_where,
+    purgeable_messages,
     record_from_row,
 )
 from gateway.store.sqlite.audit_log import SqliteAuditLog
@@ -159,15 +164,28 @@ def _note_unmapped(con: sqlite3.Connection, hospital_id: str, lines: tuple[Line,
              line.manufacturer, count, now, now))
 
 
+def _purge_raw(con: sqlite3.Connection, *, before: float, now: float, batch: int) -> int:
+    return con.execute(
+        "UPDATE messages SET raw = x'', raw_purged_at = ? WHERE id IN ("
+        f"{purgeable_messages('?')} LIMIT ?)", (now, before, batch)).rowcount
+
+
+def _purge_quarantine(con: sqlite3.Connection, *, before: float, batch: int) -> int:
+    return con.execute("DELETE FROM quarantine WHERE id IN (SELECT id FROM quarantine"
+                       " WHERE received_at < ? LIMIT ?)", (before, batch)).rowcount
+
+
 class SqliteStore(GroupCommitting):
     """The embedded default store."""
 
     shared = False
 
     def __init__(self, path: Path | str, *, group_commit_max: int = 2000,
-                 on_batch: Callable[[int], None] | None = None) -> None:
+                 on_batch: Callable[[int], None] | None = None,
+                 quarantine_max_bytes: int = 1 << 20) -> None:
         self.path = Path(path)
         self.group_commit_max = group_commit_max
+        self.quarantine_max_bytes = quarantine_max_bytes
         self._writer = ThreadPoolExecutor(1, thread_name_prefix="sqlite-writer")
         self._reader = ThreadPoolExecutor(1, thread_name_prefix="sqlite-reader")
         self._wcon: sqlite3.Connection | None = None
@@ -236,8 +254,11 @@ class SqliteStore(GroupCommitting):
             self._msgids.seed(hospital, msgid)
 
     def _start_sync(self) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        private_dir(self.path.parent)
+        # SQLite gives the -wal and -shm files the database file's mode
+        private_file(self.path)
         self._wcon = self._open()
+        tighten(*(self.path.with_name(self.path.name + s) for s in ("-wal", "-shm")))
         self._migrate()
 
     async def start(self) -> None:
@@ -414,15 +435,37 @@ class SqliteStore(GroupCommitting):
     async def quarantine(self, raw: bytes, *, peer: str, adapter: str, reason: str,
                          received_at: datetime) -> int:
         """Keep bytes that could not be taken, with the reason, durably."""
+        kept = quarantined_bytes(raw, self.quarantine_max_bytes)
+
         def insert(con: sqlite3.Connection) -> int:
             cur = con.execute(
-                "INSERT INTO quarantine (received_at, peer, adapter, reason, raw)"
-                " VALUES (?, ?, ?, ?, ?)", (received_at.timestamp(), peer, adapter, reason, raw))
+                "INSERT INTO quarantine (received_at, peer, adapter, reason, raw, original_size)"
+                " VALUES (?, ?, ?, ?, ?, ?)",
+                (received_at.timestamp(), peer, adapter, reason, kept, len(raw)))
             return cur.lastrowid or 0
         try:
             return await self.write(insert)
         except StoreError as exc:
             raise StoreError(f"cannot quarantine: {exc}") from exc
+
+    async def purge(self, *, raw_before: float | None, quarantine_before: float | None,
+                    now: float, batch: int = 500) -> Purged:
+        """Drop raw bytes past their retention (all events delivered) and old quarantine,
+        ``batch`` rows per write so that commits never wait long behind it."""
+        raw = 0
+        while raw_before is not None:
+            n = await self.write(partial(_purge_raw, before=raw_before, now=now, batch=batch))
+            raw += n
+            if n < batch:
+                break
+        kept = 0
+        while quarantine_before is not None:
+            n = await self.write(partial(_purge_quarantine, before=quarantine_before,
+                                         batch=batch))
+            kept += n
+            if n < batch:
+                break
+        return Purged(raw, kept)
 
     # -- outbox ----------------------------------------------------------
     async def pending(self, destination: str, limit: int) -> list[OutboxItem]:
