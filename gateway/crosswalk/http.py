@@ -51,7 +51,7 @@ from gateway.crosswalk.service import (
 from gateway.keys import CONFIG, MAPPINGS, STORE
 from gateway.security.audit_log import AuditFields, record, record_many
 from gateway.security.http_limits import bounded_chunks
-from gateway.security.identity import request_identity
+from gateway.security.identity import hospital_scope, request_identity
 from gateway.store.files import private_dir, private_file
 from gateway.store.state import AuditQuery, StoredAudit
 from mappings.entry import CrosswalkEntry, CrosswalkEntryError, entry_to_dict
@@ -127,16 +127,10 @@ class _Forbidden(Exception):
 
 
 def _scope(request: web.Request) -> str | None:
-    """The hospital a read covers: the one asked for, or — for an identity limited to
-    hospitals — its own (the access middleware has checked a named one already)."""
-    given = request.query.get("hospital") or None
-    ident = request_identity(request)
-    if given or not ident.hospitals:
-        return given
-    if len(ident.hospitals) == 1:
-        return next(iter(ident.hospitals))
-    raise _BadRequest([f"name a hospital (hospital=…): {ident.name!r} acts for "
-                       f"{', '.join(sorted(ident.hospitals))}"])
+    try:
+        return hospital_scope(request_identity(request), request.query.get("hospital") or None)
+    except ValueError as exc:
+        raise _BadRequest([str(exc)]) from None
 
 
 def _may_change(request: web.Request, entries: Sequence[CrosswalkEntry]) -> None:

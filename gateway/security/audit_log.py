@@ -30,7 +30,7 @@ from canonical.errors import StoreError
 from canonical.model import CHINA_TZ
 from gateway.config import GatewayConfig
 from gateway.security.audit import AuditDraft, AuditEntry, ChainVerifier, Verdict
-from gateway.security.identity import request_identity
+from gateway.security.identity import hospital_scope, request_identity
 from gateway.store.audit_rows import MAX_PAGE, AuditLogQuery, AuditLogTables
 
 __all__ = [
@@ -228,8 +228,12 @@ def _int(request: web.Request, name: str, default: int, hi: int) -> int:
 async def list_entries(request: web.Request) -> web.Response:
     """GET /api/audit-log: entries oldest first; page on with ``after_id`` = the last id."""
     q = request.query
+    try:
+        hospital = hospital_scope(request_identity(request), q.get("hospital") or None)
+    except ValueError as exc:
+        raise web.HTTPBadRequest(text=str(exc)) from None
     query = AuditLogQuery(identity=q.get("identity") or None, action=q.get("action") or None,
-                          hospital_id=q.get("hospital") or None, since=_time(request, "since"),
+                          hospital_id=hospital, since=_time(request, "since"),
                           until=_time(request, "until"),
                           after_id=_int(request, "after_id", 0, 2**62),
                           limit=_int(request, "limit", 200, MAX_PAGE))

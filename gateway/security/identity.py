@@ -25,8 +25,8 @@ from pydantic import ValidationError
 from canonical.errors import ConfigError
 from gateway.config import IdentityConfig, SecurityConfig
 
-__all__ = ["IDENTITY", "LOCAL", "Identities", "Identity", "hash_token", "new_token",
-           "peer_certificate_cn", "request_identity"]
+__all__ = ["IDENTITY", "LOCAL", "Identities", "Identity", "hash_token", "hospital_scope",
+           "new_token", "peer_certificate_cn", "request_identity"]
 
 log = logging.getLogger(__name__)
 
@@ -58,6 +58,22 @@ def request_identity(request: web.Request) -> Identity:
     a header the caller writes."""
     ident: Identity = request.get(IDENTITY, LOCAL)
     return ident
+
+
+def hospital_scope(ident: Identity, given: str | None) -> str | None:
+    """The hospital a read covers: the one asked for, or — for an identity limited to
+    hospitals — its own (the access middleware has already refused a hospital it may not
+    act for).
+
+    Raises:
+        ValueError: the identity acts for several hospitals and none was named.
+    """
+    if given or not ident.hospitals:
+        return given
+    if len(ident.hospitals) == 1:
+        return next(iter(ident.hospitals))
+    raise ValueError(f"name a hospital (hospital=…): {ident.name!r} acts for "
+                     f"{', '.join(sorted(ident.hospitals))}")
 
 
 def hash_token(token: str) -> str:

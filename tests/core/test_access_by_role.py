@@ -20,8 +20,9 @@ from gateway.security.identity import hash_token, new_token
 
 TOKENS = {role: new_token() for role in ROLES}
 OTHER_HOSPITAL = "H44010600022"
-# a pharmacist of one hospital only
+# a pharmacist and an auditor of one hospital only
 LIMITED = new_token()
+LIMITED_AUDITOR = new_token()
 
 SAMPLE_PARAMS = {"hospital": HOSPITAL, "hospital_id": HOSPITAL, "item": "XJ-0001",
                  "listener": "spd-json", "type": "MedicationDispense", "id": "1",
@@ -37,6 +38,8 @@ def _config(tmp: Path, **security: object) -> dict[str, object]:
                   for role, tok in TOKENS.items()]
     identities.append({"name": "pharmacist-zj", "role": "pharmacist",
                        "token_sha256": hash_token(LIMITED), "hospitals": [HOSPITAL]})
+    identities.append({"name": "auditor-zj", "role": "auditor",
+                       "token_sha256": hash_token(LIMITED_AUDITOR), "hospitals": [HOSPITAL]})
     cfg["security"] = {"identities": identities, **security}
     return cfg
 
@@ -214,3 +217,28 @@ async def test_a_limited_identity_reads_and_changes_only_its_own_hospitals_cross
         async with s.post(server.make_url("/api/mappings/entries"),
                           json={**entry, "hospital_id": HOSPITAL}) as r:
             assert r.status == 201
+
+
+async def test_a_limited_auditor_reads_only_its_hospitals_audit_entries(
+        server: TestServer) -> None:
+    entry = {"hospital_id": OTHER_HOSPITAL, "item_code": "Y0077003",
+             "national_code": "XL02BBB011A001010104138", "item_name": "比卡鲁胺片 50mg*28片",
+             "hospital_unit": "盒", "national_unit": "片", "factor": "28",
+             "valid_from": "2026-01-01"}
+    admin = {"Authorization": f"Bearer {TOKENS['admin']}"}
+    async with aiohttp.ClientSession(headers=admin) as s:
+        for hospital in (HOSPITAL, OTHER_HOSPITAL):
+            async with s.post(server.make_url("/api/mappings/entries"),
+                              json={**entry, "hospital_id": hospital}) as r:
+                assert r.status == 201
+        async with s.get(server.make_url("/api/audit-log?limit=1000")) as r:
+            everything = (await r.json())["entries"]
+    assert {e["hospital_id"] for e in everything} >= {HOSPITAL, OTHER_HOSPITAL}
+    limited = {"Authorization": f"Bearer {LIMITED_AUDITOR}"}
+    async with aiohttp.ClientSession(headers=limited) as s:
+        async with s.get(server.make_url("/api/audit-log?limit=1000")) as r:
+            own = (await r.json())["entries"]
+        async with s.get(server.make_url(
+                f"/api/audit-log?hospital={OTHER_HOSPITAL}")) as r:
+            assert r.status == 403
+    assert own and {e["hospital_id"] for e in own} == {HOSPITAL}
