@@ -365,10 +365,15 @@ class CdsTables(Protocol):
         ...
 
     async def save_feedback(self, rows: Sequence[FeedbackRow]) -> None:
-        """Store feedback (a later outcome for the same card replaces the earlier)."""
+        """Append feedback to each card's history (nothing is replaced; the same answer
+        sent again, same outcome, time, reason and comment, is kept once)."""
 
     async def feedback_rows(self) -> list[tuple[CardRow, FeedbackRow | None]]:
-        """Every card with its feedback, for the overrides report."""
+        """Every card with its latest feedback, for the overrides report."""
+        ...
+
+    async def feedback_history(self, card: str) -> list[FeedbackRow]:
+        """Every answer given to one card, in the order they arrived."""
         ...
 
     async def flush(self) -> None:

@@ -239,3 +239,25 @@ async def test_the_fetch_follows_no_redirect_and_caps_the_size(aiohttp_server):
             await _default_fetch(session, f"{base}/big", "Encounter/E1", None, 2.0, 10_000)
         assert await _default_fetch(session, f"{base}/big", "Encounter/E1", None, 2.0,
                                     100_000) == {}
+
+
+async def test_a_second_answer_keeps_the_recorded_override_reason(client, token, ledger):
+    _, body = await _sign(client, token, REQUEST)
+    card = _lagging(body["cards"])
+    answers = [
+        {"card": card["uuid"], "outcome": "overridden",
+         "overrideReason": {"reason": card["overrideReasons"][0], "userComment": "既往用药"},
+         "outcomeTimestamp": "2026-07-02T10:00:05+08:00"},
+        {"card": card["uuid"], "outcome": "accepted",
+         "acceptedSuggestions": [{"id": card["suggestions"][0]["uuid"]}],
+         "outcomeTimestamp": "2026-07-02T10:02:00+08:00"},
+    ]
+    for answer in answers:
+        resp = await client.post("/cds-services/jicai-order-sign/feedback",
+                                 data=orjson.dumps({"feedback": [answer]}),
+                                 headers={"Authorization": "Bearer "
+                                          + token(f"{BASE}/jicai-order-sign/feedback")})
+        assert resp.status == 200
+    history = await ledger.cds.feedback_history(card["uuid"])
+    assert [(f.outcome, f.reason_display, f.comment) for f in history] == [
+        ("overridden", "临床必需，不可替代", "既往用药"), ("accepted", "", "")]

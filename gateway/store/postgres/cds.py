@@ -109,27 +109,36 @@ class PostgresCds:
         return None if row is None else card_from_row(row)
 
     async def save_feedback(self, rows: Sequence[FeedbackRow]) -> None:
-        """Store feedback; a card's later outcome replaces its earlier one."""
+        """Append feedback to each card's history (an identical resend is kept once)."""
         if not rows:
             return
         try:
             async with self._store.pool.acquire() as con, con.transaction():
-                for f in rows:
-                    await con.execute("DELETE FROM cds_feedback WHERE card = $1", f.card)
-                    await con.execute(f"INSERT INTO cds_feedback ({FEEDBACK_COLUMNS})"
-                                      f" VALUES ({_FEEDBACK_MARKS})", *feedback_args(f))
+                await con.executemany(f"INSERT INTO cds_feedback ({FEEDBACK_COLUMNS})"
+                                      f" VALUES ({_FEEDBACK_MARKS}) ON CONFLICT DO NOTHING",
+                                      [feedback_args(f) for f in rows])
         except DB_ERRORS as exc:
             raise StoreError(f"feedback not stored: {exc}") from exc
 
+    async def feedback_history(self, card: str) -> list[FeedbackRow]:
+        """Every answer given to one card, in arrival order."""
+        try:
+            rows = await self._store.pool.fetch(
+                f"SELECT {FEEDBACK_COLUMNS} FROM cds_feedback WHERE card = $1 ORDER BY id", card)
+        except DB_ERRORS as exc:
+            raise StoreError(f"cannot read CDS feedback: {exc}") from exc
+        return [feedback_from_row(r) for r in rows]
+
     async def feedback_rows(self) -> list[tuple[CardRow, FeedbackRow | None]]:
-        """Every card with its feedback (this replica's unwritten cards included)."""
+        """Every card with its latest feedback (this replica's unwritten cards included)."""
         await self.flush()
         cols = ", ".join(f"c.{c.strip()}" for c in CARD_COLUMNS.split(","))
         fcols = ", ".join(f"f.{c.strip()}" for c in FEEDBACK_COLUMNS.split(","))
         try:
             rows = await self._store.pool.fetch(
                 f"SELECT {cols}, {fcols} FROM cds_cards c LEFT JOIN cds_feedback f"
-                " ON f.card = c.uuid ORDER BY c.issued_at, c.uuid")
+                " ON f.id = (SELECT max(id) FROM cds_feedback WHERE card = c.uuid)"
+                " ORDER BY c.issued_at, c.uuid")
         except DB_ERRORS as exc:
             raise StoreError(f"cannot read CDS feedback: {exc}") from exc
         return [(card_from_row(r[:9]), None if r[9] is None else feedback_from_row(r[9:]))

@@ -204,5 +204,20 @@ ALTER TABLE quarantine ADD COLUMN original_size BIGINT;
 UPDATE quarantine SET original_size = octet_length(raw);
 CREATE INDEX quarantine_received ON quarantine (received_at);
 """,
+    # CDS feedback is each card's history: a later answer no longer replaces an earlier one
+    # (an override's reason stays); an identical resend is kept once
+    9: """
+CREATE TABLE cds_feedback_history (
+    id BIGSERIAL PRIMARY KEY, card TEXT NOT NULL, outcome TEXT NOT NULL,
+    reason_code TEXT NOT NULL, reason_display TEXT NOT NULL, comment TEXT NOT NULL,
+    accepted BYTEA NOT NULL, at TEXT NOT NULL,
+    UNIQUE (card, outcome, at, reason_code, reason_display, comment));
+INSERT INTO cds_feedback_history
+    (card, outcome, reason_code, reason_display, comment, accepted, at)
+    SELECT card, outcome, reason_code, reason_display, comment, accepted, at
+    FROM cds_feedback ORDER BY at, card;
+DROP TABLE cds_feedback;
+ALTER TABLE cds_feedback_history RENAME TO cds_feedback;
+""",
 }
 SCHEMA_VERSION = max(MIGRATIONS)

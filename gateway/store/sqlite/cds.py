@@ -99,24 +99,31 @@ class SqliteCds:
         return await self._store.read(read)
 
     async def save_feedback(self, rows: Sequence[FeedbackRow]) -> None:
-        """Store feedback; a card's later outcome replaces its earlier one."""
+        """Append feedback to each card's history (an identical resend is kept once)."""
         def write(con: sqlite3.Connection) -> None:
-            for f in rows:
-                con.execute("DELETE FROM cds_feedback WHERE card = ?", (f.card,))
-                con.execute(f"INSERT INTO cds_feedback ({FEEDBACK_COLUMNS}) VALUES"
-                            " (?, ?, ?, ?, ?, ?, ?)", feedback_args(f))
+            con.executemany(f"INSERT OR IGNORE INTO cds_feedback ({FEEDBACK_COLUMNS}) VALUES"
+                            " (?, ?, ?, ?, ?, ?, ?)", [feedback_args(f) for f in rows])
         if rows:
             await self._store.write(write)
 
+    async def feedback_history(self, card: str) -> list[FeedbackRow]:
+        """Every answer given to one card, in arrival order."""
+        def read(con: sqlite3.Connection) -> list[FeedbackRow]:
+            return [feedback_from_row(r) for r in con.execute(
+                f"SELECT {FEEDBACK_COLUMNS} FROM cds_feedback WHERE card = ? ORDER BY id",
+                (card,))]
+        return await self._store.read(read)
+
     async def feedback_rows(self) -> list[tuple[CardRow, FeedbackRow | None]]:
-        """Every card with its feedback (cards kept for writing included)."""
+        """Every card with its latest feedback (cards kept for writing included)."""
         await self.flush()
 
         def read(con: sqlite3.Connection) -> list[tuple[CardRow, FeedbackRow | None]]:
             cols = ", ".join(f"c.{c.strip()}" for c in CARD_COLUMNS.split(","))
             fcols = ", ".join(f"f.{c.strip()}" for c in FEEDBACK_COLUMNS.split(","))
             rows = con.execute(f"SELECT {cols}, {fcols} FROM cds_cards c LEFT JOIN cds_feedback"
-                               " f ON f.card = c.uuid ORDER BY c.issued_at, c.uuid").fetchall()
+                               " f ON f.id = (SELECT max(id) FROM cds_feedback WHERE card ="
+                               " c.uuid) ORDER BY c.issued_at, c.uuid").fetchall()
             return [(card_from_row(r[:9]), None if r[9] is None else feedback_from_row(r[9:]))
                     for r in rows]
         return await self._store.read(read)
