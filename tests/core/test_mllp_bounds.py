@@ -1,13 +1,20 @@
 """What the MLLP framer holds is bounded by max_frame_bytes (plus one read), whatever the
 sender does: bytes outside frames are handed back at once, a frame over the limit in parts
-that together are the whole frame."""
+that together are the whole frame; and the listener stops reading while a connection owes
+too much or its sender does not read the answers."""
 
 from __future__ import annotations
+
+from collections.abc import Callable
 
 from hypothesis import given
 from hypothesis import strategies as st
 
+from adapters.base import Reply
+from gateway.config import ListenerConfig
+from gateway.ingest.door import Door
 from gateway.ingest.framing import END, START, Chunk, ChunkKind, MLLPFramer, frame
+from gateway.ingest.mllp import MLLPProtocol
 
 MSG = "MSH|^~\\&|HIS|ZJSRMYY|||20261123||RDS^O13|1|P|2.5\rPID|1||0001||张^伟\r".encode()
 LIMIT = 1024
@@ -85,3 +92,69 @@ def test_any_split_of_an_oversize_frame_gives_it_back_whole(size: int, extra: in
     kind = ChunkKind.OVERSIZE if len(body) > LIMIT else ChunkKind.FRAME
     assert _joined(out) == [(kind, body), (ChunkKind.FRAME, MSG)]
     assert END not in b"".join(c.data for c in out)
+
+
+class _Transport:
+    """Just enough of a transport to see whether the listener reads."""
+
+    def __init__(self) -> None:
+        self.reading = True
+        self.written: list[bytes] = []
+
+    def get_extra_info(self, name: str) -> object:
+        return ("10.20.8.7", 40000) if name == "peername" else None
+
+    def pause_reading(self) -> None:
+        self.reading = False
+
+    def resume_reading(self) -> None:
+        self.reading = True
+
+    def is_closing(self) -> bool:
+        return False
+
+    def write(self, data: bytes) -> None:
+        self.written.append(data)
+
+
+class _Ingestor:
+    """Holds every message unanswered until told."""
+
+    def __init__(self) -> None:
+        self.waiting: list[Callable[[Reply | None], None]] = []
+
+    def parses_elsewhere(self, adapter: object, raw: bytes) -> bool:
+        return False
+
+    def submit(self, adapter: object, raw: bytes, peer: str,
+               done: Callable[[Reply | None], None], *, sender: object = None) -> None:
+        self.waiting.append(done)
+
+
+def _connection(max_frame: int) -> tuple[MLLPProtocol, _Transport, _Ingestor]:
+    door = Door(ListenerConfig(name="x", adapter="hl7v2", port=1, max_frame_bytes=max_frame))
+    ingestor = _Ingestor()
+    conn = MLLPProtocol(ingestor, object(), door)  # type: ignore[arg-type]
+    transport = _Transport()
+    conn.connection_made(transport)  # type: ignore[arg-type]
+    return conn, transport, ingestor
+
+
+def test_reading_stops_while_the_frames_owed_an_answer_reach_max_frame_bytes() -> None:
+    conn, transport, ingestor = _connection(4096)
+    payload = MSG + b"NTE|1||" + b"x" * 1400 + b"\r"  # ~1.5 KB
+    conn.data_received(frame(payload) * 2)
+    assert transport.reading  # 3 KB owed
+    conn.data_received(frame(payload))
+    assert not transport.reading  # 4.5 KB owed: no more read until answers go out
+    for done in ingestor.waiting:
+        done(Reply(b"MSH|ACK"))
+    assert transport.reading and len(transport.written) == 3
+
+
+def test_reading_stops_while_the_sender_does_not_read_its_answers() -> None:
+    conn, transport, _ = _connection(4096)
+    conn.pause_writing()
+    assert not transport.reading
+    conn.resume_writing()
+    assert transport.reading
