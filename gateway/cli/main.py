@@ -217,8 +217,12 @@ def cmd_send(args: argparse.Namespace) -> int:
             raw = Path(name).read_bytes()
             if b"\n" in raw and b"\r" not in raw:
                 raw = raw.replace(b"\n", b"\r")  # files edited by hand often lose the CRs
-            s.sendall(frame(raw))
-            ack = _read_ack(s, args.timeout)
+            try:
+                s.sendall(frame(raw))
+                ack = _read_ack(s, args.timeout)
+            except OSError as exc:  # ssl.SSLError too: a refused client certificate
+                print(f"--- {name}: no answer from {args.mllp}: {exc}", file=sys.stderr)
+                return 2
             text = _decode_ack(ack)
             print(f"--- {name}\n{text.replace(chr(13), chr(10))}")
             if _ack_code(text) != "AA":

@@ -220,6 +220,11 @@ async def test_jicai_gateway_send_speaks_mutual_tls_to_the_listener(
                 "--cert", str(client_pem), str(HL7 / "rds_o13_dispense_utf8.hl7")]
         assert await asyncio.to_thread(cli_main, args) == 0
         assert "MSA|AA|RDS20261123000001" in capsys.readouterr().out
+        # without a certificate: refused, said plainly, a non-zero exit and no traceback
+        refused = [a for a in args if a not in ("--cert", str(client_pem))]
+        assert await asyncio.to_thread(cli_main, refused) == 2
+        err = capsys.readouterr().err
+        assert "Traceback" not in err and f"127.0.0.1:{gw.mllp_port}" in err
 
 
 async def test_tls_without_client_ca_takes_any_client(tmp_path: Path, pki: Pki) -> None:
