@@ -266,17 +266,32 @@ def main() -> None:
           f"(baseline plain dict get {baseline_per_s:,.0f}/s)")
 
     big_top1, big_top5 = quality(index, items)
-    t = time.perf_counter()
-    for item, _ in items:
-        index.suggest(item)
-    suggest_ms = (time.perf_counter() - t) / len(items) * 1000
+    suggest_ms, suggest_cpu_ms = bench_suggest(index, items)
     naive_ms, naive_top1 = bench_naive(index.entries, items[:20])
-    print(f"suggest against {len(index)} codes: {suggest_ms:.2f} ms/item, top1={big_top1:.3f} "
+    print(f"suggest against {len(index)} codes: {suggest_ms:.2f} ms/item "
+          f"({suggest_cpu_ms:.2f} ms CPU), top1={big_top1:.3f} "
           f"top5={big_top5:.3f} (baseline linear rapidfuzz scan: {naive_ms:.1f} ms/item, "
           f"top1={naive_top1:.3f} on {min(20, len(items))} items)")
     print(f"RESULT {quality_keys} load_s={load_s:.2f} rss_mb={rss:.0f} "
           f"lookups_per_s={lookups_per_s:.0f} suggest_ms={suggest_ms:.2f} "
-          f"suggest_real_ms={real_ms:.2f}")
+          f"suggest_cpu_ms={suggest_cpu_ms:.2f} suggest_real_ms={real_ms:.2f}")
+
+
+def bench_suggest(index: SuggestionIndex, items: list[tuple[HospitalItem, str]],
+                  rounds: int = 3) -> tuple[float, float]:
+    """Wall and CPU milliseconds per suggestion, best of ``rounds`` passes over ``items``.
+
+    The machine is shared: the best pass is the code's own cost, and the CPU time of
+    the process moves less than the wall clock when other jobs take the cores.
+    """
+    best_wall = best_cpu = float("inf")
+    for _ in range(rounds):
+        wall, cpu = time.perf_counter(), time.process_time()
+        for item, _ in items:
+            index.suggest(item)
+        best_wall = min(best_wall, time.perf_counter() - wall)
+        best_cpu = min(best_cpu, time.process_time() - cpu)
+    return best_wall / len(items) * 1000, best_cpu / len(items) * 1000
 
 
 def load(catalog_path: Path, crosswalk_path: Path) -> tuple[SuggestionIndex, Crosswalk, float,
