@@ -22,6 +22,8 @@ CATALOG = DATA / "codes" / "nhsa_drug_catalog_sample.csv"
 def _expect(locator: Any) -> Any:
     from playwright.async_api import expect
 
+    # generous: a busy machine (a whole test suite beside) must not fail a right page
+    expect.set_options(timeout=15_000)
     return expect(locator)
 
 
@@ -33,6 +35,7 @@ async def open_console(browser: Any, gw: Gateway, person: Person | None,
                        page_name: str = "unmapped") -> Any:
     """A new tab at 1366×768 on the console, logged in as ``person`` (None: no login)."""
     page = await browser.new_page(viewport={"width": 1366, "height": 768}, locale="zh-CN")
+    page.set_default_timeout(15_000)
     await page.goto(gw.url(f"/console#/{page_name}"))
     if person is not None:
         await page.get_by_label("访问令牌").fill(person.token)
