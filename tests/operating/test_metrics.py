@@ -60,7 +60,7 @@ async def test_contract_progress_gauges_follow_the_ledger(gateway) -> None:
                 if k[0] == "jcgw_contract_time_progress_ratio"}
     exported = await eventually(progress, what="contract time progress exported")
     today = datetime.now(CHINA_TZ).date()
-    current = {c.contract_id for c in contracts if c.cycle_start <= today <= c.cycle_end}
+    current = {c.contract_id for c in contracts if c.active_on(today)}
     assert set(exported) == current
     assert all(0 <= v <= 1 for v in exported.values())
 
