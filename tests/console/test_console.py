@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from api_helpers import Gateway, held_dispense
-from conftest import ADMIN, PHARMACIST, PROCUREMENT, SENDER, Person
+from console_helpers import ADMIN, PHARMACIST, PROCUREMENT, SENDER, Person
 from helpers import DATA, HOSPITAL, eventually, numbered_dispense
 
 from gateway.store.base import OutboxQuery
