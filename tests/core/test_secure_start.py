@@ -243,3 +243,43 @@ async def test_serve_closes_a_connection_whose_headers_trickle_in(tmp_path: Path
     finally:
         proc.terminate()
         proc.wait(20)
+
+
+async def test_an_https_client_certificate_proves_an_identity(tmp_path: Path) -> None:
+    from gateway.config import TlsConfig
+    from gateway.security.tls import server_context
+
+    ca = trustme.CA()
+    ca.issue_cert("127.0.0.1").private_key_and_cert_chain_pem.write_to_path(
+        str(tmp_path / "gw.pem"))
+    ca.cert_pem.write_to_path(str(tmp_path / "ca.pem"))
+    cfg = _cfg(tmp_path, security={"identities": [
+        {"name": "spd-warehouse", "role": "pharmacist", "certificate_cn": "spd.zjsrmyy"}]})
+    server_ctx = server_context(TlsConfig(cert_file=tmp_path / "gw.pem",
+                                          key_file=tmp_path / "gw.pem",
+                                          client_ca_file=tmp_path / "ca.pem"))
+    server = TestServer(build_app(parse_config(cfg, "t.yaml")), host="127.0.0.1")
+    await server.start_server(ssl=server_ctx)
+
+    def client(cn: str | None) -> ssl.SSLContext:
+        ctx = ssl.create_default_context()
+        ca.configure_trust(ctx)
+        if cn is not None:
+            ca.issue_cert(f"{cn}.example", common_name=cn).configure_cert(ctx)
+        return ctx
+
+    try:
+        async with aiohttp.ClientSession() as s:
+            url = server.make_url("/api/unmapped")
+            async with s.get(url, ssl=client("spd.zjsrmyy")) as r:
+                assert r.status == 200
+            async with s.post(server.make_url("/api/replay"), json={"ids": [1]},
+                              ssl=client("spd.zjsrmyy")) as r:
+                assert r.status == 403  # a pharmacist, not an admin
+            async with s.get(url, ssl=client("someone-else")) as r:
+                assert r.status == 401  # a valid certificate, but nobody we know
+            with pytest.raises(aiohttp.ClientError):  # no certificate: no TLS session
+                async with s.get(url, ssl=client(None)) as r:
+                    await r.read()
+    finally:
+        await server.close()
