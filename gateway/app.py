@@ -70,6 +70,7 @@ from gateway.loop_lag import LoopLag
 from gateway.metrics import Metrics
 from gateway.mirror.http import add_mirror_routes
 from gateway.mirror.worker import Destination, Mirror
+from gateway.openapi import add_openapi_route
 from gateway.platforms import profile_for
 from gateway.platforms.simulator import SimulatorState, simulator_app
 from gateway.retention import run_retention
@@ -476,5 +477,6 @@ def build_app(cfg: GatewayConfig, metrics_: Metrics | None = None, *,
     add_mirror_routes(app)
     add_audit_routes(app)
     add_console_routes(app)
+    add_openapi_route(app)
     return app
 

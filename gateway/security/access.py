@@ -3,7 +3,7 @@
 Each route of the application is matched by its template (``/api/mappings/entries/
 {hospital}/{item}``) and method against :data:`POLICY`, first match wins. A route no rule
 names is open to ``admin`` only, so a route added without a rule is closed rather than
-open. ``/healthz``, ``/readyz`` and ``/metrics`` are public unless
+open. ``/healthz``, ``/readyz``, ``/metrics`` and ``/openapi.json`` are public unless
 ``http.public_probes`` is false; the CDS Hooks service checks its clients' JWTs itself;
 the console's static pages (``/console``) are public, the API they call is not.
 
@@ -65,6 +65,8 @@ def _r(methods: tuple[str, ...], pattern: str, *roles: str) -> Rule:
 
 POLICY: tuple[Rule, ...] = (
     Rule(_READ, r"/healthz|/readyz|/metrics", PUBLIC),
+    # the interface's description names no data, only what to send and who may
+    Rule(_READ, r"/openapi.json", PUBLIC),
     Rule(_READ + _WRITE, r"/cds-services(/.*)?", CDS),
     # the console's pages and assets hold no data: every datum comes through the API,
     # with the token the user logs in with
