@@ -386,6 +386,10 @@ class GatewayConfig(_Frozen):
 
     data_dir: Path = Path("var")
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    # json: one object a line, for a log collector (journald, Loki, Elasticsearch)
+    log_format: Literal["text", "json"] = "text"
+    # on SIGTERM: how long open connections and commits in flight get before the exit
+    shutdown_grace_s: float = Field(10.0, gt=0, le=600)
     hospitals: tuple[HospitalConfig, ...] = ()
     store: StoreConfig = StoreConfig()
     listeners: tuple[ListenerConfig, ...] = ()

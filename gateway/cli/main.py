@@ -15,13 +15,14 @@ import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 from urllib.request import Request, urlopen
 
 from canonical.errors import ConfigError, StoreError
 from gateway.config import ROLES, GatewayConfig, load_config
 from gateway.crosswalk import cli as cli_mappings
 from gateway.ingest.framing import END, START, frame
+from gateway.logs import setup_logging
 from gateway.native import native_status
 from gateway.security import audit_cli
 
@@ -30,9 +31,8 @@ __all__ = ["main"]
 DEFAULT_CONFIG = "config/gateway.yaml"
 
 
-def _setup_logging(level: str) -> None:
-    logging.basicConfig(level=level, stream=sys.stderr,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+def _setup_logging(level: str, fmt: Literal["text", "json"] = "text") -> None:
+    setup_logging(level, fmt)
 
 
 def _load(path: str) -> GatewayConfig:
@@ -65,7 +65,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         print(f"{args.config}: refusing to start, the gateway would be open on the network:\n"
               + "\n".join(f"  - {p}" for p in problems), file=sys.stderr)
         return 2
-    _setup_logging(cfg.log_level)
+    _setup_logging(cfg.log_level, cfg.log_format)
     log = logging.getLogger("gateway")
     if cfg.security.demo:
         log.warning("DEMO MODE (security.demo): %s", "purchases go to the bundled simulator, "

@@ -90,6 +90,19 @@ def _tell(notices: Sequence[Callable[[], None]]) -> None:
             log.exception("could not hand over a notice of a committed message")
 
 
+def _context(adapter: Adapter, parsed: ParsedMessage | None, outcome: str,
+             **more: str) -> dict[str, str]:
+    """The fields of a log line about one message (JSON logs): identifiers only, never
+    the patient or the message's content."""
+    ctx = {"adapter": adapter.name, "outcome": outcome, **more}
+    if parsed is not None:
+        ctx.update(control_id=parsed.control_id, sender=parsed.sender,
+                   message_type=parsed.message_type)
+        if parsed.events:
+            ctx["hospital"] = parsed.events[0].hospital_id
+    return ctx
+
+
 def _reused(result: CommitResult | BaseException) -> bool:
     return isinstance(result, CommitResult) and result.reused
 
@@ -302,7 +315,9 @@ class Ingestor:
                 if is_held:
                     m.events_held.labels(ev.hospital_id).inc()
                     log.info("event %s held: %d unmapped item(s) %s", ev.event_id,
-                             len(unmapped), ",".join(li.item_code for li in unmapped))
+                             len(unmapped), ",".join(li.item_code for li in unmapped),
+                             extra=_context(adapter, parsed, "held", event_id=ev.event_id,
+                                            hospital=ev.hospital_id))
         advice = self._advise(events, received_at)
         if advice.blocked:
             return _Prepared(parsed=parsed, advice=advice)
@@ -334,12 +349,17 @@ class Ingestor:
         mtype = parsed.message_type
         if isinstance(result, BaseException):
             log.error("commit failed for %s %s from %s: %s", mtype, parsed.control_id, peer,
-                      result)
+                      result, extra=_context(adapter, parsed, "error", peer=peer))
             m.rejected.labels(adapter.name, mtype, "error").inc()
             issue = Issue(Severity.ERROR, "message not stored, send it again", "207")
             return adapter.reply(parsed, raw, Outcome(OutcomeStatus.ERROR, (issue,)),
                                  now=self.clock())
         m.labelled(m.acknowledged, adapter.name, mtype).inc()
+        if log.isEnabledFor(logging.DEBUG):  # one line a message: only when asked for
+            log.debug("%s %s from %s committed%s", mtype, parsed.control_id, peer,
+                      " (a resend)" if result.duplicate else "",
+                      extra=_context(adapter, parsed,
+                                     "duplicate" if result.duplicate else "accepted", peer=peer))
         if result.duplicate:
             m.duplicates.labels(adapter.name, mtype).inc()
             return adapter.reply(parsed, raw, Outcome(OutcomeStatus.DUPLICATE), now=self.clock())
@@ -486,10 +506,11 @@ class Ingestor:
 
     async def _refuse(self, adapter: Adapter, raw: bytes, peer: str, exc: MessageRejected,
                       received_at: datetime) -> Reply:
-        log.warning("rejected message from %s via %s: %s [%s] (%d bytes quarantined)",
-                    peer, adapter.name, exc.reason, exc.location or "-", len(raw))
         kept = await self._keep(raw, peer, adapter.name, exc.reason, received_at)
         status = OutcomeStatus.REJECTED if exc.reject and kept else OutcomeStatus.ERROR
+        log.warning("rejected message from %s via %s: %s [%s] (%d bytes quarantined)",
+                    peer, adapter.name, exc.reason, exc.location or "-", len(raw),
+                    extra=_context(adapter, None, status.value, peer=peer))
         self.metrics.rejected.labels(adapter.name, "", status.value).inc()
         reply = adapter.reply(None, raw, Outcome(status, rejection_issues(exc)), now=self.clock())
         if isinstance(exc, SenderNotPermitted) and kept and adapter.transport == "http":
@@ -507,7 +528,8 @@ class Ingestor:
                "used for a message with different content: not stored; send it under a "
                "new control id")
         log.warning("refused %s from %s via %s: %s (%d bytes quarantined)",
-                    parsed.message_type, peer, adapter.name, why, len(raw))
+                    parsed.message_type, peer, adapter.name, why, len(raw),
+                    extra=_context(adapter, parsed, OutcomeStatus.CONFLICT.value, peer=peer))
         await self._keep(raw, peer, adapter.name, why, incoming.received_at)
         m = self.metrics
         m.labelled(m.control_id_reused, adapter.name).inc()
@@ -519,6 +541,7 @@ class Ingestor:
 
     async def bad_bytes(self, adapter: Adapter, raw: bytes, peer: str, reason: str) -> None:
         """Quarantine bytes that are not even a message (framing errors)."""
-        log.warning("%s from %s: %d bytes quarantined", reason, peer, len(raw))
+        log.warning("%s from %s: %d bytes quarantined", reason, peer, len(raw),
+                    extra=_context(adapter, None, "quarantined", peer=peer))
         await self._keep(raw, peer, adapter.name, reason, self.clock())
 
