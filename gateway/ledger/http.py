@@ -87,6 +87,9 @@ def ledger_app(ledger: LedgerRef,
         for c in lg.contracts(hospital):
             st = lg.status(c, now)
             out.append({"contract_id": c.contract_id, "generic_name": c.generic_name,
+                        "dosage_form": c.dosage_form, "agreement_year": c.year_no,
+                        "year_start": c.period_start.isoformat(),
+                        "year_end": c.period_end.isoformat(),
                         "completion": st.completion, "time_progress": st.time_progress,
                         "lagging": st.lagging})
         return _json(out)

@@ -19,6 +19,10 @@ async def test_import_then_report(ledger, aiohttp_client):
     ok = await cli.post("/ledger/contracts", data=(DATA / "contracts.csv").read_bytes(),
                         headers={"Content-Type": "text/csv"})
     assert (await ok.json())["imported"] == 3
+    listed = await (await cli.get(f"/ledger/contracts?hospital_id={HOSPITAL}")).json()
+    exemestane = next(c for c in listed if c["generic_name"] == "依西美坦片")
+    assert (exemestane["dosage_form"], exemestane["agreement_year"]) == ("口服常释剂型", 1)
+    assert (exemestane["year_start"], exemestane["year_end"]) == ("2026-01-01", "2026-12-31")
     await fold(ledger, [event(EventKind.RECEIPT, [(EXEMESTANE_WIN, 18000, "2.1350")],
                               at=cst(2026, 3, 1))])
     rep = await (await cli.get(f"/ledger/report/{HOSPITAL}")).json()
