@@ -35,7 +35,7 @@ from gateway.crosswalk.service import MappingService
 from gateway.gauges import refresh_circuits, refresh_contracts, refresh_store_files, set_build_info
 from gateway.ingest.http import add_ingest_routes
 from gateway.ingest.limits import Limits
-from gateway.ingest.mllp import start_mllp_server
+from gateway.ingest.mllp import MLLPListener, start_mllp_server
 from gateway.ingest.offload import ParseWorkers
 from gateway.ingest.pipeline import Ingestor, Route
 from gateway.keys import (
@@ -87,6 +87,8 @@ from mappings.crosswalk import Crosswalk
 
 __all__ = [
     "CONFIG",
+    "DRAIN_SHARE",
+    "HTTP_SHARE",
     "INGESTOR",
     "LEDGER",
     "LEDGER_FEED",
@@ -271,7 +273,7 @@ async def _ingest_ctx(app: web.Application) -> AsyncIterator[None]:
     # a change stored just before a crash (or by another replica) may not have released
     # its events yet
     await ingestor.release_held()
-    servers: dict[str, asyncio.Server] = {}
+    servers: dict[str, MLLPListener] = {}
     http_adapters: dict[str, Adapter] = {}
     app[MLLP_SERVERS] = servers
     app[HTTP_ADAPTERS] = http_adapters
@@ -296,6 +298,24 @@ async def _ingest_ctx(app: web.Application) -> AsyncIterator[None]:
             task.cancel()
         await asyncio.gather(*follow_ups, return_exceptions=True)
         await workers.close()
+
+
+async def _drain_listeners(app: web.Application) -> None:
+    """On shutdown, before the HTTP requests in flight are waited for and the contexts
+    unwind: MLLP listeners stop accepting, and each open connection is answered what it
+    is owed (its commits finish first) and closed — within most of the grace period, so
+    that the HTTP side and the store's close still fit in it."""
+    servers = app.get(MLLP_SERVERS)
+    if not servers:
+        return
+    budget = app[CONFIG].shutdown_grace_s * DRAIN_SHARE
+    await asyncio.gather(*(s.drain(budget) for s in servers.values()))
+
+
+# of shutdown_grace_s: MLLP connections' answers, then HTTP requests (serve's
+# shutdown_timeout), the rest for closing the store and the workers
+DRAIN_SHARE = 0.6
+HTTP_SHARE = 0.25
 
 
 def _counting_warnings(m: Metrics, then: Callable[[Event, Evaluation], None] | None
@@ -463,6 +483,7 @@ def build_app(cfg: GatewayConfig, metrics_: Metrics | None = None, *,
     app[RECORDER] = recorder
     app[METRICS] = metrics_
     app[TIMINGS] = timings or Timings()
+    app.on_shutdown.append(_drain_listeners)
     for ctx in (_loop_lag_ctx, _store_ctx, _crosswalk_ctx, _ledger_ctx, _webhooks_ctx,
                 _simulator_ctx, _mirror_ctx, _ingest_ctx, _stats_ctx, _retention_ctx):
         app.cleanup_ctx.append(ctx)

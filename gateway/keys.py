@@ -8,7 +8,6 @@ platform simulator is an application of its own, also run alone by
 
 from __future__ import annotations
 
-import asyncio
 from typing import TYPE_CHECKING
 
 from aiohttp import web
@@ -18,6 +17,7 @@ if TYPE_CHECKING:
     from gateway.config import GatewayConfig
     from gateway.crosswalk.holder import CrosswalkHolder
     from gateway.crosswalk.service import MappingService
+    from gateway.ingest.mllp import MLLPListener
     from gateway.ingest.pipeline import Ingestor
     from gateway.ledger.ledger import Ledger
     from gateway.ledger.wiring import LedgerFeed, WarningPusher
@@ -63,4 +63,4 @@ SIMULATOR: web.AppKey[SimulatorState] = web.AppKey("simulator")
 MIRROR: web.AppKey[Mirror] = web.AppKey("mirror")
 INGESTOR: web.AppKey[Ingestor] = web.AppKey("ingestor")
 HTTP_ADAPTERS: web.AppKey[dict[str, Adapter]] = web.AppKey("http_adapters")
-MLLP_SERVERS: web.AppKey[dict[str, asyncio.Server]] = web.AppKey("mllp_servers")
+MLLP_SERVERS: web.AppKey[dict[str, MLLPListener]] = web.AppKey("mllp_servers")

@@ -12,8 +12,9 @@ import os
 import socket
 import ssl
 import sys
+import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 from typing import Any, Literal
 from urllib.request import Request, urlopen
@@ -55,7 +56,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     """Run the gateway until SIGINT / SIGTERM."""
     from aiohttp import web
 
-    from gateway.app import build_app
+    from gateway.app import HTTP_SHARE, build_app
     from gateway.security.exposure import exposure_problems, mirrors_to_simulator
     from gateway.security.tls import server_context
 
@@ -87,10 +88,13 @@ def cmd_serve(args: argparse.Namespace) -> int:
         scheme = "http" if ssl_context is None else "https"
         app = build_app(cfg, config_file=args.config)
         app.on_startup.append(_settle_heap)
+        app.on_shutdown.insert(0, _deadline(cfg.shutdown_grace_s))
         web.run_app(app, host=cfg.http.host, port=cfg.http.port, access_log=None,
                     ssl_context=ssl_context, loop=loop,
                     # an idle keep-alive connection is not kept longer than a slow body
                     keepalive_timeout=cfg.http.read_timeout_s,
+                    # requests in flight at SIGTERM: their share of the grace period
+                    shutdown_timeout=cfg.shutdown_grace_s * HTTP_SHARE,
                     print=lambda _: log.info(
                         "gateway HTTP on %s://%s:%d (health /healthz, metrics /metrics)",
                         scheme, cfg.http.host, cfg.http.port))
@@ -101,6 +105,25 @@ def cmd_serve(args: argparse.Namespace) -> int:
         print(f"cannot start: {exc}", file=sys.stderr)
         return 1
     return 0
+
+
+def _deadline(grace_s: float) -> Callable[[object], Awaitable[None]]:
+    """The first shutdown step: the process ends ``grace_s`` after it, whatever is still
+    unwinding. Everything acknowledged is committed already, so cutting the rest short
+    loses nothing a sender was told is kept; a supervisor waiting for the exit (systemd's
+    TimeoutStopSec, docker stop) is never made to kill the process instead."""
+    async def start(app: object) -> None:
+        def expire() -> None:
+            logging.getLogger("gateway").error(
+                "shutdown took longer than shutdown_grace_s (%g s): exiting now", grace_s)
+            logging.shutdown()
+            os._exit(1)
+
+        timer = threading.Timer(grace_s, expire)
+        timer.daemon = True  # a shutdown that finished in time exits without waiting
+        timer.start()
+        logging.getLogger("gateway").info("stopping: at most %g s (shutdown_grace_s)", grace_s)
+    return start
 
 
 async def _settle_heap(app: object) -> None:

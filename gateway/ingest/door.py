@@ -38,10 +38,18 @@ Address = ipaddress.IPv4Address | ipaddress.IPv6Address
 
 
 class Guarded(Protocol):
-    """A connection as the door's sweep sees it."""
+    """A connection as the door's sweep and a shutdown see it."""
 
     def check_timers(self, now: float, idle_s: float, frame_s: float) -> str | None:
         """Close the connection if a timer ran out; return which one ("idle", …)."""
+        ...
+
+    def drain(self) -> None:
+        """Shutting down: read no more, close once every answer owed is written."""
+        ...
+
+    def abort(self) -> None:
+        """Close at once, whatever is still owed."""
         ...
 
 

@@ -34,7 +34,7 @@ from gateway.ingest.tls_stream import TlsStream
 from gateway.metrics import Metrics
 from gateway.security.identity import Identities, Identity
 
-__all__ = ["MLLPProtocol", "start_mllp_server"]
+__all__ = ["MLLPListener", "MLLPProtocol", "start_mllp_server"]
 
 log = logging.getLogger(__name__)
 
@@ -160,6 +160,25 @@ class MLLPProtocol(asyncio.Protocol):
             self._close()
             return "idle"
         return None
+
+    def drain(self) -> None:
+        """The gateway is stopping: read no more and close once every answer owed is
+        written. A frame not complete yet is dropped unanswered (the sender sends it again
+        to the next gateway), not quarantined as cut off."""
+        t = self.transport
+        if t is None or t.is_closing():
+            return
+        self._eof = True
+        self.framer.close()
+        self._reading()
+        if not self._owed:
+            self._close()
+
+    def abort(self) -> None:
+        """Cut the connection: what it is still owed goes unanswered (the sender resends,
+        and a message already committed is recognised as a resend)."""
+        if self.transport is not None:
+            self.transport.abort()
 
     def _close(self) -> None:
         """Close after what is written (a TLS session ends with its close_notify)."""
@@ -384,9 +403,43 @@ class MLLPProtocol(asyncio.Protocol):
             self._close()  # a half-closed connection, every answer written
 
 
+class MLLPListener:
+    """A listening MLLP server and the door its connections passed."""
+
+    def __init__(self, server: asyncio.Server, door: Door) -> None:
+        self.server = server
+        self.door = door
+
+    def close(self) -> None:
+        """Stop accepting connections (open ones stay: see :meth:`drain`)."""
+        self.server.close()
+
+    async def wait_closed(self) -> None:
+        await self.server.wait_closed()
+
+    async def drain(self, timeout_s: float) -> int:
+        """Stop accepting; every open connection stops reading, is written the answers it
+        is owed (each after its commit) and is closed; the ones still open after
+        ``timeout_s`` are cut off. Returns how many were cut off."""
+        self.server.close()
+        for conn in list(self.door.open):
+            conn.drain()
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout_s
+        while self.door.open and loop.time() < deadline:
+            await asyncio.sleep(0.02)
+        left = list(self.door.open)
+        for conn in left:
+            conn.abort()
+        if left:
+            log.warning("MLLP listener %s: %d connection(s) cut off at shutdown with answers "
+                        "owed", self.door.name, len(left))
+        return len(left)
+
+
 async def start_mllp_server(ingestor: Ingestor, adapter: Adapter, listener: ListenerConfig,
                             *, metrics: Metrics | None = None,
-                            identities: Identities | None = None) -> asyncio.Server:
+                            identities: Identities | None = None) -> MLLPListener:
     """Listen for MLLP connections as ``listener`` says (address, TLS, allow-list, caps,
     timers); the server is returned started. ``identities`` maps client certificates
     (mutual TLS) to senders; ``metrics`` counts refusals and open connections."""
@@ -401,4 +454,4 @@ async def start_mllp_server(ingestor: Ingestor, adapter: Adapter, listener: List
     log.info("MLLP listener %s for %s on %s:%d (%s%s)", listener.name, adapter.name,
              listener.host, listener.port, tls,
              f", from {', '.join(listener.allow_from)}" if listener.allow_from else "")
-    return server
+    return MLLPListener(server, door)
