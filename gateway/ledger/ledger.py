@@ -216,6 +216,9 @@ class Ledger:
         # (hospital, generic key, dosage-form key) → contracts, by agreement year
         self._by_generic: dict[tuple[str, str, str], list[Contract]] = {}
         self._keys: dict[str, tuple[str, str] | None] = {}  # national code → product key
+        # contract id → the ids its stored body is kept under (another one when an earlier
+        # release keyed contracts by generic name alone, or the dosage-form groups changed)
+        self._stored_as: dict[str, frozenset[str]] = {}
         self._counters: dict[str, Counters] = {}
         self._status_cache: dict[str, tuple[date, int, Contract, Counters, ContractStatus]] = {}
         # rule results for a line, reused until contracts, counters or stock change
@@ -236,25 +239,31 @@ class Ledger:
     async def load_contracts(self, contracts: Iterable[Contract], now: datetime) -> int:
         """Import contracts (replacing same ids); every process sharing the store folds its
         stored totals into them. Contracts identical to the stored ones are not written
-        again. Returns how many contracts were given.
+        again, unless stored under another id (then they move to their own, and what else
+        that body held is stored again under its own ids). Returns how many contracts were
+        given.
 
         Raises:
             StoreError: nothing was stored.
         """
         items = list(contracts)
         await self.catch_up()
-        changed = [c for c in items if self._contracts.get(c.contract_id) != c]
+        changed = [c for c in items if self._contracts.get(c.contract_id) != c
+                   or self._stored_as.get(c.contract_id) != frozenset({c.contract_id})]
         if changed:
-            # an earlier release stored a contract under its generic key alone, with every
-            # agreement year and dosage form in one body: that body goes, and what of it
-            # this import does not replace is stored again under its own id
-            legacy = {c.legacy_id for c in changed}
+            # a body stored under another id than its contract's (an earlier release kept
+            # every agreement year and dosage form of a generic name in one body) goes, and
+            # what of it this import does not replace is stored again under its own id
             given = {c.contract_id for c in changed}
-            kept = [c for c in self._contracts.values() if c.legacy_id in legacy
-                    and c.contract_id not in given and c.contract_id != c.legacy_id]
-            retire = sorted(legacy - given)
+            retire = {sid for c in changed
+                      for sid in self._stored_as.get(c.contract_id, frozenset()) | {c.legacy_id}
+                      } - given
+            kept = [c for c in self._contracts.values()
+                    if c.contract_id not in given and self._stored_as.get(c.contract_id,
+                                                                         frozenset()) & retire]
             await self.tables.save_contracts([(c.contract_id, _contract_rows(c))
-                                              for c in [*changed, *kept]], now, retire=retire)
+                                              for c in [*changed, *kept]], now,
+                                             retire=sorted(retire))
             await self.catch_up()
         return len(items)
 
@@ -330,8 +339,8 @@ class Ledger:
         self._findings_cache = {}
 
     def _rebuild(self, snap: LedgerSnapshot) -> None:
-        rows = [row for body in snap.contracts for row in body["rows"]]
-        self._index(read_contracts_json(rows, source="store") if rows else [])
+        contracts, self._stored_as = _stored_contracts(snap.contracts)
+        self._index(contracts)
         self._changed()
         self._counters = {cid: Counters() for cid in self._contracts}
         self._online = {}
@@ -794,9 +803,32 @@ def _add_weekdays(start: date, n: int) -> date:
     return day
 
 
+def _stored_contracts(bodies: Iterable[Mapping[str, Any]]
+                      ) -> tuple[list[Contract], dict[str, frozenset[str]]]:
+    """The contracts of stored bodies, and the ids each is stored under.
+
+    A body is read on its own: one of an earlier release holds every dosage form and
+    agreement year of a generic name (stored under :attr:`Contract.legacy_id`, without an
+    ``id``). When two bodies give the same contract, the one stored under its own id wins.
+    """
+    found: dict[str, Contract] = {}
+    stored_as: dict[str, set[str]] = {}
+    for body in bodies:
+        rows = body.get("rows") or []
+        if not rows:
+            continue
+        for c in read_contracts_json(rows, source="store"):
+            sid = str(body.get("id") or c.legacy_id)
+            stored_as.setdefault(c.contract_id, set()).add(sid)
+            if c.contract_id not in found or sid == c.contract_id:
+                found[c.contract_id] = c
+    return list(found.values()), {k: frozenset(v) for k, v in stored_as.items()}
+
+
 def _contract_rows(c: Contract) -> dict[str, Any]:
-    # stored in the same row shape the importers read, so one parser serves both
-    return {"rows": [{
+    # stored in the same row shape the importers read, so one parser serves both; the id
+    # says which key the body is under, should the contract's id change
+    return {"id": c.contract_id, "rows": [{
         "hospital_id": c.hospital_id, "project": c.project, "batch": c.batch,
         "generic_name": c.generic_name, "national_code": p.national_code,
         "product_name": p.product_name, "winning_price": str(p.winning_price),

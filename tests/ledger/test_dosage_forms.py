@@ -27,6 +27,7 @@ from gateway.ledger import (
 )
 from gateway.ledger.dosage_forms import (
     SHIPPED_DOSAGE_FORMS,
+    configure_dosage_forms,
     current_dosage_forms,
     dosage_forms_from_mapping,
     load_dosage_forms,
@@ -173,3 +174,34 @@ async def test_a_contract_stored_by_an_earlier_release_is_taken_over(make_store,
               if r["generic_name"] == "盐酸利托君"]
     assert sorted(stored) == sorted([TABLET_WIN, INJECTION_WIN])
     assert len([c for c in ledger.contracts(HOSPITAL) if c.generic_name == "盐酸利托君"]) == 2
+
+
+async def test_a_segment_added_to_a_group_later_rekeys_the_stored_contract(make_store,
+                                                                            calendar, rules):
+    # 小儿氨酚黄那敏片: segment A025 is in no shipped group, so it is a group of its own
+    code, other = "XN02BEX085A025010103640", "XN02BEX085A025010105153"
+    csv_text = (f"{HEADER}\n{HOSPITAL},江西省药品集中带量采购,2026年第一批,小儿氨酚黄那敏片,"
+                f"{code},小儿氨酚黄那敏片,0.1500,示例制药有限公司,2026-01-01,2026-12-31,"
+                "5000,0.60\n")
+    data = yaml.safe_load(SHIPPED_DOSAGE_FORMS.read_text(encoding="utf-8"))
+    ledger = Ledger(await make_store(), LedgerSettings(calendar=calendar), rules)
+    await ledger.load()
+    try:
+        [before] = read_contracts_csv(csv_text)
+        assert before.dosage_form == "A025"
+        await ledger.load_contracts([before], cst(2026, 1, 1))
+        data["groups"][0]["codes"].append("A025")
+        configure_dosage_forms(dosage_forms_from_mapping(data, "extended"))
+        await ledger.load()  # the stored body now reads as 口服常释剂型
+        [after] = read_contracts_csv(csv_text)
+        assert after.contract_id != before.contract_id
+        assert [c.contract_id for c in ledger.contracts(HOSPITAL)] == [after.contract_id]
+        await ledger.load_contracts([after], cst(2026, 2, 1))
+        snap = await ledger.tables.snapshot()
+        assert [b["id"] for b in snap.contracts] == [after.contract_id]  # one body, rekeyed
+        await fold(ledger, [event(EventKind.RECEIPT, [(code, 100, "0.1500"), (other, 50, "0.3")],
+                                  at=cst(2026, 3, 2), hospital=HOSPITAL)])
+        st = ledger.status(ledger.contracts(HOSPITAL)[0], cst(2026, 3, 31))
+        assert (st.received_qty, st.nonwinning_qty) == (100, 50)
+    finally:
+        configure_dosage_forms(None)
