@@ -18,7 +18,7 @@ from typing import Any
 from aiohttp import web
 
 from gateway.keys import STORE
-from gateway.mirror.replay import bounded_query, record_to_dict, replay_audit
+from gateway.mirror.replay import MAX_ROW_ID, bounded_query, record_to_dict, replay_audit
 from gateway.security.audit_log import record
 from gateway.store.base import Store
 
@@ -28,12 +28,17 @@ def _store(request: web.Request) -> Store:
     return request.config_dict[STORE]
 
 
+def _error(status: int, text: str) -> web.Response:
+    """The API's error answer: ``{"error", "problems"}``, as the other routes give it."""
+    return web.json_response({"error": text, "problems": [text]}, status=status)
+
+
 async def deadletters(request: web.Request) -> web.Response:
     """GET /api/deadletters: rows matching the filters (dead letters by default)."""
     try:
         query = bounded_query(dict(request.query))
     except ValueError as exc:
-        raise web.HTTPBadRequest(text=str(exc)) from None
+        return _error(400, str(exc))
     rows = await _store(request).list_outbox(query)
     return web.json_response([record_to_dict(r) for r in rows])
 
@@ -43,10 +48,12 @@ async def outbox_row(request: web.Request) -> web.Response:
     try:
         oid = int(request.match_info["id"])
     except ValueError:
-        raise web.HTTPBadRequest(text="outbox id must be a number") from None
+        return _error(400, "outbox id must be a number")
+    if not 0 <= oid <= MAX_ROW_ID:
+        return _error(404, f"no outbox row {oid}")
     record = await _store(request).outbox_record(oid)
     if record is None:
-        raise web.HTTPNotFound(text=f"no outbox row {oid}")
+        return _error(404, f"no outbox row {oid}")
     return web.json_response(record_to_dict(record))
 
 
@@ -58,7 +65,7 @@ async def replay(request: web.Request) -> web.Response:
             raise ValueError("send a JSON object")
         query = bounded_query(body)
     except ValueError as exc:
-        raise web.HTTPBadRequest(text=f"bad replay request: {exc}") from None
+        return _error(400, f"bad replay request: {exc}")
     force = bool(body.get("force", False))
     to = body.get("to_destination")
     result = await _store(request).replay(query, to_destination=to, force=force,

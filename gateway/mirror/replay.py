@@ -23,6 +23,7 @@ __all__ = [
     "ALL_STATES",
     "DEFAULT_LIMIT",
     "MAX_LIMIT",
+    "MAX_ROW_ID",
     "bounded_query",
     "build_query",
     "parse_time",
@@ -38,6 +39,7 @@ ALL_STATES = ("pending", "delivered", "dead")
 # an operator's listing or replay: one page of rows, never the whole outbox by accident
 DEFAULT_LIMIT = 500
 MAX_LIMIT = 5000
+MAX_ROW_ID = 2**63 - 1  # an SQL BIGINT: larger ids cannot even be looked up
 _FILTERS = ("ids", "destination", "hospital", "since", "until", "from_id", "to_id")
 _HOW = ("name which rows: ids, destination, hospital, since/until (commit time) or "
         "from_id/to_id (outbox ids); or all=true with a limit (at most 5000), e.g. "
@@ -93,8 +95,15 @@ def build_query(*, ids: Sequence[int] = (), destination: str | None = None,
     reported as refused rather than silently left out.
 
     Raises:
-        ValueError: a bad time or transaction.
+        ValueError: a bad time, transaction, state or row id.
     """
+    unknown = sorted(set(states) - set(ALL_STATES))
+    if unknown:
+        raise ValueError(f"unknown state(s) {', '.join(map(repr, unknown))}: use "
+                         f"{', '.join(ALL_STATES)}")
+    for value in (*ids, id_from, id_to):
+        if value is not None and not 0 <= int(value) <= MAX_ROW_ID:
+            raise ValueError(f"{value} is not an outbox id (0 to {MAX_ROW_ID})")
     return OutboxQuery(
         ids=tuple(int(i) for i in ids), states=ALL_STATES if ids else tuple(states),
         destination=destination or None, hospital_id=hospital or None,
@@ -107,8 +116,21 @@ def query_from_params(params: Mapping[str, Any]) -> OutboxQuery:
     """The query from HTTP query parameters or a JSON body.
 
     Raises:
-        ValueError: bad values.
+        ValueError: bad values (of a wrong JSON type too).
     """
+    try:
+        return _query_from_params(params)
+    except TypeError as exc:  # a list where a number belongs, and the like: the caller's
+        raise ValueError(f"a value of the wrong type: {exc}") from None
+
+
+def _query_from_params(params: Mapping[str, Any]) -> OutboxQuery:
+    for name in ("destination", "hospital", "transaction", "to_destination"):
+        if params.get(name) is not None and not isinstance(params[name], str):
+            raise ValueError(f"{name} must be text")
+    for name in ("since", "until"):
+        if params.get(name) is not None and not isinstance(params[name], str | int | float):
+            raise ValueError(f"{name} must be a time (ISO 8601 or unix seconds)")
     ids = params.get("ids") or []
     if isinstance(ids, str):
         ids = [i for i in ids.split(",") if i]
@@ -117,11 +139,15 @@ def query_from_params(params: Mapping[str, Any]) -> OutboxQuery:
     if isinstance(states, str):
         states = states.split(",")
     return build_query(ids=[int(i) for i in ids], destination=params.get("destination"),
-                       hospital=params.get("hospital"), since=params.get("since"),
-                       until=params.get("until"), transaction=params.get("transaction"),
+                       hospital=params.get("hospital"), since=_text(params.get("since")),
+                       until=_text(params.get("until")), transaction=params.get("transaction"),
                        states=states, limit=int(params.get("limit", 1000)),
                        id_from=_optional_int(params.get("from_id")),
                        id_to=_optional_int(params.get("to_id")))
+
+
+def _text(value: Any) -> str | None:
+    return None if value is None else str(value)
 
 
 def _optional_int(value: Any) -> int | None:

@@ -202,6 +202,13 @@ async def verify_chain(log_: AuditLogTables, page: int = MAX_PAGE) -> Verdict:
             return walker.verdict()
 
 
+def _bad(text: str) -> web.HTTPBadRequest:
+    """A 400 with the API's error body, ``{"error", "problems"}``."""
+    return web.HTTPBadRequest(text=json.dumps({"error": text, "problems": [text]},
+                                              ensure_ascii=False),
+                              content_type="application/json")
+
+
 def _time(request: web.Request, name: str) -> datetime | None:
     text = request.query.get(name, "").strip()
     if not text:
@@ -209,7 +216,7 @@ def _time(request: web.Request, name: str) -> datetime | None:
     try:
         when = datetime.fromisoformat(text)
     except ValueError:
-        raise web.HTTPBadRequest(text=f"{name}={text!r} is not an ISO date-time") from None
+        raise _bad(f"{name}={text!r} is not an ISO date-time") from None
     # an operator in a Chinese hospital means China time when giving none
     return when if when.tzinfo is not None else when.replace(tzinfo=CHINA_TZ)
 
@@ -219,9 +226,9 @@ def _int(request: web.Request, name: str, default: int, hi: int) -> int:
     try:
         value = int(text) if text else default
     except ValueError:
-        raise web.HTTPBadRequest(text=f"{name}={text!r} is not a whole number") from None
+        raise _bad(f"{name}={text!r} is not a whole number") from None
     if not 0 <= value <= hi:
-        raise web.HTTPBadRequest(text=f"{name}={value} must be between 0 and {hi}")
+        raise _bad(f"{name}={value} must be between 0 and {hi}")
     return value
 
 
@@ -231,7 +238,7 @@ async def list_entries(request: web.Request) -> web.Response:
     try:
         hospital = hospital_scope(request_identity(request), q.get("hospital") or None)
     except ValueError as exc:
-        raise web.HTTPBadRequest(text=str(exc)) from None
+        raise _bad(str(exc)) from None
     query = AuditLogQuery(identity=q.get("identity") or None, action=q.get("action") or None,
                           hospital_id=hospital, since=_time(request, "since"),
                           until=_time(request, "until"),

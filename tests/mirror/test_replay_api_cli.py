@@ -115,7 +115,9 @@ async def test_listings_and_replays_name_their_rows_and_are_capped(
     async def refused(method: str, path: str, **kw: object) -> str:
         r = await client.request(method, path, **kw)
         assert r.status == 400, await r.text()
-        return await r.text()
+        body = await r.json()  # the API's error format
+        assert body["problems"] == [body["error"]]
+        return str(body["error"])
 
     # nothing named: refused, saying what to send
     assert "from_id/to_id" in await refused("GET", "/api/deadletters")
