@@ -53,7 +53,10 @@ async def purge_once(store: Store, cfg: StoreConfig, metrics: Metrics, now: floa
 
 async def run_retention(store: Store, cfg: StoreConfig, metrics: Metrics, interval_s: float,
                         clock: Callable[[], float] = time.time) -> None:
-    """A pass every ``interval_s`` until cancelled (the first one at once)."""
+    """A pass every ``interval_s`` until cancelled, the first one a minute after start
+    (at most ``interval_s``): a start, and the messages a HIS sends as soon as it can
+    reconnect, do not wait behind a purge of everything that expired while it was down."""
+    await asyncio.sleep(min(interval_s, 60.0))
     while True:
         try:
             await purge_once(store, cfg, metrics, clock())

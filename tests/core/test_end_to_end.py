@@ -145,7 +145,7 @@ async def test_commit_failure_gets_ae_never_aa_and_a_resend_is_taken(gateway) ->
     import sqlite3
 
     store = gateway.store
-    blocker = sqlite3.connect(store.path, timeout=0)
+    blocker = sqlite3.connect(store.path, timeout=5)  # waits out a write in progress
     blocker.execute("BEGIN EXCLUSIVE")  # another process holds the database
     store._wcon.execute("PRAGMA busy_timeout=50")
     client = await MLLPClient.connect(gateway.mllp_port)
