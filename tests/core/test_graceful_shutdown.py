@@ -15,7 +15,10 @@ from pathlib import Path
 from helpers import ack_fields, eventually, free_port, numbered_dispense, write_config
 from serve_proc import spawn_serve, stop, wait_port
 
+from gateway.config import ListenerConfig
+from gateway.ingest.door import Door
 from gateway.ingest.framing import END, START
+from gateway.ingest.mllp import MLLPListener
 
 SENDERS = 8
 PER_SENDER = 2000  # bounded: a sender stops after these whatever happens
@@ -127,3 +130,39 @@ async def test_sigterm_mid_stream_answers_or_closes_every_connection(tmp_path: P
     assert "cut off at shutdown" not in log, log[-3000:]
     assert "RDS000999999" not in stored
     assert quarantined == 0  # a frame cut short by the shutdown is not a bad message
+
+
+
+class _Connection:
+    """A connection as the door sees it; ``stuck`` ones never finish their answers."""
+
+    def __init__(self, door: Door, stuck: bool) -> None:
+        self.door, self.stuck = door, stuck
+        self.aborted = False
+
+    def check_timers(self, now: float, idle_s: float, frame_s: float) -> str | None:
+        return None
+
+    def drain(self) -> None:
+        if not self.stuck:
+            asyncio.get_running_loop().call_later(0.05, self.door.release, self, "127.0.0.1")
+
+    def abort(self) -> None:
+        self.aborted = True
+        self.door.release(self, "127.0.0.1")
+
+
+async def test_connections_still_owed_answers_at_the_deadline_are_cut_off() -> None:
+    listener = ListenerConfig(name="his-mllp", adapter="hl7v2", transport="mllp",
+                              host="127.0.0.1", port=free_port())
+    door = Door(listener)
+    server = await asyncio.get_running_loop().create_server(asyncio.Protocol, "127.0.0.1", 0)
+    done, stuck = _Connection(door, stuck=False), _Connection(door, stuck=True)
+    for conn in (done, stuck):
+        assert door.admit(conn, "127.0.0.1") is None
+    started = time.monotonic()
+    assert await MLLPListener(server, door).drain(0.3) == 1
+    assert 0.3 <= time.monotonic() - started < 1.0
+    assert not server.is_serving()
+    assert stuck.aborted and not done.aborted
+    assert not door.open
