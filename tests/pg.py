@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+import uuid
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -30,3 +35,43 @@ async def require_pg() -> None:
     if os.environ.get("CI", "").lower() == "true":
         pytest.fail(f"{why}; CI must run the PostgreSQL tests (start the server first)")
     pytest.skip(why)
+
+
+StoreFactory = Callable[..., Any]
+
+
+@contextlib.asynccontextmanager
+async def backend_stores(backend: str, tmp_path: Path) -> AsyncIterator[StoreFactory]:
+    """A factory of started stores of one backend — the SQLite file ``tmp_path/gw.db``, or a
+    fresh PostgreSQL schema (``factory.schema``) — all closed, and the schema dropped, on
+    exit. Keyword arguments go to the PostgreSQL store."""
+    from gateway.store.postgres import PostgresStore
+    from gateway.store.sqlite import SqliteStore
+
+    stores: list[Any] = []
+    schema = ""
+    if backend == "postgres":
+        await require_pg()
+        schema = f"jcgw_t_{uuid.uuid4().hex[:12]}"
+
+    async def factory(**kw: Any) -> Any:
+        store: Any = (SqliteStore(tmp_path / "gw.db") if backend == "sqlite"
+                      else PostgresStore(PG_DSN, schema=schema, **kw))
+        await store.start()
+        stores.append(store)
+        return store
+
+    factory.backend = backend  # type: ignore[attr-defined]
+    factory.schema = schema  # type: ignore[attr-defined]
+    try:
+        yield factory
+    finally:
+        for s in stores:
+            if not s.closed:
+                await s.close()
+        if schema:
+            import asyncpg
+
+            con = await asyncpg.connect(PG_DSN)
+            await con.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+            await con.close()

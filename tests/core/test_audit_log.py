@@ -7,14 +7,13 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
-from pg import PG_DSN, require_pg
+from pg import StoreFactory, backend_stores
 
 from canonical.model import CHINA_TZ
 from gateway.security.audit import (
@@ -127,42 +126,11 @@ def test_decimals_and_dates_are_kept_as_the_text_that_was_hashed() -> None:
 
 # --- the table, on both backends ------------------------------------------------------
 
-StoreFactory = Callable[..., Any]
-
-
 @pytest.fixture(params=["sqlite", "postgres"])
 async def make_store(request: pytest.FixtureRequest,
                      tmp_path: Path) -> AsyncIterator[StoreFactory]:
-    from gateway.store.postgres import PostgresStore
-    from gateway.store.sqlite import SqliteStore
-
-    stores: list[Any] = []
-    schema = ""
-    if request.param == "postgres":
-        await require_pg()
-        schema = f"jcgw_t_{uuid.uuid4().hex[:12]}"
-
-    async def factory() -> Any:
-        store: Any = (SqliteStore(tmp_path / "gw.db") if request.param == "sqlite"
-                      else PostgresStore(PG_DSN, schema=schema))
-        await store.start()
-        stores.append(store)
-        return store
-
-    factory.backend = request.param  # type: ignore[attr-defined]
-    factory.schema = schema  # type: ignore[attr-defined]
-    try:
+    async with backend_stores(request.param, tmp_path) as factory:
         yield factory
-    finally:
-        for s in stores:
-            if not s.closed:
-                await s.close()
-        if schema:
-            import asyncpg
-
-            con = await asyncpg.connect(PG_DSN)
-            await con.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
-            await con.close()
 
 
 async def tamper(store: Any, sql: str) -> None:
