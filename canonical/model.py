@@ -111,6 +111,10 @@ class Line(msgspec.Struct, frozen=True):
     national_quantity: Decimal | None = None  # in the national minimum pricing unit
     national_unit: str = ""
     national_price: Decimal | None = None  # per national unit
+    manu_date: str = ""  # ISO date of manufacture (生产日期)
+    # prescription-only (处方药): a property of the product, from the message or the
+    # national catalog; None when neither says (the platform's rx_flag is then unknown)
+    rx_only: bool | None = None
 
     @property
     def mapped(self) -> bool:
@@ -218,6 +222,8 @@ def _line_from_dict(d: dict[str, Any]) -> Line:
         national_quantity=_dec(d.get("national_quantity")),
         national_unit=d.get("national_unit", ""),
         national_price=_dec(d.get("national_price")),
+        manu_date=d.get("manu_date", ""),
+        rx_only=d.get("rx_only"),
     )
 
 

@@ -273,6 +273,10 @@ class DestinationConfig(_Frozen):
     sm4_key: SecretStr | None = Field(
         default=None, description="32 hex digits: encrypt request bodies with SM4")
     sm2_private_key: SecretStr | None = Field(default=None, description="64 hex digits")
+    field_defaults: dict[str, str] = Field(
+        default_factory=dict,
+        description="nhsa-inventory: a value for an interface field the messages do not "
+                    "carry (e.g. hi_feesetl_type, inv_chg_type), used when the event has none")
     app_code: str = Field(default="", description="招采 platform application code (token)")
     token_path: str = Field(default="/token", description="招采 token endpoint under url")
     idle_poll_s: float = Field(

@@ -53,7 +53,7 @@ class HL7v2Adapter:
             config = HL7v2Config.model_validate(config)
         self.config = config
         self._default_layout = ZLayout(segment=config.z_segment,
-                                       **config.z_fields.model_dump())
+                                       **config.z_fields.model_dump(exclude_unset=True))
 
     def _hospital(self, msg: Message) -> str:
         # a supplier's response comes from the supplier: the hospital is the receiver

@@ -6,7 +6,7 @@ Each reader raises :class:`~canonical.errors.MessageRejected` naming the field
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import date, datetime
 from decimal import Decimal, InvalidOperation
 
 from adapters.hl7v2.layout import ZFields, ZLayout
@@ -14,7 +14,7 @@ from adapters.hl7v2.message import Segment, ascii_digits
 from canonical.errors import MessageRejected
 from canonical.model import Party
 
-__all__ = ["Header", "ZFields", "ZLayout", "decimal", "hl7_date", "party"]
+__all__ = ["Header", "ZFields", "ZLayout", "checked_date", "decimal", "hl7_date", "party"]
 
 
 def decimal(value: str, location: str) -> Decimal:
@@ -35,6 +35,23 @@ def hl7_date(value: str) -> str:
     if len(value) >= 8 and ascii_digits(value[:8]):
         return f"{value[0:4]}-{value[4:6]}-{value[6:8]}"
     return value
+
+
+def checked_date(value: str, location: str) -> str:
+    """An HL7 DT/DTM or ISO date as an ISO date, or a rejection naming ``location``.
+
+    A date that cannot exist (``2028-31-10``, ``20280230``) is refused at the door: the
+    platform would refuse it later, long after the sender could be told.
+    """
+    iso = hl7_date(value)
+    try:
+        if len(iso) < 10 or iso[4] != "-" or iso[7] != "-":
+            raise ValueError(iso)
+        date.fromisoformat(iso[:10])
+    except ValueError:
+        raise MessageRejected(f"{location} is not a date (YYYYMMDD): {value!r}",
+                              code="102", location=location) from None
+    return iso[:10]
 
 
 def party(seg: Segment | None, n: int) -> Party | None:

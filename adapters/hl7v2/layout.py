@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from functools import cached_property
+from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 __all__ = ["ZFields", "ZLayout"]
 
@@ -24,12 +25,20 @@ class ZFields(BaseModel):
     standard_code: int | None = Field(default=None, ge=1, le=99, description="药品本位码")
     lot_no: int | None = Field(default=None, ge=1, le=99, description="批号")
     expiry: int | None = Field(default=None, ge=1, le=99, description="有效期 (DT)")
+    # the gateway's own ZJC carries these at 7–9 (see ``ZLayout``); a hospital's
+    # own segment has them only where its layout says
+    manu_date: int | None = Field(default=None, ge=1, le=99, description="生产日期 (DT)")
+    rx_only: int | None = Field(default=None, ge=1, le=99,
+                                description="处方药 (Y/N or 1/0): prescription-only product")
+    phar_prac_cert_no: int | None = Field(
+        default=None, ge=1, le=99, description="药师执业证书编号 of the dispensing pharmacist")
 
     @cached_property
     def positions(self) -> tuple[tuple[str, int], ...]:
         """(name, position) of each single-valued fact this layout carries."""
         names = ("specification", "manufacturer", "price", "approval_no", "generic_name",
-                 "standard_code", "lot_no", "expiry")
+                 "standard_code", "lot_no", "expiry", "manu_date", "rx_only",
+                 "phar_prac_cert_no")
         return tuple((n, getattr(self, n)) for n in names if getattr(self, n) is not None)
 
 
@@ -37,3 +46,12 @@ class ZLayout(ZFields):
     """A Z-segment name and its field positions, as one hospital's HIS sends them."""
 
     segment: str = Field(default="ZJC", pattern=r"^Z[A-Z0-9]{2}$")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _zjc_extensions(cls, data: Any) -> Any:
+        # ZJC-7 manufacture date, ZJC-8 prescription-only, ZJC-9 pharmacist's licence
+        # number; a layout of another segment predates them and may use 7–9 otherwise
+        if isinstance(data, dict) and data.get("segment", "ZJC") == "ZJC":
+            return {"manu_date": 7, "rx_only": 8, "phar_prac_cert_no": 9, **data}
+        return data

@@ -14,7 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from adapters.hl7v2.fields import Header, ZLayout, decimal, hl7_date, party
+from adapters.hl7v2.fields import Header, ZLayout, checked_date, decimal, party
 from adapters.hl7v2.message import Message, Segment, parse_ts
 from canonical.errors import MessageRejected
 from canonical.model import Event, EventKind, Line, OrderControl, Party, Patient
@@ -158,11 +158,50 @@ def _line(seq: int, item: Segment, spec: _Item, z: Segment | None, layout: ZLayo
         approval_no=str(zv.get("approval_no", "")),
         standard_code=str(zv.get("standard_code", "")),
         lot_no=str(zv.get("lot_no", "")) or (item.get(spec.lot) if spec.lot else ""),
-        expiry=hl7_date(str(zv.get("expiry", "")) or (item.get(spec.expiry) if spec.expiry
-                                                     else "")),
+        expiry=_expiry(str(zv.get("expiry", "")), item, spec, layout),
         trace_codes=trace if isinstance(trace, tuple) else (),
         order_control=oc,
+        manu_date=_date(str(zv.get("manu_date", "")), layout, layout.manu_date),
+        rx_only=_flag(str(zv.get("rx_only", "")), layout),
     )
+
+
+# what senders write for "prescription-only" in ZJC-8
+_YES = frozenset({"Y", "1", "T", "是"})
+_NO = frozenset({"N", "0", "F", "否"})
+
+
+def _flag(value: str, layout: ZLayout) -> bool | None:
+    if not value:
+        return None
+    if value.upper() in _YES:
+        return True
+    if value.upper() in _NO:
+        return False
+    where = f"{layout.segment}-{layout.rx_only}"
+    raise MessageRejected(f"{where} (prescription-only flag) is {value!r}, not Y or N",
+                          code="102", location=where)
+
+
+def _expiry(z_value: str, item: Segment, spec: _Item, layout: ZLayout) -> str:
+    if z_value:
+        return checked_date(z_value, f"{layout.segment}-{layout.expiry}")
+    value = item.get(spec.expiry) if spec.expiry else ""
+    return checked_date(value, f"{item.name}-{spec.expiry}") if value else ""
+
+
+def _date(value: str, layout: ZLayout, pos: int | None) -> str:
+    return checked_date(value, f"{layout.segment}-{pos}") if value else ""
+
+
+def _event_extra(licence: str, settlement: str) -> tuple[tuple[str, str], ...]:
+    """ZJC-9 practising licence and PV1-20 (financial class) as the settlement type."""
+    extra: tuple[tuple[str, str], ...] = ()
+    if licence:
+        extra += (("phar_prac_cert_no", licence),)
+    if settlement:
+        extra += (("hi_feesetl_type", settlement),)
+    return extra
 
 
 def _component_line(seq: int, rxc: Segment, z: Segment | None, layout: ZLayout,
@@ -242,6 +281,7 @@ def events_from_pharmacy(msg: Message, header: Header,
     first_orc: dict[str, Segment] = {}
     item_time: dict[str, datetime | None] = {}
     actor: dict[str, Party | None] = {}
+    licences: dict[str, str] = {}  # the dispensing pharmacist's licence, per document
     for i, group in enumerate(groups, start=1):
         g_orc = group.orc
         if not group.slots or group.slots[0][0] is None or group.slots[0][0].name == "RXC":
@@ -254,6 +294,9 @@ def events_from_pharmacy(msg: Message, header: Header,
             or header.control_id
         lines = docs.setdefault(doc, [])
         first_orc.setdefault(doc, g_orc)
+        if layout.phar_prac_cert_no is not None and not licences.get(doc):
+            licences[doc] = next((z.get(layout.phar_prac_cert_no) for _, z in group.slots
+                                  if z is not None and z.get(layout.phar_prac_cert_no)), "")
         for seg, z in group.slots:
             assert seg is not None
             if seg.name == "RXC":
@@ -271,6 +314,7 @@ def events_from_pharmacy(msg: Message, header: Header,
                                                    f"{spec.segment}-{spec.time}"))
             if spec.actor:
                 actor.setdefault(doc, party(item, spec.actor))
+    settlement = pv1.get(20, 1) if pv1 is not None else ""
     events = []
     index = 0
     for doc, lines in docs.items():
@@ -292,6 +336,7 @@ def events_from_pharmacy(msg: Message, header: Header,
             pharmacist=actor.get(doc),
             department=department,
             patient=patient,
+            extra=_event_extra(licences.get(doc, ""), settlement),
         ))
         index += 1
     return tuple(events)

@@ -7,20 +7,24 @@ Z-message (layout in docs/adapters.md):
 ``ZWD`` — one per document: ZWD-1 document number, ZWD-2 document type
 (RK 入库, TH 退货, PD 盘点, YK 移库, BS 报损; the mapping to event kinds is
 configurable), ZWD-3 time, ZWD-4 supplier (id^name), ZWD-5 operator
-(id^name), ZWD-6 warehouse (id^name), ZWD-7 invoice number, ZWD-8 online
-purchase flag (Y/N, 网采).
+(id^name, the person who received or returned the goods), ZWD-6 warehouse
+(id^name), ZWD-7 invoice number, ZWD-8 online purchase flag (Y/N, 网采), ZWD-9
+invoice code (发票代码), ZWD-10 delivery-note number (随货单号), ZWD-11 the
+original document a return gives back (the purchase's serial), ZWD-12 the
+national stock-change type (inv_chg_type) of a YK / BS document.
 
 ``ZWL`` — one per line after its ZWD: ZWL-1 set id, ZWL-2 item code^name,
 ZWL-3 specification, ZWL-4 manufacturer, ZWL-5 quantity, ZWL-6 unit, ZWL-7 unit
 price, ZWL-8 lot, ZWL-9 expiry (DT), ZWL-10 approval number, ZWL-11
-traceability codes (repeated with ~), ZWL-12 药品本位码, ZWL-13 generic name.
+traceability codes (repeated with ~), ZWL-12 药品本位码, ZWL-13 generic name,
+ZWL-14 manufacture date (DT), ZWL-15 prescription-only flag (Y/N).
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 
-from adapters.hl7v2.fields import Header, decimal, hl7_date, party
+from adapters.hl7v2.fields import Header, checked_date, decimal, party
 from adapters.hl7v2.message import Message, Segment, parse_ts
 from canonical.errors import MessageRejected
 from canonical.model import Event, EventKind, Line
@@ -53,10 +57,35 @@ def _line(seq: int, zwl: Segment) -> Line:
         manufacturer=zwl.get(4), quantity=decimal(qty, "ZWL-5"),
         unit=zwl.get(6, 2) or zwl.get(6, 1),
         price=decimal(price, "ZWL-7") if price else None,
-        lot_no=zwl.get(8), expiry=hl7_date(zwl.get(9)), approval_no=zwl.get(10),
+        lot_no=zwl.get(8), expiry=_date(zwl, 9), approval_no=zwl.get(10),
         trace_codes=tuple(t for t in zwl.all(11) if t), standard_code=zwl.get(12),
-        generic_name=zwl.get(13),
+        generic_name=zwl.get(13), manu_date=_date(zwl, 14), rx_only=_flag(zwl.get(15)),
     )
+
+
+def _date(zwl: Segment, n: int) -> str:
+    value = zwl.get(n)
+    return checked_date(value, f"ZWL-{n}") if value else ""
+
+
+def _flag(value: str) -> bool | None:
+    if not value:
+        return None
+    if value in ("Y", "1"):
+        return True
+    if value in ("N", "0"):
+        return False
+    raise MessageRejected(f"ZWL-15 (prescription-only flag) is {value!r}, not Y or N",
+                          code="102", location="ZWL-15")
+
+
+# ZWD fields kept in Event.extra for the platform's purchase and stock-change bodies
+_EXTRA = (("invoice_no", 7), ("invoice_code", 9), ("dynt_no", 10), ("original_no", 11),
+          ("inv_chg_type", 12))
+
+
+def _extra(zwd: Segment) -> tuple[tuple[str, str], ...]:
+    return tuple((key, zwd.get(n)) for key, n in _EXTRA if zwd.get(n))
 
 
 def events_from_warehouse(msg: Message, header: Header,
@@ -95,7 +124,6 @@ def events_from_warehouse(msg: Message, header: Header,
             raise MessageRejected(f"document {doc} has no ZWL line", code="100",
                                   location="ZWL")
         lines = tuple(_line(i, seg) for i, seg in enumerate(zwls, start=1))
-        invoice = zwd.get(7)
         events.append(Event(
             event_id=f"{header.source}:{header.control_id}:{index}",
             kind=kind,
@@ -109,6 +137,6 @@ def events_from_warehouse(msg: Message, header: Header,
             pharmacist=party(zwd, 5),  # the storekeeper who booked it
             department=party(zwd, 6),
             online=zwd.get(8) != "N",
-            extra=(("invoice_no", invoice),) if invoice else (),
+            extra=_extra(zwd),
         ))
     return tuple(events)

@@ -14,7 +14,6 @@ stream), under the earlier upload's batch number ``fixmedins_bchno``.
 from __future__ import annotations
 
 from datetime import datetime
-from decimal import Decimal
 from typing import Any
 
 import aiohttp
@@ -23,6 +22,7 @@ import orjson
 from canonical.model import CHINA_TZ, Event, EventKind, Line, OrderControl
 from gateway.config import DestinationConfig, GatewayConfig
 from gateway.platforms.base import Answer, Request, Verdict
+from gateway.platforms.fields import build_body
 from gateway.platforms.privacy import PatientPolicy, patient_payload
 from gateway.platforms.signing import Signer, SigningKeys
 
@@ -54,9 +54,9 @@ _DELETES = (OrderControl.CANCEL, OrderControl.DISCONTINUE)
 # already uploaded is a different, final rejection)
 _DUPLICATE_MARKERS = ("msgid重复", "报文ID重复", "duplicate msgid")
 
-# our patient fields → 3505 keys; a phone number has no key there and never leaves
-_PATIENT_KEYS = {"visit_no": "mdtrt_sn", "name": "psn_name", "id_card": "certno",
-                 "insurance_no": "psn_no"}
+# our patient fields → 3505 keys; a phone number has no key there and never leaves.
+# The visit serial (mdtrt_sn) is no identity and comes from the field specification.
+_PATIENT_KEYS = {"name": "psn_name", "id_card": "certno", "insurance_no": "psn_no"}
 
 
 def signer_for(dest: DestinationConfig) -> Signer:
@@ -80,10 +80,6 @@ def patient_policy(dest: DestinationConfig, gateway: GatewayConfig) -> PatientPo
 
 def _fmt_time(value: datetime) -> str:
     return value.astimezone(CHINA_TZ).strftime("%Y-%m-%d %H:%M:%S")
-
-
-def _num(value: Decimal | None) -> str:
-    return "" if value is None else format(value.normalize(), "f")
 
 
 class NhsaInventoryProfile:
@@ -120,60 +116,34 @@ class NhsaInventoryProfile:
         """``fixmedins_bchno``: stable across an event and its corrections."""
         return f"{event.document_no or event.control_id}-{line.seq}"
 
-    def _line_fields(self, event: Event, line: Line) -> dict[str, Any]:
-        return {
-            "med_list_codg": line.national_code or "",
-            "fixmedins_hilist_id": line.item_code,
-            "fixmedins_hilist_name": line.item_name,
-            "fixmedins_bchno": self.batch_no(event, line),
-            "manu_lotnum": line.lot_no,
-            "expy_end": line.expiry,
-            "finl_trns_pric": _num(line.national_price),
-            "aprvno": line.approval_no,
-        }
-
     def _patient_fields(self, event: Event) -> dict[str, Any]:
         return patient_payload(event.patient, event.hospital_id, self.policy, _PATIENT_KEYS)
 
-    def build(self, event: Event, unit: int, msgid: str, now: float) -> Request:
-        """The signed envelope for unit ``unit`` of ``event`` (an upload or a 3507 delete)."""
+    def body(self, event: Event, unit: int) -> tuple[str, str, dict[str, Any]]:
+        """(infno, wrapper, body) of unit ``unit`` of ``event``, from the field specifications.
+
+        Raises:
+            FieldMissing: mandatory fields the event cannot fill, each named.
+        """
         action, line = self._unit_action(event, unit)
+        ctx = {"bchno": self.batch_no(event, line),
+               "inv_data_type": DELETE_DATA_TYPE[event.kind]}
         if action == "delete":
-            infno, wrapper = "3507", "data"
-            body: dict[str, Any] = {"fixmedins_bchno": self.batch_no(event, line),
-                                    "inv_data_type": DELETE_DATA_TYPE[event.kind]}
-            return self._envelope(event, infno, wrapper, body, msgid, now)
+            return "3507", "data", build_body("3507", event, line, ctx, self.dest.field_defaults)
         infno, wrapper = INFNO[event.kind]
-        body = self._line_fields(event, line)
-        when = _fmt_time(event.occurred_at)
-        qty = _num(line.national_quantity if line.national_quantity is not None
-                   else line.quantity)
+        body = build_body(infno, event, line, ctx, self.dest.field_defaults)
         if wrapper == "selinfo":
-            body.update({
-                "prsc_dr_certno": event.prescriber.id if event.prescriber else "",
-                "prsc_dr_name": event.prescriber.name if event.prescriber else "",
-                "phar_certno": event.pharmacist.id if event.pharmacist else "",
-                "phar_name": event.pharmacist.name if event.pharmacist else "",
-                "rtal_docno": event.document_no,
-                "sel_retn_cnt": qty,
-                "sel_retn_time": when,
-                "rx_flag": "1" if event.prescriber else "0",
-                "trdn_flag": "0",
-                "drugtracinfo": [{"drug_trac_codg": c} for c in line.trace_codes],
-            })
             body.update(self._patient_fields(event))
-        elif wrapper == "purcinfo":
-            supplier = line.supplier or event.supplier
-            body.update({
-                "spler_name": supplier.name if supplier else "",
-                "purc_retn_cnt": qty,
-                "purc_retn_stoin_time": when,
-                "purc_retn_opter_name": self.dest.opter_name,
-                "prod_geay_flag": "0",
-            })
-        else:
-            body.update({"inv_cnt": qty, "invdate": when[:10], "cnt": qty,
-                         "inv_chg_time": when, "rx_flag": "0"})
+        return infno, wrapper, body
+
+    def build(self, event: Event, unit: int, msgid: str, now: float) -> Request:
+        """The signed envelope for unit ``unit`` of ``event`` (an upload or a 3507 delete).
+
+        Raises:
+            FieldMissing: the body lacks mandatory fields (the mirror rejects the unit
+                with this reason rather than let the platform refuse it).
+        """
+        infno, wrapper, body = self.body(event, unit)
         return self._envelope(event, infno, wrapper, body, msgid, now)
 
     def _envelope(self, event: Event, infno: str, wrapper: str, body: dict[str, Any],

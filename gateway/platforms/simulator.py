@@ -30,6 +30,7 @@ from aiohttp import web
 from canonical.model import CHINA_TZ
 from codes import validate as validate_code
 from codes import validate_trace_code
+from gateway.platforms.fields import check_body
 from gateway.platforms.signing import SignatureInvalid, SigningKeys, verify_request
 
 __all__ = ["SIMULATOR_STATE", "Faults", "SimulatorState", "simulator_app", "validate_envelope"]
@@ -109,12 +110,15 @@ class SimulatorState:
     seed: int = 20261123
     rng: random.Random = field(default_factory=lambda: random.Random(20261123))
     sub_faults: dict[str, Faults] = field(default_factory=dict)
+    # check every body against the field specification, as the platform does; off
+    # only for tests of something else that send deliberately partial bodies
+    strict: bool = True
 
     def reset(self) -> None:
         """Forget everything received and clear faults (keys and apps stay)."""
-        keys, apps, seed = self.keys, self.apps, self.seed
+        keys, apps, seed, strict = self.keys, self.apps, self.seed, self.strict
         self.__init__()  # type: ignore[misc]
-        self.keys, self.apps, self.seed = keys, apps, seed
+        self.keys, self.apps, self.seed, self.strict = keys, apps, seed, strict
         self.rng = random.Random(seed)
 
     def set_faults(self, data: dict[str, Any]) -> None:
@@ -157,8 +161,12 @@ def _answer(infcode: int, msgid: str, err: str = "", output: Any = None) -> web.
     return web.Response(body=orjson.dumps(body), content_type="application/json")
 
 
-def validate_envelope(env: Any) -> str | None:
-    """The reason an envelope is invalid, or None."""
+def validate_envelope(env: Any, strict: bool = True) -> str | None:
+    """The reason an envelope is invalid, or None.
+
+    ``strict`` also checks each body against the interface's field specification
+    (mandatory fields, types, lengths, dates, flags), as the platform does.
+    """
     if not isinstance(env, dict):
         return "报文不是JSON对象"
     missing = [k for k in _REQUIRED if k not in env or env[k] in (None, "")]
@@ -183,6 +191,10 @@ def validate_envelope(env: Any) -> str | None:
     items = inp[wrapper] if isinstance(inp[wrapper], list) else [inp[wrapper]]
     for item in items:
         if infno == "3507":
+            if strict and isinstance(item, dict):
+                why_field = check_body(infno, item)
+                if why_field is not None:
+                    return f"字段{why_field[0]}校验失败: {why_field[1]}"
             continue
         code = str(item.get("med_list_codg", ""))
         why = validate_code(code)
@@ -192,6 +204,10 @@ def validate_envelope(env: Any) -> str | None:
             why = validate_trace_code(str(trace.get("drug_trac_codg", "")), allow_long=True)
             if why:
                 return f"药品追溯码无效: {why}"
+        if strict:
+            why_field = check_body(infno, item)
+            if why_field is not None:
+                return f"字段{why_field[0]}校验失败: {why_field[1]}"
         qty = item.get(_QTY[infno], "")
         try:
             if float(qty) < 0:
@@ -290,7 +306,7 @@ async def _handle_any(request: web.Request, dialect: str) -> web.StreamResponse:
             return early
     if dialect == "zhaocai":
         return _zhaocai(request, state, env)
-    reason = validate_envelope(env)
+    reason = validate_envelope(env, state.strict)
     msgid = str(env.get("msgid", "")) if isinstance(env, dict) else ""
     if reason:
         state.rejected.append({"msgid": msgid, "reason": reason})

@@ -40,8 +40,15 @@ async def test_dispense_reaches_platform_as_3505_within_a_second(gateway) -> Non
     sel = env["input"]["selinfo"]
     assert sel["med_list_codg"] == "XL02BGA045A001010104520"
     # 2 boxes of 14 tablets, converted to the national minimum unit
-    assert sel["sel_retn_cnt"] == "28"
-    assert sel["finl_trns_pric"] == "2.35"
+    assert sel["sel_retn_cnt"] == 28
+    assert sel["finl_trns_pric"] == 2.35
+    # what the ZJC segment and PV1 add: the platform refuses a sale without them
+    assert (sel["manu_date"], sel["expy_end"], sel["rx_flag"], sel["trdn_flag"]) == (
+        "2026-08-15", "2028-08-14", "1", "0")
+    assert (sel["mdtrt_sn"], sel["hi_feesetl_type"], sel["phar_prac_cert_no"]) == (
+        "MZ20261123001", "1", "330102201500231")
+    assert (sel["sel_retn_opter_name"], sel["prsc_dr_name"], sel["rxno"]) == (
+        "王芳", "李明", "CF20261123000123")
     assert [t["drug_trac_codg"] for t in sel["drugtracinfo"]] == [
         "81234567890123456789", "81234567890123456790"]
     # patient data stays in the hospital by default
@@ -187,7 +194,7 @@ async def test_held_events_are_released_in_order_once_mapped(gateway) -> None:
     sent = [gateway.simulator.accepted[m]["input"]["selinfo"] for m in gateway.simulator.order]
     assert [s["rtal_docno"] for s in sent] == ["CFHELD00000", "CFHELD00001", "CFHELD00002"]
     assert {s["med_list_codg"] for s in sent} == {"XL02BGA045A001010104641"}
-    assert {s["sel_retn_cnt"] for s in sent} == {"42"}  # 3 boxes × 14 tablets
+    assert {s["sel_retn_cnt"] for s in sent} == {42}  # 3 boxes × 14 tablets
     assert (await gateway.store.query("SELECT count(*) FROM events WHERE held = 1"))[0][0] == 0
     assert await gateway.store.unmapped() == []
     assert await ingestor.release_held() == 0  # nothing left, nothing sent twice

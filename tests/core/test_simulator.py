@@ -7,13 +7,28 @@ from typing import Any
 from gateway.platforms.simulator import simulator_app
 
 
+def sale() -> dict[str, Any]:
+    """A complete 3505 body: 阿那曲唑片 1mg*14片, two boxes as 28 tablets."""
+    return {
+        "med_list_codg": "XL02BGA045A001010104520", "fixmedins_hilist_id": "Y0012345",
+        "fixmedins_hilist_name": "阿那曲唑片", "fixmedins_bchno": "CF00150000001-1",
+        "prsc_dr_certno": "D0107", "prsc_dr_name": "李明", "phar_certno": "Y0031",
+        "phar_name": "孙丽", "phar_prac_cert_no": "330102201800123", "hi_feesetl_type": "1",
+        "mdtrt_sn": "MZ202611230017", "psn_cert_type": "01", "manu_lotnum": "L2026090112",
+        "manu_date": "2026-09-01", "expy_end": "2028-08-31", "rx_flag": "1",
+        "trdn_flag": "0", "finl_trns_pric": 2.35, "rxno": "CF00150000001",
+        "rx_circ_flag": "0", "rtal_docno": "CF00150000001", "sel_retn_cnt": 28,
+        "sel_retn_time": "2026-11-23 09:30:00", "sel_retn_opter_name": "孙丽",
+        "drugtracinfo": [{"drug_trac_codg": "81234567890123456789"}],
+    }
+
+
 def envelope(**over: Any) -> dict[str, Any]:
     env: dict[str, Any] = {
         "infno": "3505", "msgid": "H33010200015202611230930000001",
         "recer_sys_code": "JCGW", "infver": "V1.0", "opter_type": "1", "opter": "jcgw",
         "inf_time": "2026-11-23 09:30:00", "fixmedins_code": "H33010200015",
-        "input": {"selinfo": {"med_list_codg": "XL02BGA045A001010104520", "sel_retn_cnt": "28",
-                              "drugtracinfo": [{"drug_trac_codg": "81234567890123456789"}]}},
+        "input": {"selinfo": sale()},
     }
     env.update(over)
     return env
@@ -41,6 +56,19 @@ async def test_rejects_bad_national_code_msgid_and_time(aiohttp_client) -> None:
         (envelope(infno="9999"), "不支持的交易编号"),
         (envelope(input={}), "selinfo"),
     ]
+    for name, value, words in [("phar_prac_cert_no", None, "phar_prac_cert_no"),
+                                ("sel_retn_cnt", "28", "sel_retn_cnt"),
+                                ("expy_end", "2028-31-10", "expy_end"),
+                                ("sel_retn_time", "2026-11-23", "sel_retn_time"),
+                                ("trdn_flag", "2", "trdn_flag"),
+                                ("finl_trns_pric", 2.1234567, "finl_trns_pric"),
+                                ("rtal_docno", "C" * 41, "rtal_docno")]:
+        env = envelope()
+        if value is None:
+            del env["input"]["selinfo"][name]
+        else:
+            env["input"]["selinfo"][name] = value
+        cases.append((env, words))
     for env, words in cases:
         answer = await (await client.post("/fsi/api/inventory", json=env)).json()
         assert answer["infcode"] == -1, env

@@ -38,12 +38,23 @@ def dispense(n: int, hospital: str = HOSPITALS[0], *, code: str = ANASTROZOLE,
                          quantity=Decimal(2), unit="盒", price=Decimal("32.90"),
                          national_code=code, national_quantity=Decimal(quantity),
                          national_unit="片", national_price=Decimal("2.35"),
-                         lot_no="L2026090112", expiry="2028-08-31",
+                         lot_no="L2026090112", expiry="2028-08-31", manu_date="2026-09-01",
+                         approval_no="国药准字H20203365",
+                         rx_only=True,
                          supplier=Party("S01", "华东医药股份有限公司"))
                     for i in range(lines)),
         control_id=f"RDS{n:012d}", document_no=doc or f"CF{hospital[-4:]}{n:08d}",
         order_control=control, prescriber=Party("D0107", "李明"),
-        pharmacist=Party("Y0031", "孙丽"), patient=PATIENT)
+        pharmacist=Party("Y0031", "孙丽"), patient=PATIENT,
+        extra=_sale_extra(kind, n, hospital))
+
+
+def _sale_extra(kind: EventKind, n: int, hospital: str) -> tuple[tuple[str, str], ...]:
+    """What the ZJC segment adds to a sale: licence number, settlement type (1 普通门诊)."""
+    extra = (("phar_prac_cert_no", "330102201800123"), ("hi_feesetl_type", "1"))
+    if kind is EventKind.DISPENSE_RETURN:
+        extra += (("original_no", f"CF{hospital[-4:]}{n:08d}-1"),)
+    return extra
 
 
 def incoming(events: Sequence[Event], units: Sequence[tuple[str, int]],

@@ -137,7 +137,7 @@ async def test_a_change_goes_out_as_delete_then_upload_and_a_cancel_as_delete(
     assert delete == {"fixmedins_bchno": f"{doc}-1", "inv_data_type": "4"}
     live = {k[2]: sim.accepted[m]["input"]["selinfo"]["sel_retn_cnt"]
             for k, m in sim.live.items()}
-    assert live == {f"{doc}-1": "14"}  # the change replaced the upload; the cancel removed it
+    assert live == {f"{doc}-1": 14}  # the change replaced the upload; the cancel removed it
 
 
 async def test_a_silent_overwrite_is_refused_by_the_platform_and_dead_lettered(

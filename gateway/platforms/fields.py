@@ -1,0 +1,427 @@
+"""What the national inventory interface (3501–3507) takes, field by field, as data.
+
+Each transaction is a tuple of :class:`FieldSpec` rows, one per interface field, in
+the order and with the types and mandatory flags of the interface's field lists
+(see DOMAIN.md, "Field lists with mandatory flags"). The nhsa profile builds a body
+from these rows (:func:`build_body`) and the simulator checks a body against the same
+rows (:func:`check_body`), so what we send and what the platform accepts cannot drift
+apart.
+
+A row's ``source`` says where the value comes from:
+
+- ``line.<attr>`` / ``event.<attr>``: an attribute of the canonical line or event;
+- ``party.<role>.<id|name>``: the id or name of ``event.prescriber``, ``pharmacist`` …;
+- ``extra.<key>``: a fact an adapter kept in ``Event.extra``;
+- ``derived.<name>``: computed (batch number, quantity, flags, times …), see ``_DERIVED``;
+- ``config``: only the deployment's ``field_defaults`` (or the row's default).
+
+When the source is empty the deployment's ``field_defaults[<field>]`` applies, then the
+row's documented ``default``; a mandatory field still empty is a :class:`FieldMissing`,
+an optional one is left out of the body (the platform reads "" as a value).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import date, datetime
+from decimal import Decimal, InvalidOperation
+from enum import StrEnum
+from typing import Any
+
+from canonical.model import CHINA_TZ, Event, Line
+
+__all__ = ["SPECS", "FieldMissing", "FieldSpec", "FieldType", "build_body", "check_body",
+           "check_value", "mandatory_fields"]
+
+
+class FieldType(StrEnum):
+    """The interface's value types."""
+
+    TEXT = "C"  # text up to ``length`` characters
+    DATE = "D"  # yyyy-MM-dd
+    DATETIME = "T"  # yyyy-MM-dd HH:mm:ss
+    DECIMAL = "N"  # number with ``precision`` digits, ``scale`` after the point
+    CODE = "CODE"  # one of ``codes`` (flags are the strings "0" / "1")
+    TRACE_LIST = "LIST"  # drugtracinfo: [{"drug_trac_codg": …}]
+
+
+@dataclass(frozen=True, slots=True)
+class FieldSpec:
+    """One field of one transaction body."""
+
+    name: str
+    source: str
+    type: FieldType
+    mandatory: bool = False
+    length: int = 0  # TEXT / CODE: maximum characters
+    precision: int = 16  # DECIMAL
+    scale: int = 0  # DECIMAL
+    codes: tuple[str, ...] = ()  # CODE: the allowed values (empty: any up to ``length``)
+    default: str | None = None  # used when the source is empty; see ``note``
+    note: str = ""
+
+
+class FieldMissing(ValueError):
+    """A mandatory field has no value (or a value of the wrong form); names every field."""
+
+    def __init__(self, infno: str, problems: Mapping[str, str]) -> None:
+        self.infno = infno
+        self.problems = dict(problems)
+        detail = "; ".join(f"{k}: {v}" for k, v in self.problems.items())
+        super().__init__(f"{infno}: {detail}")
+
+
+_FLAG = ("0", "1")
+
+
+def _c(name: str, source: str, length: int, mandatory: bool = False,
+       default: str | None = None, note: str = "") -> FieldSpec:
+    return FieldSpec(name, source, FieldType.TEXT, mandatory, length, default=default,
+                     note=note)
+
+
+def _flag(name: str, source: str, default: str | None = None, note: str = "") -> FieldSpec:
+    return FieldSpec(name, source, FieldType.CODE, True, 3, codes=_FLAG, default=default,
+                     note=note)
+
+
+def _d(name: str, source: str, mandatory: bool = False) -> FieldSpec:
+    return FieldSpec(name, source, FieldType.DATE, mandatory)
+
+
+def _t(name: str, source: str, mandatory: bool = False) -> FieldSpec:
+    return FieldSpec(name, source, FieldType.DATETIME, mandatory)
+
+
+def _n(name: str, source: str, scale: int, mandatory: bool = False) -> FieldSpec:
+    return FieldSpec(name, source, FieldType.DECIMAL, mandatory, scale=scale)
+
+
+_ITEM = (
+    _c("med_list_codg", "line.national_code", 50, True),
+    _c("fixmedins_hilist_id", "line.item_code", 30, True),
+    _c("fixmedins_hilist_name", "line.item_name", 200, True),
+)
+_BCHNO = _c("fixmedins_bchno", "derived.bchno", 30, True)
+_RX_FLAG = _flag("rx_flag", "derived.rx_flag",
+                 note="line.rx_only (the message or the national catalog); no default: "
+                      "a product's prescription status is never guessed")
+_TRACE = FieldSpec("drugtracinfo", "derived.drugtracinfo", FieldType.TRACE_LIST)
+_MEMO = _c("memo", "extra.memo", 500)
+
+_3501 = (
+    *_ITEM, _RX_FLAG,
+    _d("invdate", "derived.date", True),
+    _n("inv_cnt", "derived.quantity", 4, True),
+    _c("manu_lotnum", "line.lot_no", 30, True),
+    _BCHNO,
+    _d("manu_date", "line.manu_date", True),
+    _d("expy_end", "line.expiry", True),
+    _MEMO, _TRACE,
+)
+
+_3502 = (
+    _c("med_list_codg", "line.national_code", 50, True),
+    _c("inv_chg_type", "extra.inv_chg_type", 6, True,
+       note="from the warehouse document type (ZWD-2) through the deployment's "
+            "field_defaults or the adapter; the national code list is unconfirmed"),
+    *_ITEM[1:], _BCHNO,
+    _n("pric", "line.national_price", 6, True),
+    _n("cnt", "derived.quantity", 4, True),
+    _RX_FLAG,
+    _t("inv_chg_time", "derived.time", True),
+    _c("inv_chg_opter_name", "party.pharmacist.name", 50),
+    _MEMO,
+    _flag("trdn_flag", "derived.trdn_flag"),
+    _TRACE,
+)
+
+_3503 = (
+    *_ITEM,
+    _c("dynt_no", "extra.dynt_no", 50),
+    _BCHNO,
+    _c("spler_name", "derived.supplier_name", 200, True),
+    _c("spler_pmtno", "extra.spler_pmtno", 50),
+    _c("manu_lotnum", "line.lot_no", 30, True),
+    _c("prodentp_name", "line.manufacturer", 200, True),
+    _c("aprvno", "line.approval_no", 100, True),
+    _d("manu_date", "line.manu_date", True),
+    _d("expy_end", "line.expiry", True),
+    _n("finl_trns_pric", "line.national_price", 6),
+    _n("purc_retn_cnt", "derived.quantity", 4, True),
+    _c("purc_invo_codg", "extra.invoice_code", 50),
+    _c("purc_invo_no", "extra.invoice_no", 50),
+    _RX_FLAG,
+    _t("purc_retn_stoin_time", "derived.time", True),
+    _c("purc_retn_opter_name", "party.pharmacist.name", 50, True,
+       note="the person who received (or returned) the goods: ZWD-5, SupplyDelivery.receiver"),
+    _flag("prod_geay_flag", "extra.prod_geay_flag", default="0",
+          note="free goods are flagged by the sender (extra prod_geay_flag); default 0"),
+    _MEMO,
+)
+
+_3504 = (*_3503, _c("medins_prod_purc_no", "extra.original_no", 50, True,
+                    note="the serial of the purchase returned (ZWD-9, extra original_no)"))
+
+_3505 = (
+    *_ITEM, _BCHNO,
+    _c("prsc_dr_cert_type", "extra.prsc_dr_cert_type", 6),
+    _c("prsc_dr_certno", "party.prescriber.id", 50),
+    _c("prsc_dr_name", "party.prescriber.name", 50, True),
+    _c("phar_cert_type", "extra.phar_cert_type", 6),
+    _c("phar_certno", "party.pharmacist.id", 50),
+    _c("phar_name", "party.pharmacist.name", 50, True),
+    _c("phar_prac_cert_no", "extra.phar_prac_cert_no", 50, True,
+       note="the dispensing pharmacist's practising-licence number (ZJC-10)"),
+    _c("hi_feesetl_type", "extra.hi_feesetl_type", 6, True,
+       note="the visit's settlement type; a deployment may set field_defaults"),
+    _c("setl_id", "extra.setl_id", 30),
+    _c("mdtrt_sn", "derived.mdtrt_sn", 30, True,
+       note="the visit serial (PV1-19, FHIR encounter): no identity, sent in clear"),
+    _c("psn_cert_type", "extra.psn_cert_type", 6, True, default="01",
+       note="default 01 (居民身份证): the certificate type says nothing about the person"),
+    _c("manu_lotnum", "line.lot_no", 30, True),
+    _d("manu_date", "line.manu_date", True),
+    _d("expy_end", "line.expiry", True),
+    _RX_FLAG,
+    _flag("trdn_flag", "derived.trdn_flag"),
+    _n("finl_trns_pric", "line.national_price", 6),
+    _c("rxno", "derived.rxno", 40),
+    _flag("rx_circ_flag", "extra.rx_circ_flag", default="0",
+          note="default 0: a prescription from outside the hospital is flagged by the sender"),
+    _c("rtal_docno", "event.document_no", 40, True),
+    _c("stoout_no", "extra.stoout_no", 40),
+    _n("sel_retn_cnt", "derived.quantity", 4, True),
+    _t("sel_retn_time", "derived.time", True),
+    _c("sel_retn_opter_name", "party.pharmacist.name", 50, True,
+       note="the person who dispensed (RXD-10)"),
+    _MEMO,
+    _c("mdtrt_setl_type", "extra.mdtrt_setl_type", 6),
+    _TRACE,
+)
+
+_3506 = (*_3505, _c("medins_prod_sel_no", "extra.original_no", 50, True,
+                    note="the serial of the sale given back (extra original_no)"))
+
+_3507 = (
+    _BCHNO,
+    FieldSpec("inv_data_type", "derived.inv_data_type", FieldType.CODE, True, 3,
+              codes=("1", "2", "3", "4")),
+)
+
+SPECS: dict[str, tuple[FieldSpec, ...]] = {
+    "3501": _3501, "3502": _3502, "3503": _3503, "3504": _3504, "3505": _3505,
+    "3506": _3506, "3507": _3507,
+}
+
+
+def mandatory_fields(infno: str) -> tuple[str, ...]:
+    """The mandatory fields of one transaction, in interface order."""
+    return tuple(f.name for f in SPECS[infno] if f.mandatory)
+
+
+# --- building ---------------------------------------------------------------------------
+
+Derived = Callable[[Event, Line, Mapping[str, Any]], Any]
+
+
+def _fmt_time(value: datetime) -> str:
+    return value.astimezone(CHINA_TZ).strftime("%Y-%m-%d %H:%M:%S")
+
+
+def _quantity(event: Event, line: Line, ctx: Mapping[str, Any]) -> Decimal:
+    return line.national_quantity if line.national_quantity is not None else line.quantity
+
+
+def _rx_flag(event: Event, line: Line, ctx: Mapping[str, Any]) -> str | None:
+    return None if line.rx_only is None else ("1" if line.rx_only else "0")
+
+
+def _trdn_flag(event: Event, line: Line, ctx: Mapping[str, Any]) -> str:
+    # the hospital unit is the package the crosswalk's factor converts from: a
+    # fraction of it is a split package, whatever the minimum-unit count is
+    return "0" if line.quantity == line.quantity.to_integral_value() else "1"
+
+
+def _supplier_name(event: Event, line: Line, ctx: Mapping[str, Any]) -> str:
+    supplier = line.supplier or event.supplier
+    return supplier.name if supplier else ""
+
+
+def _mdtrt_sn(event: Event, line: Line, ctx: Mapping[str, Any]) -> str:
+    return event.patient.visit_no if event.patient else ""
+
+
+def _rxno(event: Event, line: Line, ctx: Mapping[str, Any]) -> str:
+    # a dispense's document is its prescription (ORC-2, MedicationDispense.authorizingPrescription)
+    return _extra(event, "rxno") or event.document_no
+
+
+_DERIVED: dict[str, Derived] = {
+    "bchno": lambda e, ln, ctx: ctx.get("bchno", ""),
+    "inv_data_type": lambda e, ln, ctx: ctx.get("inv_data_type", ""),
+    "quantity": _quantity,
+    "time": lambda e, ln, ctx: _fmt_time(e.occurred_at),
+    "date": lambda e, ln, ctx: _fmt_time(e.occurred_at)[:10],
+    "rx_flag": _rx_flag,
+    "trdn_flag": _trdn_flag,
+    "supplier_name": _supplier_name,
+    "mdtrt_sn": _mdtrt_sn,
+    "rxno": _rxno,
+    "drugtracinfo": lambda e, ln, ctx: [{"drug_trac_codg": c} for c in ln.trace_codes],
+}
+
+
+def _extra(event: Event, key: str) -> str:
+    for k, v in event.extra:
+        if k == key:
+            return v
+    return ""
+
+
+def _resolve(spec: FieldSpec, event: Event, line: Line, ctx: Mapping[str, Any]) -> Any:
+    kind, _, rest = spec.source.partition(".")
+    if kind == "line":
+        return getattr(line, rest)
+    if kind == "event":
+        return getattr(event, rest)
+    if kind == "party":
+        role, _, attr = rest.partition(".")
+        party = getattr(event, role)
+        return getattr(party, attr) if party is not None else ""
+    if kind == "extra":
+        return _extra(event, rest)
+    if kind == "derived":
+        return _DERIVED[rest](event, line, ctx)
+    return None  # "config": only field_defaults or the row's default
+
+
+def _empty(value: Any) -> bool:
+    return value is None or value == "" or value == []
+
+
+def _number(value: Decimal) -> int | float:
+    # JSON numbers, not strings: an integral quantity as an integer, others as the
+    # shortest float that reads back to the same decimal (at most 6 places here)
+    if value == value.to_integral_value():
+        return int(value)
+    return float(value)
+
+
+def _typed(spec: FieldSpec, value: Any) -> tuple[Any, str]:
+    """(value in the interface's type, problem or "")."""
+    if spec.type is FieldType.DECIMAL:
+        try:
+            d = value if isinstance(value, Decimal) else Decimal(str(value))
+        except InvalidOperation:
+            return None, f"not a number: {value!r}"
+        number = _number(d)
+        return number, check_value(spec, number)
+    if spec.type is FieldType.TRACE_LIST:
+        return value, check_value(spec, value)
+    text = _fmt_time(value) if isinstance(value, datetime) else str(value)
+    return text, check_value(spec, text)
+
+
+def build_body(infno: str, event: Event, line: Line, ctx: Mapping[str, Any],
+               defaults: Mapping[str, str] | None = None) -> dict[str, Any]:
+    """The ``infno`` body for one line, typed, optional empty fields left out.
+
+    Args:
+        infno: 3501–3507.
+        event, line: what the body reports.
+        ctx: values only the profile knows (``bchno``, ``inv_data_type``).
+        defaults: the deployment's ``field_defaults`` (field → value).
+
+    Raises:
+        FieldMissing: mandatory fields without a value, or values of the wrong form,
+            each named with its source.
+    """
+    body: dict[str, Any] = {}
+    problems: dict[str, str] = {}
+    fallback = defaults or {}
+    for spec in SPECS[infno]:
+        value = _resolve(spec, event, line, ctx)
+        if _empty(value):
+            value = fallback.get(spec.name, spec.default)
+        if _empty(value):
+            if spec.mandatory:
+                problems[spec.name] = f"mandatory, no value (source {spec.source})"
+            continue
+        typed, problem = _typed(spec, value)
+        if problem:
+            problems[spec.name] = f"{problem} (source {spec.source})"
+            continue
+        body[spec.name] = typed
+    if problems:
+        raise FieldMissing(infno, problems)
+    return body
+
+
+# --- checking ---------------------------------------------------------------------------
+
+_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+_DATETIME = re.compile(r"^\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}$")
+
+
+def _check_decimal(spec: FieldSpec, value: Any) -> str:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return f"应为数值 N({spec.precision},{spec.scale}), 收到 {value!r}"
+    d = Decimal(str(value))
+    exponent = d.as_tuple().exponent
+    places = -exponent if isinstance(exponent, int) and exponent < 0 else 0
+    digits = len(d.as_tuple().digits)
+    if places > spec.scale or digits - places > spec.precision - spec.scale:
+        return f"超出 N({spec.precision},{spec.scale}): {value!r}"
+    return ""
+
+
+def _check_date(value: Any, pattern: re.Pattern[str], fmt: str) -> str:
+    if not isinstance(value, str) or not pattern.match(value):
+        return f"日期格式应为 {fmt}: {value!r}"
+    try:
+        if len(value) == 10:
+            date.fromisoformat(value)
+        else:
+            datetime.strptime(value, "%Y-%m-%d %H:%M:%S")
+    except ValueError:
+        return f"不是有效日期: {value!r}"
+    return ""
+
+
+def check_value(spec: FieldSpec, value: Any) -> str:
+    """Why ``value`` is not of ``spec``'s type, or "" (messages in the platform's words)."""
+    t = spec.type
+    if t is FieldType.DECIMAL:
+        return _check_decimal(spec, value)
+    if t is FieldType.DATE:
+        return _check_date(value, _DATE, "yyyy-MM-dd")
+    if t is FieldType.DATETIME:
+        return _check_date(value, _DATETIME, "yyyy-MM-dd HH:mm:ss")
+    if t is FieldType.TRACE_LIST:
+        ok = isinstance(value, list) and all(
+            isinstance(x, dict) and isinstance(x.get("drug_trac_codg"), str) for x in value)
+        return "" if ok else f"应为[{{drug_trac_codg}}]列表: {value!r}"
+    if not isinstance(value, str):
+        return f"应为字符串, 收到 {type(value).__name__}"
+    if spec.length and len(value) > spec.length:
+        return f"长度{len(value)}超过{spec.length}"
+    if spec.codes and value not in spec.codes:
+        return f"取值应为 {'/'.join(spec.codes)}: {value!r}"
+    return ""
+
+
+def check_body(infno: str, body: Mapping[str, Any]) -> tuple[str, str] | None:
+    """(field, reason) of the first field of ``body`` the platform refuses, or None."""
+    for spec in SPECS[infno]:
+        value = body.get(spec.name)
+        if value is None or value == "":
+            if spec.mandatory:
+                return spec.name, "必填字段缺失"
+            continue
+        problem = check_value(spec, value)
+        if problem:
+            return spec.name, problem
+    return None
