@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import random
 import time
@@ -34,9 +35,10 @@ from tenacity import (
 from gateway.config import DestinationConfig
 from gateway.loop_lag import LoopLag
 from gateway.metrics import Metrics
+from gateway.mirror.attempts import attempt
 from gateway.mirror.breaker import CircuitBreaker
 from gateway.platforms.base import Answer, PlatformProfile, Verdict
-from gateway.store.base import DeliveryUpdate, OutboxItem, Store, Topic
+from gateway.store.base import Attempt, DeliveryUpdate, OutboxItem, Store, Topic
 
 __all__ = ["Destination", "Mirror", "backoff_delay"]
 
@@ -228,11 +230,14 @@ class Mirror:
                 if update.outcome == "retry":
                     break  # FIFO: nothing behind it goes first
 
-    async def _attempt(self, dest: Destination, item: OutboxItem) -> Answer:
+    async def _attempt(self, dest: Destination, item: OutboxItem,
+                       tries: list[Attempt]) -> Answer:
         cfg = dest.config
         breaker = self.breakers[dest.name]
         if breaker.is_open(self.clock()) and not breaker.probing:
+            # no request went out: nothing for the platform's record of this row
             return Answer(Verdict.RETRY, "circuit open: platform unavailable")
+        started, at = time.monotonic(), self.clock()
         try:
             req = dest.profile.build(item.event, item.unit, item.msgid, self.clock())
         except Exception as exc:
@@ -241,16 +246,23 @@ class Mirror:
             log.exception("mirror %s: msgid %s (event %s): payload cannot be built",
                           dest.name, item.msgid, item.event.event_id)
             self.metrics.internal_errors.labels("payload").inc()
-            return Answer(Verdict.REJECTED,
-                          f"payload cannot be built: {type(exc).__name__}: {exc}")
+            answer = Answer(Verdict.REJECTED,
+                            f"payload cannot be built: {type(exc).__name__}: {exc}")
+            tries.append(attempt(answer, at=at, latency_s=0.0))
+            return answer
+        status: int | None = None
+        body = b""
         try:
             async with self.session.post(
                     cfg.url + req.path, data=req.body, headers=req.headers,
                     timeout=aiohttp.ClientTimeout(total=cfg.timeout_s)) as resp:
+                status = resp.status
                 body = await resp.read()
                 answer = dest.profile.interpret(resp.status, body)
         except (aiohttp.ClientError, TimeoutError) as exc:
             answer = Answer(Verdict.RETRY, f"{type(exc).__name__}: {exc}")
+        tries.append(attempt(answer, at=at, latency_s=time.monotonic() - started,
+                             status=status, body=body))
         if answer.verdict is Verdict.RETRY:
             breaker.failure(self.clock())
         else:
@@ -259,7 +271,6 @@ class Mirror:
         return answer
 
     async def _deliver(self, dest: Destination, item: OutboxItem) -> DeliveryUpdate:
-        cfg = dest.config
         retrying = AsyncRetrying(
             stop=stop_after_attempt(QUICK_TRIES),
             wait=wait_exponential_jitter(multiplier=self.quick_wait_s,
@@ -267,7 +278,13 @@ class Mirror:
             retry=retry_if_result(lambda a: a.verdict is Verdict.RETRY),
             # out of quick tries: hand back the last answer; the outbox schedules the rest
             retry_error_callback=lambda state: state.outcome.result() if state.outcome else None)
-        answer: Answer = await retrying(self._attempt, dest, item)
+        tries: list[Attempt] = []
+        answer: Answer = await retrying(self._attempt, dest, item, tries)
+        update = self._outcome(dest, item, answer)
+        return dataclasses.replace(update, tries=tuple(tries))
+
+    def _outcome(self, dest: Destination, item: OutboxItem, answer: Answer) -> DeliveryUpdate:
+        cfg = dest.config
         now = self.clock()
         m = self.metrics
         if answer.verdict is Verdict.DELIVERED:

@@ -14,9 +14,11 @@ from canonical.model import Event, Line
 
 if TYPE_CHECKING:
     from gateway.store.audit_rows import AuditLogTables
+    from gateway.store.browser_rows import BrowserTables
     from gateway.store.state import CatalogTables, CdsTables, CrosswalkTables, LedgerTables
 
 __all__ = [
+    "Attempt",
     "Balance",
     "Claim",
     "CommitResult",
@@ -97,6 +99,18 @@ class OutboxItem:
 
 
 @dataclass(frozen=True, slots=True)
+class Attempt:
+    """One request to a platform and its answer, as the message browser shows it."""
+
+    at: float  # unix seconds
+    outcome: str  # "delivered" | "retry" | "rejected"
+    http_status: int | None  # None: no HTTP answer (timeout, refused, payload not built)
+    code: str  # the platform's business code (e.g. infcode), when its answer had one
+    message: str
+    latency_ms: float
+
+
+@dataclass(frozen=True, slots=True)
 class DeliveryUpdate:
     """The result of one delivery attempt."""
 
@@ -109,6 +123,7 @@ class DeliveryUpdate:
     # False when the platform looked down (circuit open): the try does not use up the
     # event's retry budget, which is meant for events the platform keeps refusing
     charge: bool = True
+    tries: tuple[Attempt, ...] = ()  # the requests behind this outcome (delivery_attempts)
 
 
 @dataclass(frozen=True, slots=True)
@@ -249,6 +264,11 @@ class Store(Protocol):
     @property
     def audit_log(self) -> AuditLogTables:
         """Who changed what: the append-only, hash-chained audit log."""
+        ...
+
+    @property
+    def browser(self) -> BrowserTables:
+        """The message browser's reads: messages, their answers and delivery attempts."""
         ...
 
     async def start(self) -> None:

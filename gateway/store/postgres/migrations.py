@@ -219,5 +219,21 @@ INSERT INTO cds_feedback_history
 DROP TABLE cds_feedback;
 ALTER TABLE cds_feedback_history RENAME TO cds_feedback;
 """,
+    # the message browser: each request to a platform and its answer (the newest 50 per
+    # outbox row), and messages found by control id whatever their sender
+    10: """
+CREATE TABLE delivery_attempts (
+    id          BIGSERIAL PRIMARY KEY,
+    outbox_id   BIGINT NOT NULL,
+    at          DOUBLE PRECISION NOT NULL,
+    outcome     TEXT NOT NULL,      -- delivered | retry | rejected
+    http_status INTEGER,            -- NULL: no HTTP answer (timeout, refused connection)
+    code        TEXT NOT NULL,      -- the platform's business code (infcode …)
+    message     TEXT NOT NULL,
+    latency_ms  DOUBLE PRECISION NOT NULL
+);
+CREATE INDEX delivery_attempts_outbox ON delivery_attempts (outbox_id, id);
+CREATE INDEX messages_control ON messages (control_id);
+""",
 }
 SCHEMA_VERSION = max(MIGRATIONS)

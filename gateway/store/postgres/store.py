@@ -67,6 +67,7 @@ from gateway.store.plan import (
     unmapped_changes,
 )
 from gateway.store.postgres.audit_log import PostgresAuditLog
+from gateway.store.postgres.browser import PostgresBrowser, record_attempts
 from gateway.store.postgres.cds import PostgresCds
 from gateway.store.postgres.crosswalk import PostgresCatalogs, PostgresCrosswalk
 from gateway.store.postgres.driver import asyncpg
@@ -149,6 +150,7 @@ class PostgresStore(GroupCommitting):
         self.ledger = PostgresLedger(self)
         self.cds = PostgresCds(self)
         self.audit_log = PostgresAuditLog(self)
+        self.browser = PostgresBrowser(self)
 
     @property
     def pool(self) -> Any:
@@ -486,7 +488,12 @@ class PostgresStore(GroupCommitting):
         """Store the outcomes of delivery attempts in one statement."""
         if not updates:
             return
-        await self._pool.execute(
+        async with self._pool.acquire() as con, con.transaction():
+            await self._record_outcomes(con, updates)
+            await record_attempts(con, updates)
+
+    async def _record_outcomes(self, con: Any, updates: list[DeliveryUpdate]) -> None:
+        await con.execute(
             "UPDATE outbox o SET"
             " state = u.state,"
             " attempts = o.attempts + u.charge,"

@@ -69,6 +69,7 @@ from gateway.store.query import (
     record_from_row,
 )
 from gateway.store.sqlite.audit_log import SqliteAuditLog
+from gateway.store.sqlite.browser import SqliteBrowser, record_attempts
 from gateway.store.sqlite.cds import SqliteCds
 from gateway.store.sqlite.crosswalk import SqliteCatalogs, SqliteCrosswalk
 from gateway.store.sqlite.ledger import SqliteLedger
@@ -201,6 +202,7 @@ class SqliteStore(GroupCommitting):
         self.ledger = SqliteLedger(self)
         self.cds = SqliteCds(self)
         self.audit_log = SqliteAuditLog(self)
+        self.browser = SqliteBrowser(self)
 
     # -- lifecycle -------------------------------------------------------
     def _open(self) -> sqlite3.Connection:
@@ -498,6 +500,7 @@ class SqliteStore(GroupCommitting):
                         "UPDATE outbox SET attempts = attempts + 1, state = ?, last_error = ?,"
                         f" delivered_at = ?, platform_ref = ? WHERE id = ? AND state = {_PENDING}",
                         (_FINAL[u.outcome], u.error, u.at, u.platform_ref, u.outbox_id))
+            record_attempts(con, updates)
         await self.write(update)
 
     async def release(self, destination: str) -> None:
