@@ -25,6 +25,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from adapters.base import Adapter
 from adapters.registry import create as create_adapter
 from canonical.model import CHINA_TZ, Event
+from gateway.browser.http import add_browser_routes
 from gateway.cds import cds_app
 from gateway.config import GatewayConfig
 from gateway.console import add_console_routes
@@ -496,6 +497,7 @@ def build_app(cfg: GatewayConfig, metrics_: Metrics | None = None, *,
     if cfg.ledger.enabled:
         _mount_ledger(app, cfg)
     add_mirror_routes(app)
+    add_browser_routes(app)
     add_audit_routes(app)
     add_console_routes(app)
     add_openapi_route(app)

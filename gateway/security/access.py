@@ -88,6 +88,8 @@ POLICY: tuple[Rule, ...] = (
     _r(_WRITE, r"/api/replay|/api/deadletters.*|/api/outbox/.*", "admin"),
     _r(_READ, r"/api/deadletters.*|/api/outbox/.*|/api/mirror/.*", "admin", "auditor"),
     _r(_READ, r"/api/audit-log.*", "admin", "auditor"),
+    # the message browser: patient fields masked for all but admin (gateway/browser/)
+    _r(_READ, r"/api/messages.*", "admin", "auditor", "pharmacist", "procurement"),
     # who am I: the console shows the logged-in identity and its role
     _r(_READ, r"/api/whoami", "sender", "pharmacist", "procurement", "admin", "auditor"),
 )

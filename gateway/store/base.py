@@ -11,10 +11,11 @@ from typing import TYPE_CHECKING, Protocol
 import msgspec
 
 from canonical.model import Event, Line
+from gateway.store.browser_tables import Attempt
 
 if TYPE_CHECKING:
     from gateway.store.audit_rows import AuditLogTables
-    from gateway.store.browser_rows import BrowserTables
+    from gateway.store.browser_tables import BrowserTables
     from gateway.store.state import CatalogTables, CdsTables, CrosswalkTables, LedgerTables
 
 __all__ = [
@@ -96,18 +97,6 @@ class OutboxItem:
     next_attempt_at: float
     event: Event
     first_failed_at: float | None = None  # the first charged failure (time budget)
-
-
-@dataclass(frozen=True, slots=True)
-class Attempt:
-    """One request to a platform and its answer, as the message browser shows it."""
-
-    at: float  # unix seconds
-    outcome: str  # "delivered" | "retry" | "rejected"
-    http_status: int | None  # None: no HTTP answer (timeout, refused, payload not built)
-    code: str  # the platform's business code (e.g. infcode), when its answer had one
-    message: str
-    latency_ms: float
 
 
 @dataclass(frozen=True, slots=True)

@@ -7,10 +7,16 @@ outbox, quarantine) plus ``delivery_attempts``, the platform's answer to each tr
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any
 
-from gateway.store.base import Attempt, DeliveryUpdate, OutboxRecord
+from gateway.store.base import DeliveryUpdate
+from gateway.store.browser_tables import (
+    Attempt,
+    AttemptRow,
+    DeliveryRow,
+    MessageQuery,
+    MessageSummary,
+)
 from gateway.store.plan import OutboxState
 
 __all__ = [
@@ -18,15 +24,9 @@ __all__ = [
     "ATTEMPT_COLUMNS",
     "MESSAGE_COLUMNS",
     "MESSAGE_STATES",
-    "AttemptRow",
-    "BrowserTables",
-    "EventRow",
-    "MessageDetail",
-    "MessageQuery",
-    "MessageSummary",
-    "QuarantineRow",
     "attempt_from_row",
     "attempt_rows",
+    "delivery_from_row",
     "message_state",
     "message_where",
     "outcome_sql",
@@ -42,109 +42,6 @@ MESSAGE_STATES = ("acknowledged", "held", "quarantined", "delivered", "dead_lett
 _PENDING = int(OutboxState.PENDING)
 _DELIVERED = int(OutboxState.DELIVERED)
 _DEAD = int(OutboxState.DEAD)
-
-
-@dataclass(frozen=True, slots=True)
-class MessageQuery:
-    """Which messages an operator means; ``since``/``until`` are received times (unix s)."""
-
-    sender: str | None = None
-    adapter: str | None = None
-    peer: str | None = None
-    control_id: str | None = None
-    event_id: str | None = None
-    hospitals: tuple[str, ...] = ()  # any of them (an identity's scope, or the one named)
-    item: str | None = None  # hospital item code or national code
-    state: str | None = None
-    since: float | None = None
-    until: float | None = None
-    after_id: int | None = None  # the cursor: ids below it (the listing is newest first)
-    limit: int = 50
-
-
-@dataclass(frozen=True, slots=True)
-class MessageSummary:
-    """One message in a listing, with what became of its events."""
-
-    id: int
-    sender: str
-    control_id: str
-    adapter: str
-    message_type: str
-    peer: str
-    received_at: float
-    hospitals: tuple[str, ...]
-    events: int
-    state: str
-
-
-@dataclass(frozen=True, slots=True)
-class AttemptRow:
-    """One try at delivering an outbox row, with the platform's answer."""
-
-    outbox_id: int
-    at: float
-    outcome: str
-    http_status: int | None
-    code: str
-    message: str
-    latency_ms: float
-
-
-@dataclass(frozen=True, slots=True)
-class EventRow:
-    """A stored event: its JSON body as kept, whether it waits for 对码."""
-
-    seq: int
-    event_id: str
-    hospital_id: str
-    kind: str
-    held: bool
-    body: bytes
-
-
-@dataclass(frozen=True, slots=True)
-class MessageDetail:
-    """A message as stored, with its events, outbox rows and their delivery attempts."""
-
-    summary: MessageSummary
-    raw: bytes | None  # None once retention dropped the bytes
-    events: tuple[EventRow, ...]
-    outbox: tuple[OutboxRecord, ...]
-    attempts: tuple[AttemptRow, ...] = ()
-
-
-@dataclass(frozen=True, slots=True)
-class QuarantineRow:
-    """Bytes the gateway could not take, with the reason."""
-
-    id: int
-    received_at: float
-    peer: str
-    adapter: str
-    reason: str
-    original_size: int
-    raw: bytes = b""
-
-
-class BrowserTables(Protocol):
-    """The store's reads for the message browser."""
-
-    async def search(self, query: MessageQuery) -> list[MessageSummary]:
-        """Messages matching ``query``, newest first, at most ``query.limit``."""
-        ...
-
-    async def message(self, message_id: int) -> MessageDetail | None:
-        """One message with everything that became of it."""
-        ...
-
-    async def search_quarantine(self, query: MessageQuery) -> list[QuarantineRow]:
-        """Quarantine rows (without their bytes) matching ``query``, newest first."""
-        ...
-
-    async def quarantined(self, quarantine_id: int) -> QuarantineRow | None:
-        """One quarantine row with its bytes."""
-        ...
 
 
 def attempt_rows(updates: Sequence[DeliveryUpdate]) -> list[tuple[Any, ...]]:
@@ -223,8 +120,10 @@ def message_where(query: MessageQuery, mark: Callable[[int], str],
     return " AND ".join(where) or "TRUE", args
 
 
-def quarantine_where(query: MessageQuery, mark: Callable[[int], str]) -> tuple[str, list[Any]]:
-    """A WHERE clause over ``quarantine q`` (it knows peer, adapter and time only)."""
+def quarantine_where(query: MessageQuery, mark: Callable[[int], str],
+                     contains: Callable[[str], str]) -> tuple[str, list[Any]]:
+    """A WHERE clause over ``quarantine q``: peer, adapter, time, and a control id found
+    in the bytes (``contains(p)`` tests that ``q.raw`` holds placeholder p's bytes)."""
     args: list[Any] = []
 
     def p(value: Any) -> str:
@@ -236,6 +135,8 @@ def quarantine_where(query: MessageQuery, mark: Callable[[int], str]) -> tuple[s
         where.append(f"q.adapter = {p(query.adapter)}")
     if query.peer:
         where.append(f"q.peer = {p(query.peer)}")
+    if query.control_id:
+        where.append(contains(p(query.control_id.encode())))
     if query.since is not None:
         where.append(f"q.received_at >= {p(query.since)}")
     if query.until is not None:
@@ -276,6 +177,13 @@ def summaries(rows: Iterable[Any], outcomes: Iterable[Any]) -> list[MessageSumma
                                   tuple(sorted(str(o[1]) for o in mine)),
                                   sum(int(o[3]) for o in mine), state))
     return out
+
+
+def delivery_from_row(r: Any) -> DeliveryRow:
+    """An outbox row selected with ``query.RECORD_COLUMNS``."""
+    return DeliveryRow(int(r[0]), r[1], r[2], int(r[4]), r[13],
+                       OutboxState(r[6]).name.lower(), int(r[7]), float(r[8]), float(r[9]),
+                       None if r[10] is None else float(r[10]), r[11], r[12])
 
 
 def attempt_from_row(r: Any) -> AttemptRow:

@@ -10,20 +10,23 @@ from gateway.store.browser_rows import (
     ATTEMPT_COLUMNS,
     ATTEMPTS_KEPT,
     MESSAGE_COLUMNS,
-    EventRow,
-    MessageDetail,
-    MessageQuery,
-    MessageSummary,
-    QuarantineRow,
     attempt_from_row,
     attempt_rows,
+    delivery_from_row,
     message_where,
     outcome_sql,
     quarantine_where,
     summaries,
 )
+from gateway.store.browser_tables import (
+    EventRow,
+    MessageDetail,
+    MessageQuery,
+    MessageSummary,
+    QuarantineRow,
+)
 from gateway.store.postgres.access import PostgresAccess
-from gateway.store.query import RECORD_COLUMNS, record_from_row
+from gateway.store.query import RECORD_COLUMNS
 
 __all__ = ["PostgresBrowser", "record_attempts"]
 
@@ -65,6 +68,10 @@ def _quarantine(r: Any) -> QuarantineRow:
                          bytes(r[6]) if len(r) > 6 else b"")
 
 
+def _in_raw(mark: str) -> str:
+    return f"position({mark}::bytea in q.raw) > 0"
+
+
 class PostgresBrowser:
     """Each read in one repeatable-read transaction: a message and its outbox rows agree."""
 
@@ -95,7 +102,7 @@ class PostgresBrowser:
                        for r in await con.fetch(
                            "SELECT seq, event_id, hospital_id, kind, held, body FROM events"
                            " WHERE message_id = $1 ORDER BY seq", message_id))
-        outbox = tuple(record_from_row(r) for r in await con.fetch(
+        outbox = tuple(delivery_from_row(r) for r in await con.fetch(
             f"SELECT {RECORD_COLUMNS} FROM outbox o JOIN events e ON e.seq = o.event_seq"
             " WHERE e.message_id = $1 ORDER BY o.id", message_id))
         attempts = tuple(attempt_from_row(r) for r in await con.fetch(
@@ -107,7 +114,7 @@ class PostgresBrowser:
 
     async def search_quarantine(self, query: MessageQuery) -> list[QuarantineRow]:
         """Quarantine rows matching ``query``, newest first, without their bytes."""
-        where, args = quarantine_where(query, _mark)
+        where, args = quarantine_where(query, _mark, _in_raw)
         rows = await self._store.pool.fetch(
             "SELECT q.id, q.received_at, q.peer, q.adapter, q.reason, q.original_size"
             f" FROM quarantine q WHERE {where} ORDER BY q.id DESC LIMIT {int(query.limit)}",

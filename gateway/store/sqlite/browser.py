@@ -11,19 +11,22 @@ from gateway.store.browser_rows import (
     ATTEMPT_COLUMNS,
     ATTEMPTS_KEPT,
     MESSAGE_COLUMNS,
-    EventRow,
-    MessageDetail,
-    MessageQuery,
-    MessageSummary,
-    QuarantineRow,
     attempt_from_row,
     attempt_rows,
+    delivery_from_row,
     message_where,
     outcome_sql,
     quarantine_where,
     summaries,
 )
-from gateway.store.query import RECORD_COLUMNS, record_from_row
+from gateway.store.browser_tables import (
+    EventRow,
+    MessageDetail,
+    MessageQuery,
+    MessageSummary,
+    QuarantineRow,
+)
+from gateway.store.query import RECORD_COLUMNS
 from gateway.store.sqlite.access import SqliteAccess
 
 __all__ = ["SqliteBrowser", "record_attempts"]
@@ -71,7 +74,7 @@ def _detail(con: sqlite3.Connection, message_id: int) -> MessageDetail | None:
     outbox_rows = con.execute(
         f"SELECT {RECORD_COLUMNS} FROM outbox o JOIN events e ON e.seq = o.event_seq"
         " WHERE e.message_id = ? ORDER BY o.id", (message_id,)).fetchall()
-    outbox = tuple(record_from_row(r) for r in outbox_rows)
+    outbox = tuple(delivery_from_row(r) for r in outbox_rows)
     ids = [r.id for r in outbox]
     attempts = tuple(attempt_from_row(r) for r in con.execute(
         f"SELECT {ATTEMPT_COLUMNS} FROM delivery_attempts WHERE outbox_id IN"
@@ -83,6 +86,10 @@ def _detail(con: sqlite3.Connection, message_id: int) -> MessageDetail | None:
 def _quarantine(r: Any) -> QuarantineRow:
     return QuarantineRow(int(r[0]), float(r[1]), r[2], r[3], r[4], int(r[5] or 0),
                          bytes(r[6]) if len(r) > 6 else b"")
+
+
+def _in_raw(mark: str) -> str:
+    return f"instr(q.raw, {mark}) > 0"
 
 
 class SqliteBrowser:
@@ -107,7 +114,7 @@ class SqliteBrowser:
 
     async def search_quarantine(self, query: MessageQuery) -> list[QuarantineRow]:
         """Quarantine rows matching ``query``, newest first, without their bytes."""
-        where, args = quarantine_where(query, _mark)
+        where, args = quarantine_where(query, _mark, _in_raw)
 
         def read(con: sqlite3.Connection) -> list[QuarantineRow]:
             return [_quarantine(r) for r in con.execute(
