@@ -19,7 +19,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import date, datetime
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
@@ -259,7 +259,46 @@ def _line(owner: Json, item_prefix: str, qty: Any, qty_path: str, ref: ResourceR
         trace_codes=tuple(str(v) for v in _ext(scopes, base, "trace-code")),
         supplier=supplier,
         order_control=oc,
+        manu_date=_manu_date(_ext(scopes, base, "manufacture-date"), ref.path),
+        rx_only=_rx_only(_ext(scopes, base, "prescription-only")),
     )
+
+
+def _manu_date(values: list[Any], path: str) -> str:
+    if not values:
+        return ""
+    text = str(values[0])[:10]
+    try:
+        date.fromisoformat(text)
+    except ValueError:
+        where = f"{path}.extension('manufacture-date')"
+        raise MessageRejected(f"{where} is not a date: {values[0]!r}", code="102",
+                              location=where) from None
+    return text
+
+
+def _rx_only(values: list[Any]) -> bool | None:
+    return bool(values[0]) if values and isinstance(values[0], bool) else None
+
+
+# facts of a dispense the platform needs and R4 has no element for (extension → extra)
+_DISPENSE_EXTRA = ("phar_prac_cert_no", "hi_feesetl_type", "setl_id", "original_no")
+
+
+def _prescriber(r: Json, base: str) -> Party | None:
+    # R4 keeps the prescriber on the MedicationRequest; a dispense sent alone names
+    # them in an extension (valueReference), as the platform wants them on the sale
+    values = _ext([r], base, "prescriber")
+    return _party(values[0]) if values and isinstance(values[0], Mapping) else None
+
+
+def _dispense_extra(r: Json, base: str) -> tuple[tuple[str, str], ...]:
+    out: list[tuple[str, str]] = []
+    for key in _DISPENSE_EXTRA:
+        values = _ext([r], base, key.replace("_", "-"))
+        if values and str(values[0]):
+            out.append((key, str(values[0])))
+    return tuple(out)
 
 
 def _identifier(resource: Json, *keys: str) -> str:
@@ -330,7 +369,9 @@ def event_from_resource(ref: ResourceRef, *, event_id: str, source: str, control
         return Event(kind=kind, lines=(line,),
                      occurred_at=_time(when, f"{path}.whenHandedOver", received_at),
                      document_no=doc or _identifier(r, "identifier") or str(r.get("id", "")),
-                     pharmacist=pharmacist, patient=_patient(r), **common)
+                     pharmacist=pharmacist, patient=_patient(r),
+                     prescriber=_prescriber(r, settings.extension_base),
+                     extra=_dispense_extra(r, settings.extension_base), **common)
     if rtype == "SupplyRequest":
         oc = _SR_CONTROL.get(status)
         suppliers = r.get("supplier") or []

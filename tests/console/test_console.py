@@ -96,7 +96,7 @@ async def test_accepting_a_suggestion_sends_the_held_dispense(
     await gateway.delivered(1)
     [sent] = gateway.received()
     assert sent["med_list_codg"] == ANASTROZOLE_HISUN
-    assert sent["sel_retn_cnt"] == "42"  # 3 boxes × 14 tablets
+    assert sent["sel_retn_cnt"] == 42  # 3 boxes × 14 tablets
     _, shown = await gateway.api("GET", f"/entries/{HOSPITAL}/Y9990001",
                                  headers=bearer(PHARMACIST), expect=200)
     assert shown["audit"][0]["user"] == "yjk-lina"  # the logged-in identity is the author

@@ -29,4 +29,4 @@ async def test_queue_and_accept_on_postgres(pg_schema, launcher) -> None:
     assert answer["released"] == 2
     await gw.delivered(2)
     assert [s["rtal_docno"] for s in gw.received()] == ["CFHELD00000", "CFHELD00001"]
-    assert {s["sel_retn_cnt"] for s in gw.received()} == {"42"}
+    assert {s["sel_retn_cnt"] for s in gw.received()} == {42}

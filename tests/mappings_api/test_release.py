@@ -28,7 +28,7 @@ async def _assert_released_in_order(gw, released: int) -> None:
     sent = gw.received()
     assert [s["rtal_docno"] for s in sent] == ["CFHELD00000", "CFHELD00001", "CFHELD00002"]
     assert {s["med_list_codg"] for s in sent} == {ANASTROZOLE_HISUN}
-    assert {s["sel_retn_cnt"] for s in sent} == {"42"}  # 3 boxes × 14 tablets
+    assert {s["sel_retn_cnt"] for s in sent} == {42}  # 3 boxes × 14 tablets
     assert (await gw.store.query("SELECT count(*) FROM events WHERE held = 1"))[0][0] == 0
     _, queue = await gw.api("GET", "/unmapped", expect=200)
     assert queue["items"] == []

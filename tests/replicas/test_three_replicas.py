@@ -77,7 +77,7 @@ async def test_a_mapping_accepted_on_one_replica_maps_the_next_message_on_anothe
     sent = replicas.received()
     assert sorted(s["rtal_docno"] for s in sent) == ["CFREPL00000", "CFREPL00001"]
     assert {s["med_list_codg"] for s in sent} == {ANASTROZOLE_HISUN}
-    assert {s["sel_retn_cnt"] for s in sent} == {"42"}  # 3 boxes × 14 tablets, on every replica
+    assert {s["sel_retn_cnt"] for s in sent} == {42}  # 3 boxes × 14 tablets, on every replica
     held = await b.store.query("SELECT count(*) FROM events WHERE held = 1")
     assert held == [(0,)]
     assert replicas.platform.duplicates == 0

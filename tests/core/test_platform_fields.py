@@ -1,0 +1,277 @@
+"""What the platform accepts: 3501–3507 bodies built from the field specifications.
+
+Each transaction starts as a realistic message through the real adapter, is mapped with
+the sample crosswalk and built by the nhsa profile; the strict simulator's check must
+accept it. Then, per mandatory field, the field's source is removed and the profile must
+name the field rather than send a body the platform refuses.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import date, datetime
+from decimal import Decimal
+from typing import Any
+
+import msgspec
+import orjson
+import pytest
+from helpers import CROSSWALK, HOSPITAL, sample
+
+from adapters.fhir import FhirR4Adapter
+from adapters.hl7v2 import HL7v2Adapter
+from canonical.errors import MessageRejected
+from canonical.model import CHINA_TZ, Event, EventKind, OrderControl
+from gateway.config import DestinationConfig, GatewayConfig
+from gateway.platforms.fields import SPECS, FieldMissing, build_body, check_body
+from gateway.platforms.nhsa import NhsaInventoryProfile
+from gateway.platforms.simulator import validate_envelope
+from mappings.crosswalk import load_csv, map_event
+
+NOW = datetime(2026, 11, 23, 16, 0, tzinfo=CHINA_TZ)
+CW = load_csv(CROSSWALK)
+
+
+def _profile(**dest: Any) -> NhsaInventoryProfile:
+    gw = GatewayConfig.model_validate({
+        "hospitals": [{"code": HOSPITAL, "name": "浙江省人民医院", "admdvs": "330100"}],
+        "destinations": [{"name": "nhsa", "url": "http://127.0.0.1:9/fsi/api", **dest}]})
+    return NhsaInventoryProfile(DestinationConfig.model_validate(
+        {"name": "nhsa", "url": "http://127.0.0.1:9/fsi/api", **dest}), gw)
+
+
+def _mapped(event: Event) -> Event:
+    mapped, unmapped = map_event(event, CW, date(2026, 11, 23))
+    assert not unmapped, unmapped
+    return mapped
+
+
+def _hl7(raw: bytes) -> list[Event]:
+    adapter = HL7v2Adapter({"facilities": {"ZJSRMYY": HOSPITAL}})
+    return [_mapped(e) for e in adapter.parse(raw, received_at=NOW).events]
+
+
+def _accepted(profile: NhsaInventoryProfile, event: Event, unit: int = 0) -> dict[str, Any]:
+    request = profile.build(event, unit, f"{HOSPITAL}20261123160000{unit:04d}", NOW.timestamp())
+    env = orjson.loads(request.body)
+    assert validate_envelope(env) is None, validate_envelope(env)
+    wrapper = next(iter(env["input"]))
+    body: dict[str, Any] = env["input"][wrapper]
+    return body
+
+
+# a warehouse (SPD) system's documents: 入库 with invoice, 退货 against it, 盘点, 报损
+_MSH = ("MSH|^~\\&|SPD|ZJSRMYY|JCGW|JCGW|20261123150000||ZWH^Z01|{cid}|P|2.5|||AL|NE"
+        "||UNICODE UTF-8")
+_ZWL = ("ZWL|1|Y0012345^阿那曲唑片|1mg*14片/盒|杭州中美华东制药有限公司|{qty}|盒^盒|32.90"
+        "|L20260815A|20280814|国药准字H20203365|81234567890123456789||阿那曲唑片|20260815|Y")
+_ZWD = {
+    "RK": "ZWD|RK20261123001|RK^入库|20261123143000|S01^华东医药股份有限公司|K007^陈静"
+          "|XYK^西药库|04518820|Y|033002300111|SH20261123-0087",
+    "TH": "ZWD|TH20261123002|TH^退货|20261123153000|S01^华东医药股份有限公司|K007^陈静"
+          "|XYK^西药库||Y|||RK20261123001-1",
+    "PD": "ZWD|PD20261130001|PD^盘点|20261130170000||K009^周强|XYK^西药库",
+    "BS": "ZWD|BS20261123003|BS^报损|20261123160000||K009^周强|XYK^西药库||||||105",
+}
+
+
+def _warehouse(doc: str, qty: str = "10") -> Event:
+    raw = "\r".join([_MSH.format(cid=f"ZWH{doc}"), _ZWD[doc], _ZWL.format(qty=qty)]) + "\r"
+    (event,) = _hl7(raw.encode())
+    return event
+
+
+def test_3505_a_dispense_from_hl7_is_complete() -> None:
+    (event,) = _hl7(sample("rds_o13_dispense_utf8.hl7"))
+    body = _accepted(_profile(), event)
+    assert body["sel_retn_cnt"] == 28 and body["finl_trns_pric"] == 2.35  # numbers
+    assert body["sel_retn_opter_name"] == "王芳"  # RXD-10, not the gateway
+    assert body["rxno"] == body["rtal_docno"] == "CF20261123000123"
+    assert body["mdtrt_sn"] == "MZ20261123001"  # a visit serial with no patient fields
+    assert "psn_name" not in body and "setl_id" not in body  # absent optional: left out
+
+
+def test_3505_a_split_package_is_flagged() -> None:
+    raw = sample("rds_o13_dispense_utf8.hl7").replace(b"|2|\xe7\x9b\x92^", b"|0.5|\xe7\x9b\x92^")
+    (event,) = _hl7(raw)
+    body = _accepted(_profile(), event)
+    assert (body["trdn_flag"], body["sel_retn_cnt"]) == ("1", 7)  # half a box: 7 tablets
+
+
+_RETURN = {
+    "resourceType": "MedicationDispense", "id": "fy20261123000123",
+    "contained": [{
+        "resourceType": "Medication", "id": "m1",
+        "code": {"coding": [{"system": "http://hospital.zjsrmyy.cn/CodeSystem/drug",
+                             "code": "Y0052001", "display": "他达拉非片"}]},
+        "manufacturer": {"display": "广州朗圣药业有限公司"},
+        "batch": {"lotNumber": "T20260101B", "expirationDate": "2028-12-31"},
+        "extension": [
+            {"url": "http://jicai-gateway.org/fhir/StructureDefinition/manufacture-date",
+             "valueDate": "2026-01-01"},
+            {"url": "http://jicai-gateway.org/fhir/StructureDefinition/prescription-only",
+             "valueBoolean": True}]}],
+    "identifier": [{"system": "http://hospital.zjsrmyy.cn/dispense",
+                    "value": "TY20261123000123"}],
+    "status": "cancelled",
+    "medicationReference": {"reference": "#m1"},
+    "subject": {"reference": "Patient/0007654321", "display": "欧阳娜娜"},
+    "context": {"reference": "Encounter/MZ20261123777"},
+    "performer": [{"actor": {"reference": "Practitioner/P003", "display": "孙丽"}}],
+    "location": {"identifier": {"system": "http://www.nhsa.gov.cn/CodeSystem/fixmedins",
+                                "value": HOSPITAL}},
+    "authorizingPrescription": [{"reference": "MedicationRequest/CF20261123000777"}],
+    "quantity": {"value": 1, "unit": "盒"},
+    "whenHandedOver": "2026-11-23T16:10:00+08:00",
+    "extension": [
+        {"url": "http://jicai-gateway.org/fhir/StructureDefinition/prescriber",
+         "valueReference": {"reference": "Practitioner/D022", "display": "赵磊"}},
+    ] + [
+        {"url": f"http://jicai-gateway.org/fhir/StructureDefinition/{k}", "valueString": v}
+        for k, v in (("phar-prac-cert-no", "330106201700518"), ("hi-feesetl-type", "1"),
+                     ("original-no", "CF20261123000777-1"))],
+}
+
+
+def test_3506_a_cancelled_fhir_dispense_is_complete() -> None:
+    adapter = FhirR4Adapter({})
+    parsed = adapter.parse(json.dumps(_RETURN).encode(), received_at=NOW)
+    (event,) = [_mapped(e) for e in parsed.events]
+    assert event.kind is EventKind.DISPENSE_RETURN
+    body = _accepted(_profile(), event)
+    assert body["medins_prod_sel_no"] == "CF20261123000777-1"
+    assert (body["sel_retn_cnt"], body["manu_date"], body["rx_flag"]) == (24, "2026-01-01", "1")
+
+
+def test_3503_a_receipt_carries_invoice_receiver_and_maker() -> None:
+    event = _warehouse("RK")
+    body = _accepted(_profile(), event)
+    assert (body["purc_invo_no"], body["purc_invo_codg"], body["dynt_no"]) == (
+        "04518820", "033002300111", "SH20261123-0087")
+    assert body["purc_retn_opter_name"] == "陈静"  # ZWD-5, who received the goods
+    assert body["prodentp_name"] == "杭州中美华东制药有限公司"
+    assert (body["manu_date"], body["purc_retn_cnt"], body["prod_geay_flag"]) == (
+        "2026-08-15", 140, "0")
+
+
+def test_3504_a_return_names_the_purchase_it_returns() -> None:
+    body = _accepted(_profile(), _warehouse("TH", "2"))
+    assert body["medins_prod_purc_no"] == "RK20261123001-1"
+
+
+def test_3501_a_stocktake_is_complete_and_has_no_3502_fields() -> None:
+    body = _accepted(_profile(), _warehouse("PD", "36"))
+    assert body["invdate"] == "2026-11-30" and body["inv_cnt"] == 504
+    assert not {"cnt", "inv_chg_time", "pric"} & set(body)
+
+
+def test_3502_a_loss_carries_its_change_type() -> None:
+    body = _accepted(_profile(), _warehouse("BS", "1"))
+    assert (body["inv_chg_type"], body["cnt"], body["pric"]) == ("105", 14, 2.35)
+
+
+def test_3502_change_type_from_configuration_when_the_message_has_none() -> None:
+    event = _warehouse("BS", "1")
+    event = msgspec.structs.replace(event, extra=())
+    body = _accepted(_profile(field_defaults={"inv_chg_type": "105"}), event)
+    assert body["inv_chg_type"] == "105"
+
+
+def test_3507_a_change_deletes_then_uploads() -> None:
+    (event,) = _hl7(sample("rds_o13_dispense_utf8.hl7"))
+    change = msgspec.structs.replace(event, order_control=OrderControl.CHANGE)
+    assert _accepted(_profile(), change, 0) == {"fixmedins_bchno": "CF20261123000123-1",
+                                                "inv_data_type": "4"}
+    assert _accepted(_profile(), change, 1)["sel_retn_cnt"] == 28
+
+
+# --- per mandatory field: its source removed, the profile names it --------------------
+
+def _complete() -> dict[str, Event]:
+    (sale,) = _hl7(sample("rds_o13_dispense_utf8.hl7"))
+    adapter = FhirR4Adapter({})
+    (back,) = [_mapped(e) for e in
+               adapter.parse(json.dumps(_RETURN).encode(), received_at=NOW).events]
+    return {"3501": _warehouse("PD"), "3502": _warehouse("BS"), "3503": _warehouse("RK"),
+            "3504": _warehouse("TH"), "3505": sale, "3506": back}
+
+
+_EVENTS = _complete()
+_EMPTY = {"line.national_code": None, "line.rx_only": None}
+
+
+def _without(event: Event, source: str) -> Event:
+    kind, _, rest = source.partition(".")
+    if kind == "line":
+        line = msgspec.structs.replace(event.lines[0], **{rest: _EMPTY.get(source, "")})
+        return event.with_lines((line,))
+    if kind == "event":
+        return msgspec.structs.replace(event, **{rest: ""})
+    if kind == "party":
+        return msgspec.structs.replace(event, **{rest.partition(".")[0]: None})
+    if kind == "extra":
+        return msgspec.structs.replace(event, extra=tuple(
+            (k, v) for k, v in event.extra if k != rest))
+    if source == "derived.mdtrt_sn":
+        return msgspec.structs.replace(event, patient=None)
+    if source == "derived.supplier_name":
+        line = msgspec.structs.replace(event.lines[0], supplier=None)
+        return msgspec.structs.replace(event.with_lines((line,)), supplier=None)
+    if source == "derived.rx_flag":
+        return _without(event, "line.rx_only")
+    raise AssertionError(f"no way to remove {source}")
+
+
+# filled by the profile itself: never empty, nothing to remove
+_NEVER_EMPTY = {"derived.bchno", "derived.quantity", "derived.time", "derived.date",
+                "derived.trdn_flag", "derived.inv_data_type"}
+_CASES = [(infno, spec.name, spec.source) for infno, specs in SPECS.items() if infno != "3507"
+          for spec in specs
+          if spec.mandatory and spec.default is None and spec.source not in _NEVER_EMPTY]
+
+
+@pytest.mark.parametrize(("infno", "name", "source"), _CASES,
+                         ids=[f"{i}-{n}" for i, n, _ in _CASES])
+def test_a_mandatory_field_without_its_source_is_named(infno: str, name: str,
+                                                       source: str) -> None:
+    event = _without(_EVENTS[infno], source)
+    line = event.lines[0]
+    with pytest.raises(FieldMissing) as info:
+        build_body(infno, event, line, {"bchno": "B1"})
+    assert name in info.value.problems, info.value.problems
+    assert source in info.value.problems[name]
+
+
+@pytest.mark.parametrize("infno", sorted(SPECS))
+def test_the_simulator_names_the_first_missing_mandatory_field(infno: str) -> None:
+    first = next(spec.name for spec in SPECS[infno] if spec.mandatory)
+    assert check_body(infno, {}) == (first, "必填字段缺失")
+
+
+def test_a_too_precise_decimal_and_an_impossible_date_are_refused() -> None:
+    body = _accepted(_profile(), _EVENTS["3505"])
+    assert check_body("3505", {**body, "finl_trns_pric": 2.3456789})[0] == "finl_trns_pric"
+    assert check_body("3505", {**body, "expy_end": "2028-02-30"})[0] == "expy_end"
+    assert check_body("3505", {**body, "sel_retn_cnt": "28"})[0] == "sel_retn_cnt"
+
+
+def test_an_impossible_expiry_date_is_refused_at_the_door() -> None:
+    raw = sample("rds_o13_dispense_utf8.hl7").replace(b"|20280814|", b"|2028-31-10|")
+    with pytest.raises(MessageRejected) as info:
+        _hl7(raw)
+    assert info.value.location == "RXD-19"
+
+
+def test_an_impossible_manufacture_date_in_a_warehouse_line_is_refused() -> None:
+    raw = "\r".join([_MSH.format(cid="ZWHBAD"), _ZWD["RK"],
+                     _ZWL.format(qty="1").replace("|20260815|", "|20261315|")]) + "\r"
+    with pytest.raises(MessageRejected) as info:
+        _hl7(raw.encode())
+    assert info.value.location == "ZWL-14"
+
+
+def test_decimal_values_keep_their_digits() -> None:
+    event = _EVENTS["3503"]
+    line = msgspec.structs.replace(event.lines[0], national_price=Decimal("2.350001"))
+    body = build_body("3503", event.with_lines((line,)), line, {"bchno": "B1"})
+    assert body["finl_trns_pric"] == 2.350001
