@@ -20,6 +20,7 @@ from typing import Any, Literal
 from urllib.request import Request, urlopen
 
 from canonical.errors import ConfigError, StoreError
+from gateway.browser import cli as cli_messages
 from gateway.config import ROLES, GatewayConfig, load_config
 from gateway.crosswalk import cli as cli_mappings
 from gateway.ingest.framing import END, START, frame
@@ -520,6 +521,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.set_defaults(func=cmd_sim_counts)
     cli_mappings.register(sub)
     audit_cli.register(sub)
+    cli_messages.register(sub)
     return p
 
 
