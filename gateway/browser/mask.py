@@ -115,8 +115,21 @@ def _mask_fhir_patient(resource: dict[str, Any]) -> dict[str, Any]:
     out = dict(resource)
     for key in _FHIR_ID_KEYS & set(resource):
         out[key] = _mask_values(resource[key], mask_identifier, keep={"system", "use", "type"})
-    if "name" in resource:
-        out["name"] = _mask_values(resource["name"], mask_name, keep={"use"})
+    names = resource.get("name")
+    if isinstance(names, list):
+        out["name"] = [_mask_human_name(n) if isinstance(n, dict) else n for n in names]
+    return out
+
+
+def _mask_human_name(name: dict[str, Any]) -> dict[str, Any]:
+    """A HumanName: the family name's first character stays, given names go whole (a
+    one-character given name would otherwise survive as its own "first character")."""
+    out = dict(name)
+    for key in ("text", "family"):
+        if isinstance(name.get(key), str):
+            out[key] = mask_name(name[key])
+    if isinstance(name.get("given"), list):
+        out["given"] = ["*" * len(g) if isinstance(g, str) else g for g in name["given"]]
     return out
 
 

@@ -164,8 +164,8 @@ def quarantine_to_dict(q: QuarantineRow) -> dict[str, Any]:
 
 
 _HL7_CHARSETS = {"UNICODE UTF-8": "utf-8", "UTF-8": "utf-8", "UTF8": "utf-8",
-                 "GB18030": "gb18030", "GBK": "gb18030", "GB2312": "gb18030",
-                 "CHINESE": "gb18030", "ASCII": "ascii", "8859/1": "latin-1"}
+                 "GB18030": "gb18030", "GB 18030-2000": "gb18030", "GBK": "gb18030",
+                 "GB2312": "gb18030", "CHINESE": "gb18030", "ASCII": "ascii", "8859/1": "latin-1"}
 _XML_ENCODING = re.compile(rb"""^\s*<\?xml[^>]*encoding=["']([A-Za-z0-9_-]+)["']""")
 
 

@@ -181,7 +181,7 @@ def summaries(rows: Iterable[Any], outcomes: Iterable[Any]) -> list[MessageSumma
 
 def delivery_from_row(r: Any) -> DeliveryRow:
     """An outbox row selected with ``query.RECORD_COLUMNS``."""
-    return DeliveryRow(int(r[0]), r[1], r[2], int(r[4]), r[13],
+    return DeliveryRow(int(r[0]), r[1], r[2], int(r[5]), r[13],
                        OutboxState(r[6]).name.lower(), int(r[7]), float(r[8]), float(r[9]),
                        None if r[10] is None else float(r[10]), r[11], r[12])
 
