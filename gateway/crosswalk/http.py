@@ -612,6 +612,18 @@ def mappings_api() -> web.Application:
         return _json({kind.value: [_version_json(v) for v in versions]
                       for kind, versions in (await service.versions()).items()})
 
+    async def catalog_search(request: web.Request) -> web.Response:
+        query = request.query.get("q", "").strip()
+        if not query:
+            raise _BadRequest(["q= is required: a national code, 本位码, 批准文号, name or "
+                               "maker (several words must all be found)"])
+        found = await request.config_dict[MAPPINGS].search_catalogs(
+            query, _catalog_kind(request.query.get("kind", "")),
+            _query_int(request, "limit", 50, 1, 500))
+        return _json({"query": query, "hits": [
+            {"kind": v.kind.value, "version": v.version, "reason": h.reason,
+             **dataclasses.asdict(h.entry)} for v, h in found]})
+
     async def catalog_diff(request: web.Request) -> web.Response:
         service = request.config_dict[MAPPINGS]
         old, new = request.query.get("from", ""), request.query.get("to", "")
@@ -648,6 +660,7 @@ def mappings_api() -> web.Application:
     r.add_post("/catalogs", import_catalog)
     r.add_get("/catalogs", catalogs)
     r.add_get("/catalogs/diff", catalog_diff)
+    r.add_get("/catalogs/search", catalog_search)
     r.add_get("/alerts/withdrawn", withdrawn)
     return api
 

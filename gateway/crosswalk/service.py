@@ -37,6 +37,7 @@ from codes import (
     withdrawn_mapped,
 )
 from codes.catalog_files import VersionInfo
+from codes.catalog_search import CatalogHit, search_catalog
 from gateway.crosswalk.holder import CrosswalkHolder
 from gateway.store.base import Store, Topic, UnmappedItem
 from gateway.store.state import AuditQuery, StoredAudit
@@ -395,6 +396,22 @@ class MappingService:
             versions = await self._kind_versions(kind)
             latest[kind] = await self._version(kind, versions[-1]) if versions else None
         return latest
+
+    async def search_catalogs(self, query: str, kind: CatalogKind | None = None,
+                              limit: int = 50) -> list[tuple[CatalogVersion, CatalogHit]]:
+        """Codes of the latest catalogs matching ``query`` (code, 本位码, approval number,
+        names, maker), best first, with the version each comes from."""
+        loop = asyncio.get_running_loop()
+        found: list[tuple[CatalogVersion, CatalogHit]] = []
+        for k, version in (await self._latest()).items():
+            if version is None or (kind is not None and k is not kind):
+                continue
+            # a scan of a whole catalog: off the event loop
+            hits = await loop.run_in_executor(None, search_catalog, version.entries.values(),
+                                              query, limit)
+            found += [(version, h) for h in hits]
+        found.sort(key=lambda vh: (vh[1].rank, vh[1].entry.code))
+        return found[:limit]
 
     async def known_codes(self) -> _KnownCodes:
         """The latest catalogs as a container of national codes (codes of a kind with no

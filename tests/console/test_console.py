@@ -89,6 +89,12 @@ async def test_accepting_a_suggestion_sends_the_held_dispense(
     best = card.locator("tr[data-rank='1']")
     await _expect(best).to_contain_text(ANASTROZOLE_HISUN)
     await _expect(card.get_by_label("第 1 条建议的换算系数")).to_have_value("14")
+    # the catalog itself can be searched, e.g. by the maker and the generic name
+    await page.get_by_label("检索目录（国家编码、本位码、批准文号、名称、厂家，可多个词）").fill(
+        "阿那曲唑 海正")
+    await page.get_by_role("button", name="检索").click()
+    hits = page.locator(".catalog-hits tbody tr")
+    await _expect(hits.filter(has_text=ANASTROZOLE_HISUN)).to_have_count(1)
     await page.screenshot(path=shots / "unmapped.png", full_page=True)
 
     await best.get_by_role("button", name=f"采纳第 1 条建议 {ANASTROZOLE_HISUN}").click()

@@ -91,3 +91,30 @@ async def test_bad_catalog_requests(gateway) -> None:
     assert status == 400 and "to=" in err["problems"][0]
     _, versions = await gateway.api("GET", "/catalogs", expect=200)
     assert [v["version"] for v in versions["drug"]] == ["2025-first"]
+
+
+async def test_search_the_latest_catalog_by_code_standard_code_approval_and_words(
+        gateway) -> None:
+    import random
+
+    from codes.catalog_files import read_catalog_csv
+
+    await _import(gateway, CATALOG.read_bytes(), "2025-first")
+    entries = list(read_catalog_csv(CATALOG).entries.values())
+    picked = random.Random(1204).choice([e for e in entries if e.standard_code
+                                         and e.approval_no and e.generic_name])
+    for query in (picked.code, picked.standard_code, picked.approval_no,
+                  f"{picked.generic_name} {picked.manufacturer[:4]}"):
+        _, found = await gateway.api("GET", "/catalogs/search", params={"q": query},
+                                     expect=200)
+        assert picked.code in [h["code"] for h in found["hits"]], query
+        assert all(h["version"] == "2025-first" and h["reason"] for h in found["hits"])
+    _, first = await gateway.api("GET", "/catalogs/search", params={"q": picked.code},
+                                 expect=200)
+    assert first["hits"][0]["code"] == picked.code
+    assert first["hits"][0]["reason"] == "国家编码一致"
+    _, few = await gateway.api("GET", "/catalogs/search", params={"q": "片", "limit": "3"},
+                               expect=200)
+    assert len(few["hits"]) == 3
+    status, err = await gateway.api("GET", "/catalogs/search", params={"q": " "})
+    assert status == 400 and "q=" in err["problems"][0]

@@ -143,7 +143,7 @@ function fact(label, value) {
     el('dd', { text: value === '' || value === null || value === undefined ? '—' : value })];
 }
 
-// the stored national catalog versions; the API has no search over catalog entries yet
+// the stored national catalog versions, and a search over their entries
 function catalogPanel() {
   const body = el('div');
   const panel = el('section', { class: 'panel', 'aria-labelledby': 'catalog-title' },
@@ -159,10 +159,39 @@ function catalogPanel() {
     }
     body.append(rows.length
       ? table(['类别', '版本', '条目数', '导入时间', '来源文件'], rows)
-      : el('p', { class: 'muted', text: '尚未导入目录。' }),
-    el('p', { class: 'muted', text: '目录条目检索暂未提供接口：请依据上方匹配建议，或在国家医保信息业务编码标准数据库中查询后手工输入编码。' }));
+      : el('p', { class: 'muted', text: '尚未导入目录。' }));
   }).catch((err) => errorBox(body, err));
+  panel.append(catalogSearch());
   return panel;
+}
+
+// search the latest catalogs by code, 本位码, 批准文号, name or maker
+function catalogSearch() {
+  const q = field('检索目录（国家编码、本位码、批准文号、名称、厂家，可多个词）',
+    { type: 'search', size: 40, required: true, name: 'catalog-q' });
+  const out = el('div', { 'aria-live': 'polite', class: 'catalog-hits' });
+  const form = el('form', { class: 'filters', 'aria-label': '检索国家医保目录' },
+    q.wrap, el('button', { type: 'submit', text: '检索' }));
+  form.addEventListener('submit', async (e) => {
+    e.preventDefault();
+    clear(out);
+    try {
+      const data = await api('GET', '/api/mappings/catalogs/search',
+        { query: { q: q.input.value.trim(), limit: 50 } });
+      const rows = data.hits.map((h) => el('tr', {},
+        el('td', { text: h.code }), el('td', { text: h.name }),
+        el('td', { text: h.specification }), el('td', { text: h.packaging }),
+        el('td', { text: h.manufacturer }), el('td', { text: h.approval_no }),
+        el('td', { text: h.standard_code }), el('td', { text: h.reason })));
+      out.append(rows.length
+        ? table(['国家医保编码', '名称', '规格', '包装', '生产企业', '批准文号', '本位码', '匹配依据'],
+          rows, `检索“${data.query}”：${rows.length} 条（目录版本 ${data.hits[0].version}）`)
+        : el('p', { class: 'muted', text: `目录中没有与“${data.query}”相符的编码。` }));
+    } catch (err) {
+      errorBox(out, err);
+    }
+  });
+  return el('div', {}, form, out);
 }
 
 function importPanel() {
