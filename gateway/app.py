@@ -246,7 +246,8 @@ async def _ingest_ctx(app: web.Application) -> AsyncIterator[None]:
                         limits=Limits(lim.max_lines, lim.max_trace_codes,
                                       Decimal(str(lim.max_quantity)),
                                       Decimal(str(lim.max_price))),
-                        workers=workers)
+                        workers=workers,
+                        hospitals=frozenset(h.code for h in cfg.hospitals) or None)
     app[INGESTOR] = ingestor
     if LEDGER in app:
         pusher = app.get(PUSHER)

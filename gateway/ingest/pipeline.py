@@ -125,6 +125,24 @@ def _foreign(parsed: ParsedMessage, sender: Identity | None) -> _Prepared | None
     return None
 
 
+def _unconfigured(parsed: ParsedMessage, hospitals: frozenset[str] | None) -> _Prepared | None:
+    """The refusal of a message for a hospital this gateway is not configured for.
+
+    HL7 v2 refuses an unknown MSH-4 in the adapter; a FHIR resource or a vendor document
+    names its hospital in the body, so the check is here, for every adapter alike: an
+    event of an unknown hospital would have no name, region or hash secret downstream.
+    """
+    if not hospitals:
+        return None
+    for ev in parsed.events:
+        if ev.hospital_id not in hospitals:
+            return _Prepared(refusal=MessageRejected(
+                f"hospital_id {ev.hospital_id!r} is not configured (configuration key "
+                f"'hospitals[].code'; configured: {', '.join(sorted(hospitals))}): not stored",
+                code="204", location="hospital_id"))
+    return None
+
+
 _NO_ADVICE = Advice()
 MAX_ADVICE = 50  # warnings in one answer
 
@@ -169,8 +187,10 @@ class Ingestor:
                  metrics: Metrics, *, notify: Callable[[], None] = lambda: None,
                  clock: Callable[[], datetime] = _now,
                  limits: Limits = DEFAULT_LIMITS,
-                 workers: ParseWorkers | None = None) -> None:
+                 workers: ParseWorkers | None = None,
+                 hospitals: frozenset[str] | None = None) -> None:
         self.store = store
+        self.hospitals = hospitals  # the configured hospital codes (None: not checked)
         self.limits = limits
         self.workers = workers
         self.crosswalk = crosswalk
@@ -235,8 +255,8 @@ class Ingestor:
         parsed = self._parse(adapter, raw, peer, received_at)
         if isinstance(parsed, _Prepared):
             return parsed
-        return _foreign(parsed, sender) or self._map_and_advise(adapter, raw, peer, parsed,
-                                                                received_at)
+        return (_foreign(parsed, sender) or _unconfigured(parsed, self.hospitals)
+                or self._map_and_advise(adapter, raw, peer, parsed, received_at))
 
     def _parse(self, adapter: Adapter, raw: bytes, peer: str,
                received_at: datetime) -> ParsedMessage | _Prepared:
@@ -289,7 +309,7 @@ class Ingestor:
         parsed = await self._parse_elsewhere(adapter, raw, peer, received_at)
         if isinstance(parsed, _Prepared):
             return parsed
-        refused = _foreign(parsed, sender)
+        refused = _foreign(parsed, sender) or _unconfigured(parsed, self.hospitals)
         if refused is not None:
             return refused
         # mapping 2,000 lines takes ~10 ms: in a thread, where the loop keeps its turns

@@ -158,3 +158,20 @@ async def test_a_client_error_is_a_4xx_naming_the_field_never_a_500(
         text = await r.text()
         assert 400 <= r.status < 500, (r.status, text)
         assert where in text
+
+
+@pytest.mark.parametrize(("listener", "folder", "name"), [
+    ("his-fhir", "fhir-r4/valid", "medicationrequest_contained_medication.json"),
+    ("spd-json", "vendor-json/valid", "receipt_into_stock.json"),
+    ("his-xml", "vendor-xml/valid", sorted(p.name for p in (DATA / "vendor-xml" / "valid")
+                                           .glob("*.xml"))[0]),
+])
+async def test_a_message_for_a_hospital_not_configured_is_refused(
+        http_gateway: str, listener: str, folder: str, name: str) -> None:
+    """HL7 v2 answers AE for an unknown MSH-4; FHIR and vendor bodies name their hospital
+    inside, and one not configured is refused the same way, naming the field and key."""
+    body = _sample(folder, name).replace(HOSPITAL.encode(), b"H33019999999")
+    async with ClientSession() as http, http.post(http_gateway + listener, data=body) as r:
+        text = await r.text()
+        assert 400 <= r.status < 500, (r.status, text)
+        assert "hospital_id" in text and "hospitals[].code" in text, text

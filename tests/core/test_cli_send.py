@@ -49,6 +49,9 @@ async def test_send_over_http_carries_the_sender_token(
                       security={"identities": [{"name": "emr-winning", "role": "sender",
                                                 "token_sha256": hash_token(token)}]})
     cfg["listeners"] = [*cfg["listeners"], *HTTP_LISTENERS]
+    # the FHIR sample names this hospital; one not configured is refused at the door
+    cfg["hospitals"].append({"code": "H33010200001", "name": "浙江省人民医院(朝晖院区)",
+                             "admdvs": "330100"})
     server = TestServer(build_app(parse_config(cfg, "t.yaml")), host="127.0.0.1")
     await server.start_server()
     dispense = str(ROOT / "tests" / "data" / "fhir-r4" / "valid" / FHIR_DISPENSE)
