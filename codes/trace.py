@@ -16,9 +16,11 @@ from typing import Final
 from codes.national import CodeError
 
 __all__ = [
+    "GS1_SEPARATOR",
     "LONG_TRACE_MAX",
     "STANDARD_TRACE_LENGTH",
     "TraceCode",
+    "parse_gs1",
     "parse_trace_code",
     "validate_trace_code",
 ]
@@ -35,12 +37,87 @@ _LONG_CHARS: Final = frozenset(
 _LONG: Final = re.compile(r"[0-9A-Za-z()\-./:_+*%&#]{20,100}", re.ASCII)
 
 
+GS1_SEPARATOR: Final = "\x1d"  # FNC1 as a scanner sends it: ends a variable-length element
+# the application identifiers a drug pack carries (GS1 General Specifications):
+# AI → (fixed length or 0, maximum length)
+_GS1_AI: Final = {"01": (14, 14), "17": (6, 6), "11": (6, 6), "10": (0, 20), "21": (0, 20)}
+_GS1_PAREN: Final = re.compile(r"\((\d{2})\)([^()]*)", re.ASCII)
+
+
+def _gs1_date(value: str) -> bool:
+    if len(value) != 6 or not value.isdigit():
+        return False
+    month, day = int(value[2:4]), int(value[4:6])
+    # day 00 means "end of the month" in GS1 dates
+    return 1 <= month <= 12 and 0 <= day <= 31
+
+
+def _gs1_check(elements: dict[str, str]) -> str | None:
+    if "01" not in elements:
+        return "GS1 element string without (01) GTIN"
+    for ai, value in elements.items():
+        fixed, most = _GS1_AI[ai]
+        if (fixed and len(value) != fixed) or not 0 < len(value) <= most:
+            return f"GS1 ({ai}) has {len(value)} characters"
+        if ai in ("01", "17", "11") and not value.isdigit():
+            return f"GS1 ({ai}) must be digits: {value!r}"
+        if ai in ("17", "11") and not _gs1_date(value):
+            return f"GS1 ({ai}) is not a date YYMMDD: {value!r}"
+    return None
+
+
+def _gs1_raw(code: str) -> dict[str, str] | str:
+    out: dict[str, str] = {}
+    rest = code.lstrip(GS1_SEPARATOR)
+    while rest:
+        ai = rest[:2]
+        if ai not in _GS1_AI:
+            return f"unknown GS1 application identifier {ai!r}"
+        fixed, _ = _GS1_AI[ai]
+        if fixed:
+            value, rest = rest[2:2 + fixed], rest[2 + fixed:]
+        else:
+            value, _, rest = rest[2:].partition(GS1_SEPARATOR)
+        out[ai] = value
+        rest = rest.lstrip(GS1_SEPARATOR)
+    return out
+
+
+def parse_gs1(code: str) -> dict[str, str] | str:
+    """The elements of a GS1 element string ((01) GTIN, (17) expiry, (10) lot, (21)
+    serial …), or why it is not one. Takes the human-readable form with parentheses
+    and the scanned form with FNC1 group separators (``\\x1d``) after variable fields."""
+    if code.startswith("("):
+        matched = _GS1_PAREN.findall(code)
+        if "".join(f"({a}){v}" for a, v in matched) != code:
+            return "GS1 element string with text outside (AI)value pairs"
+        unknown = [a for a, _ in matched if a not in _GS1_AI]
+        if unknown:
+            return f"unknown GS1 application identifier {unknown[0]!r}"
+        elements: dict[str, str] | str = dict(matched)
+    elif code.startswith("01") or code.startswith(GS1_SEPARATOR):
+        elements = _gs1_raw(code)
+    else:
+        return "not a GS1 element string"
+    if isinstance(elements, str):
+        return elements
+    return _gs1_check(elements) or elements
+
+
 @dataclass(frozen=True, slots=True)
 class TraceCode:
     """A drug traceability code; ``standard`` is True for the 20-digit ``8…`` form."""
 
     code: str
     standard: bool
+
+    @property
+    def gs1(self) -> dict[str, str]:
+        """The GS1 elements of a long code ({"01": GTIN, "17": expiry …}), else {}."""
+        if self.standard:
+            return {}
+        parsed = parse_gs1(self.code)
+        return parsed if isinstance(parsed, dict) else {}
 
     @property
     def drug_identifier(self) -> str | None:
@@ -62,6 +139,11 @@ def validate_trace_code(code: str, *, allow_long: bool = False) -> str | None:
         return f"trace code must be a string, got {type(code).__name__}"
     if _STANDARD.fullmatch(code):
         return None
+    if allow_long and (GS1_SEPARATOR in code or code.startswith("(")):
+        # a GS1 element string is read, not just measured: a misread AI or an
+        # impossible expiry is refused here rather than by the platform
+        gs1 = parse_gs1(code)
+        return gs1 if isinstance(gs1, str) else None
     if allow_long and _LONG.fullmatch(code):
         return None
     if not code:

@@ -64,3 +64,31 @@ def test_no_check_digit_is_enforced() -> None:
     # Any final digit is accepted: a false rejection would block dispensing.
     accepted = {parse_trace_code(STANDARD[:-1] + str(d)).code[-1] for d in range(10)}
     assert accepted == set("0123456789")
+
+
+# a GS1 DataMatrix on an imported pack: GTIN, expiry 2028-08-14, lot, serial
+_GS1_HUMAN = "(01)06901234567892(17)280814(10)L2026A(21)SN000123"
+_GS1_SCANNED = "0106901234567892" "17280814" "10L2026A\x1d" "21SN000123"
+_GS1_ELEMENTS = {"01": "06901234567892", "17": "280814", "10": "L2026A", "21": "SN000123"}
+
+
+@pytest.mark.parametrize("code", [_GS1_HUMAN, _GS1_SCANNED])
+def test_gs1_element_strings_are_parsed_when_long_codes_are_enabled(code: str) -> None:
+    from codes.trace import parse_gs1
+
+    assert parse_gs1(code) == _GS1_ELEMENTS
+    assert validate_trace_code(code, allow_long=True) is None
+    assert validate_trace_code(code) is not None  # only when long codes are enabled
+    assert parse_trace_code(code, allow_long=True).gs1 == _GS1_ELEMENTS
+
+
+@pytest.mark.parametrize(("code", "words"), [
+    ("(01)06901234567892(17)281314(10)L2026A", "(17) is not a date"),
+    ("(01)0690123456789(17)280814", "(01) has 13 characters"),
+    ("(17)280814(10)L2026A(21)SN000123", "without (01)"),
+    ("0106901234567892" "99ABC\x1d21SN1", "unknown GS1 application identifier '99'"),
+])
+def test_a_malformed_gs1_element_string_is_refused_with_its_reason(code: str,
+                                                                   words: str) -> None:
+    why = validate_trace_code(code, allow_long=True)
+    assert why is not None and words in why, why

@@ -62,11 +62,12 @@ EVENT_FIELDS = frozenset(
 LINE_FIELDS = frozenset({
     "item_code", "item_name", "specification", "manufacturer", "quantity", "unit", "price",
     "generic_name", "dosage_form", "approval_no", "standard_code", "lot_no", "expiry",
-    "trace_codes", "supplier.id", "supplier.name", "order_control",
+    "trace_codes", "supplier.id", "supplier.name", "order_control", "manu_date", "rx_only",
 })
 _DEFAULT_TYPES: dict[str, FieldType] = {
     "quantity": "decimal", "price": "decimal", "occurred_at": "datetime", "expiry": "date",
-    "trace_codes": "list", "online": "bool", "emergency": "bool",
+    "trace_codes": "list", "online": "bool", "emergency": "bool", "manu_date": "date",
+    "rx_only": "bool",
 }
 
 

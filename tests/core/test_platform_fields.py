@@ -16,7 +16,7 @@ from typing import Any
 import msgspec
 import orjson
 import pytest
-from helpers import CROSSWALK, HOSPITAL, sample
+from helpers import CROSSWALK, HOSPITAL, ROOT, sample
 
 from adapters.fhir import FhirR4Adapter
 from adapters.hl7v2 import HL7v2Adapter
@@ -275,3 +275,32 @@ def test_decimal_values_keep_their_digits() -> None:
     line = msgspec.structs.replace(event.lines[0], national_price=Decimal("2.350001"))
     body = build_body("3503", event.with_lines((line,)), line, {"bchno": "B1"})
     assert body["finl_trns_pric"] == 2.350001
+
+
+def test_3503_from_a_warehouse_json_document_through_the_vendor_adapter() -> None:
+    from adapters.vendor import VendorJsonAdapter
+
+    doc = json.loads((ROOT / "tests" / "data" / "vendor-json" / "valid"
+                      / "receipt_into_stock.json").read_text("utf-8"))
+    doc["机构编码"] = HOSPITAL
+    receipt = doc["单据列表"][0]
+    receipt.update({"发票代码": "033002300111"})
+    for line, made in zip(receipt["明细"], ("2025-08-01", "2026-09-12"), strict=True):
+        line.update({"处方药": "是", "生产日期": made})
+    crosswalk = load_csv(
+        "hospital_id,item_code,national_code,item_name,hospital_unit,national_unit,factor,"
+        "valid_from,valid_to\n"
+        f"{HOSPITAL},Y0045201,XL02BGA045A001010104641,阿那曲唑片 1mg*14片(海正),盒,片,14,"
+        "2026-01-01,\n"
+        f"{HOSPITAL},Y0033107,XG01AFA222D003010104920,奥硝唑阴道栓 0.5g*5枚(方盛),盒,枚,5,"
+        "2026-01-01,\n")
+    parsed = VendorJsonAdapter({"profile": "warehouse-stock-json"}).parse(
+        json.dumps(doc, ensure_ascii=False).encode(), received_at=NOW)
+    event, unmapped = map_event(parsed.events[0], crosswalk, date(2026, 11, 26))
+    assert event.kind is EventKind.RECEIPT and not unmapped
+    profile = _profile()
+    first, second = (_accepted(profile, event, unit) for unit in range(2))
+    assert (first["purc_retn_cnt"], first["manu_date"], first["dynt_no"]) == (
+        700, "2025-08-01", "PS2026112600871")
+    assert (second["purc_invo_no"], second["purc_invo_codg"]) == ("04412263", "033002300111")
+    assert second["purc_retn_opter_name"] == "郑强" and second["expy_end"] == "2028-09-11"
