@@ -94,20 +94,23 @@ def find_hospital(resource: Json, settings: MappingSettings, path: str) -> str:
         "reference under the adapter's 'organizations'", code="204", location=path)
 
 
-def _ext(elements: Sequence[Json | None], base: str, name: str) -> list[Any]:
-    url = f"{base}/{name}"
-    values: list[Any] = []
+def _ext_map(elements: Sequence[Json | None], base: str) -> dict[str, list[Any]]:
+    """Every gateway extension's values by name (``unit-price`` …), scopes in order: one
+    walk over the extensions instead of one per name (a line reads seven of them)."""
+    prefix = f"{base}/"
+    cut = len(prefix)
+    out: dict[str, list[Any]] = {}
     seen: set[int] = set()
     for element in elements:
         if not element or id(element) in seen:
             continue
         seen.add(id(element))
         for ext in element.get("extension", ()) or ():
-            if ext.get("url") == url:
-                for key, value in ext.items():
-                    if key.startswith("value"):
-                        values.append(value)
-    return values
+            url = ext.get("url")
+            if isinstance(url, str) and url.startswith(prefix):
+                values = out.setdefault(url[cut:], [])
+                values.extend(v for k, v in ext.items() if k.startswith("value"))
+    return out
 
 
 def _ref_id(ref: Json | None) -> str:
@@ -227,7 +230,8 @@ def _line(owner: Json, item_prefix: str, qty: Any, qty_path: str, ref: ResourceR
     med = product.medication or {}
     scopes: list[Json | None] = [ref.resource, owner, med]
     base = settings.extension_base
-    price_values = _ext(scopes, base, "unit-price")
+    exts = _ext_map(scopes, base)
+    price_values = exts.get("unit-price")
     price = None
     if price_values:
         raw = price_values[0]
@@ -237,9 +241,9 @@ def _line(owner: Json, item_prefix: str, qty: Any, qty_path: str, ref: ResourceR
     form = med.get("form") or {}
     form_name = str(form.get("text", "")) or next(
         (str(c.get("display", "")) for c in form.get("coding", ()) or () if c.get("display")), "")
-    spec = _ext(scopes, base, "specification")
-    approval = _ext(scopes, base, "approval-number")
-    generic = _ext(scopes, base, "generic-name")
+    spec = exts.get("specification")
+    approval = exts.get("approval-number")
+    generic = exts.get("generic-name")
     maker = med.get("manufacturer") or {}
     return Line(
         seq=1,
@@ -256,11 +260,11 @@ def _line(owner: Json, item_prefix: str, qty: Any, qty_path: str, ref: ResourceR
         standard_code=product.standard_code,
         lot_no=str(batch.get("lotNumber", "")),
         expiry=str(batch.get("expirationDate", ""))[:10],
-        trace_codes=tuple(str(v) for v in _ext(scopes, base, "trace-code")),
+        trace_codes=tuple(str(v) for v in exts.get("trace-code", ())),
         supplier=supplier,
         order_control=oc,
-        manu_date=_manu_date(_ext(scopes, base, "manufacture-date"), ref.path),
-        rx_only=_rx_only(_ext(scopes, base, "prescription-only")),
+        manu_date=_manu_date(exts.get("manufacture-date", []), ref.path),
+        rx_only=_rx_only(exts.get("prescription-only", [])),
     )
 
 
@@ -288,14 +292,15 @@ _DISPENSE_EXTRA = ("phar_prac_cert_no", "hi_feesetl_type", "setl_id", "original_
 def _prescriber(r: Json, base: str) -> Party | None:
     # R4 keeps the prescriber on the MedicationRequest; a dispense sent alone names
     # them in an extension (valueReference), as the platform wants them on the sale
-    values = _ext([r], base, "prescriber")
+    values = _ext_map([r], base).get("prescriber")
     return _party(values[0]) if values and isinstance(values[0], Mapping) else None
 
 
 def _dispense_extra(r: Json, base: str) -> tuple[tuple[str, str], ...]:
     out: list[tuple[str, str]] = []
+    exts = _ext_map([r], base)
     for key in _DISPENSE_EXTRA:
-        values = _ext([r], base, key.replace("_", "-"))
+        values = exts.get(key.replace("_", "-"))
         if values and str(values[0]):
             out.append((key, str(values[0])))
     return tuple(out)

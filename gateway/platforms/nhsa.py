@@ -9,6 +9,13 @@ Corrections never overwrite: an event cancelling an earlier one (order control C
 DC) goes out as 3507 deletes of the earlier lines' uploads, and a change (XO) as a
 3507 delete followed by a fresh upload of each line, in that order (same FIFO
 stream), under the earlier upload's batch number ``fixmedins_bchno``.
+
+Bodies come from the field specifications of :mod:`gateway.platforms.fields`, the same
+the simulator checks against: a mandatory field the event cannot fill is a
+:class:`~gateway.platforms.fields.FieldMissing` naming it, which the mirror turns into a
+dead letter with that reason instead of a request the platform would refuse. The visit
+serial ``mdtrt_sn`` is part of every sale (it names nobody); the patient's name and
+identifiers are added only as the destination's patient policy allows.
 """
 
 from __future__ import annotations
