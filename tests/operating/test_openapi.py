@@ -20,6 +20,7 @@ from gateway.config import parse_config
 from gateway.openapi import document, route_table, spec
 from gateway.security.access import allowed_roles
 
+
 def _app(tmp: Path, **extra: Any) -> web.Application:
     sim = free_port()
     cfg = config_dict(tmp, mllp_port=free_port(), http_port=0, simulator_port=sim,
