@@ -52,7 +52,14 @@ from mappings.changes import (
 from mappings.crosswalk import Crosswalk
 from mappings.entry import CrosswalkEntry, CrosswalkEntryError, EntryKey
 from mappings.files import read_csv
-from mappings.suggest import HospitalItem, Suggestion, SuggestionIndex, build_index
+from mappings.suggest import (
+    HospitalHabits,
+    HospitalItem,
+    Suggestion,
+    SuggestionIndex,
+    build_index,
+    learn_habits,
+)
 
 __all__ = [
     "CONFIG_IMPORT_USER",
@@ -550,10 +557,14 @@ class MappingService:
 
         def work() -> list[QueueItem]:
             out = []
+            habits: dict[str, HospitalHabits] = {}
             for item in items:
                 line = lines.get(_item_key(item))
+                if item.hospital_id not in habits:
+                    habits[item.hospital_id] = _habits(crosswalk, catalogs, item.hospital_id)
                 out.append(QueueItem(item, line.unit if line else "",
-                                     _suggest(index, catalogs, item, line, limit)))
+                                     _suggest(index, catalogs, item, line, limit,
+                                              habits[item.hospital_id])))
             return out
         return await asyncio.get_running_loop().run_in_executor(None, work), total, labels
 
@@ -623,9 +634,18 @@ def _compare(old: CatalogVersion, new: CatalogVersion, mapped: dict[str, list[st
     return change, withdrawn_mapped(change, mapped)
 
 
+def _habits(crosswalk: Crosswalk, catalogs: Sequence[CatalogVersion],
+            hospital: str) -> HospitalHabits:
+    """What a hospital already maps to (makers, packs): its accepted mappings weigh in."""
+    entries = (found for e in crosswalk if e.hospital_id == hospital
+               for v in catalogs if (found := v.get(e.national_code)))
+    return learn_habits(entries)
+
+
 def _suggest(index: SuggestionIndex | None, catalogs: Sequence[CatalogVersion],
-             item: UnmappedItem, line: Line | None,
-             limit: int) -> tuple[tuple[Suggestion, Conversion | None], ...]:
+             item: UnmappedItem, line: Line | None, limit: int,
+             habits: HospitalHabits | None = None
+             ) -> tuple[tuple[Suggestion, Conversion | None], ...]:
     if index is None:
         return ()
     query = HospitalItem(
@@ -634,7 +654,7 @@ def _suggest(index: SuggestionIndex | None, catalogs: Sequence[CatalogVersion],
         approval_no=line.approval_no if line else "",
         standard_code=line.standard_code if line else "")
     out = []
-    for s in index.suggest(query, limit=limit):
+    for s in index.suggest(query, limit=limit, habits=habits):
         entry = next((found for v in catalogs if (found := v.get(s.national_code))), None)
         conversion = None
         if entry is not None and line is not None:
