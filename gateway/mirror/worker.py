@@ -76,10 +76,30 @@ class _Marks:
     answers of the last few milliseconds, not a whole claimed batch.
     """
 
-    def __init__(self, store: Store) -> None:
+    def __init__(self, store: Store, window: int) -> None:
         self.store = store
+        self.window = window
         self._pending: list[DeliveryUpdate] = []
+        self._writing = 0  # outcomes in the write now running
         self._writer: asyncio.Task[None] | None = None
+        self._written = asyncio.Event()
+
+    @property
+    def unrecorded(self) -> int:
+        """Outcomes known here and not yet committed: a crash now resends their rows."""
+        return len(self._pending) + self._writing
+
+    async def room(self) -> None:
+        """Wait while ``window`` outcomes are unrecorded.
+
+        With requests in flight bounded by the same number, a crash resends at most twice
+        that many rows, however slow the store's writes are next to the platform's answers.
+        """
+        while self.unrecorded >= self.window:
+            if self._writer is None:  # a failed write left them: try again
+                self._writer = asyncio.create_task(self._write())
+            self._written.clear()
+            await self._written.wait()
 
     def add(self, update: DeliveryUpdate) -> None:
         """Record ``update`` soon (now, unless a write is running)."""
@@ -91,13 +111,18 @@ class _Marks:
         try:
             while self._pending:
                 batch, self._pending = self._pending, []
+                self._writing = len(batch)
                 try:
                     await self.store.record_deliveries(batch)
                 except Exception:  # drain() writes them, or the rows are simply sent again
                     self._pending[:0] = batch
                     log.warning("could not record %d delivery outcome(s) yet", len(batch),
                                 exc_info=True)
+                    await asyncio.sleep(1.0)  # the store is failing: no tight loop of tries
                     return
+                finally:
+                    self._writing = 0
+                    self._written.set()
         finally:
             self._writer = None
 
@@ -207,7 +232,7 @@ class Mirror:
         for it in claim.items:
             groups.setdefault((it.hospital_id, it.stream), []).append(it)
         sem = asyncio.Semaphore(cfg.concurrency)
-        marks = _Marks(self.store)
+        marks = _Marks(self.store, cfg.concurrency)
         try:
             await asyncio.gather(*(self._deliver_group(dest, g, sem, marks)
                                    for g in groups.values()))
@@ -223,6 +248,7 @@ class Mirror:
             for item in group:
                 if self.lag is not None:
                     await self.lag.give_way()
+                await marks.room()
                 if not breaker.allow(self.clock()):
                     break  # platform looks down: the row stays as it is, uncharged
                 update = await self._deliver(dest, item)
