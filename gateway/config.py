@@ -251,7 +251,22 @@ class DestinationConfig(_Frozen):
                     "is down for everyone (circuit open) never start the clock")
     backoff_initial_s: float = Field(default=0.5, gt=0)
     backoff_max_s: float = Field(default=300.0, gt=0)
-    concurrency: int = Field(default=16, ge=1, le=256)
+    concurrency: int = Field(
+        default=16, ge=1, le=256,
+        description="requests in flight to this platform at most (the adaptive limit moves "
+                    "below it when latency or errors rise, and back up after)")
+    hospital_concurrency: int | None = Field(
+        default=None, ge=1, le=256,
+        description="requests in flight for one hospital at most (default: concurrency), so "
+                    "one hospital's backlog leaves room for the others")
+    rate_limit_per_s: float | None = Field(
+        default=None, gt=0,
+        description="requests per second the platform allows this deployment: the gateway "
+                    "paces its requests to stay under it in every second (default: no limit; "
+                    "the platform's 429 or 'too frequent' answers slow it down in any case)")
+    adaptive_concurrency: bool = Field(
+        default=True, description="lower the in-flight limit when the platform's latency or "
+                                  "errors rise, raise it again as it recovers")
     batch_size: int = Field(default=500, ge=1)
     recer_sys_code: str = "JCGW"
     infver: str = "V1.0"

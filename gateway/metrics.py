@@ -71,6 +71,18 @@ class Metrics:
             buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 3600))
         self.deliveries = Counter("jcgw_deliveries", "Delivery attempts by outcome",
                                   ["destination", "outcome"], registry=r)
+        self.mirror_in_flight = Gauge("jcgw_mirror_in_flight",
+                                      "Requests to the platform in flight now",
+                                      ["destination"], registry=r)
+        self.mirror_concurrency = Gauge(
+            "jcgw_mirror_concurrency_limit", "Requests allowed in flight now (the adaptive "
+            "limit, at most the destination's concurrency)", ["destination"], registry=r)
+        self.mirror_rate = Gauge(
+            "jcgw_mirror_rate_limit_per_second", "The pace requests are sent at now, per "
+            "second (0: no limit)", ["destination"], registry=r)
+        self.mirror_throttled = Counter(
+            "jcgw_mirror_throttled", "Answers saying the gateway calls too often (HTTP 429, "
+            "'too frequent')", ["destination"], registry=r)
         self.mirror_units = Gauge(
             "jcgw_mirror_units", "Outbox units by state; received = delivered + queued + "
             "dead_lettered + held_unmapped", ["destination", "state"], registry=r)

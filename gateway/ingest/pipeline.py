@@ -210,8 +210,10 @@ class Ingestor:
             if is_held:
                 continue
             for route in self.routes:
-                for unit in range(route.profile.units(ev)):
-                    out.append(PlannedDelivery(i, route.destination, unit))
+                profile = route.profile
+                for unit in range(profile.units(ev)):
+                    out.append(PlannedDelivery(i, route.destination, unit,
+                                               profile.order_key(ev, unit)))
         return tuple(out)
 
     def _advise(self, events: Sequence[Event], now: datetime) -> Advice:

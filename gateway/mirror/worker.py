@@ -2,15 +2,20 @@
 
 At-least-once with the msgid as idempotency key: a row is marked delivered only
 after the platform said so, so a crash in between resends the same msgid and the
-platform answers "duplicate", which counts as delivered. FIFO per hospital and
-stream: a group stops at its first row that did not go through.
+platform answers "duplicate", which counts as delivered.
 
-Each destination has its own loop, outbox rows and circuit breaker, so one platform
-being down never stalls another. The store hands out whole FIFO groups whose head
-is due (on PostgreSQL leased to this process), so a group waiting out its back-off
-holds up nobody else, and a poison event holds up its own group only until its
-retry budget (``max_attempts``, and ``max_age_s`` when set) is spent and it becomes a
-dead letter.
+Order is what the profile's ordering keys say and no more: the rows of one key (a sale
+and its return and corrections; one item and lot's stock movements) go out strictly in
+commit order, one at a time, and a key's chain stops at its first row that did not go
+through; rows of different keys go out concurrently. The store hands out only rows no
+earlier row of their key holds up (waiting out its back-off, or a dead letter — which
+holds up its own key until it is replayed), on PostgreSQL in leased lanes that hold a
+key's whole chain, renewed while requests are in flight.
+
+Each destination has its own loop, outbox rows, circuit breaker and pacing (in-flight
+bounds per destination and hospital, adaptive concurrency, the request rate the platform
+allows: :mod:`gateway.mirror.pacing`), so one platform being slow or down never stalls
+another.
 """
 
 from __future__ import annotations
@@ -32,11 +37,13 @@ from tenacity import (
     wait_exponential_jitter,
 )
 
+from canonical.errors import StoreError
 from gateway.config import DestinationConfig
 from gateway.loop_lag import LoopLag
 from gateway.metrics import Metrics
 from gateway.mirror.attempts import attempt
 from gateway.mirror.breaker import CircuitBreaker
+from gateway.mirror.pacing import Pacing
 from gateway.platforms.base import Answer, PlatformProfile, Verdict
 from gateway.store.base import Attempt, DeliveryUpdate, OutboxItem, Store, Topic
 
@@ -81,6 +88,7 @@ class _Marks:
         self.window = window
         self._pending: list[DeliveryUpdate] = []
         self._writing = 0  # outcomes in the write now running
+        self._reserved = 0  # requests under way whose outcome is not known yet
         self._writer: asyncio.Task[None] | None = None
         self._written = asyncio.Event()
 
@@ -89,20 +97,26 @@ class _Marks:
         """Outcomes known here and not yet committed: a crash now resends their rows."""
         return len(self._pending) + self._writing
 
-    async def room(self) -> None:
-        """Wait while ``window`` outcomes are unrecorded.
-
-        With requests in flight bounded by the same number, a crash resends at most twice
-        that many rows, however slow the store's writes are next to the platform's answers.
-        """
-        while self.unrecorded >= self.window:
-            if self._writer is None:  # a failed write left them: try again
+    async def reserve(self) -> None:
+        """Wait for room for one more request: requests in flight and outcomes not yet
+        written stay under ``window`` together, so a crash resends at most ``window``
+        rows however slow the store's writes are next to the platform's answers.
+        Follow with :meth:`add` (the outcome) or :meth:`unreserve` (nothing was sent)."""
+        while self.unrecorded + self._reserved >= self.window:
+            if self._writer is None and self._pending:  # a failed write left them
                 self._writer = asyncio.create_task(self._write())
             self._written.clear()
             await self._written.wait()
+        self._reserved += 1
+
+    def unreserve(self) -> None:
+        """Give back a reservation whose request was not sent."""
+        self._reserved -= 1
+        self._written.set()
 
     def add(self, update: DeliveryUpdate) -> None:
-        """Record ``update`` soon (now, unless a write is running)."""
+        """Record ``update`` (of a reserved request) soon (now, unless a write is running)."""
+        self._reserved -= 1
         self._pending.append(update)
         if self._writer is None:
             self._writer = asyncio.create_task(self._write())
@@ -164,6 +178,12 @@ class Mirror:
                                                 d.config.breaker_cooldown_s,
                                                 d.config.breaker_cooldown_max_s)
                          for d in self.destinations}
+        self.pacing = {d.name: Pacing(d.config.concurrency, d.config.hospital_concurrency,
+                                      d.config.rate_limit_per_s, d.config.adaptive_concurrency)
+                       for d in self.destinations}
+        self._lease_lost: dict[str, bool] = {d.name: False for d in self.destinations}
+        for d in self.destinations:
+            self._show_pace(d.name)
 
     def notify(self) -> None:
         """New outbox rows were committed."""
@@ -228,33 +248,64 @@ class Mirror:
             if claim.next_due is not None:
                 return max(0.01, min(cfg.idle_poll_s, claim.next_due - now))
             return cfg.idle_poll_s
-        groups: dict[tuple[str, str], list[OutboxItem]] = {}
+        # each ordering key's rows in commit order; different keys concurrently
+        chains: dict[tuple[str, str], list[OutboxItem]] = {}
         for it in claim.items:
-            groups.setdefault((it.hospital_id, it.stream), []).append(it)
-        sem = asyncio.Semaphore(cfg.concurrency)
-        marks = _Marks(self.store, cfg.concurrency)
+            chains.setdefault((it.hospital_id, it.order_key or it.stream), []).append(it)
+        # a request may be in flight for each unit of concurrency while as many answers
+        # wait for their write
+        marks = _Marks(self.store, 2 * cfg.concurrency)
+        self._lease_lost[dest.name] = False
+        renewer = asyncio.create_task(self._renew(dest)) \
+            if self.store.renew_every_s is not None else None
         try:
-            await asyncio.gather(*(self._deliver_group(dest, g, sem, marks)
-                                   for g in groups.values()))
+            await asyncio.gather(*(self._deliver_chain(dest, c, marks) for c in chains.values()))
         finally:
+            if renewer is not None:
+                renewer.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await renewer
             await marks.drain()
         await self.store.release(dest.name)  # a shared store: any replica may take them next
         return 0.0
 
-    async def _deliver_group(self, dest: Destination, group: list[OutboxItem],
-                             sem: asyncio.Semaphore, marks: _Marks) -> None:
+    async def _renew(self, dest: Destination) -> None:
+        """Keep the claimed lanes leased while their deliveries are in flight; if that
+        fails, start nothing more (another replica may take the lanes once they lapse)."""
+        every = self.store.renew_every_s or 1.0
+        while True:
+            await asyncio.sleep(every)
+            try:
+                await self.store.renew(dest.name, self.clock())
+            except StoreError as exc:
+                log.warning("mirror %s: %s; no new request until the next claim",
+                            dest.name, exc)
+                self._lease_lost[dest.name] = True
+
+    async def _deliver_chain(self, dest: Destination, chain: list[OutboxItem],
+                             marks: _Marks) -> None:
         breaker = self.breakers[dest.name]
-        async with sem:
-            for item in group:
-                if self.lag is not None:
-                    await self.lag.give_way()
-                await marks.room()
-                if not breaker.allow(self.clock()):
-                    break  # platform looks down: the row stays as it is, uncharged
+        for item in chain:
+            if self.lag is not None:
+                await self.lag.give_way()
+            await marks.reserve()
+            if self._lease_lost[dest.name] or not breaker.allow(self.clock()):
+                marks.unreserve()
+                break  # the row stays as it is, uncharged
+            try:
                 update = await self._deliver(dest, item)
-                marks.add(update)
-                if update.outcome == "retry":
-                    break  # FIFO: nothing behind it goes first
+            except BaseException:
+                marks.unreserve()
+                raise
+            marks.add(update)
+            if update.outcome != "delivered":
+                break  # its key waits: nothing behind it goes first
+
+    def _show_pace(self, name: str) -> None:
+        pacing, m = self.pacing[name], self.metrics
+        m.labelled(m.mirror_in_flight, name).set(pacing.in_flight)
+        m.labelled(m.mirror_concurrency, name).set(pacing.limit.bound)
+        m.labelled(m.mirror_rate, name).set(pacing.pacer.current)
 
     async def _attempt(self, dest: Destination, item: OutboxItem,
                        tries: list[Attempt]) -> Answer:
@@ -278,22 +329,35 @@ class Mirror:
             return answer
         status: int | None = None
         body = b""
-        try:
-            async with self.session.post(
-                    cfg.url + req.path, data=req.body, headers=req.headers,
-                    timeout=aiohttp.ClientTimeout(total=cfg.timeout_s)) as resp:
-                status = resp.status
-                body = await resp.read()
-                answer = dest.profile.interpret(resp.status, body)
-        except (aiohttp.ClientError, TimeoutError) as exc:
-            answer = Answer(Verdict.RETRY, f"{type(exc).__name__}: {exc}")
-        tries.append(attempt(answer, at=at, latency_s=time.monotonic() - started,
-                             status=status, body=body))
-        if answer.verdict is Verdict.RETRY:
+        pacing = self.pacing[dest.name]
+        async with pacing.request(item.hospital_id) as pace:
+            started, at = time.monotonic(), self.clock()
+            self._show_pace(dest.name)
+            try:
+                async with self.session.post(
+                        cfg.url + req.path, data=req.body, headers=req.headers,
+                        timeout=aiohttp.ClientTimeout(total=cfg.timeout_s)) as resp:
+                    status = resp.status
+                    body = await resp.read()
+                    answer = dest.profile.interpret(resp.status, body)
+            except (aiohttp.ClientError, TimeoutError) as exc:
+                answer = Answer(Verdict.RETRY, f"{type(exc).__name__}: {exc}")
+            latency = time.monotonic() - started
+            pace.latency_s = latency if status is not None else None
+            pace.ok = answer.verdict is not Verdict.RETRY or answer.throttled
+        self._show_pace(dest.name)
+        tries.append(attempt(answer, at=at, latency_s=latency, status=status, body=body))
+        if answer.throttled:
+            # the platform is up and says "slower": pace down, keep the circuit closed
+            pacing.pacer.throttled()
+            self.metrics.labelled(self.metrics.mirror_throttled, dest.name).inc()
+            self._show_pace(dest.name)
+            breaker.success()
+        elif answer.verdict is Verdict.RETRY:
             breaker.failure(self.clock())
         else:
             breaker.success()
-        self.reachable[dest.name] = answer.verdict is not Verdict.RETRY
+        self.reachable[dest.name] = answer.verdict is not Verdict.RETRY or answer.throttled
         return answer
 
     async def _deliver(self, dest: Destination, item: OutboxItem) -> DeliveryUpdate:
@@ -318,6 +382,11 @@ class Mirror:
             m.mirror_latency.labels(dest.name).observe(max(0.0, now - item.created_at))
             return DeliveryUpdate(item.id, "delivered", answer.reason, at=now,
                                   platform_ref=answer.platform_ref)
+        if answer.throttled:
+            # too fast, not wrong: the retry budget is for events the platform refuses
+            m.deliveries.labels(dest.name, "retry").inc()
+            return DeliveryUpdate(item.id, "retry", answer.reason, charge=False,
+                                  next_attempt_at=now + cfg.backoff_initial_s)
         charged = not self.breakers[dest.name].is_open(now)
         # the time budget runs from this event's first charged failure: an outage of the
         # whole platform (circuit open) never starts it, a replay restarts it

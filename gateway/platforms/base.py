@@ -39,6 +39,10 @@ class Answer:
     reason: str = ""
     platform_ref: str = ""
     duplicate: bool = False
+    # the platform said "too fast" (HTTP 429, a "too frequent" business answer): the
+    # request is sent again later and the destination's pace slows down; the platform
+    # is up, so neither its circuit nor the event's retry budget is touched
+    throttled: bool = False
 
 
 class PlatformProfile(Protocol):
@@ -50,6 +54,12 @@ class PlatformProfile(Protocol):
 
     def units(self, event: Event) -> int:
         """How many requests the event becomes (0: this platform does not take it)."""
+        ...
+
+    def order_key(self, event: Event, unit: int) -> str:
+        """What must precede what: units with the same key go out strictly in commit
+        order (also across retries, dead letters, replay and restarts), units with
+        different keys concurrently."""
         ...
 
     def build(self, event: Event, unit: int, msgid: str, now: float) -> Request:

@@ -10,6 +10,13 @@ DC) goes out as 3507 deletes of the earlier lines' uploads, and a change (XO) as
 3507 delete followed by a fresh upload of each line, in that order (same FIFO
 stream), under the earlier upload's batch number ``fixmedins_bchno``.
 
+Ordering (:meth:`NhsaInventoryProfile.order_key`, the table :data:`ORDERING`): the
+platform needs a sale before its return and before the 3507 delete of its upload, and
+the delete before the re-upload; a purchase return after its receipt; stock movements
+of one item and lot in order. So a unit's key is its sale document and item (a return
+names the sale it gives back in ``original_no``), or its item and lot for the stock
+transactions; dispenses of different documents or items go out concurrently.
+
 Bodies come from the field specifications of :mod:`gateway.platforms.fields`, the same
 the simulator checks against: a mandatory field the event cannot fill is a
 :class:`~gateway.platforms.fields.FieldMissing` naming it, which the mirror turns into a
@@ -33,7 +40,8 @@ from gateway.platforms.fields import build_body
 from gateway.platforms.privacy import PatientPolicy, patient_payload
 from gateway.platforms.signing import Signer, SigningKeys
 
-__all__ = ["DELETE_DATA_TYPE", "INFNO", "NhsaInventoryProfile", "signer_for"]
+__all__ = ["DELETE_DATA_TYPE", "INFNO", "ORDERING", "THROTTLE_MARKERS",
+           "NhsaInventoryProfile", "order_key", "signer_for", "unit_action"]
 
 # event kind → (infno, input wrapper)
 INFNO: dict[EventKind, tuple[str, str]] = {
@@ -60,10 +68,46 @@ _DELETES = (OrderControl.CANCEL, OrderControl.DISCONTINUE)
 # the platform's answer when it already holds a msgid (only that: a batch number
 # already uploaded is a different, final rejection)
 _DUPLICATE_MARKERS = ("msgid重复", "报文ID重复", "duplicate msgid")
+# business answers that mean "too fast", not "wrong": sent again later, more slowly
+THROTTLE_MARKERS = ("频繁", "限流", "流量控制", "超过访问频率", "too frequent", "rate limit")
+
+# what must precede what, per transaction: units with equal keys keep commit order
+ORDERING: dict[str, str] = {
+    "3505": "sale document (rtal_docno) + hospital item: the sale before its return "
+            "and before the 3507 delete of its upload, the delete before the re-upload",
+    "3506": "the sale given back (original_no, else its own document) + hospital item",
+    "3501": "hospital item + lot (manu_lotnum)",
+    "3502": "hospital item + lot",
+    "3503": "hospital item + lot: a receipt before its purchase return",
+    "3504": "hospital item + lot",
+    "3507": "the key of the upload it deletes",
+}
 
 # our patient fields → 3505 keys; a phone number has no key there and never leaves.
 # The visit serial (mdtrt_sn) is no identity and comes from the field specification.
 _PATIENT_KEYS = {"name": "psn_name", "id_card": "certno", "insurance_no": "psn_no"}
+
+
+def _extra(event: Event, key: str) -> str:
+    return next((v for k, v in event.extra if k == key), "")
+
+
+def unit_action(event: Event, unit: int) -> tuple[str, Line]:
+    """("delete" | "upload", line) for one unit of an event."""
+    if event.order_control is OrderControl.CHANGE:
+        return ("delete" if unit % 2 == 0 else "upload"), event.lines[unit // 2]
+    if event.order_control in _DELETES:
+        return "delete", event.lines[unit]
+    return "upload", event.lines[unit]
+
+
+def order_key(event: Event, unit: int) -> str:
+    """What a unit must keep its order with (see :data:`ORDERING`)."""
+    _, line = unit_action(event, unit)
+    if event.kind in (EventKind.DISPENSE, EventKind.DISPENSE_RETURN):
+        sale = _extra(event, "original_no") if event.kind is EventKind.DISPENSE_RETURN else ""
+        return f"sale|{sale or event.document_no or event.control_id}|{line.item_code}"
+    return f"stock|{line.item_code}|{line.lot_no}"
 
 
 def signer_for(dest: DestinationConfig) -> Signer:
@@ -110,13 +154,13 @@ class NhsaInventoryProfile:
             return 2 * len(event.lines)
         return len(event.lines)
 
-    def _unit_action(self, event: Event, unit: int) -> tuple[str, Line]:
-        """("delete" | "upload", line) for one unit of an event."""
-        if event.order_control is OrderControl.CHANGE:
-            return ("delete" if unit % 2 == 0 else "upload"), event.lines[unit // 2]
-        if event.order_control in _DELETES:
-            return "delete", event.lines[unit]
-        return "upload", event.lines[unit]
+    @staticmethod
+    def _unit_action(event: Event, unit: int) -> tuple[str, Line]:
+        return unit_action(event, unit)
+
+    def order_key(self, event: Event, unit: int) -> str:
+        """The unit's ordering key (see :data:`ORDERING`)."""
+        return order_key(event, unit)
 
     @staticmethod
     def batch_no(event: Event, line: Line) -> str:
@@ -182,7 +226,9 @@ class NhsaInventoryProfile:
 
     def interpret(self, status: int, body: bytes) -> Answer:
         """infcode 0 (or a duplicate msgid) is delivered; 5xx/429 retry; the rest is final."""
-        if status >= 500 or status in (408, 425, 429):
+        if status == 429:
+            return Answer(Verdict.RETRY, "HTTP 429: too many requests", throttled=True)
+        if status >= 500 or status in (408, 425):
             return Answer(Verdict.RETRY, f"HTTP {status}")
         if status in (401, 403):
             # the keys are wrong or expired: every event would fail alike, so wait for
@@ -204,6 +250,8 @@ class NhsaInventoryProfile:
         if any(m in err for m in _DUPLICATE_MARKERS):
             # the platform already holds this msgid: it was delivered before a crash
             return Answer(Verdict.DELIVERED, err, ref, duplicate=True)
+        if any(m in err.lower() for m in THROTTLE_MARKERS):
+            return Answer(Verdict.RETRY, f"infcode {infcode}: {err}", throttled=True)
         return Answer(Verdict.REJECTED, f"infcode {infcode}: {err}")
 
     def describe(self) -> dict[str, Any]:
@@ -211,4 +259,5 @@ class NhsaInventoryProfile:
         return {"profile": "nhsa-inventory", "signing": self.dest.signing,
                 "patient_fields": list(self.dest.patient_fields),
                 "identifiers": "in clear" if self.dest.identifiers_in_clear else "hashed",
-                "transactions": [*sorted(v[0] for v in INFNO.values()), "3507"]}
+                "transactions": [*sorted(v[0] for v in INFNO.values()), "3507"],
+                "ordering": ORDERING}

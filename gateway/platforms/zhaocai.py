@@ -4,7 +4,10 @@ The shape most provincial platforms share: ``{"infno": …, "msgid": …, "input
 {"data": {…}}}`` with a bearer token obtained from the application code and
 secret, and the answer ``returnCode`` / ``returnMsg`` / ``data``. One request
 carries a whole document — an order, a receipt against a shipment, a return, a
-settlement statement — unlike the national interface's one line per request.
+settlement statement — unlike the national interface's one line per request: the
+platform's batch transaction, so a 600-line receipt is one call. Requests of one
+document keep their order (a return names its receipt in ``original_no``); different
+documents go out concurrently.
 
 The token request carries no secret: ``sign`` is HMAC-SHA256 of app code and
 timestamp under the secret. A token the platform no longer accepts is dropped
@@ -25,7 +28,7 @@ import orjson
 from canonical.model import CHINA_TZ, Event, EventKind, Line, OrderControl
 from gateway.config import DestinationConfig, GatewayConfig
 from gateway.platforms.base import Answer, Request, Verdict
-from gateway.platforms.nhsa import signer_for
+from gateway.platforms.nhsa import THROTTLE_MARKERS, signer_for
 from gateway.platforms.signing import Signer
 
 __all__ = ["RETURN_CODES", "TRANSACTIONS", "ZhaocaiProfile", "token_sign"]
@@ -70,6 +73,11 @@ class ZhaocaiProfile:
     def units(self, event: Event) -> int:
         """One request per document for the kinds this platform takes."""
         return 1 if event.kind in TRANSACTIONS and event.lines else 0
+
+    def order_key(self, event: Event, unit: int) -> str:
+        """A document's requests in order (an order before its cancellation, a receipt
+        before its return): the return names its receipt in ``original_no``."""
+        return f"doc|{_extra(event, 'original_no') or event.document_no or event.control_id}"
 
     @staticmethod
     def _line(line: Line) -> dict[str, Any]:
@@ -137,7 +145,9 @@ class ZhaocaiProfile:
 
     def interpret(self, status: int, body: bytes) -> Answer:
         """returnCode 0 or a repeated msgid is delivered; a stale token retries."""
-        if status >= 500 or status in (408, 425, 429):
+        if status == 429:
+            return Answer(Verdict.RETRY, "HTTP 429: too many requests", throttled=True)
+        if status >= 500 or status in (408, 425):
             return Answer(Verdict.RETRY, f"HTTP {status}")
         if status == 401:
             self.token = ""
@@ -159,6 +169,8 @@ class ZhaocaiProfile:
         if code == RETURN_CODES["token"]:
             self.token = ""
             return Answer(Verdict.RETRY, f"token expired: {msg}")
+        if any(m in msg.lower() for m in THROTTLE_MARKERS):
+            return Answer(Verdict.RETRY, f"returnCode {code}: {msg}", throttled=True)
         return Answer(Verdict.REJECTED, f"returnCode {code}: {msg}")
 
     def describe(self) -> dict[str, Any]:

@@ -53,6 +53,7 @@ class PlannedDelivery(msgspec.Struct, frozen=True):
     event_index: int
     destination: str
     unit: int = 0  # e.g. the line index for a profile that sends one line per request
+    order_key: str = ""  # the profile's ordering key ("": the event's stream, in order)
 
 
 class Incoming(msgspec.Struct, frozen=True):
@@ -97,6 +98,7 @@ class OutboxItem:
     next_attempt_at: float
     event: Event
     first_failed_at: float | None = None  # the first charged failure (time budget)
+    order_key: str = ""  # rows with equal keys (and hospital) go out in id order
 
 
 @dataclass(frozen=True, slots=True)
@@ -315,17 +317,31 @@ class Store(Protocol):
         ...
 
     async def claim(self, destination: str, limit: int, now: float) -> Claim:
-        """Rows due for delivery, whole FIFO groups at a time, oldest first.
+        """Rows due for delivery, oldest first, shared out between the hospitals.
 
-        A group (hospital, stream) whose head row waits for its back-off is skipped,
-        so one failing event never holds up another hospital or stream. On a shared
-        database the groups are leased to this process until :meth:`release`
-        (or the lease's expiry, when the process died).
+        A row is left out while an earlier row of its ordering key (destination,
+        hospital, ``order_key``) is a dead letter or waits for its back-off, so one
+        failing event holds up its own key only. On a shared database the rows' lanes
+        are leased to this process until :meth:`release` (or the lease's expiry, when
+        the process died).
         """
         ...
 
+    async def renew(self, destination: str, now: float) -> None:
+        """Extend the leases held on ``destination`` while deliveries are in flight (a
+        no-op where nothing is leased).
+
+        Raises:
+            StoreError: the leases could not be renewed and may lapse.
+        """
+
+    @property
+    def renew_every_s(self) -> float | None:
+        """How often :meth:`renew` is due while delivering (None: nothing is leased)."""
+        ...
+
     async def release(self, destination: str) -> None:
-        """Give back the groups claimed for ``destination`` (a no-op where nothing is
+        """Give back the lanes claimed for ``destination`` (a no-op where nothing is
         leased), so that any replica may take them next."""
 
     async def list_outbox(self, query: OutboxQuery) -> list[OutboxRecord]:

@@ -10,6 +10,7 @@ balance. Those decisions are pure functions here; the backends execute them.
 from __future__ import annotations
 
 import hashlib
+import zlib
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from enum import IntEnum, StrEnum
@@ -19,6 +20,7 @@ from canonical.model import Event, EventKind, Line, OrderControl
 from gateway.store.base import Balance, CommitResult, Incoming, PlannedDelivery
 
 __all__ = [
+    "LANES",
     "NewOutboxRow",
     "OutboxState",
     "Release",
@@ -28,6 +30,7 @@ __all__ = [
     "balance_from_counts",
     "commit_results",
     "is_reuse",
+    "lane_of",
     "outbox_rows",
     "plan_release",
     "quarantined_bytes",
@@ -97,6 +100,8 @@ class NewOutboxRow(NamedTuple):
     unit: int
     hospital_id: str
     stream: str
+    order_key: str
+    lane: int
 
 
 _GONE = frozenset({OrderControl.CANCEL, OrderControl.DISCONTINUE})
@@ -133,8 +138,19 @@ def outbox_rows(staged: Sequence[StagedMessage]) -> list[NewOutboxRow]:
             if seq is None:
                 continue
             hospital_id, stream = keys[d.event_index]
-            rows.append(NewOutboxRow(i, d.destination, seq, d.unit, hospital_id, stream))
+            key = d.order_key or stream
+            rows.append(NewOutboxRow(i, d.destination, seq, d.unit, hospital_id, stream,
+                                     key, lane_of(key)))
     return rows
+
+
+LANES = 32  # leased shards of a hospital's outbox per destination (PostgreSQL)
+
+
+def lane_of(order_key: str) -> int:
+    """The lane an ordering key belongs to: every row of a key is in the same lane, so
+    the replica holding the lane holds the key's whole chain (stable across processes)."""
+    return zlib.crc32(order_key.encode()) % LANES
 
 
 def commit_results(staged: Sequence[StagedMessage], rows: Sequence[NewOutboxRow],

@@ -11,15 +11,21 @@ from canonical.model import Event, Line, event_from_dict
 from gateway.store.base import OutboxItem, OutboxQuery, OutboxRecord
 from gateway.store.plan import OutboxState
 
-__all__ = ["ITEM_COLUMNS", "RECORD_COLUMNS", "decode_event", "event_seqs", "held_lines",
-           "items_from_rows", "outbox_where", "purgeable_messages", "record_from_row"]
+__all__ = ["ITEM_COLUMNS", "RECORD_COLUMNS", "UNBLOCKED", "decode_event", "event_seqs",
+           "held_lines", "items_from_rows", "outbox_where", "purgeable_messages", "record_from_row"]
 
 _STATES = {s.name.lower(): s for s in OutboxState}
 
 # the columns items_from_rows reads, over ``outbox o`` (the events are read once each:
 # an event of 2,000 lines is 2,000 outbox rows, and must not be 2,000 copies in memory)
 ITEM_COLUMNS = ("o.id, o.msgid, o.hospital_id, o.stream, o.unit, o.attempts, o.created_at,"
-                " o.next_attempt_at, o.event_seq, o.first_failed_at")
+                " o.next_attempt_at, o.event_seq, o.first_failed_at, o.order_key")
+# a pending row may go out only when no earlier row of its key (destination, hospital,
+# order_key) is a dead letter or waits for its back-off; ``{now}`` is the placeholder of
+# the time. ``b.state <> 1`` is written out: it is what ``outbox_key_open`` covers.
+UNBLOCKED = ("NOT EXISTS (SELECT 1 FROM outbox b WHERE b.destination = o.destination"
+             " AND b.hospital_id = o.hospital_id AND b.order_key = o.order_key"
+             " AND b.id < o.id AND b.state <> 1 AND (b.state = 2 OR b.next_attempt_at > {now}))")
 # the columns record_from_row reads
 RECORD_COLUMNS = (
     "o.id, o.destination, o.msgid, o.hospital_id, o.stream, o.unit, o.state, o.attempts,"
@@ -58,7 +64,8 @@ def items_from_rows(destination: str, rows: Iterable[Any],
     events = {int(seq): decode_event(bytes(body)) for seq, body in bodies}
     return [OutboxItem(id=r[0], destination=destination, msgid=r[1], hospital_id=r[2],
                        stream=r[3], unit=r[4], attempts=r[5], created_at=r[6],
-                       next_attempt_at=r[7], event=events[int(r[8])], first_failed_at=r[9])
+                       next_attempt_at=r[7], event=events[int(r[8])], first_failed_at=r[9],
+                       order_key=r[10])
             for r in rows]
 
 

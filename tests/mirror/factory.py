@@ -13,6 +13,7 @@ from datetime import datetime, timedelta
 from decimal import Decimal
 
 from canonical.model import CHINA_TZ, Event, EventKind, Line, OrderControl, Party, Patient
+from gateway.platforms.nhsa import order_key
 from gateway.store.base import Incoming, PlannedDelivery
 
 HOSPITALS = ("H33010200015", "H33010600021", "H33010800032", "H33011000047")
@@ -53,14 +54,20 @@ def _sale_extra(kind: EventKind, n: int, hospital: str) -> tuple[tuple[str, str]
     """What the ZJC segment adds to a sale: licence number, settlement type (1 普通门诊)."""
     extra = (("phar_prac_cert_no", "330102201800123"), ("hi_feesetl_type", "1"))
     if kind is EventKind.DISPENSE_RETURN:
-        extra += (("original_no", f"CF{hospital[-4:]}{n:08d}-1"),)
+        extra += (("original_no", f"CF{hospital[-4:]}{n:08d}"),)  # dispense n's document
     return extra
+
+
+def _key(event: Event, unit: int) -> str:
+    """The national interface's ordering key, as the ingest path plans it (a unit past
+    the event's lines, as some store tests plan, keeps its event's stream)."""
+    return order_key(event, unit) if unit < len(event.lines) else event.stream
 
 
 def incoming(events: Sequence[Event], units: Sequence[tuple[str, int]],
              control_id: str | None = None) -> Incoming:
     """One message carrying ``events``; ``units`` = (destination, unit count) per event."""
-    deliveries = tuple(PlannedDelivery(i, dest, u)
+    deliveries = tuple(PlannedDelivery(i, dest, u, _key(events[i], u))
                        for i, (dest, count) in enumerate(units) for u in range(count))
     first = events[0]
     return Incoming(adapter="hl7v2", sender="HIS^WINNING",

@@ -70,7 +70,8 @@ class Rig:
         ids: list[int] = []
         for ev in events:
             self.control += 1
-            deliveries = tuple(PlannedDelivery(0, d.name, u) for d in self.mirror.destinations
+            deliveries = tuple(PlannedDelivery(0, d.name, u, d.profile.order_key(ev, u))
+                               for d in self.mirror.destinations
                                for u in range(d.profile.units(ev)))
             res = await self.store.commit(Incoming(
                 adapter="hl7v2", sender="HIS^WINNING", control_id=f"M{self.control:09d}",

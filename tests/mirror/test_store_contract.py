@@ -8,6 +8,7 @@ import time
 
 from factory import HOSPITALS, dispense, incoming
 
+from canonical.model import EventKind
 from gateway.store.base import DeliveryUpdate, OutboxQuery
 
 MSGID = re.compile(r"^[A-Z0-9]{12}\d{14}\d{4}$")
@@ -36,19 +37,41 @@ async def test_commit_fixes_unique_msgids_and_a_resent_message_adds_nothing(make
     assert msgids == sorted(msgids)  # allocated in commit order
 
 
-async def test_a_group_waiting_out_its_backoff_holds_up_no_other_group(make_store) -> None:
+async def test_a_row_waiting_out_its_backoff_holds_up_its_own_key_only(make_store) -> None:
     store = await make_store()
     a = await _fill(store, 3, HOSPITALS[0])
     b = await _fill(store, 3, HOSPITALS[1], start=100)
+    # the return of hospital 0's first sale: same ordering key (sale document and item)
+    ret = (await store.commit(incoming([dispense(0, kind=EventKind.DISPENSE_RETURN)],
+                                       [("nhsa", 1)], control_id="RDS-RETURN-0"))).outbox_ids
+    assert len(ret) == 1
     now = time.time()
     await store.record_deliveries([DeliveryUpdate(a[0], "retry", "HTTP 503",
                                                   next_attempt_at=now + 60)])
-    if hasattr(store, "release"):
-        await store.release("nhsa")
+    await store.release("nhsa")
     claim = await store.claim("nhsa", 100, now)
-    assert [it.id for it in claim.items] == b  # hospital 0 waits behind its head, FIFO
+    # other sales of hospital 0 and all of hospital 1 go; the return waits for its sale
+    assert [it.id for it in claim.items] == [*a[1:], *b]
+    await store.release("nhsa")
     later = await store.claim("nhsa", 100, now + 61)
-    assert [it.id for it in later.items if it.hospital_id == HOSPITALS[0]] == a
+    assert [it.id for it in later.items if it.hospital_id == HOSPITALS[0]] == [*a, *ret]
+
+
+async def test_a_dead_letter_holds_up_its_key_until_it_is_replayed(make_store) -> None:
+    store = await make_store()
+    sales = await _fill(store, 2, HOSPITALS[0])
+    ret = (await store.commit(incoming([dispense(0, kind=EventKind.DISPENSE_RETURN)],
+                                       [("nhsa", 1)], control_id="RDS-RETURN-0"))).outbox_ids
+    assert len(ret) == 1
+    now = time.time()
+    await store.record_deliveries([DeliveryUpdate(sales[0], "dead", "infcode -1", at=now)])
+    await store.release("nhsa")
+    claim = await store.claim("nhsa", 100, now)
+    assert [it.id for it in claim.items] == [sales[1]]  # not the return of the dead sale
+    await store.release("nhsa")
+    await store.replay(OutboxQuery(ids=(sales[0],)), now=now)
+    again = await store.claim("nhsa", 100, time.time())
+    assert [it.id for it in again.items] == [sales[0], sales[1], *ret]
 
 
 async def test_uncharged_retry_keeps_the_budget_and_dead_letters_replay(make_store) -> None:

@@ -235,5 +235,29 @@ CREATE TABLE delivery_attempts (
 CREATE INDEX delivery_attempts_outbox ON delivery_attempts (outbox_id, id);
 CREATE INDEX messages_control ON messages (control_id);
 """,
+    # ordering as data: rows with the same key (per destination and hospital) go out in
+    # order, others concurrently. Leases are taken on lanes (a key's rows share a lane)
+    # instead of streams; rows queued before keep FIFO per stream in lane 0.
+    # Stop every replica of the old version before this runs.
+    11: """
+ALTER TABLE outbox ADD COLUMN order_key TEXT NOT NULL DEFAULT '';
+ALTER TABLE outbox ADD COLUMN lane SMALLINT NOT NULL DEFAULT 0;
+UPDATE outbox SET order_key = stream;
+CREATE INDEX outbox_key_open ON outbox (destination, hospital_id, order_key, id)
+    WHERE state <> 1;
+CREATE INDEX outbox_lane_pending ON outbox (destination, hospital_id, lane, id)
+    WHERE state = 0;
+CREATE TABLE outbox_lanes (
+    destination  TEXT NOT NULL,
+    hospital_id  TEXT NOT NULL,
+    lane         SMALLINT NOT NULL,
+    owner        TEXT NOT NULL DEFAULT '',
+    lease_until  DOUBLE PRECISION NOT NULL DEFAULT 0,
+    PRIMARY KEY (destination, hospital_id, lane)
+);
+INSERT INTO outbox_lanes (destination, hospital_id, lane)
+    SELECT DISTINCT destination, hospital_id, 0 FROM outbox WHERE state = 0;
+DROP TABLE outbox_groups;
+""",
 }
 SCHEMA_VERSION = max(MIGRATIONS)

@@ -1,12 +1,13 @@
 """PostgreSQL store (asyncpg) for a city- or province-level deployment.
 
 Several gateway processes share one database. Ingest is group-committed like the
-SQLite store. Delivery work is handed out by FIFO group (destination, hospital,
-stream): a process claims the groups whose head row is due with ``FOR UPDATE SKIP
-LOCKED`` and holds them under a lease (owner, lease_until) until it has recorded
-the outcomes; a process that dies leaves its lease to expire, and another takes the
-group over and resends the same rows under the same msgids. Because a group belongs
-to one process at a time, FIFO per hospital and stream holds across replicas.
+SQLite store. Delivery work is handed out by lane (destination, hospital, lane): every row of an
+ordering key is in the lane its key hashes to. A process claims the lanes with a due
+row with ``FOR UPDATE SKIP LOCKED`` and holds them under a lease (owner, lease_until),
+renewed while its deliveries are in flight, until it has recorded the outcomes; a
+process that dies leaves its lease to expire, and another takes the lane over and
+resends the same rows under the same msgids. Because a lane belongs to one process at
+a time, the order of each key holds across replicas.
 
 The crosswalk, catalogs, ledger and CDS tables live in the same schema
 (``gateway/store/postgres/crosswalk.py`` and its siblings). A change to state that processes
@@ -59,6 +60,7 @@ from gateway.store.plan import (
     balance_from_counts,
     commit_results,
     is_reuse,
+    lane_of,
     outbox_rows,
     plan_release,
     quarantined_bytes,
@@ -77,6 +79,7 @@ from gateway.store.postgres.migrations import SCHEMA_VERSION
 from gateway.store.query import (
     ITEM_COLUMNS,
     RECORD_COLUMNS,
+    UNBLOCKED,
     decode_event,
     event_seqs,
     held_lines,
@@ -94,6 +97,13 @@ _PENDING = int(OutboxState.PENDING)
 _DEAD = int(OutboxState.DEAD)
 _STATE = {"retry": _PENDING, "delivered": int(OutboxState.DELIVERED), "dead": _DEAD}
 _TOPICS = {t.value: t for t in Topic}
+
+
+async def _add_lanes(con: Any, lanes: set[tuple[str, str, int]]) -> None:
+    """Make sure every (destination, hospital, lane) of new outbox rows can be leased."""
+    await con.executemany(
+        "INSERT INTO outbox_lanes (destination, hospital_id, lane) VALUES ($1, $2, $3)"
+        " ON CONFLICT DO NOTHING", sorted(lanes))
 
 
 async def _bodies(con: Any, seqs: list[int]) -> list[tuple[int, bytes]]:
@@ -215,7 +225,7 @@ class PostgresStore(GroupCommitting):
         if self._pool is not None:
             try:
                 await self._pool.execute(
-                    "UPDATE outbox_groups SET owner = '', lease_until = 0 WHERE owner = $1",
+                    "UPDATE outbox_lanes SET owner = '', lease_until = 0 WHERE owner = $1",
                     self.owner)
                 await self._pool.execute("DELETE FROM replicas WHERE owner = $1", self.owner)
             except (OSError, asyncpg.PostgresError):
@@ -340,16 +350,14 @@ class PostgresStore(GroupCommitting):
             if rows:
                 ids = [r[0] for r in await con.fetch(
                     "INSERT INTO outbox (destination, event_seq, unit, hospital_id, stream,"
-                    " msgid, created_at) SELECT * FROM unnest($1::text[], $2::bigint[],"
-                    " $3::int[], $4::text[], $5::text[], $6::text[], $7::float8[])"
-                    " RETURNING id",
+                    " msgid, created_at, order_key, lane) SELECT * FROM unnest($1::text[],"
+                    " $2::bigint[], $3::int[], $4::text[], $5::text[], $6::text[],"
+                    " $7::float8[], $8::text[], $9::int[]) RETURNING id",
                     [r.destination for r in rows], [r.event_seq for r in rows],
                     [r.unit for r in rows], [r.hospital_id for r in rows],
-                    [r.stream for r in rows], msgids, [now] * len(rows))]
-                groups = sorted({(r.destination, r.hospital_id, r.stream) for r in rows})
-                await con.executemany(
-                    "INSERT INTO outbox_groups (destination, hospital_id, stream)"
-                    " VALUES ($1, $2, $3) ON CONFLICT DO NOTHING", groups)
+                    [r.stream for r in rows], msgids, [now] * len(rows),
+                    [r.order_key for r in rows], [r.lane for r in rows])]
+                await _add_lanes(con, {(r.destination, r.hospital_id, r.lane) for r in rows})
                 await self.notify(con, Topic.OUTBOX)
         self.commits += 1
         return commit_results(staged, rows, ids)
@@ -440,10 +448,11 @@ class PostgresStore(GroupCommitting):
         return items_from_rows(destination, rows, bodies)
 
     async def claim(self, destination: str, limit: int, now: float) -> Claim:
-        """Lease the due groups nobody else holds, and return their first rows.
+        """Lease the due lanes nobody else holds, and return their rows that may go.
 
-        A replica takes at most its share of the destination's groups (groups ÷ live
-        replicas, rounded up), so several replicas split the work between them.
+        A replica takes at most its share of the destination's lanes (lanes ÷ live
+        replicas, rounded up), so several replicas split the work between them; every row
+        of an ordering key is in one lane, so one replica at a time holds a key's chain.
         """
         async with self._pool.acquire() as con:
             live, total = await con.fetchrow(
@@ -451,37 +460,57 @@ class PostgresStore(GroupCommitting):
                 " ON CONFLICT (owner) DO UPDATE SET seen_until = excluded.seen_until)"
                 " SELECT (SELECT count(*) FROM replicas WHERE seen_until >= $2::float8"
                 "         AND owner <> $1) + 1,"
-                " (SELECT count(*) FROM outbox_groups WHERE destination = $4)",
+                " (SELECT count(*) FROM outbox_lanes WHERE destination = $4)",
                 self.owner, now, self.lease_s, destination)
             share = min(self.claim_groups, max(1, -(-total // live)))
-            groups = await con.fetch(
+            lanes = await con.fetch(
                 "WITH cand AS ("
-                " SELECT g.destination, g.hospital_id, g.stream FROM outbox_groups g"
-                " WHERE g.destination = $1 AND (g.lease_until < $2 OR g.owner = $3)"
-                "  AND (SELECT o.next_attempt_at FROM outbox o WHERE o.destination ="
-                "   g.destination AND o.hospital_id = g.hospital_id AND o.stream = g.stream"
-                f"   AND o.state = {_PENDING} ORDER BY o.id LIMIT 1) <= $2"
-                " ORDER BY g.lease_until LIMIT $4 FOR UPDATE SKIP LOCKED)"
-                " UPDATE outbox_groups g SET owner = $3, lease_until = $2 + $5 FROM cand"
-                " WHERE g.destination = cand.destination AND g.hospital_id = cand.hospital_id"
-                " AND g.stream = cand.stream RETURNING g.hospital_id, g.stream",
+                " SELECT l.destination, l.hospital_id, l.lane FROM outbox_lanes l"
+                " WHERE l.destination = $1 AND (l.lease_until < $2 OR l.owner = $3)"
+                "  AND EXISTS (SELECT 1 FROM outbox o WHERE o.destination = l.destination"
+                "   AND o.hospital_id = l.hospital_id AND o.lane = l.lane"
+                f"   AND o.state = {_PENDING} AND o.next_attempt_at <= $2)"
+                " ORDER BY l.lease_until LIMIT $4 FOR UPDATE SKIP LOCKED)"
+                " UPDATE outbox_lanes l SET owner = $3, lease_until = $2 + $5 FROM cand"
+                " WHERE l.destination = cand.destination AND l.hospital_id = cand.hospital_id"
+                " AND l.lane = cand.lane RETURNING l.hospital_id, l.lane",
                 destination, now, self.owner, share, self.lease_s)
-            if not groups:
+            if not lanes:
                 return Claim([])
-            per_group = max(1, limit // len(groups))
+            per_lane = max(1, limit // len(lanes))
             rows = await con.fetch(
-                f"SELECT {ITEM_COLUMNS} FROM unnest($2::text[], $3::text[]) AS g(h, s)"
-                " CROSS JOIN LATERAL (SELECT * FROM outbox x WHERE x.destination = $1"
-                f"  AND x.state = {_PENDING} AND x.hospital_id = g.h AND x.stream = g.s"
-                "  ORDER BY x.id LIMIT $4) o ORDER BY o.id",
-                destination, [g[0] for g in groups], [g[1] for g in groups], per_group)
+                f"SELECT {ITEM_COLUMNS} FROM unnest($2::text[], $3::int[]) AS g(h, l)"
+                " CROSS JOIN LATERAL (SELECT * FROM outbox o WHERE o.destination = $1"
+                f"  AND o.state = {_PENDING} AND o.hospital_id = g.h AND o.lane = g.l"
+                f"  AND o.next_attempt_at <= $5 AND {UNBLOCKED.format(now='$5')}"
+                "  ORDER BY o.id LIMIT $4) o ORDER BY o.id",
+                destination, [g[0] for g in lanes], [g[1] for g in lanes], per_lane, now)
             bodies = await _bodies(con, event_seqs(rows))
         return Claim(items_from_rows(destination, rows, bodies))
 
+    async def renew(self, destination: str, now: float) -> None:
+        """Extend this process's leases on ``destination``'s lanes while it delivers.
+
+        Raises:
+            StoreError: the database could not be reached; the leases may lapse.
+        """
+        try:
+            await self._pool.execute(
+                "UPDATE outbox_lanes SET lease_until = $3::float8 + $4::float8"
+                " WHERE destination = $1 AND owner = $2", destination, self.owner, now,
+                self.lease_s)
+        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+            raise StoreError(f"could not renew outbox leases: {exc}") from exc
+
+    @property
+    def renew_every_s(self) -> float | None:
+        """How often a delivering process renews its leases (a third of a lease)."""
+        return self.lease_s / 3
+
     async def release(self, destination: str) -> None:
-        """Give back the groups this process holds, so any replica may take them next."""
+        """Give back the lanes this process holds, so any replica may take them next."""
         await self._pool.execute(
-            "UPDATE outbox_groups SET owner = '', lease_until = $3"
+            "UPDATE outbox_lanes SET owner = '', lease_until = $3"
             " WHERE destination = $1 AND owner = $2", destination, self.owner, time.time())
 
     async def record_deliveries(self, updates: list[DeliveryUpdate]) -> None:
@@ -593,14 +622,14 @@ class PostgresStore(GroupCommitting):
             planned = [(r.seq, r.event, d) for r in released for d in r.deliveries]
             msgids = await self._allocate(con, [ev.hospital_id for _, ev, _ in planned], now)
             for (seq, ev, d), msgid in zip(planned, msgids, strict=True):
+                key = d.order_key or ev.stream
                 await con.execute(
                     "INSERT INTO outbox (destination, event_seq, unit, hospital_id, stream,"
-                    " msgid, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7)",
-                    d.destination, seq, d.unit, ev.hospital_id, ev.stream, msgid, now)
-                await con.execute(
-                    "INSERT INTO outbox_groups (destination, hospital_id, stream)"
-                    " VALUES ($1, $2, $3) ON CONFLICT DO NOTHING",
-                    d.destination, ev.hospital_id, ev.stream)
+                    " msgid, created_at, order_key, lane)"
+                    " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+                    d.destination, seq, d.unit, ev.hospital_id, ev.stream, msgid, now,
+                    key, lane_of(key))
+                await _add_lanes(con, {(d.destination, ev.hospital_id, lane_of(key))})
             if released:  # outbox rows for the mirrors, queued events for the ledger
                 await self.notify(con, Topic.OUTBOX)
         if released:
@@ -632,9 +661,9 @@ class PostgresStore(GroupCommitting):
         async with self._pool.acquire() as con, con.transaction():
             rows = await con.fetch(
                 "SELECT o.id, o.destination, o.msgid, o.state, o.event_seq, o.unit,"
-                f" o.hospital_id, o.stream FROM outbox o WHERE {where} ORDER BY o.id"
-                f" LIMIT {int(query.limit)} FOR UPDATE", *args)
-            for oid, dest, msgid, state, seq, unit, hospital, stream in rows:
+                f" o.hospital_id, o.stream, o.order_key, o.lane FROM outbox o WHERE {where}"
+                f" ORDER BY o.id LIMIT {int(query.limit)} FOR UPDATE", *args)
+            for oid, dest, msgid, state, seq, unit, hospital, stream, key, lane in rows:
                 target_id, target_state = oid, state
                 if to_destination and to_destination != dest:
                     other = await con.fetchrow(
@@ -643,13 +672,11 @@ class PostgresStore(GroupCommitting):
                     if other is None:
                         new_id = await con.fetchval(
                             "INSERT INTO outbox (destination, event_seq, unit, hospital_id,"
-                            " stream, msgid, created_at, next_attempt_at)"
-                            " VALUES ($1, $2, $3, $4, $5, $6, $7, $7) RETURNING id",
-                            to_destination, seq, unit, hospital, stream, msgid, now)
-                        await con.execute(
-                            "INSERT INTO outbox_groups (destination, hospital_id, stream)"
-                            " VALUES ($1, $2, $3) ON CONFLICT DO NOTHING",
-                            to_destination, hospital, stream)
+                            " stream, msgid, created_at, next_attempt_at, order_key, lane)"
+                            " VALUES ($1, $2, $3, $4, $5, $6, $7, $7, $8, $9) RETURNING id",
+                            to_destination, seq, unit, hospital, stream, msgid, now, key,
+                            lane)
+                        await _add_lanes(con, {(to_destination, hospital, lane)})
                         done[ReplayAction.QUEUE].append(new_id)
                         continue
                     target_id, target_state = other[0], other[1]

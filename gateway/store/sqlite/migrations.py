@@ -156,5 +156,13 @@ CREATE TABLE delivery_attempts (
 CREATE INDEX delivery_attempts_outbox ON delivery_attempts (outbox_id, id);
 CREATE INDEX messages_control ON messages (control_id);
 """,
+    # ordering as data: rows with the same key (per destination and hospital) go out in
+    # order, others concurrently; rows queued before keep FIFO per stream
+    10: """
+ALTER TABLE outbox ADD COLUMN order_key TEXT NOT NULL DEFAULT '';
+UPDATE outbox SET order_key = stream;
+CREATE INDEX outbox_key_open ON outbox (destination, hospital_id, order_key, id)
+    WHERE state <> 1;
+""",
 }
 SCHEMA_VERSION = max(MIGRATIONS)

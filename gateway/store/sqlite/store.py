@@ -60,6 +60,7 @@ from gateway.store.plan import (
 from gateway.store.query import (
     ITEM_COLUMNS,
     RECORD_COLUMNS,
+    UNBLOCKED,
     decode_event,
     event_seqs,
     held_lines,
@@ -428,9 +429,9 @@ class SqliteStore(GroupCommitting):
         _insert_many(con, "ledger_pending (seq)", 1, pending)
         msgids = self._msgids.many([r.hospital_id for r in rows], now)
         _insert_many(con, "outbox (id, destination, event_seq, unit, hospital_id, stream,"
-                          " msgid, created_at)", 8,
+                          " msgid, created_at, order_key)", 9,
                      [(oid, r.destination, r.event_seq, r.unit, r.hospital_id, r.stream,
-                       msgid, now)
+                       msgid, now, r.order_key)
                       for oid, r, msgid in zip(ids, rows, msgids, strict=True)])
         return commit_results(staged, rows, ids)
 
@@ -506,6 +507,14 @@ class SqliteStore(GroupCommitting):
     async def release(self, destination: str) -> None:
         """Nothing is leased in a store one process owns."""
 
+    async def renew(self, destination: str, now: float) -> None:
+        """Nothing is leased in a store one process owns."""
+
+    @property
+    def renew_every_s(self) -> float | None:
+        """Nothing is leased: nothing to renew."""
+        return None
+
     async def stats(self, now: float) -> OutboxStats:
         """Outbox depth, oldest age and dead letters per destination; held events."""
         def read(con: sqlite3.Connection) -> OutboxStats:
@@ -573,10 +582,11 @@ class SqliteStore(GroupCommitting):
                 for d in r.deliveries:
                     con.execute(
                         "INSERT INTO outbox (destination, event_seq, unit, hospital_id,"
-                        " stream, msgid, created_at, next_attempt_at)"
-                        " VALUES (?, ?, ?, ?, ?, ?, ?, 0)",
+                        " stream, msgid, created_at, next_attempt_at, order_key)"
+                        " VALUES (?, ?, ?, ?, ?, ?, ?, 0, ?)",
                         (d.destination, r.seq, d.unit, r.event.hospital_id, r.event.stream,
-                         self._msgids.next(r.event.hospital_id, now), now))
+                         self._msgids.next(r.event.hospital_id, now), now,
+                         d.order_key or r.event.stream))
                 for code in r.item_codes:
                     con.execute("DELETE FROM unmapped WHERE hospital_id = ? AND item_code = ?",
                                 (r.event.hospital_id, code))
@@ -606,25 +616,29 @@ class SqliteStore(GroupCommitting):
 
     # -- mirror claims, dead letters, replay -------------------------------
     async def claim(self, destination: str, limit: int, now: float) -> Claim:
-        """Rows of the due FIFO groups, oldest first (one process: no lease needed)."""
+        """Due rows whose key is not held up, oldest first, shared out between the
+        hospitals (one process: no lease needed)."""
+        unblocked = UNBLOCKED.format(now="?")
+
         def read(con: sqlite3.Connection) -> Claim:
-            heads = con.execute(
-                "SELECT o.hospital_id, o.stream, o.next_attempt_at FROM outbox o JOIN"
-                " (SELECT min(id) AS id FROM outbox WHERE destination = ?"
-                f"  AND state = {_PENDING} GROUP BY hospital_id, stream) h ON h.id = o.id"
-                " ORDER BY o.id", (destination,)).fetchall()
-            due = [(h, s) for h, s, at in heads if at <= now]
-            waiting = [at for _, _, at in heads if at > now]
-            next_due = min(waiting) if waiting else None
+            hospitals = [h for (h,) in con.execute(
+                "SELECT DISTINCT hospital_id FROM outbox WHERE destination = ?"
+                f" AND state = {_PENDING}", (destination,))]
+            waiting = con.execute(
+                "SELECT min(next_attempt_at) FROM outbox WHERE destination = ?"
+                f" AND state = {_PENDING} AND next_attempt_at > ?",
+                (destination, now)).fetchone()[0]
             rows: list[Any] = []
-            per_group = max(1, limit // max(1, len(due)))
-            for hospital, stream in due:
+            per_hospital = max(1, limit // max(1, len(hospitals)))
+            for hospital in hospitals:
                 rows.extend(con.execute(
                     f"SELECT {ITEM_COLUMNS} FROM outbox o WHERE o.destination = ?"
-                    f" AND o.state = {_PENDING} AND o.hospital_id = ? AND o.stream = ?"
-                    " ORDER BY o.id LIMIT ?", (destination, hospital, stream, per_group)))
+                    f" AND o.hospital_id = ? AND o.state = {_PENDING}"
+                    f" AND o.next_attempt_at <= ? AND {unblocked} ORDER BY o.id LIMIT ?",
+                    (destination, hospital, now, now, per_hospital)))
+            rows.sort(key=lambda r: r[0])
             items = items_from_rows(destination, rows, _bodies(con, event_seqs(rows)))
-            return Claim(items, next_due)
+            return Claim(items, waiting)
         return await self.read(read)
 
     async def list_outbox(self, query: OutboxQuery) -> list[OutboxRecord]:
@@ -657,9 +671,9 @@ class SqliteStore(GroupCommitting):
             done: dict[ReplayAction, list[int]] = {a: [] for a in ReplayAction}
             rows = con.execute(
                 "SELECT o.id, o.destination, o.msgid, o.state, o.event_seq, o.unit,"
-                " o.hospital_id, o.stream FROM outbox o"
+                " o.hospital_id, o.stream, o.order_key FROM outbox o"
                 f" WHERE {where} ORDER BY o.id LIMIT ?", (*args, query.limit)).fetchall()
-            for oid, dest, msgid, state, seq, unit, hospital, stream in rows:
+            for oid, dest, msgid, state, seq, unit, hospital, stream, key in rows:
                 target_id, target_state = oid, state
                 if to_destination and to_destination != dest:
                     other = con.execute(
@@ -668,9 +682,10 @@ class SqliteStore(GroupCommitting):
                     if other is None:
                         cur = con.execute(
                             "INSERT INTO outbox (destination, event_seq, unit, hospital_id,"
-                            " stream, msgid, created_at, next_attempt_at)"
-                            " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                            (to_destination, seq, unit, hospital, stream, msgid, now, now))
+                            " stream, msgid, created_at, next_attempt_at, order_key)"
+                            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                            (to_destination, seq, unit, hospital, stream, msgid, now, now,
+                             key))
                         done[ReplayAction.QUEUE].append(cur.lastrowid or 0)
                         continue
                     target_id, target_state = other
