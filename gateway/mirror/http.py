@@ -3,7 +3,8 @@
 ``GET /api/deadletters`` (filters: ids, destination, hospital, since, until, from_id,
 to_id, transaction, states, limit), ``GET /api/outbox/{id}`` (a row with its event),
 ``POST /api/replay`` (JSON: ids or filters, ``to_destination``, ``force``; 409 when
-a delivered row was refused), ``GET /api/mirror/balance``.
+a delivered row was refused), ``GET /api/mirror/balance``, ``GET /api/mirror/destinations``
+(each destination's profile, what it keeps in order, and its pace now).
 
 Listings and replays name their rows: at least one filter, or ``all`` with an explicit
 ``limit``; at most 5,000 rows (500 by default). Each replay is written to the audit log
@@ -17,7 +18,7 @@ from typing import Any
 
 from aiohttp import web
 
-from gateway.keys import STORE
+from gateway.keys import MIRROR, STORE
 from gateway.mirror.replay import MAX_ROW_ID, bounded_query, record_to_dict, replay_audit
 from gateway.security.audit_log import record
 from gateway.store.base import Store
@@ -89,6 +90,28 @@ async def balance(request: web.Request) -> web.Response:
                                   "held": b.held_events} for d in dests})
 
 
+async def destinations(request: web.Request) -> web.Response:
+    """GET /api/mirror/destinations: profile facts (ordering keys included) and pace."""
+    mirror = request.config_dict[MIRROR]
+    now = mirror.clock()
+    out = []
+    for d in mirror.destinations:
+        pacing, cfg = mirror.pacing[d.name], d.config
+        out.append({
+            "name": d.name, "url": cfg.url, **d.profile.describe(),
+            "reachable": mirror.reachable[d.name],
+            "circuit": str(mirror.breakers[d.name].state(now)),
+            "pace": {"in_flight": pacing.in_flight, "concurrency_limit": pacing.limit.bound,
+                     "concurrency": cfg.concurrency,
+                     "hospital_concurrency": cfg.hospital_concurrency or cfg.concurrency,
+                     "rate_limit_per_s": cfg.rate_limit_per_s,
+                     "rate_now_per_s": pacing.pacer.current or None,
+                     "throttled": pacing.pacer.throttled_total,
+                     "adaptive": cfg.adaptive_concurrency},
+        })
+    return web.json_response(out)
+
+
 def add_mirror_routes(app: web.Application) -> None:
     """Register the dead-letter, replay and balance routes on the gateway's app (they use
     its :data:`~gateway.keys.STORE`; a replay wakes the mirrors through the store)."""
@@ -96,3 +119,4 @@ def add_mirror_routes(app: web.Application) -> None:
     app.router.add_get("/api/outbox/{id}", outbox_row)
     app.router.add_post("/api/replay", replay)
     app.router.add_get("/api/mirror/balance", balance)
+    app.router.add_get("/api/mirror/destinations", destinations)

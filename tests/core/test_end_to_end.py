@@ -57,6 +57,28 @@ async def test_dispense_reaches_platform_as_3505_within_a_second(gateway) -> Non
         assert secret not in body
 
 
+async def test_operators_see_what_each_destination_keeps_in_order_and_its_pace(
+        gateway) -> None:
+    client = await MLLPClient.connect(gateway.mllp_port)
+    await client.send(sample("rds_o13_dispense_utf8.hl7"))
+    await client.close()
+    await gateway.delivered(1)
+    async with aiohttp.ClientSession() as s:
+        async with s.get(gateway.url("/api/mirror/destinations")) as r:
+            assert r.status == 200
+            (nhsa,) = await r.json()
+        async with s.get(gateway.url("/metrics")) as r:
+            text = await r.text()
+    assert nhsa["name"] == "nhsa" and nhsa["profile"] == "nhsa-inventory"
+    assert "original_no" in nhsa["ordering"]["3506"]  # a return waits for its sale
+    assert nhsa["circuit"] == "closed" and nhsa["reachable"] is True
+    pace = nhsa["pace"]
+    assert (pace["in_flight"], pace["concurrency"], pace["throttled"]) == (0, 16, 0)
+    assert 1 <= pace["concurrency_limit"] <= 16 and pace["rate_limit_per_s"] is None
+    assert 'jcgw_mirror_in_flight{destination="nhsa"} 0.0' in text
+    assert 'jcgw_mirror_concurrency_limit{destination="nhsa"}' in text
+
+
 async def test_duplicate_control_id_is_acknowledged_again_but_mirrored_once(gateway) -> None:
     client = await MLLPClient.connect(gateway.mllp_port)
     raw = sample("rds_o13_dispense_utf8.hl7")
