@@ -252,9 +252,9 @@ class Mirror:
         chains: dict[tuple[str, str], list[OutboxItem]] = {}
         for it in claim.items:
             chains.setdefault((it.hospital_id, it.order_key or it.stream), []).append(it)
-        # a request may be in flight for each unit of concurrency while as many answers
-        # wait for their write
-        marks = _Marks(self.store, 2 * cfg.concurrency)
+        # requests in flight and answers waiting for their write, together: what a crash
+        # makes the gateway send again is never more than the requests it may have in flight
+        marks = _Marks(self.store, cfg.concurrency)
         self._lease_lost[dest.name] = False
         renewer = asyncio.create_task(self._renew(dest)) \
             if self.store.renew_every_s is not None else None
