@@ -43,6 +43,7 @@ from gateway.loop_lag import LoopLag
 from gateway.metrics import Metrics
 from gateway.mirror.attempts import attempt
 from gateway.mirror.breaker import CircuitBreaker
+from gateway.mirror.ordering import by_scope, phases
 from gateway.mirror.pacing import Pacing
 from gateway.platforms.base import Answer, PlatformProfile, Verdict
 from gateway.store.base import Attempt, DeliveryUpdate, OutboxItem, Store, Topic
@@ -248,10 +249,7 @@ class Mirror:
             if claim.next_due is not None:
                 return max(0.01, min(cfg.idle_poll_s, claim.next_due - now))
             return cfg.idle_poll_s
-        # each ordering key's rows in commit order; different keys concurrently
-        chains: dict[tuple[str, str], list[OutboxItem]] = {}
-        for it in claim.items:
-            chains.setdefault((it.hospital_id, it.order_key or it.stream), []).append(it)
+        scopes = by_scope(claim.items)
         # requests in flight and answers waiting for their write, together: what a crash
         # makes the gateway send again is never more than the requests it may have in flight
         marks = _Marks(self.store, cfg.concurrency)
@@ -259,7 +257,8 @@ class Mirror:
         renewer = asyncio.create_task(self._renew(dest)) \
             if self.store.renew_every_s is not None else None
         try:
-            await asyncio.gather(*(self._deliver_chain(dest, c, marks) for c in chains.values()))
+            await asyncio.gather(*(self._deliver_scope(dest, items, marks)
+                                   for items in scopes.values()))
         finally:
             if renewer is not None:
                 renewer.cancel()
@@ -282,8 +281,16 @@ class Mirror:
                             dest.name, exc)
                 self._lease_lost[dest.name] = True
 
-    async def _deliver_chain(self, dest: Destination, chain: list[OutboxItem],
+    async def _deliver_scope(self, dest: Destination, items: list[OutboxItem],
                              marks: _Marks) -> None:
+        for phase in phases(items):
+            done = await asyncio.gather(*(self._deliver_chain(dest, c, marks) for c in phase))
+            if not all(done):
+                return  # what follows in the scope waits for what did not go through
+
+    async def _deliver_chain(self, dest: Destination, chain: list[OutboxItem],
+                             marks: _Marks) -> bool:
+        """Deliver ``chain`` in order; whether all of it went through."""
         breaker = self.breakers[dest.name]
         for item in chain:
             if self.lag is not None:
@@ -291,7 +298,7 @@ class Mirror:
             await marks.reserve()
             if self._lease_lost[dest.name] or not breaker.allow(self.clock()):
                 marks.unreserve()
-                break  # the row stays as it is, uncharged
+                return False  # the row stays as it is, uncharged
             try:
                 update = await self._deliver(dest, item)
             except BaseException:
@@ -299,7 +306,8 @@ class Mirror:
                 raise
             marks.add(update)
             if update.outcome != "delivered":
-                break  # its key waits: nothing behind it goes first
+                return False  # its key waits: nothing behind it goes first
+        return True
 
     def _show_pace(self, name: str) -> None:
         pacing, m = self.pacing[name], self.metrics

@@ -13,9 +13,10 @@ stream), under the earlier upload's batch number ``fixmedins_bchno``.
 Ordering (:meth:`NhsaInventoryProfile.order_key`, the table :data:`ORDERING`): the
 platform needs a sale before its return and before the 3507 delete of its upload, and
 the delete before the re-upload; a purchase return after its receipt; stock movements
-of one item and lot in order. So a unit's key is its sale document and item (a return
-names the sale it gives back in ``original_no``), or its item and lot for the stock
-transactions; dispenses of different documents or items go out concurrently.
+of one item and lot in order. So a sale line's key is its document, item and line (its
+corrections share it); a return's is the document and item of the sale it gives back
+(``original_no``), scope-wide: after every line of that item in that sale; the stock
+transactions' is the item and lot, scope-wide. Everything else goes out concurrently.
 
 Bodies come from the field specifications of :mod:`gateway.platforms.fields`, the same
 the simulator checks against: a mandatory field the event cannot fill is a
@@ -73,9 +74,10 @@ THROTTLE_MARKERS = ("频繁", "限流", "流量控制", "超过访问频率", "t
 
 # what must precede what, per transaction: units with equal keys keep commit order
 ORDERING: dict[str, str] = {
-    "3505": "sale document (rtal_docno) + hospital item: the sale before its return "
-            "and before the 3507 delete of its upload, the delete before the re-upload",
-    "3506": "the sale given back (original_no, else its own document) + hospital item",
+    "3505": "the sale line (rtal_docno, hospital item, line): the upload before the 3507 "
+            "delete of it, the delete before the re-upload; other lines alongside",
+    "3506": "after every line of the sale given back (original_no, else its own document) "
+            "with that hospital item, and before anything later for them",
     "3501": "hospital item + lot (manu_lotnum)",
     "3502": "hospital item + lot",
     "3503": "hospital item + lot: a receipt before its purchase return",
@@ -104,9 +106,13 @@ def unit_action(event: Event, unit: int) -> tuple[str, Line]:
 def order_key(event: Event, unit: int) -> str:
     """What a unit must keep its order with (see :data:`ORDERING`)."""
     _, line = unit_action(event, unit)
-    if event.kind in (EventKind.DISPENSE, EventKind.DISPENSE_RETURN):
-        sale = _extra(event, "original_no") if event.kind is EventKind.DISPENSE_RETURN else ""
-        return f"sale|{sale or event.document_no or event.control_id}|{line.item_code}"
+    if event.kind is EventKind.DISPENSE:
+        # one line of a sale: its corrections follow it, other lines go alongside
+        return f"sale|{event.document_no or event.control_id}|{line.item_code}#{line.seq}"
+    if event.kind is EventKind.DISPENSE_RETURN:
+        # scope-wide: after every line of the sale's item it gives back
+        sale = _extra(event, "original_no") or event.document_no or event.control_id
+        return f"sale|{sale}|{line.item_code}"
     return f"stock|{line.item_code}|{line.lot_no}"
 
 

@@ -98,7 +98,7 @@ class OutboxItem:
     next_attempt_at: float
     event: Event
     first_failed_at: float | None = None  # the first charged failure (time budget)
-    order_key: str = ""  # rows with equal keys (and hospital) go out in id order
+    order_key: str = ""  # what it keeps its order with (see gateway.store.plan.order_scope)
 
 
 @dataclass(frozen=True, slots=True)

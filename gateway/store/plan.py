@@ -31,6 +31,7 @@ __all__ = [
     "commit_results",
     "is_reuse",
     "lane_of",
+    "order_scope",
     "outbox_rows",
     "plan_release",
     "quarantined_bytes",
@@ -101,6 +102,7 @@ class NewOutboxRow(NamedTuple):
     hospital_id: str
     stream: str
     order_key: str
+    order_scope: str
     lane: int
 
 
@@ -139,18 +141,30 @@ def outbox_rows(staged: Sequence[StagedMessage]) -> list[NewOutboxRow]:
                 continue
             hospital_id, stream = keys[d.event_index]
             key = d.order_key or stream
+            scope = order_scope(key)
             rows.append(NewOutboxRow(i, d.destination, seq, d.unit, hospital_id, stream,
-                                     key, lane_of(key)))
+                                     key, scope, lane_of(scope)))
     return rows
+
+
+def order_scope(order_key: str) -> str:
+    """The scope of an ordering key: ``"scope#part"`` or a scope-wide ``"scope"``.
+
+    Two units (of one destination and hospital) keep their commit order when they share a
+    scope and either have the same key or one of them is scope-wide: the lines of a sale
+    (``sale|doc|item#1``, ``#2``) go out concurrently, each line before its own
+    correction, and a return of that sale (``sale|doc|item``) after all of them.
+    """
+    return order_key.partition("#")[0]
 
 
 LANES = 32  # leased shards of a hospital's outbox per destination (PostgreSQL)
 
 
-def lane_of(order_key: str) -> int:
-    """The lane an ordering key belongs to: every row of a key is in the same lane, so
-    the replica holding the lane holds the key's whole chain (stable across processes)."""
-    return zlib.crc32(order_key.encode()) % LANES
+def lane_of(scope: str) -> int:
+    """The lane of an ordering scope: every row of a scope is in the same lane, so the
+    replica holding the lane holds all that must keep its order (stable across processes)."""
+    return zlib.crc32(scope.encode()) % LANES
 
 
 def commit_results(staged: Sequence[StagedMessage], rows: Sequence[NewOutboxRow],

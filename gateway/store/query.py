@@ -20,12 +20,21 @@ _STATES = {s.name.lower(): s for s in OutboxState}
 # an event of 2,000 lines is 2,000 outbox rows, and must not be 2,000 copies in memory)
 ITEM_COLUMNS = ("o.id, o.msgid, o.hospital_id, o.stream, o.unit, o.attempts, o.created_at,"
                 " o.next_attempt_at, o.event_seq, o.first_failed_at, o.order_key")
-# a pending row may go out only when no earlier row of its key (destination, hospital,
-# order_key) is a dead letter or waits for its back-off; ``{now}`` is the placeholder of
-# the time. ``b.state <> 1`` is written out: it is what ``outbox_key_open`` covers.
-UNBLOCKED = ("NOT EXISTS (SELECT 1 FROM outbox b WHERE b.destination = o.destination"
-             " AND b.hospital_id = o.hospital_id AND b.order_key = o.order_key"
-             " AND b.id < o.id AND b.state <> 1 AND (b.state = 2 OR b.next_attempt_at > {now}))")
+# A pending row may go out only when no earlier row it waits for (same destination,
+# hospital and scope) is a dead letter or waits for its back-off. It waits for an earlier
+# row of its own key, for every earlier row when it is scope-wide or the earlier one is,
+# and for every row before a scope-wide row that comes before it (which waits for them).
+# ``{now}`` is the placeholder of the time; ``state <> 1`` is written out: it is what the
+# partial index ``outbox_key_open`` covers.
+_SAME_SCOPE = ("{a}.destination = o.destination AND {a}.hospital_id = o.hospital_id"
+               " AND {a}.order_scope = o.order_scope AND {a}.state <> 1")
+UNBLOCKED = (
+    f"NOT EXISTS (SELECT 1 FROM outbox b WHERE {_SAME_SCOPE.format(a='b')}"
+    " AND b.id < o.id AND (b.state = 2 OR b.next_attempt_at > {now})"
+    " AND (b.order_key = o.order_key OR b.order_key = b.order_scope"
+    "  OR o.order_key = o.order_scope"
+    f"  OR EXISTS (SELECT 1 FROM outbox w WHERE {_SAME_SCOPE.format(a='w')}"
+    "   AND w.order_key = w.order_scope AND w.id > b.id AND w.id < o.id)))")
 # the columns record_from_row reads
 RECORD_COLUMNS = (
     "o.id, o.destination, o.msgid, o.hospital_id, o.stream, o.unit, o.state, o.attempts,"

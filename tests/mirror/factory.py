@@ -59,9 +59,12 @@ def _sale_extra(kind: EventKind, n: int, hospital: str) -> tuple[tuple[str, str]
 
 
 def _key(event: Event, unit: int) -> str:
-    """The national interface's ordering key, as the ingest path plans it (a unit past
-    the event's lines, as some store tests plan, keeps its event's stream)."""
-    return order_key(event, unit) if unit < len(event.lines) else event.stream
+    """The national interface's ordering key, as the ingest path plans it (a unit the
+    event does not have, as some store tests plan, keeps its event's stream)."""
+    try:
+        return order_key(event, unit)
+    except IndexError:
+        return event.stream
 
 
 def incoming(events: Sequence[Event], units: Sequence[tuple[str, int]],

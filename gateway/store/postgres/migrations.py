@@ -241,9 +241,10 @@ CREATE INDEX messages_control ON messages (control_id);
     # Stop every replica of the old version before this runs.
     11: """
 ALTER TABLE outbox ADD COLUMN order_key TEXT NOT NULL DEFAULT '';
+ALTER TABLE outbox ADD COLUMN order_scope TEXT NOT NULL DEFAULT '';
 ALTER TABLE outbox ADD COLUMN lane SMALLINT NOT NULL DEFAULT 0;
-UPDATE outbox SET order_key = stream;
-CREATE INDEX outbox_key_open ON outbox (destination, hospital_id, order_key, id)
+UPDATE outbox SET order_key = stream, order_scope = stream;
+CREATE INDEX outbox_key_open ON outbox (destination, hospital_id, order_scope, id)
     WHERE state <> 1;
 CREATE INDEX outbox_lane_pending ON outbox (destination, hospital_id, lane, id)
     WHERE state = 0;

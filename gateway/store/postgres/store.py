@@ -61,6 +61,7 @@ from gateway.store.plan import (
     commit_results,
     is_reuse,
     lane_of,
+    order_scope,
     outbox_rows,
     plan_release,
     quarantined_bytes,
@@ -350,13 +351,15 @@ class PostgresStore(GroupCommitting):
             if rows:
                 ids = [r[0] for r in await con.fetch(
                     "INSERT INTO outbox (destination, event_seq, unit, hospital_id, stream,"
-                    " msgid, created_at, order_key, lane) SELECT * FROM unnest($1::text[],"
-                    " $2::bigint[], $3::int[], $4::text[], $5::text[], $6::text[],"
-                    " $7::float8[], $8::text[], $9::int[]) RETURNING id",
+                    " msgid, created_at, order_key, order_scope, lane) SELECT * FROM"
+                    " unnest($1::text[], $2::bigint[], $3::int[], $4::text[], $5::text[],"
+                    " $6::text[], $7::float8[], $8::text[], $9::text[], $10::int[])"
+                    " RETURNING id",
                     [r.destination for r in rows], [r.event_seq for r in rows],
                     [r.unit for r in rows], [r.hospital_id for r in rows],
                     [r.stream for r in rows], msgids, [now] * len(rows),
-                    [r.order_key for r in rows], [r.lane for r in rows])]
+                    [r.order_key for r in rows], [r.order_scope for r in rows],
+                    [r.lane for r in rows])]
                 await _add_lanes(con, {(r.destination, r.hospital_id, r.lane) for r in rows})
                 await self.notify(con, Topic.OUTBOX)
         self.commits += 1
@@ -623,13 +626,14 @@ class PostgresStore(GroupCommitting):
             msgids = await self._allocate(con, [ev.hospital_id for _, ev, _ in planned], now)
             for (seq, ev, d), msgid in zip(planned, msgids, strict=True):
                 key = d.order_key or ev.stream
+                scope = order_scope(key)
                 await con.execute(
                     "INSERT INTO outbox (destination, event_seq, unit, hospital_id, stream,"
-                    " msgid, created_at, order_key, lane)"
-                    " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+                    " msgid, created_at, order_key, order_scope, lane)"
+                    " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
                     d.destination, seq, d.unit, ev.hospital_id, ev.stream, msgid, now,
-                    key, lane_of(key))
-                await _add_lanes(con, {(d.destination, ev.hospital_id, lane_of(key))})
+                    key, scope, lane_of(scope))
+                await _add_lanes(con, {(d.destination, ev.hospital_id, lane_of(scope))})
             if released:  # outbox rows for the mirrors, queued events for the ledger
                 await self.notify(con, Topic.OUTBOX)
         if released:
@@ -661,9 +665,9 @@ class PostgresStore(GroupCommitting):
         async with self._pool.acquire() as con, con.transaction():
             rows = await con.fetch(
                 "SELECT o.id, o.destination, o.msgid, o.state, o.event_seq, o.unit,"
-                f" o.hospital_id, o.stream, o.order_key, o.lane FROM outbox o WHERE {where}"
-                f" ORDER BY o.id LIMIT {int(query.limit)} FOR UPDATE", *args)
-            for oid, dest, msgid, state, seq, unit, hospital, stream, key, lane in rows:
+                " o.hospital_id, o.stream, o.order_key, o.order_scope, o.lane FROM outbox o"
+                f" WHERE {where} ORDER BY o.id LIMIT {int(query.limit)} FOR UPDATE", *args)
+            for oid, dest, msgid, state, seq, unit, hospital, stream, key, scope, lane in rows:
                 target_id, target_state = oid, state
                 if to_destination and to_destination != dest:
                     other = await con.fetchrow(
@@ -672,10 +676,11 @@ class PostgresStore(GroupCommitting):
                     if other is None:
                         new_id = await con.fetchval(
                             "INSERT INTO outbox (destination, event_seq, unit, hospital_id,"
-                            " stream, msgid, created_at, next_attempt_at, order_key, lane)"
-                            " VALUES ($1, $2, $3, $4, $5, $6, $7, $7, $8, $9) RETURNING id",
+                            " stream, msgid, created_at, next_attempt_at, order_key,"
+                            " order_scope, lane) VALUES ($1, $2, $3, $4, $5, $6, $7, $7, $8,"
+                            " $9, $10) RETURNING id",
                             to_destination, seq, unit, hospital, stream, msgid, now, key,
-                            lane)
+                            scope, lane)
                         await _add_lanes(con, {(to_destination, hospital, lane)})
                         done[ReplayAction.QUEUE].append(new_id)
                         continue

@@ -160,8 +160,9 @@ CREATE INDEX messages_control ON messages (control_id);
     # order, others concurrently; rows queued before keep FIFO per stream
     10: """
 ALTER TABLE outbox ADD COLUMN order_key TEXT NOT NULL DEFAULT '';
-UPDATE outbox SET order_key = stream;
-CREATE INDEX outbox_key_open ON outbox (destination, hospital_id, order_key, id)
+ALTER TABLE outbox ADD COLUMN order_scope TEXT NOT NULL DEFAULT '';
+UPDATE outbox SET order_key = stream, order_scope = stream;
+CREATE INDEX outbox_key_open ON outbox (destination, hospital_id, order_scope, id)
     WHERE state <> 1;
 """,
 }

@@ -50,6 +50,7 @@ from gateway.store.plan import (
     balance_from_counts,
     commit_results,
     is_reuse,
+    order_scope,
     outbox_rows,
     plan_release,
     quarantined_bytes,
@@ -429,9 +430,9 @@ class SqliteStore(GroupCommitting):
         _insert_many(con, "ledger_pending (seq)", 1, pending)
         msgids = self._msgids.many([r.hospital_id for r in rows], now)
         _insert_many(con, "outbox (id, destination, event_seq, unit, hospital_id, stream,"
-                          " msgid, created_at, order_key)", 9,
+                          " msgid, created_at, order_key, order_scope)", 10,
                      [(oid, r.destination, r.event_seq, r.unit, r.hospital_id, r.stream,
-                       msgid, now, r.order_key)
+                       msgid, now, r.order_key, r.order_scope)
                       for oid, r, msgid in zip(ids, rows, msgids, strict=True)])
         return commit_results(staged, rows, ids)
 
@@ -582,11 +583,12 @@ class SqliteStore(GroupCommitting):
                 for d in r.deliveries:
                     con.execute(
                         "INSERT INTO outbox (destination, event_seq, unit, hospital_id,"
-                        " stream, msgid, created_at, next_attempt_at, order_key)"
-                        " VALUES (?, ?, ?, ?, ?, ?, ?, 0, ?)",
+                        " stream, msgid, created_at, next_attempt_at, order_key, order_scope)"
+                        " VALUES (?, ?, ?, ?, ?, ?, ?, 0, ?, ?)",
                         (d.destination, r.seq, d.unit, r.event.hospital_id, r.event.stream,
                          self._msgids.next(r.event.hospital_id, now), now,
-                         d.order_key or r.event.stream))
+                         d.order_key or r.event.stream,
+                         order_scope(d.order_key or r.event.stream)))
                 for code in r.item_codes:
                     con.execute("DELETE FROM unmapped WHERE hospital_id = ? AND item_code = ?",
                                 (r.event.hospital_id, code))
@@ -671,9 +673,9 @@ class SqliteStore(GroupCommitting):
             done: dict[ReplayAction, list[int]] = {a: [] for a in ReplayAction}
             rows = con.execute(
                 "SELECT o.id, o.destination, o.msgid, o.state, o.event_seq, o.unit,"
-                " o.hospital_id, o.stream, o.order_key FROM outbox o"
+                " o.hospital_id, o.stream, o.order_key, o.order_scope FROM outbox o"
                 f" WHERE {where} ORDER BY o.id LIMIT ?", (*args, query.limit)).fetchall()
-            for oid, dest, msgid, state, seq, unit, hospital, stream, key in rows:
+            for oid, dest, msgid, state, seq, unit, hospital, stream, key, scope in rows:
                 target_id, target_state = oid, state
                 if to_destination and to_destination != dest:
                     other = con.execute(
@@ -682,10 +684,10 @@ class SqliteStore(GroupCommitting):
                     if other is None:
                         cur = con.execute(
                             "INSERT INTO outbox (destination, event_seq, unit, hospital_id,"
-                            " stream, msgid, created_at, next_attempt_at, order_key)"
-                            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                            " stream, msgid, created_at, next_attempt_at, order_key,"
+                            " order_scope) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                             (to_destination, seq, unit, hospital, stream, msgid, now, now,
-                             key))
+                             key, scope))
                         done[ReplayAction.QUEUE].append(cur.lastrowid or 0)
                         continue
                     target_id, target_state = other
