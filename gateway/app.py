@@ -34,6 +34,7 @@ from gateway.crosswalk.http import mappings_api, unmapped_queue
 from gateway.crosswalk.legacy import import_legacy_catalogs, import_legacy_crosswalk
 from gateway.crosswalk.service import MappingService
 from gateway.gauges import refresh_circuits, refresh_contracts, refresh_store_files, set_build_info
+from gateway.ingest.held import add_held_routes
 from gateway.ingest.http import add_ingest_routes
 from gateway.ingest.limits import Limits
 from gateway.ingest.mllp import MLLPListener, start_mllp_server
@@ -494,6 +495,7 @@ def build_app(cfg: GatewayConfig, metrics_: Metrics | None = None, *,
     app.router.add_get("/metrics", metrics)
     add_ingest_routes(app)
     app.router.add_get("/api/unmapped", unmapped_queue)
+    add_held_routes(app)
     app.add_subapp("/api/mappings", mappings_api())
     if cfg.ledger.enabled:
         _mount_ledger(app, cfg)

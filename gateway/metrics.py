@@ -36,6 +36,10 @@ class Metrics:
             "same sender with other content (quarantined)", ["adapter"], registry=r)
         self.events_held = Counter("jcgw_events_held", "Events held for unmapped lines",
                                    ["hospital"], registry=r)
+        self.events_incomplete = Counter(
+            "jcgw_events_incomplete", "Events held because a platform's mandatory field has "
+            "no value (by destination and '<transaction> <field>')", ["destination", "field"],
+            registry=r)
         self.internal_errors = Counter(
             "jcgw_internal_errors", "Faults of the gateway's own, each logged with its "
             "traceback (the sender was told to send again, or got a 5xx)", ["where"],

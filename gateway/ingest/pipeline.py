@@ -239,9 +239,41 @@ class Ingestor:
     def remap(self, event: Event) -> tuple[Event, bool, tuple[PlannedDelivery, ...]]:
         """Map a held event with today's crosswalk: (event, still held?, deliveries)."""
         mapped, unmapped = map_event(event, self.crosswalk.current, self.clock().date())
-        if unmapped:
+        if unmapped or self.gaps(mapped):
             return mapped, True, ()
         return mapped, False, self.plan([mapped], [False])
+
+    def gaps(self, event: Event) -> dict[tuple[str, str], str]:
+        """Mandatory data a mapped event lacks: (destination, "3505 field") → its source."""
+        return {(route.destination, field): source for route in self.routes
+                for field, source in route.profile.missing(event).items()}
+
+    def hold_reasons(self, event: Event) -> list[str]:
+        """Why a held event waits, in an operator's words (unmapped items, missing data)."""
+        mapped, unmapped = map_event(event, self.crosswalk.current, self.clock().date())
+        reasons = [f"unmapped item {li.item_code} {li.item_name}".rstrip() for li in unmapped]
+        if not unmapped:
+            reasons += [f"{dest}: {field} has no value (source {source})"
+                        for (dest, field), source in self.gaps(mapped).items()]
+        return reasons
+
+    def _hold_incomplete(self, adapter: Adapter, parsed: ParsedMessage,
+                         events: Sequence[Event], held: list[bool]) -> None:
+        """Hold the events a platform would refuse for missing mandatory data."""
+        m = self.metrics
+        for i, ev in enumerate(events):
+            if held[i] or ev.kind is EventKind.ITEM_MASTER:
+                continue
+            gaps = self.gaps(ev)
+            if not gaps:
+                continue
+            held[i] = True
+            for dest, field in gaps:
+                m.labelled(m.events_incomplete, dest, field).inc()
+            log.warning("event %s held: mandatory data missing: %s", ev.event_id,
+                        "; ".join(f"{d} {f} (source {s})" for (d, f), s in gaps.items()),
+                        extra=_context(adapter, parsed, "held", event_id=ev.event_id,
+                                       hospital=ev.hospital_id))
 
     async def release_held(self, hospital_id: str | None = None) -> int:
         """Release the held events the crosswalk now maps, in their original order."""
@@ -340,6 +372,8 @@ class Ingestor:
                              len(unmapped), ",".join(li.item_code for li in unmapped),
                              extra=_context(adapter, parsed, "held", event_id=ev.event_id,
                                             hospital=ev.hospital_id))
+        held = list(held)
+        self._hold_incomplete(adapter, parsed, events, held)
         advice = self._advise(events, received_at)
         if advice.blocked:
             return _Prepared(parsed=parsed, advice=advice)

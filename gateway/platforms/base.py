@@ -66,6 +66,11 @@ class PlatformProfile(Protocol):
         """The request for one unit of an event."""
         ...
 
+    def missing(self, event: Event) -> dict[str, str]:
+        """Mandatory data the event lacks for this platform: ``"3505 phar_prac_cert_no"``
+        → where it would come from. An event with any is held, not sent to be refused."""
+        ...
+
     def interpret(self, status: int, body: bytes) -> Answer:
         """The verdict for an HTTP status and body."""
         ...

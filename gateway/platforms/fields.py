@@ -32,8 +32,8 @@ from typing import Any
 
 from canonical.model import CHINA_TZ, Event, Line
 
-__all__ = ["SPECS", "FieldMissing", "FieldSpec", "FieldType", "build_body", "check_body",
-           "check_value", "mandatory_fields"]
+__all__ = ["MANDATORY", "SPECS", "FieldMissing", "FieldSpec", "FieldType", "build_body",
+           "check_body", "check_value", "mandatory_fields", "missing_mandatory"]
 
 
 class FieldType(StrEnum):
@@ -217,6 +217,10 @@ SPECS: dict[str, tuple[FieldSpec, ...]] = {
 }
 
 
+MANDATORY: dict[str, tuple[FieldSpec, ...]] = {
+    infno: tuple(f for f in specs if f.mandatory) for infno, specs in SPECS.items()}
+
+
 def mandatory_fields(infno: str) -> tuple[str, ...]:
     """The mandatory fields of one transaction, in interface order."""
     return tuple(f.name for f in SPECS[infno] if f.mandatory)
@@ -358,6 +362,25 @@ def build_body(infno: str, event: Event, line: Line, ctx: Mapping[str, Any],
     if problems:
         raise FieldMissing(infno, problems)
     return body
+
+
+def missing_mandatory(infno: str, event: Event, line: Line, ctx: Mapping[str, Any],
+                      defaults: Mapping[str, str] | None = None) -> dict[str, str]:
+    """The mandatory fields of the ``infno`` body for ``line`` that nothing fills (the
+    event, the deployment's ``field_defaults``, the field's default): field → its source.
+
+    What the ingest path asks before an event may go out: an event with such a gap is
+    held until the data arrives rather than sent to be refused.
+    """
+    fallback = defaults or {}
+    out: dict[str, str] = {}
+    for spec in MANDATORY[infno]:
+        value = _resolve(spec, event, line, ctx)
+        if _empty(value):
+            value = fallback.get(spec.name, spec.default)
+        if _empty(value):
+            out[spec.name] = spec.source
+    return out
 
 
 # --- checking ---------------------------------------------------------------------------

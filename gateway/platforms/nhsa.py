@@ -28,6 +28,7 @@ identifiers are added only as the destination's patient policy allows.
 
 from __future__ import annotations
 
+import operator
 from datetime import datetime
 from typing import Any
 
@@ -37,7 +38,7 @@ import orjson
 from canonical.model import CHINA_TZ, Event, EventKind, Line, OrderControl
 from gateway.config import DestinationConfig, GatewayConfig
 from gateway.platforms.base import Answer, Request, Verdict
-from gateway.platforms.fields import build_body
+from gateway.platforms.fields import build_body, missing_mandatory
 from gateway.platforms.privacy import PatientPolicy, patient_payload
 from gateway.platforms.signing import Signer, SigningKeys
 
@@ -92,6 +93,13 @@ _PATIENT_KEYS = {"name": "psn_name", "id_card": "certno", "insurance_no": "psn_n
 
 def _extra(event: Event, key: str) -> str:
     return next((v for k, v in event.extra if k == key), "")
+
+
+# every line value a mandatory field reads, directly or through a derived value
+_LINE_VALUES = operator.attrgetter(
+    "item_code", "item_name", "national_code", "lot_no", "manu_date", "expiry", "rx_only",
+    "manufacturer", "approval_no", "supplier", "quantity", "national_quantity",
+    "national_price")
 
 
 def unit_action(event: Event, unit: int) -> tuple[str, Line]:
@@ -167,6 +175,26 @@ class NhsaInventoryProfile:
     def order_key(self, event: Event, unit: int) -> str:
         """The unit's ordering key (see :data:`ORDERING`)."""
         return order_key(event, unit)
+
+    def missing(self, event: Event) -> dict[str, str]:
+        """Mandatory fields no unit of ``event`` can fill (``"3505 field"`` → source)."""
+        out: dict[str, str] = {}
+        seen: set[tuple[object, ...]] = set()
+        for unit in range(self.units(event)):
+            action, line = unit_action(event, unit)
+            infno = "3507" if action == "delete" else INFNO[event.kind][0]
+            # what is missing depends on which of the line's values are empty: lines
+            # alike in that are checked once (a 2,000-line dispense costs a few checks)
+            sig = (infno, *(v is None or v == "" for v in _LINE_VALUES(line)))
+            if sig in seen:
+                continue
+            seen.add(sig)
+            ctx = {"bchno": self.batch_no(event, line),
+                   "inv_data_type": DELETE_DATA_TYPE[event.kind]}
+            for name, source in missing_mandatory(infno, event, line, ctx,
+                                                  self.dest.field_defaults).items():
+                out.setdefault(f"{infno} {name}", source)
+        return out
 
     @staticmethod
     def batch_no(event: Event, line: Line) -> str:

@@ -79,6 +79,10 @@ class ZhaocaiProfile:
         before its return): the return names its receipt in ``original_no``."""
         return f"doc|{_extra(event, 'original_no') or event.document_no or event.control_id}"
 
+    def missing(self, event: Event) -> dict[str, str]:
+        """Nothing: the document carries what the hospital has (no field specification)."""
+        return {}
+
     @staticmethod
     def _line(line: Line) -> dict[str, Any]:
         return {

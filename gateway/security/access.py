@@ -77,8 +77,10 @@ POLICY: tuple[Rule, ...] = (
     # 对码: pharmacists keep the crosswalk; catalogs change what every mapping means
     _r(_WRITE, r"/api/mappings/catalogs", "admin"),
     _r(_WRITE, r"/api/mappings/.*", "pharmacist", "admin"),
-    _r(_READ, r"/api/unmapped|/api/mappings/.*", "pharmacist", "procurement", "admin",
-       "auditor"),
+    _r(_READ, r"/api/unmapped|/api/held|/api/mappings/.*", "pharmacist", "procurement",
+       "admin", "auditor"),
+    # held events go out once complete: whoever keeps the crosswalk may let them go
+    _r(("POST",), r"/api/held/release", "pharmacist", "admin"),
     # the 集采 ledger: procurement staff import contracts and read progress
     _r(("POST",), r"/ledger/contracts", "procurement", "admin"),
     _r(_WRITE, r"/ledger/poison/.*", "admin"),

@@ -382,3 +382,8 @@ class Store(Protocol):
         """The latest held line of each unmapped item (its unit, 批准文号, 本位码), read
         from the newest ``scan`` held events: what describes a queued item."""
         ...
+
+    async def held_events(self, hospital_id: str | None = None,
+                          limit: int = 100) -> list[Event]:
+        """Held events, oldest first (what waits for a mapping or for mandatory data)."""
+        ...

@@ -586,6 +586,14 @@ class PostgresStore(GroupCommitting):
                 "SELECT body FROM events WHERE held = 1 ORDER BY seq DESC LIMIT $1", scan)
         return held_lines(r[0] for r in rows)
 
+    async def held_events(self, hospital_id: str | None = None,
+                          limit: int = 100) -> list[Event]:
+        """Held events, oldest first."""
+        rows = await self._pool.fetch(
+            "SELECT body FROM events WHERE held = 1 AND ($1::text IS NULL OR hospital_id = $1)"
+            " ORDER BY seq LIMIT $2", hospital_id, limit)
+        return [decode_event(bytes(r[0])) for r in rows]
+
     async def writable(self) -> bool:
         """Whether a write transaction can commit now."""
         async def probe() -> bool:

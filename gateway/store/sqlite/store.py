@@ -559,6 +559,15 @@ class SqliteStore(GroupCommitting):
                                " LIMIT ?", (scan,)).fetchall()
         return held_lines(r[0] for r in await self.read(read))
 
+    async def held_events(self, hospital_id: str | None = None,
+                          limit: int = 100) -> list[Event]:
+        """Held events, oldest first."""
+        def read(con: sqlite3.Connection) -> list[Any]:
+            return con.execute(
+                "SELECT body FROM events WHERE held = 1 AND (? IS NULL OR hospital_id = ?)"
+                " ORDER BY seq LIMIT ?", (hospital_id, hospital_id, limit)).fetchall()
+        return [decode_event(bytes(r[0])) for r in await self.read(read)]
+
     async def release_held(self, remap: Remap, hospital_id: str | None = None) -> list[Event]:
         """Map held events again, oldest first; those now complete get their outbox rows.
 
