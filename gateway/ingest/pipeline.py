@@ -257,23 +257,26 @@ class Ingestor:
                         for (dest, field), source in self.gaps(mapped).items()]
         return reasons
 
-    def _hold_incomplete(self, adapter: Adapter, parsed: ParsedMessage,
-                         events: Sequence[Event], held: list[bool]) -> None:
-        """Hold the events a platform would refuse for missing mandatory data."""
+    def _incomplete(self, adapter: Adapter, parsed: ParsedMessage, events: Sequence[Event],
+                    held: Sequence[bool]) -> tuple[bool, ...]:
+        """Which mapped events a platform would refuse for missing mandatory data: they
+        count in the ledger now and wait for the data without outbox rows."""
         m = self.metrics
+        incomplete = [False] * len(events)
         for i, ev in enumerate(events):
             if held[i] or ev.kind is EventKind.ITEM_MASTER:
                 continue
             gaps = self.gaps(ev)
             if not gaps:
                 continue
-            held[i] = True
+            incomplete[i] = True
             for dest, field in gaps:
                 m.labelled(m.events_incomplete, dest, field).inc()
             log.warning("event %s held: mandatory data missing: %s", ev.event_id,
                         "; ".join(f"{d} {f} (source {s})" for (d, f), s in gaps.items()),
                         extra=_context(adapter, parsed, "held", event_id=ev.event_id,
                                        hospital=ev.hospital_id))
+        return tuple(incomplete) if any(incomplete) else ()
 
     async def release_held(self, hospital_id: str | None = None) -> int:
         """Release the held events the crosswalk now maps, in their original order."""
@@ -372,15 +375,16 @@ class Ingestor:
                              len(unmapped), ",".join(li.item_code for li in unmapped),
                              extra=_context(adapter, parsed, "held", event_id=ev.event_id,
                                             hospital=ev.hospital_id))
-        held = list(held)
-        self._hold_incomplete(adapter, parsed, events, held)
+        incomplete = self._incomplete(adapter, parsed, events, held)
         advice = self._advise(events, received_at)
         if advice.blocked:
             return _Prepared(parsed=parsed, advice=advice)
         incoming = Incoming(adapter=adapter.name, sender=parsed.sender,
                             control_id=parsed.control_id, message_type=mtype, raw=raw,
                             received_at=received_at, events=tuple(events), held=tuple(held),
-                            deliveries=self.plan(events, held), peer=peer)
+                            deliveries=self.plan(events, [h or bool(incomplete and incomplete[i])
+                                                          for i, h in enumerate(held)]),
+                            peer=peer, incomplete=incomplete)
         return _Prepared(parsed=parsed, advice=advice, incoming=incoming)
 
     async def _settle(self, adapter: Adapter, raw: bytes, peer: str, prep: _Prepared,

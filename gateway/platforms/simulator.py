@@ -3,9 +3,16 @@
 It validates the inventory-interface envelope and the national codes, records what
 it accepted, rejects a repeated ``msgid`` as a duplicate (and counts the resends),
 refuses a second upload of a live batch number (a correction must delete it with
-3507 first), checks ``x-tif-*`` signatures and SM4 bodies when given keys, speaks
+3507 first), a 3507 for an upload it does not have, a 3506 sale return whose sale
+(``medins_prod_sel_no`` = the sale's ``rtal_docno``, same item) it has not accepted and a
+3504 purchase return before the receipt of its item and lot — counting each as an order
+violation (``/_sim/counts``) — and, with ``rate_limit_per_s``, answers calls beyond that
+many within any one second with HTTP 429 "请求过于频繁" (or, with ``rate_limit_answer:
+business``, with that business error), reporting the most calls it saw in any second
+(``max_per_s``). It checks ``x-tif-*`` signatures and SM4 bodies when given keys, speaks
 the provincial procurement platform's dialect with tokens under ``/zc/api/``, and
-can be told to misbehave — latency, 5xx, hanging past the client's timeout,
+can be told to misbehave — latency (``latency_jitter_s`` spreads it), 5xx, hanging past
+the client's timeout,
 dropped connections, malformed answers, business rejections, flapping at a given
 ratio — globally or per transaction, from tests (``state.faults``), over HTTP
 (``POST /_sim/faults``) and from the CLI (``jicai-gateway sim-faults``).
@@ -20,6 +27,7 @@ import random
 import re
 import secrets
 import time
+from collections import deque
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -59,6 +67,9 @@ class Faults:
     reject_items: list[str] = field(default_factory=list)  # hospital item ids always refused
     fail_items: list[str] = field(default_factory=list)  # hospital item ids always 500
     latency_s: float = 0.0
+    latency_jitter_s: float = 0.0  # each call waits latency_s ± up to this (seeded)
+    rate_limit_per_s: int = 0  # global only: more calls than this within one second refused
+    rate_limit_answer: str = "http429"  # "http429" | "business" (HTTP 200, infcode -1)
     hang_s: float = 0.0  # wait this long before answering (past the client's timeout)
     hang_ratio: float = 0.0  # share of calls that hang (0 with hang_s > 0: every call)
     drop_next: int = 0  # close the connection without an answer
@@ -113,12 +124,26 @@ class SimulatorState:
     # check every body against the field specification, as the platform does; off
     # only for tests of something else that send deliberately partial bodies
     strict: bool = True
+    # refuse what arrives out of order, as the platform does: a return before its sale,
+    # a purchase return before its receipt (a delete of an unknown upload and a second
+    # upload of a live batch are refused whatever this says)
+    check_order: bool = True
+    order_violations: dict[str, int] = field(default_factory=dict)  # kind → count
+    rate_limited: int = 0
+    max_per_s: int = 0  # the most inventory calls that arrived within any one second
+    arrivals: deque[float] = field(default_factory=deque)  # the last second's calls
+    # live uploads a later transaction needs: sales by (code, document, item), receipts
+    # by (code, item, lot) → how many
+    live_sales: dict[tuple[str, str, str], int] = field(default_factory=dict)
+    live_receipts: dict[tuple[str, str, str], int] = field(default_factory=dict)
 
     def reset(self) -> None:
         """Forget everything received and clear faults (keys and apps stay)."""
-        keys, apps, seed, strict = self.keys, self.apps, self.seed, self.strict
+        keys, apps, seed, strict, order = (self.keys, self.apps, self.seed, self.strict,
+                                           self.check_order)
         self.__init__()  # type: ignore[misc]
-        self.keys, self.apps, self.seed, self.strict = keys, apps, seed, strict
+        self.keys, self.apps, self.seed, self.strict, self.check_order = (
+            keys, apps, seed, strict, order)
         self.rng = random.Random(seed)
 
     def set_faults(self, data: dict[str, Any]) -> None:
@@ -140,7 +165,24 @@ class SimulatorState:
         """Accepted, duplicates, rejected, calls and faults used, for tests and the CLI."""
         return {"accepted": len(self.order), "duplicates": self.duplicates,
                 "rejected": len(self.rejected), "calls": self.calls,
-                "deleted": len(self.deleted), "injected": dict(self.injected)}
+                "deleted": len(self.deleted), "injected": dict(self.injected),
+                "order_violations": sum(self.order_violations.values()),
+                "order_violations_by_kind": dict(self.order_violations),
+                "rate_limited": self.rate_limited, "max_per_s": self.max_per_s}
+
+    def arrive(self, now: float) -> int:
+        """Note an inventory call arriving at ``now``; how many arrived in the last second
+        (this one included)."""
+        window = self.arrivals
+        window.append(now)
+        while window and window[0] <= now - 1.0:
+            window.popleft()
+        self.max_per_s = max(self.max_per_s, len(window))
+        return len(window)
+
+    def violation(self, kind: str) -> None:
+        """Count a request that came out of order."""
+        self.order_violations[kind] = self.order_violations.get(kind, 0) + 1
 
 
 SIMULATOR_STATE: web.AppKey[SimulatorState] = web.AppKey("simulator_state", SimulatorState)
@@ -224,8 +266,9 @@ def _hit(state: SimulatorState, name: str) -> None:
 async def _misbehave(state: SimulatorState, f: Faults) -> web.StreamResponse | None:
     """Apply one Faults set; a response to send instead of the real answer, or None."""
     rng = state.rng
-    if f.latency_s:
-        await asyncio.sleep(f.latency_s)
+    if f.latency_s or f.latency_jitter_s:
+        jitter = f.latency_jitter_s * (2 * rng.random() - 1) if f.latency_jitter_s else 0.0
+        await asyncio.sleep(max(0.0, f.latency_s + jitter))
     if f.hang_s and (f.hang_ratio <= 0 or rng.random() < f.hang_ratio):
         _hit(state, "hang")
         await asyncio.sleep(f.hang_s)
@@ -261,6 +304,21 @@ def _items(env: dict[str, Any]) -> list[dict[str, Any]]:
     return out
 
 
+TOO_FREQUENT = "请求过于频繁，请稍后再试"
+
+
+def _rate_limited(state: SimulatorState, now: float) -> web.Response | None:
+    """The platform gateway's answer to a call beyond the rate limit, or None."""
+    seen = state.arrive(now)
+    limit = state.faults.rate_limit_per_s
+    if not limit or seen <= limit:
+        return None
+    state.rate_limited += 1
+    body = orjson.dumps({"infcode": -1, "msgid": "", "err_msg": TOO_FREQUENT, "output": {}})
+    status = 200 if state.faults.rate_limit_answer == "business" else 429
+    return web.Response(status=status, body=body, content_type="application/json")
+
+
 def _item_ids(env: dict[str, Any]) -> set[str]:
     return {str(i.get("fixmedins_hilist_id") or i.get("hospitalItemId") or "")
             for i in _items(env)} - {""}
@@ -283,6 +341,10 @@ async def _handle(request: web.Request) -> web.StreamResponse:
 async def _handle_any(request: web.Request, dialect: str) -> web.StreamResponse:
     state = request.app[SIMULATOR_STATE]
     state.calls += 1
+    if dialect == "nhsa":
+        limited = _rate_limited(state, time.time())
+        if limited is not None:
+            return limited
     early = await _misbehave(state, state.faults)
     if early is not None:
         return early
@@ -336,29 +398,71 @@ async def _handle_any(request: web.Request, dialect: str) -> web.StreamResponse:
 _DATA_TYPE_INFNO = {"1": ("3501",), "2": ("3502",), "3": ("3503", "3504"), "4": ("3505", "3506")}
 
 
+def _refuse(state: SimulatorState, msgid: str, reason: str, violation: str) -> web.Response:
+    state.rejected.append({"msgid": msgid, "reason": reason})
+    state.violation(violation)
+    return _answer(-1, msgid, reason)
+
+
+def _sale_key(code: str, item: dict[str, Any], doc_field: str) -> tuple[str, str, str]:
+    return code, str(item.get(doc_field, "")), str(item.get("fixmedins_hilist_id", ""))
+
+
+def _receipt_key(code: str, item: dict[str, Any]) -> tuple[str, str, str]:
+    return code, str(item.get("fixmedins_hilist_id", "")), str(item.get("manu_lotnum", ""))
+
+
+def _count(counts: dict[tuple[str, str, str], int], key: tuple[str, str, str],
+           by: int) -> None:
+    counts[key] = counts.get(key, 0) + by
+    if counts[key] <= 0:
+        del counts[key]
+
+
 def _apply_inventory(state: SimulatorState, env: dict[str, Any],
                      msgid: str) -> web.Response | None:
-    """Keep the live uploads: a batch number goes up once until a 3507 removes it."""
+    """Keep the live uploads: a batch number goes up once until a 3507 removes it; a
+    return needs its sale, a purchase return its receipt."""
     infno = str(env["infno"])
     code = str(env["fixmedins_code"])
     if infno == "3507":
         data = env["input"]["data"]
         bchno = str(data.get("fixmedins_bchno", ""))
         for candidate in _DATA_TYPE_INFNO.get(str(data.get("inv_data_type", "")), ()):
-            if state.live.pop((code, candidate, bchno), None) is not None:
+            gone = state.live.pop((code, candidate, bchno), None)
+            if gone is not None:
                 state.deleted.append(msgid)
+                upload = state.accepted[gone]["input"]
+                if candidate == "3505":
+                    _count(state.live_sales, _sale_key(code, upload["selinfo"], "rtal_docno"),
+                           -1)
+                elif candidate == "3503":
+                    _count(state.live_receipts, _receipt_key(code, upload["purcinfo"]), -1)
                 return None
-        reason = f"未找到可删除的上传记录: fixmedins_bchno={bchno}"
-        state.rejected.append({"msgid": msgid, "reason": reason})
-        return _answer(-1, msgid, reason)
-    if infno in ("3503", "3504", "3505", "3506"):
-        item = env["input"][_WRAPPER[infno]]
-        key = (code, infno, str(item.get("fixmedins_bchno", "")))
-        if key in state.live:
-            reason = f"批次号{key[2]}已上传, 请先调用3507删除后再上传"
-            state.rejected.append({"msgid": msgid, "reason": reason})
-            return _answer(-1, msgid, reason)
-        state.live[key] = msgid
+        return _refuse(state, msgid, f"未找到可删除的上传记录: fixmedins_bchno={bchno}",
+                       "delete_unknown")
+    if infno not in ("3503", "3504", "3505", "3506"):
+        return None
+    item = env["input"][_WRAPPER[infno]]
+    key = (code, infno, str(item.get("fixmedins_bchno", "")))
+    if key in state.live:
+        return _refuse(state, msgid, f"批次号{key[2]}已上传, 请先调用3507删除后再上传",
+                       "reupload_live")
+    if state.check_order and infno == "3506" and \
+            _sale_key(code, item, "medins_prod_sel_no") not in state.live_sales:
+        return _refuse(state, msgid, "未找到原销售记录: medins_prod_sel_no="
+                       f"{item.get('medins_prod_sel_no')}, fixmedins_hilist_id="
+                       f"{item.get('fixmedins_hilist_id')}", "return_before_sale")
+    if state.check_order and infno == "3504" and \
+            _receipt_key(code, item) not in state.live_receipts:
+        return _refuse(state, msgid, "未找到原采购入库记录: fixmedins_hilist_id="
+                       f"{item.get('fixmedins_hilist_id')}, manu_lotnum="
+                       f"{item.get('manu_lotnum')}", "purchase_return_before_receipt")
+    state.live[key] = msgid
+    if infno == "3505":
+        _count(state.live_sales, _sale_key(code, item, "rtal_docno"), 1)
+    elif infno == "3503":
+        _count(state.live_receipts, _receipt_key(code, item), 1)
     return None
 
 

@@ -69,6 +69,10 @@ class Incoming(msgspec.Struct, frozen=True):
     held: tuple[bool, ...]  # per event: has unmapped lines
     deliveries: tuple[PlannedDelivery, ...] = ()
     peer: str = ""
+    # per event (or empty: none): mapped, but a platform's mandatory field has no value.
+    # Such an event counts in the ledger at once and waits, without outbox rows, until
+    # the data is there (stored as held = 2; unmapped events are held = 1)
+    incomplete: tuple[bool, ...] = ()
 
 
 class CommitResult(msgspec.Struct, frozen=True):

@@ -72,14 +72,14 @@ def _state_condition(state: str) -> str:
     events = "SELECT 1 FROM events e WHERE e.message_id = m.id"
     rows = "SELECT 1 FROM events e JOIN outbox o ON o.event_seq = e.seq WHERE e.message_id = m.id"
     if state == "held":
-        return f"EXISTS ({events} AND e.held = 1)"
+        return f"EXISTS ({events} AND e.held <> 0)"
     if state == "dead_letter":
         return f"EXISTS ({rows} AND o.state = {_DEAD})"
     if state == "pending":
         return f"EXISTS ({rows} AND o.state = {_PENDING})"
     if state == "delivered":
         return (f"EXISTS ({rows} AND o.state = {_DELIVERED}) AND NOT EXISTS ({rows}"
-                f" AND o.state <> {_DELIVERED}) AND NOT EXISTS ({events} AND e.held = 1)")
+                f" AND o.state <> {_DELIVERED}) AND NOT EXISTS ({events} AND e.held <> 0)")
     return "TRUE"
 
 

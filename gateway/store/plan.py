@@ -29,6 +29,7 @@ __all__ = [
     "StagedMessage",
     "balance_from_counts",
     "commit_results",
+    "held_value",
     "is_reuse",
     "lane_of",
     "order_scope",
@@ -107,6 +108,14 @@ class NewOutboxRow(NamedTuple):
 
 
 _GONE = frozenset({OrderControl.CANCEL, OrderControl.DISCONTINUE})
+
+
+def held_value(incoming: Incoming, index: int) -> int:
+    """What ``events.held`` stores for event ``index`` of ``incoming``: 1 unmapped (not
+    in the ledger yet), 2 mapped but waiting for mandatory data (in the ledger), 0 free."""
+    if incoming.held[index]:
+        return 1
+    return 2 if incoming.incomplete and incoming.incomplete[index] else 0
 
 
 def unmapped_changes(event: Event, held: bool) -> tuple[tuple[Line, ...], tuple[str, ...]]:

@@ -52,7 +52,7 @@ def purgeable_messages(before: str) -> str:
     assert int(OutboxState.DELIVERED) == 1
     return ("SELECT m.id FROM messages m WHERE m.raw_purged_at IS NULL"
             f" AND m.received_at < {before} AND NOT EXISTS (SELECT 1 FROM events e"
-            " WHERE e.message_id = m.id AND (e.held = 1 OR EXISTS (SELECT 1 FROM outbox o"
+            " WHERE e.message_id = m.id AND (e.held <> 0 OR EXISTS (SELECT 1 FROM outbox o"
             " WHERE o.event_seq = e.seq AND o.state <> 1))) ORDER BY m.received_at")
 
 

@@ -238,3 +238,31 @@ async def test_the_rows_of_one_large_event_share_one_copy_of_it(make_store) -> N
     assert claim.items[0].event == big and len(claim.items[0].event.lines) == 2000
     pending = await store.pending("nhsa", 2000)
     assert len({id(it.event) for it in pending}) == 1
+
+
+async def test_an_incomplete_event_counts_in_the_ledger_once_and_waits_for_its_data(
+        make_store) -> None:
+    from gateway.store.base import Incoming, PlannedDelivery
+
+    store = await make_store()
+    ev = dispense(41)
+    base = incoming([ev], [])
+    res = await store.commit(Incoming(
+        adapter=base.adapter, sender=base.sender, control_id=base.control_id,
+        message_type=base.message_type, raw=base.raw, received_at=base.received_at,
+        events=base.events, held=(False,), incomplete=(True,)))
+    (seq,) = res.event_seqs
+    assert res.outbox_ids == ()  # nothing goes out yet
+    assert (await store.balance()).held_events == 1
+    pending = await store.query("SELECT seq FROM ledger_pending")
+    assert [r[0] for r in pending] == [seq]  # the ledger counts it at once
+    assert [e.event_id for e in await store.held_events()] == [ev.event_id]
+    # the data arrives: released, with its outbox row, and not queued for the ledger again
+    before = len(await store.query("SELECT seq FROM ledger_pending"))
+    released = await store.release_held(
+        lambda e: (e, False, (PlannedDelivery(0, "nhsa", 0, "sale|x|y#1"),)))
+    assert [e.event_id for e in released] == [ev.event_id]
+    assert len(await store.query("SELECT seq FROM ledger_pending")) == before
+    assert (await store.balance()).held_events == 0
+    claim = await store.claim("nhsa", 10, time.time() + 1)
+    assert [it.event.event_id for it in claim.items] == [ev.event_id]

@@ -259,6 +259,9 @@ CREATE TABLE outbox_lanes (
 INSERT INTO outbox_lanes (destination, hospital_id, lane)
     SELECT DISTINCT destination, hospital_id, 0 FROM outbox WHERE state = 0;
 DROP TABLE outbox_groups;
+-- held = 2: mapped, waiting for a platform's mandatory data (already in the ledger)
+DROP INDEX IF EXISTS events_held;
+CREATE INDEX events_held ON events (seq) WHERE held <> 0;
 """,
 }
 SCHEMA_VERSION = max(MIGRATIONS)

@@ -59,6 +59,7 @@ from gateway.store.plan import (
     StagedMessage,
     balance_from_counts,
     commit_results,
+    held_value,
     is_reuse,
     lane_of,
     order_scope,
@@ -326,13 +327,13 @@ class PostgresStore(GroupCommitting):
                                                 is_reuse(known[1], inc.raw)))
                     continue
                 seqs: list[int | None] = []
-                for ev, held in zip(inc.events, inc.held, strict=True):
+                for i, (ev, held) in enumerate(zip(inc.events, inc.held, strict=True)):
                     seq = await con.fetchval(
                         "INSERT INTO events (event_id, message_id, hospital_id, kind,"
                         " occurred_at, held, body) VALUES ($1, $2, $3, $4, $5, $6, $7)"
                         " ON CONFLICT (event_id) DO NOTHING RETURNING seq",
                         ev.event_id, message_id, ev.hospital_id, ev.kind.value,
-                        ev.occurred_at.isoformat(), int(held), event_json(ev))
+                        ev.occurred_at.isoformat(), held_value(inc, i), event_json(ev))
                     seqs.append(seq)
                     if seq is not None and (held or ev.kind is EventKind.ITEM_MASTER):
                         note, forget = unmapped_changes(ev, held)
@@ -560,7 +561,7 @@ class PostgresStore(GroupCommitting):
                     f"SELECT destination, count(*) FROM outbox WHERE state = {_DEAD}"
                     " GROUP BY destination"):
                 dead[dest] = n
-            held = await con.fetchval("SELECT count(*) FROM events WHERE held = 1")
+            held = await con.fetchval("SELECT count(*) FROM events WHERE held <> 0")
         return OutboxStats(depth, oldest, dead, held)
 
     async def unmapped(self, hospital_id: str | None = None) -> list[UnmappedItem]:
@@ -579,18 +580,19 @@ class PostgresStore(GroupCommitting):
         """The latest held line of each unmapped item (its unit, 批准文号, 本位码)."""
         if hospital_id:
             rows = await self._pool.fetch(
-                "SELECT body FROM events WHERE held = 1 AND hospital_id = $1"
+                "SELECT body FROM events WHERE held <> 0 AND held = 1 AND hospital_id = $1"
                 " ORDER BY seq DESC LIMIT $2", hospital_id, scan)
         else:
             rows = await self._pool.fetch(
-                "SELECT body FROM events WHERE held = 1 ORDER BY seq DESC LIMIT $1", scan)
+                "SELECT body FROM events WHERE held <> 0 AND held = 1"
+                " ORDER BY seq DESC LIMIT $1", scan)
         return held_lines(r[0] for r in rows)
 
     async def held_events(self, hospital_id: str | None = None,
                           limit: int = 100) -> list[Event]:
         """Held events, oldest first."""
         rows = await self._pool.fetch(
-            "SELECT body FROM events WHERE held = 1 AND ($1::text IS NULL OR hospital_id = $1)"
+            "SELECT body FROM events WHERE held <> 0 AND ($1::text IS NULL OR hospital_id = $1)"
             " ORDER BY seq LIMIT $2", hospital_id, limit)
         return [decode_event(bytes(r[0])) for r in rows]
 
@@ -614,19 +616,20 @@ class PostgresStore(GroupCommitting):
         """Map held events again, oldest first; those now complete get their outbox rows."""
         now = time.time()
         async with self._pool.acquire() as con, con.transaction():
-            sql = "SELECT seq, body FROM events WHERE held = 1"
+            sql = "SELECT seq, body, held FROM events WHERE held <> 0"
             args: tuple[str, ...] = ()
             if hospital_id:
                 sql += " AND hospital_id = $1"
                 args = (hospital_id,)
             # FOR UPDATE: two replicas releasing at once must not plan rows twice
-            held = [(seq, decode_event(body)) for seq, body
-                    in await con.fetch(sql + " ORDER BY seq FOR UPDATE", *args)]
-            released = plan_release(held, remap)
+            rows = await con.fetch(sql + " ORDER BY seq FOR UPDATE", *args)
+            unmapped = {r[0] for r in rows if r[2] == 1}  # not in the ledger yet
+            released = plan_release([(r[0], decode_event(r[1])) for r in rows], remap)
             for r in released:
                 await con.execute("UPDATE events SET held = 0, body = $2 WHERE seq = $1",
                                   r.seq, event_json(r.event))
-                await con.execute("INSERT INTO ledger_pending (seq) VALUES ($1)", r.seq)
+                if r.seq in unmapped:
+                    await con.execute("INSERT INTO ledger_pending (seq) VALUES ($1)", r.seq)
                 await con.execute(
                     "DELETE FROM unmapped WHERE hospital_id = $1 AND item_code = ANY($2::text[])",
                     r.event.hospital_id, r.item_codes)
@@ -713,5 +716,5 @@ class PostgresStore(GroupCommitting):
                                                                 readonly=True):
             counts = await con.fetch(
                 "SELECT destination, state, count(*) FROM outbox GROUP BY destination, state")
-            held = await con.fetchval("SELECT count(*) FROM events WHERE held = 1")
+            held = await con.fetchval("SELECT count(*) FROM events WHERE held <> 0")
         return balance_from_counts([tuple(c) for c in counts], held)

@@ -164,6 +164,9 @@ ALTER TABLE outbox ADD COLUMN order_scope TEXT NOT NULL DEFAULT '';
 UPDATE outbox SET order_key = stream, order_scope = stream;
 CREATE INDEX outbox_key_open ON outbox (destination, hospital_id, order_scope, id)
     WHERE state <> 1;
+-- held = 2: mapped, waiting for a platform's mandatory data (already in the ledger)
+DROP INDEX IF EXISTS events_held;
+CREATE INDEX events_held ON events (seq) WHERE held <> 0;
 """,
 }
 SCHEMA_VERSION = max(MIGRATIONS)

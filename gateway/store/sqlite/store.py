@@ -49,6 +49,7 @@ from gateway.store.plan import (
     StagedMessage,
     balance_from_counts,
     commit_results,
+    held_value,
     is_reuse,
     order_scope,
     outbox_rows,
@@ -406,14 +407,15 @@ class SqliteStore(GroupCommitting):
             msg_rows.append((mid, inc.sender, inc.control_id, inc.adapter, inc.message_type,
                              inc.peer, inc.received_at.timestamp(), inc.raw, digest))
             seqs: list[int | None] = []
-            for ev, held in zip(inc.events, inc.held, strict=True):
+            for i, (ev, held) in enumerate(zip(inc.events, inc.held, strict=True)):
                 if ev.event_id not in fresh_events:
                     seqs.append(None)  # the event was seen before
                     continue
                 fresh_events.discard(ev.event_id)
                 seqs.append(next_seq)
                 event_rows.append((next_seq, ev.event_id, mid, ev.hospital_id, ev.kind.value,
-                                   ev.occurred_at.isoformat(), int(held), event_json(ev)))
+                                   ev.occurred_at.isoformat(), held_value(inc, i),
+                                   event_json(ev)))
                 if not held:
                     pending.append((next_seq,))
                 next_seq += 1
@@ -531,7 +533,7 @@ class SqliteStore(GroupCommitting):
                     f"SELECT destination, count(*) FROM outbox WHERE state = {_DEAD}"
                     " GROUP BY destination"):
                 dead[dest] = n
-            held = con.execute("SELECT count(*) FROM events WHERE held = 1").fetchone()[0]
+            held = con.execute("SELECT count(*) FROM events WHERE held <> 0").fetchone()[0]
             return OutboxStats(depth, oldest, dead, held)
         return await self.read(read)
 
@@ -552,11 +554,13 @@ class SqliteStore(GroupCommitting):
                          scan: int = 5000) -> dict[tuple[str, str], Line]:
         """The latest held line of each unmapped item (its unit, 批准文号, 本位码)."""
         def read(con: sqlite3.Connection) -> list[tuple[Any, ...]]:
+            # unmapped events only (held = 1); "held <> 0" lets the partial index serve
             if hospital_id:
-                return con.execute("SELECT body FROM events WHERE held = 1 AND hospital_id = ?"
-                                   " ORDER BY seq DESC LIMIT ?", (hospital_id, scan)).fetchall()
-            return con.execute("SELECT body FROM events WHERE held = 1 ORDER BY seq DESC"
-                               " LIMIT ?", (scan,)).fetchall()
+                return con.execute("SELECT body FROM events WHERE held <> 0 AND held = 1"
+                                   " AND hospital_id = ? ORDER BY seq DESC LIMIT ?",
+                                   (hospital_id, scan)).fetchall()
+            return con.execute("SELECT body FROM events WHERE held <> 0 AND held = 1"
+                               " ORDER BY seq DESC LIMIT ?", (scan,)).fetchall()
         return held_lines(r[0] for r in await self.read(read))
 
     async def held_events(self, hospital_id: str | None = None,
@@ -564,7 +568,7 @@ class SqliteStore(GroupCommitting):
         """Held events, oldest first."""
         def read(con: sqlite3.Connection) -> list[Any]:
             return con.execute(
-                "SELECT body FROM events WHERE held = 1 AND (? IS NULL OR hospital_id = ?)"
+                "SELECT body FROM events WHERE held <> 0 AND (? IS NULL OR hospital_id = ?)"
                 " ORDER BY seq LIMIT ?", (hospital_id, hospital_id, limit)).fetchall()
         return [decode_event(bytes(r[0])) for r in await self.read(read)]
 
@@ -577,18 +581,20 @@ class SqliteStore(GroupCommitting):
         """
         def release(con: sqlite3.Connection) -> list[Event]:
             now = time.time()
-            sql = "SELECT seq, body FROM events WHERE held = 1"
+            sql = "SELECT seq, body, held FROM events WHERE held <> 0"
             args: tuple[str, ...] = ()
             if hospital_id:
                 sql += " AND hospital_id = ?"
                 args = (hospital_id,)
-            held = [(seq, decode_event(body))
-                    for seq, body in con.execute(sql + " ORDER BY seq", args).fetchall()]
-            released = plan_release(held, remap)
+            rows = con.execute(sql + " ORDER BY seq", args).fetchall()
+            unmapped = {seq for seq, _, h in rows if h == 1}  # not in the ledger yet
+            released = plan_release([(seq, decode_event(body)) for seq, body, _ in rows],
+                                    remap)
             for r in released:
                 con.execute("UPDATE events SET held = 0, body = ? WHERE seq = ?",
                             (event_json(r.event), r.seq))
-                con.execute("INSERT INTO ledger_pending (seq) VALUES (?)", (r.seq,))
+                if r.seq in unmapped:
+                    con.execute("INSERT INTO ledger_pending (seq) VALUES (?)", (r.seq,))
                 for d in r.deliveries:
                     con.execute(
                         "INSERT INTO outbox (destination, event_seq, unit, hospital_id,"
@@ -722,7 +728,7 @@ class SqliteStore(GroupCommitting):
             try:
                 counts = con.execute("SELECT destination, state, count(*) FROM outbox"
                                      " GROUP BY destination, state").fetchall()
-                held = con.execute("SELECT count(*) FROM events WHERE held = 1").fetchone()[0]
+                held = con.execute("SELECT count(*) FROM events WHERE held <> 0").fetchone()[0]
             finally:
                 con.execute("COMMIT")
             return balance_from_counts(counts, held)
