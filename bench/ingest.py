@@ -117,7 +117,7 @@ def big_dispense(n: int) -> bytes:
     raw = (DISPENSE.replace(b"RDS20261123000001", f"RDSBIG{n:011d}".encode())
                    .replace(b"CF20261123000123", f"CFBIG{n:011d}".encode()))
     if n % 2:
-        codes = "~".join(f"7{n:05d}{i:014d}" for i in range(10_000))
+        codes = "~".join(f"8{n:05d}{i:014d}" for i in range(10_000))
         return raw.replace(b"81234567890123456789~81234567890123456790", codes.encode())
     segs = raw.rstrip(b"\r").split(b"\r")
     groups = [s for s in segs if s[:3] in (b"ORC", b"RXE", b"RXD", b"ZJC")]

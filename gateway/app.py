@@ -246,7 +246,8 @@ async def _ingest_ctx(app: web.Application) -> AsyncIterator[None]:
                         app[METRICS], notify=mirror.notify,
                         limits=Limits(lim.max_lines, lim.max_trace_codes,
                                       Decimal(str(lim.max_quantity)),
-                                      Decimal(str(lim.max_price))),
+                                      Decimal(str(lim.max_price)),
+                                      long_trace_codes=lim.long_trace_codes),
                         workers=workers,
                         hospitals=frozenset(h.code for h in cfg.hospitals) or None)
     app[INGESTOR] = ingestor

@@ -222,6 +222,13 @@ class IngestLimits(_Frozen):
                            description="item lines in one message, all events together")
     max_trace_codes: int = Field(default=20_000, ge=1,
                                  description="traceability codes on one line")
+    long_trace_codes: bool = Field(
+        default=False,
+        description="also accept GS1 element strings ((01) GTIN, (17) expiry, (10) lot, "
+                    "(21) serial; parenthesised or with FNC1 separators) and other codes of "
+                    "20-100 characters as traceability codes; off: only the standard "
+                    "20 digits starting with 8. Either way a malformed code refuses the "
+                    "message (AR / 4xx) naming the line and the code's position")
     max_quantity: float = Field(default=10_000_000, gt=0,
                                 description="absolute quantity on one line")
     max_price: float = Field(default=10_000_000, gt=0, description="yuan per unit")

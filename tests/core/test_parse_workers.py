@@ -25,7 +25,7 @@ NOW = datetime(2026, 11, 23, 10, 0, tzinfo=CHINA_TZ)
 
 def many_codes(n: int, count: int, prefix: str = "BIG") -> bytes:
     """A sample dispense whose line carries ``count`` traceability codes (~21 bytes each)."""
-    codes = "~".join(f"7{n:05d}{i:014d}" for i in range(count))
+    codes = "~".join(f"8{n:05d}{i:014d}" for i in range(count))
     return numbered_dispense(n, prefix).replace(b"81234567890123456789~81234567890123456790",
                                                 codes.encode())
 
