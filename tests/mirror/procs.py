@@ -35,6 +35,22 @@ def write_gateway_config(tmp: Path, name: str, store: dict[str, Any], platform_u
     return path
 
 
+def backend_store(backend: str, tmp: Path, schema: str,
+                  lease_s: float) -> tuple[Any, dict[str, Any]]:
+    """A store of ``backend`` (not started: the test fills it first) and the ``store``
+    configuration of a gateway process on the same data."""
+    from pg import PG_DSN
+
+    from gateway.store.postgres import PostgresStore
+    from gateway.store.sqlite import SqliteStore
+
+    if backend == "postgres":
+        return PostgresStore(PG_DSN, schema=schema), {
+            "backend": "postgres", "postgres_dsn": PG_DSN, "postgres_schema": schema,
+            "lease_s": lease_s}
+    return SqliteStore(tmp / "gw.db"), {"backend": "sqlite", "sqlite_path": str(tmp / "gw.db")}
+
+
 def spawn_gateway(config: Path, log: Path) -> subprocess.Popen[bytes]:
     """``jicai-gateway serve`` in its own process."""
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}

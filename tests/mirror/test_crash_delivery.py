@@ -22,13 +22,12 @@ import pytest
 from factory import HOSPITALS, dispense, incoming
 from helpers import eventually
 from pg import PG_DSN, require_pg
-from procs import EXTRA_HOSPITALS, sigkill, spawn_gateway, write_gateway_config
+from procs import EXTRA_HOSPITALS, backend_store, sigkill, spawn_gateway, write_gateway_config
 from rig import start_simulator
 
 from gateway.platforms.simulator import SimulatorState
 from gateway.store.plan import OutboxState
 from gateway.store.postgres import PostgresStore
-from gateway.store.sqlite import SqliteStore
 
 TOTAL = 1500
 KILLS = 3
@@ -92,12 +91,7 @@ async def test_sigkill_during_delivery_loses_nothing_and_resends_original_msgids
     schema = f"jcgw_t_{uuid.uuid4().hex[:12]}"
     if backend == "postgres":
         await require_pg()
-        store: Any = PostgresStore(PG_DSN, schema=schema)
-        store_cfg = {"backend": "postgres", "postgres_dsn": PG_DSN, "postgres_schema": schema,
-                     "lease_s": 1.0}
-    else:
-        store = SqliteStore(tmp_path / "gw.db")
-        store_cfg = {"backend": "sqlite", "sqlite_path": str(tmp_path / "gw.db")}
+    store, store_cfg = backend_store(backend, tmp_path, schema, lease_s=1.0)
     fixed = await _prefill(store, TOTAL)
     sim = SimulatorState()
     sim.faults.latency_s = 0.002  # rounds last long enough to be cut in the middle

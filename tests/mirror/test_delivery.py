@@ -37,20 +37,6 @@ async def sqlite_rig(tmp_path: Path) -> AsyncIterator[RigFactory]:
         await r.store.close()
 
 
-@pytest.fixture
-async def any_rig(make_store) -> AsyncIterator[RigFactory]:  # type: ignore[no-untyped-def]
-    rigs: list[Rig] = []
-
-    async def factory(dests: list[dict[str, Any]], sims: dict[str, SimulatorState],
-                      **kw: Any) -> Rig:
-        rig = await make_rig(await make_store(lease_s=5.0), dests, sims, **kw)
-        rigs.append(rig)
-        return rig
-    yield factory
-    for r in rigs:
-        await stop_rig(r)
-
-
 def _outbound(sim: SimulatorState) -> str:
     return "\n".join(str(env) for env in sim.accepted.values())
 

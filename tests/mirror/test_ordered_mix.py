@@ -20,15 +20,13 @@ from dispense_mix import dispense_mix, units
 from factory import incoming
 from helpers import eventually
 from pg import PG_DSN, require_pg
-from procs import sigkill, spawn_gateway, write_gateway_config
+from procs import backend_store, sigkill, spawn_gateway, write_gateway_config
 from rig import start_simulator
 
 from canonical.model import EventKind
 from gateway.platforms.nhsa import unit_action
 from gateway.platforms.simulator import SimulatorState
 from gateway.store.base import OutboxQuery
-from gateway.store.postgres import PostgresStore
-from gateway.store.sqlite import SqliteStore
 
 SEED = 20261204
 CONCURRENCY = 16
@@ -57,12 +55,7 @@ async def test_a_mix_behind_a_slow_platform_keeps_its_order_through_an_outage_an
     schema = f"jcgw_t_{uuid.uuid4().hex[:12]}"
     if backend == "postgres":
         await require_pg()
-        store: Any = PostgresStore(PG_DSN, schema=schema)
-        store_cfg = {"backend": "postgres", "postgres_dsn": PG_DSN, "postgres_schema": schema,
-                     "lease_s": 2.0}
-    else:
-        store = SqliteStore(tmp_path / "gw.db")
-        store_cfg = {"backend": "sqlite", "sqlite_path": str(tmp_path / "gw.db")}
+    store, store_cfg = backend_store(backend, tmp_path, schema, lease_s=2.0)
     events, poison = await _prefill(store)
     total = sum(units(ev) for ev in events)
     sim = SimulatorState()
@@ -85,8 +78,7 @@ async def test_a_mix_behind_a_slow_platform_keeps_its_order_through_an_outage_an
         sigkill(proc)
         kills += 1
         proc = spawn_gateway(cfg, log)
-        store = (PostgresStore(PG_DSN, schema=schema) if backend == "postgres"
-                 else SqliteStore(tmp_path / "gw.db"))
+        store, _ = backend_store(backend, tmp_path, schema, lease_s=2.0)
         await store.start()
 
         seen = {"accepted": -1, "since": time.monotonic()}

@@ -7,10 +7,9 @@ times and the order in which it accepted each msgid.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
-import pytest
 from factory import HOSPITALS, dispense
 from helpers import eventually
 from pg import PG_DSN, require_pg
@@ -23,20 +22,6 @@ from gateway.store.base import OutboxQuery
 from gateway.store.postgres import PostgresStore
 
 RigFactory = Callable[..., Awaitable[Rig]]
-
-
-@pytest.fixture
-async def any_rig(make_store) -> AsyncIterator[RigFactory]:  # type: ignore[no-untyped-def]
-    rigs: list[Rig] = []
-
-    async def factory(dests: list[dict[str, Any]], sims: dict[str, SimulatorState],
-                      **kw: Any) -> Rig:
-        rig = await make_rig(await make_store(lease_s=5.0), dests, sims, **kw)
-        rigs.append(rig)
-        return rig
-    yield factory
-    for r in rigs:
-        await stop_rig(r)
 
 
 def _arrivals(sim: SimulatorState) -> list[float]:
