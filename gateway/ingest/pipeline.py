@@ -257,16 +257,21 @@ class Ingestor:
                         for (dest, field), source in self.gaps(mapped).items()]
         return reasons
 
+    def gaps_of(self, events: Sequence[Event],
+                held: Sequence[bool]) -> list[dict[tuple[str, str], str]]:
+        """:meth:`gaps` of each mapped event (none for held events and item masters)."""
+        return [{} if h or ev.kind is EventKind.ITEM_MASTER else self.gaps(ev)
+                for ev, h in zip(events, held, strict=True)]
+
     def _incomplete(self, adapter: Adapter, parsed: ParsedMessage, events: Sequence[Event],
-                    held: Sequence[bool]) -> tuple[bool, ...]:
+                    held: Sequence[bool],
+                    found: list[dict[tuple[str, str], str]] | None = None) -> tuple[bool, ...]:
         """Which mapped events a platform would refuse for missing mandatory data: they
         count in the ledger now and wait for the data without outbox rows."""
         m = self.metrics
         incomplete = [False] * len(events)
-        for i, ev in enumerate(events):
-            if held[i] or ev.kind is EventKind.ITEM_MASTER:
-                continue
-            gaps = self.gaps(ev)
+        for i, (ev, gaps) in enumerate(zip(events, found or self.gaps_of(events, held),
+                                           strict=True)):
             if not gaps:
                 continue
             incomplete[i] = True
@@ -349,14 +354,18 @@ class Ingestor:
         refused = _foreign(parsed, sender) or _unconfigured(parsed, self.hospitals)
         if refused is not None:
             return refused
-        # mapping 2,000 lines takes ~10 ms: in a thread, where the loop keeps its turns
+        # mapping 2,000 lines takes ~10 ms and checking their mandatory data a few more:
+        # in a thread, where the loop keeps its turns
         mapping = await asyncio.to_thread(_map_events, parsed, self.crosswalk.current,
                                           received_at.date())
-        return self._map_and_advise(adapter, raw, peer, parsed, received_at, mapping=mapping)
+        found = await asyncio.to_thread(self.gaps_of, mapping[0], mapping[1])
+        return self._map_and_advise(adapter, raw, peer, parsed, received_at, mapping=mapping,
+                                    found=found)
 
     def _map_and_advise(self, adapter: Adapter, raw: bytes, peer: str, parsed: ParsedMessage,
                         received_at: datetime, *, rechecked: bool = False,
-                        mapping: _Mapping | None = None) -> _Prepared:
+                        mapping: _Mapping | None = None,
+                        found: list[dict[tuple[str, str], str]] | None = None) -> _Prepared:
         m = self.metrics
         mtype = parsed.message_type
         if not rechecked:
@@ -375,7 +384,8 @@ class Ingestor:
                              len(unmapped), ",".join(li.item_code for li in unmapped),
                              extra=_context(adapter, parsed, "held", event_id=ev.event_id,
                                             hospital=ev.hospital_id))
-        incomplete = self._incomplete(adapter, parsed, events, held)
+        incomplete = self._incomplete(adapter, parsed, events, held,
+                                      found if mapping is not None else None)
         advice = self._advise(events, received_at)
         if advice.blocked:
             return _Prepared(parsed=parsed, advice=advice)

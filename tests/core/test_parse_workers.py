@@ -139,6 +139,28 @@ async def test_a_big_dispense_is_parsed_in_a_worker_stored_and_mirrored(
 
 @pytest.mark.parametrize("gateway", [{"limits": {"parse_offload_bytes": 65_536}}],
                          indirect=True)
+async def test_a_big_dispense_without_the_licence_number_is_held_as_a_small_one_is(
+        gateway: RunningGateway) -> None:
+    # the mandatory-data check of a big message runs off the event loop, to the same end
+    big = many_codes(11, 10_000).replace(b"|Y|330102201500231", b"|Y|")
+    assert len(big) > 65_536
+    client = await MLLPClient.connect(gateway.mllp_port)
+    try:
+        ack = ack_fields(await client.send(big, timeout=60))
+    finally:
+        await client.close()
+    assert ack["MSA"][1] == "AA" and _parsed_in_worker(gateway) == 1
+    held = await gateway.store.held_events()
+    assert len(held) == 1 and held[0].lines[0].trace_codes[0].startswith("8")
+    incomplete = gateway.app[METRICS].registry.get_sample_value(
+        "jcgw_events_incomplete_total",
+        {"destination": "nhsa", "field": "3505 phar_prac_cert_no"})
+    assert incomplete == 1
+    assert gateway.simulator.calls == 0  # nothing sent to be refused
+
+
+@pytest.mark.parametrize("gateway", [{"limits": {"parse_offload_bytes": 65_536}}],
+                         indirect=True)
 async def test_frames_behind_a_big_one_on_a_connection_are_committed_after_it(
         gateway: RunningGateway) -> None:
     big, small = many_codes(11, 10_000), numbered_dispense(12, "SMALL")
