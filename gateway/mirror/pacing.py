@@ -52,21 +52,29 @@ class RatePacer:
         self.limit = rate_per_s
         self.rate: float | None = None if rate_per_s is None else rate_per_s * PACE_MARGIN
         self.clock = clock
-        self._next_slot = 0.0
+        self._last_sent = -math.inf
         self._sent: deque[float] = deque()
         self._quiet_since = 0.0
         self.throttled_total = 0
 
     async def wait(self) -> None:
-        """Wait for this request's slot (slots are handed out in call order)."""
-        now = self.clock()
-        self._recover(now)
-        if self.rate is not None:
-            slot = max(now, self._next_slot)
-            self._next_slot = slot + 1.0 / self.rate
-            if slot > now:
-                await asyncio.sleep(slot - now)
-        self._note_sent(self.clock())
+        """Wait until this request may go: at least one interval after the one before.
+
+        Measured from when the previous request really went, not from a slot handed out
+        in advance: requests that wake late together (a busy event loop) would otherwise
+        go out in a burst the platform counts in one second.
+        """
+        while True:
+            now = self.clock()
+            self._recover(now)
+            if self.rate is None:
+                break
+            due = self._last_sent + 1.0 / self.rate
+            if due <= now:
+                break
+            await asyncio.sleep(due - now)
+        self._last_sent = self.clock()
+        self._note_sent(self._last_sent)
 
     def _note_sent(self, at: float) -> None:
         self._sent.append(at)
@@ -80,8 +88,7 @@ class RatePacer:
         current = self.rate if self.rate is not None else max(MIN_RATE, float(len(self._sent)))
         self.rate = max(MIN_RATE, current / 2)
         self._quiet_since = now
-        # slots already handed out keep theirs; the next ones follow the new pace
-        self._next_slot = max(self._next_slot, now + 1.0 / self.rate)
+        self._last_sent = max(self._last_sent, now)  # the next one waits a whole interval
 
     def _recover(self, now: float) -> None:
         ceiling = None if self.limit is None else self.limit * PACE_MARGIN
