@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import threading
+from collections import OrderedDict
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -11,8 +13,19 @@ from canonical.model import Event, Line, event_from_dict
 from gateway.store.base import OutboxItem, OutboxQuery, OutboxRecord
 from gateway.store.plan import OutboxState
 
-__all__ = ["ITEM_COLUMNS", "RECORD_COLUMNS", "UNBLOCKED", "decode_event", "event_seqs",
-           "held_lines", "items_from_rows", "outbox_where", "purgeable_messages", "record_from_row"]
+__all__ = [
+    "ITEM_COLUMNS",
+    "RECORD_COLUMNS",
+    "UNBLOCKED",
+    "DecodedEvents",
+    "decode_event",
+    "event_seqs",
+    "held_lines",
+    "items_from_rows",
+    "outbox_where",
+    "purgeable_messages",
+    "record_from_row",
+]
 
 _STATES = {s.name.lower(): s for s in OutboxState}
 
@@ -66,11 +79,59 @@ def event_seqs(rows: Iterable[Any]) -> list[int]:
     return list(dict.fromkeys(int(r[8]) for r in rows))
 
 
+class DecodedEvents:
+    """Events decoded for claims, kept while their rows go out.
+
+    A 2,000-line dispense is 2,000 outbox rows, claimed a batch at a time: without this,
+    each claim would read its megabyte of JSON again and decode it again (tens of
+    milliseconds holding the interpreter). Bounded by the lines it keeps; an event's body
+    never changes once it has outbox rows, so what is kept is never stale.
+    """
+
+    def __init__(self, max_lines: int = 50_000) -> None:
+        self.max_lines = max_lines
+        self._events: OrderedDict[int, Event] = OrderedDict()
+        self._lines = 0
+        self._lock = threading.Lock()  # claims read in the store's threads
+
+    def split(self, seqs: Iterable[int]) -> tuple[dict[int, Event], list[int]]:
+        """(the events already decoded, the sequence numbers still to read)."""
+        known: dict[int, Event] = {}
+        fetch: list[int] = []
+        with self._lock:
+            for seq in seqs:
+                ev = self._events.get(seq)
+                if ev is None:
+                    fetch.append(seq)
+                else:
+                    self._events.move_to_end(seq)
+                    known[seq] = ev
+        return known, fetch
+
+    def add(self, seq: int, event: Event) -> None:
+        """Keep ``event``, forgetting the least recently claimed beyond the bound."""
+        with self._lock:
+            if seq in self._events or len(event.lines) > self.max_lines:
+                return
+            self._events[seq] = event
+            self._lines += len(event.lines)
+            while self._lines > self.max_lines:
+                _, old = self._events.popitem(last=False)
+                self._lines -= len(old.lines)
+
+
 def items_from_rows(destination: str, rows: Iterable[Any],
-                    bodies: Iterable[tuple[int, bytes]]) -> list[OutboxItem]:
+                    bodies: Iterable[tuple[int, bytes]],
+                    known: dict[int, Event] | None = None,
+                    keep: DecodedEvents | None = None) -> list[OutboxItem]:
     """Outbox rows selected with :data:`ITEM_COLUMNS`, each with its event; ``bodies``
-    holds each event once (by sequence number), decoded once and shared by its rows."""
-    events = {int(seq): decode_event(bytes(body)) for seq, body in bodies}
+    holds each event once (by sequence number), decoded once and shared by its rows, and
+    ``known`` the events decoded before (``keep`` keeps the newly decoded ones)."""
+    events = dict(known or {})
+    for seq, body in bodies:
+        ev = events[int(seq)] = decode_event(bytes(body))
+        if keep is not None:
+            keep.add(int(seq), ev)
     return [OutboxItem(id=r[0], destination=destination, msgid=r[1], hospital_id=r[2],
                        stream=r[3], unit=r[4], attempts=r[5], created_at=r[6],
                        next_attempt_at=r[7], event=events[int(r[8])], first_failed_at=r[9],

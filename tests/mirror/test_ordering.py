@@ -64,3 +64,16 @@ async def test_a_line_backing_off_holds_up_the_return_not_the_other_lines(make_s
     await store.release("nhsa")
     again = await store.claim("nhsa", 100, now + 61)
     assert [it.id for it in again.items] == [sale[1], *ret, *later]
+
+
+def test_decoded_events_are_kept_within_their_line_budget() -> None:
+    from gateway.store.query import DecodedEvents
+
+    kept = DecodedEvents(max_lines=5)
+    big, small = dispense(1, lines=4), dispense(2, lines=2)
+    kept.add(1, big)
+    assert kept.split([1, 2]) == ({1: big}, [2])
+    kept.add(2, small)  # 6 lines: the least recently claimed goes
+    assert kept.split([1, 2]) == ({2: small}, [1])
+    kept.add(3, dispense(3, lines=6))  # beyond the budget alone: never kept
+    assert kept.split([3]) == ({}, [3])

@@ -82,6 +82,7 @@ from gateway.store.query import (
     ITEM_COLUMNS,
     RECORD_COLUMNS,
     UNBLOCKED,
+    DecodedEvents,
     decode_event,
     event_seqs,
     held_lines,
@@ -143,6 +144,7 @@ class PostgresStore(GroupCommitting):
         self.quarantine_max_bytes = quarantine_max_bytes
         self.group_commit_max = group_commit_max
         self.lease_s = lease_s
+        self._decoded = DecodedEvents()  # events of claimed rows, decoded once
         self.claim_groups = claim_groups
         self.pool_max = pool_max
         self.owner = owner or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
@@ -489,8 +491,9 @@ class PostgresStore(GroupCommitting):
                 f"  AND o.next_attempt_at <= $5 AND {UNBLOCKED.format(now='$5')}"
                 "  ORDER BY o.id LIMIT $4) o ORDER BY o.id",
                 destination, [g[0] for g in lanes], [g[1] for g in lanes], per_lane, now)
-            bodies = await _bodies(con, event_seqs(rows))
-        return Claim(items_from_rows(destination, rows, bodies))
+            known, fetch = self._decoded.split(event_seqs(rows))
+            bodies = await _bodies(con, fetch)
+        return Claim(items_from_rows(destination, rows, bodies, known, self._decoded))
 
     async def renew(self, destination: str, now: float) -> None:
         """Extend this process's leases on ``destination``'s lanes while it delivers.

@@ -63,6 +63,7 @@ from gateway.store.query import (
     ITEM_COLUMNS,
     RECORD_COLUMNS,
     UNBLOCKED,
+    DecodedEvents,
     decode_event,
     event_seqs,
     held_lines,
@@ -190,6 +191,7 @@ class SqliteStore(GroupCommitting):
         self.path = Path(path)
         self.group_commit_max = group_commit_max
         self.quarantine_max_bytes = quarantine_max_bytes
+        self._decoded = DecodedEvents()  # events of claimed rows, decoded once
         self._writer = ThreadPoolExecutor(1, thread_name_prefix="sqlite-writer")
         self._reader = ThreadPoolExecutor(1, thread_name_prefix="sqlite-reader")
         self._wcon: sqlite3.Connection | None = None
@@ -654,7 +656,9 @@ class SqliteStore(GroupCommitting):
                     f" AND o.next_attempt_at <= ? AND {unblocked} ORDER BY o.id LIMIT ?",
                     (destination, hospital, now, now, per_hospital)))
             rows.sort(key=lambda r: r[0])
-            items = items_from_rows(destination, rows, _bodies(con, event_seqs(rows)))
+            known, fetch = self._decoded.split(event_seqs(rows))
+            items = items_from_rows(destination, rows, _bodies(con, fetch), known,
+                                    self._decoded)
             return Claim(items, waiting)
         return await self.read(read)
 
