@@ -28,7 +28,7 @@ import time
 from collections import deque
 from collections.abc import AsyncIterator, Callable
 
-__all__ = ["AdaptiveLimit", "Pacing", "RatePacer"]
+__all__ = ["AdaptiveLimit", "Pacing", "RatePacer", "Waiters"]
 
 PACE_MARGIN = 0.95  # share of the configured rate the pacer actually uses
 MIN_RATE = 0.5  # requests per second the pacer never goes below after "too frequent"
@@ -38,6 +38,36 @@ LATENCY_SAMPLES = 200  # the recent answers whose best latency is the baseline
 CONGESTED_RATIO = 2.0  # smoothed latency above this many baselines (plus slack) backs off
 CONGESTED_SLACK_S = 0.05
 DECREASE_FACTOR = 0.7
+
+
+class Waiters:
+    """Tasks waiting for room, woken first come first served, as many as there is room.
+
+    A claimed batch is hundreds of tasks waiting for a few places; waking them all at each
+    freed place (``notify_all``, an ``Event``) costs a pass over all of them per request.
+    """
+
+    def __init__(self) -> None:
+        self._queue: deque[asyncio.Future[None]] = deque()
+
+    async def wait(self) -> None:
+        """Wait until :meth:`wake` picks this task (then check the room again)."""
+        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._queue.append(fut)
+        try:
+            await fut
+        except asyncio.CancelledError:
+            if fut.done() and not fut.cancelled():
+                self.wake(1)  # picked, but not taking it: the next one may
+            raise
+
+    def wake(self, n: int) -> None:
+        """Wake up to ``n`` waiting tasks, oldest first."""
+        while n > 0 and self._queue:
+            fut = self._queue.popleft()
+            if not fut.done():
+                fut.set_result(None)
+                n -= 1
 
 
 class RatePacer:
@@ -120,7 +150,7 @@ class AdaptiveLimit:
         self.clock = clock
         self.limit = float(maximum)
         self.in_flight = 0
-        self._cond = asyncio.Condition()
+        self._waiters = Waiters()
         self._latencies: deque[float] = deque(maxlen=LATENCY_SAMPLES)
         self._smoothed: float | None = None
         self._last_decrease = -math.inf
@@ -132,17 +162,16 @@ class AdaptiveLimit:
 
     async def acquire(self) -> None:
         """Wait for room under the bound."""
-        async with self._cond:
-            await self._cond.wait_for(lambda: self.in_flight < self.bound)
-            self.in_flight += 1
+        while self.in_flight >= self.bound:
+            await self._waiters.wait()
+        self.in_flight += 1
 
     async def release(self, latency_s: float | None, ok: bool) -> None:
         """A request ended: ``ok`` False for an error or timeout (None latency: no answer)."""
-        async with self._cond:
-            self.in_flight -= 1
-            if self.adaptive:
-                self._learn(latency_s, ok)
-            self._cond.notify_all()
+        self.in_flight -= 1
+        if self.adaptive:
+            self._learn(latency_s, ok)
+        self._waiters.wake(self.bound - self.in_flight)
 
     def _learn(self, latency_s: float | None, ok: bool) -> None:
         now = self.clock()

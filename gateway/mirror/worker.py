@@ -44,7 +44,7 @@ from gateway.metrics import Metrics
 from gateway.mirror.attempts import attempt
 from gateway.mirror.breaker import CircuitBreaker
 from gateway.mirror.ordering import by_scope, phases
-from gateway.mirror.pacing import Pacing
+from gateway.mirror.pacing import Pacing, Waiters
 from gateway.platforms.base import Answer, PlatformProfile, Verdict
 from gateway.store.base import Attempt, DeliveryUpdate, OutboxItem, Store, Topic
 
@@ -91,7 +91,7 @@ class _Marks:
         self._writing = 0  # outcomes in the write now running
         self._reserved = 0  # requests under way whose outcome is not known yet
         self._writer: asyncio.Task[None] | None = None
-        self._written = asyncio.Event()
+        self._waiters = Waiters()
 
     @property
     def unrecorded(self) -> int:
@@ -106,14 +106,16 @@ class _Marks:
         while self.unrecorded + self._reserved >= self.window:
             if self._writer is None and self._pending:  # a failed write left them
                 self._writer = asyncio.create_task(self._write())
-            self._written.clear()
-            await self._written.wait()
+            await self._waiters.wait()
         self._reserved += 1
+
+    def _room(self) -> None:
+        self._waiters.wake(self.window - self.unrecorded - self._reserved)
 
     def unreserve(self) -> None:
         """Give back a reservation whose request was not sent."""
         self._reserved -= 1
-        self._written.set()
+        self._room()
 
     def add(self, update: DeliveryUpdate) -> None:
         """Record ``update`` (of a reserved request) soon (now, unless a write is running)."""
@@ -137,7 +139,7 @@ class _Marks:
                     return
                 finally:
                     self._writing = 0
-                    self._written.set()
+                    self._room()
         finally:
             self._writer = None
 

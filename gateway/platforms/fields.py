@@ -267,7 +267,7 @@ _DERIVED: dict[str, Derived] = {
     "bchno": lambda e, ln, ctx: ctx.get("bchno", ""),
     "inv_data_type": lambda e, ln, ctx: ctx.get("inv_data_type", ""),
     "quantity": _quantity,
-    "time": lambda e, ln, ctx: _fmt_time(e.occurred_at),
+    "time": lambda e, ln, ctx: e.occurred_at,
     "date": lambda e, ln, ctx: _fmt_time(e.occurred_at)[:10],
     "rx_flag": _rx_flag,
     "trdn_flag": _trdn_flag,
@@ -325,6 +325,8 @@ def _typed(spec: FieldSpec, value: Any) -> tuple[Any, str]:
         return number, check_value(spec, number)
     if spec.type is FieldType.TRACE_LIST:
         return value, check_value(spec, value)
+    if isinstance(value, datetime) and spec.type is FieldType.DATETIME:
+        return _fmt_time(value), ""  # formatted here: of the right form by construction
     text = _fmt_time(value) if isinstance(value, datetime) else str(value)
     return text, check_value(spec, text)
 
@@ -407,8 +409,8 @@ def _check_date(value: Any, pattern: re.Pattern[str], fmt: str) -> str:
     try:
         if len(value) == 10:
             date.fromisoformat(value)
-        else:
-            datetime.strptime(value, "%Y-%m-%d %H:%M:%S")
+        else:  # the pattern has fixed the form; this checks the calendar, fast
+            datetime.fromisoformat(value)
     except ValueError:
         return f"不是有效日期: {value!r}"
     return ""
