@@ -185,8 +185,9 @@ class Mirror:
                                       d.config.rate_limit_per_s, d.config.adaptive_concurrency)
                        for d in self.destinations}
         self._lease_lost: dict[str, bool] = {d.name: False for d in self.destinations}
+        self._pace_shown: dict[str, float] = {}
         for d in self.destinations:
-            self._show_pace(d.name)
+            self._show_pace(d.name, now=True)
 
     def notify(self) -> None:
         """New outbox rows were committed."""
@@ -311,7 +312,12 @@ class Mirror:
                 return False  # its key waits: nothing behind it goes first
         return True
 
-    def _show_pace(self, name: str) -> None:
+    def _show_pace(self, name: str, *, now: bool = False) -> None:
+        # gauges for a scrape every few seconds: set a few times a second, not per request
+        at = time.monotonic()
+        if not now and at - self._pace_shown.get(name, 0.0) < 0.2:
+            return
+        self._pace_shown[name] = at
         pacing, m = self.pacing[name], self.metrics
         m.labelled(m.mirror_in_flight, name).set(pacing.in_flight)
         m.labelled(m.mirror_concurrency, name).set(pacing.limit.bound)
@@ -371,17 +377,25 @@ class Mirror:
         return answer
 
     async def _deliver(self, dest: Destination, item: OutboxItem) -> DeliveryUpdate:
-        retrying = AsyncRetrying(
-            stop=stop_after_attempt(QUICK_TRIES),
+        tries: list[Attempt] = []
+        answer = await self._attempt(dest, item, tries)
+        if answer.verdict is Verdict.RETRY:
+            # a blip: the remaining quick tries, with tenacity's back-off between them (most
+            # deliveries go through at once and never pay for setting it up)
+            await asyncio.sleep(self.quick_wait_s * (1 + random.random()))
+            answer = await self._retrying()(self._attempt, dest, item, tries)
+        update = self._outcome(dest, item, answer)
+        return dataclasses.replace(update, tries=tuple(tries))
+
+    def _retrying(self) -> AsyncRetrying:
+        """The quick tries after a first one that did not go through."""
+        return AsyncRetrying(
+            stop=stop_after_attempt(QUICK_TRIES - 1),
             wait=wait_exponential_jitter(multiplier=self.quick_wait_s,
                                          max=10 * self.quick_wait_s, jitter=self.quick_wait_s),
             retry=retry_if_result(lambda a: a.verdict is Verdict.RETRY),
             # out of quick tries: hand back the last answer; the outbox schedules the rest
             retry_error_callback=lambda state: state.outcome.result() if state.outcome else None)
-        tries: list[Attempt] = []
-        answer: Answer = await retrying(self._attempt, dest, item, tries)
-        update = self._outcome(dest, item, answer)
-        return dataclasses.replace(update, tries=tuple(tries))
 
     def _outcome(self, dest: Destination, item: OutboxItem, answer: Answer) -> DeliveryUpdate:
         cfg = dest.config
