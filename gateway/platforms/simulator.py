@@ -8,13 +8,14 @@ refuses a second upload of a live batch number (a correction must delete it with
 3504 purchase return before the receipt of its item and lot — counting each as an order
 violation (``/_sim/counts``) — and, with ``rate_limit_per_s``, answers calls beyond that
 many within any one second with HTTP 429 "请求过于频繁" (or, with ``rate_limit_answer:
-business``, with that business error), reporting the most calls it saw in any second
-(``max_per_s``). It checks ``x-tif-*`` signatures and SM4 bodies when given keys, speaks
-the provincial procurement platform's dialect with tokens under ``/zc/api/``, and
-can be told to misbehave — latency (``latency_jitter_s`` spreads it), 5xx, hanging past
-the client's timeout,
-dropped connections, malformed answers, business rejections, flapping at a given
-ratio — globally or per transaction, from tests (``state.faults``), over HTTP
+business``, with that business error; a refused call is not recorded and does not count
+against the limit, so its retry goes through once there is room), reporting the most
+calls that arrived in any second, refused or not (``max_per_s``). It checks ``x-tif-*``
+signatures and SM4 bodies when given keys, speaks the provincial procurement platform's
+dialect with tokens under ``/zc/api/``, and can be told to misbehave — latency
+(``latency_jitter_s`` spreads it, drawn from the state's ``seed``), 5xx, hanging past the
+client's timeout, dropped connections, malformed answers, business rejections, flapping
+at a given ratio — globally or per transaction, from tests (``state.faults``), over HTTP
 (``POST /_sim/faults``) and from the CLI (``jicai-gateway sim-faults``).
 """
 
@@ -119,7 +120,7 @@ class SimulatorState:
     tokens: set[str] = field(default_factory=set)
     injected: dict[str, int] = field(default_factory=dict)  # fault name → times used
     seed: int = 20261123
-    rng: random.Random = field(default_factory=lambda: random.Random(20261123))
+    rng: random.Random = field(init=False, repr=False)  # seeded from ``seed``
     sub_faults: dict[str, Faults] = field(default_factory=dict)
     # check every body against the field specification, as the platform does; off
     # only for tests of something else that send deliberately partial bodies
@@ -132,10 +133,16 @@ class SimulatorState:
     rate_limited: int = 0
     max_per_s: int = 0  # the most inventory calls that arrived within any one second
     arrivals: deque[float] = field(default_factory=deque)  # the last second's calls
+    # the last second's calls let through the rate limit (a refused call does not count:
+    # a client that keeps to the limit gets the limit through, whatever it offers)
+    admitted: deque[float] = field(default_factory=deque)
     # live uploads a later transaction needs: sales by (code, document, item), receipts
     # by (code, item, lot) → how many
     live_sales: dict[tuple[str, str, str], int] = field(default_factory=dict)
     live_receipts: dict[tuple[str, str, str], int] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.rng = random.Random(self.seed)
 
     def reset(self) -> None:
         """Forget everything received and clear faults (keys and apps stay)."""
@@ -179,6 +186,17 @@ class SimulatorState:
             window.popleft()
         self.max_per_s = max(self.max_per_s, len(window))
         return len(window)
+
+    def admit(self, now: float, limit: int) -> bool:
+        """Whether a call arriving at ``now`` keeps within ``limit`` calls let through in
+        the last second (0: no limit); if so it counts as let through."""
+        window = self.admitted
+        while window and window[0] <= now - 1.0:
+            window.popleft()
+        if limit and len(window) >= limit:
+            return False
+        window.append(now)
+        return True
 
     def violation(self, kind: str) -> None:
         """Count a request that came out of order."""
@@ -309,9 +327,8 @@ TOO_FREQUENT = "请求过于频繁，请稍后再试"
 
 def _rate_limited(state: SimulatorState, now: float) -> web.Response | None:
     """The platform gateway's answer to a call beyond the rate limit, or None."""
-    seen = state.arrive(now)
-    limit = state.faults.rate_limit_per_s
-    if not limit or seen <= limit:
+    state.arrive(now)
+    if state.admit(now, state.faults.rate_limit_per_s):
         return None
     state.rate_limited += 1
     body = orjson.dumps({"infcode": -1, "msgid": "", "err_msg": TOO_FREQUENT, "output": {}})
