@@ -113,6 +113,16 @@ async def test_only_registered_adapters_and_big_enough_messages_go_to_a_worker()
     assert not ParseWorkers(min_bytes=0, timeout_s=5).takes(adapter, many_codes(9, 1_000))
 
 
+async def _send_big(gw: RunningGateway, big: bytes) -> dict[str, list[str]]:
+    """Send a message big enough for a parse worker over MLLP; its ACK's fields."""
+    assert len(big) > 65_536
+    client = await MLLPClient.connect(gw.mllp_port)
+    try:
+        return ack_fields(await client.send(big, timeout=60))
+    finally:
+        await client.close()
+
+
 def _parsed_in_worker(gw: RunningGateway) -> float:
     value = gw.app[METRICS].registry.get_sample_value("jcgw_parsed_in_worker_total",
                                                       {"adapter": "hl7v2"})
@@ -123,13 +133,7 @@ def _parsed_in_worker(gw: RunningGateway) -> float:
                          indirect=True)
 async def test_a_big_dispense_is_parsed_in_a_worker_stored_and_mirrored(
         gateway: RunningGateway) -> None:
-    big = many_codes(10, 10_000)  # 210 KB
-    assert len(big) > 65_536
-    client = await MLLPClient.connect(gateway.mllp_port)
-    try:
-        ack = ack_fields(await client.send(big, timeout=60))
-    finally:
-        await client.close()
+    ack = await _send_big(gateway, many_codes(10, 10_000))  # 210 KB
     assert ack["MSA"][1] == "AA"
     assert _parsed_in_worker(gateway) == 1
     [msgid] = await gateway.delivered(1, timeout=30)
@@ -142,13 +146,8 @@ async def test_a_big_dispense_is_parsed_in_a_worker_stored_and_mirrored(
 async def test_a_big_dispense_without_the_licence_number_is_held_as_a_small_one_is(
         gateway: RunningGateway) -> None:
     # the mandatory-data check of a big message runs off the event loop, to the same end
-    big = many_codes(11, 10_000).replace(b"|Y|330102201500231", b"|Y|")
-    assert len(big) > 65_536
-    client = await MLLPClient.connect(gateway.mllp_port)
-    try:
-        ack = ack_fields(await client.send(big, timeout=60))
-    finally:
-        await client.close()
+    ack = await _send_big(gateway, many_codes(11, 10_000).replace(b"|Y|330102201500231",
+                                                                   b"|Y|"))
     assert ack["MSA"][1] == "AA" and _parsed_in_worker(gateway) == 1
     held = await gateway.store.held_events()
     assert len(held) == 1 and held[0].lines[0].trace_codes[0].startswith("8")
