@@ -287,6 +287,10 @@ class Mirror:
     async def _deliver_scope(self, dest: Destination, items: list[OutboxItem],
                              marks: _Marks) -> None:
         for phase in phases(items):
+            if len(phase) == 1:  # most scopes: one chain, no tasks to make
+                if not await self._deliver_chain(dest, phase[0], marks):
+                    return
+                continue
             done = await asyncio.gather(*(self._deliver_chain(dest, c, marks) for c in phase))
             if not all(done):
                 return  # what follows in the scope waits for what did not go through
