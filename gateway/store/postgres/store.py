@@ -132,7 +132,7 @@ class PostgresStore(GroupCommitting):
     shared = True
 
     def __init__(self, dsn: str, *, schema: str = "public", group_commit_max: int = 2000,
-                 lease_s: float = 30.0, claim_groups: int = 64, pool_max: int = 4,
+                 lease_s: float = 30.0, claim_groups: int = 1024, pool_max: int = 4,
                  owner: str | None = None,
                  on_batch: Callable[[int], None] | None = None,
                  quarantine_max_bytes: int = 1 << 20) -> None:
@@ -483,14 +483,17 @@ class PostgresStore(GroupCommitting):
                 destination, now, self.owner, share, self.lease_s)
             if not lanes:
                 return Claim([])
-            per_lane = max(1, limit // len(lanes))
+            # a lane holds a few rows of a hospital's backlog: each may give a handful more
+            # than its even share, and the oldest ``limit`` of them all are taken
+            per_lane = max(8, limit // len(lanes))
             rows = await con.fetch(
                 f"SELECT {ITEM_COLUMNS} FROM unnest($2::text[], $3::int[]) AS g(h, l)"
                 " CROSS JOIN LATERAL (SELECT * FROM outbox o WHERE o.destination = $1"
                 f"  AND o.state = {_PENDING} AND o.hospital_id = g.h AND o.lane = g.l"
                 f"  AND o.next_attempt_at <= $5 AND {UNBLOCKED.format(now='$5')}"
-                "  ORDER BY o.id LIMIT $4) o ORDER BY o.id",
-                destination, [g[0] for g in lanes], [g[1] for g in lanes], per_lane, now)
+                "  ORDER BY o.id LIMIT $4) o ORDER BY o.id LIMIT $6",
+                destination, [g[0] for g in lanes], [g[1] for g in lanes], per_lane, now,
+                limit)
             known, fetch = self._decoded.split(event_seqs(rows))
             bodies = await _bodies(con, fetch)
         return Claim(items_from_rows(destination, rows, bodies, known, self._decoded))
