@@ -15,6 +15,7 @@ from datetime import datetime
 from typing import Any, Protocol
 
 from gateway.security.audit import AuditDraft, AuditEntry, format_at
+from gateway.store.query import Params
 
 __all__ = ["AUDIT_COLUMNS", "MAX_PAGE", "AuditLogQuery", "AuditLogTables", "entry_args",
            "entry_from_row", "log_where"]
@@ -80,11 +81,7 @@ def entry_from_row(row: Sequence[Any]) -> AuditEntry:
 
 def log_where(query: AuditLogQuery, mark: Callable[[int], str]) -> tuple[str, list[Any]]:
     """A WHERE clause over ``audit_log`` for ``query``; ``mark(n)`` spells placeholder n."""
-    args: list[Any] = []
-
-    def p(value: Any) -> str:
-        args.append(value)
-        return mark(len(args))
+    p = Params(mark)
 
     where = [f"id > {p(query.after_id)}"]
     if query.identity:
@@ -102,4 +99,4 @@ def log_where(query: AuditLogQuery, mark: Callable[[int], str]) -> tuple[str, li
         where.append(f"at >= {p(format_at(query.since))}")
     if query.until is not None:
         where.append(f"at < {p(format_at(query.until))}")
-    return " AND ".join(where), args
+    return " AND ".join(where), p.args

@@ -16,8 +16,10 @@ from gateway.store.browser_tables import (
     DeliveryRow,
     MessageQuery,
     MessageSummary,
+    QuarantineRow,
 )
 from gateway.store.plan import OutboxState
+from gateway.store.query import Params
 
 __all__ = [
     "ATTEMPTS_KEPT",
@@ -30,6 +32,7 @@ __all__ = [
     "message_state",
     "message_where",
     "outcome_sql",
+    "quarantine_from_row",
     "quarantine_where",
     "summaries",
 ]
@@ -87,11 +90,7 @@ def message_where(query: MessageQuery, mark: Callable[[int], str],
                   contains: Callable[[str], str]) -> tuple[str, list[Any]]:
     """A WHERE clause over ``messages m``; ``mark(n)`` spells placeholder n,
     ``contains(p)`` the test that an event's ``e.body`` holds the bytes of placeholder p."""
-    args: list[Any] = []
-
-    def p(value: Any) -> str:
-        args.append(value)
-        return mark(len(args))
+    p = Params(mark)
 
     where: list[str] = []
     for column, value in (("m.sender", query.sender), ("m.adapter", query.adapter),
@@ -117,18 +116,14 @@ def message_where(query: MessageQuery, mark: Callable[[int], str],
         where.append(f"m.received_at < {p(query.until)}")
     if query.after_id is not None:
         where.append(f"m.id < {p(query.after_id)}")
-    return " AND ".join(where) or "TRUE", args
+    return " AND ".join(where) or "TRUE", p.args
 
 
 def quarantine_where(query: MessageQuery, mark: Callable[[int], str],
                      contains: Callable[[str], str]) -> tuple[str, list[Any]]:
     """A WHERE clause over ``quarantine q``: peer, adapter, time, and a control id found
     in the bytes (``contains(p)`` tests that ``q.raw`` holds placeholder p's bytes)."""
-    args: list[Any] = []
-
-    def p(value: Any) -> str:
-        args.append(value)
-        return mark(len(args))
+    p = Params(mark)
 
     where: list[str] = []
     if query.adapter:
@@ -143,7 +138,7 @@ def quarantine_where(query: MessageQuery, mark: Callable[[int], str],
         where.append(f"q.received_at < {p(query.until)}")
     if query.after_id is not None:
         where.append(f"q.id < {p(query.after_id)}")
-    return " AND ".join(where) or "TRUE", args
+    return " AND ".join(where) or "TRUE", p.args
 
 
 MESSAGE_COLUMNS = ("m.id, m.sender, m.control_id, m.adapter, m.message_type, m.peer,"
@@ -184,6 +179,12 @@ def delivery_from_row(r: Any) -> DeliveryRow:
     return DeliveryRow(int(r[0]), r[1], r[2], int(r[5]), r[13],
                        OutboxState(r[6]).name.lower(), int(r[7]), float(r[8]), float(r[9]),
                        None if r[10] is None else float(r[10]), r[11], r[12])
+
+
+def quarantine_from_row(r: Any) -> QuarantineRow:
+    """A ``quarantine`` row (its raw bytes last, when selected)."""
+    return QuarantineRow(int(r[0]), float(r[1]), r[2], r[3], r[4], int(r[5] or 0),
+                         bytes(r[6]) if len(r) > 6 else b"")
 
 
 def attempt_from_row(r: Any) -> AttemptRow:

@@ -55,6 +55,19 @@ RECORD_COLUMNS = (
     " e.event_id")
 
 
+class Params:
+    """The values of a statement's placeholders, in order: ``p(value)`` keeps ``value`` and
+    gives the placeholder that stands for it (``mark(n)``: ``?`` or ``$n``)."""
+
+    def __init__(self, mark: Callable[[int], str]) -> None:
+        self.mark = mark
+        self.args: list[Any] = []
+
+    def __call__(self, value: Any) -> str:
+        self.args.append(value)
+        return self.mark(len(self.args))
+
+
 def purgeable_messages(before: str) -> str:
     """Ids of messages received before the placeholder ``before``, raw bytes still kept,
     none of whose events is held or has an outbox row that is not delivered, oldest first.
@@ -163,11 +176,7 @@ def outbox_where(query: OutboxQuery, mark: Callable[[int], str]) -> tuple[str, l
     Raises:
         ValueError: an unknown state name.
     """
-    args: list[Any] = []
-
-    def p(value: Any) -> str:
-        args.append(value)
-        return mark(len(args))
+    p = Params(mark)
 
     unknown = set(query.states) - set(_STATES)
     if unknown:
@@ -191,4 +200,4 @@ def outbox_where(query: OutboxQuery, mark: Callable[[int], str]) -> tuple[str, l
         where.append(f"o.id >= {p(query.id_from)}")
     if query.id_to is not None:
         where.append(f"o.id <= {p(query.id_to)}")
-    return (" AND ".join(where) or "TRUE"), args
+    return (" AND ".join(where) or "TRUE"), p.args

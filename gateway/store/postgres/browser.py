@@ -15,6 +15,7 @@ from gateway.store.browser_rows import (
     delivery_from_row,
     message_where,
     outcome_sql,
+    quarantine_from_row,
     quarantine_where,
     summaries,
 )
@@ -61,11 +62,6 @@ async def _summaries(con: Any, rows: list[Any]) -> list[MessageSummary]:
     outcomes = await con.fetch(outcome_sql(", ".join(f"${i + 1}" for i in range(len(ids)))),
                                *ids)
     return summaries(rows, outcomes)
-
-
-def _quarantine(r: Any) -> QuarantineRow:
-    return QuarantineRow(int(r[0]), float(r[1]), r[2], r[3], r[4], int(r[5] or 0),
-                         bytes(r[6]) if len(r) > 6 else b"")
 
 
 def _in_raw(mark: str) -> str:
@@ -119,11 +115,11 @@ class PostgresBrowser:
             "SELECT q.id, q.received_at, q.peer, q.adapter, q.reason, q.original_size"
             f" FROM quarantine q WHERE {where} ORDER BY q.id DESC LIMIT {int(query.limit)}",
             *args)
-        return [_quarantine(r) for r in rows]
+        return [quarantine_from_row(r) for r in rows]
 
     async def quarantined(self, quarantine_id: int) -> QuarantineRow | None:
         """One quarantine row with its bytes."""
         r = await self._store.pool.fetchrow(
             "SELECT id, received_at, peer, adapter, reason, original_size, raw"
             " FROM quarantine WHERE id = $1", quarantine_id)
-        return None if r is None else _quarantine(r)
+        return None if r is None else quarantine_from_row(r)

@@ -16,6 +16,7 @@ from gateway.store.browser_rows import (
     delivery_from_row,
     message_where,
     outcome_sql,
+    quarantine_from_row,
     quarantine_where,
     summaries,
 )
@@ -83,11 +84,6 @@ def _detail(con: sqlite3.Connection, message_id: int) -> MessageDetail | None:
     return MessageDetail(_summaries(con, [row[:7]])[0], raw, events, outbox, attempts)
 
 
-def _quarantine(r: Any) -> QuarantineRow:
-    return QuarantineRow(int(r[0]), float(r[1]), r[2], r[3], r[4], int(r[5] or 0),
-                         bytes(r[6]) if len(r) > 6 else b"")
-
-
 def _in_raw(mark: str) -> str:
     return f"instr(q.raw, {mark}) > 0"
 
@@ -117,7 +113,7 @@ class SqliteBrowser:
         where, args = quarantine_where(query, _mark, _in_raw)
 
         def read(con: sqlite3.Connection) -> list[QuarantineRow]:
-            return [_quarantine(r) for r in con.execute(
+            return [quarantine_from_row(r) for r in con.execute(
                 "SELECT q.id, q.received_at, q.peer, q.adapter, q.reason, q.original_size"
                 f" FROM quarantine q WHERE {where} ORDER BY q.id DESC"
                 f" LIMIT {int(query.limit)}", args).fetchall()]
@@ -128,5 +124,5 @@ class SqliteBrowser:
         def read(con: sqlite3.Connection) -> QuarantineRow | None:
             r = con.execute("SELECT id, received_at, peer, adapter, reason, original_size, raw"
                             " FROM quarantine WHERE id = ?", (quarantine_id,)).fetchone()
-            return None if r is None else _quarantine(r)
+            return None if r is None else quarantine_from_row(r)
         return await self._store.read(read)
