@@ -15,7 +15,7 @@ from datetime import datetime
 from typing import Any, Protocol
 
 from gateway.security.audit import AuditDraft, AuditEntry, format_at
-from gateway.store.query import Params
+from gateway.store.params import Params
 
 __all__ = ["AUDIT_COLUMNS", "MAX_PAGE", "AuditLogQuery", "AuditLogTables", "entry_args",
            "entry_from_row", "log_where"]

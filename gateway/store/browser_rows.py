@@ -18,8 +18,8 @@ from gateway.store.browser_tables import (
     MessageSummary,
     QuarantineRow,
 )
+from gateway.store.params import Params
 from gateway.store.plan import OutboxState
-from gateway.store.query import Params
 
 __all__ = [
     "ATTEMPTS_KEPT",

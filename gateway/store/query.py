@@ -11,6 +11,7 @@ import orjson
 
 from canonical.model import Event, Line, event_from_dict
 from gateway.store.base import OutboxItem, OutboxQuery, OutboxRecord
+from gateway.store.params import Params
 from gateway.store.plan import OutboxState
 
 __all__ = [
@@ -53,19 +54,6 @@ RECORD_COLUMNS = (
     "o.id, o.destination, o.msgid, o.hospital_id, o.stream, o.unit, o.state, o.attempts,"
     " o.created_at, o.next_attempt_at, o.delivered_at, o.last_error, o.platform_ref,"
     " e.event_id")
-
-
-class Params:
-    """The values of a statement's placeholders, in order: ``p(value)`` keeps ``value`` and
-    gives the placeholder that stands for it (``mark(n)``: ``?`` or ``$n``)."""
-
-    def __init__(self, mark: Callable[[int], str]) -> None:
-        self.mark = mark
-        self.args: list[Any] = []
-
-    def __call__(self, value: Any) -> str:
-        self.args.append(value)
-        return self.mark(len(self.args))
 
 
 def purgeable_messages(before: str) -> str:
