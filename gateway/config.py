@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import re
+from decimal import Decimal
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -33,6 +34,7 @@ __all__ = [
     "HospitalConfig",
     "HttpConfig",
     "IdentityConfig",
+    "LedgerThresholds",
     "ListenerConfig",
     "Role",
     "SecurityConfig",
@@ -341,6 +343,57 @@ class SimulatorConfig(_Frozen):
     port: int = Field(default=8090, ge=0, le=65535)
 
 
+class LedgerThresholds(_Frozen):
+    """The documents' figures the ledger measures a hospital against (ratios 0–1)."""
+
+    online_rate_drug: Decimal = Field(
+        default=Decimal("0.90"), gt=0, le=1, description="R5: online purchase rate of drugs")
+    online_rate_consumable: Decimal = Field(
+        default=Decimal("0.80"), gt=0, le=1, description="R5: of high-value consumables")
+    high_value_prefixes: tuple[str, ...] = Field(
+        default=("C",), min_length=1,
+        description="national consumable code prefixes counted as high-value (C, C01 …)")
+    demand_threshold: Decimal = Field(
+        default=Decimal("0.80"), gt=0, le=1,
+        description="R9: reported demand ÷ last year's purchases")
+    prepayment_ratio: Decimal = Field(
+        default=Decimal("0.30"), gt=0, le=1, description="R15: the fund's prepayment share")
+    agreed_ratio_min: Decimal = Field(
+        default=Decimal("0.50"), gt=0, le=1, description="R1: the agreed ratio's lower bound")
+    agreed_ratio_max: Decimal = Field(
+        default=Decimal("0.80"), gt=0, le=1, description="R1: the agreed ratio's upper bound")
+    price_blue_max: Decimal = Field(
+        default=Decimal("1.00"), gt=0,
+        description="R10: blue up to this multiple of the reference")
+    price_yellow_max: Decimal = Field(
+        default=Decimal("1.20"), gt=0,
+        description="R10: yellow up to this multiple; red above")
+    price_reference: Literal["median", "min"] = Field(
+        default="median", description="R10: the reference of the hospitals' negotiated prices")
+
+    @field_validator("high_value_prefixes")
+    @classmethod
+    def _consumable_prefixes(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        bad = [p for p in value if not re.fullmatch(r"C\d{0,19}", p)]
+        if bad:
+            raise ValueError(f"{', '.join(map(repr, bad))} is not the start of a national "
+                             "consumable code (C followed by digits, e.g. C01)")
+        return value
+
+    @model_validator(mode="after")
+    def _ordered_bounds(self) -> LedgerThresholds:
+        problems = []
+        if self.agreed_ratio_min > self.agreed_ratio_max:
+            problems.append(f"agreed_ratio_min {self.agreed_ratio_min} is above "
+                            f"agreed_ratio_max {self.agreed_ratio_max}")
+        if self.price_blue_max > self.price_yellow_max:
+            problems.append(f"price_blue_max {self.price_blue_max} is above "
+                            f"price_yellow_max {self.price_yellow_max}")
+        if problems:
+            raise ValueError("; ".join(problems))
+        return self
+
+
 class LedgerConfig(_Frozen):
     """The 集采 ledger: contracts, progress, deadlines, warning rules."""
 
@@ -357,6 +410,7 @@ class LedgerConfig(_Frozen):
         description="dosage-form groups (剂型分组): which forms of a generic name are one "
                     "contract")
     contracts: Path | None = Field(default=None, description="CSV/XLSX imported at start")
+    thresholds: LedgerThresholds = LedgerThresholds()
 
 
 class CdsClientConfig(_Frozen):
@@ -477,6 +531,8 @@ _FIXES = {
     "literal_error": "use one of the allowed values",
     "int_parsing": "write a whole number",
     "float_parsing": "write a number",
+    "decimal_parsing": "write a number",
+    "less_than_equal": "write a share such as 0.9 for 90 %",
     "bool_parsing": "write true or false",
 }
 

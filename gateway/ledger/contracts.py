@@ -28,7 +28,7 @@ import csv
 import io
 import itertools
 import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from decimal import Decimal, InvalidOperation
@@ -42,6 +42,7 @@ __all__ = [
     "MAX_CYCLE_YEARS",
     "Contract",
     "ContractFormatError",
+    "RowCheck",
     "WinningProduct",
     "agreement_years",
     "contracts_from_rows",
@@ -52,6 +53,10 @@ __all__ = [
     "read_contracts_json",
     "read_contracts_xlsx",
 ]
+
+# checks of a row beyond its form (national catalog, R1 band; see import_checks.py):
+# (where, national code, agreed volume, agreed ratio, last year's purchases) → problems
+RowCheck = Callable[[str, str, Decimal, Decimal, "Decimal | None"], list[str]]
 
 _X = re.compile(r"^X[A-Z]\d\d[A-Z]{2}[A-Z]\d{3}[A-Z]\d{3}\d{2}\d{2}\d{5}$")
 _Z = re.compile(r"^Z[A-Z]\d\d[A-Z]{2}[A-Z]\d{4}\d{2}\d{2}\d{5}$")
@@ -323,13 +328,16 @@ def _years(row: Mapping[str, Any], start: date, end: date, where: str,
 
 
 def contracts_from_rows(rows: Iterable[Mapping[str, Any]], source: str,
-                        forms: DosageForms | None = None) -> list[Contract]:
+                        forms: DosageForms | None = None,
+                        check: RowCheck | None = None) -> list[Contract]:
     """Group procurement-result rows into contracts, checking every row.
 
     Args:
         rows: mappings from column name (English or Chinese alias) to value.
         source: the file name or "api", used in error messages.
         forms: the dosage-form groups; the process's table when None.
+        check: further checks of each well-formed row; their problems are reported with
+            the others.
 
     Returns:
         The contracts, one per agreement year, in the order their first row appeared.
@@ -372,6 +380,9 @@ def contracts_from_rows(rows: Iterable[Mapping[str, Any]], source: str,
             continue
         if ratio > 1:
             problems.append(f"{where}: agreed_ratio: {ratio} is above 1 (write 0.7 or 70%)")
+            continue
+        if check is not None and (found := check(where, code, volume, ratio, last_year)):
+            problems.extend(found)
             continue
         category = str(row.get("category") or ("drug" if is_drug_code(code) else "consumable"))
         if category not in ("drug", "consumable"):
@@ -431,16 +442,19 @@ def _check_overlaps(groups: Mapping[tuple[str, str, str, str, str, date], Mappin
                                 f"row {r0} ({s0} – {e0})")
 
 
-def read_contracts_csv(text: str, source: str = "csv") -> list[Contract]:
+def read_contracts_csv(text: str, source: str = "csv",
+                       check: RowCheck | None = None) -> list[Contract]:
     """Contracts from CSV text (UTF-8, header row; a BOM is tolerated).
 
     Raises:
         ContractFormatError: bad rows.
     """
-    return contracts_from_rows(csv.DictReader(io.StringIO(text.lstrip("\ufeff"))), source)
+    return contracts_from_rows(csv.DictReader(io.StringIO(text.lstrip("\ufeff"))), source,
+                               check=check)
 
 
-def read_contracts_xlsx(data: bytes, source: str = "xlsx") -> list[Contract]:
+def read_contracts_xlsx(data: bytes, source: str = "xlsx",
+                        check: RowCheck | None = None) -> list[Contract]:
     """Contracts from the first sheet of an XLSX workbook (header in the first row).
 
     Raises:
@@ -461,10 +475,11 @@ def read_contracts_xlsx(data: bytes, source: str = "xlsx") -> list[Contract]:
     records = [dict(zip(names, r, strict=False)) for r in rows
                if any(v not in (None, "") for v in r)]
     wb.close()
-    return contracts_from_rows(records, source)
+    return contracts_from_rows(records, source, check=check)
 
 
-def read_contracts_json(data: Any, source: str = "api") -> list[Contract]:
+def read_contracts_json(data: Any, source: str = "api",
+                        check: RowCheck | None = None) -> list[Contract]:
     """Contracts from decoded JSON: a list of rows, or ``{"rows": [...]}``.
 
     Raises:
@@ -476,10 +491,10 @@ def read_contracts_json(data: Any, source: str = "api") -> list[Contract]:
         raise ContractFormatError(source, ['expected a list of rows or {"rows": [...]}'])
     if not all(isinstance(r, Mapping) for r in data):
         raise ContractFormatError(source, ["every row must be a JSON object"])
-    return contracts_from_rows(data, source)
+    return contracts_from_rows(data, source, check=check)
 
 
-def read_contracts(path: Path) -> list[Contract]:
+def read_contracts(path: Path, check: RowCheck | None = None) -> list[Contract]:
     """Contracts from a ``.csv``, ``.xlsx`` or ``.json`` file.
 
     Raises:
@@ -487,11 +502,11 @@ def read_contracts(path: Path) -> list[Contract]:
     """
     suffix = path.suffix.lower()
     if suffix == ".csv":
-        return read_contracts_csv(path.read_text(encoding="utf-8-sig"), str(path))
+        return read_contracts_csv(path.read_text(encoding="utf-8-sig"), str(path), check)
     if suffix == ".xlsx":
-        return read_contracts_xlsx(path.read_bytes(), str(path))
+        return read_contracts_xlsx(path.read_bytes(), str(path), check)
     if suffix == ".json":
         import orjson
 
-        return read_contracts_json(orjson.loads(path.read_bytes()), str(path))
+        return read_contracts_json(orjson.loads(path.read_bytes()), str(path), check)
     raise ContractFormatError(str(path), ["unknown file type (use .csv, .xlsx or .json)"])

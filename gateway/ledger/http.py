@@ -17,10 +17,12 @@ from aiohttp import web
 from gateway.ledger.contracts import (
     Contract,
     ContractFormatError,
+    RowCheck,
     read_contracts_csv,
     read_contracts_json,
     read_contracts_xlsx,
 )
+from gateway.ledger.import_checks import checked_import
 from gateway.ledger.ledger import Ledger
 from gateway.ledger.overrides import override_report, override_report_csv
 from gateway.ledger.report import build_report, report_csv
@@ -58,26 +60,31 @@ def ledger_app(ledger: LedgerRef,
     async def import_contracts(request: web.Request) -> web.Response:
         body = await request.read()
         ctype = request.content_type
-        try:
+
+        def read(check: RowCheck) -> list[Contract]:
             if ctype == "text/csv":
-                contracts = read_contracts_csv(body.decode("utf-8-sig"), "request")
-            elif ctype == _XLSX:
-                contracts = read_contracts_xlsx(body, "request")
-            else:
-                contracts = read_contracts_json(orjson.loads(body), "request")
+                return read_contracts_csv(body.decode("utf-8-sig"), "request", check)
+            if ctype == _XLSX:
+                return read_contracts_xlsx(body, "request", check)
+            return read_contracts_json(orjson.loads(body), "request", check)
+        lg = current_ledger(ledger)
+        before = {c.contract_id: c for c in lg.contracts()}
+        try:
+            contracts, n, warnings = await checked_import(lg, read, clock())
         except (ContractFormatError, orjson.JSONDecodeError, UnicodeDecodeError) as exc:
             problems = exc.problems if isinstance(exc, ContractFormatError) else [str(exc)]
             return _json({"error": "bad procurement results", "problems": problems}, 400)
-        lg = current_ledger(ledger)
-        before = {c.contract_id: c for c in lg.contracts()}
-        n = await lg.load_contracts(contracts, clock())
         await record_many(request, [
             AuditFields("ledger.contracts.import", target=c.contract_id,
                         hospital_id=c.hospital_id,
                         before=_contract_json(before.get(c.contract_id)),
                         after=_contract_json(c), detail=f"{c.project} {c.batch} {c.generic_name}")
             for c in contracts if before.get(c.contract_id) != c])
-        return _json({"imported": n})
+        if warnings:
+            await record(request, "ledger.contracts.warnings", target="ledger_contracts",
+                         after={"imported": n, "warnings": warnings},
+                         detail=f"{len(warnings)} warning(s) on importing {n} contract(s)")
+        return _json({"imported": n, "warnings": warnings})
 
     async def list_contracts(request: web.Request) -> web.Response:
         hospital = request.query.get("hospital_id")

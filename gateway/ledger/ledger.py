@@ -59,7 +59,7 @@ from gateway.ledger.deadlines import (
 from gateway.ledger.dosage_forms import current_dosage_forms
 from gateway.ledger.metrics import ContractStatus, Counters, contract_status, ratio
 from gateway.ledger.names import prescribed_by_brand
-from gateway.ledger.prices import above_winning_price
+from gateway.ledger.prices import PriceBands, above_winning_price
 from gateway.rules import Finding, Replacement, RuleSet, RuleSeverity, evaluate_line
 from gateway.store.base import Store
 from gateway.store.ledger_records import (
@@ -116,6 +116,10 @@ class LedgerSettings:
     high_value_prefixes: tuple[str, ...] = ("C",)
     demand_threshold: Decimal = Decimal("0.80")
     prepayment_ratio: Decimal = Decimal("0.30")  # R15
+    # R1: the agreed ratio "in principle" 50–80 % of the year's use (SX 三(一))
+    agreed_ratio_band: tuple[Decimal, Decimal] = (Decimal("0.50"), Decimal("0.80"))
+    price_bands: PriceBands = field(default_factory=PriceBands)  # R10
+    price_reference: str = "median"  # R10: median or min of the hospitals' prices
 
 
 class DraftLine(msgspec.Struct, frozen=True):
@@ -208,6 +212,7 @@ class Ledger:
                  resolve_item: ResolveItem | None = None) -> None:
         self.tables = store.ledger
         self.cds = store.cds
+        self.catalogs = store.catalogs  # contracts' codes are checked against them
         self.settings = settings
         self.rules = rules or RuleSet(())
         self.resolve_item = resolve_item

@@ -19,6 +19,7 @@ from canonical.model import EventKind
 from gateway.ledger.calendar import local_date
 from gateway.ledger.contracts import is_drug_code
 from gateway.ledger.ledger import Ledger
+from gateway.ledger.listing import last_platform_purchases, unpurchased_for_a_year
 from gateway.ledger.metrics import Counters, contract_status, demand_flag, online_rate_ok, ratio
 from gateway.store.ledger_records import DailyRow
 
@@ -92,16 +93,11 @@ async def build_report(ledger: Ledger, hospital_id: str, now: datetime,
     cumulative = ledger.fold_rows(to_date, counted.values())
     rows = to_date if since is None else [r for r in to_date if r.day >= since]
     period = cumulative if since is None else ledger.fold_rows(rows, contracts)
-    # R13: a listed product with no sales for a year is suspended, then delisted
-    last_sale: dict[str, date] = {}
-    for r in to_date:
-        if r.kind == "dispense" and r.qty > 0 and r.day > last_sale.get(r.national_code, date.min):
-            last_sale[r.national_code] = r.day
-    year_ago = until - timedelta(days=365)
+    last_bought = last_platform_purchases(to_date)  # R13
     items = []
     summary = {"contracted_products": 0, "zero_purchase_products": 0,
                "below_time_progress": 0, "over_purchased": 0, "nonwinning_bought": 0,
-               "at_risk": 0, "no_sales_one_year": 0}
+               "at_risk": 0, "no_platform_purchase_one_year": 0}
     for c in sorted(contracts, key=lambda c: (c.project, c.batch, c.generic_key, c.form_key,
                                               c.period_start)):
         st = contract_status(c, cumulative.get(c.contract_id, Counters()), until)
@@ -117,10 +113,10 @@ async def build_report(ledger: Ledger, hospital_id: str, now: datetime,
             "winning_products": [{"national_code": p.national_code, "name": p.product_name,
                                   "winning_price": str(p.winning_price),
                                   "supplier": p.supplier,
-                                  "last_sale": (last_sale[p.national_code].isoformat()
-                                                if p.national_code in last_sale else None),
-                                  "no_sales_one_year": _unsold(p.national_code, c.cycle_start,
-                                                               last_sale, year_ago),
+                                  "last_platform_purchase": _iso(last_bought.get(
+                                      p.national_code)),
+                                  "no_platform_purchase_one_year": unpurchased_for_a_year(
+                                      c.cycle_start, last_bought.get(p.national_code), until),
                                   "stock": None if (s := ledger.stock(hospital_id,
                                                                       p.national_code)) is None
                                   else str(s)} for p in c.products],
@@ -158,8 +154,9 @@ async def build_report(ledger: Ledger, hospital_id: str, now: datetime,
         summary["over_purchased"] += int(st.over_purchased)
         summary["nonwinning_bought"] += int(pst.nonwinning_qty > 0)
         summary["at_risk"] += int(st.at_risk)
-        summary["no_sales_one_year"] += sum(
-            _unsold(p.national_code, c.cycle_start, last_sale, year_ago) for p in c.products)
+        summary["no_platform_purchase_one_year"] += sum(
+            unpurchased_for_a_year(c.cycle_start, last_bought.get(p.national_code), until)
+            for p in c.products)
     deadlines = [d.to_json() for d in await ledger.deadlines(hospital_id, now)
                  if since is None or local_date(d.opened_at) <= until]
     flags = [{"event_id": f.event_id, "seq": f.line, "national_code": f.national_code,
@@ -181,12 +178,8 @@ async def build_report(ledger: Ledger, hospital_id: str, now: datetime,
     }
 
 
-def _unsold(code: str, cycle_start: date, last_sale: dict[str, date], year_ago: date) -> bool:
-    """No sale for a whole year of the product being contracted (R13)."""
-    if cycle_start > year_ago:
-        return False  # not contracted for a year yet
-    sold = last_sale.get(code)
-    return sold is None or sold < year_ago
+def _iso(day: date | None) -> str | None:
+    return None if day is None else day.isoformat()
 
 
 CSV_COLUMNS = ("contract_id", "project", "batch", "generic_name", "dosage_form",

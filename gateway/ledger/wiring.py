@@ -28,11 +28,13 @@ from canonical.model import CHINA_TZ, Event
 from gateway.cds import CdsSettings, TrustedClient
 from gateway.config import GatewayConfig
 from gateway.ingest.pipeline import Advice
-from gateway.ledger import Evaluation, Ledger, LedgerSettings, read_contracts
+from gateway.ledger import Evaluation, Ledger, read_contracts
 from gateway.ledger.calendar import load_calendar
 from gateway.ledger.dosage_forms import configure_dosage_forms, load_dosage_forms
+from gateway.ledger.import_checks import checked_import
 from gateway.ledger.ledger import FoldFailed, ResolveItem
 from gateway.ledger.legacy import import_legacy_ledger
+from gateway.ledger.settings import ledger_settings
 from gateway.rules.loader import load_rules
 from gateway.store.base import Store, Topic
 from gateway.store.ledger_rows import complete
@@ -82,14 +84,8 @@ async def open_ledger(cfg: GatewayConfig, store: Store, resolve_item: ResolveIte
     lc = cfg.ledger
     # before any contract is read: the groups decide which contract a product is in
     configure_dosage_forms(load_dosage_forms(lc.dosage_forms))
-    settings = LedgerSettings(calendar=load_calendar(lc.calendar_dir))
+    settings = ledger_settings(lc.thresholds, load_calendar(lc.calendar_dir))
     rules = load_rules(lc.rules)
-    contracts = None
-    if lc.contracts is not None:
-        try:
-            contracts = read_contracts(lc.contracts)
-        except ValueError as exc:
-            raise ConfigError([f"ledger.contracts: {exc}"]) from None
     legacy = legacy_ledger_path(cfg)
     try:
         await import_legacy_ledger(legacy, store)
@@ -98,9 +94,16 @@ async def open_ledger(cfg: GatewayConfig, store: Store, resolve_item: ResolveIte
                            f" be imported ({exc}); move it away to start without it"]) from None
     ledger = Ledger(store, settings, rules, resolve_item=resolve_item)
     await ledger.load()
-    if contracts is not None:
-        n = await ledger.load_contracts(contracts, datetime.now(CHINA_TZ))
-        log.info("ledger: %d contract(s) from %s", n, lc.contracts)
+    if lc.contracts is not None:
+        path = lc.contracts
+        try:
+            _, n, warnings = await checked_import(
+                ledger, lambda check: read_contracts(path, check), datetime.now(CHINA_TZ))
+        except ValueError as exc:
+            raise ConfigError([f"ledger.contracts: {exc}"]) from None
+        for w in warnings:
+            log.warning("ledger.contracts %s: %s", path, w)
+        log.info("ledger: %d contract(s) from %s", n, path)
     return ledger
 
 

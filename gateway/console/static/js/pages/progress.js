@@ -66,7 +66,7 @@ export function render(root) {
       tile('中选产品', s.contracted_products), tile('低于时间进度', s.below_time_progress, s.below_time_progress > 0),
       tile('有完不成风险', s.at_risk, s.at_risk > 0), tile('零采购产品', s.zero_purchase_products, s.zero_purchase_products > 0),
       tile('超量采购', s.over_purchased), tile('采购了非中选', s.nonwinning_bought, s.nonwinning_bought > 0),
-      tile('一年无销售', s.no_sales_one_year, s.no_sales_one_year > 0)),
+      tile('一年无平台采购', s.no_platform_purchase_one_year, s.no_platform_purchase_one_year > 0)),
     el('p', { class: 'muted', text: `统计截至 ${when(rep.as_of)}` }));
   }
 
@@ -98,7 +98,7 @@ export function render(root) {
       el('td', { class: 'code', text: p.national_code }), el('td', { text: p.name }),
       el('td', { text: p.supplier }), el('td', { text: p.winning_price }),
       el('td', { text: p.stock === null ? '—' : p.stock }),
-      el('td', { text: p.last_sale || '—' })));
+      el('td', { text: p.last_platform_purchase || '—' })));
     detail.appendChild(el('section', { class: 'panel', 'aria-labelledby': 'detail-title' },
       el('h2', { id: 'detail-title', text: `${c.generic_name}（${c.project} ${c.batch}）` }),
       el('dl', { class: 'facts wide' },
@@ -112,7 +112,7 @@ export function render(root) {
         fact('使用占比 / 约定比例', `${percent(c.use_share)} / ${percent(c.agreed_ratio)}`),
         fact('医保预付下限（元）', c.prepayment_min),
         fact('报量 / 上年采购量', `${c.reported_demand || '—'} / ${c.last_year_purchases || '—'}（${DEMAND[c.demand_flag] || c.demand_flag}）`)),
-      table(['国家医保编码', '中选产品', '供应企业', '中选价（元）', '库存', '最近销售'], products, '中选产品')));
+      table(['国家医保编码', '中选产品', '供应企业', '中选价（元）', '库存', '最近平台采购'], products, '中选产品')));
     detail.querySelector('h2').setAttribute('tabindex', '-1');
     detail.querySelector('h2').focus();
   }
