@@ -60,6 +60,7 @@ from gateway.ledger.dosage_forms import current_dosage_forms
 from gateway.ledger.metrics import ContractStatus, Counters, contract_status, ratio
 from gateway.ledger.names import prescribed_by_brand
 from gateway.ledger.prices import PriceBands, above_winning_price
+from gateway.ledger.trace import trace_sales
 from gateway.rules import Finding, Replacement, RuleSet, RuleSeverity, evaluate_line
 from gateway.store.base import Store
 from gateway.store.ledger_records import (
@@ -503,9 +504,8 @@ class Ledger:
         if kind is EventKind.PRESCRIPTION and ev.order_control in (
                 OrderControl.CANCEL, OrderControl.DISCONTINUE):
             qty, amount = -qty, -amount
-        if kind is EventKind.DISPENSE:
-            for code_sold in line.trace_codes:
-                trace.append(TraceSale(ev.hospital_id, code_sold, ev.event_id, code, day))
+        if line.trace_codes:
+            trace.extend(trace_sales(ev, line, code, day))
         if kind in _COUNTED:
             # a batch holds hundreds of events for a few products: one row per key
             key = (ev.hospital_id, code, kind.value, day, ev.online)

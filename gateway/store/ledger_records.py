@@ -113,13 +113,20 @@ class PriceFlag(msgspec.Struct, frozen=True):
 
 
 class TraceSale(msgspec.Struct, frozen=True):
-    """A traceability code sold; a second sale of one code is flagged (R14)."""
+    """A traceability code sold, or returned (``qty`` below zero), by one event (R14).
+
+    ``qty`` is the minimum units the code stood for in the event, ``package`` the minimum
+    units of its package: a split package (拆零) is sold in several parts, and only what
+    is sold beyond the package is flagged.
+    """
 
     hospital_id: str
     code: str
     event_id: str
     national_code: str
     day: date
+    qty: Decimal = Decimal(1)
+    package: Decimal = Decimal(1)
 
 
 class TraceFlag(msgspec.Struct, frozen=True):

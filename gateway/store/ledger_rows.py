@@ -36,6 +36,7 @@ __all__ = [
     "KEEP_CHANGES",
     "KEEP_CHANGES_S",
     "PRUNE_EVERY",
+    "TRACE_COLUMNS",
     "card_args",
     "card_from_row",
     "change_from_bytes",
@@ -55,8 +56,10 @@ __all__ = [
     "price_flag_from_row",
     "stock_args",
     "stock_from_row",
+    "trace_flag_args",
     "trace_flag_from_row",
     "trace_sale_args",
+    "trace_sale_from_row",
 ]
 
 # the log is kept for at least this many versions and this long; a process further
@@ -184,9 +187,25 @@ def price_flag_from_row(r: Any) -> PriceFlag:
                      Decimal(r[6]))
 
 
-def trace_sale_args(t: TraceSale) -> tuple[str, str, str, str, str]:
-    """``ledger_trace`` columns."""
-    return t.hospital_id, t.code, t.event_id, t.national_code, t.day.isoformat()
+TRACE_COLUMNS = "hospital_id, code, event_id, national_code, day, qty, package"
+
+
+def trace_sale_args(t: TraceSale) -> tuple[str, str, str, str, str, int, int]:
+    """``ledger_trace`` columns (:data:`TRACE_COLUMNS`)."""
+    return (t.hospital_id, t.code, t.event_id, t.national_code, t.day.isoformat(),
+            to_micros(t.qty), to_micros(t.package))
+
+
+def trace_sale_from_row(r: Any) -> TraceSale:
+    """A ``ledger_trace`` row (:data:`TRACE_COLUMNS`)."""
+    return TraceSale(r[0], r[1], r[2], r[3], date.fromisoformat(r[4]), from_micros(r[5]),
+                     from_micros(r[6]))
+
+
+def trace_flag_args(f: TraceFlag) -> tuple[str, str, str, str, str, str, str]:
+    """``ledger_trace_flags`` columns."""
+    return (f.hospital_id, f.code, f.first_event, f.first_day.isoformat(), f.event_id,
+            f.day.isoformat(), f.national_code)
 
 
 def trace_flag_from_row(r: Any) -> TraceFlag:

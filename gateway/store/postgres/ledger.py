@@ -29,6 +29,7 @@ from gateway.store.ledger_records import (
     LedgerWrites,
     PriceFlag,
     TraceFlag,
+    TraceSale,
 )
 from gateway.store.ledger_rows import (
     CARD_COLUMNS,
@@ -37,6 +38,7 @@ from gateway.store.ledger_rows import (
     KEEP_CHANGES,
     KEEP_CHANGES_S,
     PRUNE_EVERY,
+    TRACE_COLUMNS,
     card_args,
     change_from_bytes,
     change_to_bytes,
@@ -53,12 +55,15 @@ from gateway.store.ledger_rows import (
     price_flag_from_row,
     stock_args,
     stock_from_row,
+    trace_flag_args,
     trace_flag_from_row,
     trace_sale_args,
+    trace_sale_from_row,
 )
 from gateway.store.postgres.access import PostgresAccess
 from gateway.store.postgres.driver import DB_ERRORS
 from gateway.store.query import decode_event
+from gateway.store.trace_sales import TraceKey, flag_sales
 
 __all__ = ["PostgresLedger"]
 
@@ -88,17 +93,15 @@ _DEADLINES = (f"INSERT INTO ledger_deadlines ({DEADLINE_COLUMNS}) SELECT * FROM 
 _PRICE_FLAGS = ("INSERT INTO ledger_price_flags (event_id, seq, hospital_id, national_code, day,"
                 " price, winning_price) SELECT * FROM unnest($1::text[], $2::int[], $3::text[],"
                 " $4::text[], $5::text[], $6::text[], $7::text[]) ON CONFLICT DO NOTHING")
-_TRACE = ("INSERT INTO ledger_trace (hospital_id, code, event_id, national_code, day)"
-          " SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[])"
+_TRACE = (f"INSERT INTO ledger_trace ({TRACE_COLUMNS}) SELECT * FROM unnest($1::text[],"
+          " $2::text[], $3::text[], $4::text[], $5::text[], $6::bigint[], $7::bigint[])"
           " ON CONFLICT DO NOTHING")
-# a code sold before by another event: a returned, switched or counterfeit drug (R14)
+_TRACE_STORED = (f"SELECT {TRACE_COLUMNS} FROM ledger_trace WHERE (hospital_id, code) IN"
+                 " (SELECT * FROM unnest($1::text[], $2::text[])) ORDER BY n")
 _TRACE_FLAGS = ("INSERT INTO ledger_trace_flags (hospital_id, code, first_event, first_day,"
-                " event_id, day, national_code) SELECT t.hospital_id, t.code, t.event_id, t.day,"
-                " u.event_id, u.day, u.national_code FROM unnest($1::text[], $2::text[],"
-                " $3::text[], $4::text[], $5::text[]) AS u(hospital_id, code, event_id,"
-                " national_code, day) JOIN ledger_trace t ON t.hospital_id = u.hospital_id"
-                " AND t.code = u.code AND t.event_id <> u.event_id ON CONFLICT DO NOTHING"
-                " RETURNING event_id")
+                " event_id, day, national_code) SELECT * FROM unnest($1::text[], $2::text[],"
+                " $3::text[], $4::text[], $5::text[], $6::text[], $7::text[])"
+                " ON CONFLICT DO NOTHING")
 
 
 async def _log_change(con: Any, tables: PostgresLedger, version: int,
@@ -176,13 +179,23 @@ async def _write_totals(con: Any, writes: LedgerWrites) -> list[DeadlineRow]:
         await con.execute(_PRICE_FLAGS,
                           *_columns([price_flag_args(f) for f in writes.price_flags], 7))
     if writes.trace_sales:
-        sales = _columns([trace_sale_args(t) for t in writes.trace_sales], 5)
-        await con.execute(_TRACE, *sales)
-        flagged = await con.fetch(_TRACE_FLAGS, *sales)
-        if flagged:
-            log.warning("%d traceability code(s) sold again (events %s)", len(flagged),
-                        ", ".join(sorted({r[0] for r in flagged})[:10]))
+        await _write_trace(con, writes.trace_sales)
     return opened
+
+
+async def _write_trace(con: Any, sales: Sequence[TraceSale]) -> None:
+    keys = sorted({(t.hospital_id, t.code) for t in sales})
+    stored: dict[TraceKey, list[TraceSale]] = {}
+    for r in await con.fetch(_TRACE_STORED, *_columns(keys, 2)):
+        sale = trace_sale_from_row(r)
+        stored.setdefault((sale.hospital_id, sale.code), []).append(sale)
+    new, flags = flag_sales(stored, sales)
+    # one statement each, so that ``n`` numbers the sales in the order folded
+    await con.execute(_TRACE, *_columns([trace_sale_args(t) for t in new], 7))
+    if flags:
+        await con.execute(_TRACE_FLAGS, *_columns([trace_flag_args(f) for f in flags], 7))
+        log.warning("%d traceability code(s) sold beyond their package (events %s)",
+                    len(flags), ", ".join(sorted({f.event_id for f in flags})[:10]))
 
 
 class _Locked:

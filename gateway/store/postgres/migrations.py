@@ -263,5 +263,20 @@ DROP TABLE outbox_groups;
 DROP INDEX IF EXISTS events_held;
 CREATE INDEX events_held ON events (seq) WHERE held <> 0;
 """,
+    # R14: every sale and return of a traceability code, with the part of its package
+    # (millionths of minimum units; a return below zero), numbered in the order folded,
+    # not only the first sale: a return gives the code back and a split package is sold
+    # in parts. Codes stored before were sold whole.
+    12: """
+CREATE TABLE ledger_trace_parts (
+    n BIGSERIAL, hospital_id TEXT NOT NULL, code TEXT NOT NULL, event_id TEXT NOT NULL,
+    national_code TEXT NOT NULL, day TEXT NOT NULL, qty BIGINT NOT NULL,
+    package BIGINT NOT NULL, PRIMARY KEY (hospital_id, code, event_id));
+INSERT INTO ledger_trace_parts (hospital_id, code, event_id, national_code, day, qty, package)
+    SELECT hospital_id, code, event_id, national_code, day, 1000000, 1000000
+    FROM ledger_trace ORDER BY day, code;
+DROP TABLE ledger_trace;
+ALTER TABLE ledger_trace_parts RENAME TO ledger_trace;
+""",
 }
 SCHEMA_VERSION = max(MIGRATIONS)

@@ -40,6 +40,7 @@ from gateway.store.ledger_rows import (
     KEEP_CHANGES,
     KEEP_CHANGES_S,
     PRUNE_EVERY,
+    TRACE_COLUMNS,
     card_args,
     change_from_bytes,
     change_to_bytes,
@@ -56,11 +57,14 @@ from gateway.store.ledger_rows import (
     price_flag_from_row,
     stock_args,
     stock_from_row,
+    trace_flag_args,
     trace_flag_from_row,
     trace_sale_args,
+    trace_sale_from_row,
 )
 from gateway.store.query import decode_event
 from gateway.store.sqlite.access import SqliteAccess
+from gateway.store.trace_sales import TraceKey, flag_sales
 
 __all__ = ["SqliteLedger"]
 
@@ -135,24 +139,38 @@ def _update_deadlines(con: sqlite3.Connection, updates: Sequence[DeadlineUpdate]
 _TRACE_CHUNK = 250  # traceability codes per transaction of their own (see _Session.commit)
 
 
+def _stored_trace(con: sqlite3.Connection, sales: Sequence[TraceSale]
+                  ) -> dict[TraceKey, list[TraceSale]]:
+    """The stored sales and returns of the codes in ``sales``, in the order folded."""
+    stored: dict[TraceKey, list[TraceSale]] = {}
+    by_hospital: dict[str, list[str]] = {}
+    for t in sales:
+        by_hospital.setdefault(t.hospital_id, []).append(t.code)
+    for hospital, codes in by_hospital.items():
+        unique = sorted(set(codes))
+        for i in range(0, len(unique), _CHUNK):
+            chunk = unique[i:i + _CHUNK]
+            marks = ",".join("?" * len(chunk))
+            for r in con.execute(f"SELECT {TRACE_COLUMNS} FROM ledger_trace WHERE"
+                                 f" hospital_id = ? AND code IN ({marks}) ORDER BY rowid",
+                                 (hospital, *chunk)):
+                sale = trace_sale_from_row(r)
+                stored.setdefault((sale.hospital_id, sale.code), []).append(sale)
+    return stored
+
+
 def _write_trace(con: sqlite3.Connection, sales: Sequence[TraceSale]) -> None:
     if not sales:
         return
-    con.executemany("INSERT OR IGNORE INTO ledger_trace (hospital_id, code, event_id,"
-                    " national_code, day) VALUES (?, ?, ?, ?, ?)",
-                    [trace_sale_args(t) for t in sales])
-    before = con.total_changes
-    # a code sold before by another event: a returned, switched or counterfeit drug (R14)
-    con.executemany(
-        "INSERT OR IGNORE INTO ledger_trace_flags (hospital_id, code, first_event, first_day,"
-        " event_id, day, national_code) SELECT hospital_id, code, event_id, day, ?, ?, ?"
-        " FROM ledger_trace WHERE hospital_id = ? AND code = ? AND event_id <> ?",
-        [(t.event_id, t.day.isoformat(), t.national_code, t.hospital_id, t.code, t.event_id)
-         for t in sales])
-    if con.total_changes > before:
-        log.warning("%d traceability code(s) sold again (events %s)",
-                    con.total_changes - before,
-                    ", ".join(sorted({t.event_id for t in sales})[:10]))
+    new, flags = flag_sales(_stored_trace(con, sales), sales)
+    con.executemany(f"INSERT OR IGNORE INTO ledger_trace ({TRACE_COLUMNS})"
+                    " VALUES (?, ?, ?, ?, ?, ?, ?)", [trace_sale_args(t) for t in new])
+    if flags:
+        con.executemany("INSERT OR IGNORE INTO ledger_trace_flags (hospital_id, code,"
+                        " first_event, first_day, event_id, day, national_code)"
+                        " VALUES (?, ?, ?, ?, ?, ?, ?)", [trace_flag_args(f) for f in flags])
+        log.warning("%d traceability code(s) sold beyond their package (events %s)",
+                    len(flags), ", ".join(sorted({f.event_id for f in flags})[:10]))
 
 
 def _mark_folded(con: sqlite3.Connection, seqs: Sequence[int]) -> None:
