@@ -59,6 +59,7 @@ from gateway.ledger.deadlines import (
 from gateway.ledger.dosage_forms import current_dosage_forms
 from gateway.ledger.metrics import ContractStatus, Counters, contract_status, ratio
 from gateway.ledger.names import prescribed_by_brand
+from gateway.ledger.price_watch import PurchasePrices, price_facts
 from gateway.ledger.prices import PriceBands, above_winning_price
 from gateway.ledger.trace import trace_sales
 from gateway.rules import Finding, Replacement, RuleSet, RuleSeverity, evaluate_line
@@ -232,6 +233,7 @@ class Ledger:
         self._findings_cache: dict[tuple[Any, ...], tuple[Finding, ...]] = {}
         self._stock: dict[tuple[str, str], Decimal] = {}
         self._online: dict[tuple[str, str], list[Decimal]] = {}
+        self.prices = PurchasePrices()  # R10, R11
         self._orders: dict[tuple[str, str], DeadlineRow] = {}
         self._lock = asyncio.Lock()  # one task changes the view at a time
 
@@ -332,6 +334,8 @@ class Ledger:
                     if counters is None:  # not setdefault: a Counters() per line is costly
                         counters = self._counters[c.contract_id] = Counters()
                     counters.add(kind, code in c.winning_codes, code, qty, amount, day)
+        if kind is EventKind.RECEIPT:
+            self.prices.add(hospital, code, day, qty, amount)
         if kind in _PURCHASE:
             cat = self._category(code)
             if cat is not None:
@@ -350,6 +354,7 @@ class Ledger:
         self._changed()
         self._counters = {cid: Counters() for cid in self._contracts}
         self._online = {}
+        self.prices = PurchasePrices()
         for r in snap.daily:
             self._fold(r.hospital_id, r.national_code, EventKind(r.kind), r.day, r.online,
                        r.qty, r.amount)
@@ -679,6 +684,9 @@ class Ledger:
                                  "prescribed_by_brand": False, "winning_out_of_stock": False,
                                  "lagging": False}
         contract = self.contract_for(hospital_id, code, local_date(now))
+        facts.update(price_facts(self.prices, hospital_id, code,
+                                 contract.product(code) if contract else None,
+                                 self.settings.price_bands, self.settings.price_reference))
         if contract is None:
             return facts, ()
         st = self.status(contract, now)

@@ -10,6 +10,7 @@ purchases of winning products above the winning price.
 from __future__ import annotations
 
 import csv
+import functools
 import io
 from datetime import date, datetime, timedelta
 from decimal import ROUND_HALF_UP, Decimal
@@ -21,6 +22,12 @@ from gateway.ledger.contracts import is_drug_code
 from gateway.ledger.ledger import Ledger
 from gateway.ledger.listing import last_platform_purchases, unpurchased_for_a_year
 from gateway.ledger.metrics import Counters, contract_status, demand_flag, online_rate_ok, ratio
+from gateway.ledger.price_watch import (
+    band_rows,
+    last_prices,
+    payment_standards,
+    winning_price_check,
+)
 from gateway.store.ledger_records import DailyRow
 
 __all__ = ["CSV_COLUMNS", "build_report", "month_bounds", "report_csv"]
@@ -94,6 +101,7 @@ async def build_report(ledger: Ledger, hospital_id: str, now: datetime,
     rows = to_date if since is None else [r for r in to_date if r.day >= since]
     period = cumulative if since is None else ledger.fold_rows(rows, contracts)
     last_bought = last_platform_purchases(to_date)  # R13
+    before_cycle = functools.cache(lambda year: last_prices(to_date, year))  # R12
     items = []
     summary = {"contracted_products": 0, "zero_purchase_products": 0,
                "below_time_progress": 0, "over_purchased": 0, "nonwinning_bought": 0,
@@ -119,7 +127,9 @@ async def build_report(ledger: Ledger, hospital_id: str, now: datetime,
                                       c.cycle_start, last_bought.get(p.national_code), until),
                                   "stock": None if (s := ledger.stock(hospital_id,
                                                                       p.national_code)) is None
-                                  else str(s)} for p in c.products],
+                                  else str(s),
+                                  **winning_price_check(ledger.prices, hospital_id, p)}
+                                 for p in c.products],
             "cycle_start": c.cycle_start.isoformat(), "cycle_end": c.cycle_end.isoformat(),
             "agreement_year": c.year_no, "year_start": c.period_start.isoformat(),
             "year_end": c.period_end.isoformat(), "renews": c.renews or None,
@@ -146,6 +156,8 @@ async def build_report(ledger: Ledger, hospital_id: str, now: datetime,
             "last_year_purchases": None if c.last_year_purchases is None
             else str(c.last_year_purchases),
             "demand_flag": flag.value,
+            "nonwinning_payment_standards": payment_standards(
+                c, pst.nonwinning_codes, before_cycle(c.cycle_start.year - 1), until),
         }
         items.append(item)
         summary["contracted_products"] += len(c.products)
@@ -157,6 +169,11 @@ async def build_report(ledger: Ledger, hospital_id: str, now: datetime,
         summary["no_platform_purchase_one_year"] += sum(
             unpurchased_for_a_year(c.cycle_start, last_bought.get(p.national_code), until)
             for p in c.products)
+    bands = band_rows(ledger.prices, hospital_id,
+                      {p.national_code for c in contracts for p in c.products},
+                      ledger.settings.price_bands, ledger.settings.price_reference)
+    for band in ("yellow", "red"):
+        summary[f"price_{band}"] = sum(b["band"] == band for b in bands)
     deadlines = [d.to_json() for d in await ledger.deadlines(hospital_id, now)
                  if since is None or local_date(d.opened_at) <= until]
     flags = [{"event_id": f.event_id, "seq": f.line, "national_code": f.national_code,
@@ -175,6 +192,7 @@ async def build_report(ledger: Ledger, hospital_id: str, now: datetime,
                    "to": until.isoformat()},
         "summary": summary, "contracts": items, "online_rate": _online(ledger, rows),
         "deadlines": deadlines, "price_flags": flags, "trace_flags": trace,
+        "price_bands": bands,
     }
 
 

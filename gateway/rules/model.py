@@ -49,6 +49,16 @@ FACTS: dict[str, str] = {
     "winning_stock": "warehouse stock of the winning products (None if unknown)",
     "winning_out_of_stock": "stock of every winning product is known and none is left",
     "prescribed_by_brand": "the prescribed name does not contain the generic name",
+    # R10, R11 (gateway.ledger.price_watch); prices per national unit
+    "purchase_price": "the hospital's latest purchase price of the product (None if never)",
+    "reference_price": "R10: median (or lowest) of the deployment's hospitals' latest prices "
+                       "of the product (None for a winning product or one never bought)",
+    "price_ratio": "R10: purchase_price ÷ reference_price",
+    "price_band": "R10: blue, yellow or red (ledger.thresholds.price_*_max); None if unbanded",
+    "price_hospitals": "R10: how many hospitals' prices the reference is taken from",
+    "product_winning_price": "the prescribed product's winning price (None if not winning)",
+    "above_winning_price": "R11: a winning product last bought above its winning price",
+    "below_winning_price": "R11: a winning product last bought below it (renegotiated)",
 }
 
 

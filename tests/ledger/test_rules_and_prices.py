@@ -131,7 +131,9 @@ def test_rule_file_errors_name_file_and_key(node, needle):
 
 def test_shipped_rules_load(rules: RuleSet):
     assert {r.id for r in rules.rules} == {"nonwinning-while-lagging", "brand-instead-of-generic",
-                                           "winning-out-of-stock", "contract-at-risk"}
+                                           "winning-out-of-stock", "contract-at-risk",
+                                           "winning-bought-off-price", "negotiated-price-red"}
+    assert not any(r.block for r in rules.rules)  # warnings advise (GZ 二)
 
 
 @pytest.mark.parametrize(("last", "year", "expected"), [
