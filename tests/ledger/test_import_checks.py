@@ -1,0 +1,180 @@
+"""Import checks of procurement results: every national code in the latest imported
+catalog (an error), and R1 — the agreed ratio, and the agreed volume against last year's
+purchases, in 50–80 % (a warning) — on results generated from the real catalog sample."""
+
+from __future__ import annotations
+
+import csv
+import io
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Any
+
+import pytest
+from aiohttp import web
+from ledger_helpers import DATA, ROOT, cst
+
+from codes.catalog import CatalogKind
+from codes.catalog_files import read_catalog_csv, version_from_import
+from gateway.config import parse_config
+from gateway.ledger import Ledger, ledger_app
+from gateway.ledger.calendar import WorkCalendar
+from gateway.ledger.contracts import ContractFormatError, read_contracts_csv
+from gateway.ledger.import_checks import checked_import
+from gateway.ledger.settings import ledger_settings
+from gateway.rules import RuleSet
+from gateway.security.audit_log import RECORDER, Recorder
+from gateway.store.audit_rows import AuditLogQuery
+from gateway.store.sqlite import SqliteStore
+
+RESULTS = DATA / "results_generated.csv"  # tests/data/ledger/make_results.py
+CODES = ROOT / "tests" / "data" / "codes"
+NOW = cst(2026, 1, 5)
+
+
+def _rows() -> list[dict[str, str]]:
+    with RESULTS.open(encoding="utf-8", newline="") as fh:
+        return list(csv.DictReader(fh))
+
+
+def _csv(rows: list[dict[str, str]]) -> str:
+    buf = io.StringIO()
+    w = csv.DictWriter(buf, fieldnames=list(rows[0]), lineterminator="\n")
+    w.writeheader()
+    w.writerows(rows)
+    return buf.getvalue()
+
+
+def _first_contract(rows: list[dict[str, str]]) -> list[dict[str, str]]:
+    """The rows (2 and 3 of the file) of the first hospital's first contract."""
+    key = ("hospital_id", "batch", "generic_name")
+    first = [r for r in rows if all(r[k] == rows[0][k] for k in key)]
+    assert len(first) == 2, "the generated set's first contract has two winning products"
+    return first
+
+
+async def _save_catalog(store: SqliteStore) -> str:
+    imported = read_catalog_csv(CODES / "nhsa_drug_catalog_sample.csv", kind=CatalogKind.DRUG)
+    await store.catalogs.save(version_from_import(imported, "2025-first",
+                                                  imported_at=datetime(2025, 6, 1, tzinfo=UTC)))
+    return "2025-first"
+
+
+async def _import(ledger: Ledger, rows: list[dict[str, str]]) -> tuple[int, list[str]]:
+    text = _csv(rows)
+    _, n, warnings = await checked_import(
+        ledger, lambda check: read_contracts_csv(text, "results.csv", check), NOW)
+    return n, warnings
+
+
+async def test_generated_results_import_cleanly_against_the_catalog(
+        ledger: Ledger, store: SqliteStore) -> None:
+    await _save_catalog(store)
+    assert await _import(ledger, _rows()) == (120, [])
+
+
+@pytest.mark.parametrize(("ratio", "warned"), [
+    ("0.50", None), ("50%", None), ("0.80", None),  # the band's edges are inside it
+    ("0.499", "49.9 %"), ("49.9%", "49.9 %"), ("0.801", "80.1 %"), ("0.30", "30.0 %"),
+])
+async def test_r1_agreed_ratio_outside_50_to_80_percent_is_a_warning(
+        ledger: Ledger, store: SqliteStore, ratio: str, warned: str | None) -> None:
+    await _save_catalog(store)
+    rows = _rows()
+    for r in _first_contract(rows):
+        r["agreed_ratio"], r["last_year_purchases"] = ratio, ""
+    n, warnings = await _import(ledger, rows)
+    assert n == 120  # a warning does not stop the import
+    assert warnings == ([] if warned is None else [
+        f"rows 2, 3: agreed_ratio {warned} is outside 50.0 %–80.0 % of the year's use "
+        "(R1, SX 三(一))"])
+    [c] = [c for c in ledger.contracts(rows[0]["hospital_id"])
+           if rows[0]["national_code"] in c.winning_codes]
+    assert c.agreed_ratio == Decimal(ratio.rstrip("%")) / (100 if "%" in ratio else 1)
+
+
+@pytest.mark.parametrize(("volume", "warned"), [
+    ("16000", None), ("25600", None),  # 50 % and 80 % of 32000
+    ("15968", "49.9 %"), ("25632", "80.1 %"),
+])
+async def test_r1_agreed_volume_against_last_years_purchases(
+        ledger: Ledger, store: SqliteStore, volume: str, warned: str | None) -> None:
+    await _save_catalog(store)
+    rows = _rows()
+    for r in _first_contract(rows):
+        r["agreed_volume"], r["last_year_purchases"] = volume, "32000"
+    _, warnings = await _import(ledger, rows)
+    assert warnings == ([] if warned is None else [
+        f"rows 2, 3: agreed_volume {volume} is {warned} of last_year_purchases 32000, "
+        "outside 50.0 %–80.0 % (R1, SX 三(一))"])
+
+
+def _code_not_in_catalog(generic_key: str) -> str:
+    with (CODES / "nhsa_drug_catalog_sample.csv").open(encoding="utf-8-sig") as fh:
+        listed = {r["医保药品编码"].strip() for r in csv.DictReader(fh)}
+    with (CODES / "nhsa_drug_codes.csv").open(encoding="utf-8-sig") as fh:
+        codes = [r["national_code"] for r in csv.DictReader(fh)]
+    return next(c for c in codes if c not in listed and c.startswith("X")
+                and c[:10] != generic_key)
+
+
+async def test_a_code_not_in_the_latest_catalog_is_an_error_reported_with_the_others(
+        ledger: Ledger, store: SqliteStore) -> None:
+    version = await _save_catalog(store)
+    rows = _rows()
+    missing = _code_not_in_catalog(rows[0]["national_code"][:10])
+    rows[5]["national_code"] = missing
+    rows[9]["winning_price"] = "abc"
+    before = ledger.contracts()
+    with pytest.raises(ContractFormatError) as exc:
+        await _import(ledger, rows)
+    assert exc.value.problems == [
+        f"row 7: national_code: {missing} is not in the national drug catalog {version!r} "
+        "(the latest imported): check the code, or import the catalog version that lists it",
+        "row 11: winning_price: 'abc' is not a number"]
+    assert ledger.contracts() == before  # nothing imported
+
+
+async def test_without_a_catalog_the_codes_are_not_checked_and_the_answer_says_so(
+        ledger: Ledger) -> None:
+    n, warnings = await _import(ledger, _rows())
+    assert (n, warnings) == (120, ["no national drug catalog is imported: the drug codes were "
+                                   "not checked against it"])
+
+
+async def test_the_band_is_read_from_the_configuration(
+        store: SqliteStore, calendar: WorkCalendar, rules: RuleSet) -> None:
+    cfg = parse_config({"ledger": {"thresholds": {"agreed_ratio_min": 0.4,
+                                                  "agreed_ratio_max": 0.9}}})
+    lg = Ledger(store, ledger_settings(cfg.ledger.thresholds, calendar), rules)
+    await lg.load()
+    await _save_catalog(store)
+    rows = _rows()
+    for r in _first_contract(rows):
+        r["agreed_ratio"], r["last_year_purchases"] = "0.40", ""
+    assert (await _import(lg, rows))[1] == []  # 40 % is inside 40–90 %
+    for r in _first_contract(rows):
+        r["agreed_ratio"] = "0.399"
+    assert (await _import(lg, rows))[1] == [
+        "rows 2, 3: agreed_ratio 39.9 % is outside 40.0 %–90.0 % of the year's use "
+        "(R1, SX 三(一))"]
+
+
+async def test_the_import_answer_and_the_audit_log_carry_the_warnings(
+        ledger: Ledger, store: SqliteStore, aiohttp_client: Any) -> None:
+    await _save_catalog(store)
+    rows = _rows()
+    for r in _first_contract(rows):
+        r["agreed_ratio"], r["last_year_purchases"] = "0.45", ""
+    app = web.Application()
+    app[RECORDER] = Recorder(lambda: store.audit_log)
+    app.add_subapp("/ledger", ledger_app(ledger, clock=lambda: NOW))
+    cli = await aiohttp_client(app)
+    resp = await cli.post("/ledger/contracts", data=_csv(rows).encode(),
+                          headers={"Content-Type": "text/csv"})
+    expected = ["rows 2, 3: agreed_ratio 45.0 % is outside 50.0 %–80.0 % of the year's use "
+                "(R1, SX 三(一))"]
+    assert (resp.status, await resp.json()) == (200, {"imported": 120, "warnings": expected})
+    [entry] = [e for e in await store.audit_log.entries(AuditLogQuery(limit=1000))
+               if e.action == "ledger.contracts.warnings"]
+    assert entry.after == {"imported": 120, "warnings": expected}
