@@ -1,5 +1,5 @@
 """The ``jicai-gateway`` command: serve, check-config, simulate-platform, send, replay,
-deadletters, token, sim-faults, sim-counts."""
+deadletters, ledger-contracts, ledger-poison, token, sim-faults, sim-counts."""
 
 from __future__ import annotations
 
@@ -321,6 +321,28 @@ def cmd_deadletters(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_ledger_contracts(args: argparse.Namespace) -> int:
+    """Import procurement results into the store, checked as the API checks them."""
+    from datetime import UTC, datetime
+
+    from gateway.ledger.contract_import import import_contracts_file
+    from gateway.ledger.contracts import ContractFormatError
+    from gateway.security.audit_log import shell_identity
+
+    cfg = _load(args.config)
+    try:
+        n, warnings = asyncio.run(_with_store(cfg, lambda st: import_contracts_file(
+            cfg, st, Path(args.file), shell_identity(), datetime.now(UTC))))
+    except (ContractFormatError, ConfigError, OSError) as exc:
+        problems = exc.problems if isinstance(exc, ContractFormatError | ConfigError) else [
+            str(exc)]
+        print(json.dumps({"error": "bad procurement results", "problems": problems},
+                         ensure_ascii=False, indent=2), file=sys.stderr)
+        return 2
+    print(json.dumps({"imported": n, "warnings": warnings}, ensure_ascii=False, indent=2))
+    return 0
+
+
 def cmd_ledger_poison(args: argparse.Namespace) -> int:
     """List the events the ledger set aside as poison, or queue them to be folded again."""
     cfg = _load(args.config)
@@ -495,6 +517,11 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--state", action="append", choices=["pending", "delivered", "dead"])
     s.add_argument("--show", type=int, metavar="ID", help="one row with its event")
     s.set_defaults(func=cmd_deadletters)
+    s = sub.add_parser("ledger-contracts",
+                       help="import procurement results (CSV/XLSX/JSON) into the store")
+    s.add_argument("-c", "--config", default=DEFAULT_CONFIG)
+    s.add_argument("file", help="the results file")
+    s.set_defaults(func=cmd_ledger_contracts)
     s = sub.add_parser("ledger-poison",
                        help="events the ledger could not fold; --refold after a fix")
     s.add_argument("-c", "--config", default=DEFAULT_CONFIG)

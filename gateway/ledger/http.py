@@ -6,7 +6,6 @@ ledger opens with its store passes a function that returns it instead.
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import TypeAlias
@@ -14,6 +13,7 @@ from typing import TypeAlias
 import orjson
 from aiohttp import web
 
+from gateway.ledger.contract_import import audit_fields, checked_import
 from gateway.ledger.contracts import (
     Contract,
     ContractFormatError,
@@ -22,11 +22,10 @@ from gateway.ledger.contracts import (
     read_contracts_json,
     read_contracts_xlsx,
 )
-from gateway.ledger.import_checks import checked_import
 from gateway.ledger.ledger import Ledger
 from gateway.ledger.overrides import override_report, override_report_csv
 from gateway.ledger.report import build_report, report_csv
-from gateway.security.audit_log import AuditFields, record, record_many
+from gateway.security.audit_log import record, record_many
 
 __all__ = ["LedgerRef", "current_ledger", "ledger_app"]
 
@@ -39,10 +38,6 @@ def current_ledger(ref: LedgerRef) -> Ledger:
     return ref if isinstance(ref, Ledger) else ref()
 
 _XLSX = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
-
-
-def _contract_json(c: Contract | None) -> dict[str, object] | None:
-    return None if c is None else dataclasses.asdict(c)
 
 
 def _json(data: object, status: int = 200) -> web.Response:
@@ -74,16 +69,7 @@ def ledger_app(ledger: LedgerRef,
         except (ContractFormatError, orjson.JSONDecodeError, UnicodeDecodeError) as exc:
             problems = exc.problems if isinstance(exc, ContractFormatError) else [str(exc)]
             return _json({"error": "bad procurement results", "problems": problems}, 400)
-        await record_many(request, [
-            AuditFields("ledger.contracts.import", target=c.contract_id,
-                        hospital_id=c.hospital_id,
-                        before=_contract_json(before.get(c.contract_id)),
-                        after=_contract_json(c), detail=f"{c.project} {c.batch} {c.generic_name}")
-            for c in contracts if before.get(c.contract_id) != c])
-        if warnings:
-            await record(request, "ledger.contracts.warnings", target="ledger_contracts",
-                         after={"imported": n, "warnings": warnings},
-                         detail=f"{len(warnings)} warning(s) on importing {n} contract(s)")
+        await record_many(request, audit_fields(contracts, before, n, warnings))
         return _json({"imported": n, "warnings": warnings})
 
     async def list_contracts(request: web.Request) -> web.Response:

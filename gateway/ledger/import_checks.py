@@ -12,17 +12,15 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import datetime
 from decimal import Decimal
 
 from codes.catalog import CatalogKind, CatalogVersion
-from gateway.ledger.contracts import Contract, RowCheck, is_drug_code
-from gateway.ledger.ledger import Ledger
+from gateway.ledger.contracts import is_drug_code
 from gateway.store.state import CatalogTables
 
-__all__ = ["ImportChecks", "RowChecker", "checked_import", "latest_catalogs"]
+__all__ = ["ImportChecks", "RowChecker", "latest_catalogs"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,27 +90,3 @@ class RowChecker:
         for text, rows in self._warned.items():
             out.append(f"row{'s' if len(rows) > 1 else ''} {', '.join(rows)}: {text}")
         return out
-
-
-async def checked_import(ledger: Ledger, read: Callable[[RowCheck], list[Contract]],
-                         now: datetime) -> tuple[list[Contract], int, list[str]]:
-    """Read procurement results with the checks of the ledger's store and settings, and
-    import them.
-
-    Args:
-        ledger: where the contracts go (its store's catalogs are checked against).
-        read: reads the rows with the check it is given (``read_contracts_csv`` …).
-        now: the import time.
-
-    Returns:
-        The contracts read, how many were imported, and the warnings.
-
-    Raises:
-        ContractFormatError: bad rows, or codes not in the catalog (nothing imported).
-        StoreError: nothing was stored.
-    """
-    checker = RowChecker(ImportChecks(await latest_catalogs(ledger.catalogs),
-                                      ledger.settings.agreed_ratio_band))
-    contracts = read(checker)
-    n = await ledger.load_contracts(contracts, now)
-    return contracts, n, checker.warnings()

@@ -30,8 +30,8 @@ from gateway.config import GatewayConfig
 from gateway.ingest.pipeline import Advice
 from gateway.ledger import Evaluation, Ledger, read_contracts
 from gateway.ledger.calendar import load_calendar
+from gateway.ledger.contract_import import checked_import
 from gateway.ledger.dosage_forms import configure_dosage_forms, load_dosage_forms
-from gateway.ledger.import_checks import checked_import
 from gateway.ledger.ledger import FoldFailed, ResolveItem
 from gateway.ledger.legacy import import_legacy_ledger
 from gateway.ledger.settings import ledger_settings

@@ -4,10 +4,13 @@ purchases, in 50–80 % (a warning) — on results generated from the real catal
 
 from __future__ import annotations
 
+import asyncio
 import csv
 import io
+import json
 from datetime import UTC, datetime
 from decimal import Decimal
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -16,11 +19,12 @@ from ledger_helpers import DATA, ROOT, cst
 
 from codes.catalog import CatalogKind
 from codes.catalog_files import read_catalog_csv, version_from_import
+from gateway.cli.main import main
 from gateway.config import parse_config
 from gateway.ledger import Ledger, ledger_app
 from gateway.ledger.calendar import WorkCalendar
+from gateway.ledger.contract_import import checked_import
 from gateway.ledger.contracts import ContractFormatError, read_contracts_csv
-from gateway.ledger.import_checks import checked_import
 from gateway.ledger.settings import ledger_settings
 from gateway.rules import RuleSet
 from gateway.security.audit_log import RECORDER, Recorder
@@ -178,3 +182,38 @@ async def test_the_import_answer_and_the_audit_log_carry_the_warnings(
     [entry] = [e for e in await store.audit_log.entries(AuditLogQuery(limit=1000))
                if e.action == "ledger.contracts.warnings"]
     assert entry.after == {"imported": 120, "warnings": expected}
+
+
+def test_the_command_line_import_prints_the_count_and_warnings(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    config = tmp_path / "gw.yaml"
+    config.write_text(
+        f"data_dir: {tmp_path}\nstore: {{sqlite_path: {tmp_path / 'gw.db'}}}\n"
+        f"ledger:\n  calendar_dir: {ROOT / 'config' / 'calendar'}\n"
+        f"  dosage_forms: {ROOT / 'config' / 'dosage_forms.yaml'}\n"
+        f"  rules: {ROOT / 'config' / 'rules.yaml'}\n", "utf-8")
+    rows = _rows()
+    for r in _first_contract(rows):
+        r["agreed_ratio"], r["last_year_purchases"] = "0.81", ""
+    results = tmp_path / "results.csv"
+    results.write_text(_csv(rows), "utf-8")
+    assert main(["ledger-contracts", "-c", str(config), str(results)]) == 0
+    assert json.loads(capsys.readouterr().out) == {"imported": 120, "warnings": [
+        "no national drug catalog is imported: the drug codes were not checked against it",
+        "rows 2, 3: agreed_ratio 81.0 % is outside 50.0 %–80.0 % of the year's use "
+        "(R1, SX 三(一))"]}
+    rows[4]["agreed_ratio"] = "1.5"
+    results.write_text(_csv(rows), "utf-8")
+    assert main(["ledger-contracts", "-c", str(config), str(results)]) == 2
+    assert "row 6: agreed_ratio: 1.5 is above 1" in capsys.readouterr().err
+
+    async def audited() -> list[str]:
+        store = SqliteStore(tmp_path / "gw.db")
+        await store.start()
+        try:
+            return [e.action for e in await store.audit_log.entries(AuditLogQuery(limit=1000))]
+        finally:
+            await store.close()
+    actions = asyncio.run(audited())
+    assert actions.count("ledger.contracts.import") == 120
+    assert actions.count("ledger.contracts.warnings") == 1
