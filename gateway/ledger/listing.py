@@ -1,4 +1,5 @@
-"""R13 [JS 二(三)]: "挂网产品一年无销售的，视情况予以暂停采购并择期作撤网处理".
+"""R13 [JS 细则 二(四) 2]: "挂网产品1年无销售的，经省医疗保障部门审定后暂停该产品采购，并择期
+作撤网处理".
 
 The platform counts sales on the platform: what a hospital bought through it (online
 receipts), not what it dispensed. A winning product the hospital has not bought on the
