@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import sqlite3
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta, timezone
 from decimal import Decimal
@@ -77,3 +78,34 @@ def view_of(ledger: Ledger, now: datetime) -> dict[str, Any]:
         "orders": sorted((o.hospital_id, o.ref, o.reminded_at) for o in ledger.open_orders()),
     }
 
+
+
+async def row_before_migration(make_store: Any, monkeypatch: Any, marker: str, table: str,
+                               row: tuple[Any, ...]) -> None:
+    """Start a store of ``make_store``'s backend at the schema before the migration whose
+    SQL names ``marker``, put ``row`` into ``table`` as that schema has it, and close it:
+    the next store started migrates it."""
+    from pg import PG_DSN
+
+    from gateway.store.postgres.migrations import MIGRATIONS as PG_MIGRATIONS
+    from gateway.store.sqlite.migrations import MIGRATIONS as SQLITE_MIGRATIONS
+
+    backend = make_store.backend
+    migrations = SQLITE_MIGRATIONS if backend == "sqlite" else PG_MIGRATIONS
+    version = next(v for v, sql in migrations.items() if marker in sql)
+    monkeypatch.setattr(f"gateway.store.{backend}.store.SCHEMA_VERSION", version - 1)
+    old = await make_store()
+    if backend == "sqlite":
+        con = sqlite3.connect(old.path)
+        con.execute(f"INSERT INTO {table} VALUES ({', '.join('?' * len(row))})", row)
+        con.commit()
+        con.close()
+    else:
+        import asyncpg
+
+        pg = await asyncpg.connect(PG_DSN, server_settings={"search_path": old.schema})
+        marks = ", ".join(f"${i}" for i in range(1, len(row) + 1))
+        await pg.execute(f"INSERT INTO {table} VALUES ({marks})", *row)
+        await pg.close()
+    await old.close()
+    monkeypatch.undo()

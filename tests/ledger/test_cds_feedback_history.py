@@ -2,18 +2,13 @@
 
 from __future__ import annotations
 
-import sqlite3
 from datetime import datetime
-from typing import Any
 
 import pytest
-from ledger_helpers import HOSPITAL
-from pg import PG_DSN
+from ledger_helpers import HOSPITAL, row_before_migration
 
 from gateway.ledger import override_report
 from gateway.store.ledger_records import CardRow, FeedbackRow
-from gateway.store.postgres.migrations import MIGRATIONS as PG_MIGRATIONS
-from gateway.store.sqlite.migrations import MIGRATIONS as SQLITE_MIGRATIONS
 
 CARD = CardRow("3f1c0c52-5a7e-4d8e-9d43-0b6a2b1f7a01", "jicai-order-sign", HOSPITAL,
                "Practitioner/D10023", "肿瘤内科", "nonwinning-while-lagging",
@@ -39,33 +34,11 @@ async def test_answers_are_appended_and_the_report_reads_the_latest(make_store):
     assert (row["shown"], row["accepted"], row["overridden"]) == (1, 1, 0)
 
 
-def _version_of(migrations: dict[int, str]) -> int:
-    return next(v for v, sql in migrations.items() if "cds_feedback_history" in sql)
-
-
 async def test_feedback_stored_before_the_migration_is_kept(make_store,
                                                              monkeypatch: pytest.MonkeyPatch):
-    backend = make_store.backend
-    migrations = SQLITE_MIGRATIONS if backend == "sqlite" else PG_MIGRATIONS
-    monkeypatch.setattr(f"gateway.store.{backend}.store.SCHEMA_VERSION",
-                        _version_of(migrations) - 1)
-    old = await make_store()
-    row: tuple[Any, ...] = (CARD.uuid, "overridden", "clinical-necessity", "临床必需，不可替代",
-                            "既往用药", b"[]", OVERRIDDEN.at)
-    if backend == "sqlite":
-        con = sqlite3.connect(old.path)
-        con.execute("INSERT INTO cds_feedback VALUES (?, ?, ?, ?, ?, ?, ?)", row)
-        con.commit()
-        con.close()
-    else:
-        import asyncpg
-
-        con = await asyncpg.connect(PG_DSN, server_settings={"search_path": old.schema})
-        await con.execute("INSERT INTO cds_feedback VALUES ($1, $2, $3, $4, $5, $6, $7)", *row)
-        await con.close()
-    await old.close()
-    monkeypatch.undo()
-
+    await row_before_migration(make_store, monkeypatch, "cds_feedback_history", "cds_feedback",
+                               (CARD.uuid, "overridden", "clinical-necessity",
+                                "临床必需，不可替代", "既往用药", b"[]", OVERRIDDEN.at))
     store = await make_store()
     await store.cds.save_feedback([ACCEPTED])
     assert await store.cds.feedback_history(CARD.uuid) == [OVERRIDDEN, ACCEPTED]

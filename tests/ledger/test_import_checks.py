@@ -57,6 +57,14 @@ def _first_contract(rows: list[dict[str, str]]) -> list[dict[str, str]]:
     return first
 
 
+def _changed(**columns: str) -> list[dict[str, str]]:
+    """The generated rows, with ``columns`` set in the first contract's rows."""
+    rows = _rows()
+    for r in _first_contract(rows):
+        r.update(columns)
+    return rows
+
+
 async def _save_catalog(store: SqliteStore) -> str:
     imported = read_catalog_csv(CODES / "nhsa_drug_catalog_sample.csv", kind=CatalogKind.DRUG)
     await store.catalogs.save(version_from_import(imported, "2025-first",
@@ -84,9 +92,7 @@ async def test_generated_results_import_cleanly_against_the_catalog(
 async def test_r1_agreed_ratio_outside_50_to_80_percent_is_a_warning(
         ledger: Ledger, store: SqliteStore, ratio: str, warned: str | None) -> None:
     await _save_catalog(store)
-    rows = _rows()
-    for r in _first_contract(rows):
-        r["agreed_ratio"], r["last_year_purchases"] = ratio, ""
+    rows = _changed(agreed_ratio=ratio, last_year_purchases="")
     n, warnings = await _import(ledger, rows)
     assert n == 120  # a warning does not stop the import
     assert warnings == ([] if warned is None else [
@@ -104,10 +110,8 @@ async def test_r1_agreed_ratio_outside_50_to_80_percent_is_a_warning(
 async def test_r1_agreed_volume_against_last_years_purchases(
         ledger: Ledger, store: SqliteStore, volume: str, warned: str | None) -> None:
     await _save_catalog(store)
-    rows = _rows()
-    for r in _first_contract(rows):
-        r["agreed_volume"], r["last_year_purchases"] = volume, "32000"
-    _, warnings = await _import(ledger, rows)
+    _, warnings = await _import(ledger, _changed(agreed_volume=volume,
+                                                 last_year_purchases="32000"))
     assert warnings == ([] if warned is None else [
         f"rows 2, 3: agreed_volume {volume} is {warned} of last_year_purchases 32000, "
         "outside 50.0 %–80.0 % (R1, SX 三(一))"])
@@ -153,12 +157,9 @@ async def test_the_band_is_read_from_the_configuration(
     lg = Ledger(store, ledger_settings(cfg.ledger.thresholds, calendar), rules)
     await lg.load()
     await _save_catalog(store)
-    rows = _rows()
-    for r in _first_contract(rows):
-        r["agreed_ratio"], r["last_year_purchases"] = "0.40", ""
+    rows = _changed(agreed_ratio="0.40", last_year_purchases="")
     assert (await _import(lg, rows))[1] == []  # 40 % is inside 40–90 %
-    for r in _first_contract(rows):
-        r["agreed_ratio"] = "0.399"
+    rows = _changed(agreed_ratio="0.399", last_year_purchases="")
     assert (await _import(lg, rows))[1] == [
         "rows 2, 3: agreed_ratio 39.9 % is outside 40.0 %–90.0 % of the year's use "
         "(R1, SX 三(一))"]
@@ -167,9 +168,7 @@ async def test_the_band_is_read_from_the_configuration(
 async def test_the_import_answer_and_the_audit_log_carry_the_warnings(
         ledger: Ledger, store: SqliteStore, aiohttp_client: Any) -> None:
     await _save_catalog(store)
-    rows = _rows()
-    for r in _first_contract(rows):
-        r["agreed_ratio"], r["last_year_purchases"] = "0.45", ""
+    rows = _changed(agreed_ratio="0.45", last_year_purchases="")
     app = web.Application()
     app[RECORDER] = Recorder(lambda: store.audit_log)
     app.add_subapp("/ledger", ledger_app(ledger, clock=lambda: NOW))
@@ -192,9 +191,7 @@ def test_the_command_line_import_prints_the_count_and_warnings(
         f"ledger:\n  calendar_dir: {ROOT / 'config' / 'calendar'}\n"
         f"  dosage_forms: {ROOT / 'config' / 'dosage_forms.yaml'}\n"
         f"  rules: {ROOT / 'config' / 'rules.yaml'}\n", "utf-8")
-    rows = _rows()
-    for r in _first_contract(rows):
-        r["agreed_ratio"], r["last_year_purchases"] = "0.81", ""
+    rows = _changed(agreed_ratio="0.81", last_year_purchases="")
     results = tmp_path / "results.csv"
     results.write_text(_csv(rows), "utf-8")
     assert main(["ledger-contracts", "-c", str(config), str(results)]) == 0

@@ -3,22 +3,18 @@ split-package sales add up to the package; R13: a year without platform purchase
 
 from __future__ import annotations
 
-import sqlite3
 from datetime import timedelta
 from decimal import Decimal
 from typing import Any
 
 import pytest
-from ledger_helpers import DATA, EXEMESTANE_WIN, HOSPITAL, cst, event, fold
+from ledger_helpers import DATA, EXEMESTANE_WIN, HOSPITAL, cst, event, fold, row_before_migration
 from msgspec.structs import replace
-from pg import PG_DSN
 
 from canonical.model import Event, EventKind
 from gateway.ledger import Ledger, LedgerSettings, build_report, read_contracts
 from gateway.ledger.calendar import WorkCalendar
 from gateway.rules import RuleSet
-from gateway.store.postgres.migrations import MIGRATIONS as PG_MIGRATIONS
-from gateway.store.sqlite.migrations import MIGRATIONS as SQLITE_MIGRATIONS
 
 CODE = "81000000000000000777"
 
@@ -91,33 +87,11 @@ async def test_a_split_return_gives_back_only_its_part(any_ledger: Ledger) -> No
     assert await _flags(any_ledger) == [(CODE, "half-1", "half-4")]
 
 
-def _migration_of(migrations: dict[int, str]) -> int:
-    return next(v for v, sql in migrations.items() if "ledger_trace_parts" in sql)
-
-
 async def test_a_code_sold_before_the_migration_counts_as_a_whole_package(
         make_store: Any, calendar: WorkCalendar, rules: RuleSet,
         monkeypatch: pytest.MonkeyPatch) -> None:
-    backend = make_store.backend
-    migrations = SQLITE_MIGRATIONS if backend == "sqlite" else PG_MIGRATIONS
-    monkeypatch.setattr(f"gateway.store.{backend}.store.SCHEMA_VERSION",
-                        _migration_of(migrations) - 1)
-    old = await make_store()
-    row = (HOSPITAL, CODE, "old-sale", EXEMESTANE_WIN, "2026-03-02")
-    if backend == "sqlite":
-        con = sqlite3.connect(old.path)
-        con.execute("INSERT INTO ledger_trace VALUES (?, ?, ?, ?, ?)", row)
-        con.commit()
-        con.close()
-    else:
-        import asyncpg
-
-        pg = await asyncpg.connect(PG_DSN, server_settings={"search_path": old.schema})
-        await pg.execute("INSERT INTO ledger_trace VALUES ($1, $2, $3, $4, $5)", *row)
-        await pg.close()
-    await old.close()
-    monkeypatch.undo()
-
+    await row_before_migration(make_store, monkeypatch, "ledger_trace_parts", "ledger_trace",
+                               (HOSPITAL, CODE, "old-sale", EXEMESTANE_WIN, "2026-03-02"))
     lg = Ledger(await make_store(), LedgerSettings(calendar=calendar), rules)
     await lg.load()
     await fold(lg, [_sale(CODE, cst(2026, 3, 9), "new-sale", tablets=1, boxes="0.1")])
