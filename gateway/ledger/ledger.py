@@ -123,6 +123,15 @@ class LedgerSettings:
     price_bands: PriceBands = field(default_factory=PriceBands)  # R10
     price_reference: str = "median"  # R10: median or min of the hospitals' prices
 
+    def __post_init__(self) -> None:
+        # the configuration checks these too; a settings object built in code must not
+        # fail later, on a prescription
+        lo, hi = self.agreed_ratio_band
+        if not Decimal(0) < lo <= hi <= 1:
+            raise ValueError(f"agreed_ratio_band {lo}–{hi} needs 0 < min <= max <= 1")
+        if self.price_reference not in ("median", "min"):
+            raise ValueError(f"price_reference {self.price_reference!r}: median or min")
+
 
 class DraftLine(msgspec.Struct, frozen=True):
     """One drug line of a prescription being written (CDS draft order or RXE)."""
