@@ -421,8 +421,8 @@ def contracts_from_rows(rows: Iterable[Mapping[str, Any]], source: str,
                 break
             group["products"].append(product)
     _check_overlaps(groups, problems)
-    check_product_volumes(((g["terms"][3], g["products"], g["row"]) for g in groups.values()),
-                          problems)
+    check_product_volumes(((g["terms"][3], (p.agreed_volume for p in g["products"]), g["row"])
+                           for g in groups.values()), problems)
     if problems:
         raise ContractFormatError(source, problems)
     contracts = []

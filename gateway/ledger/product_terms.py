@@ -6,7 +6,7 @@ volume and the fund's prepayment received for it.
 
 ``product_agreed_volume`` (产品约定采购量): the product's part of the contract's agreed
 volume, when the agreement splits it among the winners. Products without one share what
-the others leave of the agreed volume equally (:func:`product_volumes`): the fund's
+the others leave of the agreed volume equally (``products.product_volumes``): the fund's
 minimum prepayment (R15: ≥ 30 % of the annual agreed amount) is then reckoned per
 product at its own price.
 
@@ -16,15 +16,12 @@ agreement year, recorded by importing the results again with the figure filled i
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping
 from decimal import ROUND_HALF_UP, Decimal
-from typing import TYPE_CHECKING, Any, NamedTuple
-
-if TYPE_CHECKING:
-    from gateway.ledger.contracts import Contract, WinningProduct
+from typing import Any, NamedTuple
 
 __all__ = ["PRODUCT_ALIASES", "ProductTerms", "check_product_volumes", "prepayment_due",
-           "product_terms", "product_volumes"]
+           "product_terms"]
 
 PRODUCT_ALIASES: dict[str, tuple[str, ...]] = {
     "reference_price": ("reference_price", "参比价", "参比价格", "集采前价格"),
@@ -66,26 +63,16 @@ def product_terms(row: Mapping[str, Any], where: str, problems: list[str],
     return ProductTerms(*values)
 
 
-def check_product_volumes(groups: Iterable[tuple[Decimal, Sequence[WinningProduct], int]],
+def check_product_volumes(groups: Iterable[tuple[Decimal, Iterable[Decimal | None], int]],
                           problems: list[str]) -> None:
-    """Products' own agreed volumes must not add up to more than their contract's."""
-    for agreed, products, row in groups:
-        given = sum((p.agreed_volume for p in products if p.agreed_volume is not None),
-                    Decimal(0))
+    """Products' own agreed volumes (None: not given) must not add up to more than their
+    contract's agreed volume; ``groups`` holds (agreed volume, products' volumes, first
+    row) per contract."""
+    for agreed, volumes, row in groups:
+        given = sum((v for v in volumes if v is not None), Decimal(0))
         if given > agreed:
             problems.append(f"row {row}: product_agreed_volume of the winning products adds "
                             f"up to {given}, more than the agreed volume {agreed}")
-
-
-def product_volumes(contract: Contract) -> dict[str, Decimal]:
-    """Each winning product's part of the agreed volume: its own when the results give one;
-    what the products with one leave, in equal parts, to the others."""
-    given = {p.national_code: p.agreed_volume for p in contract.products
-             if p.agreed_volume is not None}
-    rest = [p.national_code for p in contract.products if p.agreed_volume is None]
-    left = max(contract.agreed_volume - sum(given.values(), Decimal(0)), Decimal(0))
-    share = left / len(rest) if rest else Decimal(0)
-    return {p.national_code: given.get(p.national_code, share) for p in contract.products}
 
 
 def prepayment_due(volume: Decimal, price: Decimal, prepayment_ratio: Decimal) -> Decimal:

@@ -4,7 +4,7 @@ fund's prepayment (R15), from the stored daily totals.
 Savings = (reference price − winning price) × quantity of the product received (receipts
 less returns); none for a product whose results give no reference price. The minimum
 prepayment of a product = prepayment ratio × its part of the agreed volume
-(:func:`~gateway.ledger.product_terms.product_volumes`) × its own winning price; the
+(:func:`product_volumes`) × its own winning price; the
 shortfall is what of it has not been received (zero once met), none while nothing is
 recorded as received.
 """
@@ -19,14 +19,26 @@ from typing import Any
 
 from canonical.model import EventKind
 from gateway.ledger.contracts import Contract
-from gateway.ledger.product_terms import CENT, prepayment_due, product_volumes
+from gateway.ledger.product_terms import CENT, prepayment_due
 from gateway.store.ledger_records import DailyRow
 
-__all__ = ["PURCHASE_SIGN", "ProductFigures", "ReceiptIndex", "product_fields", "product_figures"]
+__all__ = ["PURCHASE_SIGN", "ProductFigures", "ReceiptIndex", "product_fields", "product_figures",
+           "product_volumes"]
 
 ZERO = Decimal(0)
 # receipts count in, returns to the supplier out
 PURCHASE_SIGN = {EventKind.RECEIPT.value: 1, EventKind.RETURN.value: -1}
+
+
+def product_volumes(contract: Contract) -> dict[str, Decimal]:
+    """Each winning product's part of the agreed volume: its own when the results give one;
+    what the products with one leave, in equal parts, to the others."""
+    given = {p.national_code: p.agreed_volume for p in contract.products
+             if p.agreed_volume is not None}
+    rest = [p.national_code for p in contract.products if p.agreed_volume is None]
+    left = max(contract.agreed_volume - sum(given.values(), Decimal(0)), Decimal(0))
+    share = left / len(rest) if rest else Decimal(0)
+    return {p.national_code: given.get(p.national_code, share) for p in contract.products}
 
 
 class ReceiptIndex:
