@@ -68,6 +68,7 @@ class ProductFigures:
     """One winning product of a contract, to date and in the period asked for."""
 
     national_code: str
+    reference_price: Decimal | None
     agreed_volume: Decimal  # its part of the contract's
     received_qty: Decimal  # the agreement year to date
     received_amount: Decimal
@@ -96,7 +97,8 @@ def product_figures(contract: Contract, receipts: ReceiptIndex, since: date | No
         due = prepayment_due(volumes[p.national_code], p.winning_price, prepayment_ratio)
         got = p.prepayment_received
         out.append(ProductFigures(
-            p.national_code, volumes[p.national_code], qty, amount, pqty, pamount,
+            p.national_code, p.reference_price, volumes[p.national_code], qty, amount, pqty,
+            pamount,
             None if saving is None else (saving * qty).quantize(CENT, ROUND_HALF_UP),
             None if saving is None else (saving * pqty).quantize(CENT, ROUND_HALF_UP),
             due, got, None if got is None else max(due - got, ZERO)))
@@ -119,7 +121,8 @@ def product_fields(item: dict[str, Any], figures: list[ProductFigures]) -> None:
     for entry in item["winning_products"]:
         f = by_code[entry["national_code"]]
         entry.update({
-            "agreed_volume": _s(f.agreed_volume), "received_qty": _s(f.received_qty),
+            "reference_price": _s(f.reference_price), "agreed_volume": _s(f.agreed_volume),
+            "received_qty": _s(f.received_qty),
             "received_amount": _s(f.received_amount), "period_received_qty": _s(f.period_qty),
             "period_received_amount": _s(f.period_amount), "savings": _s(f.savings),
             "period_savings": _s(f.period_savings), "prepayment_min": _s(f.prepayment_min),
