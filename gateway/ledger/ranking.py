@@ -10,9 +10,11 @@ From each hospital's report (optionally one project and batch of it):
 ``by="use"`` (the default) ranks as GZ annex 1 does — use share, given that the agreed
 volumes are kept: hospitals with no contract behind 序时进度 come first, then by use
 attainment, then by the share on schedule. ``by="progress"`` ranks by the share on
-schedule, then the progress ratio, then use attainment. A hospital without a figure ranks
-after those with one. Hospitals whose figures are all equal share a rank (1, 1, 3) and are
-listed by hospital code, so the same data always give the same list.
+schedule, then the progress ratio, then use attainment. Figures are compared to 4 decimal
+places (as reports show them); a hospital without a figure ranks after those with one.
+Hospitals whose figures are all equal share a rank (1, 1, 3) and are listed by hospital
+code, so the same data always give the same list. The use share is the report's, to 4
+places.
 """
 
 from __future__ import annotations
@@ -21,13 +23,14 @@ import csv
 import io
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import date, datetime
 from decimal import ROUND_HALF_UP, Decimal
 from typing import Any, Literal
 
 from openpyxl import Workbook
 
 from gateway.ledger.ledger import Ledger
+from gateway.ledger.metrics import ratio, time_progress
 from gateway.ledger.report import build_report
 from gateway.ledger.xlsx import PERCENT, num, write_sheet, xlsx_bytes
 
@@ -68,9 +71,13 @@ def standing(report: dict[str, Any], project: str | None = None,
     ``batch`` when given."""
     items = [i for i in report["contracts"] if _keep(i, project, batch)]
     progress, use = [], []
+    as_of = date.fromisoformat(report["period"]["to"])
     for i in items:
-        completion, elapsed = num(i["completion"]), num(i["time_progress"])
-        if completion is not None and elapsed is not None:
+        # from the exact figures: the report rounds completion and 序时进度 to 4 places
+        completion = ratio(Decimal(i["received_qty"]), Decimal(i["agreed_volume"]))
+        elapsed, _, _ = time_progress(date.fromisoformat(i["year_start"]),
+                                      date.fromisoformat(i["year_end"]), as_of)
+        if completion is not None:
             progress.append(completion / elapsed if elapsed else Decimal(1))
         share, agreed = num(i["use_share"]), num(i["agreed_ratio"])
         if share is not None and agreed:
