@@ -109,28 +109,26 @@ def cmd_demand(args: argparse.Namespace) -> int:
 
 def register(subparsers: Any, default_config: str) -> None:
     """Add the ledger's report commands to the CLI's sub-parsers."""
-    s = subparsers.add_parser("ledger-report",
-                              help="a hospital's 一院一档 report: JSON, --csv or --xlsx file")
-    s.add_argument("-c", "--config", default=default_config)
+    def command(name: str, helptext: str, func: Callable[[argparse.Namespace], int],
+                formats: tuple[str, ...]) -> argparse.ArgumentParser:
+        s: argparse.ArgumentParser = subparsers.add_parser(name, help=helptext)
+        s.add_argument("-c", "--config", default=default_config)
+        for fmt in formats:
+            s.add_argument(f"--{fmt}", metavar="FILE", help=f"write {fmt.upper()} there")
+        s.set_defaults(func=func)
+        return s
+
+    s = command("ledger-report", "a hospital's 一院一档 report: JSON, --csv or --xlsx file",
+                cmd_report, ("csv", "xlsx"))
     s.add_argument("hospital", help="定点医药机构编号")
     s.add_argument("--month", help="YYYY-MM (default: the agreement year to date)")
-    s.add_argument("--csv", metavar="FILE")
-    s.add_argument("--xlsx", metavar="FILE")
-    s.set_defaults(func=cmd_report)
-    s = subparsers.add_parser("ledger-ranking",
-                              help="the deployment's hospitals ranked (R3, R4)")
-    s.add_argument("-c", "--config", default=default_config)
+    s = command("ledger-ranking", "the deployment's hospitals ranked (R3, R4)", cmd_ranking,
+                ("csv", "xlsx"))
     s.add_argument("--month", help="YYYY-MM (default: to date)")
     s.add_argument("--project")
     s.add_argument("--batch")
     s.add_argument("--by", choices=["use", "progress"], default="use")
-    s.add_argument("--csv", metavar="FILE")
-    s.add_argument("--xlsx", metavar="FILE")
-    s.set_defaults(func=cmd_ranking)
-    s = subparsers.add_parser("ledger-demand",
-                              help="a hospital's 报量 worksheet for an agreement year (R9)")
-    s.add_argument("-c", "--config", default=default_config)
+    s = command("ledger-demand", "a hospital's 报量 worksheet for an agreement year (R9)",
+                cmd_demand, ("xlsx",))
     s.add_argument("hospital", help="定点医药机构编号")
     s.add_argument("--year", type=int, required=True, help="the agreement year, YYYY")
-    s.add_argument("--xlsx", metavar="FILE")
-    s.set_defaults(func=cmd_demand)

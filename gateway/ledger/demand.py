@@ -26,13 +26,11 @@ from datetime import date
 from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
 
-from openpyxl import Workbook
-
 from gateway.ledger.contracts import Contract
 from gateway.ledger.ledger import Ledger
 from gateway.ledger.metrics import DemandFlag, demand_flag, ratio
 from gateway.ledger.products import PURCHASE_SIGN
-from gateway.ledger.xlsx import PERCENT, QTY, num, write_sheet, xlsx_bytes
+from gateway.ledger.xlsx import PERCENT, QTY, table_xlsx
 from gateway.store.ledger_records import DailyRow
 
 __all__ = ["BELOW_HISTORY", "DemandLine", "build_demand", "demand_lines", "demand_xlsx"]
@@ -146,19 +144,5 @@ DEMAND_COLUMNS = (("project", "项目", None), ("batch", "批次", None),
 
 def demand_xlsx(worksheet: dict[str, Any]) -> bytes:
     """The worksheet as a workbook under Chinese headers."""
-    wb = Workbook()
-    ws = wb.active
-    assert ws is not None
-    ws.title = f"{worksheet['year']}年报量"
-
-    def cell(key: str, fmt: str | None, value: Any) -> Any:
-        if key == "flag":
-            return _FLAG_TEXT[value]
-        if isinstance(value, bool):
-            return "是" if value else "否"
-        return value if fmt is None else num(value)
-
-    write_sheet(ws, [h for _, h, _ in DEMAND_COLUMNS],
-                ([cell(k, f, g[k]) for k, _, f in DEMAND_COLUMNS] for g in worksheet["groups"]),
-                [f for _, _, f in DEMAND_COLUMNS])
-    return xlsx_bytes(wb)
+    return table_xlsx(f"{worksheet['year']}年报量", DEMAND_COLUMNS, worksheet["groups"],
+                      {"flag": _FLAG_TEXT})

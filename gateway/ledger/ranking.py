@@ -27,12 +27,10 @@ from datetime import date, datetime
 from decimal import ROUND_HALF_UP, Decimal
 from typing import Any, Literal
 
-from openpyxl import Workbook
-
 from gateway.ledger.ledger import Ledger
 from gateway.ledger.metrics import ratio, time_progress
 from gateway.ledger.report import build_report
-from gateway.ledger.xlsx import PERCENT, num, write_sheet, xlsx_bytes
+from gateway.ledger.xlsx import PERCENT, num, table_xlsx
 
 __all__ = ["RANK_BY", "HospitalStanding", "build_ranking", "rank_hospitals", "ranking_csv",
            "ranking_json", "ranking_xlsx", "standing"]
@@ -148,20 +146,7 @@ def ranking_csv(rows: list[dict[str, Any]]) -> str:
 
 def ranking_xlsx(rows: list[dict[str, Any]]) -> bytes:
     """The ranking as a one-sheet workbook under Chinese headers."""
-    wb = Workbook()
-    ws = wb.active
-    assert ws is not None
-    ws.title = "排名"
-
-    def cell(key: str, fmt: str | None, value: Any) -> Any:
-        if key == "tied":
-            return "是" if value else "否"
-        return num(value) if fmt == PERCENT else value
-
-    write_sheet(ws, [h for _, h, _ in RANKING_COLUMNS],
-                ([cell(k, f, row[k]) for k, _, f in RANKING_COLUMNS] for row in rows),
-                [f for _, _, f in RANKING_COLUMNS])
-    return xlsx_bytes(wb)
+    return table_xlsx("排名", RANKING_COLUMNS, rows)
 
 
 async def build_ranking(ledger: Ledger, now: datetime, month: str | None, *,

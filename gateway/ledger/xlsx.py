@@ -13,7 +13,7 @@ purchases) and the savings. Numbers are numbers, ratios fractions shown as perce
 from __future__ import annotations
 
 import io
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from decimal import Decimal
 from typing import Any
 
@@ -21,7 +21,8 @@ from openpyxl import Workbook
 from openpyxl.styles import Font
 from openpyxl.worksheet.worksheet import Worksheet
 
-__all__ = ["PRODUCT_COLUMNS", "SUMMARY_COLUMNS", "report_xlsx", "write_sheet", "xlsx_bytes"]
+__all__ = ["PRODUCT_COLUMNS", "SUMMARY_COLUMNS", "report_xlsx", "table_xlsx", "write_sheet",
+           "xlsx_bytes"]
 
 PERCENT = "0.00%"
 MONEY = "#,##0.00"
@@ -107,6 +108,31 @@ def write_sheet(ws: Worksheet, header: Iterable[str], rows: Iterable[Iterable[An
     for i, title in enumerate(head, start=1):
         ws.column_dimensions[ws.cell(row=header_row, column=i).column_letter].width = max(
             10, 2 * len(title) + 2)
+
+
+def table_xlsx(title: str, columns: Sequence[tuple[str, str, str | None]],
+               rows: Iterable[Mapping[str, Any]],
+               labels: Mapping[str, Mapping[str, str]] | None = None) -> bytes:
+    """A one-sheet workbook of JSON ``rows``: ``columns`` are (key, Chinese header, number
+    format); a formatted value becomes a number, a boolean 是 / 否, and a value of a column
+    in ``labels`` its label."""
+    wb = Workbook()
+    ws = wb.active
+    assert ws is not None
+    ws.title = title
+    named = labels or {}
+
+    def cell(key: str, fmt: str | None, value: Any) -> Any:
+        if key in named:
+            return named[key][value]
+        if isinstance(value, bool):
+            return _yes(value)
+        return value if fmt is None else num(value)
+
+    write_sheet(ws, [h for _, h, _ in columns],
+                ([cell(k, f, row[k]) for k, _, f in columns] for row in rows),
+                [f for _, _, f in columns])
+    return xlsx_bytes(wb)
 
 
 def xlsx_bytes(wb: Workbook) -> bytes:

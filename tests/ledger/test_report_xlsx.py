@@ -169,3 +169,9 @@ def test_cli_writes_the_workbook_from_the_store(tmp_path: Path, calendar: WorkCa
     assert [(h["rank"], h["hospital_id"], h["tied"]) for h in ranked["hospitals"]] == [
         (1, HOSPITAL, True), (1, "H36070200023", True), (1, "H36072100011", True),
         (1, "H36073200035", True)]
+    demand = tmp_path / "demand.xlsx"
+    assert main(["ledger-demand", "-c", str(config), HOSPITAL, "--year", "2027",
+                 "--xlsx", str(demand)]) == 0
+    sheet = openpyxl.load_workbook(demand)["2027年报量"]
+    # 2026's receipts to date (February to April) are the history for 2027
+    assert {r["通用名"]: r["上年实际采购量"] for r in _rows(sheet)}["依西美坦片"] == 12400
