@@ -24,6 +24,8 @@ from gateway.ledger.contracts import (
 from gateway.ledger.ledger import Ledger
 from gateway.ledger.overrides import override_report, override_report_csv
 from gateway.ledger.report import build_report, report_csv
+from gateway.ledger.report_http import add_report_routes, xlsx_response
+from gateway.ledger.xlsx import report_xlsx
 from gateway.security.audit_log import AuditFields, record, record_many
 
 __all__ = ["LedgerRef", "current_ledger", "ledger_app"]
@@ -51,8 +53,9 @@ def _json(data: object, status: int = 200) -> web.Response:
 def ledger_app(ledger: LedgerRef,
                clock: Callable[[], datetime] = lambda: datetime.now(UTC)) -> web.Application:
     """Routes: ``POST /contracts`` (JSON rows, CSV or XLSX body by Content-Type),
-    ``GET /contracts``, ``GET /report/{hospital_id}?month=YYYY-MM&format=csv``,
-    ``GET /deadlines/{hospital_id}``, ``GET /overrides?format=csv``."""
+    ``GET /contracts``, ``GET /report/{hospital_id}?month=YYYY-MM&format=csv|xlsx``,
+    ``GET /deadlines/{hospital_id}``, ``GET /overrides?format=csv``, and the routes of
+    :func:`~gateway.ledger.report_http.add_report_routes` (ranking, 报量 worksheet)."""
     app = web.Application()
 
     async def import_contracts(request: web.Request) -> web.Response:
@@ -102,6 +105,9 @@ def ledger_app(ledger: LedgerRef,
             return _json({"error": f"month must be YYYY-MM: {exc}"}, 400)
         if request.query.get("format") == "csv":
             return web.Response(text=report_csv(rep), content_type="text/csv", charset="utf-8")
+        if request.query.get("format") == "xlsx":
+            return xlsx_response(report_xlsx(rep), f"report-{rep['hospital_id']}-"
+                                 f"{rep['period']['month'] or 'to-date'}.xlsx")
         return _json(rep)
 
     async def deadlines(request: web.Request) -> web.Response:
@@ -142,4 +148,5 @@ def ledger_app(ledger: LedgerRef,
     app.router.add_get("/report/{hospital_id}", report)
     app.router.add_get("/deadlines/{hospital_id}", deadlines)
     app.router.add_get("/overrides", overrides)
+    add_report_routes(app, lambda: current_ledger(ledger), clock)
     return app
