@@ -27,6 +27,7 @@ from gateway.ledger.report import build_report, report_csv
 from gateway.ledger.report_http import add_report_routes, xlsx_response
 from gateway.ledger.xlsx import report_xlsx
 from gateway.security.audit_log import AuditFields, record, record_many
+from gateway.security.identity import request_identity
 
 __all__ = ["LedgerRef", "current_ledger", "ledger_app"]
 
@@ -87,7 +88,11 @@ def ledger_app(ledger: LedgerRef,
         now = clock()
         out = []
         lg = current_ledger(ledger)
+        # without hospital_id: only the hospitals the caller may act for
+        visible = request_identity(request).may_act_for
         for c in lg.contracts(hospital):
+            if not visible(c.hospital_id):
+                continue
             st = lg.status(c, now)
             out.append({"contract_id": c.contract_id, "generic_name": c.generic_name,
                         "dosage_form": c.dosage_form, "agreement_year": c.year_no,
@@ -115,7 +120,10 @@ def ledger_app(ledger: LedgerRef,
         return _json([d.to_json() for d in found])
 
     async def overrides(request: web.Request) -> web.Response:
-        rep = override_report(await current_ledger(ledger).cds.feedback_rows())
+        visible = request_identity(request).may_act_for
+        rep = override_report((card, fb) for card, fb
+                              in await current_ledger(ledger).cds.feedback_rows()
+                              if visible(card.hospital_id))
         if request.query.get("format") == "csv":
             return web.Response(text=override_report_csv(rep), content_type="text/csv",
                                 charset="utf-8")

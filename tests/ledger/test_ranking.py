@@ -128,3 +128,14 @@ def test_equal_figures_share_a_rank_listed_by_code():
     # a hospital without use figures ranks after those with them
     assert [(r, x.hospital_id) for r, x in ranked] == [(1, "H2"), (2, "H1"), (2, "H3"),
                                                        (4, "H9")]
+
+
+async def test_contract_list_without_a_hospital_shows_only_the_callers_hospitals(
+        deployment: Ledger, aiohttp_client):
+    district = Identity("章贡区医保分局", "procurement", frozenset({H3}))
+    cli = await aiohttp_client(_client_app(deployment, district))
+    listed = await (await cli.get("/ledger/contracts")).json()
+    assert listed and {c["contract_id"] for c in listed} == {
+        c.contract_id for c in deployment.contracts(H3)}
+    everyone = await aiohttp_client(_client_app(deployment))
+    assert len(await (await everyone.get("/ledger/contracts")).json()) > len(listed)
