@@ -25,7 +25,10 @@ from gateway.ledger.contracts import (
 from gateway.ledger.ledger import Ledger
 from gateway.ledger.overrides import override_report, override_report_csv
 from gateway.ledger.report import build_report, report_csv
+from gateway.ledger.report_http import add_report_routes, xlsx_response
+from gateway.ledger.xlsx import report_xlsx
 from gateway.security.audit_log import record, record_many
+from gateway.security.identity import request_identity
 
 __all__ = ["LedgerRef", "current_ledger", "ledger_app"]
 
@@ -48,8 +51,9 @@ def _json(data: object, status: int = 200) -> web.Response:
 def ledger_app(ledger: LedgerRef,
                clock: Callable[[], datetime] = lambda: datetime.now(UTC)) -> web.Application:
     """Routes: ``POST /contracts`` (JSON rows, CSV or XLSX body by Content-Type),
-    ``GET /contracts``, ``GET /report/{hospital_id}?month=YYYY-MM&format=csv``,
-    ``GET /deadlines/{hospital_id}``, ``GET /overrides?format=csv``."""
+    ``GET /contracts``, ``GET /report/{hospital_id}?month=YYYY-MM&format=csv|xlsx``,
+    ``GET /deadlines/{hospital_id}``, ``GET /overrides?format=csv``, and the routes of
+    :func:`~gateway.ledger.report_http.add_report_routes` (ranking, 报量 worksheet)."""
     app = web.Application()
 
     async def import_contracts(request: web.Request) -> web.Response:
@@ -77,7 +81,11 @@ def ledger_app(ledger: LedgerRef,
         now = clock()
         out = []
         lg = current_ledger(ledger)
+        # without hospital_id: only the hospitals the caller may act for
+        visible = request_identity(request).may_act_for
         for c in lg.contracts(hospital):
+            if not visible(c.hospital_id):
+                continue
             st = lg.status(c, now)
             out.append({"contract_id": c.contract_id, "generic_name": c.generic_name,
                         "dosage_form": c.dosage_form, "agreement_year": c.year_no,
@@ -95,6 +103,9 @@ def ledger_app(ledger: LedgerRef,
             return _json({"error": f"month must be YYYY-MM: {exc}"}, 400)
         if request.query.get("format") == "csv":
             return web.Response(text=report_csv(rep), content_type="text/csv", charset="utf-8")
+        if request.query.get("format") == "xlsx":
+            return xlsx_response(report_xlsx(rep), f"report-{rep['hospital_id']}-"
+                                 f"{rep['period']['month'] or 'to-date'}.xlsx")
         return _json(rep)
 
     async def deadlines(request: web.Request) -> web.Response:
@@ -102,7 +113,10 @@ def ledger_app(ledger: LedgerRef,
         return _json([d.to_json() for d in found])
 
     async def overrides(request: web.Request) -> web.Response:
-        rep = override_report(await current_ledger(ledger).cds.feedback_rows())
+        visible = request_identity(request).may_act_for
+        rep = override_report((card, fb) for card, fb
+                              in await current_ledger(ledger).cds.feedback_rows()
+                              if visible(card.hospital_id))
         if request.query.get("format") == "csv":
             return web.Response(text=override_report_csv(rep), content_type="text/csv",
                                 charset="utf-8")
@@ -135,4 +149,5 @@ def ledger_app(ledger: LedgerRef,
     app.router.add_get("/report/{hospital_id}", report)
     app.router.add_get("/deadlines/{hospital_id}", deadlines)
     app.router.add_get("/overrides", overrides)
+    add_report_routes(app, lambda: current_ledger(ledger), clock)
     return app
