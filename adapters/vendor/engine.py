@@ -106,6 +106,7 @@ class ProfileReader:
         # read on every message: kept as plain attributes, not looked up on the models
         self._docs_path = profile.documents
         self._max_lines = profile.lines.max_lines
+        self._lines_required = profile.lines.required
         self._message_type = profile.name
         self._default_sender = config.sender or profile.name
         self._default_hospital = config.hospital_id
@@ -332,7 +333,7 @@ class ProfileReader:
             extra = self._read(event_section.extra, doc, root, where, lists, absolute, {})
             items = self._line_nodes(doc)
             lines_where = self._join(where, self._lines_path)
-            if not items:
+            if not items and self._lines_required:
                 raise MessageRejected(f"{lines_where}: the document has no line items",
                                       code="100", location=lines_where)
             if len(items) > max_lines:

@@ -108,6 +108,9 @@ class LinesSpec(BaseModel):
     path: str
     fields: dict[str, FieldSpec]
     max_lines: int = Field(default=10_000, ge=1)
+    required: bool = Field(
+        default=True, description="false: a document may have no line items (a payment "
+                                  "that names only the receipts it settles)")
 
     @field_validator("fields", mode="before")
     @classmethod

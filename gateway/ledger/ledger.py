@@ -15,11 +15,14 @@ Event conventions the ledger reads:
   shares and the online rate (``Event.online``). A receipt is the acceptance that starts the
   payment deadline (ref = ``document_no``). ``online=False`` opens the filing deadline.
 - ``PURCHASE_ORDER``: online, it starts the 48 h answer clock (ref = ``document_no``);
-  off-platform, it opens the filing deadline.
+  off-platform, it opens the filing deadline. The supplier's answer (ORS^O06, with
+  ``extra["order_response"]``) stops the clock of the order it answers and starts none.
 - ``DISPENSE`` / ``DISPENSE_RETURN``: use; ``PRESCRIPTION``: prescribing share.
 - ``STOCKTAKE`` sets stock; ``STOCK_CHANGE`` adds its (signed) quantity.
-- ``PAYMENT``: closes the payment deadline named by ``extra["receipt_no"]`` or ``document_no``.
-- any event with ``extra["order_no"]`` answers that order (a receipt against it does too);
+- ``PAYMENT``: closes the payment deadline of every receipt ``extra["receipt_no"]`` names
+  (``|``-separated), or of ``document_no`` when it names none (see :mod:`.answers`).
+- any event with ``extra["order_no"]`` (or ``based_on``) answers that order (a receipt
+  against it does too);
   ``extra["filing_for"]`` closes the filing deadline of that document.
 """
 
@@ -40,6 +43,7 @@ import msgspec.structs
 from adapters.base import Issue, Severity
 from canonical.errors import GatewayError
 from canonical.model import Event, EventKind, Line, OrderControl
+from gateway.ledger.answers import is_order_answer, orders_answered, receipts_paid
 from gateway.ledger.calendar import CalendarGapError, WorkCalendar, end_of_day, local_date
 from gateway.ledger.contracts import (
     Contract,
@@ -531,7 +535,8 @@ class Ledger:
         kind = ev.kind
         h = ev.hospital_id
         ref = ev.document_no or ev.event_id
-        if kind is EventKind.RECEIPT or kind is EventKind.PURCHASE_ORDER:
+        if (kind is EventKind.RECEIPT or kind is EventKind.PURCHASE_ORDER) and not (
+                is_order_answer(ev)):
             amount = str(sum((_line_amount(x) for x in ev.lines), Decimal(0)))
             supplier = ev.supplier.name if ev.supplier else ""
             if not ev.online:
@@ -547,16 +552,14 @@ class Ledger:
                     {"amount": amount, "supplier": supplier}))
         if not ev.extra and kind is not EventKind.PAYMENT:
             return
-        extra = dict(ev.extra)
-        answered = extra.get("order_no")
-        if answered:
-            updates.append(DeadlineUpdate(h, "order", answered, closed_at=ev.occurred_at))
+        for order in orders_answered(ev):
+            updates.append(DeadlineUpdate(h, "order", order, closed_at=ev.occurred_at))
         if kind is EventKind.PAYMENT:
-            updates.append(DeadlineUpdate(h, "payment", extra.get("receipt_no", ref),
-                                          closed_at=ev.occurred_at))
-        if extra.get("filing_for"):
-            updates.append(DeadlineUpdate(h, "filing", extra["filing_for"],
-                                          closed_at=ev.occurred_at))
+            for receipt in receipts_paid(ev):
+                updates.append(DeadlineUpdate(h, "payment", receipt, closed_at=ev.occurred_at))
+        filed = next((v for k, v in ev.extra if k == "filing_for"), "")
+        if filed:
+            updates.append(DeadlineUpdate(h, "filing", filed, closed_at=ev.occurred_at))
 
     def _filing(self, ev: Event, ref: str, amount: str) -> DeadlineRow:
         provisional = False
