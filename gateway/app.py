@@ -41,6 +41,7 @@ from gateway.ingest.mllp import MLLPListener, start_mllp_server
 from gateway.ingest.offload import ParseWorkers
 from gateway.ingest.pipeline import Ingestor, Route
 from gateway.keys import (
+    CALENDAR_WATCH,
     CONFIG,
     CROSSWALK,
     HTTP_ADAPTERS,
@@ -59,6 +60,7 @@ from gateway.keys import (
     TIMINGS,
 )
 from gateway.ledger import Ledger, ledger_app
+from gateway.ledger.calendar_watch import CalendarWatch
 from gateway.ledger.ledger import Evaluation
 from gateway.ledger.wiring import (
     LedgerFeed,
@@ -175,7 +177,14 @@ async def _ledger_ctx(app: web.Application) -> AsyncIterator[None]:
     store.committed_listeners.append(feed.committed)
     await store.listen(feed.on_change)  # other replicas' folds and contracts, at once
     task = asyncio.create_task(feed.run(), name="ledger-feed")
+    gauge = app[METRICS].ledger_provisional
+    watch = CalendarWatch(cfg.ledger.calendar_dir, ledger, app[TIMINGS].calendar_s,
+                          on_count=gauge.set)
+    app[CALENDAR_WATCH] = watch
+    watching = asyncio.create_task(watch.run(), name="calendar-watch")
     yield
+    watching.cancel()
+    await asyncio.gather(watching, return_exceptions=True)
     await feed.stop(task)
 
 
@@ -418,7 +427,9 @@ async def readyz(request: web.Request) -> web.Response:
 
     Degraded (still 200: messages are taken and mirrored) while the ledger holds events it
     could not fold, with their reasons: warnings and reports miss them until they are
-    folded again (``jicai-gateway ledger-poison --refold``).
+    folded again (``jicai-gateway ledger-poison --refold``), and while deadlines are
+    provisional: counted without their year's working-day calendar file, they may be due
+    later than shown until the file is added.
     """
     app = request.app
     store = app[STORE]
@@ -436,6 +447,11 @@ async def readyz(request: web.Request) -> web.Response:
             body["status"] = "degraded"
             body["ledger_poison_events"] = [{"seq": s, "reason": r} for s, r, _ in poisoned[:20]]
             body["ledger_poison_total"] = len(poisoned)
+        watch = app.get(CALENDAR_WATCH)
+        if watch is not None and watch.provisional:
+            body["status"] = "degraded"
+            body["ledger_provisional_deadlines"] = watch.provisional
+            body["ledger_provisional_reason"] = watch.reason()
     return web.json_response(body, status=200 if ok else 503)
 
 

@@ -32,8 +32,8 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import asdict, dataclass, field
-from datetime import date, datetime, timedelta
+from dataclasses import asdict, dataclass, field, replace
+from datetime import date, datetime
 from decimal import Decimal
 from typing import Any, Protocol
 
@@ -56,7 +56,7 @@ from gateway.ledger.deadlines import (
     DEFAULT_POLICY,
     DeadlinePolicy,
     OrderState,
-    filing_deadline,
+    filing_due,
     order_state,
     payment_deadline,
 )
@@ -151,6 +151,8 @@ class DeadlineStatus:
     closed_at: datetime | None
     state: str
     detail: Mapping[str, Any] = field(default_factory=dict)
+    # counted on weekdays alone: the due year has no calendar file yet
+    provisional: bool = False
 
     def to_json(self) -> dict[str, Any]:
         """Plain JSON form."""
@@ -562,20 +564,46 @@ class Ledger:
             updates.append(DeadlineUpdate(h, "filing", filed, closed_at=ev.occurred_at))
 
     def _filing(self, ev: Event, ref: str, amount: str) -> DeadlineRow:
-        provisional = False
-        try:
-            due = filing_deadline(ev.occurred_at, self.settings.calendar,
-                                  emergency=ev.emergency, policy=self.settings.policy)
-        except CalendarGapError as exc:
-            # weekends only, marked provisional, until the operator adds the year's file
-            log.warning("filing deadline for %s is provisional: %s", ref, exc)
-            provisional = True
-            n = (self.settings.policy.filing_working_days_emergency if ev.emergency
-                 else self.settings.policy.filing_working_days)
-            due = end_of_day(_add_weekdays(local_date(ev.occurred_at), n))
+        due, provisional = filing_due(ev.occurred_at, self.settings.calendar,
+                                      emergency=ev.emergency, policy=self.settings.policy)
+        if provisional:
+            log.warning("filing deadline for %s is provisional: no working-day calendar for "
+                        "%d", ref, due.year)
         return DeadlineRow(ev.hospital_id, "filing", ref, ev.occurred_at, due, None, None,
                            {"emergency": ev.emergency, "provisional": provisional,
                             "event_id": ev.event_id, "amount": amount})
+
+    # -- provisional deadlines -----------------------------------------------------------
+
+    def use_calendar(self, calendar: WorkCalendar) -> None:
+        """Count working days with ``calendar`` from now on (a year's file was added)."""
+        self.settings = replace(self.settings, calendar=calendar)
+
+    async def provisional_deadlines(self) -> list[DeadlineRow]:
+        """Stored deadlines counted without their year's calendar."""
+        return [d for d in await self.tables.deadlines()
+                if d.kind == "filing" and d.detail.get("provisional")]
+
+    async def recount_provisional(self) -> tuple[int, int]:
+        """Count each provisional deadline again with the current calendar: (how many
+        now have their real due time, how many stay provisional)."""
+        recounted: list[DeadlineRow] = []
+        still = 0
+        for d in await self.provisional_deadlines():
+            due, provisional = filing_due(d.opened_at, self.settings.calendar,
+                                          emergency=bool(d.detail.get("emergency")),
+                                          policy=self.settings.policy)
+            if provisional:
+                still += 1
+                continue
+            detail = {**d.detail, "provisional": False,
+                      "provisional_due_at": d.due_at.isoformat()}
+            recounted.append(msgspec.structs.replace(d, due_at=due, detail=detail))
+        if recounted:
+            await self.tables.reschedule_deadlines(recounted)
+            log.info("ledger: %d provisional deadline(s) counted again with the calendar",
+                     len(recounted))
+        return len(recounted), still
 
     # -- explicit deadline updates -----------------------------------------------------
 
@@ -619,7 +647,8 @@ class Ledger:
             else:
                 state = "overdue" if now > d.due_at else "open"
             out.append(DeadlineStatus(d.hospital_id, d.kind, d.ref, d.opened_at, d.due_at,
-                                      d.closed_at, state, d.detail))
+                                      d.closed_at, state, d.detail,
+                                      provisional=bool(d.detail.get("provisional"))))
         return out
 
     # -- reading the view --------------------------------------------------------------
@@ -795,15 +824,6 @@ def _by_product(contracts: Iterable[Contract]) -> dict[tuple[str, str, str], lis
     for lst in index.values():
         lst.sort(key=lambda c: c.period_start)
     return index
-
-
-def _add_weekdays(start: date, n: int) -> date:
-    day = start
-    while n > 0:
-        day += timedelta(days=1)
-        if day.weekday() < 5:
-            n -= 1
-    return day
 
 
 def _stored_contracts(bodies: Iterable[Mapping[str, Any]]
