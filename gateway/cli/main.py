@@ -24,6 +24,7 @@ from gateway.browser import cli as cli_messages
 from gateway.config import ROLES, GatewayConfig, load_config
 from gateway.crosswalk import cli as cli_mappings
 from gateway.ingest.framing import END, START, frame
+from gateway.ledger import cli as cli_deadlines
 from gateway.logs import setup_logging
 from gateway.native import native_status
 from gateway.security import audit_cli
@@ -522,6 +523,7 @@ def build_parser() -> argparse.ArgumentParser:
     cli_mappings.register(sub)
     audit_cli.register(sub)
     cli_messages.register(sub)
+    cli_deadlines.register(sub)
     return p
 
 
