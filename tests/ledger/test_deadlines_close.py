@@ -334,3 +334,30 @@ async def test_provisional_deadline_is_counted_again_when_the_calendar_appears(
 async def _degraded(readiness: Any) -> dict[str, Any] | None:
     body: dict[str, Any] = await readiness()
     return body if body.get("ledger_provisional_deadlines") else None
+
+
+async def test_cli_closes_and_lists_through_the_running_gateway(
+        gateway: Gateway, capsys: pytest.CaptureFixture[str]) -> None:
+    import asyncio
+
+    from gateway.cli.main import main
+
+    assert (await gateway.post("/ingest/spd-json", "spd",
+                               data=vendor("off_platform_receipt_year_end.json")))[0] == 200
+    await gateway.deadline("filing", "RK20261228015", closed_at=None)
+    common = ["--url", gateway.url("/"), "--token", TOKENS["周敏"]]
+    rc = await asyncio.to_thread(main, ["deadlines", "close", HOSPITAL, "filing",
+                                        "RK20261228015", "--reason", "已线下备案",
+                                        "--at", "2026-12-30T10:00:00", *common])
+    assert rc == 0
+    closed = await gateway.deadline("filing", "RK20261228015", state="met")
+    assert closed["closed_at"] == "2026-12-30T10:00:00+08:00"
+    rc = await asyncio.to_thread(main, ["deadlines", "close", HOSPITAL, "filing",
+                                        "RK20261228015", "--reason", "again", *common])
+    assert rc == 1 and "closed already" in capsys.readouterr().err
+    rc = await asyncio.to_thread(main, ["deadlines", "list", HOSPITAL, *common])
+    out = capsys.readouterr().out
+    assert rc == 0 and "filing\tRK20261228015\tmet" in out
+    rc = await asyncio.to_thread(main, ["deadlines", "remind", HOSPITAL, "PO404",
+                                        "--url", gateway.url("/"), "--token", TOKENS["刘洋"]])
+    assert rc == 1 and "HTTP 403" in capsys.readouterr().err
