@@ -38,7 +38,7 @@ def _with(section: str, name: str, spec: Any) -> dict[str, Any]:
 
 def test_shipped_profiles_load() -> None:
     names = {load_profile(p).name for p in shipped_profiles()}
-    assert names == {"his-prescription", "warehouse-stock"}
+    assert names == {"finance-payment", "his-prescription", "warehouse-stock"}
 
 
 @pytest.mark.parametrize("section, name, spec, message", [
