@@ -8,48 +8,16 @@ and reaches the running ledger at once.
 from __future__ import annotations
 
 import argparse
-import json
-import os
-import sys
 from typing import Any
-from urllib.error import HTTPError, URLError
 from urllib.parse import quote
-from urllib.request import Request, urlopen
+
+from gateway.api_client import add_common, call_json
 
 __all__ = ["register"]
 
-DEFAULT_URL = "http://127.0.0.1:8080"
-
-
-class _Failed(Exception):
-    def __init__(self, status: int, text: str) -> None:
-        super().__init__(text)
-        self.status = status
-
 
 def _call(args: argparse.Namespace, path: str, body: dict[str, Any] | None = None) -> Any:
-    headers = {"Content-Type": "application/json"} if body is not None else {}
-    token = args.token or os.environ.get("JCGW_API_TOKEN", "")
-    if token:
-        headers["Authorization"] = f"Bearer {token}"
-    data = None if body is None else json.dumps(body, ensure_ascii=False).encode("utf-8")
-    req = Request(args.url.rstrip("/") + "/ledger" + path, data=data, headers=headers,
-                  method="GET" if body is None else "POST")
-    try:
-        with urlopen(req, timeout=args.timeout) as resp:
-            return json.loads(resp.read())
-    except HTTPError as exc:
-        raw = exc.read()
-        try:
-            text = f"HTTP {exc.code}: {json.loads(raw).get('error', '')}"
-        except (ValueError, AttributeError):
-            text = f"HTTP {exc.code}: {raw.decode('utf-8', 'replace')}"
-        if exc.code == 401:
-            text += "\n(give the gateway's API token: --token or JCGW_API_TOKEN)"
-        raise _Failed(1, text) from None
-    except URLError as exc:
-        raise _Failed(2, f"cannot reach the gateway at {args.url}: {exc.reason} "
-                         "(is it running? give --url)") from None
+    return call_json(args, "/ledger" + path, body)
 
 
 def _given(**fields: Any) -> dict[str, Any]:
@@ -83,24 +51,9 @@ def _close(args: argparse.Namespace) -> Any:
         at=args.at))
 
 
-def _run(args: argparse.Namespace) -> int:
-    try:
-        answer = args.action(args)
-    except _Failed as exc:
-        print(exc, file=sys.stderr)
-        return exc.status
-    if answer is not None:
-        print(json.dumps(answer, ensure_ascii=False, indent=2))
-    return 0
-
-
 def _common(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--url", default=os.environ.get("JCGW_URL", DEFAULT_URL),
-                   help="the running gateway's HTTP address (default %(default)s)")
-    p.add_argument("--timeout", type=float, default=60.0)
-    p.add_argument("--token", help="your API token: a change is recorded under the "
-                                   "identity it proves (default $JCGW_API_TOKEN)")
-    p.set_defaults(func=_run)
+    add_common(p, "your API token: a change is recorded under the identity it proves "
+                  "(default $JCGW_API_TOKEN)")
 
 
 def register(subparsers: Any) -> None:

@@ -168,47 +168,46 @@ def ledger_app(ledger: LedgerRef,
             return _json(answer, 404)
         return _json(answer)
 
+    async def by_hand(request: web.Request, update: DeadlineUpdate, action: str,
+                      after: dict[str, str], detail: str, unknown: str, closed: str
+                      ) -> web.Response:
+        """One deadline reminded or closed: 404 unknown, 409 closed, else audited."""
+        if (refused := _not_theirs(request, update.hospital_id)) is not None:
+            return refused
+        lg = current_ledger(ledger)
+        outcome, before = await update_one(lg.tables, update)
+        if outcome == "unknown":
+            return _json({"error": unknown}, 404)
+        if outcome == "closed":
+            return _json({"error": closed}, 409)
+        await lg.catch_up()
+        await record(request, action, target=f"{update.kind}/{update.ref}",
+                     hospital_id=update.hospital_id, before=deadline_json(before),
+                     after=after, detail=detail)
+        return _json({"kind": update.kind, "ref": update.ref, **after})
+
     async def reminder(request: web.Request) -> web.Response:
         try:
             r = reminder_input(await _body(request), clock())
         except InputError as exc:
             return _bad(exc)
-        if (refused := _not_theirs(request, r.hospital_id)) is not None:
-            return refused
-        lg = current_ledger(ledger)
-        outcome, before = await update_one(lg.tables, DeadlineUpdate(
-            r.hospital_id, "order", r.order_no, reminded_at=r.at))
-        if outcome == "unknown":
-            return _json({"error": f"no order {r.order_no} of {r.hospital_id}"}, 404)
-        if outcome == "closed":
-            return _json({"error": f"order {r.order_no} was answered already"}, 409)
-        await lg.catch_up()
-        await record(request, "ledger.order.remind", target=f"order/{r.order_no}",
-                     hospital_id=r.hospital_id, before=deadline_json(before),
-                     after={"reminded_at": r.at.isoformat()},
-                     detail="distributor reminded; escalates 24 h after unanswered")
-        return _json({"order_no": r.order_no, "reminded_at": r.at.isoformat()})
+        return await by_hand(
+            request, DeadlineUpdate(r.hospital_id, "order", r.order_no, reminded_at=r.at),
+            "ledger.order.remind", {"reminded_at": r.at.isoformat()},
+            "distributor reminded; escalates 24 h after unanswered",
+            f"no order {r.order_no} of {r.hospital_id}",
+            f"order {r.order_no} was answered already")
 
     async def close(request: web.Request) -> web.Response:
         try:
             c = close_input(await _body(request), clock())
         except InputError as exc:
             return _bad(exc)
-        if (refused := _not_theirs(request, c.hospital_id)) is not None:
-            return refused
-        lg = current_ledger(ledger)
-        outcome, before = await update_one(lg.tables, DeadlineUpdate(
-            c.hospital_id, c.kind, c.ref, closed_at=c.at))
-        if outcome == "unknown":
-            return _json({"error": f"no {c.kind} deadline {c.ref} of {c.hospital_id}"}, 404)
-        if outcome == "closed":
-            return _json({"error": f"{c.kind} deadline {c.ref} is closed already"}, 409)
-        await lg.catch_up()
-        await record(request, "ledger.deadline.close", target=f"{c.kind}/{c.ref}",
-                     hospital_id=c.hospital_id, before=deadline_json(before),
-                     after={"closed_at": c.at.isoformat(), "reason": c.reason},
-                     detail=c.reason)
-        return _json({"kind": c.kind, "ref": c.ref, "closed_at": c.at.isoformat()})
+        return await by_hand(
+            request, DeadlineUpdate(c.hospital_id, c.kind, c.ref, closed_at=c.at),
+            "ledger.deadline.close", {"closed_at": c.at.isoformat(), "reason": c.reason},
+            c.reason, f"no {c.kind} deadline {c.ref} of {c.hospital_id}",
+            f"{c.kind} deadline {c.ref} is closed already")
 
     async def overrides(request: web.Request) -> web.Response:
         rep = override_report(await current_ledger(ledger).cds.feedback_rows())

@@ -33,20 +33,20 @@ def as_(name: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {TOKENS[name]}"}
 
 
-def vendor(name: str) -> bytes:
-    for folder in ("vendor-json/valid", "vendor-json/payments/valid"):
+def _sample(name: str, *folders: str) -> bytes:
+    for folder in folders:
         path = DATA / folder / name
         if path.exists():
             return path.read_bytes()
     raise FileNotFoundError(name)
+
+
+def vendor(name: str) -> bytes:
+    return _sample(name, "vendor-json/valid", "vendor-json/payments/valid")
 
 
 def hl7(name: str) -> bytes:
-    for folder in ("hl7v2/valid", "hl7v2"):
-        path = DATA / folder / name
-        if path.exists():
-            return path.read_bytes()
-    raise FileNotFoundError(name)
+    return _sample(name, "hl7v2/valid", "hl7v2")
 
 
 @dataclass
