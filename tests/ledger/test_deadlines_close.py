@@ -91,7 +91,9 @@ class Gateway:
 
 
 @pytest.fixture
-async def gateway(tmp_path: Path) -> AsyncIterator[Gateway]:
+async def gateway(tmp_path: Path, request: pytest.FixtureRequest) -> AsyncIterator[Gateway]:
+    """A gateway with the simulator as the national platform; with the parameter
+    ``{"zhaocai": True}`` also as a provincial 招采 platform."""
     calendar_dir = tmp_path / "calendar"
     calendar_dir.mkdir()
     for year in ("2025", "2026"):  # no 2027 yet: the State Council has not published it
@@ -105,10 +107,11 @@ async def gateway(tmp_path: Path) -> AsyncIterator[Gateway]:
          "config": {"profile": "warehouse-stock-json"}},
         {"name": "finance-json", "adapter": "vendor-json", "transport": "http",
          "config": {"profile": "finance-payment-json"}}]
+    zhaocai = getattr(request, "param", {}).get("zhaocai", False)
     destinations = [dict(d.model_dump(mode="json")) for d in base.destinations] + [
         {"name": "zhejiang", "profile": "zhaocai", "url": f"{sim}/zc/api", "timeout_s": 2,
          "app_code": ZC_APP, "app_secret": ZC_SECRET, "backoff_initial_s": 0.05,
-         "backoff_max_s": 0.5}]
+         "backoff_max_s": 0.5}] * zhaocai
     ledger = {"calendar_dir": str(calendar_dir),
               "rules": str(ROOT / "config" / "rules.yaml"),
               "contracts": str(ROOT / "config" / "contracts.sample.csv"),
@@ -130,6 +133,7 @@ async def gateway(tmp_path: Path) -> AsyncIterator[Gateway]:
         await server.close()
 
 
+@pytest.mark.parametrize("gateway", [{"zhaocai": True}], indirect=True)
 async def test_vendor_json_payment_closes_each_receipt_it_pays(gateway: Gateway) -> None:
     status, answer = await gateway.post("/ingest/spd-json", "spd",
                                         data=vendor("receipts_for_payment.json"))
