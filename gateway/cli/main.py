@@ -1,5 +1,6 @@
 """The ``jicai-gateway`` command: serve, check-config, simulate-platform, send, replay,
-deadletters, token, sim-faults, sim-counts."""
+deadletters, token, sim-faults, sim-counts, ledger-poison and the ledger's reports
+(ledger-report, ledger-ranking, ledger-demand)."""
 
 from __future__ import annotations
 
@@ -21,6 +22,7 @@ from urllib.request import Request, urlopen
 
 from canonical.errors import ConfigError, StoreError
 from gateway.browser import cli as cli_messages
+from gateway.cli import ledger_reports
 from gateway.config import ROLES, GatewayConfig, load_config
 from gateway.crosswalk import cli as cli_mappings
 from gateway.ingest.framing import END, START, frame
@@ -524,6 +526,7 @@ def build_parser() -> argparse.ArgumentParser:
     audit_cli.register(sub)
     cli_messages.register(sub)
     cli_deadlines.register(sub)
+    ledger_reports.register(sub, DEFAULT_CONFIG)
     return p
 
 

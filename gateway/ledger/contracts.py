@@ -19,7 +19,10 @@ Columns (CSV header / XLSX first row / JSON keys), Chinese aliases accepted:
 supplier, cycle_start, cycle_end, agreed_volume, agreed_ratio`` and optionally
 ``dosage_form`` (剂型: a group or a form in it; derived from the national code or the
 product name when absent), ``year_start``, ``year_end`` (协议年度), ``renews`` (接续),
-``category`` (drug / consumable), ``reported_demand``, ``last_year_purchases``, ``unit``.
+``category`` (drug / consumable), ``reported_demand``, ``last_year_purchases``, ``unit``,
+and per winning product ``reference_price`` (参比价 / 集采前价格: savings),
+``product_agreed_volume`` (the product's part of the agreed volume) and
+``prepayment_received`` (the fund's prepayment received for it, R15) — see ``product_terms.py``.
 """
 
 from __future__ import annotations
@@ -37,6 +40,11 @@ from typing import Any
 
 from canonical.errors import GatewayError
 from gateway.ledger.dosage_forms import DosageForms, current_dosage_forms
+from gateway.ledger.product_terms import (
+    PRODUCT_ALIASES,
+    check_product_volumes,
+    product_terms,
+)
 
 __all__ = [
     "MAX_CYCLE_YEARS",
@@ -100,6 +108,9 @@ class WinningProduct:
     product_name: str
     winning_price: Decimal
     supplier: str = ""
+    reference_price: Decimal | None = None  # the price before 集采 (参比价): savings
+    agreed_volume: Decimal | None = None  # its part of the contract's agreed volume
+    prepayment_received: Decimal | None = None  # the fund's prepayment for it (R15)
 
 
 @dataclass(frozen=True, slots=True)
@@ -226,6 +237,7 @@ _ALIASES = {
     "year_start": ("year_start", "协议年度开始", "年度开始"),
     "year_end": ("year_end", "协议年度结束", "年度结束"),
     "renews": ("renews", "接续", "接续批次"),
+    **PRODUCT_ALIASES,
 }
 _REQUIRED = ("hospital_id", "project", "batch", "generic_name", "national_code",
              "winning_price", "cycle_start", "cycle_end", "agreed_volume", "agreed_ratio")
@@ -363,7 +375,8 @@ def contracts_from_rows(rows: Iterable[Mapping[str, Any]], source: str,
         last_year = _dec(row.get("last_year_purchases"), "last_year_purchases", where, problems)
         name = str(row.get("product_name") or row["generic_name"])
         form = _form(row, code, name, forms, where, problems)
-        if None in (price, volume, ratio, start, end) or form is None:
+        terms_of_product = product_terms(row, where, problems, _dec)
+        if None in (price, volume, ratio, start, end) or form is None or terms_of_product is None:
             continue
         assert price is not None and volume is not None and ratio is not None
         assert start is not None and end is not None
@@ -380,7 +393,12 @@ def contracts_from_rows(rows: Iterable[Mapping[str, Any]], source: str,
         years = _years(row, start, end, where, problems)
         if years is None:
             continue
-        product = WinningProduct(code, name, price, str(row.get("supplier") or ""))
+        if len(years) > 1 and terms_of_product.prepayment_received is not None:
+            problems.append(f"{where}: prepayment_received is paid per agreement year: give "
+                            "year_start and year_end with it")
+            continue
+        product = WinningProduct(code, name, price, str(row.get("supplier") or ""),
+                                 *terms_of_product)
         terms = (str(row["generic_name"]), start, end, volume, ratio, category, form[0],
                  str(row.get("renews") or ""))
         for y0, y1 in years:
@@ -403,6 +421,8 @@ def contracts_from_rows(rows: Iterable[Mapping[str, Any]], source: str,
                 break
             group["products"].append(product)
     _check_overlaps(groups, problems)
+    check_product_volumes(((g["terms"][3], (p.agreed_volume for p in g["products"]), g["row"])
+                           for g in groups.values()), problems)
     if problems:
         raise ContractFormatError(source, problems)
     contracts = []

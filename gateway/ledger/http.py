@@ -34,6 +34,8 @@ from gateway.ledger.manual import (
 )
 from gateway.ledger.overrides import override_report, override_report_csv
 from gateway.ledger.report import build_report, report_csv
+from gateway.ledger.report_http import add_report_routes, xlsx_response
+from gateway.ledger.xlsx import report_xlsx
 from gateway.security.audit_log import AuditFields, record, record_many
 from gateway.security.identity import request_identity
 from gateway.store.ledger_records import DeadlineUpdate
@@ -83,9 +85,10 @@ def _not_theirs(request: web.Request, hospital_id: str) -> web.Response | None:
 def ledger_app(ledger: LedgerRef,
                clock: Callable[[], datetime] = lambda: datetime.now(UTC)) -> web.Application:
     """Routes: ``POST /contracts`` (JSON rows, CSV or XLSX body by Content-Type),
-    ``GET /contracts``, ``GET /report/{hospital_id}?month=YYYY-MM&format=csv``,
+    ``GET /contracts``, ``GET /report/{hospital_id}?month=YYYY-MM&format=csv|xlsx``,
     ``GET /deadlines/{hospital_id}``, ``POST /payments``, ``POST /deadlines/reminders``,
-    ``POST /deadlines/close``, ``GET /overrides?format=csv``."""
+    ``POST /deadlines/close``, ``GET /overrides?format=csv``, and the routes of
+    :func:`~gateway.ledger.report_http.add_report_routes` (ranking, 报量 worksheet)."""
     app = web.Application()
 
     async def import_contracts(request: web.Request) -> web.Response:
@@ -117,7 +120,11 @@ def ledger_app(ledger: LedgerRef,
         now = clock()
         out = []
         lg = current_ledger(ledger)
+        # without hospital_id: only the hospitals the caller may act for
+        visible = request_identity(request).may_act_for
         for c in lg.contracts(hospital):
+            if not visible(c.hospital_id):
+                continue
             st = lg.status(c, now)
             out.append({"contract_id": c.contract_id, "generic_name": c.generic_name,
                         "dosage_form": c.dosage_form, "agreement_year": c.year_no,
@@ -135,6 +142,9 @@ def ledger_app(ledger: LedgerRef,
             return _json({"error": f"month must be YYYY-MM: {exc}"}, 400)
         if request.query.get("format") == "csv":
             return web.Response(text=report_csv(rep), content_type="text/csv", charset="utf-8")
+        if request.query.get("format") == "xlsx":
+            return xlsx_response(report_xlsx(rep), f"report-{rep['hospital_id']}-"
+                                 f"{rep['period']['month'] or 'to-date'}.xlsx")
         return _json(rep)
 
     async def deadlines(request: web.Request) -> web.Response:
@@ -210,7 +220,10 @@ def ledger_app(ledger: LedgerRef,
             f"{c.kind} deadline {c.ref} is closed already")
 
     async def overrides(request: web.Request) -> web.Response:
-        rep = override_report(await current_ledger(ledger).cds.feedback_rows())
+        visible = request_identity(request).may_act_for
+        rep = override_report((card, fb) for card, fb
+                              in await current_ledger(ledger).cds.feedback_rows()
+                              if visible(card.hospital_id))
         if request.query.get("format") == "csv":
             return web.Response(text=override_report_csv(rep), content_type="text/csv",
                                 charset="utf-8")
@@ -246,4 +259,5 @@ def ledger_app(ledger: LedgerRef,
     app.router.add_post("/deadlines/reminders", reminder)
     app.router.add_post("/deadlines/close", close)
     app.router.add_get("/overrides", overrides)
+    add_report_routes(app, lambda: current_ledger(ledger), clock)
     return app

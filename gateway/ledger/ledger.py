@@ -863,4 +863,10 @@ def _contract_rows(c: Contract) -> dict[str, Any]:
         else str(c.last_year_purchases), "dosage_form": c.dosage_form,
         "year_start": "" if c.year_start is None else c.year_start.isoformat(),
         "year_end": "" if c.year_end is None else c.year_end.isoformat(),
-        "renews": c.renews} for p in c.products]}
+        "renews": c.renews, **_product_terms_row(p)} for p in c.products]}
+
+
+def _product_terms_row(p: WinningProduct) -> dict[str, str]:
+    return {col: "" if v is None else str(v) for col, v in (
+        ("reference_price", p.reference_price), ("product_agreed_volume", p.agreed_volume),
+        ("prepayment_received", p.prepayment_received))}

@@ -2,8 +2,9 @@
 
 Per project / batch / generic name: agreed volume and its completion, time progress,
 winning share by quantity and amount, non-winning purchases, over-purchase, use share
-against the agreed ratio, the fund's minimum prepayment (R15), reported demand against
-last year (R9); per hospital: online purchase rates (R5), deadlines (R6–R8) and
+against the agreed ratio, savings against the reference price and the fund's minimum
+prepayment (R15) per winning product (``products.py``), reported demand against last year
+(R9); per hospital: online purchase rates (R5), deadlines (R6–R8) and
 purchases of winning products above the winning price.
 """
 
@@ -20,6 +21,7 @@ from gateway.ledger.calendar import local_date
 from gateway.ledger.contracts import is_drug_code
 from gateway.ledger.ledger import Ledger
 from gateway.ledger.metrics import Counters, contract_status, demand_flag, online_rate_ok, ratio
+from gateway.ledger.products import ReceiptIndex, product_fields, product_figures
 from gateway.store.ledger_records import DailyRow
 
 __all__ = ["CSV_COLUMNS", "build_report", "month_bounds", "report_csv"]
@@ -98,6 +100,7 @@ async def build_report(ledger: Ledger, hospital_id: str, now: datetime,
         if r.kind == "dispense" and r.qty > 0 and r.day > last_sale.get(r.national_code, date.min):
             last_sale[r.national_code] = r.day
     year_ago = until - timedelta(days=365)
+    receipts = ReceiptIndex(to_date)
     items = []
     summary = {"contracted_products": 0, "zero_purchase_products": 0,
                "below_time_progress": 0, "over_purchased": 0, "nonwinning_bought": 0,
@@ -106,7 +109,6 @@ async def build_report(ledger: Ledger, hospital_id: str, now: datetime,
                                               c.period_start)):
         st = contract_status(c, cumulative.get(c.contract_id, Counters()), until)
         pst = contract_status(c, period.get(c.contract_id, Counters()), until)
-        min_price = min(p.winning_price for p in c.products)
         flag = demand_flag(c.reported_demand, c.last_year_purchases,
                            ledger.settings.demand_threshold)
         use_ok = None if st.use_share is None else st.use_share >= c.agreed_ratio
@@ -144,13 +146,13 @@ async def build_report(ledger: Ledger, hospital_id: str, now: datetime,
             "nonwinning_amount": str(pst.nonwinning_amount),
             "nonwinning_codes": list(pst.nonwinning_codes),
             "use_share": _r(st.use_share), "use_share_meets_ratio": use_ok,
-            "prepayment_min": str((ledger.settings.prepayment_ratio * c.agreed_volume
-                                   * min_price).quantize(Decimal("0.01"), ROUND_HALF_UP)),
             "reported_demand": None if c.reported_demand is None else str(c.reported_demand),
             "last_year_purchases": None if c.last_year_purchases is None
             else str(c.last_year_purchases),
             "demand_flag": flag.value,
         }
+        product_fields(item, product_figures(c, receipts, since, until,
+                                             ledger.settings.prepayment_ratio))
         items.append(item)
         summary["contracted_products"] += len(c.products)
         summary["zero_purchase_products"] += int(st.zero_purchase)
@@ -196,7 +198,8 @@ CSV_COLUMNS = ("contract_id", "project", "batch", "generic_name", "dosage_form",
                "period_received_qty", "period_received_amount", "qty_share", "amount_share",
                "nonwinning_qty", "nonwinning_amount", "use_share", "agreed_ratio",
                "use_share_meets_ratio", "prepayment_min", "reported_demand",
-               "last_year_purchases", "demand_flag")
+               "last_year_purchases", "demand_flag", "savings", "period_savings",
+               "prepayment_received", "prepayment_shortfall")
 
 
 def report_csv(report: dict[str, Any]) -> str:

@@ -83,3 +83,13 @@ async def make_store(request: pytest.FixtureRequest,
             con = await asyncpg.connect(PG_DSN)
             await con.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
             await con.close()
+
+
+@pytest.fixture
+async def deployment(store: SqliteStore, calendar: WorkCalendar) -> Ledger:
+    """A city deployment's ledger: four hospitals' contracts with reference prices, one
+    generic name's agreed volume split between its two winners and prepayments received."""
+    lg = Ledger(store, LedgerSettings(calendar=calendar))
+    await lg.load()
+    await lg.load_contracts(read_contracts(DATA / "contracts_deployment.csv"), cst(2026, 1, 1))
+    return lg

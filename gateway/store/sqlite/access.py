@@ -21,8 +21,9 @@ class SqliteAccess(Protocol):
         ...
 
     async def write(self, fn: Callable[[sqlite3.Connection], _T],
-                    topic: Topic | None = None) -> _T:
-        """Run ``fn`` in one write transaction; tell the listeners ``topic`` after it."""
+                    topic: Topic | None = None, *, lazy: bool = False) -> _T:
+        """Run ``fn`` in one write transaction; tell the listeners ``topic`` after it
+        (``lazy``: without waiting for the disk, for what is safe to redo)."""
         ...
 
     def changed(self, topic: Topic) -> None:
