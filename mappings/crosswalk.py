@@ -186,7 +186,7 @@ def _map_line(line: Line, entry: CrosswalkEntry) -> Line:
         national_quantity=line.quantity * factor,
         national_unit=entry.national_unit or line.unit,
         national_price=None if price is None else (price / factor).quantize(_PRICE_STEP),
-        manu_date=line.manu_date, rx_only=line.rx_only,
+        manu_date=line.manu_date, rx_only=line.rx_only, extra=line.extra,
     )
 
 
