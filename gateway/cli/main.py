@@ -159,7 +159,23 @@ def cmd_check_config(args: argparse.Namespace) -> int:
           f"store {cfg.store.backend}")
     print(native_status().summary())
     print(_xml_walk_summary())
+    _print_coverage(cfg)
     return 0
+
+
+def _print_coverage(cfg: GatewayConfig) -> None:
+    """Warn of mandatory platform fields the configured adapters cannot fill (the events
+    would be held): a warning, not a failure — the data may come from field_defaults
+    added later or a sender's next release."""
+    from gateway.platforms.coverage import config_gaps
+
+    gaps, unchecked = config_gaps(cfg)
+    for gap in gaps:
+        print(f"warning: {gap.message}")
+    for listener in unchecked:
+        print(f"note: listener {listener}: its events' mandatory fields are not checked")
+    if not gaps:
+        print("mandatory platform fields: every configured adapter can fill them")
 
 
 def _xml_walk_summary() -> str:

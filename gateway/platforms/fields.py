@@ -328,7 +328,7 @@ DERIVED_INPUTS: dict[str, tuple[str, ...]] = {
     "bchno": (), "inv_data_type": (), "quantity": (), "time": (), "date": (),
     "trdn_flag": (), "drugtracinfo": (),
     "rx_flag": ("line.rx_only", "catalog"),
-    "supplier_name": ("line.supplier.name", "event.supplier.name"),
+    "supplier_name": ("line.supplier.name", "party.supplier.name"),
     "mdtrt_sn": ("patient.visit_no",),
     "rxno": ("extra.rxno", "event.document_no"),
     "shipment_id": ("extra.shipment_id", "extra.dynt_no"),
