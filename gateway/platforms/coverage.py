@@ -95,7 +95,7 @@ def _requirements(dest: DestinationConfig
 
 def listener_outputs(listener: ListenerConfig) -> Outputs | None:
     """What a listener's adapter can fill per event kind; None for an adapter that
-    declares nothing (a plug-in, FHIR): its events are not checked.
+    declares nothing (a plug-in): its events are not checked.
 
     Raises:
         ValueError: the listener's adapter configuration is invalid.
@@ -105,6 +105,10 @@ def listener_outputs(listener: ListenerConfig) -> Outputs | None:
         from adapters.hl7v2.outputs import outputs as hl7_outputs
 
         return hl7_outputs(HL7v2Config.model_validate(listener.config))
+    if listener.adapter == "fhir-r4":
+        from adapters.fhir.outputs import outputs as fhir_outputs
+
+        return fhir_outputs()
     if listener.adapter in ("vendor-xml", "vendor-json"):
         from adapters.vendor.outputs import outputs as vendor_outputs
         from adapters.vendor.profile import load_profile
