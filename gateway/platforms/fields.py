@@ -28,7 +28,7 @@ import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
-from decimal import Decimal, InvalidOperation
+from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
 from enum import StrEnum
 from typing import Any
 
@@ -289,15 +289,27 @@ def _rxno(event: Event, line: Line, ctx: Mapping[str, Any]) -> str:
     return _extra(event, "rxno") or event.document_no
 
 
+_CENT = Decimal("0.01")
+_AMOUNT_STEP = Decimal("0.0001")
+
+
+def _amount(event: Event, line: Line, ctx: Mapping[str, Any]) -> Decimal | None:
+    # quantity × price can have more places than the platform's N(16,4): rounded, as
+    # the money is, rather than refused
+    amount = line.amount
+    return None if amount is None else amount.quantize(_AMOUNT_STEP, ROUND_HALF_UP)
+
+
 def _total_amount(event: Event, line: Line, ctx: Mapping[str, Any]) -> Decimal | None:
-    # a statement's total is its lines' amounts; a line without a price leaves it unknown
+    # a statement's total is its lines' amounts, in yuan and fen; a line without a price
+    # leaves it unknown
     total = Decimal(0)
     for li in event.lines:
-        amount = li.amount
+        amount = _amount(event, li, ctx)
         if amount is None:
             return None
         total += amount
-    return total
+    return total.quantize(_CENT, ROUND_HALF_UP)
 
 
 def _shipment_id(event: Event, line: Line, ctx: Mapping[str, Any]) -> str:
@@ -317,6 +329,7 @@ _DERIVED: dict[str, Derived] = {
     "mdtrt_sn": _mdtrt_sn,
     "rxno": _rxno,
     "shipment_id": _shipment_id,
+    "amount": _amount,
     "total_amount": _total_amount,
     "drugtracinfo": lambda e, ln, ctx: [{"drug_trac_codg": c} for c in ln.trace_codes],
 }
@@ -332,6 +345,7 @@ DERIVED_INPUTS: dict[str, tuple[str, ...]] = {
     "mdtrt_sn": ("patient.visit_no",),
     "rxno": ("extra.rxno", "event.document_no"),
     "shipment_id": ("extra.shipment_id", "extra.dynt_no"),
+    "amount": ("line.price",),
     "total_amount": ("line.price",),
 }
 

@@ -83,7 +83,7 @@ _ORDER = DocumentSpec(
         _DISTRIBUTOR, _QUANTITY,
         text_spec("unit", "line.unit", 20),
         _PRICE,
-        number_spec("amount", "line.amount", 4),
+        number_spec("amount", "derived.amount", 4),
     ),
 )
 
@@ -159,7 +159,7 @@ _SETTLEMENT = DocumentSpec(
         _MEMO,
     ),
     lines=(_ITEM, _ITEM_NAME, _QUANTITY, _PRICE,
-           number_spec("amount", "line.amount", 4, True)),
+           number_spec("amount", "derived.amount", 4, True)),
 )
 
 DOCUMENTS: dict[str, DocumentSpec] = {

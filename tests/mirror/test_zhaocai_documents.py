@@ -143,15 +143,14 @@ def _without(ev: Event, source: str) -> Event:
                                                        if kv[0] not in keys))
     if source == "derived.supplier_name":
         return _lines(msgspec.structs.replace(ev, supplier=None), supplier=None)
-    if source == "derived.total_amount":
+    if source in ("derived.amount", "derived.total_amount"):
         return _lines(ev, price=None)
     raise AssertionError(f"no way to take away {source}")
 
 
 # sources that are never empty: the gateway's own (time), the line number, and what
 # every adapter refuses a message without (hospital, item code, quantity)
-_ALWAYS = {"derived.time", "line.seq", "event.hospital_id", "line.item_code", "line.quantity",
-           "line.amount"}
+_ALWAYS = {"derived.time", "line.seq", "event.hospital_id", "line.item_code", "line.quantity"}
 CASES = [(infno, name, spec.source) for infno, doc in DOCUMENTS.items()
          for name, spec in doc.fields()
          if spec.mandatory and spec.source not in _ALWAYS and spec.default is None]
@@ -223,3 +222,15 @@ def test_the_platform_refuses_a_bad_document_naming_the_field(
 def test_an_unknown_transaction_is_refused() -> None:
     assert validate_document("order.delete", {LINES: [{}]}) == (
         RETURN_CODES["unknown"], "不支持的交易: 'order.delete'")
+
+
+def test_amounts_are_rounded_to_the_platforms_places_not_refused() -> None:
+    pay = settlement()
+    odd = pay.with_lines((msgspec.structs.replace(pay.lines[0], quantity=Decimal("2.5"),
+                                                  price=Decimal("36.8333")),
+                          pay.lines[1]))
+    data = orjson.loads(PROFILE.build(odd, 0, "H33010200015202612100000000001", 0.0)
+                        .body)["input"]["data"]
+    assert [li["amount"] for li in data[LINES]] == [92.0833, 492]  # 92.08325, half up
+    assert data["totalAmount"] == 584.08
+    assert validate_document("settlement.submit", data) is None
