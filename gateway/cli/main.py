@@ -79,6 +79,10 @@ def cmd_serve(args: argparse.Namespace) -> int:
      if native.stale or native.unused or not native.compiled
      else logging.getLogger("gateway").info)("%s", native.summary())
     logging.getLogger("gateway").info("%s", _xml_walk_summary())
+    from gateway.platforms.coverage import config_gaps
+
+    for gap in config_gaps(cfg)[0]:  # the events would all wait: said once, at start
+        log.warning("mandatory field no adapter fills: %s", gap.message)
     loop = _new_loop()
     asyncio.set_event_loop(loop)
     # the store's writer thread comes back from each fsync wanting the GIL; a short
