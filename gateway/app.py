@@ -258,7 +258,8 @@ async def _ingest_ctx(app: web.Application) -> AsyncIterator[None]:
                                       Decimal(str(lim.max_price)),
                                       long_trace_codes=lim.long_trace_codes),
                         workers=workers,
-                        hospitals=frozenset(h.code for h in cfg.hospitals) or None)
+                        hospitals=frozenset(h.code for h in cfg.hospitals) or None,
+                        products=lambda: app[MAPPINGS].products)
     app[INGESTOR] = ingestor
     if LEDGER in app:
         pusher = app.get(PUSHER)
@@ -282,6 +283,9 @@ async def _ingest_ctx(app: web.Application) -> AsyncIterator[None]:
         task.add_done_callback(follow_ups.discard)
 
     app[MAPPINGS].release = release
+    # a catalog version may give what held events lack (rx_flag): release them
+    app[MAPPINGS].on_catalog = ingestor.release_held
+    await app[MAPPINGS].load_products()
     holder.on_applied.append(release_later)
     # a change stored just before a crash (or by another replica) may not have released
     # its events yet
