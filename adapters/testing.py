@@ -113,7 +113,9 @@ def check_event(event: Event, where: str = "event") -> None:
     assert event.hospital_id, f"{where}: empty hospital_id"
     assert event.source, f"{where}: empty source"
     assert event.occurred_at.tzinfo is not None, f"{where}: occurred_at must be timezone-aware"
-    assert event.lines, f"{where}: an event needs at least one line"
+    # a payment may name only the receipts it settles, without itemising them
+    assert event.lines or event.kind is EventKind.PAYMENT, \
+        f"{where}: an event needs at least one line"
     seqs = [line.seq for line in event.lines]
     assert len(set(seqs)) == len(seqs), f"{where}: line seq numbers repeat: {seqs}"
     for line in event.lines:

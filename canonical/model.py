@@ -115,6 +115,9 @@ class Line(msgspec.Struct, frozen=True):
     # prescription-only (处方药): a property of the product, from the message or the
     # national catalog; None when neither says (the platform's rx_flag is then unknown)
     rx_only: bool | None = None
+    # facts of this line a platform may need that have no attribute of their own (a
+    # provincial platform's order-line and listing ids): kept as the sender named them
+    extra: tuple[tuple[str, str], ...] = ()
 
     @property
     def mapped(self) -> bool:
@@ -224,6 +227,7 @@ def _line_from_dict(d: dict[str, Any]) -> Line:
         national_price=_dec(d.get("national_price")),
         manu_date=d.get("manu_date", ""),
         rx_only=d.get("rx_only"),
+        extra=tuple((str(k), str(v)) for k, v in d.get("extra", ())),
     )
 
 

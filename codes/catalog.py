@@ -73,6 +73,9 @@ class CatalogEntry:
     standard_code: str = ""  # 14-digit 药品本位码, '' when the cell held none
     insurance_class: str = ""  # 甲 / 乙 / 丙
     material: str = ""  # consumables: 材质
+    # prescription-only (处方药): "1", over the counter (OTC): "0", not said: ""; from a
+    # 处方药标志 or an OTC 标志 column when the catalog has one
+    rx_flag: str = ""
 
 
 ENTRY_FIELDS: Final[tuple[str, ...]] = tuple(f.name for f in fields(CatalogEntry))
@@ -220,7 +223,19 @@ _DRUG_COLUMNS: Final[dict[str, tuple[str, ...]]] = {
     "approval_no": ("批准文号", "批准文号/注册证号", "注册证号"),
     "standard_code": ("药品本位码", "本位码"),
     "insurance_class": ("甲乙类", "医保类别", "甲乙分类", "目录类别"),
+    # an OTC column says the opposite of a prescription column: see _rx_flag
+    "rx_flag": ("处方药标志", "处方药标识", "是否处方药", "处方药", "处方药类别",
+                "OTC标志", "OTC标识", "是否OTC", "非处方药标志", "非处方药标识", "OTC"),
 }
+_OTC_HEADERS: Final = frozenset({"OTC标志", "OTC标识", "是否OTC", "非处方药标志",
+                                 "非处方药标识", "OTC"})
+# values of a prescription column; an OTC column's "yes" words mean OTC and its "no"
+# words prescription-only
+_YES: Final = frozenset({"是", "1", "Y", "YES", "TRUE", "√"})
+_NO: Final = frozenset({"否", "0", "N", "NO", "FALSE", "×"})
+_RX_WORDS: Final = frozenset({"处方药", "处方", "RX", "RX处方药"})
+_OTC_WORDS: Final = frozenset({"非处方药", "OTC", "甲类OTC", "乙类OTC", "甲类非处方药",
+                               "乙类非处方药", "OTC甲类", "OTC乙类", "甲类", "乙类"})
 _CONSUMABLE_COLUMNS: Final[dict[str, tuple[str, ...]]] = {
     "code": (
         "耗材代码",
@@ -263,6 +278,7 @@ _RUN_TOGETHER: Final = 300  # longer cells are several rows run together by PDF 
 _STD_SLOT: Final = _VALUE_FIELDS.index("standard_code")
 _APPROVAL_SLOT: Final = _VALUE_FIELDS.index("approval_no")
 _CLASS_SLOT: Final = _VALUE_FIELDS.index("insurance_class")
+_RX_SLOT: Final = _VALUE_FIELDS.index("rx_flag")
 _CLEAN_STD: Final = re.compile(r"(\d{14})([甲乙丙]?)", re.ASCII)
 _APPROVAL_MAX: Final = 20  # longer approval cells may hide a glued 本位码
 
@@ -387,6 +403,7 @@ def _import_body(
     absent = _ABSENT
     blank = [""] * len(_VALUE_FIELDS)
     make = CatalogEntry
+    rx_col = used.get("rx_flag", "")
     rows_read = 0
     number = header_number
     for raw_row in rows:
@@ -426,6 +443,12 @@ def _import_body(
                 values[spec_slot] = f"{values[spec_slot]} {model}".strip()
         if is_drug and not _clean_standard_code(values, code):
             _repair_standard_code(values, number, code, used, notes)
+        if rx_col and values[_RX_SLOT]:
+            flag = _rx_flag(values[_RX_SLOT], otc=rx_col in _OTC_HEADERS)
+            if flag is None:
+                notes.append(RowNote(number, code, rx_col, f"{values[_RX_SLOT]!r} says neither "
+                                     "prescription-only nor OTC; left empty"))
+            values[_RX_SLOT] = flag or ""
         entries[code] = make(code, *values)
     return CatalogImport(
         kind=kind,
@@ -436,6 +459,21 @@ def _import_body(
         columns=dict(used),
         rows_read=rows_read,
     )
+
+
+def _rx_flag(text: str, *, otc: bool) -> str | None:
+    """"1" prescription-only, "0" OTC, or None for a value that says neither; ``otc``
+    when the column is an OTC flag (its "yes" means OTC)."""
+    word = text.upper().replace(" ", "")
+    if word in _RX_WORDS:
+        return "1"
+    if word in _OTC_WORDS:
+        return "0"
+    if word in _YES:
+        return "0" if otc else "1"
+    if word in _NO:
+        return "1" if otc else "0"
+    return None
 
 
 def _run_together_note(

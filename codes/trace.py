@@ -9,8 +9,10 @@ rejection would block a sale at the counter.
 
 from __future__ import annotations
 
+import calendar
 import re
 from dataclasses import dataclass
+from datetime import date
 from typing import Final
 
 from codes.national import CodeError
@@ -19,7 +21,11 @@ __all__ = [
     "GS1_SEPARATOR",
     "LONG_TRACE_MAX",
     "STANDARD_TRACE_LENGTH",
+    "Gs1Parts",
     "TraceCode",
+    "gs1_parts",
+    "gtin_check_digit",
+    "is_gs1_shaped",
     "parse_gs1",
     "parse_trace_code",
     "validate_trace_code",
@@ -42,6 +48,18 @@ GS1_SEPARATOR: Final = "\x1d"  # FNC1 as a scanner sends it: ends a variable-len
 # AI → (fixed length or 0, maximum length)
 _GS1_AI: Final = {"01": (14, 14), "17": (6, 6), "11": (6, 6), "10": (0, 20), "21": (0, 20)}
 _GS1_PAREN: Final = re.compile(r"\((\d{2})\)([^()]*)", re.ASCII)
+# symbology identifiers a scanner may put first (ISO/IEC 15424): GS1-128, GS1 DataMatrix,
+# GS1 QR Code, GS1 DataBar; they say "GS1 data follows" and are not part of it
+_SYMBOLOGY: Final = ("]C1", "]d2", "]Q3", "]e0")
+# the scanned form without separators or parentheses: (01) and 14 digits, then the
+# next AI or the end; no other trace-code format starts like that
+_GS1_BARE: Final = re.compile(r"01\d{14}(?:1[017]|21|\x1d|$)", re.ASCII)
+
+
+def gtin_check_digit(digits: str) -> int:
+    """The GS1 mod-10 check digit of a GTIN without its last digit."""
+    total = sum(int(d) * (3 if i % 2 == 0 else 1) for i, d in enumerate(reversed(digits)))
+    return (10 - total % 10) % 10
 
 
 def _gs1_date(value: str) -> bool:
@@ -61,6 +79,10 @@ def _gs1_check(elements: dict[str, str]) -> str | None:
             return f"GS1 ({ai}) has {len(value)} characters"
         if ai in ("01", "17", "11") and not value.isdigit():
             return f"GS1 ({ai}) must be digits: {value!r}"
+        if ai == "01" and gtin_check_digit(value[:-1]) != int(value[-1]):
+            # a misread digit: the pack would be reported as another product
+            return (f"GS1 (01) GTIN {value} has check digit {value[-1]}, expected "
+                    f"{gtin_check_digit(value[:-1])}")
         if ai in ("17", "11") and not _gs1_date(value):
             return f"GS1 ({ai}) is not a date YYMMDD: {value!r}"
     return None
@@ -83,10 +105,25 @@ def _gs1_raw(code: str) -> dict[str, str] | str:
     return out
 
 
+def _unprefixed(code: str) -> str:
+    return code[3:] if code.startswith(_SYMBOLOGY) else code
+
+
+def is_gs1_shaped(code: str) -> bool:
+    """Whether ``code`` has the shape of a GS1 element string (and is read as one)."""
+    code = _unprefixed(code)
+    return (code.startswith(("(", GS1_SEPARATOR))
+            or (code.startswith("01") and GS1_SEPARATOR in code)
+            or _GS1_BARE.match(code) is not None)
+
+
 def parse_gs1(code: str) -> dict[str, str] | str:
     """The elements of a GS1 element string ((01) GTIN, (17) expiry, (10) lot, (21)
     serial …), or why it is not one. Takes the human-readable form with parentheses
-    and the scanned form with FNC1 group separators (``\\x1d``) after variable fields."""
+    and the scanned form: AI digits without parentheses, FNC1 group separators
+    (``\\x1d``) after variable-length fields, a symbology identifier (``]d2``) first
+    or not. The GTIN's check digit is verified."""
+    code = _unprefixed(code)
     if code.startswith("("):
         matched = _GS1_PAREN.findall(code)
         if "".join(f"({a}){v}" for a, v in matched) != code:
@@ -105,6 +142,40 @@ def parse_gs1(code: str) -> dict[str, str] | str:
 
 
 @dataclass(frozen=True, slots=True)
+class Gs1Parts:
+    """What a GS1 code on a pack says: GTIN-14, dates as ISO (``2028-08-31``), lot, serial."""
+
+    gtin: str
+    expiry: str = ""  # (17)
+    production: str = ""  # (11)
+    lot: str = ""  # (10)
+    serial: str = ""  # (21)
+
+
+def _iso(yymmdd: str) -> str:
+    if not yymmdd:
+        return ""
+    year, month, day = 2000 + int(yymmdd[:2]), int(yymmdd[2:4]), int(yymmdd[4:])
+    # day 00: the last day of the month (GS1 General Specifications 3.4.2); drug dates
+    # fall in this century, where the GS1 sliding window gives 20YY until 2050
+    day = day or calendar.monthrange(year, month)[1]
+    return date(year, month, day).isoformat()
+
+
+def gs1_parts(code: str) -> Gs1Parts | str:
+    """The parts of a GS1 element string, or why it is not one (see :func:`parse_gs1`)."""
+    elements = parse_gs1(code)
+    if isinstance(elements, str):
+        return elements
+    try:
+        return Gs1Parts(gtin=elements["01"], expiry=_iso(elements.get("17", "")),
+                        production=_iso(elements.get("11", "")), lot=elements.get("10", ""),
+                        serial=elements.get("21", ""))
+    except ValueError as exc:  # 31 February: a YYMMDD that is no day
+        return f"GS1 date is not a day: {exc}"
+
+
+@dataclass(frozen=True, slots=True)
 class TraceCode:
     """A drug traceability code; ``standard`` is True for the 20-digit ``8…`` form."""
 
@@ -118,6 +189,14 @@ class TraceCode:
             return {}
         parsed = parse_gs1(self.code)
         return parsed if isinstance(parsed, dict) else {}
+
+    @property
+    def parts(self) -> Gs1Parts | None:
+        """GTIN, expiry, lot and serial of a GS1 code; None for other codes."""
+        if self.standard:
+            return None
+        parts = gs1_parts(self.code)
+        return parts if isinstance(parts, Gs1Parts) else None
 
     @property
     def drug_identifier(self) -> str | None:
@@ -139,10 +218,10 @@ def validate_trace_code(code: str, *, allow_long: bool = False) -> str | None:
         return f"trace code must be a string, got {type(code).__name__}"
     if _STANDARD.fullmatch(code):
         return None
-    if allow_long and (GS1_SEPARATOR in code or code.startswith("(")):
-        # a GS1 element string is read, not just measured: a misread AI or an
-        # impossible expiry is refused here rather than by the platform
-        gs1 = parse_gs1(code)
+    if allow_long and (GS1_SEPARATOR in code or is_gs1_shaped(code)):
+        # a GS1 element string is read, not just measured: a misread AI, a wrong GTIN
+        # check digit or an impossible expiry is refused here rather than by the platform
+        gs1 = gs1_parts(code)
         return gs1 if isinstance(gs1, str) else None
     if allow_long and _LONG.fullmatch(code):
         return None

@@ -41,6 +41,7 @@ from gateway.ingest.mllp import MLLPListener, start_mllp_server
 from gateway.ingest.offload import ParseWorkers
 from gateway.ingest.pipeline import Ingestor, Route
 from gateway.keys import (
+    CALENDAR_WATCH,
     CONFIG,
     CROSSWALK,
     HTTP_ADAPTERS,
@@ -59,6 +60,7 @@ from gateway.keys import (
     TIMINGS,
 )
 from gateway.ledger import Ledger, ledger_app
+from gateway.ledger.calendar_watch import CalendarWatch
 from gateway.ledger.ledger import Evaluation
 from gateway.ledger.wiring import (
     LedgerFeed,
@@ -175,7 +177,14 @@ async def _ledger_ctx(app: web.Application) -> AsyncIterator[None]:
     store.committed_listeners.append(feed.committed)
     await store.listen(feed.on_change)  # other replicas' folds and contracts, at once
     task = asyncio.create_task(feed.run(), name="ledger-feed")
+    gauge = app[METRICS].ledger_provisional
+    watch = CalendarWatch(cfg.ledger.calendar_dir, ledger, app[TIMINGS].calendar_s,
+                          on_count=gauge.set)
+    app[CALENDAR_WATCH] = watch
+    watching = asyncio.create_task(watch.run(), name="calendar-watch")
     yield
+    watching.cancel()
+    await asyncio.gather(watching, return_exceptions=True)
     await feed.stop(task)
 
 
@@ -249,7 +258,8 @@ async def _ingest_ctx(app: web.Application) -> AsyncIterator[None]:
                                       Decimal(str(lim.max_price)),
                                       long_trace_codes=lim.long_trace_codes),
                         workers=workers,
-                        hospitals=frozenset(h.code for h in cfg.hospitals) or None)
+                        hospitals=frozenset(h.code for h in cfg.hospitals) or None,
+                        products=lambda: app[MAPPINGS].products)
     app[INGESTOR] = ingestor
     if LEDGER in app:
         pusher = app.get(PUSHER)
@@ -273,6 +283,9 @@ async def _ingest_ctx(app: web.Application) -> AsyncIterator[None]:
         task.add_done_callback(follow_ups.discard)
 
     app[MAPPINGS].release = release
+    # a catalog version may give what held events lack (rx_flag): release them
+    app[MAPPINGS].on_catalog = ingestor.release_held
+    await app[MAPPINGS].load_products()
     holder.on_applied.append(release_later)
     # a change stored just before a crash (or by another replica) may not have released
     # its events yet
@@ -418,7 +431,9 @@ async def readyz(request: web.Request) -> web.Response:
 
     Degraded (still 200: messages are taken and mirrored) while the ledger holds events it
     could not fold, with their reasons: warnings and reports miss them until they are
-    folded again (``jicai-gateway ledger-poison --refold``).
+    folded again (``jicai-gateway ledger-poison --refold``), and while deadlines are
+    provisional: counted without their year's working-day calendar file, they may be due
+    later than shown until the file is added.
     """
     app = request.app
     store = app[STORE]
@@ -436,6 +451,11 @@ async def readyz(request: web.Request) -> web.Response:
             body["status"] = "degraded"
             body["ledger_poison_events"] = [{"seq": s, "reason": r} for s, r, _ in poisoned[:20]]
             body["ledger_poison_total"] = len(poisoned)
+        watch = app.get(CALENDAR_WATCH)
+        if watch is not None and watch.provisional:
+            body["status"] = "degraded"
+            body["ledger_provisional_deadlines"] = watch.provisional
+            body["ledger_provisional_reason"] = watch.reason()
     return web.json_response(body, status=200 if ok else 503)
 
 

@@ -299,8 +299,9 @@ class DestinationConfig(_Frozen):
     sm2_private_key: SecretStr | None = Field(default=None, description="64 hex digits")
     field_defaults: dict[str, str] = Field(
         default_factory=dict,
-        description="nhsa-inventory: a value for an interface field the messages do not "
-                    "carry (e.g. hi_feesetl_type, inv_chg_type), used when the event has none")
+        description="a value for a platform field the messages do not carry, by field "
+                    "name (nhsa-inventory: e.g. hi_feesetl_type, inv_chg_type; zhaocai: a "
+                    "header or line field such as reason), used when the event has none")
     app_code: str = Field(default="", description="招采 platform application code (token)")
     token_path: str = Field(default="/token", description="招采 token endpoint under url")
     idle_poll_s: float = Field(

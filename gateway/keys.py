@@ -19,6 +19,7 @@ if TYPE_CHECKING:
     from gateway.crosswalk.service import MappingService
     from gateway.ingest.mllp import MLLPListener
     from gateway.ingest.pipeline import Ingestor
+    from gateway.ledger.calendar_watch import CalendarWatch
     from gateway.ledger.ledger import Ledger
     from gateway.ledger.wiring import LedgerFeed, WarningPusher
     from gateway.loop_lag import LoopLag
@@ -30,6 +31,7 @@ if TYPE_CHECKING:
     from gateway.timings import Timings
 
 __all__ = [
+    "CALENDAR_WATCH",
     "CONFIG",
     "CROSSWALK",
     "HTTP_ADAPTERS",
@@ -58,6 +60,7 @@ CROSSWALK: web.AppKey[CrosswalkHolder] = web.AppKey("crosswalk")
 MAPPINGS: web.AppKey[MappingService] = web.AppKey("mappings")
 LEDGER: web.AppKey[Ledger] = web.AppKey("ledger")
 LEDGER_FEED: web.AppKey[LedgerFeed] = web.AppKey("ledger_feed")
+CALENDAR_WATCH: web.AppKey[CalendarWatch] = web.AppKey("calendar_watch")
 PUSHER: web.AppKey[WarningPusher] = web.AppKey("webhook_pusher")
 SIMULATOR: web.AppKey[SimulatorState] = web.AppKey("simulator")
 MIRROR: web.AppKey[Mirror] = web.AppKey("mirror")

@@ -60,6 +60,10 @@ class Metrics:
         self.ledger_poison = Counter("jcgw_ledger_poison_events",
                                      "Events the ledger could not fold, set aside (poison)",
                                      registry=r)
+        self.ledger_provisional = Gauge(
+            "jcgw_ledger_provisional_deadlines",
+            "Deadlines counted on weekdays alone: their year has no working-day calendar file",
+            registry=r)
         self.outbox_depth = Gauge("jcgw_outbox_depth", "Outbox rows waiting for delivery",
                                   ["destination"], registry=r)
         self.outbox_oldest = Gauge("jcgw_outbox_oldest_age_seconds",

@@ -19,3 +19,6 @@ class Timings:
     follow_up_s: float = 1.0
     """A message mapped with the old crosswalk may commit, held, just after a change
     released the held events: they are released once more this much later."""
+    calendar_s: float = 60.0
+    """How often the working-day calendar files are looked at (reloaded when changed, the
+    provisional deadlines then counted again)."""

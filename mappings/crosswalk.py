@@ -24,6 +24,7 @@ from codes import validate
 from mappings._bulk import paused_gc
 from mappings.entry import CodeValidator, CrosswalkEntry, EntryKey
 from mappings.files import CrosswalkFormatError, read_csv
+from mappings.products import ProductFacts
 
 __all__ = [
     "Crosswalk",
@@ -173,12 +174,19 @@ def load_csv(
 _PRICE_STEP = Decimal("0.0001")
 
 
-def _map_line(line: Line, entry: CrosswalkEntry) -> Line:
+def _map_line(line: Line, entry: CrosswalkEntry, products: ProductFacts | None) -> Line:
     # spelled out rather than dataclasses.replace: this runs for every line on the hot path
     factor = entry.factor
     price = line.price
+    rx_only, maker = line.rx_only, line.manufacturer
+    if products is not None and (rx_only is None or not maker):
+        facts = products.get(entry.national_code)
+        if facts is not None:
+            # the message's own word wins; the catalog fills what it left out
+            rx_only = facts[0] if rx_only is None else rx_only
+            maker = maker or facts[1]
     return Line(
-        line.seq, line.item_code, line.item_name, line.specification, line.manufacturer,
+        line.seq, line.item_code, line.item_name, line.specification, maker,
         line.quantity, line.unit, price, line.generic_name, line.dosage_form,
         line.approval_no, line.standard_code, line.lot_no, line.expiry, line.trace_codes,
         line.supplier, line.order_control,
@@ -186,12 +194,14 @@ def _map_line(line: Line, entry: CrosswalkEntry) -> Line:
         national_quantity=line.quantity * factor,
         national_unit=entry.national_unit or line.unit,
         national_price=None if price is None else (price / factor).quantize(_PRICE_STEP),
-        manu_date=line.manu_date, rx_only=line.rx_only,
+        manu_date=line.manu_date, rx_only=rx_only, extra=line.extra,
     )
 
 
-def map_event(event: Event, crosswalk: Crosswalk, day: date) -> tuple[Event, tuple[Line, ...]]:
-    """Set the national code on every line the crosswalk knows.
+def map_event(event: Event, crosswalk: Crosswalk, day: date,
+              products: ProductFacts | None = None) -> tuple[Event, tuple[Line, ...]]:
+    """Set the national code on every line the crosswalk knows, and what the message
+    left out of the product's facts (prescription-only, manufacturer) from ``products``.
 
     Returns:
         The event with mapped lines, and the lines that have no entry (the event
@@ -205,7 +215,7 @@ def map_event(event: Event, crosswalk: Crosswalk, day: date) -> tuple[Event, tup
             unmapped.append(line)
             mapped.append(line)
         else:
-            mapped.append(_map_line(line, entry))
+            mapped.append(_map_line(line, entry, products))
     if len(unmapped) == len(mapped):
         return event, tuple(unmapped)
     return event.with_lines(tuple(mapped)), tuple(unmapped)

@@ -92,3 +92,62 @@ def test_a_malformed_gs1_element_string_is_refused_with_its_reason(code: str,
                                                                    words: str) -> None:
     why = validate_trace_code(code, allow_long=True)
     assert why is not None and words in why, why
+
+
+# as a scanner in GS1 mode sends a DataMatrix: AI digits without parentheses, FNC1 as
+# the group separator after the variable-length lot, often the symbology identifier first
+_SCAN_NO_PARENS = "0106901234567892" "17280131" "10LOT123" "\x1d" "21SN0001"
+
+
+@pytest.mark.parametrize("code", [
+    _SCAN_NO_PARENS,
+    "]d2" + _SCAN_NO_PARENS,  # the symbology identifier of a GS1 DataMatrix
+    "(01)06901234567892(17)280131(10)LOT123(21)SN0001",
+])
+def test_a_scanned_gs1_code_is_parsed_into_gtin_expiry_lot_and_serial(code: str) -> None:
+    from codes.trace import Gs1Parts, gs1_parts
+
+    parts = Gs1Parts(gtin="06901234567892", expiry="2028-01-31", lot="LOT123",
+                     serial="SN0001")
+    assert gs1_parts(code) == parts
+    assert parse_trace_code(code, allow_long=True).parts == parts
+    assert validate_trace_code(code) is not None  # only with long trace codes enabled
+
+
+def test_a_gs1_code_ending_in_its_last_variable_field_needs_no_separator() -> None:
+    from codes.trace import gs1_parts, is_gs1_shaped
+
+    code = "0106901234567892" "17280800" "10B2405"  # day 00: the end of the month
+    assert is_gs1_shaped(code)
+    parts = gs1_parts(code)
+    assert not isinstance(parts, str)
+    assert (parts.expiry, parts.lot, parts.serial) == ("2028-08-31", "B2405", "")
+    assert parse_trace_code(code, allow_long=True).parts == parts
+
+
+@pytest.mark.parametrize(("digits", "check"), [
+    ("0690123456789", 2), ("0500045603845", 4), ("0400638133393", 1), ("0000000000000", 0)])
+def test_gtin_check_digit(digits: str, check: int) -> None:
+    from codes.trace import gtin_check_digit
+
+    assert gtin_check_digit(digits) == check
+
+
+@pytest.mark.parametrize(("code", "words"), [
+    # one digit misread: the pack would be reported as another product
+    ("0106901234567893" "17280131" "10LOT123", "check digit 3, expected 2"),
+    ("0106901234567892" "17280230" "10LOT123", "not a day"),  # 30 February
+    ("]d2" "0106901234567892" "17281301", "(17) is not a date"),
+])
+def test_a_misread_scan_is_refused_with_its_reason(code: str, words: str) -> None:
+    why = validate_trace_code(code, allow_long=True)
+    assert why is not None and words in why, why
+
+
+def test_long_codes_of_other_shapes_are_not_read_as_gs1() -> None:
+    from codes.trace import is_gs1_shaped
+
+    other = "0123456789ABCDEFGHIJ"  # starts with 01, but no 14 digits follow
+    assert not is_gs1_shaped(other)
+    assert parse_trace_code(other, allow_long=True).parts is None
+    assert parse_trace_code(STANDARD, allow_long=True).parts is None

@@ -1,17 +1,20 @@
 """Warehouse (库房 / SPD) stock documents in the gateway's ZWH^Z01 message.
 
-HL7 v2 has no message for "received into stock" or "returned to the
-distributor", so warehouse systems that speak HL7 send this documented
-Z-message (layout in docs/adapters.md):
+HL7 v2 has no message for "received into stock", "returned to the
+distributor" or "paid the supplier for goods received", so warehouse systems that
+speak HL7 send this documented Z-message (layout in docs/adapters.md):
 
 ``ZWD`` — one per document: ZWD-1 document number, ZWD-2 document type
-(RK 入库, TH 退货, PD 盘点, YK 移库, BS 报损; the mapping to event kinds is
+(RK 入库, TH 退货, PD 盘点, YK 移库, BS 报损, FK 付款; the mapping to event kinds is
 configurable), ZWD-3 time, ZWD-4 supplier (id^name), ZWD-5 operator
 (id^name, the person who received or returned the goods), ZWD-6 warehouse
 (id^name), ZWD-7 invoice number, ZWD-8 online purchase flag (Y/N, 网采), ZWD-9
 invoice code (发票代码), ZWD-10 delivery-note number (随货单号), ZWD-11 the
 original document a return gives back (the purchase's serial), ZWD-12 the
-national stock-change type (inv_chg_type) of a YK / BS document.
+national stock-change type (inv_chg_type) of a YK / BS document, ZWD-13 the
+receipts (入库单号, repeated with ~) a payment settles, ZWD-14 the amount paid.
+
+A payment (FK) needs ZWD-13; its ZWL lines (the items paid) are optional.
 
 ``ZWL`` — one per line after its ZWD: ZWL-1 set id, ZWL-2 item code^name,
 ZWL-3 specification, ZWL-4 manufacturer, ZWL-5 quantity, ZWL-6 unit, ZWL-7 unit
@@ -39,6 +42,7 @@ DEFAULT_DOC_TYPES: dict[str, EventKind] = {
     "PD": EventKind.STOCKTAKE,
     "YK": EventKind.STOCK_CHANGE,
     "BS": EventKind.STOCK_CHANGE,
+    "FK": EventKind.PAYMENT,
 }
 
 
@@ -81,11 +85,22 @@ def _flag(value: str) -> bool | None:
 
 # ZWD fields kept in Event.extra for the platform's purchase and stock-change bodies
 _EXTRA = (("invoice_no", 7), ("invoice_code", 9), ("dynt_no", 10), ("original_no", 11),
-          ("inv_chg_type", 12))
+          ("inv_chg_type", 12), ("amount", 14))
 
 
-def _extra(zwd: Segment) -> tuple[tuple[str, str], ...]:
-    return tuple((key, zwd.get(n)) for key, n in _EXTRA if zwd.get(n))
+def _extra(zwd: Segment, kind: EventKind) -> tuple[tuple[str, str], ...]:
+    found = tuple((key, zwd.get(n)) for key, n in _EXTRA if zwd.get(n))
+    if kind is not EventKind.PAYMENT:
+        return found
+    amount = zwd.get(14)
+    if amount:
+        decimal(amount, "ZWD-14")
+    # the ledger splits on "|", which cannot occur inside an HL7 v2 field
+    receipts = "|".join(r for r in zwd.all(13) if r)
+    if not receipts:
+        raise MessageRejected(f"payment {zwd.get(1)} names no receipt in ZWD-13 (入库单号)",
+                              code="101", location="ZWD-13")
+    return (("receipt_no", receipts), *found)
 
 
 def events_from_warehouse(msg: Message, header: Header,
@@ -120,7 +135,7 @@ def events_from_warehouse(msg: Message, header: Header,
             raise MessageRejected(
                 f"unknown warehouse document type {doc_type!r} in ZWD-2 "
                 f"(configured: {', '.join(sorted(types))})", code="103", location="ZWD-2")
-        if not zwls:
+        if not zwls and kind is not EventKind.PAYMENT:
             raise MessageRejected(f"document {doc} has no ZWL line", code="100",
                                   location="ZWL")
         lines = tuple(_line(i, seg) for i, seg in enumerate(zwls, start=1))
@@ -137,6 +152,6 @@ def events_from_warehouse(msg: Message, header: Header,
             pharmacist=party(zwd, 5),  # the storekeeper who booked it
             department=party(zwd, 6),
             online=zwd.get(8) != "N",
-            extra=_extra(zwd),
+            extra=_extra(zwd, kind),
         ))
     return tuple(events)

@@ -58,7 +58,7 @@ class _Section:
     """The fields read from one element (root, document or line item)."""
 
     fields: tuple[_Field, ...]
-    extra: tuple[_Field, ...]  # the document's fields kept in ``Event.extra``
+    extra: tuple[_Field, ...]  # fields kept in ``Event.extra`` or ``Line.extra``
     plan: Any  # the plain relative paths, read by one walk (prepared), or None
     size: int
 
@@ -96,7 +96,7 @@ class ProfileReader:
         self._header = self._section(absolute, profile.header)
         self._event = self._section(absolute, profile.event, profile.extra)
         # a line cannot be built without these, whatever the profile says
-        self._lines = self._section(absolute, profile.lines.fields,
+        self._lines = self._section(absolute, profile.lines.fields, profile.lines.extra,
                                     needed=frozenset({"item_code", "quantity"}))
         self._absolute = self._prepare(absolute.build()) if absolute.size else None
         self._absolute_size = absolute.size
@@ -106,6 +106,7 @@ class ProfileReader:
         # read on every message: kept as plain attributes, not looked up on the models
         self._docs_path = profile.documents
         self._max_lines = profile.lines.max_lines
+        self._lines_required = profile.lines.required
         self._message_type = profile.name
         self._default_sender = config.sender or profile.name
         self._default_hospital = config.hospital_id
@@ -332,7 +333,7 @@ class ProfileReader:
             extra = self._read(event_section.extra, doc, root, where, lists, absolute, {})
             items = self._line_nodes(doc)
             lines_where = self._join(where, self._lines_path)
-            if not items:
+            if not items and self._lines_required:
                 raise MessageRejected(f"{lines_where}: the document has no line items",
                                       code="100", location=lines_where)
             if len(items) > max_lines:
@@ -341,8 +342,11 @@ class ProfileReader:
             lines = []
             for j, item in enumerate(items):
                 lists, plain = self._walk(item, line_section)
-                values = self._read(line_section.fields, item, root, self._loc(lines_where, j),
-                                    lists, absolute, plain)
+                loc = self._loc(lines_where, j)
+                values = self._read(line_section.fields, item, root, loc, lists, absolute, plain)
+                if line_section.extra:
+                    values["extra"] = _extras(self._read(line_section.extra, item, root, loc,
+                                                         lists, absolute, {}))
                 lines.append(self._line(j + 1, values))
             parsed_docs.append((fields, extra, tuple(lines)))
             control_id = control_id or str(fields.get("control_id") or "")
@@ -409,8 +413,13 @@ class ProfileReader:
             prescriber=self._party(v, _PRESCRIBER), pharmacist=self._party(v, _PHARMACIST),
             department=self._party(v, _DEPARTMENT), supplier=self._party(v, _SUPPLIER),
             patient=patient, online=v.get("online", True), emergency=v.get("emergency", False),
-            extra=tuple((k, "|".join(x) if isinstance(x, tuple) else str(x))
-                        for k, x in extra.items()))
+            extra=_extras(extra))
+
+
+def _extras(values: Mapping[str, Any]) -> tuple[tuple[str, str], ...]:
+    """``extra`` values as kept on an event or line: a list joined with ``|``."""
+    return tuple((k, "|".join(x) if isinstance(x, tuple) else str(x))
+                 for k, x in values.items())
 
 
 class XmlProfileReader(ProfileReader):

@@ -107,9 +107,15 @@ class LinesSpec(BaseModel):
 
     path: str
     fields: dict[str, FieldSpec]
+    extra: dict[str, FieldSpec] = Field(
+        default_factory=dict, description="more line facts kept in Line.extra (a provincial "
+                                          "platform's order-line id, listing id …)")
     max_lines: int = Field(default=10_000, ge=1)
+    required: bool = Field(
+        default=True, description="false: a document may have no line items (a payment "
+                                  "that names only the receipts it settles)")
 
-    @field_validator("fields", mode="before")
+    @field_validator("fields", "extra", mode="before")
     @classmethod
     def _shorthand(cls, v: Any) -> Any:
         return {k: _field_spec(x) for k, x in v.items()} if isinstance(v, dict) else v

@@ -8,50 +8,18 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 from typing import Any
-from urllib.error import HTTPError, URLError
 from urllib.parse import quote, urlencode
-from urllib.request import Request, urlopen
+
+from gateway.api_client import add_common, call_json
 
 __all__ = ["register"]
-
-DEFAULT_URL = "http://127.0.0.1:8080"
-
-
-class _Failed(Exception):
-    def __init__(self, status: int, text: str) -> None:
-        super().__init__(text)
-        self.status = status
-
-
-def _error_text(exc: HTTPError) -> str:
-    raw = exc.read()
-    try:
-        text = f"HTTP {exc.code}: {json.loads(raw).get('error', '')}"
-    except (ValueError, AttributeError):
-        text = f"HTTP {exc.code}: {raw.decode('utf-8', 'replace')}"
-    if exc.code == 401:
-        text += "\n(give the gateway's API token: --token or JCGW_API_TOKEN)"
-    return text
 
 
 def _call(args: argparse.Namespace, path: str, query: dict[str, Any] | None = None) -> Any:
     params = {k: v for k, v in (query or {}).items() if v not in (None, "")}
-    url = args.url.rstrip("/") + "/api/messages" + path
-    if params:
-        url += "?" + urlencode(params)
-    token = args.token or os.environ.get("JCGW_API_TOKEN", "")
-    headers = {"Authorization": f"Bearer {token}"} if token else {}
-    try:
-        with urlopen(Request(url, headers=headers), timeout=args.timeout) as resp:
-            return json.loads(resp.read())
-    except HTTPError as exc:
-        raise _Failed(1, _error_text(exc)) from None
-    except URLError as exc:
-        raise _Failed(2, f"cannot reach the gateway at {args.url}: {exc.reason} "
-                         "(is it running? give --url)") from None
+    return call_json(args, "/api/messages" + path + ("?" + urlencode(params) if params else ""))
 
 
 def _line(item: dict[str, Any]) -> str:
@@ -85,21 +53,8 @@ def _show(args: argparse.Namespace) -> None:
                      indent=2))
 
 
-def _run(args: argparse.Namespace) -> int:
-    try:
-        args.action(args)
-    except _Failed as exc:
-        print(exc, file=sys.stderr)
-        return exc.status
-    return 0
-
-
 def _common(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--url", default=os.environ.get("JCGW_URL", DEFAULT_URL),
-                   help="the running gateway's HTTP address (default %(default)s)")
-    p.add_argument("--timeout", type=float, default=60.0)
-    p.add_argument("--token", help="your API token (default $JCGW_API_TOKEN)")
-    p.set_defaults(func=_run)
+    add_common(p, "your API token (default $JCGW_API_TOKEN)")
 
 
 def register(subparsers: Any) -> None:

@@ -26,6 +26,7 @@ from gateway.cli import ledger_reports
 from gateway.config import ROLES, GatewayConfig, load_config
 from gateway.crosswalk import cli as cli_mappings
 from gateway.ingest.framing import END, START, frame
+from gateway.ledger import cli as cli_deadlines
 from gateway.logs import setup_logging
 from gateway.native import native_status
 from gateway.security import audit_cli
@@ -81,6 +82,10 @@ def cmd_serve(args: argparse.Namespace) -> int:
      if native.stale or native.unused or not native.compiled
      else logging.getLogger("gateway").info)("%s", native.summary())
     logging.getLogger("gateway").info("%s", _xml_walk_summary())
+    from gateway.platforms.coverage import config_gaps
+
+    for gap in config_gaps(cfg)[0]:  # the events would all wait: said once, at start
+        log.warning("mandatory field no adapter fills: %s", gap.message)
     loop = _new_loop()
     asyncio.set_event_loop(loop)
     # the store's writer thread comes back from each fsync wanting the GIL; a short
@@ -161,7 +166,23 @@ def cmd_check_config(args: argparse.Namespace) -> int:
           f"store {cfg.store.backend}")
     print(native_status().summary())
     print(_xml_walk_summary())
+    _print_coverage(cfg)
     return 0
+
+
+def _print_coverage(cfg: GatewayConfig) -> None:
+    """Warn of mandatory platform fields the configured adapters cannot fill (the events
+    would be held): a warning, not a failure — the data may come from field_defaults
+    added later or a sender's next release."""
+    from gateway.platforms.coverage import config_gaps
+
+    gaps, unchecked = config_gaps(cfg)
+    for gap in gaps:
+        print(f"warning: {gap.message}")
+    for listener in unchecked:
+        print(f"note: listener {listener}: its events' mandatory fields are not checked")
+    if not gaps:
+        print("mandatory platform fields: every configured adapter can fill them")
 
 
 def _xml_walk_summary() -> str:
@@ -551,6 +572,7 @@ def build_parser() -> argparse.ArgumentParser:
     cli_mappings.register(sub)
     audit_cli.register(sub)
     cli_messages.register(sub)
+    cli_deadlines.register(sub)
     ledger_reports.register(sub, DEFAULT_CONFIG)
     return p
 

@@ -341,7 +341,8 @@ def _decode_csv(raw: bytes, name: str) -> str:
 def _catalog_entry_json(e: CatalogEntry) -> dict[str, str]:
     return {"code": e.code, "name": e.name, "generic_name": e.generic_name,
             "specification": e.specification, "manufacturer": e.manufacturer,
-            "min_pack_quantity": e.min_pack_quantity, "min_pack_unit": e.min_pack_unit}
+            "min_pack_quantity": e.min_pack_quantity, "min_pack_unit": e.min_pack_unit,
+            "rx_flag": e.rx_flag}
 
 
 def _alert_json(a: WithdrawnAlert) -> dict[str, Any]:
@@ -670,6 +671,7 @@ def _catalog_import_json(result: CatalogImportResult, shown: int = 200) -> dict[
     out: dict[str, Any] = {
         "kind": result.kind.value, **_version_json(result.version), "summary": imp.summary(),
         "rows_read": imp.rows_read,
+        "columns": dict(imp.columns),  # field → the header it was read from
         "skipped_total": len(imp.skipped),
         "skipped": [{"row": s.row, "code": s.code, "reason": s.reason}
                     for s in imp.skipped[:shown]],

@@ -52,6 +52,7 @@ from mappings.changes import (
 from mappings.crosswalk import Crosswalk
 from mappings.entry import CrosswalkEntry, CrosswalkEntryError, EntryKey
 from mappings.files import read_csv
+from mappings.products import ProductFacts, product_facts
 from mappings.suggest import (
     HospitalHabits,
     HospitalItem,
@@ -181,6 +182,10 @@ def _item_key(item: UnmappedItem) -> tuple[str, str]:
 Release = Callable[[frozenset[str]], Awaitable[int]]
 
 
+async def _nothing() -> None:
+    return None
+
+
 async def _release_nothing(hospitals: frozenset[str]) -> int:
     return 0
 
@@ -209,6 +214,14 @@ class MappingService:
         # each kind's version list, until the store says a catalog was stored
         self._versions: dict[CatalogKind, list[VersionInfo]] = {}
         self._index: tuple[tuple[str, ...], SuggestionIndex] | None = None
+        # prescription-only and manufacturer by national code, from the latest catalogs:
+        # what mapping fills in when a message leaves them out
+        self.products: ProductFacts = {}
+        # run after a catalog version arrived (here or from another replica) and
+        # ``products`` was rebuilt: releases the held events it completes
+        self.on_catalog: Callable[[], Awaitable[object]] = _nothing
+        self._catalog_tasks: set[asyncio.Task[None]] = set()
+        self._importing = 0
 
     @property
     def crosswalk(self) -> Crosswalk:
@@ -390,6 +403,32 @@ class MappingService:
         """Store listener: a catalog version was stored (here or by another replica)."""
         if topic is Topic.CATALOG:
             self._versions.clear()
+            if self._importing:
+                return  # this process's own import: it applies the version when done
+            task = asyncio.get_running_loop().create_task(self._catalog_arrived())
+            self._catalog_tasks.add(task)
+            task.add_done_callback(self._catalog_tasks.discard)
+
+    async def load_products(self) -> int:
+        """Rebuild :attr:`products` from the latest catalog of each kind; how many codes
+        give a fact."""
+        async with self._catalog_lock:
+            latest = [v for v in (await self._latest()).values() if v is not None]
+        loop = asyncio.get_running_loop()
+        facts: dict[str, tuple[bool | None, str]] = {}
+        for version in latest:
+            # a pass over a whole catalog: off the event loop
+            facts.update(await loop.run_in_executor(None, product_facts,
+                                                    version.entries.values()))
+        self.products = facts
+        return len(facts)
+
+    async def _catalog_arrived(self) -> None:
+        try:
+            await self.load_products()
+            await self.on_catalog()
+        except Exception:  # the next catalog, or a restart, loads them
+            log.exception("could not apply a new catalog's product facts")
 
     async def _kind_versions(self, kind: CatalogKind) -> list[VersionInfo]:
         found = self._versions.get(kind)
@@ -439,30 +478,38 @@ class MappingService:
             Conflict: the label is taken (and ``replace`` is false).
         """
         loop = asyncio.get_running_loop()
-        async with self._catalog_lock:
-            imported = await loop.run_in_executor(None, lambda: import_catalog_file(path,
-                                                                                    kind=kind))
-            existing = await self.store.catalogs.versions(imported.kind)
-            self._versions.pop(imported.kind, None)
-            if not replace and any(v.version == version for v in existing):
-                raise Conflict([f"{imported.kind} catalog version {version!r} exists; "
-                                "choose another label or pass replace=1"])
-            previous = next((v for v in reversed(existing) if v.version != version), None)
-            new = version_from_import(imported, version, imported_at=self.clock(),
-                                      source=source)
-            info = await self.store.catalogs.save(new)
-            self._versions.pop(imported.kind, None)
-            self._loaded[(imported.kind, info.version, info.imported_at)] = new
-            change = None
-            alerts: list[WithdrawnAlert] = []
-            if previous is not None:
-                old = await self._version(imported.kind, previous)
-                mapped = self.mapped_items()
-                change, alerts = await loop.run_in_executor(None, lambda: _compare(old, new,
-                                                                                   mapped))
+        # the store tells this process of its own version too: applied below, once
+        self._importing += 1
+        try:
+            async with self._catalog_lock:
+                imported = await loop.run_in_executor(
+                    None, lambda: import_catalog_file(path, kind=kind))
+                existing = await self.store.catalogs.versions(imported.kind)
+                self._versions.pop(imported.kind, None)
+                if not replace and any(v.version == version for v in existing):
+                    raise Conflict([f"{imported.kind} catalog version {version!r} exists; "
+                                    "choose another label or pass replace=1"])
+                previous = next((v for v in reversed(existing) if v.version != version), None)
+                new = version_from_import(imported, version, imported_at=self.clock(),
+                                          source=source)
+                info = await self.store.catalogs.save(new)
+                self._versions.pop(imported.kind, None)
+                self._loaded[(imported.kind, info.version, info.imported_at)] = new
+                change = None
+                alerts: list[WithdrawnAlert] = []
+                if previous is not None:
+                    old = await self._version(imported.kind, previous)
+                    mapped = self.mapped_items()
+                    change, alerts = await loop.run_in_executor(None, lambda: _compare(old, new,
+                                                                                       mapped))
+        finally:
+            self._importing -= 1
         result = CatalogImportResult(info, imported.kind, imported, change, tuple(alerts))
         for alert in result.alerts:
             log.warning("catalog %s: %s", result.version.version, alert.message)
+        # events held for a fact only the catalog gives (rx_flag) may go now; other
+        # replicas hear of the version from the store and do the same
+        await self._catalog_arrived()
         return result
 
     async def diff(self, kind: CatalogKind, old: str, new: str) -> CatalogDiff:

@@ -4,8 +4,8 @@
 reasons — unmapped items (对码) or a platform's mandatory field without a value, named
 with the field and where its value would come from. ``POST /api/held/release``
 (``{"hospital": …}`` optional): map the held events again and send those now complete
-(after a crosswalk change this happens by itself; after ``field_defaults`` or an
-adapter changed, a restart does it too).
+(after a crosswalk change or a catalog import that supplies a product fact this happens
+by itself; after ``field_defaults`` or an adapter changed, a restart does it too).
 """
 
 from __future__ import annotations

@@ -24,9 +24,9 @@ from typing import Final
 from canonical.errors import MessageRejected
 from canonical.model import Event, Line
 from codes.trace import (
-    GS1_SEPARATOR,
     LONG_TRACE_MAX,
     STANDARD_TRACE_LENGTH,
+    is_gs1_shaped,
     parse_gs1,
     validate_trace_code,
 )
@@ -92,8 +92,7 @@ def _why_refused(code: str, long_codes: bool) -> str | None:
     if isinstance(gs1, dict) and long_reason is None:
         return (f"a GS1 element string ((01) GTIN {gs1['01']}), accepted only with long trace "
                 "codes: set limits.long_trace_codes: true")
-    if (GS1_SEPARATOR in code or code.startswith("(")) and code.startswith(
-            ("(", "01", GS1_SEPARATOR)):
+    if is_gs1_shaped(code):
         # read as a GS1 element string when long codes are on, and refused even then
         return (f"{long_reason} (and GS1 element strings are accepted only with "
                 "limits.long_trace_codes: true)")

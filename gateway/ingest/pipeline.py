@@ -31,6 +31,7 @@ from gateway.platforms.base import PlatformProfile
 from gateway.security.identity import Identity
 from gateway.store.base import CommitResult, Incoming, PlannedDelivery, Store
 from mappings.crosswalk import Crosswalk, map_event
+from mappings.products import ProductFacts
 
 __all__ = ["Advice", "CrosswalkSource", "Ingestor", "Route", "internal_error_reply"]
 
@@ -166,13 +167,15 @@ class _Prepared:
 _Mapping = tuple[list[Event], list[bool], list[tuple[Line, ...]]]
 
 
-def _map_events(parsed: ParsedMessage, crosswalk: Crosswalk, day: date) -> _Mapping:
-    """Each event mapped with ``crosswalk``, whether it is held, and its unmapped lines."""
+def _map_events(parsed: ParsedMessage, crosswalk: Crosswalk, day: date,
+                products: ProductFacts | None = None) -> _Mapping:
+    """Each event mapped with ``crosswalk`` (and the catalog's ``products`` facts), whether
+    it is held, and its unmapped lines."""
     events: list[Event] = []
     held: list[bool] = []
     missing: list[tuple[Line, ...]] = []
     for ev in parsed.events:
-        mapped, unmapped = map_event(ev, crosswalk, day)
+        mapped, unmapped = map_event(ev, crosswalk, day, products)
         events.append(mapped)
         # an item master is the dictionary itself, nothing waits for it: never held
         held.append(bool(unmapped) and ev.kind is not EventKind.ITEM_MASTER)
@@ -188,8 +191,12 @@ class Ingestor:
                  clock: Callable[[], datetime] = _now,
                  limits: Limits = DEFAULT_LIMITS,
                  workers: ParseWorkers | None = None,
-                 hospitals: frozenset[str] | None = None) -> None:
+                 hospitals: frozenset[str] | None = None,
+                 products: Callable[[], ProductFacts] = dict) -> None:
         self.store = store
+        # the latest catalogs' product facts (prescription-only, manufacturer), read at
+        # each mapping: a catalog import replaces them
+        self.products = products
         self.hospitals = hospitals  # the configured hospital codes (None: not checked)
         self.limits = limits
         self.workers = workers
@@ -238,7 +245,8 @@ class Ingestor:
 
     def remap(self, event: Event) -> tuple[Event, bool, tuple[PlannedDelivery, ...]]:
         """Map a held event with today's crosswalk: (event, still held?, deliveries)."""
-        mapped, unmapped = map_event(event, self.crosswalk.current, self.clock().date())
+        mapped, unmapped = map_event(event, self.crosswalk.current, self.clock().date(),
+                                     self.products())
         if unmapped or self.gaps(mapped):
             return mapped, True, ()
         return mapped, False, self.plan([mapped], [False])
@@ -250,7 +258,8 @@ class Ingestor:
 
     def hold_reasons(self, event: Event) -> list[str]:
         """Why a held event waits, in an operator's words (unmapped items, missing data)."""
-        mapped, unmapped = map_event(event, self.crosswalk.current, self.clock().date())
+        mapped, unmapped = map_event(event, self.crosswalk.current, self.clock().date(),
+                                     self.products())
         reasons = [f"unmapped item {li.item_code} {li.item_name}".rstrip() for li in unmapped]
         if not unmapped:
             reasons += [f"{dest}: {field} has no value (source {source})"
@@ -357,7 +366,7 @@ class Ingestor:
         # mapping 2,000 lines takes ~10 ms and checking their mandatory data a few more:
         # in a thread, where the loop keeps its turns
         mapping = await asyncio.to_thread(_map_events, parsed, self.crosswalk.current,
-                                          received_at.date())
+                                          received_at.date(), self.products())
         found = await asyncio.to_thread(self.gaps_of, mapping[0], mapping[1])
         return self._map_and_advise(adapter, raw, peer, parsed, received_at, mapping=mapping,
                                     found=found)
@@ -371,7 +380,7 @@ class Ingestor:
         if not rechecked:
             m.labelled(m.received, adapter.name, mtype).inc()
         events, held, missing = mapping or _map_events(parsed, self.crosswalk.current,
-                                                        received_at.date())
+                                                        received_at.date(), self.products())
         if any(held):
             if self.store.shared and not rechecked:
                 # another replica may have mapped the item a moment ago: the next message

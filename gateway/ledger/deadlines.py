@@ -17,12 +17,13 @@ from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from enum import StrEnum
 
-from gateway.ledger.calendar import WorkCalendar, end_of_day, local_date
+from gateway.ledger.calendar import CalendarGapError, WorkCalendar, end_of_day, local_date
 
 __all__ = [
     "DeadlinePolicy",
     "OrderState",
     "filing_deadline",
+    "filing_due",
     "negotiation_lapse",
     "order_state",
     "payment_deadline",
@@ -59,6 +60,27 @@ def filing_deadline(
     """
     n = policy.filing_working_days_emergency if emergency else policy.filing_working_days
     return end_of_day(calendar.add_working_days(local_date(purchased_at), n))
+
+
+def _add_weekdays(start: date, n: int) -> date:
+    day = start
+    while n > 0:
+        day += timedelta(days=1)
+        if day.weekday() < 5:
+            n -= 1
+    return day
+
+
+def filing_due(purchased_at: datetime, calendar: WorkCalendar, *, emergency: bool = False,
+               policy: DeadlinePolicy = DEFAULT_POLICY) -> tuple[datetime, bool]:
+    """When the filing is due, and whether that is provisional: a count that runs into a
+    year without a calendar file is made on weekdays alone (holidays and 调休 unknown)
+    until the file is added and the deadline counted again."""
+    try:
+        return filing_deadline(purchased_at, calendar, emergency=emergency, policy=policy), False
+    except CalendarGapError:
+        n = policy.filing_working_days_emergency if emergency else policy.filing_working_days
+        return end_of_day(_add_weekdays(local_date(purchased_at), n)), True
 
 
 def _end_of_next_month(day: date) -> date:

@@ -1,4 +1,5 @@
-"""HTTP API of the ledger: contract import, the per-hospital report, overrides, deadlines.
+"""HTTP API of the ledger: contract import, the per-hospital report, overrides, deadlines
+(read, and changed by hand: a payment recorded, a reminder, a manual close).
 
 Mount with ``app.add_subapp("/ledger", ledger_app(ledger))``; an application whose
 ledger opens with its store passes a function that returns it instead.
@@ -23,12 +24,22 @@ from gateway.ledger.contracts import (
     read_contracts_xlsx,
 )
 from gateway.ledger.ledger import Ledger
+from gateway.ledger.manual import (
+    InputError,
+    close_input,
+    deadline_json,
+    payment_input,
+    record_payment,
+    reminder_input,
+    update_one,
+)
 from gateway.ledger.overrides import override_report, override_report_csv
 from gateway.ledger.report import build_report, report_csv
 from gateway.ledger.report_http import add_report_routes, xlsx_response
 from gateway.ledger.xlsx import report_xlsx
-from gateway.security.audit_log import record, record_many
+from gateway.security.audit_log import AuditFields, record, record_many
 from gateway.security.identity import request_identity
+from gateway.store.ledger_records import DeadlineUpdate
 
 __all__ = ["LedgerRef", "current_ledger", "ledger_app"]
 
@@ -48,11 +59,32 @@ def _json(data: object, status: int = 200) -> web.Response:
                         content_type="application/json")
 
 
+async def _body(request: web.Request) -> object:
+    try:
+        return orjson.loads(await request.read())
+    except orjson.JSONDecodeError as exc:
+        raise InputError("body", f"is not JSON: {exc}") from None
+
+
+def _bad(exc: InputError) -> web.Response:
+    return _json({"error": str(exc), "field": exc.field}, 400)
+
+
+def _not_theirs(request: web.Request, hospital_id: str) -> web.Response | None:
+    # the hospital is in the body, where the access middleware does not look
+    ident = request_identity(request)
+    if ident.may_act_for(hospital_id):
+        return None
+    return _json({"error": f"identity {ident.name!r} may not act for hospital {hospital_id}",
+                  "field": "hospital_id"}, 403)
+
+
 def ledger_app(ledger: LedgerRef,
                clock: Callable[[], datetime] = lambda: datetime.now(UTC)) -> web.Application:
     """Routes: ``POST /contracts`` (JSON rows, CSV or XLSX body by Content-Type),
     ``GET /contracts``, ``GET /report/{hospital_id}?month=YYYY-MM&format=csv|xlsx``,
-    ``GET /deadlines/{hospital_id}``, ``GET /overrides?format=csv``, and the routes of
+    ``GET /deadlines/{hospital_id}``, ``POST /payments``, ``POST /deadlines/reminders``,
+    ``POST /deadlines/close``, ``GET /overrides?format=csv``, and the routes of
     :func:`~gateway.ledger.report_http.add_report_routes` (ranking, 报量 worksheet)."""
     app = web.Application()
 
@@ -112,6 +144,74 @@ def ledger_app(ledger: LedgerRef,
         found = await current_ledger(ledger).deadlines(request.match_info["hospital_id"], clock())
         return _json([d.to_json() for d in found])
 
+    async def payment(request: web.Request) -> web.Response:
+        try:
+            p = payment_input(await _body(request), clock())
+        except InputError as exc:
+            return _bad(exc)
+        if (refused := _not_theirs(request, p.hospital_id)) is not None:
+            return refused
+        lg = current_ledger(ledger)
+        results = await record_payment(lg.tables, p)
+        closed = [r for r, outcome, _ in results if outcome == "done"]
+        if closed:
+            await lg.catch_up()
+        await record_many(request, [
+            AuditFields("ledger.payment.record", target=f"payment/{receipt}",
+                        hospital_id=p.hospital_id, before=deadline_json(before),
+                        after={"closed_at": p.paid_at.isoformat(), "payment_no": p.payment_no},
+                        detail=f"payment {p.payment_no} {p.supplier} {p.amount or ''}".strip())
+            for receipt, outcome, before in results if outcome == "done"])
+        answer = {"payment_no": p.payment_no, "closed": closed,
+                  "already_closed": [r for r, o, _ in results if o == "closed"],
+                  "unknown": [r for r, o, _ in results if o == "unknown"]}
+        if not any(o != "unknown" for _, o, _ in results):
+            answer["error"] = (f"no payment deadline for receipt(s) {', '.join(p.receipts)} "
+                               f"of {p.hospital_id}")
+            return _json(answer, 404)
+        return _json(answer)
+
+    async def by_hand(request: web.Request, update: DeadlineUpdate, action: str,
+                      after: dict[str, str], detail: str, unknown: str, closed: str
+                      ) -> web.Response:
+        """One deadline reminded or closed: 404 unknown, 409 closed, else audited."""
+        if (refused := _not_theirs(request, update.hospital_id)) is not None:
+            return refused
+        lg = current_ledger(ledger)
+        outcome, before = await update_one(lg.tables, update)
+        if outcome == "unknown":
+            return _json({"error": unknown}, 404)
+        if outcome == "closed":
+            return _json({"error": closed}, 409)
+        await lg.catch_up()
+        await record(request, action, target=f"{update.kind}/{update.ref}",
+                     hospital_id=update.hospital_id, before=deadline_json(before),
+                     after=after, detail=detail)
+        return _json({"kind": update.kind, "ref": update.ref, **after})
+
+    async def reminder(request: web.Request) -> web.Response:
+        try:
+            r = reminder_input(await _body(request), clock())
+        except InputError as exc:
+            return _bad(exc)
+        return await by_hand(
+            request, DeadlineUpdate(r.hospital_id, "order", r.order_no, reminded_at=r.at),
+            "ledger.order.remind", {"reminded_at": r.at.isoformat()},
+            "distributor reminded; escalates 24 h after unanswered",
+            f"no order {r.order_no} of {r.hospital_id}",
+            f"order {r.order_no} was answered already")
+
+    async def close(request: web.Request) -> web.Response:
+        try:
+            c = close_input(await _body(request), clock())
+        except InputError as exc:
+            return _bad(exc)
+        return await by_hand(
+            request, DeadlineUpdate(c.hospital_id, c.kind, c.ref, closed_at=c.at),
+            "ledger.deadline.close", {"closed_at": c.at.isoformat(), "reason": c.reason},
+            c.reason, f"no {c.kind} deadline {c.ref} of {c.hospital_id}",
+            f"{c.kind} deadline {c.ref} is closed already")
+
     async def overrides(request: web.Request) -> web.Response:
         visible = request_identity(request).may_act_for
         rep = override_report((card, fb) for card, fb
@@ -148,6 +248,9 @@ def ledger_app(ledger: LedgerRef,
     app.router.add_get("/contracts", list_contracts)
     app.router.add_get("/report/{hospital_id}", report)
     app.router.add_get("/deadlines/{hospital_id}", deadlines)
+    app.router.add_post("/payments", payment)
+    app.router.add_post("/deadlines/reminders", reminder)
+    app.router.add_post("/deadlines/close", close)
     app.router.add_get("/overrides", overrides)
     add_report_routes(app, lambda: current_ledger(ledger), clock)
     return app

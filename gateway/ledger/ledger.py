@@ -15,11 +15,14 @@ Event conventions the ledger reads:
   shares and the online rate (``Event.online``). A receipt is the acceptance that starts the
   payment deadline (ref = ``document_no``). ``online=False`` opens the filing deadline.
 - ``PURCHASE_ORDER``: online, it starts the 48 h answer clock (ref = ``document_no``);
-  off-platform, it opens the filing deadline.
+  off-platform, it opens the filing deadline. The supplier's answer (ORS^O06, with
+  ``extra["order_response"]``) stops the clock of the order it answers and starts none.
 - ``DISPENSE`` / ``DISPENSE_RETURN``: use; ``PRESCRIPTION``: prescribing share.
 - ``STOCKTAKE`` sets stock; ``STOCK_CHANGE`` adds its (signed) quantity.
-- ``PAYMENT``: closes the payment deadline named by ``extra["receipt_no"]`` or ``document_no``.
-- any event with ``extra["order_no"]`` answers that order (a receipt against it does too);
+- ``PAYMENT``: closes the payment deadline of every receipt ``extra["receipt_no"]`` names
+  (``|``-separated), or of ``document_no`` when it names none (see :mod:`.answers`).
+- any event with ``extra["order_no"]`` (or ``based_on``) answers that order (a receipt
+  against it does too);
   ``extra["filing_for"]`` closes the filing deadline of that document.
 """
 
@@ -29,8 +32,8 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import asdict, dataclass, field
-from datetime import date, datetime, timedelta
+from dataclasses import asdict, dataclass, field, replace
+from datetime import date, datetime
 from decimal import Decimal
 from typing import Any, Protocol
 
@@ -40,6 +43,7 @@ import msgspec.structs
 from adapters.base import Issue, Severity
 from canonical.errors import GatewayError
 from canonical.model import Event, EventKind, Line, OrderControl
+from gateway.ledger.answers import is_order_answer, orders_answered, receipts_paid
 from gateway.ledger.calendar import CalendarGapError, WorkCalendar, end_of_day, local_date
 from gateway.ledger.contracts import (
     Contract,
@@ -52,7 +56,7 @@ from gateway.ledger.deadlines import (
     DEFAULT_POLICY,
     DeadlinePolicy,
     OrderState,
-    filing_deadline,
+    filing_due,
     order_state,
     payment_deadline,
 )
@@ -162,6 +166,8 @@ class DeadlineStatus:
     closed_at: datetime | None
     state: str
     detail: Mapping[str, Any] = field(default_factory=dict)
+    # counted on weekdays alone: the due year has no calendar file yet
+    provisional: bool = False
 
     def to_json(self) -> dict[str, Any]:
         """Plain JSON form."""
@@ -550,7 +556,8 @@ class Ledger:
         kind = ev.kind
         h = ev.hospital_id
         ref = ev.document_no or ev.event_id
-        if kind is EventKind.RECEIPT or kind is EventKind.PURCHASE_ORDER:
+        if (kind is EventKind.RECEIPT or kind is EventKind.PURCHASE_ORDER) and not (
+                is_order_answer(ev)):
             amount = str(sum((_line_amount(x) for x in ev.lines), Decimal(0)))
             supplier = ev.supplier.name if ev.supplier else ""
             if not ev.online:
@@ -566,32 +573,56 @@ class Ledger:
                     {"amount": amount, "supplier": supplier}))
         if not ev.extra and kind is not EventKind.PAYMENT:
             return
-        extra = dict(ev.extra)
-        answered = extra.get("order_no")
-        if answered:
-            updates.append(DeadlineUpdate(h, "order", answered, closed_at=ev.occurred_at))
+        for order in orders_answered(ev):
+            updates.append(DeadlineUpdate(h, "order", order, closed_at=ev.occurred_at))
         if kind is EventKind.PAYMENT:
-            updates.append(DeadlineUpdate(h, "payment", extra.get("receipt_no", ref),
-                                          closed_at=ev.occurred_at))
-        if extra.get("filing_for"):
-            updates.append(DeadlineUpdate(h, "filing", extra["filing_for"],
-                                          closed_at=ev.occurred_at))
+            for receipt in receipts_paid(ev):
+                updates.append(DeadlineUpdate(h, "payment", receipt, closed_at=ev.occurred_at))
+        filed = next((v for k, v in ev.extra if k == "filing_for"), "")
+        if filed:
+            updates.append(DeadlineUpdate(h, "filing", filed, closed_at=ev.occurred_at))
 
     def _filing(self, ev: Event, ref: str, amount: str) -> DeadlineRow:
-        provisional = False
-        try:
-            due = filing_deadline(ev.occurred_at, self.settings.calendar,
-                                  emergency=ev.emergency, policy=self.settings.policy)
-        except CalendarGapError as exc:
-            # weekends only, marked provisional, until the operator adds the year's file
-            log.warning("filing deadline for %s is provisional: %s", ref, exc)
-            provisional = True
-            n = (self.settings.policy.filing_working_days_emergency if ev.emergency
-                 else self.settings.policy.filing_working_days)
-            due = end_of_day(_add_weekdays(local_date(ev.occurred_at), n))
+        due, provisional = filing_due(ev.occurred_at, self.settings.calendar,
+                                      emergency=ev.emergency, policy=self.settings.policy)
+        if provisional:
+            log.warning("filing deadline for %s is provisional: no working-day calendar for "
+                        "%d", ref, due.year)
         return DeadlineRow(ev.hospital_id, "filing", ref, ev.occurred_at, due, None, None,
                            {"emergency": ev.emergency, "provisional": provisional,
                             "event_id": ev.event_id, "amount": amount})
+
+    # -- provisional deadlines -----------------------------------------------------------
+
+    def use_calendar(self, calendar: WorkCalendar) -> None:
+        """Count working days with ``calendar`` from now on (a year's file was added)."""
+        self.settings = replace(self.settings, calendar=calendar)
+
+    async def provisional_deadlines(self) -> list[DeadlineRow]:
+        """Stored deadlines counted without their year's calendar."""
+        return [d for d in await self.tables.deadlines()
+                if d.kind == "filing" and d.detail.get("provisional")]
+
+    async def recount_provisional(self) -> tuple[int, int]:
+        """Count each provisional deadline again with the current calendar: (how many
+        now have their real due time, how many stay provisional)."""
+        recounted: list[DeadlineRow] = []
+        still = 0
+        for d in await self.provisional_deadlines():
+            due, provisional = filing_due(d.opened_at, self.settings.calendar,
+                                          emergency=bool(d.detail.get("emergency")),
+                                          policy=self.settings.policy)
+            if provisional:
+                still += 1
+                continue
+            detail = {**d.detail, "provisional": False,
+                      "provisional_due_at": d.due_at.isoformat()}
+            recounted.append(msgspec.structs.replace(d, due_at=due, detail=detail))
+        if recounted:
+            await self.tables.reschedule_deadlines(recounted)
+            log.info("ledger: %d provisional deadline(s) counted again with the calendar",
+                     len(recounted))
+        return len(recounted), still
 
     # -- explicit deadline updates -----------------------------------------------------
 
@@ -635,7 +666,8 @@ class Ledger:
             else:
                 state = "overdue" if now > d.due_at else "open"
             out.append(DeadlineStatus(d.hospital_id, d.kind, d.ref, d.opened_at, d.due_at,
-                                      d.closed_at, state, d.detail))
+                                      d.closed_at, state, d.detail,
+                                      provisional=bool(d.detail.get("provisional"))))
         return out
 
     # -- reading the view --------------------------------------------------------------
@@ -814,15 +846,6 @@ def _by_product(contracts: Iterable[Contract]) -> dict[tuple[str, str, str], lis
     for lst in index.values():
         lst.sort(key=lambda c: c.period_start)
     return index
-
-
-def _add_weekdays(start: date, n: int) -> date:
-    day = start
-    while n > 0:
-        day += timedelta(days=1)
-        if day.weekday() < 5:
-            n -= 1
-    return day
 
 
 def _stored_contracts(bodies: Iterable[Mapping[str, Any]]

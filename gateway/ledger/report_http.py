@@ -59,8 +59,9 @@ def add_report_routes(app: web.Application, ledger: Callable[[], Ledger],
     async def demand(request: web.Request) -> web.Response:
         hospital = request.match_info["hospital_id"]
         year = request.query.get("year", "")
-        if not (year.isdigit() and len(year) == 4):
-            return _json({"error": "year must be YYYY"}, 400)
+        # the worksheet reads the year before: 0001 would have none
+        if not (year.isascii() and year.isdigit() and len(year) == 4 and int(year) >= 2000):
+            return _json({"error": "year must be YYYY (2000 or later)"}, 400)
         sheet = await build_demand(ledger(), hospital, int(year))
         if request.query.get("format") == "xlsx":
             return xlsx_response(demand_xlsx(sheet), f"demand-{hospital}-{year}.xlsx")

@@ -12,6 +12,8 @@ A row's ``source`` says where the value comes from:
 - ``line.<attr>`` / ``event.<attr>``: an attribute of the canonical line or event;
 - ``party.<role>.<id|name>``: the id or name of ``event.prescriber``, ``pharmacist`` …;
 - ``extra.<key>``: a fact an adapter kept in ``Event.extra``;
+- ``line_extra.<key>``: a fact of one line kept in ``Line.extra`` (a provincial
+  platform's order-line or listing id);
 - ``derived.<name>``: computed (batch number, quantity, flags, times …), see ``_DERIVED``;
 - ``config``: only the deployment's ``field_defaults`` (or the row's default).
 
@@ -23,17 +25,36 @@ an optional one is left out of the body (the platform reads "" as a value).
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
-from decimal import Decimal, InvalidOperation
+from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
 from enum import StrEnum
 from typing import Any
 
 from canonical.model import CHINA_TZ, Event, Line
 
-__all__ = ["MANDATORY", "SPECS", "FieldMissing", "FieldSpec", "FieldType", "build_body",
-           "check_body", "check_value", "mandatory_fields", "missing_mandatory"]
+__all__ = [
+    "DERIVED_INPUTS",
+    "MANDATORY",
+    "SPECS",
+    "FieldMissing",
+    "FieldSpec",
+    "FieldType",
+    "build_body",
+    "build_fields",
+    "check_body",
+    "check_fields",
+    "check_value",
+    "date_spec",
+    "flag_spec",
+    "mandatory_fields",
+    "missing_fields",
+    "missing_mandatory",
+    "number_spec",
+    "text_spec",
+    "time_spec",
+]
 
 
 class FieldType(StrEnum):
@@ -76,133 +97,138 @@ class FieldMissing(ValueError):
 _FLAG = ("0", "1")
 
 
-def _c(name: str, source: str, length: int, mandatory: bool = False,
-       default: str | None = None, note: str = "") -> FieldSpec:
+def text_spec(name: str, source: str, length: int, mandatory: bool = False,
+              default: str | None = None, note: str = "") -> FieldSpec:
+    """A text field of at most ``length`` characters."""
     return FieldSpec(name, source, FieldType.TEXT, mandatory, length, default=default,
                      note=note)
 
 
-def _flag(name: str, source: str, default: str | None = None, note: str = "") -> FieldSpec:
+def flag_spec(name: str, source: str, default: str | None = None, note: str = "") -> FieldSpec:
+    """A mandatory "0" / "1" flag."""
     return FieldSpec(name, source, FieldType.CODE, True, 3, codes=_FLAG, default=default,
                      note=note)
 
 
-def _d(name: str, source: str, mandatory: bool = False) -> FieldSpec:
+def date_spec(name: str, source: str, mandatory: bool = False) -> FieldSpec:
+    """A date, yyyy-MM-dd."""
     return FieldSpec(name, source, FieldType.DATE, mandatory)
 
 
-def _t(name: str, source: str, mandatory: bool = False) -> FieldSpec:
+def time_spec(name: str, source: str, mandatory: bool = False) -> FieldSpec:
+    """A date and time, yyyy-MM-dd HH:mm:ss."""
     return FieldSpec(name, source, FieldType.DATETIME, mandatory)
 
 
-def _n(name: str, source: str, scale: int, mandatory: bool = False) -> FieldSpec:
+def number_spec(name: str, source: str, scale: int, mandatory: bool = False) -> FieldSpec:
+    """A decimal of 16 digits, ``scale`` of them after the point."""
     return FieldSpec(name, source, FieldType.DECIMAL, mandatory, scale=scale)
 
 
 _ITEM = (
-    _c("med_list_codg", "line.national_code", 50, True),
-    _c("fixmedins_hilist_id", "line.item_code", 30, True),
-    _c("fixmedins_hilist_name", "line.item_name", 200, True),
+    text_spec("med_list_codg", "line.national_code", 50, True),
+    text_spec("fixmedins_hilist_id", "line.item_code", 30, True),
+    text_spec("fixmedins_hilist_name", "line.item_name", 200, True),
 )
-_BCHNO = _c("fixmedins_bchno", "derived.bchno", 30, True)
-_RX_FLAG = _flag("rx_flag", "derived.rx_flag",
+_BCHNO = text_spec("fixmedins_bchno", "derived.bchno", 30, True)
+_RX_FLAG = flag_spec("rx_flag", "derived.rx_flag",
                  note="line.rx_only (the message or the national catalog); no default: "
                       "a product's prescription status is never guessed")
 _TRACE = FieldSpec("drugtracinfo", "derived.drugtracinfo", FieldType.TRACE_LIST)
-_MEMO = _c("memo", "extra.memo", 500)
+_MEMO = text_spec("memo", "extra.memo", 500)
 
 _3501 = (
     *_ITEM, _RX_FLAG,
-    _d("invdate", "derived.date", True),
-    _n("inv_cnt", "derived.quantity", 4, True),
-    _c("manu_lotnum", "line.lot_no", 30, True),
+    date_spec("invdate", "derived.date", True),
+    number_spec("inv_cnt", "derived.quantity", 4, True),
+    text_spec("manu_lotnum", "line.lot_no", 30, True),
     _BCHNO,
-    _d("manu_date", "line.manu_date", True),
-    _d("expy_end", "line.expiry", True),
+    date_spec("manu_date", "line.manu_date", True),
+    date_spec("expy_end", "line.expiry", True),
     _MEMO, _TRACE,
 )
 
 _3502 = (
-    _c("med_list_codg", "line.national_code", 50, True),
-    _c("inv_chg_type", "extra.inv_chg_type", 6, True,
+    text_spec("med_list_codg", "line.national_code", 50, True),
+    text_spec("inv_chg_type", "extra.inv_chg_type", 6, True,
        note="from the warehouse document type (ZWD-2) through the deployment's "
             "field_defaults or the adapter; the national code list is unconfirmed"),
     *_ITEM[1:], _BCHNO,
-    _n("pric", "line.national_price", 6, True),
-    _n("cnt", "derived.quantity", 4, True),
+    number_spec("pric", "line.national_price", 6, True),
+    number_spec("cnt", "derived.quantity", 4, True),
     _RX_FLAG,
-    _t("inv_chg_time", "derived.time", True),
-    _c("inv_chg_opter_name", "party.pharmacist.name", 50),
+    time_spec("inv_chg_time", "derived.time", True),
+    text_spec("inv_chg_opter_name", "party.pharmacist.name", 50),
     _MEMO,
-    _flag("trdn_flag", "derived.trdn_flag"),
+    flag_spec("trdn_flag", "derived.trdn_flag"),
     _TRACE,
 )
 
 _3503 = (
     *_ITEM,
-    _c("dynt_no", "extra.dynt_no", 50),
+    text_spec("dynt_no", "extra.dynt_no", 50),
     _BCHNO,
-    _c("spler_name", "derived.supplier_name", 200, True),
-    _c("spler_pmtno", "extra.spler_pmtno", 50),
-    _c("manu_lotnum", "line.lot_no", 30, True),
-    _c("prodentp_name", "line.manufacturer", 200, True),
-    _c("aprvno", "line.approval_no", 100, True),
-    _d("manu_date", "line.manu_date", True),
-    _d("expy_end", "line.expiry", True),
-    _n("finl_trns_pric", "line.national_price", 6),
-    _n("purc_retn_cnt", "derived.quantity", 4, True),
-    _c("purc_invo_codg", "extra.invoice_code", 50),
-    _c("purc_invo_no", "extra.invoice_no", 50),
+    text_spec("spler_name", "derived.supplier_name", 200, True),
+    text_spec("spler_pmtno", "extra.spler_pmtno", 50),
+    text_spec("manu_lotnum", "line.lot_no", 30, True),
+    text_spec("prodentp_name", "line.manufacturer", 200, True),
+    text_spec("aprvno", "line.approval_no", 100, True),
+    date_spec("manu_date", "line.manu_date", True),
+    date_spec("expy_end", "line.expiry", True),
+    number_spec("finl_trns_pric", "line.national_price", 6),
+    number_spec("purc_retn_cnt", "derived.quantity", 4, True),
+    text_spec("purc_invo_codg", "extra.invoice_code", 50),
+    text_spec("purc_invo_no", "extra.invoice_no", 50),
     _RX_FLAG,
-    _t("purc_retn_stoin_time", "derived.time", True),
-    _c("purc_retn_opter_name", "party.pharmacist.name", 50, True,
+    time_spec("purc_retn_stoin_time", "derived.time", True),
+    text_spec("purc_retn_opter_name", "party.pharmacist.name", 50, True,
        note="the person who received (or returned) the goods: ZWD-5, SupplyDelivery.receiver"),
-    _flag("prod_geay_flag", "extra.prod_geay_flag", default="0",
+    flag_spec("prod_geay_flag", "extra.prod_geay_flag", default="0",
           note="free goods are flagged by the sender (extra prod_geay_flag); default 0"),
     _MEMO,
 )
 
-_3504 = (*_3503, _c("medins_prod_purc_no", "extra.original_no", 50, True,
+_3504 = (*_3503, text_spec("medins_prod_purc_no", "extra.original_no", 50, True,
                     note="the serial of the purchase returned (ZWD-9, extra original_no)"))
 
 _3505 = (
     *_ITEM, _BCHNO,
-    _c("prsc_dr_cert_type", "extra.prsc_dr_cert_type", 6),
-    _c("prsc_dr_certno", "party.prescriber.id", 50),
-    _c("prsc_dr_name", "party.prescriber.name", 50, True),
-    _c("phar_cert_type", "extra.phar_cert_type", 6),
-    _c("phar_certno", "party.pharmacist.id", 50),
-    _c("phar_name", "party.pharmacist.name", 50, True),
-    _c("phar_prac_cert_no", "extra.phar_prac_cert_no", 50, True,
+    text_spec("prsc_dr_cert_type", "extra.prsc_dr_cert_type", 6),
+    text_spec("prsc_dr_certno", "party.prescriber.id", 50),
+    text_spec("prsc_dr_name", "party.prescriber.name", 50, True),
+    text_spec("phar_cert_type", "extra.phar_cert_type", 6),
+    text_spec("phar_certno", "party.pharmacist.id", 50),
+    text_spec("phar_name", "party.pharmacist.name", 50, True),
+    text_spec("phar_prac_cert_no", "extra.phar_prac_cert_no", 50, True,
        note="the dispensing pharmacist's practising-licence number (ZJC-10)"),
-    _c("hi_feesetl_type", "extra.hi_feesetl_type", 6, True,
+    text_spec("hi_feesetl_type", "extra.hi_feesetl_type", 6, True,
        note="the visit's settlement type; a deployment may set field_defaults"),
-    _c("setl_id", "extra.setl_id", 30),
-    _c("mdtrt_sn", "derived.mdtrt_sn", 30, True,
+    text_spec("setl_id", "extra.setl_id", 30),
+    text_spec("mdtrt_sn", "derived.mdtrt_sn", 30, True,
        note="the visit serial (PV1-19, FHIR encounter): no identity, sent in clear"),
-    _c("psn_cert_type", "extra.psn_cert_type", 6, True, default="01",
+    text_spec("psn_cert_type", "extra.psn_cert_type", 6, True, default="01",
        note="default 01 (居民身份证): the certificate type says nothing about the person"),
-    _c("manu_lotnum", "line.lot_no", 30, True),
-    _d("manu_date", "line.manu_date", True),
-    _d("expy_end", "line.expiry", True),
+    text_spec("manu_lotnum", "line.lot_no", 30, True),
+    date_spec("manu_date", "line.manu_date", True),
+    date_spec("expy_end", "line.expiry", True),
     _RX_FLAG,
-    _flag("trdn_flag", "derived.trdn_flag"),
-    _n("finl_trns_pric", "line.national_price", 6),
-    _c("rxno", "derived.rxno", 40),
-    _flag("rx_circ_flag", "extra.rx_circ_flag", default="0",
+    flag_spec("trdn_flag", "derived.trdn_flag"),
+    number_spec("finl_trns_pric", "line.national_price", 6),
+    text_spec("rxno", "derived.rxno", 40),
+    flag_spec("rx_circ_flag", "extra.rx_circ_flag", default="0",
           note="default 0: a prescription from outside the hospital is flagged by the sender"),
-    _c("rtal_docno", "event.document_no", 40, True),
-    _c("stoout_no", "extra.stoout_no", 40),
-    _n("sel_retn_cnt", "derived.quantity", 4, True),
-    _t("sel_retn_time", "derived.time", True),
-    _c("sel_retn_opter_name", "party.pharmacist.name", 50, True,
+    text_spec("rtal_docno", "event.document_no", 40, True),
+    text_spec("stoout_no", "extra.stoout_no", 40),
+    number_spec("sel_retn_cnt", "derived.quantity", 4, True),
+    time_spec("sel_retn_time", "derived.time", True),
+    text_spec("sel_retn_opter_name", "party.pharmacist.name", 50, True,
        note="the person who dispensed (RXD-10)"),
     _MEMO,
-    _c("mdtrt_setl_type", "extra.mdtrt_setl_type", 6),
+    text_spec("mdtrt_setl_type", "extra.mdtrt_setl_type", 6),
     _TRACE,
 )
 
-_3506 = (*_3505, _c("medins_prod_sel_no", "extra.original_no", 50, True,
+_3506 = (*_3505, text_spec("medins_prod_sel_no", "extra.original_no", 50, True,
                     note="the serial of the sale given back (extra original_no)"))
 
 _3507 = (
@@ -263,6 +289,34 @@ def _rxno(event: Event, line: Line, ctx: Mapping[str, Any]) -> str:
     return _extra(event, "rxno") or event.document_no
 
 
+_CENT = Decimal("0.01")
+_AMOUNT_STEP = Decimal("0.0001")
+
+
+def _amount(event: Event, line: Line, ctx: Mapping[str, Any]) -> Decimal | None:
+    # quantity × price can have more places than the platform's N(16,4): rounded, as
+    # the money is, rather than refused
+    amount = line.amount
+    return None if amount is None else amount.quantize(_AMOUNT_STEP, ROUND_HALF_UP)
+
+
+def _total_amount(event: Event, line: Line, ctx: Mapping[str, Any]) -> Decimal | None:
+    # a statement's total is its lines' amounts, in yuan and fen; a line without a price
+    # leaves it unknown
+    total = Decimal(0)
+    for li in event.lines:
+        amount = _amount(event, li, ctx)
+        if amount is None:
+            return None
+        total += amount
+    return total.quantize(_CENT, ROUND_HALF_UP)
+
+
+def _shipment_id(event: Event, line: Line, ctx: Mapping[str, Any]) -> str:
+    # the distributor's delivery note (随货单号, 配送单号) is the shipment a receipt answers
+    return _extra(event, "shipment_id") or _extra(event, "dynt_no")
+
+
 _DERIVED: dict[str, Derived] = {
     "bchno": lambda e, ln, ctx: ctx.get("bchno", ""),
     "inv_data_type": lambda e, ln, ctx: ctx.get("inv_data_type", ""),
@@ -274,12 +328,37 @@ _DERIVED: dict[str, Derived] = {
     "supplier_name": _supplier_name,
     "mdtrt_sn": _mdtrt_sn,
     "rxno": _rxno,
+    "shipment_id": _shipment_id,
+    "amount": _amount,
+    "total_amount": _total_amount,
     "drugtracinfo": lambda e, ln, ctx: [{"drug_trac_codg": c} for c in ln.trace_codes],
+}
+
+# what a message must carry for a derived value: any one of these canonical values
+# (``catalog`` where the national catalog can supply it; () where the gateway itself
+# computes it) — ``check-config`` compares them with what the adapters can fill
+DERIVED_INPUTS: dict[str, tuple[str, ...]] = {
+    "bchno": (), "inv_data_type": (), "quantity": (), "time": (), "date": (),
+    "trdn_flag": (), "drugtracinfo": (),
+    "rx_flag": ("line.rx_only", "catalog"),
+    "supplier_name": ("line.supplier.name", "party.supplier.name"),
+    "mdtrt_sn": ("patient.visit_no",),
+    "rxno": ("extra.rxno", "event.document_no"),
+    "shipment_id": ("extra.shipment_id", "extra.dynt_no"),
+    "amount": ("line.price",),
+    "total_amount": ("line.price",),
 }
 
 
 def _extra(event: Event, key: str) -> str:
     for k, v in event.extra:
+        if k == key:
+            return v
+    return ""
+
+
+def _line_extra(line: Line, key: str) -> str:
+    for k, v in line.extra:
         if k == key:
             return v
     return ""
@@ -297,6 +376,8 @@ def _resolve(spec: FieldSpec, event: Event, line: Line, ctx: Mapping[str, Any]) 
         return getattr(party, attr) if party is not None else ""
     if kind == "extra":
         return _extra(event, rest)
+    if kind == "line_extra":
+        return _line_extra(line, rest)
     if kind == "derived":
         return _DERIVED[rest](event, line, ctx)
     return None  # "config": only field_defaults or the row's default
@@ -331,6 +412,37 @@ def _typed(spec: FieldSpec, value: Any) -> tuple[Any, str]:
     return text, check_value(spec, text)
 
 
+def build_fields(label: str, specs: Sequence[FieldSpec], event: Event, line: Line,
+                 ctx: Mapping[str, Any], defaults: Mapping[str, str] | None = None
+                 ) -> dict[str, Any]:
+    """The fields ``specs`` describe for one line (or a document's header), typed,
+    optional empty fields left out.
+
+    Raises:
+        FieldMissing: mandatory fields without a value, or values of the wrong form,
+            each named with its source; ``label`` names the transaction.
+    """
+    body: dict[str, Any] = {}
+    problems: dict[str, str] = {}
+    fallback = defaults or {}
+    for spec in specs:
+        value = _resolve(spec, event, line, ctx)
+        if _empty(value):
+            value = fallback.get(spec.name, spec.default)
+        if _empty(value):
+            if spec.mandatory:
+                problems[spec.name] = f"mandatory, no value (source {spec.source})"
+            continue
+        typed, problem = _typed(spec, value)
+        if problem:
+            problems[spec.name] = f"{problem} (source {spec.source})"
+            continue
+        body[spec.name] = typed
+    if problems:
+        raise FieldMissing(label, problems)
+    return body
+
+
 def build_body(infno: str, event: Event, line: Line, ctx: Mapping[str, Any],
                defaults: Mapping[str, str] | None = None) -> dict[str, Any]:
     """The ``infno`` body for one line, typed, optional empty fields left out.
@@ -345,25 +457,25 @@ def build_body(infno: str, event: Event, line: Line, ctx: Mapping[str, Any],
         FieldMissing: mandatory fields without a value, or values of the wrong form,
             each named with its source.
     """
-    body: dict[str, Any] = {}
-    problems: dict[str, str] = {}
+    return build_fields(infno, SPECS[infno], event, line, ctx, defaults)
+
+
+def missing_fields(specs: Sequence[FieldSpec], event: Event, line: Line,
+                   ctx: Mapping[str, Any], defaults: Mapping[str, str] | None = None
+                   ) -> dict[str, str]:
+    """The mandatory fields among ``specs`` that nothing fills (the event, the
+    deployment's ``field_defaults``, the field's default): field → its source."""
     fallback = defaults or {}
-    for spec in SPECS[infno]:
+    out: dict[str, str] = {}
+    for spec in specs:
+        if not spec.mandatory:
+            continue
         value = _resolve(spec, event, line, ctx)
         if _empty(value):
             value = fallback.get(spec.name, spec.default)
         if _empty(value):
-            if spec.mandatory:
-                problems[spec.name] = f"mandatory, no value (source {spec.source})"
-            continue
-        typed, problem = _typed(spec, value)
-        if problem:
-            problems[spec.name] = f"{problem} (source {spec.source})"
-            continue
-        body[spec.name] = typed
-    if problems:
-        raise FieldMissing(infno, problems)
-    return body
+            out[spec.name] = spec.source
+    return out
 
 
 def missing_mandatory(infno: str, event: Event, line: Line, ctx: Mapping[str, Any],
@@ -374,15 +486,7 @@ def missing_mandatory(infno: str, event: Event, line: Line, ctx: Mapping[str, An
     What the ingest path asks before an event may go out: an event with such a gap is
     held until the data arrives rather than sent to be refused.
     """
-    fallback = defaults or {}
-    out: dict[str, str] = {}
-    for spec in MANDATORY[infno]:
-        value = _resolve(spec, event, line, ctx)
-        if _empty(value):
-            value = fallback.get(spec.name, spec.default)
-        if _empty(value):
-            out[spec.name] = spec.source
-    return out
+    return missing_fields(MANDATORY[infno], event, line, ctx, defaults)
 
 
 # --- checking ---------------------------------------------------------------------------
@@ -440,7 +544,12 @@ def check_value(spec: FieldSpec, value: Any) -> str:
 
 def check_body(infno: str, body: Mapping[str, Any]) -> tuple[str, str] | None:
     """(field, reason) of the first field of ``body`` the platform refuses, or None."""
-    for spec in SPECS[infno]:
+    return check_fields(SPECS[infno], body)
+
+
+def check_fields(specs: Sequence[FieldSpec], body: Mapping[str, Any]) -> tuple[str, str] | None:
+    """(field, reason) of the first field of ``body`` that ``specs`` refuse, or None."""
+    for spec in specs:
         value = body.get(spec.name)
         if value is None or value == "":
             if spec.mandatory:

@@ -41,6 +41,7 @@ from codes import validate as validate_code
 from codes import validate_trace_code
 from gateway.platforms.fields import check_body
 from gateway.platforms.signing import SignatureInvalid, SigningKeys, verify_request
+from gateway.platforms.zhaocai_fields import DOCUMENTS, check_document
 
 __all__ = ["SIMULATOR_STATE", "Faults", "SimulatorState", "simulator_app", "validate_envelope"]
 
@@ -510,6 +511,11 @@ def _zhaocai(request: web.Request, state: SimulatorState, env: Any) -> web.Respo
         state.duplicates += 1
         state.duplicate_msgids[msgid] = state.duplicate_msgids.get(msgid, 0) + 1
         return _zc_answer(RETURN_CODES["duplicate"], f"请求流水号重复: {msgid}")
+    refusal = validate_document(str(env.get("infno", "")), data, state.strict)
+    if refusal is not None:
+        code, reason = refusal
+        state.rejected.append({"msgid": msgid, "reason": reason})
+        return _zc_answer(code, reason)
     if _item_ids(env) & set(state.faults.reject_items):
         state.rejected.append({"msgid": msgid, "reason": "injected business rejection"})
         return _zc_answer(3001, "业务校验不通过(模拟)")
@@ -517,6 +523,26 @@ def _zhaocai(request: web.Request, state: SimulatorState, env: Any) -> web.Respo
     state.order.append(msgid)
     state.received_at[msgid] = time.time()
     return _zc_answer(0, "成功", {"platformRef": f"ZC{len(state.order):012d}"})
+
+
+def validate_document(infno: str, data: dict[str, Any],
+                      strict: bool = True) -> tuple[int, str] | None:
+    """(returnCode, returnMsg) of a 招采 document the platform refuses, or None.
+
+    ``strict`` checks the document against the transaction's field specification
+    (mandatory fields, types, lengths, dates), as the platform does.
+    """
+    from gateway.platforms.zhaocai import RETURN_CODES
+
+    spec = DOCUMENTS.get(infno)
+    if spec is None:
+        return RETURN_CODES["unknown"], f"不支持的交易: {infno!r}"
+    if not strict:
+        return None
+    found = check_document(spec, data)
+    if found is None:
+        return None
+    return RETURN_CODES["invalid"], f"字段{found[0]}校验失败: {found[1]}"
 
 
 async def _zc_token(request: web.Request) -> web.Response:

@@ -9,6 +9,10 @@ platform's batch transaction, so a 600-line receipt is one call. Requests of one
 document keep their order (a return names its receipt in ``original_no``); different
 documents go out concurrently.
 
+Documents are built from the field specifications of
+:mod:`gateway.platforms.zhaocai_fields`, the same the simulator checks them against;
+an event whose document would lack a mandatory field is held (:meth:`missing`).
+
 The token request carries no secret: ``sign`` is HMAC-SHA256 of app code and
 timestamp under the secret. A token the platform no longer accepts is dropped
 and fetched again before the next try.
@@ -19,17 +23,17 @@ from __future__ import annotations
 import hashlib
 import hmac
 import time
-from decimal import Decimal
 from typing import Any
 
 import aiohttp
 import orjson
 
-from canonical.model import CHINA_TZ, Event, EventKind, Line, OrderControl
+from canonical.model import Event, EventKind, OrderControl
 from gateway.config import DestinationConfig, GatewayConfig
 from gateway.platforms.base import Answer, Request, Verdict
 from gateway.platforms.nhsa import THROTTLE_MARKERS, signer_for
 from gateway.platforms.signing import Signer
+from gateway.platforms.zhaocai_fields import DOCUMENTS, build_document, missing_in_document
 
 __all__ = ["RETURN_CODES", "TRANSACTIONS", "ZhaocaiProfile", "token_sign"]
 
@@ -42,16 +46,14 @@ TRANSACTIONS: dict[EventKind, str] = {
 }
 CANCEL = "order.cancel"
 
-RETURN_CODES = {"ok": 0, "token": 1001, "duplicate": 2001}
+# "invalid": a field of the document refused (returnMsg names it); "unknown": no
+# such transaction
+RETURN_CODES = {"ok": 0, "token": 1001, "duplicate": 2001, "invalid": 3002, "unknown": 9003}
 
 
 def token_sign(app_code: str, timestamp: str, secret: bytes) -> str:
     """The token request's signature: hex HMAC-SHA256 of app code and timestamp."""
     return hmac.new(secret, f"{app_code}{timestamp}".encode(), hashlib.sha256).hexdigest()
-
-
-def _num(value: Decimal | None) -> str:
-    return "" if value is None else format(value.normalize(), "f")
 
 
 def _extra(event: Event, key: str) -> str:
@@ -79,45 +81,32 @@ class ZhaocaiProfile:
         before its return): the return names its receipt in ``original_no``."""
         return f"doc|{_extra(event, 'original_no') or event.document_no or event.control_id}"
 
-    def missing(self, event: Event) -> dict[str, str]:
-        """Nothing: the document carries what the hospital has (no field specification)."""
-        return {}
-
     @staticmethod
-    def _line(line: Line) -> dict[str, Any]:
-        return {
-            "hospitalItemId": line.item_code,
-            "itemName": line.item_name,
-            "specification": line.specification,
-            "manufacturer": line.manufacturer,
-            "nationalCode": line.national_code or "",
-            "quantity": _num(line.quantity),
-            "unit": line.unit,
-            "price": _num(line.price),
-            "amount": _num(line.amount),
-            "lotNo": line.lot_no,
-            "expiryDate": line.expiry,
-            "distributor": line.supplier.name if line.supplier else "",
-        }
-
-    def build(self, event: Event, unit: int, msgid: str, now: float) -> Request:
-        """The document for ``event`` (a cancelled order becomes ``order.cancel``)."""
-        infno = TRANSACTIONS[event.kind]
+    def transaction(event: Event) -> str:
+        """The transaction of ``event`` (a cancelled order is ``order.cancel``)."""
         if event.kind is EventKind.PURCHASE_ORDER and event.order_control in (
                 OrderControl.CANCEL, OrderControl.DISCONTINUE):
-            infno = CANCEL
-        data: dict[str, Any] = {
-            "hospitalCode": event.hospital_id,
-            "documentNo": event.document_no or event.control_id,
-            "documentTime": event.occurred_at.astimezone(CHINA_TZ).strftime("%Y-%m-%d %H:%M:%S"),
-            "distributor": event.supplier.name if event.supplier else "",
-            "lines": [self._line(li) for li in event.lines],
-        }
-        if event.kind is EventKind.RECEIPT:
-            data["shipmentId"] = _extra(event, "shipment_id") or event.document_no
-            data["invoiceNo"] = _extra(event, "invoice_no")
-        if event.kind is EventKind.RETURN:
-            data["reason"] = _extra(event, "return_reason")
+            return CANCEL
+        return TRANSACTIONS[event.kind]
+
+    def missing(self, event: Event) -> dict[str, str]:
+        """Mandatory fields the document cannot fill (``"delivery.receive lines.lotNo"``
+        → source): the event is held until the data arrives."""
+        if not self.units(event):
+            return {}
+        infno = self.transaction(event)
+        return {f"{infno} {name}": source for name, source in
+                missing_in_document(DOCUMENTS[infno], event, self.dest.field_defaults).items()}
+
+    def build(self, event: Event, unit: int, msgid: str, now: float) -> Request:
+        """The document for ``event``, from the field specifications.
+
+        Raises:
+            FieldMissing: the document lacks mandatory fields (the mirror rejects it with
+                this reason rather than let the platform refuse it).
+        """
+        infno = self.transaction(event)
+        data = build_document(infno, DOCUMENTS[infno], event, self.dest.field_defaults)
         body = orjson.dumps({"infno": infno, "msgid": msgid, "input": {"data": data}})
         sealed, headers = self.signer.seal(body, now)
         headers = {"Content-Type": "application/json;charset=utf-8",

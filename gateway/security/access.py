@@ -83,6 +83,9 @@ POLICY: tuple[Rule, ...] = (
     _r(("POST",), r"/api/held/release", "pharmacist", "admin"),
     # the 集采 ledger: procurement staff import contracts and read progress
     _r(("POST",), r"/ledger/contracts", "procurement", "admin"),
+    # payments, reminders and manual closes: what procurement and finance staff do
+    _r(("POST",), r"/ledger/payments|/ledger/deadlines/reminders|/ledger/deadlines/close",
+       "procurement", "admin"),
     _r(_WRITE, r"/ledger/poison/.*", "admin"),
     _r(_READ, r"/ledger/poison", "admin", "auditor"),
     _r(_READ, r"/ledger/.*", "procurement", "pharmacist", "admin", "auditor"),

@@ -310,6 +310,12 @@ class LedgerTables(Protocol):
         ledger version when any did."""
         ...
 
+    async def reschedule_deadlines(self, rows: Sequence[DeadlineRow]) -> int:
+        """Set the due time and detail of the stored deadlines with these rows' keys
+        (a provisional deadline counted again once its year's calendar is known); how
+        many there were. A new ledger version when any."""
+        ...
+
     async def daily(self, hospital_id: str | None = None, *, since: date | None = None,
                     until: date | None = None) -> list[DailyRow]:
         """Daily totals, optionally for one hospital and a day range (inclusive)."""

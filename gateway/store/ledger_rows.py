@@ -54,6 +54,7 @@ __all__ = [
     "feedback_from_row",
     "price_flag_args",
     "price_flag_from_row",
+    "reschedule_args",
     "stock_args",
     "stock_from_row",
     "trace_flag_args",
@@ -153,6 +154,12 @@ def deadline_args(r: DeadlineRow) -> tuple[Any, ...]:
     """``ledger_deadlines`` columns (:data:`DEADLINE_COLUMNS`)."""
     return (r.hospital_id, r.kind, r.ref, r.opened_at.isoformat(), r.due_at.isoformat(),
             _dt(r.closed_at), _dt(r.reminded_at), orjson.dumps(r.detail, default=str))
+
+
+def reschedule_args(r: DeadlineRow) -> tuple[Any, ...]:
+    """Due time and detail, then the key: the arguments of a reschedule's UPDATE."""
+    return (r.due_at.isoformat(), orjson.dumps(r.detail, default=str), r.hospital_id, r.kind,
+            r.ref)
 
 
 def deadline_from_row(r: Any) -> DeadlineRow:

@@ -38,7 +38,7 @@ def _with(section: str, name: str, spec: Any) -> dict[str, Any]:
 
 def test_shipped_profiles_load() -> None:
     names = {load_profile(p).name for p in shipped_profiles()}
-    assert names == {"his-prescription", "warehouse-stock"}
+    assert names == {"finance-payment", "his-prescription", "warehouse-stock"}
 
 
 @pytest.mark.parametrize("section, name, spec, message", [
@@ -65,6 +65,20 @@ def test_type_reads_extra_fields() -> None:
     event = VendorXmlAdapter({"profile": profile}).parse(
         SAMPLE.read_bytes(), received_at=RECEIVED_AT).events[0]
     assert dict(event.extra) == {"amount": "73.60", "urgent": "False"}
+
+
+def test_line_extra_fields_are_kept_per_line() -> None:
+    profile = copy.deepcopy(BASE)
+    # a plain child path (read by the walk) and an XPath (compiled), typed and not
+    profile["lines"]["extra"] = {"line_no": "序号", "amount": {"path": "金额",
+                                                               "type": "decimal"},
+                                 "form": "./剂型[1]"}
+    event = VendorXmlAdapter({"profile": profile}).parse(
+        SAMPLE.read_bytes(), received_at=RECEIVED_AT).events[0]
+    first, second = (dict(line.extra) for line in event.lines)
+    assert first == {"line_no": "1", "amount": "73.60", "form": "片剂"}
+    assert second["line_no"] == "2"
+    assert event.extra == ()  # line facts stay on their line
 
 
 def test_a_line_without_item_code_is_rejected_even_when_not_marked_required() -> None:

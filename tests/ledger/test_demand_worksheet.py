@@ -92,6 +92,8 @@ async def test_worksheet_over_http_as_json_and_xlsx(ledger: Ledger, aiohttp_clie
     assert [g["generic_name"] for g in body["groups"]] == ["醋酸阿比特龙片", "依西美坦片",
                                                            "他达拉非片"]
     assert (await cli.get(f"/ledger/demand/{HOSPITAL}?year=26")).status == 400
+    # the year before 0001 does not exist: refused, not a server error
+    assert (await cli.get(f"/ledger/demand/{HOSPITAL}?year=0000")).status == 400
     resp = await cli.get(f"/ledger/demand/{HOSPITAL}?year=2026&format=xlsx")
     wb = openpyxl.load_workbook(io.BytesIO(await resp.read()))
     ws = wb["2026年报量"]

@@ -11,6 +11,7 @@ from pg import StoreFactory, backend_stores
 from rig import Rig, make_rig, stop_rig
 
 from gateway.platforms.simulator import SimulatorState
+from gateway.store.sqlite import SqliteStore
 
 RigFactory = Callable[..., Awaitable[Rig]]
 
@@ -36,3 +37,20 @@ async def any_rig(make_store: StoreFactory) -> AsyncIterator[RigFactory]:
     yield factory
     for r in rigs:
         await stop_rig(r)
+
+
+@pytest.fixture
+async def sqlite_rig(tmp_path: Path) -> AsyncIterator[RigFactory]:
+    """A factory of rigs on one SQLite store; all stopped and closed afterwards."""
+    rigs: list[Rig] = []
+
+    async def factory(dests: list[dict[str, Any]], sims: dict[str, SimulatorState]) -> Rig:
+        store = SqliteStore(tmp_path / "gw.db")
+        await store.start()
+        rig = await make_rig(store, dests, sims)
+        rigs.append(rig)
+        return rig
+    yield factory
+    for r in rigs:
+        await stop_rig(r)
+        await r.store.close()

@@ -42,7 +42,8 @@ def dispense(n: int, hospital: str = HOSPITALS[0], *, code: str = ANASTROZOLE,
                          lot_no="L2026090112", expiry="2028-08-31", manu_date="2026-09-01",
                          approval_no="国药准字H20203365",
                          rx_only=True,
-                         supplier=Party("S01", "华东医药股份有限公司"))
+                         supplier=Party("S01", "华东医药股份有限公司"),
+                         extra=_line_extra(kind, n, i))
                     for i in range(lines)),
         control_id=f"RDS{n:012d}", document_no=doc or f"CF{hospital[-4:]}{n:08d}",
         order_control=control, prescriber=Party("D0107", "李明"),
@@ -55,7 +56,21 @@ def _sale_extra(kind: EventKind, n: int, hospital: str) -> tuple[tuple[str, str]
     extra = (("phar_prac_cert_no", "330102201800123"), ("hi_feesetl_type", "1"))
     if kind is EventKind.DISPENSE_RETURN:
         extra += (("original_no", f"CF{hospital[-4:]}{n:08d}"),)  # dispense n's document
+    # what a provincial procurement platform (招采) asks of each document
+    if kind is EventKind.RECEIPT:
+        extra += (("dynt_no", f"PS{n:013d}"), ("invoice_no", f"0441{n:04d}"))
+    elif kind is EventKind.RETURN:
+        extra += (("original_no", f"RK{n:011d}"), ("return_reason", "近效期"))
+    elif kind is EventKind.PAYMENT:
+        extra += (("receipt_no", f"RK{n:011d}"),)
     return extra
+
+
+def _line_extra(kind: EventKind, n: int, i: int) -> tuple[tuple[str, str], ...]:
+    """A received line's order line and listing (挂网) on the procurement platform."""
+    if kind is not EventKind.RECEIPT:
+        return ()
+    return (("order_line_id", f"PO{n:011d}-{i + 1}"), ("listing_id", "ZJYP2025011870"))
 
 
 def _key(event: Event, unit: int) -> str:

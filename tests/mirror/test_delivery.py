@@ -2,39 +2,21 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable
-from pathlib import Path
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import pytest
 from factory import HOSPITALS, PATIENT, REJECTED_CODE, TADALAFIL, dispense
 from helpers import eventually
-from rig import HASH_SECRET, Rig, ShiftedClock, destination, make_rig, stop_rig
+from rig import HASH_SECRET, Rig, ShiftedClock, destination
 
 from canonical.model import EventKind, OrderControl
 from gateway.mirror.worker import QUICK_TRIES
 from gateway.platforms.signing import SigningKeys, hmac_sm3, sm2_public_key
 from gateway.platforms.simulator import SimulatorState
 from gateway.store.base import OutboxQuery
-from gateway.store.sqlite import SqliteStore
 
 RigFactory = Callable[..., Awaitable[Rig]]
-
-
-@pytest.fixture
-async def sqlite_rig(tmp_path: Path) -> AsyncIterator[RigFactory]:
-    rigs: list[Rig] = []
-
-    async def factory(dests: list[dict[str, Any]], sims: dict[str, SimulatorState]) -> Rig:
-        store = SqliteStore(tmp_path / "gw.db")
-        await store.start()
-        rig = await make_rig(store, dests, sims)
-        rigs.append(rig)
-        return rig
-    yield factory
-    for r in rigs:
-        await stop_rig(r)
-        await r.store.close()
 
 
 def _outbound(sim: SimulatorState) -> str:

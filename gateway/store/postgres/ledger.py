@@ -53,6 +53,7 @@ from gateway.store.ledger_rows import (
     feedback_args,
     price_flag_args,
     price_flag_from_row,
+    reschedule_args,
     stock_args,
     stock_from_row,
     trace_flag_args,
@@ -412,6 +413,22 @@ class PostgresLedger:
             await locked.commit()
         self.store.changed(Topic.LEDGER)
         return done
+
+    async def reschedule_deadlines(self, rows: Sequence[DeadlineRow]) -> int:
+        """Set due time and detail of these deadlines; a new version when any existed."""
+        async with self._locked() as locked:
+            n = 0
+            for row in rows:
+                status = await locked.con.execute(
+                    "UPDATE ledger_deadlines SET due_at = $1, detail = $2 WHERE hospital_id = $3"
+                    " AND kind = $4 AND ref = $5", *reschedule_args(row))
+                n += int(status.split()[-1])
+            if not n:
+                return 0  # rolled back: no version used
+            await _log_change(locked.con, self, locked.version, LedgerChange())
+            await locked.commit()
+        self.store.changed(Topic.LEDGER)
+        return n
 
     async def _fetch(self, sql: str, *args: Any) -> list[Any]:
         try:

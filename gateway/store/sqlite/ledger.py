@@ -55,6 +55,7 @@ from gateway.store.ledger_rows import (
     feedback_args,
     price_flag_args,
     price_flag_from_row,
+    reschedule_args,
     stock_args,
     stock_from_row,
     trace_flag_args,
@@ -374,6 +375,20 @@ class SqliteLedger:
                 _log_change(con, self, _bump(con), LedgerChange(orders_closed=closed,
                                                                 orders_reminded=reminded))
             return done
+        async with self._lock:
+            return await self.store.write(write, Topic.LEDGER)
+
+    async def reschedule_deadlines(self, rows: Sequence[DeadlineRow]) -> int:
+        """Set due time and detail of these deadlines; a new version when any existed."""
+        def write(con: sqlite3.Connection) -> int:
+            n = 0
+            for row in rows:
+                n += con.execute("UPDATE ledger_deadlines SET due_at = ?, detail = ? WHERE"
+                                 " hospital_id = ? AND kind = ? AND ref = ?",
+                                 reschedule_args(row)).rowcount
+            if n:
+                _log_change(con, self, _bump(con), LedgerChange())
+            return n
         async with self._lock:
             return await self.store.write(write, Topic.LEDGER)
 
