@@ -3,14 +3,16 @@
 A code is on one package. A line's codes share its quantity: a line of two boxes with
 two codes sold a box each; a line of half a box (the hospital's quantity is a fraction
 of its unit, as the platform's ``trdn_flag`` reads it) sold half that box's package.
-The package size is the line's minimum units per hospital unit (the crosswalk's factor),
-so a hospital that counts in boxes has its split sales recognised as such.
+The package size is the line's ``package_size`` (minimum units in the package, in
+``Line.extra``, as a sender that counts in minimum units gives it), else the line's minimum
+units per hospital unit (the crosswalk's factor): a hospital that counts in boxes has its
+split sales recognised without it.
 """
 
 from __future__ import annotations
 
 from datetime import date
-from decimal import Decimal
+from decimal import Decimal, InvalidOperation
 
 from canonical.model import Event, EventKind, Line
 from gateway.store.ledger_records import TraceSale
@@ -20,17 +22,30 @@ __all__ = ["code_portion", "trace_sales"]
 ONE = Decimal(1)
 
 
+def _package_size(line: Line) -> Decimal | None:
+    for key, value in line.extra:
+        if key == "package_size":
+            try:
+                size = Decimal(value)
+            except InvalidOperation:
+                return None
+            return size if size.is_finite() and size > 0 else None
+    return None
+
+
 def code_portion(line: Line) -> tuple[Decimal, Decimal]:
     """(minimum units each traceability code of the line stands for, minimum units in its
     package); no code stands for more than one package."""
     n = len(line.trace_codes) or 1
     hospital_qty = abs(line.quantity)
     national = abs(line.national_quantity) if line.national_quantity is not None else None
-    if national and hospital_qty:
-        package, units = national / hospital_qty, national / n
-    else:  # nothing to size the package by: a code is a whole package
-        return ONE, ONE
-    return min(units, package), package
+    units = national if national is not None else hospital_qty
+    package = _package_size(line)
+    if package is None:
+        if not (national and hospital_qty):  # nothing to size the package by: a whole one
+            return ONE, ONE
+        package = national / hospital_qty
+    return min(units / n, package), package
 
 
 def trace_sales(ev: Event, line: Line, national_code: str, day: date) -> list[TraceSale]:

@@ -87,6 +87,17 @@ async def test_a_split_return_gives_back_only_its_part(any_ledger: Ledger) -> No
     assert await _flags(any_ledger) == [(CODE, "half-1", "half-4")]
 
 
+async def test_a_hospital_counting_tablets_gives_the_package_size(any_ledger: Ledger) -> None:
+    # quantities in tablets (the crosswalk's factor is 1): the line says the box holds 14
+    def tablets(n: int, event_id: str, day: int) -> Event:
+        ev = _sale(CODE, cst(2026, 3, day), event_id, tablets=n, boxes=str(n))
+        return ev.with_lines((replace(ev.lines[0], extra=(("package_size", "14"),)),))
+    await fold(any_ledger, [tablets(7, "t-1", 2), tablets(7, "t-2", 3)])
+    assert await _flags(any_ledger) == []
+    await fold(any_ledger, [tablets(1, "t-3", 4)])
+    assert await _flags(any_ledger) == [(CODE, "t-1", "t-3")]
+
+
 async def test_a_code_sold_before_the_migration_counts_as_a_whole_package(
         make_store: Any, calendar: WorkCalendar, rules: RuleSet,
         monkeypatch: pytest.MonkeyPatch) -> None:
