@@ -12,7 +12,9 @@ from ledger_helpers import EXEMESTANE_PFIZER, EXEMESTANE_WIN, HOSPITAL, cst, eve
 
 from canonical.model import EventKind
 from gateway.ledger import DraftLine, Ledger, LedgerSettings, build_report
+from gateway.ledger.price_watch import PRICE_FACTS
 from gateway.ledger.prices import PriceBands
+from gateway.rules import FACTS
 
 OTHERS = ("H36070200023", "H36070300015")
 PFIZER = DraftLine(1, EXEMESTANE_PFIZER, "依西美坦片")
@@ -130,3 +132,14 @@ async def test_r12_without_last_years_price_there_is_no_standard(ledger: Ledger)
     item = next(i for i in rep["contracts"] if i["generic_name"] == "依西美坦片")
     [row] = item["nonwinning_payment_standards"]
     assert (row["last_year_price"], row["payment_standard"]) == (None, None)
+
+
+async def test_every_line_has_the_price_facts_the_rules_may_name(ledger: Ledger) -> None:
+    assert set(PRICE_FACTS) <= set(FACTS)
+    # a product of no contract, never bought: the facts are there, unknown
+    line = DraftLine(1, "XA02AXX095A001010103357", "小儿大黄碳酸氢钠片")
+    facts, _ = ledger.line_facts(HOSPITAL, line, cst(2026, 3, 31))
+    assert {k: facts[k] for k in PRICE_FACTS} == {
+        "purchase_price": None, "reference_price": None, "price_ratio": None,
+        "price_band": None, "price_hospitals": 0, "product_winning_price": None,
+        "above_winning_price": False, "below_winning_price": False}
