@@ -63,4 +63,6 @@ def outputs(config: HL7v2Config) -> dict[EventKind, frozenset[str]]:
     kinds = set(config.warehouse_doc_types.values())
     out = {EventKind.DISPENSE: dispense, EventKind.PURCHASE_ORDER: order}
     out.update({kind: _WAREHOUSE for kind in kinds})
+    if EventKind.PAYMENT in out:  # FK: ZWD-13 the receipts paid, ZWD-14 the amount
+        out[EventKind.PAYMENT] = _WAREHOUSE | {"extra.receipt_no", "extra.amount"}
     return out

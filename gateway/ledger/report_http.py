@@ -3,6 +3,7 @@ deployment's hospitals and the 报量 worksheet (``ledger_app`` mounts them)."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from datetime import datetime
 
@@ -24,10 +25,17 @@ def _json(data: object, status: int = 200) -> web.Response:
                         content_type="application/json")
 
 
+def _safe_filename(filename: str) -> str:
+    # the name carries a hospital id from the URL: nothing of it may reach the header
+    # but letters, digits and - _ . (no quote, control character or path)
+    return re.sub(r"[^A-Za-z0-9._-]", "_", filename) or "report.xlsx"
+
+
 def xlsx_response(body: bytes, filename: str) -> web.Response:
-    """A workbook to download as ``filename``."""
+    """A workbook to download as ``filename`` (characters outside A–Z, 0–9, ``-_.``
+    replaced by ``_``)."""
     return web.Response(body=body, content_type=XLSX, headers={
-        "Content-Disposition": f'attachment; filename="{filename}"'})
+        "Content-Disposition": f'attachment; filename="{_safe_filename(filename)}"'})
 
 
 def add_report_routes(app: web.Application, ledger: Callable[[], Ledger],

@@ -73,7 +73,11 @@ class ZhaocaiProfile:
         self.token_fetches = 0
 
     def units(self, event: Event) -> int:
-        """One request per document for the kinds this platform takes."""
+        """One request per document for the kinds this platform takes; a supplier's answer
+        to an order (ORS^O06, ``extra`` order_response) is the supplier's, not an order of
+        the hospital's, and goes nowhere."""
+        if event.kind is EventKind.PURCHASE_ORDER and _extra(event, "order_response"):
+            return 0
         return 1 if event.kind in TRANSACTIONS and event.lines else 0
 
     def order_key(self, event: Event, unit: int) -> str:

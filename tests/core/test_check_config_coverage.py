@@ -84,3 +84,17 @@ def test_a_fact_the_catalog_can_supply_says_so(tmp_path: Path) -> None:
     gaps, _ = config_gaps(parse_config(data, "gw.yaml"))
     (rx,) = [g for g in gaps if (g.transaction, g.field) == ("3505", "rx_flag")]
     assert rx.catalog and "处方药标志" in rx.message
+
+
+def test_payments_from_finance_json_and_hl7_fill_the_settlements_receipts(
+        tmp_path: Path) -> None:
+    payments = ROOT / "adapters" / "vendor" / "profiles" / "finance-payment-json.yaml"
+    path = _config(tmp_path, SHIPPED)
+    data = yaml.safe_load(path.read_text("utf-8"))
+    data["listeners"].append({"name": "finance", "adapter": "vendor-json", "transport": "http",
+                              "config": {"profile": str(payments)}})
+    gaps, unchecked = config_gaps(parse_config(data, "gw.yaml"))
+    assert unchecked == []
+    settlement = {(g.listener, g.field) for g in gaps if g.transaction == "settlement.submit"}
+    # the receipts a payment settles: 入库单号 (JSON) and ZWD-13 (HL7 v2 FK)
+    assert not any(field == "receiptNos" for _, field in settlement), settlement

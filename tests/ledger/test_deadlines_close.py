@@ -156,8 +156,10 @@ async def test_vendor_json_payment_closes_each_receipt_it_pays(gateway: Gateway)
                      what="the settlement at the 招采 platform")
     settlement = next(env for env in sim.accepted.values()
                       if env["infno"] == "settlement.submit")
-    assert settlement["input"]["data"]["documentNo"] == "FK20261215001"
-    assert len(settlement["input"]["data"]["lines"]) == 2
+    data = settlement["input"]["data"]
+    assert data["settlementNo"] == "FK20261215001"
+    assert set(data["receiptNos"].split("|")) == {"RK20261201001", "RK20261203002"}
+    assert len(data["lines"]) == 2
 
 
 async def test_payment_without_lines_is_taken_and_closes_its_receipt(gateway: Gateway) -> None:

@@ -94,6 +94,11 @@ async def test_worksheet_over_http_as_json_and_xlsx(ledger: Ledger, aiohttp_clie
     assert (await cli.get(f"/ledger/demand/{HOSPITAL}?year=26")).status == 400
     # the year before 0001 does not exist: refused, not a server error
     assert (await cli.get(f"/ledger/demand/{HOSPITAL}?year=0000")).status == 400
+    # a hospital id with a line break and a quote reaches no header (it was a 500)
+    odd = await cli.get('/ledger/demand/H1%0D%0AX-Evil:%20"1?year=2026&format=xlsx')
+    assert odd.status == 200
+    assert odd.headers["Content-Disposition"] == (
+        'attachment; filename="demand-H1__X-Evil___1-2026.xlsx"')
     resp = await cli.get(f"/ledger/demand/{HOSPITAL}?year=2026&format=xlsx")
     wb = openpyxl.load_workbook(io.BytesIO(await resp.read()))
     ws = wb["2026年报量"]

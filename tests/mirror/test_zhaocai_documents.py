@@ -234,3 +234,14 @@ def test_amounts_are_rounded_to_the_platforms_places_not_refused() -> None:
     assert [li["amount"] for li in data[LINES]] == [92.0833, 492]  # 92.08325, half up
     assert data["totalAmount"] == 584.08
     assert validate_document("settlement.submit", data) is None
+
+
+def test_a_suppliers_answer_is_not_sent_as_an_order():
+    # from the distributor: the hospital is the receiving facility (MSH-6)
+    adapter = create_adapter("hl7v2", {"facilities": {"ZJSRMYY": HOSPITAL}})
+    raw = (Path(__file__).parent.parent / "data" / "hl7v2" / "ors_o06_partly_refused.hl7")
+    answers = adapter.parse(raw.read_bytes(), received_at=RECEIVED_AT).events
+    assert answers and all(e.kind is EventKind.PURCHASE_ORDER for e in answers)
+    # the hospital's own order goes out; the distributor's answer to it does not
+    assert [PROFILE.units(e) for e in answers] == [0] * len(answers)
+    assert PROFILE.units(DOCS["order.submit"]) == 1
