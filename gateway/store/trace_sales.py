@@ -25,17 +25,23 @@ def _part(sale: TraceSale) -> Fraction:
     return Fraction(sale.qty) / Fraction(sale.package if sale.package > 0 else 1)
 
 
+def _step(out: Fraction, opened: TraceSale | None, sale: TraceSale
+          ) -> tuple[Fraction, TraceSale | None]:
+    out = max(Fraction(0), out + _part(sale))
+    if out == 0:
+        return out, None
+    if opened is None and sale.qty > 0:
+        return out, sale
+    return out, opened
+
+
 def out_of_package(history: Iterable[TraceSale]) -> tuple[Fraction, TraceSale | None]:
     """What share of the package is sold after ``history`` (in the order folded), and the
     sale that opened it (None when all was given back)."""
     out = Fraction(0)
     opened: TraceSale | None = None
     for sale in history:
-        out = max(Fraction(0), out + _part(sale))
-        if out == 0:
-            opened = None
-        elif opened is None and sale.qty > 0:
-            opened = sale
+        out, opened = _step(out, opened, sale)
     return out, opened
 
 
@@ -51,7 +57,9 @@ def flag_sales(stored: Mapping[TraceKey, Sequence[TraceSale]], sales: Sequence[T
         The sales not stored yet (a fold run again after a crash finds its own, which are
         not sold again), and a flag for each of them that sells beyond its package.
     """
-    history = {key: list(found) for key, found in stored.items()}
+    # each code's state carried forward sale by sale: a code a sender repeats on every
+    # message (thousands of sales) costs one step per sale, not its whole history again
+    state = {key: out_of_package(found) for key, found in stored.items()}
     known = {(s.hospital_id, s.code, s.event_id) for found in stored.values() for s in found}
     new: list[TraceSale] = []
     flags: list[TraceFlag] = []
@@ -59,12 +67,12 @@ def flag_sales(stored: Mapping[TraceKey, Sequence[TraceSale]], sales: Sequence[T
         if (sale.hospital_id, sale.code, sale.event_id) in known:
             continue
         known.add((sale.hospital_id, sale.code, sale.event_id))
-        past = history.setdefault((sale.hospital_id, sale.code), [])
-        past.append(sale)
+        key = (sale.hospital_id, sale.code)
+        out, opened = _step(*state.get(key, (Fraction(0), None)), sale)
+        state[key] = (out, opened)
         new.append(sale)
         if sale.qty <= 0:
             continue
-        out, opened = out_of_package(past)
         if out > 1 and opened is not None and opened is not sale:
             flags.append(TraceFlag(sale.hospital_id, sale.code, opened.event_id, opened.day,
                                    sale.event_id, sale.day, sale.national_code))
