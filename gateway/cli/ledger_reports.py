@@ -96,6 +96,13 @@ def cmd_ranking(args: argparse.Namespace) -> int:
                  lambda: ranking_xlsx(rep["hospitals"]))
 
 
+def _year(text: str) -> int:
+    # as the API: the worksheet reads the year before, and a calendar starts somewhere
+    if not (text.isascii() and text.isdigit() and len(text) == 4 and int(text) >= 2000):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a year YYYY (2000 or later)")
+    return int(text)
+
+
 def cmd_demand(args: argparse.Namespace) -> int:
     """One hospital's 报量 worksheet."""
     import asyncio
@@ -131,4 +138,4 @@ def register(subparsers: Any, default_config: str) -> None:
     s = command("ledger-demand", "a hospital's 报量 worksheet for an agreement year (R9)",
                 cmd_demand, ("xlsx",))
     s.add_argument("hospital", help="定点医药机构编号")
-    s.add_argument("--year", type=int, required=True, help="the agreement year, YYYY")
+    s.add_argument("--year", type=_year, required=True, help="the agreement year, YYYY")

@@ -9,9 +9,16 @@ from collections.abc import Callable, Mapping
 from datetime import datetime
 from pathlib import Path
 
+from canonical.errors import GatewayError
 from gateway.config import GatewayConfig
 from gateway.ledger.calendar import load_calendar
-from gateway.ledger.contracts import Contract, RowCheck, read_contracts
+from gateway.ledger.contracts import (
+    Contract,
+    ContractFormatError,
+    RowCheck,
+    overlapping_agreements,
+    read_contracts,
+)
 from gateway.ledger.dosage_forms import configure_dosage_forms, load_dosage_forms
 from gateway.ledger.import_checks import ImportChecks, RowChecker, latest_catalogs
 from gateway.ledger.ledger import Ledger
@@ -19,11 +26,21 @@ from gateway.ledger.settings import ledger_settings
 from gateway.security.audit_log import AuditFields, record_as
 from gateway.store.base import Store
 
-__all__ = ["audit_fields", "checked_import", "import_contracts_file"]
+__all__ = ["ForeignHospitals", "audit_fields", "checked_import", "import_contracts_file"]
+
+
+class ForeignHospitals(GatewayError):
+    """The results name hospitals the importing identity may not act for."""
+
+    def __init__(self, hospitals: list[str]) -> None:
+        super().__init__(f"the results name hospitals this identity may not act for: "
+                         f"{', '.join(hospitals)}")
+        self.hospitals = hospitals
 
 
 async def checked_import(ledger: Ledger, read: Callable[[RowCheck], list[Contract]],
-                         now: datetime) -> tuple[list[Contract], int, list[str]]:
+                         now: datetime, may_act_for: Callable[[str], bool] = lambda h: True
+                         ) -> tuple[list[Contract], int, list[str]]:
     """Read procurement results with the checks of the ledger's store and settings, and
     import them.
 
@@ -36,12 +53,21 @@ async def checked_import(ledger: Ledger, read: Callable[[RowCheck], list[Contrac
         The contracts read, how many were imported, and the warnings.
 
     Raises:
-        ContractFormatError: bad rows, or codes not in the catalog (nothing imported).
+        ContractFormatError: bad rows, codes not in the catalog, or agreements overlapping
+            others of the same hospital and product group (nothing imported).
+        ForeignHospitals: contracts of hospitals ``may_act_for`` refuses (nothing imported).
         StoreError: nothing was stored.
     """
     checker = RowChecker(ImportChecks(await latest_catalogs(ledger.catalogs),
                                       ledger.settings.agreed_ratio_band))
     contracts = read(checker)
+    foreign = sorted({c.hospital_id for c in contracts if not may_act_for(c.hospital_id)})
+    if foreign:
+        raise ForeignHospitals(foreign)
+    await ledger.catch_up()
+    overlaps = overlapping_agreements(contracts, ledger.contracts())
+    if overlaps:
+        raise ContractFormatError("request", overlaps)
     n = await ledger.load_contracts(contracts, now)
     return contracts, n, checker.warnings()
 

@@ -56,6 +56,7 @@ __all__ = [
     "contracts_from_rows",
     "generic_key",
     "is_drug_code",
+    "overlapping_agreements",
     "read_contracts",
     "read_contracts_csv",
     "read_contracts_json",
@@ -460,6 +461,43 @@ def _check_overlaps(groups: Mapping[tuple[str, str, str, str, str, date], Mappin
             if s1 <= e0:
                 problems.append(f"row {r1}: the agreement year from {s1} overlaps the one of "
                                 f"row {r0} ({s0} – {e0})")
+
+
+def overlapping_agreements(new: Sequence[Contract], stored: Iterable[Contract]) -> list[str]:
+    """Agreements of one hospital for one product group whose years overlap — across
+    projects and batches, and against the stored ones this import does not replace —
+    each named once: a line would count into both.
+
+    Within one project and batch the rows are checked by :func:`contracts_from_rows`.
+    """
+    replaced = {c.contract_id for c in new} | {c.legacy_id for c in new}
+    by_group: dict[tuple[str, str, str], list[tuple[Contract, bool]]] = {}
+    for c in new:
+        by_group.setdefault((c.hospital_id, *c.group_key), []).append((c, True))
+    for c in stored:
+        key = (c.hospital_id, *c.group_key)
+        if key in by_group and c.contract_id not in replaced:
+            by_group[key].append((c, False))
+    problems: list[str] = []
+    for items in by_group.values():
+        items.sort(key=lambda x: x[0].period_start)
+        for i, (a, a_new) in enumerate(items):
+            for b, b_new in items[i + 1:]:
+                if b.period_start > a.period_end:
+                    break
+                if not (a_new or b_new) or (
+                        a_new and b_new and (a.project, a.batch) == (b.project, b.batch)):
+                    continue
+                # the imported agreement first, then the one it runs into
+                this, other, stored_other = (b, a, not a_new) if b_new else (a, b, True)
+                problems.append(
+                    f"{this.hospital_id} {this.generic_name} "
+                    f"{this.dosage_form or this.form_key}: {this.project} {this.batch} "
+                    f"({this.period_start} – {this.period_end}) overlaps "
+                    f"{'the stored ' if stored_other else ''}{other.project} {other.batch} "
+                    f"({other.period_start} – {other.period_end}); a line would count "
+                    "into both")
+    return problems
 
 
 def read_contracts_csv(text: str, source: str = "csv",

@@ -14,7 +14,7 @@ from typing import TypeAlias
 import orjson
 from aiohttp import web
 
-from gateway.ledger.contract_import import audit_fields, checked_import
+from gateway.ledger.contract_import import ForeignHospitals, audit_fields, checked_import
 from gateway.ledger.contracts import (
     Contract,
     ContractFormatError,
@@ -101,7 +101,10 @@ def ledger_app(ledger: LedgerRef,
         lg = current_ledger(ledger)
         before = {c.contract_id: c for c in lg.contracts()}
         try:
-            contracts, n, warnings = await checked_import(lg, read, clock())
+            contracts, n, warnings = await checked_import(
+                lg, read, clock(), request_identity(request).may_act_for)
+        except ForeignHospitals as exc:
+            return _json({"error": str(exc), "field": "hospital_id"}, 403)
         except (ContractFormatError, orjson.JSONDecodeError, UnicodeDecodeError) as exc:
             problems = exc.problems if isinstance(exc, ContractFormatError) else [str(exc)]
             return _json({"error": "bad procurement results", "problems": problems}, 400)

@@ -19,7 +19,7 @@ from typing import Any
 
 from canonical.model import EventKind
 from gateway.ledger.calendar import local_date
-from gateway.ledger.contracts import is_drug_code
+from gateway.ledger.contracts import Contract, is_drug_code
 from gateway.ledger.ledger import Ledger
 from gateway.ledger.listing import last_platform_purchases, unpurchased_for_a_year
 from gateway.ledger.metrics import Counters, contract_status, demand_flag, online_rate_ok, ratio
@@ -35,6 +35,16 @@ from gateway.store.ledger_records import DailyRow
 __all__ = ["CSV_COLUMNS", "build_report", "month_bounds", "report_csv"]
 
 
+def _listed_since(ledger: Ledger, contract: Contract) -> date:
+    """When the group was first contracted: the cycle start of the first agreement it
+    continues (a renewal's products were listed before it began, R13)."""
+    first, seen = contract, {contract.contract_id}
+    while (prev := ledger.predecessor(first)) is not None and prev.contract_id not in seen:
+        first = prev
+        seen.add(prev.contract_id)
+    return min(contract.cycle_start, first.cycle_start)
+
+
 def month_bounds(month: str) -> tuple[date, date]:
     """First and last day of ``YYYY-MM``.
 
@@ -42,6 +52,8 @@ def month_bounds(month: str) -> tuple[date, date]:
         ValueError: not a month.
     """
     first = date.fromisoformat(month + "-01")
+    if first.year >= date.max.year:  # its month's end is past the last representable day
+        raise ValueError(f"{month} is beyond the calendar")
     last = (first + timedelta(days=32)).replace(day=1) - timedelta(days=1)
     return first, last
 
@@ -109,8 +121,17 @@ async def build_report(ledger: Ledger, hospital_id: str, now: datetime,
     summary = {"contracted_products": 0, "zero_purchase_products": 0,
                "below_time_progress": 0, "over_purchased": 0, "nonwinning_bought": 0,
                "at_risk": 0, "no_platform_purchase_one_year": 0}
+    # the summary counts each product group once, by its latest agreement year begun (a
+    # to-date report also lists the years before it)
+    latest: dict[tuple[str, str, str, str], Contract] = {}
+    for c in contracts:
+        key = (c.project, c.batch, c.generic_key, c.form_key)
+        if key not in latest or c.period_start > latest[key].period_start:
+            latest[key] = c
+    summarised = {c.contract_id for c in latest.values()}
     for c in sorted(contracts, key=lambda c: (c.project, c.batch, c.generic_key, c.form_key,
                                               c.period_start)):
+        listed = _listed_since(ledger, c)
         st = contract_status(c, cumulative.get(c.contract_id, Counters()), until)
         pst = contract_status(c, period.get(c.contract_id, Counters()), until)
         flag = demand_flag(c.reported_demand, c.last_year_purchases,
@@ -126,7 +147,7 @@ async def build_report(ledger: Ledger, hospital_id: str, now: datetime,
                                   "last_platform_purchase": _iso(last_bought.get(
                                       p.national_code)),
                                   "no_platform_purchase_one_year": unpurchased_for_a_year(
-                                      c.cycle_start, last_bought.get(p.national_code), until),
+                                      listed, last_bought.get(p.national_code), until),
                                   "stock": None if (s := ledger.stock(hospital_id,
                                                                       p.national_code)) is None
                                   else str(s),
@@ -162,6 +183,8 @@ async def build_report(ledger: Ledger, hospital_id: str, now: datetime,
         product_fields(item, product_figures(c, receipts, since, until,
                                              ledger.settings.prepayment_ratio))
         items.append(item)
+        if c.contract_id not in summarised:
+            continue
         summary["contracted_products"] += len(c.products)
         summary["zero_purchase_products"] += int(st.zero_purchase)
         summary["below_time_progress"] += int(st.lagging)
@@ -169,7 +192,7 @@ async def build_report(ledger: Ledger, hospital_id: str, now: datetime,
         summary["nonwinning_bought"] += int(pst.nonwinning_qty > 0)
         summary["at_risk"] += int(st.at_risk)
         summary["no_platform_purchase_one_year"] += sum(
-            unpurchased_for_a_year(c.cycle_start, last_bought.get(p.national_code), until)
+            unpurchased_for_a_year(listed, last_bought.get(p.national_code), until)
             for p in c.products)
     bands = band_rows(ledger.prices, hospital_id,
                       {p.national_code for c in contracts for p in c.products},

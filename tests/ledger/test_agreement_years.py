@@ -141,3 +141,30 @@ async def test_a_renewal_continues_the_cycle_it_names(ledger: Ledger):
     assert row["renews"] == f"{PROJECT}/第五批"
     assert row["previous_year"] == previous.contract_id
     assert row["previous_year_received_qty"] == "29000"
+
+
+async def test_the_summary_counts_a_group_once_in_its_second_year(ledger: Ledger):
+    await ledger.load_contracts(read_contracts_csv(THREE_YEARS), cst(2025, 1, 1))
+    report = await build_report(ledger, HOSPITAL, cst(2026, 4, 1))
+    # both years are listed, the product is contracted once
+    assert sorted(r["agreement_year"] for r in report["contracts"]) == [1, 2]
+    assert report["summary"]["contracted_products"] == 1
+    assert report["summary"]["zero_purchase_products"] == 1  # this year's: nothing yet
+
+
+async def test_a_renewals_products_were_listed_since_the_cycle_it_continues(ledger: Ledger):
+    first = _row(30000, batch="第五批", cycle=("2024-01-01", "2025-12-31"))
+    renewal = _row(32000, project="浙江省药品集采接续", batch="2026年接续",
+                   cycle=("2026-01-01", "2027-12-31"), renews=f"{PROJECT}/第五批")
+    await ledger.load_contracts(read_contracts_csv(HEADER + first + renewal), cst(2024, 1, 1))
+    await fold(ledger, [event(EventKind.RECEIPT, [(EXEMESTANE_WIN, 29000, "2.1350")],
+                              at=cst(2025, 5, 6), hospital=HOSPITAL)])
+
+    def unbought(report: dict) -> bool:
+        row = next(r for r in report["contracts"] if r["batch"] == "2026年接续")
+        return row["winning_products"][0]["no_platform_purchase_one_year"]
+
+    # five months into the renewal, a year and more after the last platform purchase:
+    # the product has been listed since 2024, so R13 applies (R13 counts 365 days)
+    assert unbought(await build_report(ledger, HOSPITAL, cst(2026, 5, 6))) is True
+    assert unbought(await build_report(ledger, HOSPITAL, cst(2026, 5, 5))) is False

@@ -36,6 +36,17 @@ CODES = ROOT / "tests" / "data" / "codes"
 NOW = cst(2026, 1, 5)
 
 
+@pytest.fixture
+async def ledger(store: SqliteStore, calendar: WorkCalendar, rules: RuleSet) -> Ledger:
+    """A ledger with no contracts yet: the generated results draw their product groups
+    from the catalog at random, some of them the sample contracts' (same hospital, same
+    year), which would overlap."""
+    lg = Ledger(store, ledger_settings(parse_config({}, "t").ledger.thresholds, calendar),
+                rules)
+    await lg.load()
+    return lg
+
+
 def _rows() -> list[dict[str, str]]:
     with RESULTS.open(encoding="utf-8", newline="") as fh:
         return list(csv.DictReader(fh))
@@ -214,3 +225,56 @@ def test_the_command_line_import_prints_the_count_and_warnings(
     actions = asyncio.run(audited())
     assert actions.count("ledger.contracts.import") == 120
     assert actions.count("ledger.contracts.warnings") == 1
+
+
+async def test_an_agreement_overlapping_another_batch_of_the_same_group_is_refused(
+        ledger: Ledger, store: SqliteStore) -> None:
+    await _save_catalog(store)
+    rows = _rows()
+    await _import(ledger, rows)
+    first = _first_contract(rows)
+    # the same hospital, product group and year in another batch: refused, nothing stored
+    again = [{**r, "batch": "第十批"} for r in first]
+    with pytest.raises(ContractFormatError) as err:
+        await _import(ledger, again)
+    (problem,) = err.value.problems
+    assert "第十批" in problem and "the stored" in problem and "count into both" in problem
+    assert not [c for c in ledger.contracts() if c.batch == "第十批"]
+    # the next cycle (接续), starting the day after this one ends, is not an overlap
+    end = datetime.strptime(first[0]["cycle_end"], "%Y-%m-%d")
+    follow = [{**r, "batch": "第十批", "cycle_start": f"{end.year + 1}-01-01",
+               "cycle_end": f"{end.year + 1}-12-31"} for r in first]
+    assert end.month == 12 and end.day == 31
+    assert (await _import(ledger, follow))[0] == 1  # one contract (its winning products)
+    # importing the same results again replaces them: no overlap with themselves
+    assert (await _import(ledger, rows))[0] == 120
+
+
+async def test_an_identity_limited_to_some_hospitals_cannot_import_others_contracts(
+        ledger: Ledger, store: SqliteStore, aiohttp_client: Any) -> None:
+    from gateway.security.identity import IDENTITY, Identity
+
+    rows = _rows()
+    hospitals = sorted({r["hospital_id"] for r in rows})
+    assert len(hospitals) > 1
+    who = Identity("章贡区采购办", "procurement", frozenset({hospitals[0]}))
+
+    @web.middleware
+    async def authenticated(request: web.Request, handler: Any) -> web.StreamResponse:
+        request[IDENTITY] = who  # as the access middleware leaves it
+        return await handler(request)
+
+    app = web.Application(middlewares=[authenticated])
+    app.add_subapp("/ledger", ledger_app(ledger, clock=lambda: NOW))
+    cli = await aiohttp_client(app)
+    resp = await cli.post("/ledger/contracts", data=_csv(rows),
+                          headers={"Content-Type": "text/csv"})
+    assert resp.status == 403
+    body = await resp.json()
+    assert body["field"] == "hospital_id" and hospitals[1] in body["error"]
+    assert ledger.contracts() == []  # nothing of it imported
+    own = [r for r in rows if r["hospital_id"] == hospitals[0]]
+    resp = await cli.post("/ledger/contracts", data=_csv(own),
+                          headers={"Content-Type": "text/csv"})
+    assert resp.status == 200, await resp.text()
+    assert {c.hospital_id for c in ledger.contracts()} == {hospitals[0]}

@@ -31,3 +31,6 @@ async def test_import_then_report(ledger, aiohttp_client):
     csv_text = await (await cli.get(f"/ledger/report/{HOSPITAL}?month=2026-03&format=csv")).text()
     assert "依西美坦片" in csv_text and "18000" in csv_text
     assert (await cli.get(f"/ledger/report/{HOSPITAL}?month=2026-3x")).status == 400
+    # December of year 9999 ends past the last representable day: 400, not a server error
+    assert (await cli.get(f"/ledger/report/{HOSPITAL}?month=9999-12")).status == 400
+    assert (await cli.get("/ledger/ranking?month=9999-12")).status == 400

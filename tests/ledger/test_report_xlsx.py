@@ -172,6 +172,9 @@ def test_cli_writes_the_workbook_from_the_store(tmp_path: Path, calendar: WorkCa
     demand = tmp_path / "demand.xlsx"
     assert main(["ledger-demand", "-c", str(config), HOSPITAL, "--year", "2027",
                  "--xlsx", str(demand)]) == 0
+    with pytest.raises(SystemExit) as bad:  # as the API: a year before 2000 is refused
+        main(["ledger-demand", "-c", str(config), HOSPITAL, "--year", "0000"])
+    assert bad.value.code == 2
     sheet = openpyxl.load_workbook(demand)["2027年报量"]
     # 2026's receipts to date (February to April) are the history for 2027
     assert {r["通用名"]: r["上年实际采购量"] for r in _rows(sheet)}["依西美坦片"] == 12400
