@@ -94,3 +94,22 @@ def test_a_path_that_is_not_xpath_fails_at_start() -> None:
     profile["documents"] = "/处方信息/处方,药品"
     with pytest.raises(etree.XPathSyntaxError):
         VendorXmlAdapter({"profile": profile})
+
+
+def test_a_loss_document_carries_its_stock_change_type() -> None:
+    """报损 with 变动类型: 3502's inv_chg_type comes from the document, not a default."""
+    import json as _json
+
+    from adapters.registry import create as _create
+
+    doc = {"消息ID": "SPD-20261127-000051", "系统编码": "SPD-HDYY", "机构编码": "H33010200001",
+           "单据列表": [{"单据号": "BS20261127001", "单据类型": "报损", "变动类型": "104",
+                        "业务时间": "2026-11-27 16:20:00", "操作员工号": "K009",
+                        "操作员姓名": "周强", "明细": [{
+                            "药品编码": "Y0033107", "药品名称": "奥硝唑阴道栓", "数量": -1,
+                            "单位": "盒", "批号": "2026-0630A", "有效期至": "2028-06-29"}]}]}
+    adapter = _create("vendor-json", {"profile": "warehouse-stock-json"})
+    (event,) = adapter.parse(_json.dumps(doc, ensure_ascii=False).encode(),
+                             received_at=RECEIVED_AT).events
+    assert event.kind.value == "stock_change"
+    assert dict(event.extra)["inv_chg_type"] == "104"

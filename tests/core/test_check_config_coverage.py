@@ -71,8 +71,13 @@ def test_a_field_default_or_the_shipped_profile_leaves_no_such_warning(tmp_path:
     assert ("zj", "delivery.receive", "receiver") in fields(defaulted)  # its own default
     shipped = fields(_config(tmp_path, SHIPPED))
     assert not any(f in ("purc_retn_opter_name", "receiver") for _, _, f in shipped)
-    # the shipped profile still leaves the stock-change type to the deployment
-    assert ("nhsa", "3502", "inv_chg_type") in shipped
+    # the shipped profile reads the stock-change type of a 报损 / 调拨 (变动类型)
+    assert ("nhsa", "3502", "inv_chg_type") not in shipped
+    no_type = _profile_without(tmp_path, "pharmacist.name")
+    profile = yaml.safe_load(no_type.read_text("utf-8"))
+    del profile["extra"]["inv_chg_type"]
+    no_type.write_text(yaml.safe_dump(profile, allow_unicode=True), "utf-8")
+    assert ("nhsa", "3502", "inv_chg_type") in fields(_config(tmp_path, no_type))
 
 
 def test_a_fact_the_catalog_can_supply_says_so(tmp_path: Path) -> None:

@@ -25,7 +25,8 @@ from canonical.model import CHINA_TZ, Event, EventKind, OrderControl
 from gateway.config import DestinationConfig, GatewayConfig
 from gateway.platforms.fields import SPECS, FieldMissing, build_body, check_body
 from gateway.platforms.nhsa import NhsaInventoryProfile
-from gateway.platforms.simulator import validate_envelope
+from gateway.platforms.simulator import SimulatorState, validate_envelope
+from gateway.platforms.simulator import _apply_inventory as apply_inventory
 from mappings.crosswalk import load_csv, map_event
 
 NOW = datetime(2026, 11, 23, 16, 0, tzinfo=CHINA_TZ)
@@ -69,7 +70,7 @@ _ZWD = {
     "RK": "ZWD|RK20261123001|RK^入库|20261123143000|S01^华东医药股份有限公司|K007^陈静"
           "|XYK^西药库|04518820|Y|033002300111|SH20261123-0087",
     "TH": "ZWD|TH20261123002|TH^退货|20261123153000|S01^华东医药股份有限公司|K007^陈静"
-          "|XYK^西药库||Y|||RK20261123001-1",
+          "|XYK^西药库||Y|||RK20261123001",
     "PD": "ZWD|PD20261130001|PD^盘点|20261130170000||K009^周强|XYK^西药库",
     "BS": "ZWD|BS20261123003|BS^报损|20261123160000||K009^周强|XYK^西药库||||||105",
 }
@@ -129,7 +130,7 @@ _RETURN = {
     ] + [
         {"url": f"http://jicai-gateway.org/fhir/StructureDefinition/{k}", "valueString": v}
         for k, v in (("phar-prac-cert-no", "330106201700518"), ("hi-feesetl-type", "1"),
-                     ("original-no", "CF20261123000777-1"))],
+                     ("original-no", "CF20261123000777"))],
 }
 
 
@@ -139,7 +140,7 @@ def test_3506_a_cancelled_fhir_dispense_is_complete() -> None:
     (event,) = [_mapped(e) for e in parsed.events]
     assert event.kind is EventKind.DISPENSE_RETURN
     body = _accepted(_profile(), event)
-    assert body["medins_prod_sel_no"] == "CF20261123000777-1"
+    assert body["medins_prod_sel_no"] == "CF20261123000777"  # the sale's rtal_docno
     assert (body["sel_retn_cnt"], body["manu_date"], body["rx_flag"]) == (24, "2026-01-01", "1")
 
 
@@ -156,7 +157,7 @@ def test_3503_a_receipt_carries_invoice_receiver_and_maker() -> None:
 
 def test_3504_a_return_names_the_purchase_it_returns() -> None:
     body = _accepted(_profile(), _warehouse("TH", "2"))
-    assert body["medins_prod_purc_no"] == "RK20261123001-1"
+    assert body["medins_prod_purc_no"] == "RK20261123001"  # the receipt's document
 
 
 def test_3501_a_stocktake_is_complete_and_has_no_3502_fields() -> None:
@@ -304,3 +305,29 @@ def test_3503_from_a_warehouse_json_document_through_the_vendor_adapter() -> Non
         700, "2025-08-01", "PS2026112600871")
     assert (second["purc_invo_no"], second["purc_invo_codg"]) == ("04412263", "033002300111")
     assert second["purc_retn_opter_name"] == "郑强" and second["expy_end"] == "2028-09-11"
+
+
+def test_3506_follows_its_3505_at_a_platform_that_checks_the_order() -> None:
+    """The original sale's serial is the sale's retail document (rtal_docno): the return
+    that names it is taken after its sale, and refused before it."""
+    adapter = FhirR4Adapter({})
+    sale_resource = {**_RETURN, "id": "fy20261123000100", "status": "completed",
+                     "extension": _RETURN["extension"][:1] + [
+                         e for e in _RETURN["extension"][1:]
+                         if not e["url"].endswith("/original-no")]}
+    (sale,) = [_mapped(e) for e in adapter.parse(json.dumps(sale_resource).encode(),
+                                                 received_at=NOW).events]
+    (ret,) = [_mapped(e) for e in adapter.parse(json.dumps(_RETURN).encode(),
+                                                received_at=NOW).events]
+    assert sale.kind is EventKind.DISPENSE and ret.kind is EventKind.DISPENSE_RETURN
+    profile = _profile()
+
+    def envelope(event: Event, n: int) -> dict[str, Any]:
+        msgid = f"{HOSPITAL}2026112316000{n:05d}"
+        return orjson.loads(profile.build(event, 0, msgid, NOW.timestamp()).body)
+
+    state = SimulatorState()
+    early = apply_inventory(state, envelope(ret, 1), "m1")
+    assert early is not None and b"medins_prod_sel_no" in early.body
+    assert apply_inventory(state, envelope(sale, 2), "m2") is None
+    assert apply_inventory(state, envelope(ret, 3), "m3") is None
