@@ -7,7 +7,9 @@ completion, 序时进度, shares, non-winning purchases — which repeat on ever
 of the contract so that a filtered sheet still reads whole. Sheet 汇总: per project,
 batch and agreement year the counts seen in practice (time progress, varieties
 contracted, with no purchase, below time progress, over-purchased, with non-winning
-purchases) and the savings. Numbers are numbers, ratios fractions shown as percentages.
+purchases) and the savings. Sheet 价格监测: the drugs bought, each price banded against the
+deployment's hospitals (R10); sheet 追溯码重复销售: codes sold beyond their package (R14).
+Numbers are numbers, ratios fractions shown as percentages.
 """
 
 from __future__ import annotations
@@ -83,7 +85,23 @@ PRODUCT_COLUMNS: tuple[tuple[str, Getter, str | None], ...] = (
     ("应预付金额", _p("prepayment_min"), MONEY),
     ("已拨付预付款", _p("prepayment_received"), MONEY),
     ("预付款缺口", _p("prepayment_shortfall"), MONEY),
+    ("最近采购价", _p("purchase_price"), PRICE),
+    ("高于中选价采购", lambda _, p: _yes(p.get("above_winning_price")), None),  # R11
+    ("最近平台采购日期", lambda _, p: p.get("last_platform_purchase"), None),
+    ("一年无平台采购", lambda _, p: _yes(p.get("no_platform_purchase_one_year")), None),  # R13
 )
+
+_BAND = {"blue": "蓝色", "yellow": "黄色", "red": "红色"}
+# R10: drugs bought at a price banded against the deployment's hospitals
+BAND_COLUMNS: tuple[tuple[str, str, str | None], ...] = (
+    ("national_code", "国家医保编码", None), ("last_purchase_day", "最近采购日期", None),
+    ("purchase_price", "采购价", PRICE), ("reference_price", "参考价", PRICE),
+    ("ratio", "比值", "0.00"), ("hospitals", "比价医院数", None), ("band", "价格标识", None))
+# R14: traceability codes sold beyond their package
+TRACE_COLUMNS: tuple[tuple[str, str, str | None], ...] = (
+    ("trace_code", "追溯码", None), ("national_code", "国家医保编码", None),
+    ("first_sale_day", "首次销售日期", None), ("first_sale_event", "首次销售单据", None),
+    ("day", "再次销售日期", None), ("event_id", "再次销售单据", None))
 
 SUMMARY_COLUMNS = ("项目", "批次", "协议年度", "时间进度", "中选品种数", "中选产品数",
                    "零采购品种数", "低于序时进度品种数", "超量采购品种数",
@@ -120,18 +138,7 @@ def table_xlsx(title: str, columns: Sequence[tuple[str, str, str | None]],
     ws = wb.active
     assert ws is not None
     ws.title = title
-    named = labels or {}
-
-    def cell(key: str, fmt: str | None, value: Any) -> Any:
-        if key in named:
-            return named[key][value]
-        if isinstance(value, bool):
-            return _yes(value)
-        return value if fmt is None else num(value)
-
-    write_sheet(ws, [h for _, h, _ in columns],
-                ([cell(k, f, row[k]) for k, _, f in columns] for row in rows),
-                [f for _, _, f in columns])
+    _table_sheet(ws, columns, rows, labels or {})
     return xlsx_bytes(wb)
 
 
@@ -188,4 +195,23 @@ def report_xlsx(report: dict[str, Any]) -> bytes:
     cols = [h if month else h.replace("本月", "本期") for h in SUMMARY_COLUMNS]
     write_sheet(summary, cols, _summary_rows(report),
                 [None, None, None, PERCENT, *[None] * 6, MONEY, MONEY])
+    _table_sheet(wb.create_sheet("价格监测"), BAND_COLUMNS, report.get("price_bands", ()),
+                 {"band": _BAND})
+    _table_sheet(wb.create_sheet("追溯码重复销售"), TRACE_COLUMNS,
+                 report.get("trace_flags", ()), {})
     return xlsx_bytes(wb)
+
+
+def _table_sheet(ws: Worksheet, columns: Sequence[tuple[str, str, str | None]],
+                 rows: Iterable[Mapping[str, Any]],
+                 labels: Mapping[str, Mapping[str, str]]) -> None:
+    def cell(key: str, fmt: str | None, value: Any) -> Any:
+        if key in labels:
+            return labels[key].get(value, value)
+        if isinstance(value, bool):
+            return _yes(value)
+        return value if fmt is None else num(value)
+
+    write_sheet(ws, [h for _, h, _ in columns],
+                ([cell(k, f, row.get(k)) for k, _, f in columns] for row in rows),
+                [f for _, _, f in columns])

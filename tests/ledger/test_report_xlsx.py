@@ -67,7 +67,7 @@ async def test_march_workbook_has_one_row_per_winning_product(deployment: Ledger
                                  ".spreadsheetml.sheet")
     assert "report-H36070200012-2026-03.xlsx" in resp.headers["Content-Disposition"]
     wb = openpyxl.load_workbook(io.BytesIO(await resp.read()))
-    assert wb.sheetnames == ["一院一档", "汇总"]
+    assert wb.sheetnames == ["一院一档", "汇总", "价格监测", "追溯码重复销售"]
     ws = wb["一院一档"]
     header = [c.value for c in ws[1]]
     assert all(h in header for h in REQUIRED), set(REQUIRED) - set(header)
@@ -96,6 +96,17 @@ async def test_march_workbook_has_one_row_per_winning_product(deployment: Ledger
     assert a["完成率"] == b["完成率"] == pytest.approx(0.0833)  # the variety's: 6000 ÷ 72000
     assert (a["应预付金额"], a["预付款缺口"]) == (58320, 0)
     assert b["预付款缺口"] == pytest.approx(0.01)
+    # R11 and R13 beside each winning product
+    assert (exe["最近采购价"], exe["高于中选价采购"]) == (2.135, "否")
+    assert exe["最近平台采购日期"] == "2026-03-05" and exe["一年无平台采购"] == "否"  # to March
+    # R10 and R14 as the report's JSON has them, one row each
+    rep = await (await cli.get(f"/ledger/report/{HOSPITAL}?month=2026-03")).json()
+    bands = _rows(wb["价格监测"])
+    assert [r["国家医保编码"] for r in bands] == [b["national_code"]
+                                                  for b in rep["price_bands"]]
+    assert [(r["采购价"], r["价格标识"]) for r in bands] == [(9.5, "蓝色")]  # 辉瑞's 阿诺新
+    assert [c.value for c in wb["追溯码重复销售"][1]][:2] == ["追溯码", "国家医保编码"]
+    assert len(_rows(wb["追溯码重复销售"])) == len(rep["trace_flags"])
     # percentages are numbers shown as percentages, not text
     cols = {h: i for i, h in enumerate(header, start=1)}
     for name in ("完成率", "序时进度", "中选产品数量占比", "中选产品金额占比"):
