@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 from datetime import datetime, timedelta, timezone
-from decimal import Decimal
+from decimal import Decimal, InvalidOperation
 from enum import StrEnum
 from typing import Any
 
@@ -128,6 +128,19 @@ class Line(msgspec.Struct, frozen=True):
     def amount(self) -> Decimal | None:
         """Line amount in yuan (quantity × price), when a price was sent."""
         return None if self.price is None else self.quantity * self.price
+
+    @property
+    def package_size(self) -> Decimal | None:
+        """Minimum units in one package (``extra`` key ``package_size``, as a sender that
+        counts in minimum units gives it), or None when absent or not a positive number."""
+        for key, value in self.extra:
+            if key == "package_size":
+                try:
+                    size = Decimal(value)
+                except InvalidOperation:
+                    return None
+                return size if size.is_finite() and size > 0 else None
+        return None
 
 
 class Event(msgspec.Struct, frozen=True):

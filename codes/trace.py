@@ -88,6 +88,12 @@ def _gs1_check(elements: dict[str, str]) -> str | None:
     return None
 
 
+def _repeated(ai: str) -> str:
+    # two values for one AI: whichever were kept, the pack's GTIN, lot or expiry as
+    # reported would be a guess
+    return f"GS1 application identifier ({ai}) repeated"
+
+
 def _gs1_raw(code: str) -> dict[str, str] | str:
     out: dict[str, str] = {}
     rest = code.lstrip(GS1_SEPARATOR)
@@ -100,6 +106,8 @@ def _gs1_raw(code: str) -> dict[str, str] | str:
             value, rest = rest[2:2 + fixed], rest[2 + fixed:]
         else:
             value, _, rest = rest[2:].partition(GS1_SEPARATOR)
+        if ai in out:
+            return _repeated(ai)
         out[ai] = value
         rest = rest.lstrip(GS1_SEPARATOR)
     return out
@@ -122,7 +130,12 @@ def parse_gs1(code: str) -> dict[str, str] | str:
     serial …), or why it is not one. Takes the human-readable form with parentheses
     and the scanned form: AI digits without parentheses, FNC1 group separators
     (``\\x1d``) after variable-length fields, a symbology identifier (``]d2``) first
-    or not. The GTIN's check digit is verified."""
+    or not. The GTIN's check digit is verified; a code longer than the interface field
+    (``LONG_TRACE_MAX``) or naming one AI twice is refused."""
+    if len(code) > LONG_TRACE_MAX:
+        # the platform's drug_trac_codg is 100 wide: longer, it is cut or refused there
+        return (f"GS1 element string of {len(code)} characters, more than "
+                f"{LONG_TRACE_MAX}")
     code = _unprefixed(code)
     if code.startswith("("):
         matched = _GS1_PAREN.findall(code)
@@ -131,6 +144,11 @@ def parse_gs1(code: str) -> dict[str, str] | str:
         unknown = [a for a, _ in matched if a not in _GS1_AI]
         if unknown:
             return f"unknown GS1 application identifier {unknown[0]!r}"
+        seen: set[str] = set()
+        for ai, _ in matched:
+            if ai in seen:
+                return _repeated(ai)
+            seen.add(ai)
         elements: dict[str, str] | str = dict(matched)
     elif code.startswith("01") or code.startswith(GS1_SEPARATOR):
         elements = _gs1_raw(code)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import re
+from datetime import date
 from decimal import Decimal
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -371,6 +372,10 @@ class LedgerThresholds(_Frozen):
         description="R10: yellow up to this multiple; red above")
     price_reference: Literal["median", "min"] = Field(
         default="median", description="R10: the reference of the hospitals' negotiated prices")
+    trace_codes_mandatory_from: date = Field(
+        default=date(2025, 7, 1),
+        description="the first day a drug sale without traceability codes is flagged in the "
+                    "ledger report (the national date; a province may set its own)")
 
     @field_validator("high_value_prefixes")
     @classmethod

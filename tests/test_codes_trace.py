@@ -151,3 +151,38 @@ def test_long_codes_of_other_shapes_are_not_read_as_gs1() -> None:
     assert not is_gs1_shaped(other)
     assert parse_trace_code(other, allow_long=True).parts is None
     assert parse_trace_code(STANDARD, allow_long=True).parts is None
+
+
+@pytest.mark.parametrize(("code", "ai"), [
+    ("(01)06901234567892(10)LOT1(10)LOT2", "10"),
+    ("(01)06901234567892(17)280131(01)06901234567892", "01"),
+    ("0106901234567892" "10LOT1" "\x1d" "10LOT2", "10"),
+    ("]d2" "0106901234567892" "17280131" "17290131", "17"),
+])
+def test_a_gs1_code_naming_one_ai_twice_is_refused(code: str, ai: str) -> None:
+    # two lots or two GTINs on one pack: whichever were kept, the report would guess
+    from codes.trace import gs1_parts
+
+    why = validate_trace_code(code, allow_long=True)
+    assert why == f"GS1 application identifier ({ai}) repeated", why
+    assert gs1_parts(code) == why
+
+
+@pytest.mark.parametrize("code", [
+    "(01)06901234567892(10)" + "L" * 20 + "(21)" + "S" * 20 + "\x1d" * 40,
+    "0106901234567892" + "\x1d" * 90 + "10LOT1",
+])
+def test_a_gs1_code_longer_than_the_interface_field_is_refused(code: str) -> None:
+    from codes.trace import LONG_TRACE_MAX
+
+    assert len(code) > LONG_TRACE_MAX
+    why = validate_trace_code(code, allow_long=True)
+    assert why == f"GS1 element string of {len(code)} characters, more than 100", why
+
+
+def test_a_gs1_code_of_exactly_the_interface_width_passes() -> None:
+    from codes.trace import LONG_TRACE_MAX
+
+    code = "0106901234567892" "10LOT1" + "\x1d" * (LONG_TRACE_MAX - 22)
+    assert len(code) == LONG_TRACE_MAX
+    assert validate_trace_code(code, allow_long=True) is None

@@ -22,7 +22,7 @@ from decimal import Decimal
 from typing import Final
 
 from canonical.errors import MessageRejected
-from canonical.model import Event, Line
+from canonical.model import Event, EventKind, Line, OrderControl
 from codes.trace import (
     LONG_TRACE_MAX,
     STANDARD_TRACE_LENGTH,
@@ -53,6 +53,36 @@ DEFAULT_LIMITS = Limits()
 _STANDARD: Final = re.compile(r"8\d{19}", re.ASCII)
 _STANDARD_JOINED: Final = re.compile(r"8\d{19}(?:\n8\d{19})*", re.ASCII)
 _SHOWN_MAX: Final = LONG_TRACE_MAX  # characters of a refused code quoted back
+
+
+# kinds whose every line moves a positive quantity: a sale of -2 is acknowledged, then
+# refused by the platform where nobody at the counter sees it. A stock change keeps its
+# sign (a loss may be sent negative) and a stock-take may count zero, never below.
+_POSITIVE_KINDS: Final = frozenset({
+    EventKind.DISPENSE, EventKind.DISPENSE_RETURN, EventKind.RECEIPT, EventKind.RETURN,
+    EventKind.PURCHASE_ORDER, EventKind.PRESCRIPTION, EventKind.PAYMENT})
+# a cancelled or discontinued order line may come without its quantity
+_WITHDRAWN: Final = frozenset({OrderControl.CANCEL, OrderControl.DISCONTINUE})
+
+
+def _check_signs(ev: Event, line: Line) -> None:
+    where = ev.document_no or ev.event_id
+    for name, price in (("price", line.price), ("national_price", line.national_price)):
+        if price is not None and price < 0:
+            raise _refuse(f"line {line.seq} {name}", f"{price} is negative in {where}")
+    if ev.kind is EventKind.STOCKTAKE:
+        floor, words = "negative", "a count is never below zero"
+    elif ev.kind in _POSITIVE_KINDS and (ev.order_control or line.order_control) \
+            not in _WITHDRAWN:
+        floor, words = "not positive", f"a {ev.kind} line moves more than zero"
+    else:
+        return
+    for name, qty in (("quantity", line.quantity), ("national_quantity",
+                                                    line.national_quantity)):
+        if qty is None:
+            continue
+        if qty < 0 or (qty == 0 and floor == "not positive"):
+            raise _refuse(f"line {line.seq} {name}", f"{qty} is {floor} in {where} ({words})")
 
 
 def _refuse(where: str, what: str) -> MessageRejected:
@@ -117,7 +147,9 @@ def _check_trace_codes(ev: Event, line: Line, long_codes: bool) -> None:
 
 
 def check_values(events: Iterable[Event], limits: Limits = DEFAULT_LIMITS) -> None:
-    """Refuse a message beyond ``limits``, or with a traceability code that is not one.
+    """Refuse a message beyond ``limits``, or with a traceability code that is not one,
+    a negative price, or a quantity below zero (zero too, except on a stock-take, for
+    every kind but a stock change, whose sign is its direction).
 
     Trace code positions count from 1, as lines do (``line 3 trace_codes[2]``: the
     line's second code, the second repetition of an HL7 v2 field).
@@ -150,3 +182,4 @@ def check_values(events: Iterable[Event], limits: Limits = DEFAULT_LIMITS) -> No
                     raise _refuse(f"line {line.seq} {name}",
                                   f"{value} is out of range (at most {limit}) in "
                                   f"{ev.document_no or ev.event_id}")
+            _check_signs(ev, line)

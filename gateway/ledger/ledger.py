@@ -80,6 +80,7 @@ from gateway.store.ledger_records import (
     PriceFlag,
     TraceFlag,
     TraceSale,
+    UntracedSale,
 )
 
 __all__ = [
@@ -98,6 +99,9 @@ ResolveItem = Callable[[str, str], "str | None"]
 
 _PURCHASE = (EventKind.RECEIPT, EventKind.RETURN)
 _USE = (EventKind.DISPENSE, EventKind.DISPENSE_RETURN)
+# western drugs and Chinese patent medicines carry traceability codes; consumables and
+# decoction pieces are not scanned
+_DRUG_PREFIXES = ("X", "Z")
 _COUNTED = (*_PURCHASE, *_USE, EventKind.PRESCRIPTION)
 
 
@@ -126,6 +130,9 @@ class LedgerSettings:
     agreed_ratio_band: tuple[Decimal, Decimal] = (Decimal("0.50"), Decimal("0.80"))
     price_bands: PriceBands = field(default_factory=PriceBands)  # R10
     price_reference: str = "median"  # R10: median or min of the hospitals' prices
+    # a drug sale from this day on is flagged without traceability codes (DOMAIN: the
+    # fund settles a sale only once scanned from 2025-07-01; a province may differ)
+    trace_codes_mandatory_from: date = date(2025, 7, 1)
 
     def __post_init__(self) -> None:
         # the configuration checks these too; a settings object built in code must not
@@ -500,12 +507,18 @@ class Ledger:
         updates: list[DeadlineUpdate] = []
         flags: list[PriceFlag] = []
         trace: list[TraceSale] = []
+        untraced: list[UntracedSale] = []
+        mandatory_from = self.settings.trace_codes_mandatory_from
         for _, ev in events:
             day = local_date(ev.occurred_at)
             for line in ev.lines:
                 code = line.national_code
                 if code:
                     self._plan_line(ev, line, code, day, daily, stock, flags, trace)
+                    if (ev.kind is EventKind.DISPENSE and not line.trace_codes
+                            and code.startswith(_DRUG_PREFIXES) and day >= mandatory_from):
+                        untraced.append(UntracedSale(ev.event_id, line.seq, ev.hospital_id,
+                                                     code, day))
             self._plan_deadlines(ev, deadlines, updates)
         return LedgerWrites(
             seqs=tuple(seq for seq, _ in events),
@@ -513,7 +526,8 @@ class Ledger:
                         for (h, code, kind, day, online), (qty, amount) in daily.items()),
             stock=tuple((h, code, qty) for (h, code), qty in stock.items()),
             deadlines=tuple(deadlines), deadline_updates=tuple(updates),
-            price_flags=tuple(flags), trace_sales=tuple(trace))
+            price_flags=tuple(flags), trace_sales=tuple(trace),
+            untraced_sales=tuple(untraced))
 
     def _plan_line(self, ev: Event, line: Line, code: str, day: date,
                    daily: dict[DailyKey, list[Decimal]], stock: dict[tuple[str, str], Decimal],
@@ -805,6 +819,10 @@ class Ledger:
                          ) -> list[DailyRow]:
         """Stored daily totals for reports."""
         return await self.tables.daily(hospital_id, since=since, until=until)
+
+    async def untraced_sales(self, hospital_id: str) -> list[UntracedSale]:
+        """Drug sales without traceability codes once they were mandatory, by day."""
+        return await self.tables.untraced_sales(hospital_id)
 
     async def price_flags(self, hospital_id: str) -> list[PriceFlag]:
         """Stored purchases of winning products above the winning price."""

@@ -211,13 +211,18 @@ async def build_report(ledger: Ledger, hospital_id: str, now: datetime,
               "event_id": f.event_id, "day": f.day.isoformat()}
              for f in await ledger.trace_flags(hospital_id)
              if (since is None or f.day >= since) and f.day <= until]
+    untraced = [{"event_id": u.event_id, "line": u.line, "national_code": u.national_code,
+                 "day": u.day.isoformat()}
+                for u in await ledger.untraced_sales(hospital_id)
+                if (since is None or u.day >= since) and u.day <= until]
+    summary["untraced_sales"] = len(untraced)
     return {
         "hospital_id": hospital_id, "as_of": now.isoformat(),
         "period": {"month": month, "from": since.isoformat() if since else None,
                    "to": until.isoformat()},
         "summary": summary, "contracts": items, "online_rate": _online(ledger, rows),
         "deadlines": deadlines, "price_flags": flags, "trace_flags": trace,
-        "price_bands": bands,
+        "untraced_sales": untraced, "price_bands": bands,
     }
 
 

@@ -20,4 +20,5 @@ def ledger_settings(thresholds: LedgerThresholds, calendar: WorkCalendar) -> Led
         prepayment_ratio=t.prepayment_ratio,
         agreed_ratio_band=(t.agreed_ratio_min, t.agreed_ratio_max),
         price_bands=PriceBands(t.price_blue_max, t.price_yellow_max),
-        price_reference=t.price_reference)
+        price_reference=t.price_reference,
+        trace_codes_mandatory_from=t.trace_codes_mandatory_from)

@@ -12,7 +12,7 @@ split sales recognised without it.
 from __future__ import annotations
 
 from datetime import date
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 
 from canonical.model import Event, EventKind, Line
 from gateway.store.ledger_records import TraceSale
@@ -22,17 +22,6 @@ __all__ = ["code_portion", "trace_sales"]
 ONE = Decimal(1)
 
 
-def _package_size(line: Line) -> Decimal | None:
-    for key, value in line.extra:
-        if key == "package_size":
-            try:
-                size = Decimal(value)
-            except InvalidOperation:
-                return None
-            return size if size.is_finite() and size > 0 else None
-    return None
-
-
 def code_portion(line: Line) -> tuple[Decimal, Decimal]:
     """(minimum units each traceability code of the line stands for, minimum units in its
     package); no code stands for more than one package."""
@@ -40,7 +29,7 @@ def code_portion(line: Line) -> tuple[Decimal, Decimal]:
     hospital_qty = abs(line.quantity)
     national = abs(line.national_quantity) if line.national_quantity is not None else None
     units = national if national is not None else hospital_qty
-    package = _package_size(line)
+    package = line.package_size
     if package is None:
         if not (national and hospital_qty):  # nothing to size the package by: a whole one
             return ONE, ONE

@@ -270,6 +270,13 @@ def _rx_flag(event: Event, line: Line, ctx: Mapping[str, Any]) -> str | None:
 
 
 def _trdn_flag(event: Event, line: Line, ctx: Mapping[str, Any]) -> str:
+    package = line.package_size
+    if package is not None:
+        # a sender counting in minimum units names the package: 15 tablets of a box of
+        # 10 split one, whatever its quantity looks like
+        units = line.national_quantity if line.national_quantity is not None else line.quantity
+        packages = units / package
+        return "0" if packages == packages.to_integral_value() else "1"
     # the hospital unit is the package the crosswalk's factor converts from: a
     # fraction of it is a split package, whatever the minimum-unit count is
     return "0" if line.quantity == line.quantity.to_integral_value() else "1"
@@ -520,6 +527,9 @@ def _check_date(value: Any, pattern: re.Pattern[str], fmt: str) -> str:
     return ""
 
 
+_TRACE_CODE_WIDTH = 100  # drug_trac_codg: C100 in the interface
+
+
 def check_value(spec: FieldSpec, value: Any) -> str:
     """Why ``value`` is not of ``spec``'s type, or "" (messages in the platform's words)."""
     t = spec.type
@@ -532,7 +542,13 @@ def check_value(spec: FieldSpec, value: Any) -> str:
     if t is FieldType.TRACE_LIST:
         ok = isinstance(value, list) and all(
             isinstance(x, dict) and isinstance(x.get("drug_trac_codg"), str) for x in value)
-        return "" if ok else f"应为[{{drug_trac_codg}}]列表: {value!r}"
+        if not ok:
+            return f"应为[{{drug_trac_codg}}]列表: {value!r}"
+        for x in value:
+            code = x["drug_trac_codg"]
+            if len(code) > _TRACE_CODE_WIDTH:
+                return f"drug_trac_codg长度{len(code)}超过{_TRACE_CODE_WIDTH}"
+        return ""
     if not isinstance(value, str):
         return f"应为字符串, 收到 {type(value).__name__}"
     if spec.length and len(value) > spec.length:

@@ -44,6 +44,7 @@ __all__ = [
     "PriceFlag",
     "TraceFlag",
     "TraceSale",
+    "UntracedSale",
     "from_micros",
     "to_micros",
 ]
@@ -112,6 +113,17 @@ class PriceFlag(msgspec.Struct, frozen=True):
     winning_price: Decimal
 
 
+class UntracedSale(msgspec.Struct, frozen=True):
+    """A drug sold without traceability codes once they were mandatory (``line``: the
+    line's seq)."""
+
+    event_id: str
+    line: int
+    hospital_id: str
+    national_code: str
+    day: date
+
+
 class TraceSale(msgspec.Struct, frozen=True):
     """A traceability code sold, or returned (``qty`` below zero), by one event (R14).
 
@@ -175,6 +187,7 @@ class LedgerWrites(msgspec.Struct, frozen=True):
     deadline_updates: tuple[DeadlineUpdate, ...] = ()  # in event order
     price_flags: tuple[PriceFlag, ...] = ()
     trace_sales: tuple[TraceSale, ...] = ()
+    untraced_sales: tuple[UntracedSale, ...] = ()
 
 
 class LedgerSnapshot(msgspec.Struct, frozen=True):
@@ -332,6 +345,10 @@ class LedgerTables(Protocol):
 
     async def trace_flags(self, hospital_id: str) -> list[TraceFlag]:
         """Traceability codes sold more than once (R14), by day."""
+        ...
+
+    async def untraced_sales(self, hospital_id: str) -> list[UntracedSale]:
+        """Drug sales without traceability codes once they were mandatory, by day."""
         ...
 
     async def import_legacy(self, data: LedgerImport) -> None:

@@ -25,6 +25,7 @@ from gateway.store.ledger_records import (
     PriceFlag,
     TraceFlag,
     TraceSale,
+    UntracedSale,
     from_micros,
     to_micros,
 )
@@ -61,6 +62,8 @@ __all__ = [
     "trace_flag_from_row",
     "trace_sale_args",
     "trace_sale_from_row",
+    "untraced_args",
+    "untraced_from_row",
 ]
 
 # the log is kept for at least this many versions and this long; a process further
@@ -192,6 +195,16 @@ def price_flag_from_row(r: Any) -> PriceFlag:
     """A ``ledger_price_flags`` row."""
     return PriceFlag(r[0], r[1], r[2], r[3], date.fromisoformat(r[4]), Decimal(r[5]),
                      Decimal(r[6]))
+
+
+def untraced_args(u: UntracedSale) -> tuple[str, int, str, str, str]:
+    """``ledger_untraced`` columns."""
+    return (u.event_id, u.line, u.hospital_id, u.national_code, u.day.isoformat())
+
+
+def untraced_from_row(r: Any) -> UntracedSale:
+    """A ``ledger_untraced`` row."""
+    return UntracedSale(r[0], r[1], r[2], r[3], date.fromisoformat(r[4]))
 
 
 TRACE_COLUMNS = "hospital_id, code, event_id, national_code, day, qty, package"

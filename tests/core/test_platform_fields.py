@@ -99,6 +99,24 @@ def test_3505_a_split_package_is_flagged() -> None:
     assert (body["trdn_flag"], body["sel_retn_cnt"]) == ("1", 7)  # half a box: 7 tablets
 
 
+
+@pytest.mark.parametrize(("quantity", "national", "package", "flag"), [
+    ("15", "15", "10", "1"),  # a sender counting tablets: 15 of a box of 10 splits one
+    ("20", "20", "10", "0"),  # two whole boxes
+    ("0.5", "7", "7", "0"),  # the package named is the half box the hospital sells
+    ("1", None, "14", "1"),  # no national quantity: the hospital's counts
+    ("3", "42", "not a number", "0"),  # no usable package size: the hospital unit decides
+])
+def test_3505_trdn_flag_follows_the_package_size_when_the_line_names_one(
+        quantity: str, national: str | None, package: str, flag: str) -> None:
+    (event,) = _hl7(sample("rds_o13_dispense_utf8.hl7"))
+    line = msgspec.structs.replace(
+        event.lines[0], quantity=Decimal(quantity), extra=(("package_size", package),),
+        national_quantity=None if national is None else Decimal(national))
+    body = _accepted(_profile(), event.with_lines((line,)))
+    assert body["trdn_flag"] == flag
+
+
 _RETURN = {
     "resourceType": "MedicationDispense", "id": "fy20261123000123",
     "contained": [{

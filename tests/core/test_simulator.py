@@ -83,3 +83,28 @@ async def test_injected_faults(aiohttp_client) -> None:
     assert statuses == [502, 502, 200]
     r = await client.post("/_sim/faults", json={"explode": True})
     assert r.status == 400
+
+
+async def test_a_trace_code_wider_than_the_interface_field_is_refused(aiohttp_client) -> None:
+    client = await aiohttp_client(simulator_app())
+    env = envelope()
+    gs1 = "0106901234567892" "10LOT1"
+    env["input"]["selinfo"]["drugtracinfo"] = [
+        {"drug_trac_codg": "81234567890123456789"},
+        {"drug_trac_codg": gs1 + "\x1d" * (101 - len(gs1))}]
+    answer = await (await client.post("/fsi/api/inventory", json=env)).json()
+    assert answer["infcode"] == -1
+    assert "101 characters, more than 100" in answer["err_msg"], answer
+    env = envelope(msgid="H33010200015202611230930000002")
+    env["input"]["selinfo"]["drugtracinfo"] = [{"drug_trac_codg": gs1 + "\x1d" * 78}]
+    answer = await (await client.post("/fsi/api/inventory", json=env)).json()
+    assert answer["infcode"] == 0, answer
+
+
+def test_the_strict_field_check_refuses_a_trace_code_wider_than_100() -> None:
+    from gateway.platforms.fields import SPECS, check_value
+
+    [spec] = [s for s in SPECS["3505"] if s.name == "drugtracinfo"]
+    assert check_value(spec, [{"drug_trac_codg": "8" * 100}]) == ""
+    assert check_value(spec, [{"drug_trac_codg": "81234567890123456789"},
+                              {"drug_trac_codg": "8" * 101}]) == "drug_trac_codg长度101超过100"

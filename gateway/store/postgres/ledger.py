@@ -30,6 +30,7 @@ from gateway.store.ledger_records import (
     PriceFlag,
     TraceFlag,
     TraceSale,
+    UntracedSale,
 )
 from gateway.store.ledger_rows import (
     CARD_COLUMNS,
@@ -60,6 +61,8 @@ from gateway.store.ledger_rows import (
     trace_flag_from_row,
     trace_sale_args,
     trace_sale_from_row,
+    untraced_args,
+    untraced_from_row,
 )
 from gateway.store.postgres.access import PostgresAccess
 from gateway.store.postgres.driver import DB_ERRORS
@@ -94,6 +97,9 @@ _DEADLINES = (f"INSERT INTO ledger_deadlines ({DEADLINE_COLUMNS}) SELECT * FROM 
 _PRICE_FLAGS = ("INSERT INTO ledger_price_flags (event_id, seq, hospital_id, national_code, day,"
                 " price, winning_price) SELECT * FROM unnest($1::text[], $2::int[], $3::text[],"
                 " $4::text[], $5::text[], $6::text[], $7::text[]) ON CONFLICT DO NOTHING")
+_UNTRACED = ("INSERT INTO ledger_untraced (event_id, line, hospital_id, national_code, day)"
+             " SELECT * FROM unnest($1::text[], $2::int[], $3::text[], $4::text[], $5::text[])"
+             " ON CONFLICT DO NOTHING")
 _TRACE = (f"INSERT INTO ledger_trace ({TRACE_COLUMNS}) SELECT * FROM unnest($1::text[],"
           " $2::text[], $3::text[], $4::text[], $5::text[], $6::bigint[], $7::bigint[])"
           " ON CONFLICT DO NOTHING")
@@ -179,6 +185,9 @@ async def _write_totals(con: Any, writes: LedgerWrites) -> list[DeadlineRow]:
     if writes.price_flags:
         await con.execute(_PRICE_FLAGS,
                           *_columns([price_flag_args(f) for f in writes.price_flags], 7))
+    if writes.untraced_sales:
+        await con.execute(_UNTRACED,
+                          *_columns([untraced_args(u) for u in writes.untraced_sales], 5))
     if writes.trace_sales:
         await _write_trace(con, writes.trace_sales)
     return opened
@@ -459,6 +468,12 @@ class PostgresLedger:
         """Purchases of winning products above the winning price, by day."""
         return [price_flag_from_row(r) for r in await self._fetch(
             "SELECT * FROM ledger_price_flags WHERE hospital_id = $1 ORDER BY day, event_id, seq",
+            hospital_id)]
+
+    async def untraced_sales(self, hospital_id: str) -> list[UntracedSale]:
+        """Drug sales without traceability codes once they were mandatory, by day."""
+        return [untraced_from_row(r) for r in await self._fetch(
+            "SELECT * FROM ledger_untraced WHERE hospital_id = $1 ORDER BY day, event_id, line",
             hospital_id)]
 
     async def trace_flags(self, hospital_id: str) -> list[TraceFlag]:

@@ -205,7 +205,7 @@ class PostgresStore(GroupCommitting):
             if current > SCHEMA_VERSION:
                 raise StoreError(f"PostgreSQL schema {self.schema} is at version {current}, "
                                  f"newer than this gateway's {SCHEMA_VERSION}: upgrade it")
-            for version in range(current + 1, SCHEMA_VERSION + 1):
+            for version in sorted(v for v in MIGRATIONS if current < v <= SCHEMA_VERSION):
                 log.info("applying PostgreSQL migration %d to schema %s", version, self.schema)
                 await con.execute(MIGRATIONS[version])
                 await con.execute("INSERT INTO schema_migrations (version) VALUES ($1)", version)

@@ -32,6 +32,7 @@ from gateway.store.ledger_records import (
     PriceFlag,
     TraceFlag,
     TraceSale,
+    UntracedSale,
 )
 from gateway.store.ledger_rows import (
     CARD_COLUMNS,
@@ -62,6 +63,8 @@ from gateway.store.ledger_rows import (
     trace_flag_from_row,
     trace_sale_args,
     trace_sale_from_row,
+    untraced_args,
+    untraced_from_row,
 )
 from gateway.store.query import decode_event
 from gateway.store.sqlite.access import SqliteAccess
@@ -258,6 +261,9 @@ class _Session:
                 con.executemany("INSERT OR IGNORE INTO ledger_price_flags VALUES"
                                 " (?, ?, ?, ?, ?, ?, ?)",
                                 [price_flag_args(f) for f in writes.price_flags])
+            if writes.untraced_sales:
+                con.executemany("INSERT OR IGNORE INTO ledger_untraced VALUES (?, ?, ?, ?, ?)",
+                                [untraced_args(u) for u in writes.untraced_sales])
             _write_trace(con, sales)
             orders, closed, reminded = deadline_change(writes.deadline_updates, done, opened)
             change = LedgerChange(daily=writes.daily, stock=writes.stock, orders_opened=orders,
@@ -423,6 +429,14 @@ class SqliteLedger:
             return [price_flag_from_row(r) for r in con.execute(
                 "SELECT * FROM ledger_price_flags WHERE hospital_id = ? ORDER BY day, event_id,"
                 " seq", (hospital_id,))]
+        return await self.store.read(read)
+
+    async def untraced_sales(self, hospital_id: str) -> list[UntracedSale]:
+        """Drug sales without traceability codes once they were mandatory, by day."""
+        def read(con: sqlite3.Connection) -> list[UntracedSale]:
+            return [untraced_from_row(r) for r in con.execute(
+                "SELECT * FROM ledger_untraced WHERE hospital_id = ? ORDER BY day, event_id,"
+                " line", (hospital_id,))]
         return await self.store.read(read)
 
     async def trace_flags(self, hospital_id: str) -> list[TraceFlag]:

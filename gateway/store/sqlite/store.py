@@ -252,7 +252,7 @@ class SqliteStore(GroupCommitting):
             sql = resources.files("gateway.store.sqlite").joinpath("schema.sql").read_text()
             con.executescript("BEGIN;" + sql + "INSERT INTO schema_version VALUES (1); COMMIT;")
             current = 1
-        for version in range(current + 1, SCHEMA_VERSION + 1):
+        for version in sorted(v for v in MIGRATIONS if current < v <= SCHEMA_VERSION):
             log.info("applying SQLite migration %d to %s", version, self.path)
             con.executescript(f"BEGIN;{MIGRATIONS[version]}"
                               f"INSERT INTO schema_version VALUES ({version}); COMMIT;")
