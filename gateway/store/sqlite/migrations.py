@@ -183,5 +183,12 @@ INSERT INTO ledger_trace_parts
 DROP TABLE ledger_trace;
 ALTER TABLE ledger_trace_parts RENAME TO ledger_trace;
 """,
+    # a close (payment, supplier's answer, filing) folded before the event that opens its
+    # deadline, e.g. a receipt held for 对码: the deadline opens closed at this time
+    12: """
+CREATE TABLE ledger_early_closes (
+    hospital_id TEXT NOT NULL, kind TEXT NOT NULL, ref TEXT NOT NULL,
+    closed_at TEXT NOT NULL, PRIMARY KEY (hospital_id, kind, ref));
+""",
 }
 SCHEMA_VERSION = max(MIGRATIONS)
