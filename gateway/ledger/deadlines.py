@@ -22,6 +22,7 @@ from gateway.ledger.calendar import CalendarGapError, WorkCalendar, end_of_day, 
 __all__ = [
     "DeadlinePolicy",
     "OrderState",
+    "delay_list_due",
     "filing_deadline",
     "filing_due",
     "negotiation_lapse",
@@ -81,6 +82,18 @@ def filing_due(purchased_at: datetime, calendar: WorkCalendar, *, emergency: boo
     except CalendarGapError:
         n = policy.filing_working_days_emergency if emergency else policy.filing_working_days
         return end_of_day(_add_weekdays(local_date(purchased_at), n)), True
+
+
+def delay_list_due(order_due_at: datetime, calendar: WorkCalendar,
+                   policy: DeadlinePolicy = DEFAULT_POLICY) -> tuple[datetime, bool]:
+    """When the delay list of an order overdue since ``order_due_at`` is due, and whether
+    that is provisional (counted on weekdays alone, as :func:`filing_due` does)."""
+    n = policy.delay_list_working_days
+    day = local_date(order_due_at)
+    try:
+        return end_of_day(calendar.add_working_days(day, n)), False
+    except CalendarGapError:
+        return end_of_day(_add_weekdays(day, n)), True
 
 
 def _end_of_next_month(day: date) -> date:

@@ -29,7 +29,6 @@ Event conventions the ledger reads:
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, replace
@@ -44,7 +43,7 @@ from adapters.base import Issue, Severity
 from canonical.errors import GatewayError
 from canonical.model import Event, EventKind, Line, OrderControl
 from gateway.ledger.answers import is_order_answer, orders_answered, receipts_paid
-from gateway.ledger.calendar import CalendarGapError, WorkCalendar, end_of_day, local_date
+from gateway.ledger.calendar import WorkCalendar, local_date
 from gateway.ledger.contracts import (
     Contract,
     WinningProduct,
@@ -56,6 +55,7 @@ from gateway.ledger.deadlines import (
     DEFAULT_POLICY,
     DeadlinePolicy,
     OrderState,
+    delay_list_due,
     filing_due,
     order_state,
     payment_deadline,
@@ -667,11 +667,13 @@ class Ledger:
                 state = st.value
                 detail = dict(d.detail)
                 if st is OrderState.OVERDUE:
-                    with contextlib.suppress(CalendarGapError):
-                        detail["delay_list_due"] = end_of_day(self.settings.calendar
-                            .add_working_days(local_date(d.due_at),
-                                              self.settings.policy.delay_list_working_days)
-                        ).isoformat()
+                    # counted on each read: the real date replaces the weekday count as
+                    # soon as the year's calendar file is added
+                    due, provisional = delay_list_due(d.due_at, self.settings.calendar,
+                                                      self.settings.policy)
+                    detail["delay_list_due"] = due.isoformat()
+                    if provisional:
+                        detail["delay_list_provisional"] = True
                 out.append(DeadlineStatus(d.hospital_id, d.kind, d.ref, d.opened_at, d.due_at,
                                           d.closed_at, state, detail))
                 continue

@@ -1,8 +1,8 @@
 """Deadlines changed by hand: a payment recorded, a distributor reminded, a deadline closed.
 
 The HTTP API (``/ledger/payments``, ``/ledger/deadlines/reminders``,
-``/ledger/deadlines/close``) and the command line (``jicai-gateway ledger-payment``,
-``ledger-remind``, ``ledger-close``) read their input with the same parsers
+``/ledger/deadlines/close``) and the command line (``jicai-gateway deadlines pay``,
+``deadlines remind``, ``deadlines close``) read their input with the same parsers
 (:func:`payment_input`, :func:`reminder_input`, :func:`close_input`: a bad field raises
 :class:`InputError` naming it) and change the store with the same functions, so both
 answer alike. A deadline is found by hospital, kind and reference; one not known is

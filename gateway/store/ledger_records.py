@@ -159,7 +159,8 @@ class LedgerChange(msgspec.Struct, frozen=True):
     ``daily`` are deltas of the daily totals; ``stock`` the new stock values;
     ``orders_opened`` / ``orders_closed`` / ``orders_reminded`` the distributor orders whose
     answer clock started, stopped or was reminded (as the store found them: an order
-    already open is not opened again, one already closed is not closed again);
+    already open is not opened again, one already closed is not closed again, one whose
+    answer was folded first opens answered and is not among them);
     ``contracts`` says the contracts changed, or the state was replaced wholesale (an
     old ledger file imported): the view is rebuilt from a snapshot.
     """
@@ -177,7 +178,8 @@ class LedgerWrites(msgspec.Struct, frozen=True):
     store in one transaction together with marking ``seqs`` folded.
 
     Deadlines are opened before the updates run, so an answer folded in the same batch
-    as its order closes it whatever their order in the batch.
+    as its order closes it whatever their order in the batch; a close folded in an
+    earlier batch than its deadline is kept by the store and applied when it opens.
     """
 
     seqs: tuple[int, ...]

@@ -6,7 +6,7 @@ text, JSON bodies bytes; the log's changes are msgspec JSON.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import date, datetime
 from decimal import Decimal
 from typing import Any
@@ -42,6 +42,7 @@ __all__ = [
     "card_from_row",
     "change_from_bytes",
     "change_to_bytes",
+    "closed_early",
     "complete",
     "contract_body",
     "contract_from_bytes",
@@ -51,6 +52,7 @@ __all__ = [
     "deadline_args",
     "deadline_change",
     "deadline_from_row",
+    "early_closes",
     "feedback_args",
     "feedback_from_row",
     "price_flag_args",
@@ -172,12 +174,30 @@ def deadline_from_row(r: Any) -> DeadlineRow:
                        orjson.loads(r[7]))
 
 
+def early_closes(updates: Sequence[DeadlineUpdate], done: Sequence[bool]
+                 ) -> list[tuple[str, str, str, str]]:
+    """``ledger_early_closes`` rows for the closes that found no open deadline: the
+    store keeps those whose deadline does not exist yet (its event comes later, or was
+    held), for the deadline to open closed."""
+    return [(u.hospital_id, u.kind, u.ref, u.closed_at.isoformat())
+            for u, ok in zip(updates, done, strict=True) if not ok and u.closed_at is not None]
+
+
+def closed_early(rows: Sequence[DeadlineRow], found: Mapping[tuple[str, str, str], str]
+                 ) -> list[DeadlineRow]:
+    """``rows`` with the early closes ``found`` (key → closed_at) applied."""
+    return [msgspec.structs.replace(r, closed_at=datetime.fromisoformat(at))
+            if r.closed_at is None and (at := found.get((r.hospital_id, r.kind, r.ref)))
+            else r for r in rows]
+
+
 def deadline_change(updates: Sequence[DeadlineUpdate], done: Sequence[bool],
                     opened: Sequence[DeadlineRow] = ()) -> tuple[
         tuple[DeadlineRow, ...], tuple[tuple[str, str], ...], tuple[DeadlineUpdate, ...]]:
     """What deadline writes change in the view: the orders opened, closed and reminded
     (``done``: which updates found their deadline open)."""
-    orders = tuple(r for r in opened if r.kind == "order")
+    # an order opened already answered (its answer came first) never enters the view
+    orders = tuple(r for r in opened if r.kind == "order" and r.closed_at is None)
     closed = tuple((u.hospital_id, u.ref) for u, ok in zip(updates, done, strict=True)
                    if ok and u.kind == "order" and u.closed_at is not None)
     reminded = tuple(u for u, ok in zip(updates, done, strict=True)

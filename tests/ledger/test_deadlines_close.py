@@ -367,3 +367,21 @@ async def test_cli_closes_and_lists_through_the_running_gateway(
     rc = await asyncio.to_thread(main, ["deadlines", "remind", HOSPITAL, "PO404",
                                         "--url", gateway.url("/"), "--token", TOKENS["刘洋"]])
     assert rc == 1 and "HTTP 403" in capsys.readouterr().err
+
+
+async def test_payment_before_its_receipt_arrives_closes_it(gateway: Gateway) -> None:
+    status, answer = await gateway.post("/ingest/finance-json", "spd",
+                                        data=vendor("payment_without_lines.json"))
+    assert status == 200 and answer["resultCode"] == "0", answer
+    tables = gateway.app[LEDGER].tables
+
+    async def folded() -> bool:
+        return not await tables.pending()
+    # the payment is folded on its own, before the ledger knows its receipt
+    await eventually(folded, what="the payment folded")
+    assert ("payment", "RK20261126003") not in await gateway.deadlines()
+    receipt = vendor("receipts_for_payment.json").replace(b"RK20261201001", b"RK20261126003")
+    assert (await gateway.post("/ingest/spd-json", "spd", data=receipt))[0] == 200
+    paid = await gateway.deadline("payment", "RK20261126003", state="met")
+    assert paid["closed_at"] == "2026-12-16T09:58:00+08:00"
+    await gateway.deadline("payment", "RK20261203002", state="open", closed_at=None)

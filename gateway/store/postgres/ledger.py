@@ -43,6 +43,7 @@ from gateway.store.ledger_rows import (
     card_args,
     change_from_bytes,
     change_to_bytes,
+    closed_early,
     contract_body,
     contract_from_bytes,
     daily_args,
@@ -51,6 +52,7 @@ from gateway.store.ledger_rows import (
     deadline_args,
     deadline_change,
     deadline_from_row,
+    early_closes,
     feedback_args,
     price_flag_args,
     price_flag_from_row,
@@ -94,6 +96,17 @@ _STOCK = ("INSERT INTO ledger_stock (hospital_id, national_code, qty) SELECT * F
 _DEADLINES = (f"INSERT INTO ledger_deadlines ({DEADLINE_COLUMNS}) SELECT * FROM unnest("
               "$1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[],"
               " $7::text[], $8::bytea[]) ON CONFLICT DO NOTHING RETURNING hospital_id, kind, ref")
+_EARLY = ("SELECT hospital_id, kind, ref, closed_at FROM ledger_early_closes WHERE"
+          " (hospital_id, kind, ref) IN (SELECT * FROM unnest($1::text[], $2::text[],"
+          " $3::text[]))")
+_EARLY_APPLIED = ("DELETE FROM ledger_early_closes WHERE (hospital_id, kind, ref) IN"
+                  " (SELECT * FROM unnest($1::text[], $2::text[], $3::text[]))")
+# a close that found its deadline already closed (an event folded again) is not kept:
+# only one whose deadline does not exist yet
+_EARLY_KEEP = ("INSERT INTO ledger_early_closes (hospital_id, kind, ref, closed_at)"
+               " SELECT $1::text, $2::text, $3::text, $4::text WHERE NOT EXISTS (SELECT 1 FROM"
+               " ledger_deadlines WHERE hospital_id = $1 AND kind = $2 AND ref = $3)"
+               " ON CONFLICT DO NOTHING")
 _PRICE_FLAGS = ("INSERT INTO ledger_price_flags (event_id, seq, hospital_id, national_code, day,"
                 " price, winning_price) SELECT * FROM unnest($1::text[], $2::int[], $3::text[],"
                 " $4::text[], $5::text[], $6::text[], $7::text[]) ON CONFLICT DO NOTHING")
@@ -175,13 +188,21 @@ async def _write_totals(con: Any, writes: LedgerWrites) -> list[DeadlineRow]:
         await con.execute(_STOCK, *_columns([stock_args(*s) for s in writes.stock], 3))
     opened: list[DeadlineRow] = []
     if writes.deadlines:
+        keys = [(d.hospital_id, d.kind, d.ref) for d in writes.deadlines]
+        found = {(r[0], r[1], r[2]): r[3] for r in await con.fetch(_EARLY, *_columns(keys, 3))}
+        rows = closed_early(writes.deadlines, found) if found else writes.deadlines
         inserted = {(r[0], r[1], r[2]) for r in await con.fetch(
-            _DEADLINES, *_columns([deadline_args(d) for d in writes.deadlines], 8))}
-        for d in writes.deadlines:  # the first of several rows with one key is the one kept
+            _DEADLINES, *_columns([deadline_args(d) for d in rows], 8))}
+        applied = []
+        for d in rows:  # the first of several rows with one key is the one kept
             key = (d.hospital_id, d.kind, d.ref)
             if key in inserted:
                 inserted.discard(key)
                 opened.append(d)
+                if key in found:
+                    applied.append(key)
+        if applied:
+            await con.execute(_EARLY_APPLIED, *_columns(applied, 3))
     if writes.price_flags:
         await con.execute(_PRICE_FLAGS,
                           *_columns([price_flag_args(f) for f in writes.price_flags], 7))
@@ -278,6 +299,9 @@ class _Session:
                                  " folded already or are held")
             opened = await _write_totals(con, writes)
             done = await _update_deadlines(con, writes.deadline_updates)
+            early = early_closes(writes.deadline_updates, done)
+            if early:
+                await con.executemany(_EARLY_KEEP, early)
             orders, closed, reminded = deadline_change(writes.deadline_updates, done, opened)
             change = LedgerChange(daily=writes.daily, stock=writes.stock, orders_opened=orders,
                                   orders_closed=closed, orders_reminded=reminded)

@@ -45,6 +45,7 @@ from gateway.store.ledger_rows import (
     card_args,
     change_from_bytes,
     change_to_bytes,
+    closed_early,
     contract_body,
     contract_from_bytes,
     daily_args,
@@ -53,6 +54,7 @@ from gateway.store.ledger_rows import (
     deadline_args,
     deadline_change,
     deadline_from_row,
+    early_closes,
     feedback_args,
     price_flag_args,
     price_flag_from_row,
@@ -114,13 +116,33 @@ def _changes_after(con: sqlite3.Connection,
 
 
 def _open_deadlines(con: sqlite3.Connection, rows: Sequence[DeadlineRow]) -> list[DeadlineRow]:
-    opened = []
+    found: dict[tuple[str, str, str], str] = {}
     for row in rows:
+        early = con.execute("SELECT closed_at FROM ledger_early_closes WHERE hospital_id = ?"
+                            " AND kind = ? AND ref = ?",
+                            (row.hospital_id, row.kind, row.ref)).fetchone()
+        if early is not None:
+            found[(row.hospital_id, row.kind, row.ref)] = early[0]
+    opened = []
+    for row in closed_early(rows, found) if found else rows:
         cur = con.execute(f"INSERT OR IGNORE INTO ledger_deadlines ({DEADLINE_COLUMNS})"
                           " VALUES (?, ?, ?, ?, ?, ?, ?, ?)", deadline_args(row))
         if cur.rowcount == 1:
             opened.append(row)
+            if (row.hospital_id, row.kind, row.ref) in found:
+                con.execute("DELETE FROM ledger_early_closes WHERE hospital_id = ? AND kind = ?"
+                            " AND ref = ?", (row.hospital_id, row.kind, row.ref))
     return opened
+
+
+def _keep_early_closes(con: sqlite3.Connection, updates: Sequence[DeadlineUpdate],
+                       done: Sequence[bool]) -> None:
+    # a close that found its deadline already closed (an event folded again) is not kept:
+    # only one whose deadline does not exist yet
+    con.executemany("INSERT OR IGNORE INTO ledger_early_closes (hospital_id, kind, ref,"
+                    " closed_at) SELECT ?1, ?2, ?3, ?4 WHERE NOT EXISTS (SELECT 1 FROM"
+                    " ledger_deadlines WHERE hospital_id = ?1 AND kind = ?2 AND ref = ?3)",
+                    early_closes(updates, done))
 
 
 def _update_deadlines(con: sqlite3.Connection, updates: Sequence[DeadlineUpdate]) -> list[bool]:
@@ -257,6 +279,7 @@ class _Session:
                                 [stock_args(*s) for s in writes.stock])
             opened = _open_deadlines(con, writes.deadlines)
             done = _update_deadlines(con, writes.deadline_updates)
+            _keep_early_closes(con, writes.deadline_updates, done)
             if writes.price_flags:
                 con.executemany("INSERT OR IGNORE INTO ledger_price_flags VALUES"
                                 " (?, ?, ?, ?, ?, ?, ?)",

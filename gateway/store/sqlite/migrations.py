@@ -183,9 +183,14 @@ INSERT INTO ledger_trace_parts
 DROP TABLE ledger_trace;
 ALTER TABLE ledger_trace_parts RENAME TO ledger_trace;
 """,
-    # drug sales without traceability codes once they were mandatory (ledger report).
-    # 12 is left to the early-closes table being added alongside: the runner skips a
-    # version that is not there.
+    # a close (payment, supplier's answer, filing) folded before the event that opens its
+    # deadline, e.g. a receipt held for 对码: the deadline opens closed at this time
+    12: """
+CREATE TABLE ledger_early_closes (
+    hospital_id TEXT NOT NULL, kind TEXT NOT NULL, ref TEXT NOT NULL,
+    closed_at TEXT NOT NULL, PRIMARY KEY (hospital_id, kind, ref));
+""",
+    # drug sales without traceability codes once they were mandatory (ledger report)
     13: """
 CREATE TABLE ledger_untraced (
     event_id TEXT NOT NULL, line INTEGER NOT NULL, hospital_id TEXT NOT NULL,
