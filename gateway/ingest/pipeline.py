@@ -30,6 +30,7 @@ from gateway.metrics import Metrics
 from gateway.platforms.base import PlatformProfile
 from gateway.security.identity import Identity
 from gateway.store.base import CommitResult, Incoming, PlannedDelivery, Store
+from gateway.store.plan import INCOMPLETE, UNMAPPED
 from mappings.crosswalk import Crosswalk, map_event
 from mappings.products import ProductFacts
 
@@ -243,13 +244,16 @@ class Ingestor:
                                              "warning(s) for this message", "")]
         return Advice(tuple(issues), blocked, tuple(notices))
 
-    def remap(self, event: Event) -> tuple[Event, bool, tuple[PlannedDelivery, ...]]:
-        """Map a held event with today's crosswalk: (event, still held?, deliveries)."""
+    def remap(self, event: Event) -> tuple[Event, int, tuple[PlannedDelivery, ...]]:
+        """Map a held event with today's crosswalk: (event, how it is held now — 0, 1
+        unmapped, 2 mapped but lacking a platform's data —, deliveries)."""
         mapped, unmapped = map_event(event, self.crosswalk.current, self.clock().date(),
                                      self.products())
-        if unmapped or self.gaps(mapped):
-            return mapped, True, ()
-        return mapped, False, self.plan([mapped], [False])
+        if unmapped:
+            return mapped, UNMAPPED, ()
+        if self.gaps(mapped):
+            return mapped, INCOMPLETE, ()
+        return mapped, 0, self.plan([mapped], [False])
 
     def gaps(self, event: Event) -> dict[tuple[str, str], str]:
         """Mandatory data a mapped event lacks: (destination, "3505 field") → its source."""

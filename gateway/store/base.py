@@ -371,10 +371,13 @@ class Store(Protocol):
 
     async def release_held(
         self,
-        remap: Callable[[Event], tuple[Event, bool, tuple[PlannedDelivery, ...]]],
+        remap: Callable[[Event], tuple[Event, int, tuple[PlannedDelivery, ...]]],
         hospital_id: str | None = None,
     ) -> list[Event]:
-        """Map held events again, oldest first, and plan deliveries for the complete ones."""
+        """Map held events again, oldest first, and plan deliveries for the complete ones
+        (``remap`` says how each is held now: 0 free, 1 unmapped, 2 mapped but lacking a
+        platform's data — an unmapped event that is now so enters the ledger); returns
+        the events released to be sent."""
         ...
 
     async def unmapped(self, hospital_id: str | None = None) -> list[UnmappedItem]:

@@ -20,7 +20,9 @@ from canonical.model import Event, EventKind, Line, OrderControl
 from gateway.store.base import Balance, CommitResult, Incoming, PlannedDelivery
 
 __all__ = [
+    "INCOMPLETE",
     "LANES",
+    "UNMAPPED",
     "NewOutboxRow",
     "OutboxState",
     "Release",
@@ -50,8 +52,12 @@ class OutboxState(IntEnum):
     DEAD = 2
 
 
-# held event → (event mapped again, still held?, deliveries to plan)
-Remap = Callable[[Event], tuple[Event, bool, tuple[PlannedDelivery, ...]]]
+# held event → (event mapped again, how it is held now, deliveries to plan): False / 0
+# released, True / 1 still unmapped, 2 (``INCOMPLETE``) mapped but a platform's mandatory
+# field has no value yet
+Remap = Callable[[Event], tuple[Event, int, tuple[PlannedDelivery, ...]]]
+UNMAPPED = 1
+INCOMPLETE = 2
 
 
 @dataclass(slots=True)
@@ -191,11 +197,14 @@ def commit_results(staged: Sequence[StagedMessage], rows: Sequence[NewOutboxRow]
 
 @dataclass(frozen=True, slots=True)
 class Release:
-    """A held event the crosswalk now maps: its new body and the rows to plan."""
+    """A held event the crosswalk now maps: its new body, the rows to plan, and ``held``
+    0 (sent now) or ``INCOMPLETE`` (mapped, counted in the ledger, still waiting for a
+    platform's mandatory data, as if it had arrived so)."""
 
     seq: int
     event: Event
     deliveries: tuple[PlannedDelivery, ...]
+    held: int = 0
 
     @property
     def item_codes(self) -> list[str]:
@@ -203,13 +212,18 @@ class Release:
         return [li.item_code for li in self.event.lines]
 
 
-def plan_release(held: Iterable[tuple[int, Event]], remap: Remap) -> list[Release]:
-    """The held events (oldest first) that ``remap`` completes; the others stay held."""
+def plan_release(held: Iterable[tuple[int, Event, int]], remap: Remap) -> list[Release]:
+    """The held events (oldest first, with how each is held) that ``remap`` completes,
+    and the unmapped ones it maps that still lack a platform's data (they enter the ledger
+    now, as an event that arrived mapped and incomplete does); the others stay as they
+    are."""
     out = []
-    for seq, event in held:
-        mapped, still_held, deliveries = remap(event)
-        if not still_held:
+    for seq, event, was in held:
+        mapped, now, deliveries = remap(event)
+        if not now:
             out.append(Release(seq, mapped, deliveries))
+        elif now == INCOMPLETE and was == UNMAPPED:
+            out.append(Release(seq, mapped, (), INCOMPLETE))
     return out
 
 

@@ -225,6 +225,34 @@ async def test_held_events_are_released_in_order_with_fresh_msgids(make_store) -
     assert [tuple(r) for r in after] == [(e.event_id, 0) for e in held]
 
 
+async def test_a_held_event_mapped_but_lacking_platform_data_enters_the_ledger(
+        make_store) -> None:
+    """Mapped now, but a platform's mandatory field still has no value: it waits without
+    outbox rows, as an event that arrived so does, and counts in the ledger at once (it
+    used to stay held as unmapped, outside the ledger, and its deadlines never opened)."""
+    from msgspec.structs import replace
+
+    store = await make_store()
+    ev = dispense(7)
+    held = replace(ev, lines=tuple(replace(li, national_code=None) for li in ev.lines))
+    await store.commit(replace(incoming([held], [("nhsa", 0)]), held=(True,)))
+    assert len(await store.unmapped()) == 1
+
+    def remap(e):  # type: ignore[no-untyped-def]
+        return ev, 2, ()
+    assert await store.release_held(remap) == []  # nothing to send yet
+    (row,) = await store.query("SELECT held FROM events")
+    assert tuple(row) == (2,)
+    assert await store.unmapped() == []  # off the 对码 queue: it is mapped
+    (pending,) = await store.query("SELECT count(*) FROM ledger_pending")
+    assert tuple(pending) == (1,)
+    assert await store.release_held(remap) == []  # again: nothing changes, queued once
+    (pending,) = await store.query("SELECT count(*) FROM ledger_pending")
+    assert tuple(pending) == (1,)
+    assert (await store.balance()).held_events == 1
+    assert (await store.claim("nhsa", 10, time.time())).items == []
+
+
 async def test_the_rows_of_one_large_event_share_one_copy_of_it(make_store) -> None:
     """A 2,000-line dispense is 2,000 outbox rows: each used to carry its own decoded copy
     of the event (a 356 KB message took the process from 198 MB to 1.5 GB)."""

@@ -53,6 +53,7 @@ from gateway.store.base import (
 from gateway.store.group_commit import GroupCommit, GroupCommitting
 from gateway.store.msgid import MsgIdClock
 from gateway.store.plan import (
+    UNMAPPED,
     OutboxState,
     Remap,
     ReplayAction,
@@ -632,11 +633,11 @@ class PostgresStore(GroupCommitting):
                 args = (hospital_id,)
             # FOR UPDATE: two replicas releasing at once must not plan rows twice
             rows = await con.fetch(sql + " ORDER BY seq FOR UPDATE", *args)
-            unmapped = {r[0] for r in rows if r[2] == 1}  # not in the ledger yet
-            released = plan_release([(r[0], decode_event(r[1])) for r in rows], remap)
+            unmapped = {r[0] for r in rows if r[2] == UNMAPPED}  # not in the ledger yet
+            released = plan_release([(r[0], decode_event(r[1]), r[2]) for r in rows], remap)
             for r in released:
-                await con.execute("UPDATE events SET held = 0, body = $2 WHERE seq = $1",
-                                  r.seq, event_json(r.event))
+                await con.execute("UPDATE events SET held = $3, body = $2 WHERE seq = $1",
+                                  r.seq, event_json(r.event), r.held)
                 if r.seq in unmapped:
                     await con.execute("INSERT INTO ledger_pending (seq) VALUES ($1)", r.seq)
                 await con.execute(
@@ -658,7 +659,7 @@ class PostgresStore(GroupCommitting):
                 await self.notify(con, Topic.OUTBOX)
         if released:
             self.changed(Topic.OUTBOX)
-        return [r.event for r in released]
+        return [r.event for r in released if not r.held]
 
     # -- dead letters and replay -------------------------------------------
     async def list_outbox(self, query: OutboxQuery) -> list[OutboxRecord]:

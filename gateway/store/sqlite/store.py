@@ -43,6 +43,7 @@ from gateway.store.files import private_dir, private_file, tighten
 from gateway.store.group_commit import GroupCommit, GroupCommitting
 from gateway.store.msgid import MsgIdClock
 from gateway.store.plan import (
+    UNMAPPED,
     OutboxState,
     Remap,
     ReplayAction,
@@ -603,12 +604,12 @@ class SqliteStore(GroupCommitting):
                 sql += " AND hospital_id = ?"
                 args = (hospital_id,)
             rows = con.execute(sql + " ORDER BY seq", args).fetchall()
-            unmapped = {seq for seq, _, h in rows if h == 1}  # not in the ledger yet
-            released = plan_release([(seq, decode_event(body)) for seq, body, _ in rows],
+            unmapped = {seq for seq, _, h in rows if h == UNMAPPED}  # not in the ledger yet
+            released = plan_release([(seq, decode_event(body), h) for seq, body, h in rows],
                                     remap)
             for r in released:
-                con.execute("UPDATE events SET held = 0, body = ? WHERE seq = ?",
-                            (event_json(r.event), r.seq))
+                con.execute("UPDATE events SET held = ?, body = ? WHERE seq = ?",
+                            (r.held, event_json(r.event), r.seq))
                 if r.seq in unmapped:
                     con.execute("INSERT INTO ledger_pending (seq) VALUES (?)", (r.seq,))
                 for d in r.deliveries:
@@ -623,7 +624,7 @@ class SqliteStore(GroupCommitting):
                 for code in r.item_codes:
                     con.execute("DELETE FROM unmapped WHERE hospital_id = ? AND item_code = ?",
                                 (r.event.hospital_id, code))
-            return [r.event for r in released]
+            return [r.event for r in released if not r.held]
         released = await self.write(release)
         if released:
             self.changed(Topic.OUTBOX)
