@@ -47,7 +47,8 @@ def _orders(context: Mapping[str, Any], hook: str) -> list[dict[str, Any]]:
     bundle = context.get("draftOrders")
     if not isinstance(bundle, Mapping) or bundle.get("resourceType") != "Bundle":
         raise RequestError("context.draftOrders must be a FHIR Bundle")
-    resources = [e.get("resource") for e in bundle.get("entry") or [] if isinstance(e, Mapping)]
+    resources = [e.get("resource") for e in _list(bundle.get("entry"), "context.draftOrders.entry")
+                 if isinstance(e, Mapping)]
     orders = [r for r in resources if isinstance(r, dict)
               and r.get("resourceType") == "MedicationRequest"]
     if hook == "order-select":
@@ -76,23 +77,24 @@ def _list(value: Any, where: str) -> list[Any]:
     return value
 
 
-def _resources(value: Any) -> list[Mapping[str, Any]]:
+def _resources(value: Any, where: str) -> list[Mapping[str, Any]]:
     """A resource, or a Bundle's resources (prefetch values hold either)."""
     if not isinstance(value, Mapping):
         return []
     if value.get("resourceType") == "Bundle":
-        return [e["resource"] for e in value.get("entry") or []
+        return [e["resource"] for e in _list(value.get("entry"), f"{where}.entry")
                 if isinstance(e, Mapping) and isinstance(e.get("resource"), Mapping)]
     return [value]
 
 
-def _referenced(mr: Mapping[str, Any], ref: str, known: Sequence[Mapping[str, Any]],
+def _referenced(mr: Mapping[str, Any], where: str, ref: str,
+                known: Sequence[Mapping[str, Any]],
                 full_urls: Mapping[str, Mapping[str, Any]]) -> Mapping[str, Any] | None:
     """The Medication a MedicationRequest's ``medicationReference`` points at: contained
     (``#id``), in the draft orders' Bundle (by ``fullUrl``) or in the prefetch
     (``Medication/id``)."""
     if ref.startswith("#"):
-        for r in mr.get("contained") or []:
+        for r in _list(mr.get("contained"), f"{where}.contained"):
             if isinstance(r, Mapping) and r.get("resourceType") == "Medication" \
                     and r.get("id") == ref[1:]:
                 return r
@@ -119,7 +121,7 @@ def _concept(mr: Mapping[str, Any], where: str, known: Sequence[Mapping[str, Any
     target = ref.get("reference")
     if not isinstance(target, str) or not target:
         return {}
-    med = _referenced(mr, target, known, full_urls)
+    med = _referenced(mr, where, target, known, full_urls)
     if med is None:
         return {}
     code = _object(med.get("code"), f"Medication {target}.code")
@@ -154,12 +156,14 @@ def draft_lines(
     lines: list[DraftLine] = []
     resources: dict[int, dict[str, Any]] = {}
     bundle = context.get("draftOrders")
-    entries = [e for e in (bundle.get("entry") or [] if isinstance(bundle, Mapping) else [])
+    given = _list(bundle.get("entry"), "context.draftOrders.entry") \
+        if isinstance(bundle, Mapping) else []
+    entries = [e for e in given
                if isinstance(e, Mapping) and isinstance(e.get("resource"), Mapping)]
     full_urls = {str(e["fullUrl"]): e["resource"] for e in entries if e.get("fullUrl")}
     known = [e["resource"] for e in entries]
-    for value in (prefetch or {}).values():
-        known.extend(_resources(value))
+    for key, value in (prefetch or {}).items():
+        known.extend(_resources(value, f"prefetch.{key}"))
     for n, mr in enumerate(_orders(context, hook), start=1):
         where = f"MedicationRequest/{mr.get('id', n)}"
         concept = _concept(mr, where, known, full_urls)

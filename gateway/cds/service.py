@@ -51,6 +51,8 @@ log = logging.getLogger(__name__)
 PrefetchFetcher = Callable[[str, str, Mapping[str, Any] | None], Awaitable[Any]]
 
 _PREFETCH = {"encounter": "Encounter/{{context.encounterId}}"}
+# FHIR's id type; "." and ".." match it but a URL normaliser reads them as path steps
+_FHIR_ID = re.compile(r"[A-Za-z0-9\-.]{1,64}")
 MAX_FHIR_BYTES = 1_000_000  # an Encounter is a few KB; more is not what was asked for
 
 
@@ -200,7 +202,8 @@ class _Service:
         likewise when the context lacks the template's token (``encounterId`` is optional).
 
         Raises:
-            RequestError: prefetch, fhirServer or fhirAuthorization has the wrong type.
+            RequestError: prefetch, fhirServer or fhirAuthorization has the wrong type, or
+                a context id to be fetched is not a FHIR id.
             LookupError: a key is missing and cannot be fetched (answered 412).
         """
         given = body.get("prefetch")
@@ -218,6 +221,13 @@ class _Service:
             for t in tokens:
                 if context.get(t) is not None and not isinstance(context[t], str):
                     raise RequestError(f"context.{t} must be a string")
+                # CDS Hooks answers a malformed request with 400. Escaping is not enough:
+                # quote() keeps dots and the client normalises "Encounter/.." to the FHIR
+                # base, which would then be fetched with the client's token.
+                if context.get(t) and (not _FHIR_ID.fullmatch(context[t])
+                                       or context[t] in (".", "..")):
+                    raise RequestError(f"context.{t} must be a FHIR id"
+                                       " ([A-Za-z0-9-.]{1,64}, not . or ..)")
             if any(not context.get(t) for t in tokens):
                 out[key] = None
                 continue
@@ -227,6 +237,12 @@ class _Service:
             auth = body.get("fhirAuthorization")
             if auth is not None and not isinstance(auth, Mapping):
                 raise RequestError("fhirAuthorization must be an object")
+            for name in ("access_token", "token_type"):
+                # both go into the Authorization header, where a number or an object would
+                # be sent as its Python repr
+                if auth is not None and auth.get(name) is not None \
+                        and not isinstance(auth[name], str):
+                    raise RequestError(f"fhirAuthorization.{name} must be a string")
             if not fhir_server or self.fetch is None:
                 raise LookupError(f"prefetch {key!r} missing and no fhirServer to fetch it")
             if not allowed_fhir_server(fhir_server, fhir_servers):
@@ -300,7 +316,7 @@ class _Service:
         if request.match_info["service_id"] not in _HOOK_OF:
             return _json({"error": "no such service"}, 404)
         try:
-            await self.authenticate(request, "/feedback")
+            hospital, _ = await self.authenticate(request, "/feedback")
         except AuthError as exc:
             return _json({"error": str(exc)}, 401)
         try:
@@ -320,7 +336,9 @@ class _Service:
         unknown: list[str] = []
         for row in parsed:
             card = await cds.card(row.card)
-            if card is None:
+            # another hospital's card is answered like a missing one: a client that knows a
+            # uuid learns nothing of the other hospital, and cannot answer for its doctors
+            if card is None or card.hospital_id != hospital:
                 unknown.append(row.card)
                 continue
             rules.append(card.rule_id)

@@ -164,6 +164,28 @@ async def test_malformed_orders_are_400_with_a_message(client, token, path, valu
     assert message in body["error"] and "MedicationRequest/rx-1" in body["error"]
 
 
+@pytest.mark.parametrize(("change", "message"), [
+    (lambda req: req["context"]["draftOrders"].__setitem__("entry", 7),
+     "context.draftOrders.entry must be an array"),
+    (lambda req: req["context"]["draftOrders"].__setitem__("entry", {"resource": {}}),
+     "context.draftOrders.entry must be an array"),
+    (lambda req: _by_reference(req, "#med-1").__setitem__("contained", 1),
+     "MedicationRequest/rx-1.contained must be an array"),
+    (lambda req: (_by_reference(req, "Medication/m-8841"), req["prefetch"].__setitem__(
+        "medications", {"resourceType": "Bundle", "entry": 3})),
+     "prefetch.medications.entry must be an array"),
+    (lambda req: (req.pop("prefetch"), req.__setitem__("fhirServer", FHIR),
+                  req.__setitem__("fhirAuthorization", {"access_token": 5})),
+     "fhirAuthorization.access_token must be a string"),
+])
+async def test_malformed_containers_are_400_naming_the_field(client, token, change, message):
+    req = copy.deepcopy(REQUEST)
+    change(req)
+    status, body = await _sign(client, token, req)
+    assert status == 400, body
+    assert message in body["error"]
+
+
 @pytest.mark.parametrize(("field", "value", "message"), [
     ("overrideReason", "临床必需", "feedback[0].overrideReason must be an object"),
     ("overrideReason", {"reason": "clinical-necessity"},
@@ -191,11 +213,49 @@ async def test_the_fhir_server_is_fetched_only_when_configured_and_ids_are_escap
     assert status == 412 and "not a FHIR server configured" in body["error"]
     assert fetched == []
     req["fhirServer"] = FHIR + "/"
-    req["context"]["encounterId"] = "../Patient/P0000917?_format=json"
+    req["context"]["encounterId"] = "E-2026.07-1"
     status, body = await _sign(client, token, req)
     assert status == 200, body
-    assert fetched == [(FHIR + "/", "Encounter/..%2FPatient%2FP0000917%3F_format%3Djson",
+    assert fetched == [(FHIR + "/", "Encounter/E-2026.07-1",
                         {"access_token": "t0k", "token_type": "Bearer"})]
+
+
+@pytest.mark.parametrize("encounter_id", [
+    "..", ".", "a/b", "../Patient/P0000917?_format=json", "E%2F1", "x" * 65])
+async def test_an_encounter_id_that_is_not_a_fhir_id_is_400_and_nothing_is_fetched(
+        ledger, key, aiohttp_client, aiohttp_server, token, encounter_id):
+    hits: list[str] = []
+
+    async def anything(request: web.Request) -> web.Response:
+        hits.append(request.path_qs)
+        return web.json_response({"resourceType": "Encounter"})
+
+    fhir_app = web.Application()
+    fhir_app.router.add_get("/{tail:.*}", anything)
+    fhir = await aiohttp_server(fhir_app)
+    base = f"http://127.0.0.1:{fhir.port}/fhir"
+    jwk = jwt.algorithms.ECAlgorithm.to_jwk(key.public_key(), as_dict=True)
+    jwk.update({"kid": "his-2026", "alg": "ES384", "use": "sig"})
+    settings = CdsSettings(
+        clients={ISS: TrustedClient(ISS, {"keys": [jwk]}, hospital_id=HOSPITAL,
+                                    fhir_servers=(base,))},
+        public_base_url=BASE, clock=lambda: cst(2026, 7, 2, 10))
+    app = web.Application()
+    app.add_subapp("/cds-services", cds_app(ledger, settings))  # the real HTTP fetch
+    gw = await aiohttp_client(app)
+    req = copy.deepcopy(REQUEST)
+    del req["prefetch"]
+    req["fhirServer"] = base
+    req["fhirAuthorization"] = {"access_token": "t0k", "token_type": "Bearer"}
+    req["context"]["encounterId"] = "E1"
+    status, _ = await _sign(gw, token, req)
+    assert status == 200 and hits == ["/fhir/Encounter/E1"]  # the server does answer
+    hits.clear()
+    req["context"]["encounterId"] = encounter_id
+    status, body = await _sign(gw, token, req)
+    assert status == 400, body
+    assert "context.encounterId must be a FHIR id" in body["error"]
+    assert hits == []
 
 
 def test_allowed_fhir_servers():

@@ -258,3 +258,34 @@ async def test_a_token_id_the_store_cannot_record_is_refused_with_503(client, to
     resp = await client.post("/cds-services/jicai-order-sign", data=orjson.dumps(REQUEST),
                              headers=_auth(token()))
     assert resp.status == 503 and "token id" in (await resp.json())["error"]
+
+
+async def test_feedback_on_another_hospitals_card_is_404_and_not_recorded(ledger, key, token,
+                                                                         aiohttp_client):
+    other = "https://his.other-hospital.local"
+    jwk = jwt.algorithms.ECAlgorithm.to_jwk(key.public_key(), as_dict=True)
+    jwk.update({"kid": "his-2026", "alg": "ES384", "use": "sig"})
+    settings = CdsSettings(
+        clients={ISS: TrustedClient(ISS, {"keys": [jwk]}, hospital_id=HOSPITAL),
+                 other: TrustedClient(other, {"keys": [jwk]}, hospital_id="H9999999")},
+        public_base_url=BASE, clock=lambda: cst(2026, 7, 2, 10))
+    app = web.Application()
+    app.add_subapp("/cds-services", cds_app(ledger, settings, fetch=_no_fetch))
+    await fold(ledger, [event(EventKind.RECEIPT, [(EXEMESTANE_WIN, 10000, "2.1350")],
+                              at=cst(2026, 3, 1))])
+    client = await aiohttp_client(app)
+    resp = await client.post("/cds-services/jicai-order-sign", data=orjson.dumps(REQUEST),
+                             headers=_auth(token()))
+    card = (await resp.json())["cards"][0]
+    fb = orjson.dumps({"feedback": [{"card": card["uuid"], "outcome": "overridden",
+                                     "overrideReason": {"reason": card["overrideReasons"][0]},
+                                     "outcomeTimestamp": "2026-07-02T10:01:00+08:00"}]})
+    aud = f"{BASE}/jicai-order-sign/feedback"
+    resp = await client.post("/cds-services/jicai-order-sign/feedback", data=fb,
+                             headers=_auth(token(aud=aud, iss=other)))
+    assert resp.status == 404  # the same answer as for a card that does not exist
+    assert (await resp.json())["cards"] == [card["uuid"]]
+    assert [f for _, f in await ledger.cds.feedback_rows()] == [None]
+    resp = await client.post("/cds-services/jicai-order-sign/feedback", data=fb,
+                             headers=_auth(token(aud=aud)))
+    assert resp.status == 200 and (await resp.json())["recorded"] == 1
