@@ -6,7 +6,7 @@ import asyncio
 import contextlib
 import inspect
 import socket
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
@@ -233,3 +233,51 @@ class RunningGateway:
                          what=f"{count} event(s) accepted by the platform")
         assert len(order) == count, f"expected {count} accepted events, got {len(order)}"
         return list(order)
+
+
+@contextlib.asynccontextmanager
+async def gateway_with_http_listeners(tmp: Path, **overrides: Any
+                                      ) -> AsyncIterator[RunningGateway]:
+    """A whole gateway on loopback with the HL7 v2 MLLP listener and the sample FHIR and
+    vendor HTTP listeners (``HTTP_LISTENERS``); ``overrides`` go to :func:`config_dict`."""
+    from gateway.app import build_app
+
+    mllp_port, sim_port = free_port(), free_port()
+    listeners = [{"name": "his-mllp", "adapter": "hl7v2", "transport": "mllp",
+                  "host": "127.0.0.1", "port": mllp_port,
+                  "config": {"facilities": {"ZJSRMYY": HOSPITAL}}}, *HTTP_LISTENERS]
+    cfg = make_config(tmp, mllp_port=mllp_port, http_port=0, simulator_port=sim_port,
+                      platform_url=f"http://127.0.0.1:{sim_port}/fsi/api/inventory",
+                      listeners=listeners, **overrides)
+    server = TestServer(build_app(cfg, timings=TIMINGS), host="127.0.0.1")
+    await server.start_server()
+    try:
+        yield RunningGateway(server.app, server, mllp_port)
+    finally:
+        await server.close()
+
+
+async def post_to_listener(gateway: RunningGateway, listener: str,
+                           body: bytes) -> tuple[int, dict[str, Any]]:
+    """POST ``body`` to ``/ingest/<listener>``: (status, JSON answer)."""
+    import orjson
+    from aiohttp import ClientSession
+
+    async with ClientSession() as http, http.post(gateway.url(f"/ingest/{listener}"),
+                                                  data=body) as r:
+        return r.status, orjson.loads(await r.read())
+
+
+async def send_for_ack(gateway: RunningGateway, raw: bytes) -> dict[str, list[str]]:
+    """Send ``raw`` over the gateway's MLLP listener: its ACK's fields."""
+    client = await MLLPClient.connect(gateway.mllp_port)
+    try:
+        return ack_fields(await client.send(raw))
+    finally:
+        await client.close()
+
+
+async def stored_events(gateway: RunningGateway) -> int:
+    """How many events the gateway's store holds."""
+    [(events,)] = await gateway.store.query("SELECT count(*) FROM events")
+    return int(events)

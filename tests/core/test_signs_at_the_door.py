@@ -13,24 +13,19 @@ from typing import Any
 import msgspec
 import orjson
 import pytest
-from aiohttp import ClientSession
-from aiohttp.test_utils import TestServer
 from helpers import (
     DATA,
     HOSPITAL,
-    HTTP_LISTENERS,
-    TIMINGS,
-    MLLPClient,
     RunningGateway,
-    ack_fields,
-    free_port,
-    make_config,
+    gateway_with_http_listeners,
+    post_to_listener,
+    send_for_ack,
+    stored_events,
 )
 
 from adapters.hl7v2 import HL7v2Adapter
 from canonical.errors import MessageRejected
 from canonical.model import CHINA_TZ, Event, EventKind, OrderControl
-from gateway.app import build_app
 from gateway.ingest.limits import check_values
 
 TWO_LINES = DATA / "hl7v2" / "trace_codes" / "rds_o13_two_lines.hl7"
@@ -121,17 +116,10 @@ def test_a_withdrawn_order_line_needs_no_quantity(control: OrderControl) -> None
 # ------------------------------------------------------------------ HL7 v2 over MLLP
 
 
-async def _send(gateway: RunningGateway, raw: bytes) -> dict[str, list[str]]:
-    client = await MLLPClient.connect(gateway.mllp_port)
-    try:
-        return ack_fields(await client.send(raw))
-    finally:
-        await client.close()
+_send = send_for_ack
 
 
-async def _stored(gateway: RunningGateway) -> int:
-    [(events,)] = await gateway.store.query("SELECT count(*) FROM events")
-    return int(events)
+_stored = stored_events
 
 
 async def test_hl7_a_dispense_of_minus_two_gets_ar_naming_the_line(
@@ -173,26 +161,11 @@ async def test_hl7_a_loss_sent_negative_is_accepted(gateway: RunningGateway) -> 
 @pytest.fixture
 async def http_gateway(tmp_path: Path) -> AsyncIterator[RunningGateway]:
     """The ``gateway`` fixture with the FHIR and vendor HTTP listeners as well."""
-    mllp_port, sim_port = free_port(), free_port()
-    listeners = [{"name": "his-mllp", "adapter": "hl7v2", "transport": "mllp",
-                  "host": "127.0.0.1", "port": mllp_port,
-                  "config": {"facilities": {"ZJSRMYY": HOSPITAL}}}, *HTTP_LISTENERS]
-    cfg = make_config(tmp_path, mllp_port=mllp_port, http_port=0, simulator_port=sim_port,
-                      platform_url=f"http://127.0.0.1:{sim_port}/fsi/api/inventory",
-                      listeners=listeners)
-    server = TestServer(build_app(cfg, timings=TIMINGS), host="127.0.0.1")
-    await server.start_server()
-    try:
-        yield RunningGateway(server.app, server, mllp_port)
-    finally:
-        await server.close()
+    async with gateway_with_http_listeners(tmp_path) as gw:
+        yield gw
 
 
-async def _post(gateway: RunningGateway, listener: str,
-                body: bytes) -> tuple[int, dict[str, Any]]:
-    async with ClientSession() as http, http.post(gateway.url(f"/ingest/{listener}"),
-                                                  data=body) as r:
-        return r.status, orjson.loads(await r.read())
+_post = post_to_listener
 
 
 def _fhir_dispense(quantity: float) -> bytes:

@@ -12,24 +12,19 @@ from typing import Any
 import msgspec
 import orjson
 import pytest
-from aiohttp import ClientSession
-from aiohttp.test_utils import TestServer
 from helpers import (
     DATA,
     HOSPITAL,
-    HTTP_LISTENERS,
-    TIMINGS,
-    MLLPClient,
     RunningGateway,
-    ack_fields,
-    free_port,
-    make_config,
+    gateway_with_http_listeners,
+    post_to_listener,
+    send_for_ack,
+    stored_events,
 )
 
 from adapters.hl7v2 import HL7v2Adapter
 from canonical.errors import MessageRejected
 from canonical.model import CHINA_TZ, Event
-from gateway.app import build_app
 from gateway.config import IngestLimits
 from gateway.ingest.limits import DEFAULT_LIMITS, Limits, check_values
 from gateway.keys import METRICS
@@ -190,17 +185,10 @@ async def _quarantined(gateway: RunningGateway) -> list[tuple[str, bytes]]:
             await gateway.store.query("SELECT reason, raw FROM quarantine ORDER BY id")]
 
 
-async def _stored(gateway: RunningGateway) -> int:
-    [(events,)] = await gateway.store.query("SELECT count(*) FROM events")
-    return int(events)
+_stored = stored_events
 
 
-async def _send(gateway: RunningGateway, raw: bytes) -> dict[str, list[str]]:
-    client = await MLLPClient.connect(gateway.mllp_port)
-    try:
-        return ack_fields(await client.send(raw))
-    finally:
-        await client.close()
+_send = send_for_ack
 
 
 async def _nothing_mirrored(gateway: RunningGateway) -> None:
@@ -295,26 +283,11 @@ async def http_gateway(tmp_path: Path,
                        request: pytest.FixtureRequest) -> AsyncIterator[RunningGateway]:
     """The ``gateway`` fixture with the FHIR and vendor HTTP listeners as well."""
     overrides: dict[str, Any] = getattr(request, "param", {})
-    mllp_port, sim_port = free_port(), free_port()
-    listeners = [{"name": "his-mllp", "adapter": "hl7v2", "transport": "mllp",
-                  "host": "127.0.0.1", "port": mllp_port,
-                  "config": {"facilities": {"ZJSRMYY": HOSPITAL}}}, *HTTP_LISTENERS]
-    cfg = make_config(tmp_path, mllp_port=mllp_port, http_port=0, simulator_port=sim_port,
-                      platform_url=f"http://127.0.0.1:{sim_port}/fsi/api/inventory",
-                      listeners=listeners, **overrides)
-    server = TestServer(build_app(cfg, timings=TIMINGS), host="127.0.0.1")
-    await server.start_server()
-    try:
-        yield RunningGateway(server.app, server, mllp_port)
-    finally:
-        await server.close()
+    async with gateway_with_http_listeners(tmp_path, **overrides) as gw:
+        yield gw
 
 
-async def _post(gateway: RunningGateway, listener: str,
-                body: bytes) -> tuple[int, dict[str, Any]]:
-    async with ClientSession() as http, http.post(gateway.url(f"/ingest/{listener}"),
-                                                  data=body) as r:
-        return r.status, orjson.loads(await r.read())
+_post = post_to_listener
 
 
 def _fhir_dispense_with(code: str) -> bytes:
