@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
@@ -24,6 +25,7 @@ from adapters.base import (
 )
 from canonical.errors import MessageRejected, StoreError
 from canonical.model import CHINA_TZ, Event, EventKind, Line
+from gateway.config import HOSPITAL_CODE
 from gateway.ingest.limits import DEFAULT_LIMITS, Limits, check_values
 from gateway.ingest.offload import ParseWorkers, WorkerFailed
 from gateway.metrics import Metrics
@@ -127,6 +129,9 @@ def _foreign(parsed: ParsedMessage, sender: Identity | None) -> _Prepared | None
     return None
 
 
+_WELL_FORMED_HOSPITAL = re.compile(HOSPITAL_CODE).fullmatch
+
+
 def _unconfigured(parsed: ParsedMessage, hospitals: frozenset[str] | None) -> _Prepared | None:
     """The refusal of a message for a hospital this gateway is not configured for.
 
@@ -134,10 +139,14 @@ def _unconfigured(parsed: ParsedMessage, hospitals: frozenset[str] | None) -> _P
     names its hospital in the body, so the check is here, for every adapter alike: an
     event of an unknown hospital would have no name, region or hash secret downstream.
     """
-    if not hospitals:
-        return None
     for ev in parsed.events:
-        if ev.hospital_id not in hospitals:
+        # even with no hospitals configured: the code goes into every msgid (30 characters
+        # only with a 12-character code) and every platform field that names the hospital
+        if not _WELL_FORMED_HOSPITAL(ev.hospital_id):
+            return _Prepared(refusal=MessageRejected(
+                f"hospital_id {ev.hospital_id!r} is not a 12-character 定点医药机构编号 "
+                "(capital letters and digits): not stored", code="204", location="hospital_id"))
+        if hospitals and ev.hospital_id not in hospitals:
             return _Prepared(refusal=MessageRejected(
                 f"hospital_id {ev.hospital_id!r} is not configured (configuration key "
                 f"'hospitals[].code'; configured: {', '.join(sorted(hospitals))}): not stored",
