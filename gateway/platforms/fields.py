@@ -155,7 +155,8 @@ _3502 = (
             "field_defaults or the adapter; the national code list is unconfirmed"),
     *_ITEM[1:], _BCHNO,
     number_spec("pric", "line.national_price", 6, True),
-    number_spec("cnt", "derived.quantity", 4, True),
+    # how much moved; which way is the change type's (a loss may come signed)
+    number_spec("cnt", "derived.moved_quantity", 4, True),
     _RX_FLAG,
     time_spec("inv_chg_time", "derived.time", True),
     text_spec("inv_chg_opter_name", "party.pharmacist.name", 50),
@@ -328,6 +329,7 @@ _DERIVED: dict[str, Derived] = {
     "bchno": lambda e, ln, ctx: ctx.get("bchno", ""),
     "inv_data_type": lambda e, ln, ctx: ctx.get("inv_data_type", ""),
     "quantity": _quantity,
+    "moved_quantity": lambda e, ln, ctx: abs(_quantity(e, ln, ctx)),
     "time": lambda e, ln, ctx: e.occurred_at,
     "date": lambda e, ln, ctx: _fmt_time(e.occurred_at)[:10],
     "rx_flag": _rx_flag,
@@ -345,7 +347,8 @@ _DERIVED: dict[str, Derived] = {
 # (``catalog`` where the national catalog can supply it; () where the gateway itself
 # computes it) — ``check-config`` compares them with what the adapters can fill
 DERIVED_INPUTS: dict[str, tuple[str, ...]] = {
-    "bchno": (), "inv_data_type": (), "quantity": (), "time": (), "date": (),
+    "bchno": (), "inv_data_type": (), "quantity": (), "moved_quantity": (), "time": (),
+    "date": (),
     "trdn_flag": (), "drugtracinfo": (),
     "rx_flag": ("line.rx_only", "catalog"),
     "supplier_name": ("line.supplier.name", "party.supplier.name"),

@@ -103,3 +103,16 @@ def test_payments_from_finance_json_and_hl7_fill_the_settlements_receipts(
     settlement = {(g.listener, g.field) for g in gaps if g.transaction == "settlement.submit"}
     # the receipts a payment settles: 入库单号 (JSON) and ZWD-13 (HL7 v2 FK)
     assert not any(field == "receiptNos" for _, field in settlement), settlement
+
+
+def test_every_derived_source_of_every_specification_is_known_to_the_report() -> None:
+    """``serve`` and ``check-config`` ask each mandatory field's inputs: a derived source
+    missing from ``DERIVED_INPUTS`` stopped the gateway's start with a KeyError."""
+    from gateway.platforms.coverage import inputs_of
+    from gateway.platforms.fields import SPECS
+    from gateway.platforms.zhaocai_fields import DOCUMENTS
+
+    sources = {spec.source for specs in SPECS.values() for spec in specs}
+    sources |= {spec.source for doc in DOCUMENTS.values() for _, spec in doc.fields()}
+    for source in sorted(sources):
+        assert isinstance(inputs_of(source), tuple), source

@@ -24,8 +24,8 @@ _EXTRA = {
 }
 KINDS = {infno: kind for kind, (infno, _) in INFNO.items()}
 # sources that are never empty (the quantity, the time, the batch number …)
-_ALWAYS = {"derived.quantity", "derived.time", "derived.date", "derived.bchno",
-           "derived.inv_data_type", "derived.trdn_flag"}
+_ALWAYS = {"derived.quantity", "derived.moved_quantity", "derived.time", "derived.date",
+           "derived.bchno", "derived.inv_data_type", "derived.trdn_flag"}
 
 
 def _complete(kind: EventKind) -> Event:
