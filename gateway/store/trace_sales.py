@@ -59,7 +59,11 @@ def flag_sales(stored: Mapping[TraceKey, Sequence[TraceSale]], sales: Sequence[T
     """
     # each code's state carried forward sale by sale: a code a sender repeats on every
     # message (thousands of sales) costs one step per sale, not its whole history again
-    state = {key: out_of_package(found) for key, found in stored.items()}
+    state = {key: out_of_package(found) for key, found in stored.items() if found}
+    # the first sale of a code never seen is never flagged: its state is worked out only
+    # if the code comes again (a dispense of 10,000 codes sells each once, and this runs
+    # on the store's writer, which the acknowledgements wait for)
+    fresh: dict[TraceKey, TraceSale] = {}
     known = {(s.hospital_id, s.code, s.event_id) for found in stored.values() for s in found}
     new: list[TraceSale] = []
     flags: list[TraceFlag] = []
@@ -68,9 +72,18 @@ def flag_sales(stored: Mapping[TraceKey, Sequence[TraceSale]], sales: Sequence[T
             continue
         known.add((sale.hospital_id, sale.code, sale.event_id))
         key = (sale.hospital_id, sale.code)
-        out, opened = _step(*state.get(key, (Fraction(0), None)), sale)
-        state[key] = (out, opened)
         new.append(sale)
+        if key not in state:
+            first = fresh.pop(key, None)
+            if first is None:
+                if sale.qty > 0:
+                    fresh[key] = sale
+                    continue
+                state[key] = (Fraction(0), None)
+            else:
+                state[key] = _step(Fraction(0), None, first)
+        out, opened = _step(*state[key], sale)
+        state[key] = (out, opened)
         if sale.qty <= 0:
             continue
         if out > 1 and opened is not None and opened is not sale:
