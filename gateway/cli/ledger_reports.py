@@ -97,10 +97,12 @@ def cmd_ranking(args: argparse.Namespace) -> int:
 
 
 def _year(text: str) -> int:
-    # as the API: the worksheet reads the year before, and a calendar starts somewhere
-    if not (text.isascii() and text.isdigit() and len(text) == 4 and int(text) >= 2000):
+    from gateway.ledger.demand import agreement_year
+
+    year = agreement_year(text)
+    if year is None:
         raise argparse.ArgumentTypeError(f"{text!r} is not a year YYYY (2000 or later)")
-    return int(text)
+    return year
 
 
 def cmd_demand(args: argparse.Namespace) -> int:

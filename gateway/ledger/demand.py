@@ -33,7 +33,8 @@ from gateway.ledger.products import PURCHASE_SIGN
 from gateway.ledger.xlsx import PERCENT, QTY, table_xlsx
 from gateway.store.ledger_records import DailyRow
 
-__all__ = ["BELOW_HISTORY", "DemandLine", "build_demand", "demand_lines", "demand_xlsx"]
+__all__ = ["BELOW_HISTORY", "DemandLine", "agreement_year", "build_demand", "demand_lines",
+           "demand_xlsx"]
 
 BELOW_HISTORY = "below_history"
 _FLAG_TEXT = {DemandFlag.OK.value: "不少于上年实际采购量",
@@ -101,6 +102,14 @@ def _s(value: Decimal | None, places: str | None = None) -> str | None:
     if value is None:
         return None
     return str(value if places is None else value.quantize(Decimal(places), ROUND_HALF_UP))
+
+
+def agreement_year(text: str) -> int | None:
+    """``YYYY`` of 2000 or later as a year, else None: the worksheet reads the year before
+    it, and 0001's has none."""
+    if text.isascii() and text.isdigit() and len(text) == 4 and int(text) >= 2000:
+        return int(text)
+    return None
 
 
 async def build_demand(ledger: Ledger, hospital_id: str, year: int) -> dict[str, Any]:

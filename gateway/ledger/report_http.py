@@ -10,7 +10,7 @@ from datetime import datetime
 import orjson
 from aiohttp import web
 
-from gateway.ledger.demand import build_demand, demand_xlsx
+from gateway.ledger.demand import agreement_year, build_demand, demand_xlsx
 from gateway.ledger.ledger import Ledger
 from gateway.ledger.ranking import RANK_BY, build_ranking, ranking_csv, ranking_xlsx
 from gateway.security.identity import request_identity
@@ -66,11 +66,10 @@ def add_report_routes(app: web.Application, ledger: Callable[[], Ledger],
 
     async def demand(request: web.Request) -> web.Response:
         hospital = request.match_info["hospital_id"]
-        year = request.query.get("year", "")
-        # the worksheet reads the year before: 0001 would have none
-        if not (year.isascii() and year.isdigit() and len(year) == 4 and int(year) >= 2000):
+        year = agreement_year(request.query.get("year", ""))
+        if year is None:
             return _json({"error": "year must be YYYY (2000 or later)"}, 400)
-        sheet = await build_demand(ledger(), hospital, int(year))
+        sheet = await build_demand(ledger(), hospital, year)
         if request.query.get("format") == "xlsx":
             return xlsx_response(demand_xlsx(sheet), f"demand-{hospital}-{year}.xlsx")
         return _json(sheet)
