@@ -246,6 +246,24 @@ class IngestLimits(_Frozen):
                                                "and the message refused")
 
 
+class ExtraFieldConfig(_Frozen):
+    """A field a province adds to a platform body (``destinations[].extra_fields``)."""
+
+    name: str = Field(pattern=r"^(lines\.)?[A-Za-z][A-Za-z0-9_]{0,63}$",
+                      description="the field's name in the body (招采: lines.<name> for a "
+                                  "line field)")
+    source: str = Field(description="where the value comes from: line.<attr>, event.<attr>, "
+                                    "party.<role>.<id|name>, extra.<key>, line_extra.<key>, "
+                                    "derived.<name> or config (field_defaults only)")
+    type: Literal["text", "date", "datetime", "decimal", "flag"] = "text"
+    length: int = Field(default=50, ge=1, le=4000, description="text: at most so many "
+                                                               "characters")
+    scale: int = Field(default=4, ge=0, le=8, description="decimal: places after the point")
+    codes: tuple[str, ...] = Field(default=(), description="text: the values allowed")
+    mandatory: bool = False
+    default: str | None = Field(default=None, description="used when the source is empty")
+
+
 class DestinationConfig(_Frozen):
     """A platform the outbox mirrors events to."""
 
@@ -303,6 +321,15 @@ class DestinationConfig(_Frozen):
         description="a value for a platform field the messages do not carry, by field "
                     "name (nhsa-inventory: e.g. hi_feesetl_type, inv_chg_type; zhaocai: a "
                     "header or line field such as reason), used when the event has none")
+    mandatory: dict[str, tuple[str, ...]] = Field(
+        default_factory=dict,
+        description="optional interface fields this province requires, by transaction "
+                    "(3501-3507; 招采: order.submit … with lines.<field> for a line field): "
+                    "an event that cannot fill one is held naming it")
+    extra_fields: dict[str, tuple[ExtraFieldConfig, ...]] = Field(
+        default_factory=dict,
+        description="fields a province adds to a transaction's body, typed and checked like "
+                    "the interface's own")
     app_code: str = Field(default="", description="招采 platform application code (token)")
     token_path: str = Field(default="/token", description="招采 token endpoint under url")
     idle_poll_s: float = Field(
@@ -332,6 +359,10 @@ class DestinationConfig(_Frozen):
             problems.append("profile 'zhaocai' needs app_code and app_secret for its token")
         if self.hash_identifiers and self.identifiers_in_clear:
             problems.append("hash_identifiers and identifiers_in_clear contradict each other")
+        if self.mandatory or self.extra_fields or self.field_defaults:
+            from gateway.platforms.custom_fields import config_problems
+
+            problems.extend(config_problems(self))
         if problems:
             raise ValueError("; ".join(problems))
         return self

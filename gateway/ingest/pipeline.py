@@ -265,9 +265,10 @@ class Ingestor:
         return mapped, 0, self.plan([mapped], [False])
 
     def gaps(self, event: Event) -> dict[tuple[str, str], str]:
-        """Mandatory data a mapped event lacks: (destination, "3505 field") → its source."""
-        return {(route.destination, field): source for route in self.routes
-                for field, source in route.profile.missing(event).items()}
+        """What a platform would refuse in a mapped event — mandatory data it lacks,
+        values not of the interface's form: (destination, "3505 field") → why."""
+        return {(route.destination, field): why for route in self.routes
+                for field, why in route.profile.missing(event).items()}
 
     def hold_reasons(self, event: Event) -> list[str]:
         """Why a held event waits, in an operator's words (unmapped items, missing data)."""
@@ -275,8 +276,8 @@ class Ingestor:
                                      self.products())
         reasons = [f"unmapped item {li.item_code} {li.item_name}".rstrip() for li in unmapped]
         if not unmapped:
-            reasons += [f"{dest}: {field} has no value (source {source})"
-                        for (dest, field), source in self.gaps(mapped).items()]
+            reasons += [f"{dest}: {field} {why}" for (dest, field), why in
+                        self.gaps(mapped).items()]
         return reasons
 
     def gaps_of(self, events: Sequence[Event],
@@ -299,8 +300,8 @@ class Ingestor:
             incomplete[i] = True
             for dest, field in gaps:
                 m.labelled(m.events_incomplete, dest, field).inc()
-            log.warning("event %s held: mandatory data missing: %s", ev.event_id,
-                        "; ".join(f"{d} {f} (source {s})" for (d, f), s in gaps.items()),
+            log.warning("event %s held: a platform would refuse it: %s", ev.event_id,
+                        "; ".join(f"{d} {f} {why}" for (d, f), why in gaps.items()),
                         extra=_context(adapter, parsed, "held", event_id=ev.event_id,
                                        hospital=ev.hospital_id))
         return tuple(incomplete) if any(incomplete) else ()

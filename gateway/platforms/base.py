@@ -67,8 +67,9 @@ class PlatformProfile(Protocol):
         ...
 
     def missing(self, event: Event) -> dict[str, str]:
-        """Mandatory data the event lacks for this platform: ``"3505 phar_prac_cert_no"``
-        → where it would come from. An event with any is held, not sent to be refused."""
+        """What this platform would refuse in the event — mandatory data it lacks, values
+        not of the interface's form: ``"3505 phar_prac_cert_no"`` → why, naming where the
+        value comes from. An event with any is held, not sent to be refused."""
         ...
 
     def interpret(self, status: int, body: bytes) -> Answer:

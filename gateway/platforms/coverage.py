@@ -15,10 +15,10 @@ from dataclasses import dataclass
 
 from canonical.model import EventKind
 from gateway.config import DestinationConfig, GatewayConfig, ListenerConfig
-from gateway.platforms.fields import DERIVED_INPUTS, MANDATORY, FieldSpec
+from gateway.platforms.custom_fields import destination_documents, destination_specs
+from gateway.platforms.fields import DERIVED_INPUTS, FieldSpec
 from gateway.platforms.nhsa import INFNO
 from gateway.platforms.zhaocai import CANCEL, TRANSACTIONS
-from gateway.platforms.zhaocai_fields import DOCUMENTS
 
 __all__ = ["Gap", "config_gaps", "coverage_gaps", "inputs_of", "listener_outputs"]
 
@@ -82,15 +82,18 @@ def _requirements(dest: DestinationConfig
                   ) -> Iterator[tuple[str, EventKind, str, FieldSpec]]:
     """(transaction, event kind, field, spec) of every mandatory field of the destination."""
     if dest.profile == "zhaocai":
+        documents = destination_documents(dest)
         kinds = [*TRANSACTIONS.items(), (EventKind.PURCHASE_ORDER, CANCEL)]
         for kind, name in kinds:
-            for field, spec in DOCUMENTS[name].fields():
+            for field, spec in documents[name].fields():
                 if spec.mandatory:
                     yield name, kind, field, spec
         return
+    specs = destination_specs(dest)
     for kind, (infno, _) in INFNO.items():
-        for spec in MANDATORY[infno]:
-            yield infno, kind, spec.name, spec
+        for spec in specs[infno]:
+            if spec.mandatory:
+                yield infno, kind, spec.name, spec
 
 
 def listener_outputs(listener: ListenerConfig) -> Outputs | None:

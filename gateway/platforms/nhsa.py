@@ -38,7 +38,8 @@ import orjson
 from canonical.model import CHINA_TZ, Event, EventKind, Line, OrderControl
 from gateway.config import DestinationConfig, GatewayConfig
 from gateway.platforms.base import Answer, Request, Verdict
-from gateway.platforms.fields import build_body, missing_mandatory
+from gateway.platforms.custom_fields import destination_specs
+from gateway.platforms.fields import BodyChecks, build_fields
 from gateway.platforms.privacy import PatientPolicy, patient_payload
 from gateway.platforms.signing import Signer, SigningKeys
 
@@ -95,11 +96,8 @@ def _extra(event: Event, key: str) -> str:
     return next((v for k, v in event.extra if k == key), "")
 
 
-# every line value a mandatory field reads, directly or through a derived value
-_LINE_VALUES = operator.attrgetter(
-    "item_code", "item_name", "national_code", "lot_no", "manu_date", "expiry", "rx_only",
-    "manufacturer", "approval_no", "supplier", "quantity", "national_quantity",
-    "national_price")
+_SEQ = operator.attrgetter("seq")
+BCHNO_LENGTH = 30  # fixmedins_bchno: C30
 
 
 def unit_action(event: Event, unit: int) -> tuple[str, Line]:
@@ -156,6 +154,8 @@ class NhsaInventoryProfile:
         self._admdvs = {h.code: h.admdvs for h in gateway.hospitals}
         self.signer = signer_for(dest)
         self.policy = patient_policy(dest, gateway)
+        self.specs = destination_specs(dest)
+        self._checks = {infno: BodyChecks.of(specs) for infno, specs in self.specs.items()}
 
     async def prepare(self, session: aiohttp.ClientSession) -> None:
         """Nothing to prepare: every request is signed on its own."""
@@ -177,23 +177,38 @@ class NhsaInventoryProfile:
         return order_key(event, unit)
 
     def missing(self, event: Event) -> dict[str, str]:
-        """Mandatory fields no unit of ``event`` can fill (``"3505 field"`` → source)."""
+        """What the platform would refuse in some unit of ``event``: mandatory fields
+        nothing fills and values not of the interface's form (``"3505 field"`` → why,
+        naming the source)."""
         out: dict[str, str] = {}
+        defaults = self.dest.field_defaults
+        data_type = DELETE_DATA_TYPE.get(event.kind, "")
         seen: set[tuple[object, ...]] = set()
+        event_checked: set[str] = set()
+        good: set[tuple[str, Any]] = set()
+        shared = {"inv_data_type": data_type}  # what the rows checked for form read
         for unit in range(self.units(event)):
             action, line = unit_action(event, unit)
             infno = "3507" if action == "delete" else INFNO[event.kind][0]
-            # what is missing depends on which of the line's values are empty: lines
+            checks = self._checks[infno]
+            found = checks.malformed_line(event, line, shared, good)
+            if infno not in event_checked:
+                event_checked.add(infno)
+                found.update(checks.malformed_event(event, line, shared))
+                longest = self.batch_no(event, max(event.lines, key=_SEQ))
+                if len(longest) > BCHNO_LENGTH:
+                    found["fixmedins_bchno"] = (
+                        f"长度{len(longest)}超过{BCHNO_LENGTH}: {longest!r} (source "
+                        "derived.bchno: the document number and the line's number)")
+            # what is missing depends only on which of the line's values are empty: lines
             # alike in that are checked once (a 2,000-line dispense costs a few checks)
-            sig = (infno, *(v is None or v == "" for v in _LINE_VALUES(line)))
-            if sig in seen:
-                continue
-            seen.add(sig)
-            ctx = {"bchno": self.batch_no(event, line),
-                   "inv_data_type": DELETE_DATA_TYPE[event.kind]}
-            for name, source in missing_mandatory(infno, event, line, ctx,
-                                                  self.dest.field_defaults).items():
-                out.setdefault(f"{infno} {name}", source)
+            sig = (infno, *checks.signature(line))
+            if sig not in seen:
+                seen.add(sig)
+                ctx = {"bchno": self.batch_no(event, line), "inv_data_type": data_type}
+                found.update(checks.missing(event, line, ctx, defaults))
+            for name, why in found.items():
+                out.setdefault(f"{infno} {name}", why)
         return out
 
     @staticmethod
@@ -214,9 +229,11 @@ class NhsaInventoryProfile:
         ctx = {"bchno": self.batch_no(event, line),
                "inv_data_type": DELETE_DATA_TYPE[event.kind]}
         if action == "delete":
-            return "3507", "data", build_body("3507", event, line, ctx, self.dest.field_defaults)
+            return "3507", "data", build_fields("3507", self.specs["3507"], event, line, ctx,
+                                                self.dest.field_defaults)
         infno, wrapper = INFNO[event.kind]
-        body = build_body(infno, event, line, ctx, self.dest.field_defaults)
+        body = build_fields(infno, self.specs[infno], event, line, ctx,
+                            self.dest.field_defaults)
         if wrapper == "selinfo":
             body.update(self._patient_fields(event))
         return infno, wrapper, body

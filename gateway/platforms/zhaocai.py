@@ -31,9 +31,10 @@ import orjson
 from canonical.model import Event, EventKind, OrderControl
 from gateway.config import DestinationConfig, GatewayConfig
 from gateway.platforms.base import Answer, Request, Verdict
+from gateway.platforms.custom_fields import destination_documents
 from gateway.platforms.nhsa import THROTTLE_MARKERS, signer_for
 from gateway.platforms.signing import Signer
-from gateway.platforms.zhaocai_fields import DOCUMENTS, build_document, missing_in_document
+from gateway.platforms.zhaocai_fields import DocumentChecks, build_document, missing_in_document
 
 __all__ = ["RETURN_CODES", "TRANSACTIONS", "ZhaocaiProfile", "token_sign"]
 
@@ -71,6 +72,8 @@ class ZhaocaiProfile:
         self.token = ""
         self.token_expires = 0.0
         self.token_fetches = 0
+        self.documents = destination_documents(dest)
+        self._checks = {name: DocumentChecks.of(doc) for name, doc in self.documents.items()}
 
     def units(self, event: Event) -> int:
         """One request per document for the kinds this platform takes; a supplier's answer
@@ -99,8 +102,8 @@ class ZhaocaiProfile:
         if not self.units(event):
             return {}
         infno = self.transaction(event)
-        return {f"{infno} {name}": source for name, source in
-                missing_in_document(DOCUMENTS[infno], event, self.dest.field_defaults).items()}
+        return {f"{infno} {name}": why for name, why in
+                missing_in_document(self._checks[infno], event, self.dest.field_defaults).items()}
 
     def build(self, event: Event, unit: int, msgid: str, now: float) -> Request:
         """The document for ``event``, from the field specifications.
@@ -110,7 +113,7 @@ class ZhaocaiProfile:
                 this reason rather than let the platform refuse it).
         """
         infno = self.transaction(event)
-        data = build_document(infno, DOCUMENTS[infno], event, self.dest.field_defaults)
+        data = build_document(infno, self.documents[infno], event, self.dest.field_defaults)
         body = orjson.dumps({"infno": infno, "msgid": msgid, "input": {"data": data}})
         sealed, headers = self.signer.seal(body, now)
         headers = {"Content-Type": "application/json;charset=utf-8",

@@ -24,19 +24,19 @@ from typing import Any
 
 from canonical.model import Event
 from gateway.platforms.fields import (
+    BodyChecks,
     FieldMissing,
     FieldSpec,
     build_fields,
     check_fields,
     date_spec,
-    missing_fields,
     number_spec,
     text_spec,
     time_spec,
 )
 
-__all__ = ["DOCUMENTS", "LINES", "DocumentSpec", "build_document", "check_document",
-           "missing_in_document"]
+__all__ = ["DOCUMENTS", "LINES", "DocumentChecks", "DocumentSpec", "build_document",
+           "check_document", "missing_in_document"]
 
 LINES = "lines"  # the key of a document's line list, and the prefix of a line field's name
 
@@ -195,15 +195,40 @@ def build_document(infno: str, spec: DocumentSpec, event: Event,
     return data
 
 
-def missing_in_document(spec: DocumentSpec, event: Event,
+@dataclass(frozen=True, slots=True)
+class DocumentChecks:
+    """A document's header and line rows arranged for the check at ingest."""
+
+    header: BodyChecks
+    lines: BodyChecks
+
+    @classmethod
+    def of(cls, spec: DocumentSpec) -> DocumentChecks:
+        """The checks of one document specification."""
+        return cls(BodyChecks.of(spec.header), BodyChecks.of(spec.lines))
+
+
+def missing_in_document(checks: DocumentChecks, event: Event,
                         defaults: Mapping[str, str] | None = None) -> dict[str, str]:
-    """Mandatory fields the event cannot fill: ``receiver`` / ``lines.lotNo`` → source."""
+    """What the platform would refuse in the document: mandatory fields nothing fills and
+    values not of the interface's form, ``receiver`` / ``lines.lotNo`` → why."""
     if not event.lines:
         return {}
-    out = dict(missing_fields(spec.header, event, event.lines[0], {}, defaults))
+    first, ctx = event.lines[0], dict[str, Any]()
+    head, rows = checks.header, checks.lines
+    out = {**head.missing(event, first, ctx, defaults), **head.malformed_event(event, first, ctx),
+           **head.malformed_line(event, first, ctx)}
+    found = rows.malformed_event(event, first, ctx)
+    seen: set[tuple[Any, ...]] = set()
+    good: set[tuple[str, Any]] = set()
     for line in event.lines:
-        for name, source in missing_fields(spec.lines, event, line, {}, defaults).items():
-            out.setdefault(f"{LINES}.{name}", source)
+        found.update(rows.malformed_line(event, line, ctx, good))
+        sig = rows.signature(line)
+        if sig not in seen:
+            seen.add(sig)
+            found.update(rows.missing(event, line, ctx, defaults))
+    for name, why in found.items():
+        out.setdefault(f"{LINES}.{name}", why)
     return out
 
 

@@ -73,14 +73,15 @@ def test_each_mandatory_field_taken_away_is_named_with_its_source(
         infno: str, field: str, source: str) -> None:
     event = _without(_complete(KINDS[infno]), source)
     missing = PROFILE.missing(event)
-    assert missing.get(f"{infno} {field}") == source, missing
+    assert missing.get(f"{infno} {field}") == f"has no value (source {source})", missing
 
 
 def test_a_field_default_fills_a_gap_and_lines_alike_are_checked_once() -> None:
     ev = _without(_complete(EventKind.DISPENSE), "extra.phar_prac_cert_no")
     big = ev.with_lines(tuple(msgspec.structs.replace(ev.lines[0], seq=i + 1)
                               for i in range(2000)))
-    assert PROFILE.missing(big) == {"3505 phar_prac_cert_no": "extra.phar_prac_cert_no"}
+    assert PROFILE.missing(big) == {
+        "3505 phar_prac_cert_no": "has no value (source extra.phar_prac_cert_no)"}
     filled = NhsaInventoryProfile(PROFILE.dest.model_copy(
         update={"field_defaults": {"phar_prac_cert_no": "330102201500231"}}), gateway_config([]))
     assert filled.missing(big) == {}

@@ -162,7 +162,7 @@ def test_each_mandatory_field_taken_away_holds_the_document_naming_it(
         infno: str, field: str, source: str) -> None:
     event = _without(DOCS[infno], source)
     missing = PROFILE.missing(event)
-    assert missing.get(f"{infno} {field}") == source, missing
+    assert missing.get(f"{infno} {field}") == f"has no value (source {source})", missing
 
 
 def test_every_mandatory_field_is_covered_or_always_filled() -> None:
@@ -178,7 +178,8 @@ def test_every_mandatory_field_is_covered_or_always_filled() -> None:
 
 def test_a_field_default_fills_a_gap_the_messages_leave() -> None:
     ret = _without(DOCS["return.apply"], "extra.return_reason")
-    assert PROFILE.missing(ret) == {"return.apply reason": "extra.return_reason"}
+    assert PROFILE.missing(ret) == {
+        "return.apply reason": "has no value (source extra.return_reason)"}
     filled = ZhaocaiProfile(PROFILE.dest.model_copy(
         update={"field_defaults": {"reason": "质量问题"}}), gateway_config([]))
     assert filled.missing(ret) == {}
