@@ -50,7 +50,7 @@ from canonical.model import CHINA_TZ, Event, EventKind, Line, Party, Patient  # 
 from gateway.config import parse_config  # noqa: E402
 from gateway.metrics import Metrics  # noqa: E402
 from gateway.mirror.worker import Destination, Mirror  # noqa: E402
-from gateway.platforms import profile_for  # noqa: E402
+from gateway.platforms.registry import profile_for  # noqa: E402
 from gateway.store.base import Incoming, PlannedDelivery  # noqa: E402
 from gateway.store.msgid import MsgIdClock  # noqa: E402
 from gateway.store.sqlite import SqliteStore  # noqa: E402

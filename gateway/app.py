@@ -75,7 +75,7 @@ from gateway.metrics import Metrics
 from gateway.mirror.http import add_mirror_routes
 from gateway.mirror.worker import Destination, Mirror
 from gateway.openapi import add_openapi_route
-from gateway.platforms import profile_for
+from gateway.platforms.registry import profile_for
 from gateway.platforms.simulator import SimulatorState, simulator_app
 from gateway.retention import run_retention
 from gateway.security.access import access_middleware

@@ -1,21 +1,6 @@
-"""Platform profiles: canonical events to one platform's requests, and its answers back."""
+"""Platform profiles: canonical events to one platform's requests, and its answers back.
 
-from collections.abc import Callable
-
-from gateway.config import DestinationConfig, GatewayConfig
-from gateway.platforms.base import Answer, PlatformProfile, Verdict
-from gateway.platforms.nhsa import NhsaInventoryProfile
-from gateway.platforms.zhaocai import ZhaocaiProfile
-
-__all__ = ["Answer", "NhsaInventoryProfile", "PlatformProfile", "Verdict", "ZhaocaiProfile",
-           "profile_for"]
-
-
-ProfileFactory = Callable[[DestinationConfig, GatewayConfig], PlatformProfile]
-
-
-def profile_for(name: str) -> ProfileFactory:
-    """The profile class for a configured profile name."""
-    profiles: dict[str, ProfileFactory] = {"nhsa-inventory": NhsaInventoryProfile,
-                                           "zhaocai": ZhaocaiProfile}
-    return profiles[name]
+The package itself imports nothing: the configuration checks a destination's field rules
+against the field specifications here (:mod:`gateway.platforms.custom_fields`) without
+loading the profiles. :func:`gateway.platforms.registry.profile_for` names the profiles.
+"""

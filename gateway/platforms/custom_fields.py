@@ -25,7 +25,7 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import replace
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 from canonical.model import Line, Party
 from gateway.platforms.fields import (
@@ -41,8 +41,40 @@ from gateway.platforms.fields import (
 )
 from gateway.platforms.zhaocai_fields import DOCUMENTS, LINES, DocumentSpec
 
-if TYPE_CHECKING:
-    from gateway.config import DestinationConfig, ExtraFieldConfig
+
+class ExtraFieldConfig(Protocol):
+    """A configured field (``gateway.config.ExtraFieldConfig``)."""
+
+    @property
+    def name(self) -> str: ...
+    @property
+    def source(self) -> str: ...
+    @property
+    def type(self) -> str: ...
+    @property
+    def length(self) -> int: ...
+    @property
+    def scale(self) -> int: ...
+    @property
+    def codes(self) -> tuple[str, ...]: ...
+    @property
+    def mandatory(self) -> bool: ...
+    @property
+    def default(self) -> str | None: ...
+
+
+class DestinationConfig(Protocol):
+    """A destination's field rules (``gateway.config.DestinationConfig``; read here
+    without importing the configuration, which checks its rules with this module)."""
+
+    @property
+    def profile(self) -> str: ...
+    @property
+    def mandatory(self) -> Mapping[str, tuple[str, ...]]: ...
+    @property
+    def extra_fields(self) -> Mapping[str, Sequence[ExtraFieldConfig]]: ...
+    @property
+    def field_defaults(self) -> Mapping[str, str]: ...
 
 __all__ = ["config_problems", "destination_documents", "destination_specs", "source_problem",
            "to_spec"]

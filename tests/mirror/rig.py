@@ -16,7 +16,7 @@ from canonical.model import Event
 from gateway.config import GatewayConfig, parse_config
 from gateway.metrics import Metrics
 from gateway.mirror.worker import Destination, Mirror
-from gateway.platforms import profile_for
+from gateway.platforms.registry import profile_for
 from gateway.platforms.simulator import SimulatorState, simulator_app
 from gateway.store.base import Incoming, PlannedDelivery
 
