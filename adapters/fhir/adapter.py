@@ -82,7 +82,8 @@ class FhirR4Config(BaseModel):
     extension_base: str = Field(
         default="http://jicai-gateway.org/fhir/StructureDefinition",
         description="base URL of the gateway's extensions (specification, unit-price, "
-                    "trace-code, approval-number, generic-name)")
+                    "trace-code, approval-number, generic-name, rx-circ-flag, "
+                    "prod-geay-flag …)")
     max_bytes: int = Field(default=8 * 1024 * 1024, ge=1024, description="largest body taken")
     max_entries: int = Field(default=1000, ge=1, description="most entries in one Bundle")
 

@@ -12,6 +12,15 @@ A medication concept's codings are read as: the hospital's own coding (its
 system configured, or any system that is not a national one) gives the item
 code; without it, the national medical-insurance code does, and the crosswalk
 decides. A 14-digit 药品本位码 coding fills ``standard_code``.
+
+What R4 has no element for comes in the gateway's extensions (``extension_base``/name):
+on a line's resource or Medication ``specification``, ``unit-price``, ``trace-code``,
+``approval-number``, ``generic-name``, ``manufacture-date``, ``prescription-only``; on a
+MedicationDispense ``prescriber``, ``phar-prac-cert-no``, ``hi-feesetl-type``,
+``setl-id``, ``original-no`` and the flag ``rx-circ-flag`` (外配处方); on a
+SupplyDelivery or its suppliedItem the flag ``prod-geay-flag`` (赠品). A flag is a
+valueBoolean, or 1/0, Y/N, true/false, 是/否 as valueCode / valueString / valueInteger;
+anything else is refused naming the extension.
 """
 
 from __future__ import annotations
@@ -287,6 +296,11 @@ def _rx_only(values: list[Any]) -> bool | None:
 
 # facts of a dispense the platform needs and R4 has no element for (extension → extra)
 _DISPENSE_EXTRA = ("phar_prac_cert_no", "hi_feesetl_type", "setl_id", "original_no")
+# yes/no facts R4 has no element for, kept as the platforms' "1" / "0" (extension → extra)
+_DISPENSE_FLAGS = ("rx_circ_flag",)  # 外配处方: a prescription from another institution
+_DELIVERY_FLAGS = ("prod_geay_flag",)  # 赠品: goods given, not bought
+_YES = frozenset({"1", "y", "yes", "t", "true", "是"})
+_NO = frozenset({"0", "n", "no", "f", "false", "否"})
 
 
 def _prescriber(r: Json, base: str) -> Party | None:
@@ -296,13 +310,40 @@ def _prescriber(r: Json, base: str) -> Party | None:
     return _party(values[0]) if values and isinstance(values[0], Mapping) else None
 
 
-def _dispense_extra(r: Json, base: str) -> tuple[tuple[str, str], ...]:
+def _flag(value: Any, where: str) -> str:
+    """valueBoolean, or a valueCode / valueString / valueInteger saying yes or no, as
+    "1" / "0"."""
+    if isinstance(value, bool):
+        return "1" if value else "0"
+    text = str(value).strip().lower() if isinstance(value, str | int) else ""
+    if text in _YES:
+        return "1"
+    if text in _NO:
+        return "0"
+    raise MessageRejected(
+        f"{where} is {value!r}: a yes/no flag takes valueBoolean, or 1/0, Y/N, true/false "
+        "or 是/否", code="102", location=where)
+
+
+def _flags(exts: Mapping[str, list[Any]], keys: Sequence[str], path: str
+           ) -> list[tuple[str, str]]:
+    out: list[tuple[str, str]] = []
+    for key in keys:
+        name = key.replace("_", "-")
+        values = exts.get(name)
+        if values:
+            out.append((key, _flag(values[0], f"{path}.extension('{name}')")))
+    return out
+
+
+def _dispense_extra(r: Json, base: str, path: str) -> tuple[tuple[str, str], ...]:
     out: list[tuple[str, str]] = []
     exts = _ext_map([r], base)
     for key in _DISPENSE_EXTRA:
         values = exts.get(key.replace("_", "-"))
         if values and str(values[0]):
             out.append((key, str(values[0])))
+    out.extend(_flags(exts, _DISPENSE_FLAGS, path))
     return tuple(out)
 
 
@@ -376,7 +417,7 @@ def event_from_resource(ref: ResourceRef, *, event_id: str, source: str, control
                      document_no=doc or _identifier(r, "identifier") or str(r.get("id", "")),
                      pharmacist=pharmacist, patient=_patient(r),
                      prescriber=_prescriber(r, settings.extension_base),
-                     extra=_dispense_extra(r, settings.extension_base), **common)
+                     extra=_dispense_extra(r, settings.extension_base, path), **common)
     if rtype == "SupplyRequest":
         oc = _SR_CONTROL.get(status)
         suppliers = r.get("supplier") or []
@@ -401,10 +442,17 @@ def event_from_resource(ref: ResourceRef, *, event_id: str, source: str, control
     when = r.get("occurrenceDateTime") or period.get("end") or period.get("start")
     based = r.get("basedOn") or []
     receivers = r.get("receiver") or []
+    extra = [("based_on", _ref_id(based[0]))] if based else []
+    # one SupplyDelivery is one line: its flag may sit on the resource or on suppliedItem
+    base = settings.extension_base
+    flags = dict(_flags(_ext_map([r], base), _DELIVERY_FLAGS, path))
+    for key, value in _flags(_ext_map([item], base), _DELIVERY_FLAGS, item_path):
+        flags.setdefault(key, value)
+    extra.extend(flags.items())
     return Event(kind=EventKind.RECEIPT, lines=(line,),
                  occurred_at=_time(when, f"{path}.occurrence[x]", received_at),
                  document_no=_identifier(r, "identifier") or (_ref_id(based[0]) if based else "")
                  or str(r.get("id", "")),
                  supplier=supplier, pharmacist=_party(receivers[0]) if receivers else None,
                  department=_party(r.get("destination")),
-                 extra=(("based_on", _ref_id(based[0])),) if based else (), **common)
+                 extra=tuple(extra), **common)

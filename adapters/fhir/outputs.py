@@ -2,7 +2,8 @@
 specifications name their sources (``line.lot_no``, ``party.pharmacist.name`` …); see
 ``check-config``. Product facts come from the Medication (code, form, manufacturer,
 batch) and the gateway's extensions (specification, approval number, price, trace
-codes, manufacture date, prescription-only)."""
+codes, manufacture date, prescription-only) and the dispense and delivery extensions
+(licence, settlement type and id, 外配处方 and 赠品 flags)."""
 
 from __future__ import annotations
 
@@ -26,13 +27,13 @@ def _party(*roles: str) -> frozenset[str]:
 # the dispense extensions kept in Event.extra
 _DISPENSE = _EVENT | _LINE | _party("pharmacist", "prescriber") | frozenset({
     "patient.id", "patient.name", "patient.visit_no", "extra.phar_prac_cert_no",
-    "extra.hi_feesetl_type", "extra.setl_id", "extra.original_no"})
+    "extra.hi_feesetl_type", "extra.setl_id", "extra.original_no", "extra.rx_circ_flag"})
 # SupplyRequest: requester, deliverTo, supplier
 _ORDER = _EVENT | _LINE | _party("prescriber", "department", "supplier") | frozenset({
     "line.supplier.id", "line.supplier.name"})
-# SupplyDelivery: supplier, receiver, destination, basedOn
+# SupplyDelivery: supplier, receiver, destination, basedOn, the prod-geay-flag extension
 _RECEIPT = _EVENT | _LINE | _party("supplier", "pharmacist", "department") | frozenset({
-    "line.supplier.id", "line.supplier.name", "extra.based_on"})
+    "line.supplier.id", "line.supplier.name", "extra.based_on", "extra.prod_geay_flag"})
 
 
 def outputs() -> dict[EventKind, frozenset[str]]:

@@ -14,7 +14,8 @@ from adapters.hl7v2.message import Segment, ascii_digits
 from canonical.errors import MessageRejected
 from canonical.model import Party
 
-__all__ = ["Header", "ZFields", "ZLayout", "checked_date", "decimal", "hl7_date", "party"]
+__all__ = ["Header", "ZFields", "ZLayout", "checked_date", "decimal", "flag01", "hl7_date",
+           "party", "yes_no"]
 
 
 def decimal(value: str, location: str) -> Decimal:
@@ -52,6 +53,42 @@ def checked_date(value: str, location: str) -> str:
         raise MessageRejected(f"{location} is not a date (YYYYMMDD): {value!r}",
                               code="102", location=location) from None
     return iso[:10]
+
+
+# HL7 table 0136 says Y / N; hospital systems also send these
+_YES = frozenset({"Y", "1", "T", "TRUE", "是"})
+_NO = frozenset({"N", "0", "F", "FALSE", "否"})
+
+
+def yes_no(value: str, location: str, meaning: str) -> bool | None:
+    """A yes/no field (Y/N, 1/0, T/F, true/false, 是/否; any case); None when empty.
+
+    Raises:
+        MessageRejected: any other value, naming ``location`` and ``meaning`` (what the
+            field is, e.g. ``rx_circ_flag 外配处方``), code 102.
+    """
+    if not value:
+        return None
+    key = value.strip().upper()
+    if key in _YES:
+        return True
+    if key in _NO:
+        return False
+    raise MessageRejected(
+        f"{location} ({meaning}) is {value!r}: not Y/N, 1/0, T/F, true/false or 是/否",
+        code="102", location=location)
+
+
+def flag01(value: str, location: str, meaning: str) -> str:
+    """A yes/no field as the platforms' flags take it: "1", "0", or "" when empty.
+
+    Raises:
+        MessageRejected: as :func:`yes_no`.
+    """
+    answer = yes_no(value, location, meaning)
+    if answer is None:
+        return ""
+    return "1" if answer else "0"
 
 
 def party(seg: Segment | None, n: int) -> Party | None:

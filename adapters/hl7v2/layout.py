@@ -7,7 +7,15 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-__all__ = ["ZFields", "ZLayout"]
+__all__ = ["DOCUMENT_FACTS", "LINE_FACTS", "ZFields", "ZLayout"]
+
+LINE_FACTS = ("specification", "manufacturer", "price", "approval_no", "generic_name",
+              "standard_code", "lot_no", "expiry", "manu_date", "rx_only")
+# kept in Event.extra under these names
+DOCUMENT_FACTS = ("phar_prac_cert_no", "rx_circ_flag", "setl_id")
+# the gateway's own ZJC after its first six fields
+_ZJC_EXTENSIONS = {"manu_date": 7, "rx_only": 8, "phar_prac_cert_no": 9, "rx_circ_flag": 10,
+                   "setl_id": 11}
 
 
 class ZFields(BaseModel):
@@ -30,16 +38,27 @@ class ZFields(BaseModel):
     manu_date: int | None = Field(default=None, ge=1, le=99, description="生产日期 (DT)")
     rx_only: int | None = Field(default=None, ge=1, le=99,
                                 description="处方药 (Y/N or 1/0): prescription-only product")
+    # facts of the whole dispense rather than of one product: a Z-segment is per line,
+    # so the first of a prescription's Z-segments that gives one gives it for all
     phar_prac_cert_no: int | None = Field(
         default=None, ge=1, le=99, description="药师执业证书编号 of the dispensing pharmacist")
+    rx_circ_flag: int | None = Field(
+        default=None, ge=1, le=99,
+        description="外配处方标志 (Y/N or 1/0): dispensed on a prescription from another "
+                    "institution (处方流转)")
+    setl_id: int | None = Field(default=None, ge=1, le=99,
+                                description="医保结算ID: the insurance settlement of the visit")
 
     @cached_property
     def positions(self) -> tuple[tuple[str, int], ...]:
-        """(name, position) of each single-valued fact this layout carries."""
-        names = ("specification", "manufacturer", "price", "approval_no", "generic_name",
-                 "standard_code", "lot_no", "expiry", "manu_date", "rx_only",
-                 "phar_prac_cert_no")
-        return tuple((n, getattr(self, n)) for n in names if getattr(self, n) is not None)
+        """(name, position) of each single-valued fact of a line this layout carries."""
+        return tuple((n, getattr(self, n)) for n in LINE_FACTS if getattr(self, n) is not None)
+
+    @cached_property
+    def document_positions(self) -> tuple[tuple[str, int], ...]:
+        """(name, position) of each fact of the whole document this layout carries."""
+        return tuple((n, getattr(self, n)) for n in DOCUMENT_FACTS
+                     if getattr(self, n) is not None)
 
 
 class ZLayout(ZFields):
@@ -51,7 +70,11 @@ class ZLayout(ZFields):
     @classmethod
     def _zjc_extensions(cls, data: Any) -> Any:
         # ZJC-7 manufacture date, ZJC-8 prescription-only, ZJC-9 pharmacist's licence
-        # number; a layout of another segment predates them and may use 7–9 otherwise
+        # number, ZJC-10 外配处方标志, ZJC-11 医保结算ID; a layout of another segment
+        # predates them and may use 7–11 otherwise. A position the layout gives another
+        # fact stays that fact's: a hospital whose ZJC-10 was its 本位码 before ZJC-10
+        # was documented must not have its 本位码 read as a flag
         if isinstance(data, dict) and data.get("segment", "ZJC") == "ZJC":
-            return {"manu_date": 7, "rx_only": 8, "phar_prac_cert_no": 9, **data}
+            taken = {v for v in data.values() if isinstance(v, int)}
+            return {**{k: v for k, v in _ZJC_EXTENSIONS.items() if v not in taken}, **data}
         return data

@@ -28,12 +28,13 @@ _DISPENSE = _EVENT | _LINE | frozenset({
     "patient.visit_no", "extra.hi_feesetl_type", "line.dosage_form", "line.lot_no",
     "line.expiry", "line.manufacturer"})
 # ZWH^Z01: ZWD document (supplier, operator, warehouse, invoice, delivery note, original
-# document, stock-change type) and ZWL lines
+# document, stock-change type, free goods) and ZWL lines (free goods per line)
 _WAREHOUSE = _EVENT | _LINE | frozenset({
     "party.supplier.id", "party.supplier.name", "party.pharmacist.id",
     "party.pharmacist.name", "party.department.id", "party.department.name",
     "extra.invoice_no", "extra.invoice_code", "extra.dynt_no", "extra.original_no",
-    "extra.inv_chg_type", "line.specification", "line.manufacturer", "line.price",
+    "extra.inv_chg_type", "extra.prod_geay_flag", "line_extra.prod_geay_flag",
+    "line.specification", "line.manufacturer", "line.price",
     "line.lot_no", "line.expiry", "line.approval_no", "line.trace_codes",
     "line.standard_code", "line.generic_name", "line.manu_date", "line.rx_only"})
 # OMS^O05: ORC-12 the buyer, ORC-17 the department, RQ1-1 price, RQ1-2 maker, RQ1-4 vendor
@@ -45,8 +46,8 @@ _ORDER = _EVENT | _LINE | frozenset({
 
 def _z_facts(layout: ZLayout) -> frozenset[str]:
     out = {"line.trace_codes"} if layout.trace_codes else set()
-    for name, _ in layout.positions:
-        out.add("extra.phar_prac_cert_no" if name == "phar_prac_cert_no" else f"line.{name}")
+    out.update(f"line.{name}" for name, _ in layout.positions)
+    out.update(f"extra.{name}" for name, _ in layout.document_positions)
     return frozenset(out)
 
 

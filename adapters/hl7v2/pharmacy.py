@@ -5,8 +5,10 @@ dispense, RXG give, RXA administration) is one line; each RXC after it (the
 components of an IV mixture) is a line of its own, because each component is a
 product bought and counted on its own. A Z-segment after a line carries what
 HL7 v2.5 has no field for and 集采 needs (specification, manufacturer, unit price,
-traceability codes, approval number, generic name); its name and field positions
-are configured per hospital (:class:`~adapters.hl7v2.fields.ZLayout`).
+traceability codes, approval number, generic name) and facts of the whole
+prescription (the pharmacist's licence, 外配处方 flag, insurance settlement id); its
+name and field positions are configured per hospital
+(:class:`~adapters.hl7v2.fields.ZLayout`).
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from adapters.hl7v2.fields import Header, ZLayout, checked_date, decimal, party
+from adapters.hl7v2.fields import Header, ZLayout, checked_date, decimal, flag01, party, yes_no
 from adapters.hl7v2.message import Message, Segment, parse_ts
 from canonical.errors import MessageRejected
 from canonical.model import Event, EventKind, Line, OrderControl, Party, Patient
@@ -166,21 +168,8 @@ def _line(seq: int, item: Segment, spec: _Item, z: Segment | None, layout: ZLayo
     )
 
 
-# what senders write for "prescription-only" in ZJC-8
-_YES = frozenset({"Y", "1", "T", "是"})
-_NO = frozenset({"N", "0", "F", "否"})
-
-
 def _flag(value: str, layout: ZLayout) -> bool | None:
-    if not value:
-        return None
-    if value.upper() in _YES:
-        return True
-    if value.upper() in _NO:
-        return False
-    where = f"{layout.segment}-{layout.rx_only}"
-    raise MessageRejected(f"{where} (prescription-only flag) is {value!r}, not Y or N",
-                          code="102", location=where)
+    return yes_no(value, f"{layout.segment}-{layout.rx_only}", "prescription-only flag")
 
 
 def _expiry(z_value: str, item: Segment, spec: _Item, layout: ZLayout) -> str:
@@ -194,13 +183,46 @@ def _date(value: str, layout: ZLayout, pos: int | None) -> str:
     return checked_date(value, f"{layout.segment}-{pos}") if value else ""
 
 
-def _event_extra(licence: str, settlement: str) -> tuple[tuple[str, str], ...]:
-    """ZJC-9 practising licence and PV1-20 (financial class) as the settlement type."""
+# the document facts that are yes/no flags, as the ERR text names them when refused
+_FLAG_MEANING = {"rx_circ_flag": "rx_circ_flag 外配处方标志"}
+
+
+def _document_facts(slots: list[list[Segment | None]], layout: ZLayout,
+                    found: dict[str, str]) -> None:
+    """ZJC-9..11 (licence, 外配处方, settlement id) of one order group into ``found``,
+    where the document's earlier groups left them empty.
+
+    A flag is checked in every Z-segment, not only the one that gives it: a bad value is
+    refused wherever it stands.
+    """
+    segment = layout.segment
+    for _, z in slots:
+        if z is None:
+            continue
+        for name, pos in layout.document_positions:
+            value = z.get(pos)
+            if not value:
+                continue
+            meaning = _FLAG_MEANING.get(name)
+            if meaning is not None:
+                value = flag01(value, f"{segment}-{pos}", meaning)
+            if name not in found:
+                found[name] = value
+
+
+def _event_extra(facts: dict[str, str], settlement: str) -> tuple[tuple[str, str], ...]:
+    """The Z-segment's document facts and PV1-20 (financial class) as the settlement
+    type."""
     extra: tuple[tuple[str, str], ...] = ()
+    licence = facts.get("phar_prac_cert_no", "")
     if licence:
         extra += (("phar_prac_cert_no", licence),)
     if settlement:
         extra += (("hi_feesetl_type", settlement),)
+    for name in ("rx_circ_flag", "setl_id"):
+        value = facts.get(name, "")
+        if value:
+            extra += ((name, value),)
     return extra
 
 
@@ -281,7 +303,7 @@ def events_from_pharmacy(msg: Message, header: Header,
     first_orc: dict[str, Segment] = {}
     item_time: dict[str, datetime | None] = {}
     actor: dict[str, Party | None] = {}
-    licences: dict[str, str] = {}  # the dispensing pharmacist's licence, per document
+    facts: dict[str, dict[str, str]] = {}  # ZJC-9..11, per document
     for i, group in enumerate(groups, start=1):
         g_orc = group.orc
         if not group.slots or group.slots[0][0] is None or group.slots[0][0].name == "RXC":
@@ -294,9 +316,8 @@ def events_from_pharmacy(msg: Message, header: Header,
             or header.control_id
         lines = docs.setdefault(doc, [])
         first_orc.setdefault(doc, g_orc)
-        if layout.phar_prac_cert_no is not None and not licences.get(doc):
-            licences[doc] = next((z.get(layout.phar_prac_cert_no) for _, z in group.slots
-                                  if z is not None and z.get(layout.phar_prac_cert_no)), "")
+        if layout.document_positions:
+            _document_facts(group.slots, layout, facts.setdefault(doc, {}))
         for seg, z in group.slots:
             assert seg is not None
             if seg.name == "RXC":
@@ -336,7 +357,7 @@ def events_from_pharmacy(msg: Message, header: Header,
             pharmacist=actor.get(doc),
             department=department,
             patient=patient,
-            extra=_event_extra(licences.get(doc, ""), settlement),
+            extra=_event_extra(facts.get(doc, {}), settlement),
         ))
         index += 1
     return tuple(events)

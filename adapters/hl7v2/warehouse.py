@@ -12,7 +12,8 @@ configurable), ZWD-3 time, ZWD-4 supplier (id^name), ZWD-5 operator
 invoice code (发票代码), ZWD-10 delivery-note number (随货单号), ZWD-11 the
 original document a return gives back (the purchase's serial), ZWD-12 the
 national stock-change type (inv_chg_type) of a YK / BS document, ZWD-13 the
-receipts (入库单号, repeated with ~) a payment settles, ZWD-14 the amount paid.
+receipts (入库单号, repeated with ~) a payment settles, ZWD-14 the amount paid,
+ZWD-15 free goods (赠品, Y/N): every line of the document was given, not bought.
 
 A payment (FK) needs ZWD-13; its ZWL lines (the items paid) are optional.
 
@@ -20,14 +21,18 @@ A payment (FK) needs ZWD-13; its ZWL lines (the items paid) are optional.
 ZWL-3 specification, ZWL-4 manufacturer, ZWL-5 quantity, ZWL-6 unit, ZWL-7 unit
 price, ZWL-8 lot, ZWL-9 expiry (DT), ZWL-10 approval number, ZWL-11
 traceability codes (repeated with ~), ZWL-12 药品本位码, ZWL-13 generic name,
-ZWL-14 manufacture date (DT), ZWL-15 prescription-only flag (Y/N).
+ZWL-14 manufacture date (DT), ZWL-15 prescription-only flag (Y/N), ZWL-16 free
+goods (赠品, Y/N): this line was given, whatever ZWD-15 says.
+
+Yes/no fields take Y/N, 1/0, T/F, true/false or 是/否; 3503/3504 send free goods as
+``prod_geay_flag`` "1".
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 
-from adapters.hl7v2.fields import Header, checked_date, decimal, party
+from adapters.hl7v2.fields import Header, checked_date, decimal, flag01, party, yes_no
 from adapters.hl7v2.message import Message, Segment, parse_ts
 from canonical.errors import MessageRejected
 from canonical.model import Event, EventKind, Line
@@ -56,6 +61,7 @@ def _line(seq: int, zwl: Segment) -> Line:
         raise MessageRejected(f"ZWL-5 (quantity) is empty in line {seq}",
                               code="101", location="ZWL-5")
     price = zwl.get(7)
+    free = flag01(zwl.get(16), "ZWL-16", "prod_geay_flag 赠品标志")
     return Line(
         seq=seq, item_code=code, item_name=zwl.get(2, 2), specification=zwl.get(3),
         manufacturer=zwl.get(4), quantity=decimal(qty, "ZWL-5"),
@@ -63,24 +69,15 @@ def _line(seq: int, zwl: Segment) -> Line:
         price=decimal(price, "ZWL-7") if price else None,
         lot_no=zwl.get(8), expiry=_date(zwl, 9), approval_no=zwl.get(10),
         trace_codes=tuple(t for t in zwl.all(11) if t), standard_code=zwl.get(12),
-        generic_name=zwl.get(13), manu_date=_date(zwl, 14), rx_only=_flag(zwl.get(15)),
+        generic_name=zwl.get(13), manu_date=_date(zwl, 14),
+        rx_only=yes_no(zwl.get(15), "ZWL-15", "prescription-only flag"),
+        extra=(("prod_geay_flag", free),) if free else (),
     )
 
 
 def _date(zwl: Segment, n: int) -> str:
     value = zwl.get(n)
     return checked_date(value, f"ZWL-{n}") if value else ""
-
-
-def _flag(value: str) -> bool | None:
-    if not value:
-        return None
-    if value in ("Y", "1"):
-        return True
-    if value in ("N", "0"):
-        return False
-    raise MessageRejected(f"ZWL-15 (prescription-only flag) is {value!r}, not Y or N",
-                          code="102", location="ZWL-15")
 
 
 # ZWD fields kept in Event.extra for the platform's purchase and stock-change bodies
@@ -90,6 +87,9 @@ _EXTRA = (("invoice_no", 7), ("invoice_code", 9), ("dynt_no", 10), ("original_no
 
 def _extra(zwd: Segment, kind: EventKind) -> tuple[tuple[str, str], ...]:
     found = tuple((key, zwd.get(n)) for key, n in _EXTRA if zwd.get(n))
+    free = flag01(zwd.get(15), "ZWD-15", "prod_geay_flag 赠品标志")
+    if free:
+        found += (("prod_geay_flag", free),)
     if kind is not EventKind.PAYMENT:
         return found
     amount = zwd.get(14)

@@ -233,12 +233,17 @@ class ProfileReader:
             if not d.is_finite():
                 raise self._invalid(where, f, "not a finite number")
             return d
-        if ftype == "bool":
+        if ftype == "bool" or ftype == "flag":
             low = v.lower()
             if low in _TRUE:
-                return True
+                return True if ftype == "bool" else "1"
             if low in _FALSE:
-                return False
+                return False if ftype == "bool" else "0"
+            if ftype == "flag":
+                # the vendor's path says where; the canonical name says what the
+                # platform would have refused
+                raise self._invalid(where, f, f"{f.name} is not a yes/no flag (1/0, Y/N, "
+                                              f"true/false, 是/否): {v!r}")
             raise self._invalid(where, f, f"not a yes/no value: {v!r}")
         parsed = self._datetime(v, f)
         if parsed is None:

@@ -25,7 +25,8 @@ XML paths are relative to the current element unless they start with ``/``;
 plain child paths (``a/b``, ``a/@attr``) are read together by one walk per
 element (``xml_plan``; the first element of an intermediate name is followed),
 anything else is compiled as XPath 1.0. Canonical fields have fixed types
-(``quantity`` decimal, ``occurred_at`` date-time …); ``type`` is for ``extra``.
+(``quantity`` decimal, ``occurred_at`` date-time …); ``type`` is for ``extra``
+(``flag`` reads yes/no — 1/0, Y/N, true/false, 是/否 — and keeps "1" / "0").
 JSON paths are JSON pointers (RFC 6901) applied to the current object; a leading
 ``$`` applies them to the root (``$/head/msgId``).
 """
@@ -50,7 +51,9 @@ __all__ = [
     "load_profile",
 ]
 
-FieldType = Literal["str", "decimal", "datetime", "date", "bool", "list"]
+# "flag": a yes/no value kept as the platforms' "1" / "0" (an ``extra`` such as 3503's
+# prod_geay_flag), where "bool" is a canonical field's True / False
+FieldType = Literal["str", "decimal", "datetime", "date", "bool", "list", "flag"]
 
 _PARTY = ("id", "name")
 EVENT_FIELDS = frozenset(

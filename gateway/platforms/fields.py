@@ -184,8 +184,9 @@ _3503 = (
     time_spec("purc_retn_stoin_time", "derived.time", True),
     text_spec("purc_retn_opter_name", "party.pharmacist.name", 50, True,
        note="the person who received (or returned) the goods: ZWD-5, SupplyDelivery.receiver"),
-    flag_spec("prod_geay_flag", "extra.prod_geay_flag", default="0",
-          note="free goods are flagged by the sender (extra prod_geay_flag); default 0"),
+    flag_spec("prod_geay_flag", "derived.prod_geay_flag", default="0",
+          note="free goods (赠品), flagged by the sender per line (ZWL-16, line extra) or "
+               "for the whole document (ZWD-15, extra); default 0"),
     _MEMO,
 )
 
@@ -201,10 +202,11 @@ _3505 = (
     text_spec("phar_certno", "party.pharmacist.id", 50),
     text_spec("phar_name", "party.pharmacist.name", 50, True),
     text_spec("phar_prac_cert_no", "extra.phar_prac_cert_no", 50, True,
-       note="the dispensing pharmacist's practising-licence number (ZJC-10)"),
+       note="the dispensing pharmacist's practising-licence number (ZJC-9)"),
     text_spec("hi_feesetl_type", "extra.hi_feesetl_type", 6, True,
        note="the visit's settlement type; a deployment may set field_defaults"),
-    text_spec("setl_id", "extra.setl_id", 30),
+    text_spec("setl_id", "extra.setl_id", 30,
+       note="the visit's insurance settlement id (ZJC-11, FHIR extension setl-id)"),
     text_spec("mdtrt_sn", "derived.mdtrt_sn", 30, True,
        note="the visit serial (PV1-19, FHIR encounter): no identity, sent in clear"),
     text_spec("psn_cert_type", "extra.psn_cert_type", 6, True, default="01",
@@ -217,7 +219,8 @@ _3505 = (
     number_spec("finl_trns_pric", "line.national_price", 6),
     text_spec("rxno", "derived.rxno", 40),
     flag_spec("rx_circ_flag", "extra.rx_circ_flag", default="0",
-          note="default 0: a prescription from outside the hospital is flagged by the sender"),
+          note="default 0: a prescription from another institution (外配, ZJC-10, FHIR "
+               "extension rx-circ-flag) is flagged by the sender"),
     text_spec("rtal_docno", "event.document_no", 40, True),
     text_spec("stoout_no", "extra.stoout_no", 40),
     number_spec("sel_retn_cnt", "derived.quantity", 4, True),
@@ -320,6 +323,12 @@ def _total_amount(event: Event, line: Line, ctx: Mapping[str, Any]) -> Decimal |
     return total.quantize(_CENT, ROUND_HALF_UP)
 
 
+def _prod_geay_flag(event: Event, line: Line, ctx: Mapping[str, Any]) -> str:
+    # a delivery may mix bought and given lines (买十赠一): the line's own flag first,
+    # then one for the whole document
+    return _line_extra(line, "prod_geay_flag") or _extra(event, "prod_geay_flag")
+
+
 def _shipment_id(event: Event, line: Line, ctx: Mapping[str, Any]) -> str:
     # the distributor's delivery note (随货单号, 配送单号) is the shipment a receipt answers
     return _extra(event, "shipment_id") or _extra(event, "dynt_no")
@@ -338,6 +347,7 @@ _DERIVED: dict[str, Derived] = {
     "mdtrt_sn": _mdtrt_sn,
     "rxno": _rxno,
     "shipment_id": _shipment_id,
+    "prod_geay_flag": _prod_geay_flag,
     "amount": _amount,
     "total_amount": _total_amount,
     "drugtracinfo": lambda e, ln, ctx: [{"drug_trac_codg": c} for c in ln.trace_codes],
@@ -355,6 +365,7 @@ DERIVED_INPUTS: dict[str, tuple[str, ...]] = {
     "mdtrt_sn": ("patient.visit_no",),
     "rxno": ("extra.rxno", "event.document_no"),
     "shipment_id": ("extra.shipment_id", "extra.dynt_no"),
+    "prod_geay_flag": ("line_extra.prod_geay_flag", "extra.prod_geay_flag"),
     "amount": ("line.price",),
     "total_amount": ("line.price",),
 }

@@ -1,6 +1,6 @@
 """An event a platform would refuse for a missing mandatory field is held, not sent.
 
-The dispensing pharmacist's practising-licence number (``phar_prac_cert_no``, ZJC-10) is
+The dispensing pharmacist's practising-licence number (``phar_prac_cert_no``, ZJC-9) is
 mandatory in 3505. A HIS that does not send it gets its dispense acknowledged (the
 hospital did dispense), the event is held with the field named, nothing reaches the
 platform, and once the deployment supplies the value (``field_defaults``) the event goes.
