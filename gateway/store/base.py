@@ -73,6 +73,11 @@ class Incoming(msgspec.Struct, frozen=True):
     # Such an event counts in the ledger at once and waits, without outbox rows, until
     # the data is there (stored as held = 2; unmapped events are held = 1)
     incomplete: tuple[bool, ...] = ()
+    # worked out before the commit for a big message, in a thread rather than in the
+    # store's single writer (which every acknowledgement waits for): each event's stored
+    # JSON and the raw bytes' SHA-256; empty: the store works them out
+    bodies: tuple[bytes, ...] = ()
+    digest: bytes = b""
 
 
 class CommitResult(msgspec.Struct, frozen=True):

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from enum import IntEnum, StrEnum
 from typing import NamedTuple
 
-from canonical.model import Event, EventKind, Line, OrderControl
+from canonical.model import Event, EventKind, Line, OrderControl, event_json
 from gateway.store.base import Balance, CommitResult, Incoming, PlannedDelivery
 
 __all__ = [
@@ -32,6 +32,8 @@ __all__ = [
     "balance_from_counts",
     "commit_results",
     "held_value",
+    "incoming_body",
+    "incoming_digest",
     "is_reuse",
     "lane_of",
     "order_scope",
@@ -78,6 +80,16 @@ class StagedMessage:
 def raw_digest(raw: bytes) -> bytes:
     """The SHA-256 stored with a message: what tells a resend from a reused control id."""
     return hashlib.sha256(raw).digest()
+
+
+def incoming_digest(inc: Incoming) -> bytes:
+    """The raw bytes' SHA-256, worked out before the commit or now."""
+    return inc.digest or raw_digest(inc.raw)
+
+
+def incoming_body(inc: Incoming, index: int) -> bytes:
+    """The stored JSON of event ``index`` of ``inc``, worked out before the commit or now."""
+    return inc.bodies[index] if inc.bodies else event_json(inc.events[index])
 
 
 def is_reuse(stored_digest: bytes | None, raw: bytes) -> bool:

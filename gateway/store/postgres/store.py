@@ -61,13 +61,14 @@ from gateway.store.plan import (
     balance_from_counts,
     commit_results,
     held_value,
+    incoming_body,
+    incoming_digest,
     is_reuse,
     lane_of,
     order_scope,
     outbox_rows,
     plan_release,
     quarantined_bytes,
-    raw_digest,
     replay_action,
     unmapped_changes,
 )
@@ -321,7 +322,7 @@ class PostgresStore(GroupCommitting):
                     " received_at, raw, raw_sha256) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)"
                     " ON CONFLICT (sender, control_id) DO NOTHING RETURNING id",
                     inc.sender, inc.control_id, inc.adapter, inc.message_type, inc.peer,
-                    inc.received_at.timestamp(), inc.raw, raw_digest(inc.raw))
+                    inc.received_at.timestamp(), inc.raw, incoming_digest(inc))
                 if message_id is None:
                     known = await con.fetchrow(
                         "SELECT id, raw_sha256 FROM messages WHERE sender = $1"
@@ -336,7 +337,7 @@ class PostgresStore(GroupCommitting):
                         " occurred_at, held, body) VALUES ($1, $2, $3, $4, $5, $6, $7)"
                         " ON CONFLICT (event_id) DO NOTHING RETURNING seq",
                         ev.event_id, message_id, ev.hospital_id, ev.kind.value,
-                        ev.occurred_at.isoformat(), held_value(inc, i), event_json(ev))
+                        ev.occurred_at.isoformat(), held_value(inc, i), incoming_body(inc, i))
                     seqs.append(seq)
                     if seq is not None and (held or ev.kind is EventKind.ITEM_MASTER):
                         note, forget = unmapped_changes(ev, held)

@@ -51,6 +51,8 @@ from gateway.store.plan import (
     balance_from_counts,
     commit_results,
     held_value,
+    incoming_body,
+    incoming_digest,
     is_reuse,
     order_scope,
     outbox_rows,
@@ -415,7 +417,7 @@ class SqliteStore(GroupCommitting):
                 staged.append(StagedMessage(inc, mid, True, [], is_reuse(digest, inc.raw)))
                 continue
             mid = next_mid
-            digest = raw_digest(inc.raw)
+            digest = incoming_digest(inc)
             known[key] = (mid, digest)
             next_mid += 1
             msg_rows.append((mid, inc.sender, inc.control_id, inc.adapter, inc.message_type,
@@ -429,7 +431,7 @@ class SqliteStore(GroupCommitting):
                 seqs.append(next_seq)
                 event_rows.append((next_seq, ev.event_id, mid, ev.hospital_id, ev.kind.value,
                                    ev.occurred_at.isoformat(), held_value(inc, i),
-                                   event_json(ev)))
+                                   incoming_body(inc, i)))
                 if not held:
                     pending.append((next_seq,))
                 next_seq += 1
