@@ -38,6 +38,7 @@ from gateway.platforms.fields import (
     number_spec,
     text_spec,
     time_spec,
+    typed_problem,
 )
 from gateway.platforms.zhaocai_fields import DOCUMENTS, LINES, DocumentSpec
 
@@ -208,4 +209,26 @@ def config_problems(dest: DestinationConfig) -> list[str]:
         # a misspelt key would leave every event it was meant for held or refused
         problems.append(f"field_defaults: {', '.join(unknown)} not fields of any "
                         f"{dest.profile} transaction")
+    problems.extend(_default_problems(dest))
     return problems
+
+
+def _default_problems(dest: DestinationConfig) -> list[str]:
+    """``field_defaults`` values the platform would refuse for their form: checked once
+    here, since an event filled from one is not checked again before it goes."""
+    if not dest.field_defaults:
+        return []
+    if dest.profile == "zhaocai":
+        specs = [s for doc in destination_documents(dest).values()
+                 for s in (*doc.header, *doc.lines)]
+    else:
+        specs = [s for rows in destination_specs(dest).values() for s in rows]
+    problems: dict[str, str] = {}
+    for spec in specs:
+        value = dest.field_defaults.get(spec.name)
+        if value is None or spec.name in problems:
+            continue
+        why = typed_problem(spec, value)
+        if why:
+            problems[spec.name] = f"field_defaults.{spec.name}: {why}"
+    return list(problems.values())

@@ -54,6 +54,7 @@ __all__ = [
     "number_spec",
     "text_spec",
     "time_spec",
+    "typed_problem",
 ]
 
 
@@ -431,6 +432,12 @@ def _typed(spec: FieldSpec, value: Any) -> tuple[Any, str]:
         return _fmt_time(value), ""  # formatted here: of the right form by construction
     text = _fmt_time(value) if isinstance(value, datetime) else str(value)
     return text, check_value(spec, text)
+
+
+def typed_problem(spec: FieldSpec, value: Any) -> str:
+    """Why the platform would refuse ``value`` (as a deployment or a message gives it) for
+    ``spec`` once put in the interface's type, or ""."""
+    return _typed(spec, value)[1]
 
 
 def build_fields(label: str, specs: Sequence[FieldSpec], event: Event, line: Line,

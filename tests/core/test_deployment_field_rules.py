@@ -134,6 +134,14 @@ def test_a_value_of_the_wrong_form_is_named_before_anything_is_sent() -> None:
      "names a 招采 line field"),
     ({"field_defaults": {"hi_feesetl_typ": "11"}},
      "field_defaults: hi_feesetl_typ not fields of any nhsa-inventory transaction"),
+    # a default is not checked again when an event takes it: its form is checked at load
+    ({"field_defaults": {"hi_feesetl_type": "职工医保普通门诊"}},
+     "field_defaults.hi_feesetl_type: 长度8超过6"),
+    ({"field_defaults": {"rx_circ_flag": "Y"}}, "field_defaults.rx_circ_flag: 取值应为 0/1"),
+    ({"extra_fields": {"3505": [{"name": "pay_day", "source": "extra.pay_day",
+                                 "type": "date"}]},
+      "field_defaults": {"pay_day": "2026-02-30"}},
+     "field_defaults.pay_day: 不是有效日期"),
 ])
 def test_a_rule_that_names_nothing_is_refused_at_load(fields: dict[str, Any],
                                                       named: str) -> None:
