@@ -24,6 +24,7 @@ an optional one is left out of the body (the platform reads "" as a value).
 
 from __future__ import annotations
 
+import functools
 import operator
 import re
 from collections.abc import Callable, Mapping, Sequence
@@ -69,7 +70,8 @@ class FieldType(StrEnum):
     TRACE_LIST = "LIST"  # drugtracinfo: [{"drug_trac_codg": …}]
 
 
-@dataclass(frozen=True, slots=True)
+# eq=False: a row is hashed by identity, which is cheap (each row is one object)
+@dataclass(frozen=True, slots=True, eq=False)
 class FieldSpec:
     """One field of one transaction body."""
 
@@ -386,23 +388,40 @@ def _line_extra(line: Line, key: str) -> str:
     return ""
 
 
-def _resolve(spec: FieldSpec, event: Event, line: Line, ctx: Mapping[str, Any]) -> Any:
+Getter = Callable[[Event, Line, Mapping[str, Any]], Any]
+# the line's attributes that are always text (their lengths are checked at once)
+_LINE_TEXT = {name: kind == "str" for name, kind in Line.__annotations__.items()}
+
+
+@functools.cache
+def _getter(spec: FieldSpec) -> Getter:
+    """How one row reads its value, decided once per row (every unit of every event asks)."""
     kind, _, rest = spec.source.partition(".")
     if kind == "line":
-        return getattr(line, rest)
+        get_line = operator.attrgetter(rest)
+        return lambda e, ln, ctx: get_line(ln)
     if kind == "event":
-        return getattr(event, rest)
+        get_event = operator.attrgetter(rest)
+        return lambda e, ln, ctx: get_event(e)
     if kind == "party":
         role, _, attr = rest.partition(".")
-        party = getattr(event, role)
-        return getattr(party, attr) if party is not None else ""
+        get_party, get_attr = operator.attrgetter(role), operator.attrgetter(attr)
+
+        def party(e: Event, ln: Line, ctx: Mapping[str, Any]) -> Any:
+            found = get_party(e)
+            return get_attr(found) if found is not None else ""
+        return party
     if kind == "extra":
-        return _extra(event, rest)
+        return lambda e, ln, ctx: _extra(e, rest)
     if kind == "line_extra":
-        return _line_extra(line, rest)
+        return lambda e, ln, ctx: _line_extra(ln, rest)
     if kind == "derived":
-        return _DERIVED[rest](event, line, ctx)
-    return None  # "config": only field_defaults or the row's default
+        return _DERIVED[rest]
+    return lambda e, ln, ctx: None
+
+
+def _resolve(spec: FieldSpec, event: Event, line: Line, ctx: Mapping[str, Any]) -> Any:
+    return _getter(spec)(event, line, ctx)
 
 
 def _empty(value: Any) -> bool:
@@ -518,37 +537,6 @@ def _fits(spec: FieldSpec, value: Decimal) -> bool:
     _, digits, exponent = value.as_tuple()
     return (exponent.__class__ is int and -exponent <= spec.scale
             and len(digits) + exponent <= spec.precision - spec.scale)
-
-
-Getter = Callable[[Event, Line, Mapping[str, Any]], Any]
-# the line's attributes that are always text (their lengths are checked at once)
-_LINE_TEXT = {name: kind == "str" for name, kind in Line.__annotations__.items()}
-
-
-def _getter(spec: FieldSpec) -> Getter:
-    """``_resolve`` for one row, decided once (the checks run for every event)."""
-    kind, _, rest = spec.source.partition(".")
-    if kind == "line":
-        get_line = operator.attrgetter(rest)
-        return lambda e, ln, ctx: get_line(ln)
-    if kind == "event":
-        get_event = operator.attrgetter(rest)
-        return lambda e, ln, ctx: get_event(e)
-    if kind == "party":
-        role, _, attr = rest.partition(".")
-        get_party, get_attr = operator.attrgetter(role), operator.attrgetter(attr)
-
-        def party(e: Event, ln: Line, ctx: Mapping[str, Any]) -> Any:
-            found = get_party(e)
-            return get_attr(found) if found is not None else ""
-        return party
-    if kind == "extra":
-        return lambda e, ln, ctx: _extra(e, rest)
-    if kind == "line_extra":
-        return lambda e, ln, ctx: _line_extra(ln, rest)
-    if kind == "derived":
-        return _DERIVED[rest]
-    return lambda e, ln, ctx: None
 
 
 Row = tuple[FieldSpec, Getter]
