@@ -37,6 +37,7 @@ from typing import Any
 from canonical.model import CHINA_TZ, Event, Line
 
 __all__ = [
+    "BCHNO",
     "DERIVED_INPUTS",
     "MANDATORY",
     "SPECS",
@@ -133,7 +134,9 @@ _ITEM = (
     text_spec("fixmedins_hilist_id", "line.item_code", 30, True),
     text_spec("fixmedins_hilist_name", "line.item_name", 200, True),
 )
-_BCHNO = text_spec("fixmedins_bchno", "derived.bchno", 30, True)
+# the batch number (the document number and the line's): the profile checks its longest
+# once per event, not each line's
+BCHNO = text_spec("fixmedins_bchno", "derived.bchno", 30, True)
 _RX_FLAG = flag_spec("rx_flag", "derived.rx_flag",
                  note="line.rx_only (the message or the national catalog); no default: "
                       "a product's prescription status is never guessed")
@@ -145,7 +148,7 @@ _3501 = (
     date_spec("invdate", "derived.date", True),
     number_spec("inv_cnt", "derived.quantity", 4, True),
     text_spec("manu_lotnum", "line.lot_no", 30, True),
-    _BCHNO,
+    BCHNO,
     date_spec("manu_date", "line.manu_date", True),
     date_spec("expy_end", "line.expiry", True),
     _MEMO, _TRACE,
@@ -156,7 +159,7 @@ _3502 = (
     text_spec("inv_chg_type", "extra.inv_chg_type", 6, True,
        note="from the warehouse document type (ZWD-2) through the deployment's "
             "field_defaults or the adapter; the national code list is unconfirmed"),
-    *_ITEM[1:], _BCHNO,
+    *_ITEM[1:], BCHNO,
     number_spec("pric", "line.national_price", 6, True),
     # how much moved; which way is the change type's (a loss may come signed)
     number_spec("cnt", "derived.moved_quantity", 4, True),
@@ -171,7 +174,7 @@ _3502 = (
 _3503 = (
     *_ITEM,
     text_spec("dynt_no", "extra.dynt_no", 50),
-    _BCHNO,
+    BCHNO,
     text_spec("spler_name", "derived.supplier_name", 200, True),
     text_spec("spler_pmtno", "extra.spler_pmtno", 50),
     text_spec("manu_lotnum", "line.lot_no", 30, True),
@@ -197,7 +200,7 @@ _3504 = (*_3503, text_spec("medins_prod_purc_no", "extra.original_no", 50, True,
                     note="the serial of the purchase returned (ZWD-9, extra original_no)"))
 
 _3505 = (
-    *_ITEM, _BCHNO,
+    *_ITEM, BCHNO,
     text_spec("prsc_dr_cert_type", "extra.prsc_dr_cert_type", 6),
     text_spec("prsc_dr_certno", "party.prescriber.id", 50),
     text_spec("prsc_dr_name", "party.prescriber.name", 50, True),
@@ -239,7 +242,7 @@ _3506 = (*_3505, text_spec("medins_prod_sel_no", "extra.original_no", 50, True,
                     note="the serial of the sale given back (extra original_no)"))
 
 _3507 = (
-    _BCHNO,
+    BCHNO,
     FieldSpec("inv_data_type", "derived.inv_data_type", FieldType.CODE, True, 3,
               codes=("1", "2", "3", "4")),
 )

@@ -39,7 +39,7 @@ from canonical.model import CHINA_TZ, Event, EventKind, Line, OrderControl
 from gateway.config import DestinationConfig, GatewayConfig
 from gateway.platforms.base import Answer, Request, Verdict
 from gateway.platforms.custom_fields import destination_specs
-from gateway.platforms.fields import BodyChecks, build_fields
+from gateway.platforms.fields import BCHNO, BodyChecks, build_fields, check_value
 from gateway.platforms.privacy import PatientPolicy, patient_payload
 from gateway.platforms.signing import Signer, SigningKeys
 
@@ -97,7 +97,6 @@ def _extra(event: Event, key: str) -> str:
 
 
 _SEQ = operator.attrgetter("seq")
-BCHNO_LENGTH = 30  # fixmedins_bchno: C30
 
 
 def unit_action(event: Event, unit: int) -> tuple[str, Line]:
@@ -196,10 +195,10 @@ class NhsaInventoryProfile:
                 event_checked.add(infno)
                 found.update(checks.malformed_event(event, line, shared))
                 longest = self.batch_no(event, max(event.lines, key=_SEQ))
-                if len(longest) > BCHNO_LENGTH:
-                    found["fixmedins_bchno"] = (
-                        f"长度{len(longest)}超过{BCHNO_LENGTH}: {longest!r} (source "
-                        "derived.bchno: the document number and the line's number)")
+                problem = check_value(BCHNO, longest)
+                if problem:
+                    found[BCHNO.name] = (f"{problem}: {longest!r} (source derived.bchno: the "
+                                         "document number and the line's number)")
             # what is missing depends only on which of the line's values are empty: lines
             # alike in that are checked once (a 2,000-line dispense costs a few checks)
             sig = (infno, *checks.signature(line))
