@@ -16,8 +16,9 @@ from aiohttp import web
 from aiohttp.test_utils import TestServer
 
 from gateway.app import SIMULATOR, STORE, Timings
-from gateway.config import GatewayConfig, parse_config
+from gateway.config import DestinationConfig, GatewayConfig, parse_config
 from gateway.ingest.framing import END, START
+from gateway.platforms.nhsa import NhsaInventoryProfile
 from gateway.platforms.simulator import SimulatorState
 from gateway.store.base import Balance
 from gateway.store.sqlite import SqliteStore
@@ -99,6 +100,15 @@ def free_port() -> int:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
 
+
+def nhsa_profile(**dest: Any) -> NhsaInventoryProfile:
+    """The national inventory profile of a destination ``nhsa`` (fields ``dest``) for the
+    sample hospital (浙江省人民医院, 330100)."""
+    fields = {"name": "nhsa", "url": "http://127.0.0.1:9/fsi/api", **dest}
+    gw = GatewayConfig.model_validate({
+        "hospitals": [{"code": HOSPITAL, "name": "浙江省人民医院", "admdvs": "330100"}],
+        "destinations": [fields]})
+    return NhsaInventoryProfile(DestinationConfig.model_validate(fields), gw)
 
 def sample(name: str) -> bytes:
     """A sample message's bytes."""

@@ -28,6 +28,7 @@ from helpers import (
     ack_fields,
     free_port,
     make_config,
+    nhsa_profile,
     sample,
     write_config,
 )
@@ -54,13 +55,6 @@ def _dest(**fields: Any) -> DestinationConfig:
     return DestinationConfig.model_validate({"name": "nhsa", "url": URL, **fields})
 
 
-def _profile(**fields: Any) -> NhsaInventoryProfile:
-    gw = GatewayConfig.model_validate({
-        "hospitals": [{"code": HOSPITAL, "name": "浙江省人民医院", "admdvs": "330100"}],
-        "destinations": [{"name": "nhsa", "url": URL}]})
-    return NhsaInventoryProfile(_dest(**fields), gw)
-
-
 def _dispense(name: str = "rds_o13_dispense_utf8.hl7") -> Event:
     adapter = HL7v2Adapter({"facilities": {"ZJSRMYY": HOSPITAL}})
     (event,) = adapter.parse(sample(name), received_at=NOW).events
@@ -78,8 +72,8 @@ def _body(profile: NhsaInventoryProfile, event: Event) -> dict[str, Any]:
 
 def test_an_optional_field_made_mandatory_holds_a_dispense_that_lacks_it() -> None:
     event = _dispense()  # the HIS sends no settlement id
-    assert _profile().missing(event) == {}  # optional in the national interface
-    strict = _profile(mandatory={"3505": ["setl_id"]})
+    assert nhsa_profile().missing(event) == {}  # optional in the national interface
+    strict = nhsa_profile(mandatory={"3505": ["setl_id"]})
     assert strict.missing(event) == {"3505 setl_id": "has no value (source extra.setl_id)"}
     settled = msgspec.structs.replace(event, extra=(*event.extra, ("setl_id", "330100S0001")))
     assert strict.missing(settled) == {}
@@ -87,7 +81,7 @@ def test_an_optional_field_made_mandatory_holds_a_dispense_that_lacks_it() -> No
 
 
 def test_a_provinces_own_field_is_filled_typed_and_held_when_empty() -> None:
-    profile = _profile(extra_fields={"3505": [
+    profile = nhsa_profile(extra_fields={"3505": [
         DEPT_FIELD,
         {"name": "dise_codg", "source": "extra.dise_codg", "length": 20},
         {"name": "pay_amt", "source": "extra.pay_amt", "type": "decimal", "scale": 2}]})
@@ -111,16 +105,16 @@ def test_a_value_of_the_wrong_form_is_named_before_anything_is_sent() -> None:
     event = _dispense()
     line = event.lines[0]
     long_lot = event.with_lines((msgspec.structs.replace(line, lot_no="L20260815A" * 4),))
-    assert _profile().missing(long_lot) == {
+    assert nhsa_profile().missing(long_lot) == {
         "3505 manu_lotnum": "长度40超过30 (source line.lot_no)"}
     # the batch number is the document number and the line's: a 35-character
     # prescription number makes it 37
     long_doc = msgspec.structs.replace(event, document_no="CF" + "2026112300" * 3 + "123")
-    (why,) = _profile().missing(long_doc).values()
-    assert "fixmedins_bchno" in next(iter(_profile().missing(long_doc))) and "超过30" in why
+    (why,) = nhsa_profile().missing(long_doc).values()
+    assert "fixmedins_bchno" in next(iter(nhsa_profile().missing(long_doc))) and "超过30" in why
     too_precise = event.with_lines((msgspec.structs.replace(
         line, national_price=Decimal("2.3500001")),))
-    assert "N(16,6)" in _profile().missing(too_precise)["3505 finl_trns_pric"]
+    assert "N(16,6)" in nhsa_profile().missing(too_precise)["3505 finl_trns_pric"]
 
 
 @pytest.mark.parametrize(("fields", "named"), [

@@ -24,6 +24,7 @@ from helpers import (
     HOSPITAL,
     RunningGateway,
     gateway_with_http_listeners,
+    nhsa_profile,
     post_to_listener,
     sample,
     send_for_ack,
@@ -40,10 +41,8 @@ from adapters.vendor.outputs import outputs as vendor_outputs
 from adapters.vendor.profile import load_profile
 from canonical.errors import MessageRejected
 from canonical.model import CHINA_TZ, Event, EventKind
-from gateway.config import DestinationConfig, GatewayConfig
 from gateway.platforms.coverage import inputs_of
 from gateway.platforms.fields import build_body
-from gateway.platforms.nhsa import NhsaInventoryProfile
 from gateway.platforms.simulator import validate_envelope
 from mappings.crosswalk import load_csv, map_event
 
@@ -58,14 +57,6 @@ SETL_ID = "330100G0020261124000015"
 EXT = "http://jicai-gateway.org/fhir/StructureDefinition/"
 
 
-def _profile() -> NhsaInventoryProfile:
-    dest = {"name": "nhsa", "url": "http://127.0.0.1:9/fsi/api"}
-    gw = GatewayConfig.model_validate({
-        "hospitals": [{"code": HOSPITAL, "name": "浙江省人民医院", "admdvs": "330100"}],
-        "destinations": [dest]})
-    return NhsaInventoryProfile(DestinationConfig.model_validate(dest), gw)
-
-
 def _mapped(events: tuple[Event, ...]) -> list[Event]:
     out = []
     for event in events:
@@ -77,7 +68,7 @@ def _mapped(events: tuple[Event, ...]) -> list[Event]:
 
 def _body(event: Event, unit: int = 0) -> dict[str, Any]:
     """The body the platform gets for one unit of ``event``, checked as it checks it."""
-    request = _profile().build(event, unit, f"{HOSPITAL}20261127160000{unit:04d}",
+    request = nhsa_profile().build(event, unit, f"{HOSPITAL}20261127160000{unit:04d}",
                                NOW.timestamp())
     env = orjson.loads(request.body)
     assert validate_envelope(env) is None, validate_envelope(env)

@@ -16,13 +16,12 @@ from typing import Any
 import msgspec
 import orjson
 import pytest
-from helpers import CROSSWALK, HOSPITAL, ROOT, sample
+from helpers import CROSSWALK, HOSPITAL, ROOT, nhsa_profile, sample
 
 from adapters.fhir import FhirR4Adapter
 from adapters.hl7v2 import HL7v2Adapter
 from canonical.errors import MessageRejected
 from canonical.model import CHINA_TZ, Event, EventKind, OrderControl
-from gateway.config import DestinationConfig, GatewayConfig
 from gateway.platforms.fields import SPECS, FieldMissing, build_body, check_body
 from gateway.platforms.nhsa import NhsaInventoryProfile
 from gateway.platforms.simulator import SimulatorState, validate_envelope
@@ -31,14 +30,6 @@ from mappings.crosswalk import load_csv, map_event
 
 NOW = datetime(2026, 11, 23, 16, 0, tzinfo=CHINA_TZ)
 CW = load_csv(CROSSWALK)
-
-
-def _profile(**dest: Any) -> NhsaInventoryProfile:
-    gw = GatewayConfig.model_validate({
-        "hospitals": [{"code": HOSPITAL, "name": "浙江省人民医院", "admdvs": "330100"}],
-        "destinations": [{"name": "nhsa", "url": "http://127.0.0.1:9/fsi/api", **dest}]})
-    return NhsaInventoryProfile(DestinationConfig.model_validate(
-        {"name": "nhsa", "url": "http://127.0.0.1:9/fsi/api", **dest}), gw)
 
 
 def _mapped(event: Event) -> Event:
@@ -84,7 +75,7 @@ def _warehouse(doc: str, qty: str = "10") -> Event:
 
 def test_3505_a_dispense_from_hl7_is_complete() -> None:
     (event,) = _hl7(sample("rds_o13_dispense_utf8.hl7"))
-    body = _accepted(_profile(), event)
+    body = _accepted(nhsa_profile(), event)
     assert body["sel_retn_cnt"] == 28 and body["finl_trns_pric"] == 2.35  # numbers
     assert body["sel_retn_opter_name"] == "王芳"  # RXD-10, not the gateway
     assert body["rxno"] == body["rtal_docno"] == "CF20261123000123"
@@ -95,7 +86,7 @@ def test_3505_a_dispense_from_hl7_is_complete() -> None:
 def test_3505_a_split_package_is_flagged() -> None:
     raw = sample("rds_o13_dispense_utf8.hl7").replace(b"|2|\xe7\x9b\x92^", b"|0.5|\xe7\x9b\x92^")
     (event,) = _hl7(raw)
-    body = _accepted(_profile(), event)
+    body = _accepted(nhsa_profile(), event)
     assert (body["trdn_flag"], body["sel_retn_cnt"]) == ("1", 7)  # half a box: 7 tablets
 
 
@@ -113,7 +104,7 @@ def test_3505_trdn_flag_follows_the_package_size_when_the_line_names_one(
     line = msgspec.structs.replace(
         event.lines[0], quantity=Decimal(quantity), extra=(("package_size", package),),
         national_quantity=None if national is None else Decimal(national))
-    body = _accepted(_profile(), event.with_lines((line,)))
+    body = _accepted(nhsa_profile(), event.with_lines((line,)))
     assert body["trdn_flag"] == flag
 
 
@@ -157,14 +148,14 @@ def test_3506_a_cancelled_fhir_dispense_is_complete() -> None:
     parsed = adapter.parse(json.dumps(_RETURN).encode(), received_at=NOW)
     (event,) = [_mapped(e) for e in parsed.events]
     assert event.kind is EventKind.DISPENSE_RETURN
-    body = _accepted(_profile(), event)
+    body = _accepted(nhsa_profile(), event)
     assert body["medins_prod_sel_no"] == "CF20261123000777"  # the sale's rtal_docno
     assert (body["sel_retn_cnt"], body["manu_date"], body["rx_flag"]) == (24, "2026-01-01", "1")
 
 
 def test_3503_a_receipt_carries_invoice_receiver_and_maker() -> None:
     event = _warehouse("RK")
-    body = _accepted(_profile(), event)
+    body = _accepted(nhsa_profile(), event)
     assert (body["purc_invo_no"], body["purc_invo_codg"], body["dynt_no"]) == (
         "04518820", "033002300111", "SH20261123-0087")
     assert body["purc_retn_opter_name"] == "陈静"  # ZWD-5, who received the goods
@@ -174,34 +165,34 @@ def test_3503_a_receipt_carries_invoice_receiver_and_maker() -> None:
 
 
 def test_3504_a_return_names_the_purchase_it_returns() -> None:
-    body = _accepted(_profile(), _warehouse("TH", "2"))
+    body = _accepted(nhsa_profile(), _warehouse("TH", "2"))
     assert body["medins_prod_purc_no"] == "RK20261123001"  # the receipt's document
 
 
 def test_3501_a_stocktake_is_complete_and_has_no_3502_fields() -> None:
-    body = _accepted(_profile(), _warehouse("PD", "36"))
+    body = _accepted(nhsa_profile(), _warehouse("PD", "36"))
     assert body["invdate"] == "2026-11-30" and body["inv_cnt"] == 504
     assert not {"cnt", "inv_chg_time", "pric"} & set(body)
 
 
 def test_3502_a_loss_carries_its_change_type() -> None:
-    body = _accepted(_profile(), _warehouse("BS", "1"))
+    body = _accepted(nhsa_profile(), _warehouse("BS", "1"))
     assert (body["inv_chg_type"], body["cnt"], body["pric"]) == ("105", 14, 2.35)
 
 
 def test_3502_change_type_from_configuration_when_the_message_has_none() -> None:
     event = _warehouse("BS", "1")
     event = msgspec.structs.replace(event, extra=())
-    body = _accepted(_profile(field_defaults={"inv_chg_type": "105"}), event)
+    body = _accepted(nhsa_profile(field_defaults={"inv_chg_type": "105"}), event)
     assert body["inv_chg_type"] == "105"
 
 
 def test_3507_a_change_deletes_then_uploads() -> None:
     (event,) = _hl7(sample("rds_o13_dispense_utf8.hl7"))
     change = msgspec.structs.replace(event, order_control=OrderControl.CHANGE)
-    assert _accepted(_profile(), change, 0) == {"fixmedins_bchno": "CF20261123000123-1",
+    assert _accepted(nhsa_profile(), change, 0) == {"fixmedins_bchno": "CF20261123000123-1",
                                                 "inv_data_type": "4"}
-    assert _accepted(_profile(), change, 1)["sel_retn_cnt"] == 28
+    assert _accepted(nhsa_profile(), change, 1)["sel_retn_cnt"] == 28
 
 
 # --- per mandatory field: its source removed, the profile names it --------------------
@@ -268,7 +259,7 @@ def test_the_simulator_names_the_first_missing_mandatory_field(infno: str) -> No
 
 
 def test_a_too_precise_decimal_and_an_impossible_date_are_refused() -> None:
-    body = _accepted(_profile(), _EVENTS["3505"])
+    body = _accepted(nhsa_profile(), _EVENTS["3505"])
     assert check_body("3505", {**body, "finl_trns_pric": 2.3456789})[0] == "finl_trns_pric"
     assert check_body("3505", {**body, "expy_end": "2028-02-30"})[0] == "expy_end"
     assert check_body("3505", {**body, "sel_retn_cnt": "28"})[0] == "sel_retn_cnt"
@@ -317,7 +308,7 @@ def test_3503_from_a_warehouse_json_document_through_the_vendor_adapter() -> Non
         json.dumps(doc, ensure_ascii=False).encode(), received_at=NOW)
     event, unmapped = map_event(parsed.events[0], crosswalk, date(2026, 11, 26))
     assert event.kind is EventKind.RECEIPT and not unmapped
-    profile = _profile()
+    profile = nhsa_profile()
     first, second = (_accepted(profile, event, unit) for unit in range(2))
     assert (first["purc_retn_cnt"], first["manu_date"], first["dynt_no"]) == (
         700, "2025-08-01", "PS2026112600871")
@@ -338,7 +329,7 @@ def test_3506_follows_its_3505_at_a_platform_that_checks_the_order() -> None:
     (ret,) = [_mapped(e) for e in adapter.parse(json.dumps(_RETURN).encode(),
                                                 received_at=NOW).events]
     assert sale.kind is EventKind.DISPENSE and ret.kind is EventKind.DISPENSE_RETURN
-    profile = _profile()
+    profile = nhsa_profile()
 
     def envelope(event: Event, n: int) -> dict[str, Any]:
         msgid = f"{HOSPITAL}2026112316000{n:05d}"
@@ -373,7 +364,7 @@ def _fhir_receipt() -> Event:
 def test_3503_from_a_fhir_supply_delivery_is_complete() -> None:
     event = _fhir_receipt()
     assert event.kind is EventKind.RECEIPT and event.hospital_id == HOSPITAL
-    body = _accepted(_profile(), event)
+    body = _accepted(nhsa_profile(), event)
     assert (body["aprvno"], body["manu_date"], body["rx_flag"]) == (
         "国药准字H20203365", "2026-08-15", "1")
     assert body["spler_name"] == "华东医药股份有限公司"
@@ -409,7 +400,7 @@ def _spd(kind: str, doc_no: str, qty: int, **head: str) -> Event:
 def test_warehouse_json_documents_are_complete(kind: str, infno: str, qty: int,
                                                head: dict[str, str]) -> None:
     event = _spd(kind, f"{kind}20261127001", qty, **head)
-    request = _profile().build(event, 0, f"{HOSPITAL}20261127100000{0:04d}", NOW.timestamp())
+    request = nhsa_profile().build(event, 0, f"{HOSPITAL}20261127100000{0:04d}", NOW.timestamp())
     env = orjson.loads(request.body)
     assert env["infno"] == infno
     assert validate_envelope(env) is None, validate_envelope(env)
