@@ -177,6 +177,12 @@ class _Prepared:
 _Mapping = tuple[list[Event], list[bool], list[tuple[Line, ...]]]
 
 
+def _waiting(held: Sequence[bool], incomplete: Sequence[bool]) -> list[bool]:
+    """Which events get no outbox rows yet: unmapped, or lacking a platform's data
+    (``incomplete`` may be empty: none)."""
+    return [h or bool(incomplete and incomplete[i]) for i, h in enumerate(held)]
+
+
 def _with_bodies(incoming: Incoming) -> Incoming:
     """``incoming`` with its events' stored JSON and its raw bytes' hash worked out."""
     return msgspec.structs.replace(incoming,
@@ -402,7 +408,7 @@ class Ingestor:
         """:meth:`gaps_of` and the outbox rows of the events that may go (a thread's work
         for a big message: 2,000 ordering keys are a few ms of the loop's time)."""
         found = self.gaps_of(events, held)
-        return found, self.plan(events, [h or bool(g) for h, g in zip(held, found, strict=True)])
+        return found, self.plan(events, _waiting(held, [bool(g) for g in found]))
 
     def _map_and_advise(self, adapter: Adapter, raw: bytes, peer: str, parsed: ParsedMessage,
                         received_at: datetime, *, rechecked: bool = False,
@@ -436,8 +442,7 @@ class Ingestor:
                             control_id=parsed.control_id, message_type=mtype, raw=raw,
                             received_at=received_at, events=tuple(events), held=tuple(held),
                             deliveries=deliveries if deliveries is not None else self.plan(
-                                events, [h or bool(incomplete and incomplete[i])
-                                         for i, h in enumerate(held)]),
+                                events, _waiting(held, incomplete)),
                             peer=peer, incomplete=incomplete)
         return _Prepared(parsed=parsed, advice=advice, incoming=incoming)
 

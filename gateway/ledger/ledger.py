@@ -107,6 +107,7 @@ _COUNTED = (*_PURCHASE, *_USE, EventKind.PRESCRIPTION)
 
 _PLAN_IN_THREAD = 256  # lines of a fold batch planned off the event loop
 
+
 class FoldFailed(GatewayError):
     """Folding these events failed; ``reason`` says why (nothing of them was folded)."""
 
