@@ -42,6 +42,7 @@ __all__ = [
     "MANDATORY",
     "SPECS",
     "BodyChecks",
+    "EventPart",
     "FieldMissing",
     "FieldSpec",
     "FieldType",
@@ -51,6 +52,7 @@ __all__ = [
     "check_fields",
     "check_value",
     "date_spec",
+    "event_fields",
     "flag_spec",
     "mandatory_fields",
     "number_spec",
@@ -462,11 +464,47 @@ def typed_problem(spec: FieldSpec, value: Any) -> str:
     return _typed(spec, value)[1]
 
 
-def build_fields(label: str, specs: Sequence[FieldSpec], event: Event, line: Line,
+_SKIP: Any = object()  # an optional field without a value: left out of the body
+
+
+def _field(spec: FieldSpec, event: Event, line: Line, ctx: Mapping[str, Any],
+           fallback: Mapping[str, str]) -> tuple[Any, str]:
+    """(typed value, "") of one row, (``_SKIP``, "") for an optional row without a value,
+    or (None, why the platform would refuse it, naming the source)."""
+    value = _resolve(spec, event, line, ctx)
+    if _empty(value):
+        value = fallback.get(spec.name, spec.default)
+    if _empty(value):
+        if spec.mandatory:
+            return None, f"mandatory, no value (source {spec.source})"
+        return _SKIP, ""
+    typed, problem = _typed(spec, value)
+    if problem:
+        return None, f"{problem} (source {spec.source})"
+    return typed, ""
+
+
+EventPart = Mapping[FieldSpec, tuple[Any, str]]
+
+
+def event_fields(specs: Sequence[FieldSpec], event: Event, line: Line,
                  ctx: Mapping[str, Any], defaults: Mapping[str, str] | None = None
-                 ) -> dict[str, Any]:
+                 ) -> EventPart:
+    """The rows of ``specs`` that read the event, not a line, worked out once for all the
+    units of an event (:func:`build_fields` takes them as ``event_part``): a 2,000-line
+    dispense's prescriber, pharmacist and settlement fields are the same in each of its
+    2,000 requests. ``ctx`` must be one whose event-wide values hold for every unit."""
+    fallback = defaults or {}
+    return {spec: _field(spec, event, line, ctx, fallback)
+            for spec in specs if not _per_line(spec)}
+
+
+def build_fields(label: str, specs: Sequence[FieldSpec], event: Event, line: Line,
+                 ctx: Mapping[str, Any], defaults: Mapping[str, str] | None = None,
+                 event_part: EventPart | None = None) -> dict[str, Any]:
     """The fields ``specs`` describe for one line (or a document's header), typed,
-    optional empty fields left out.
+    optional empty fields left out (``event_part``: the event's own rows, from
+    :func:`event_fields`).
 
     Raises:
         FieldMissing: mandatory fields without a value, or values of the wrong form,
@@ -476,18 +514,12 @@ def build_fields(label: str, specs: Sequence[FieldSpec], event: Event, line: Lin
     problems: dict[str, str] = {}
     fallback = defaults or {}
     for spec in specs:
-        value = _resolve(spec, event, line, ctx)
-        if _empty(value):
-            value = fallback.get(spec.name, spec.default)
-        if _empty(value):
-            if spec.mandatory:
-                problems[spec.name] = f"mandatory, no value (source {spec.source})"
-            continue
-        typed, problem = _typed(spec, value)
+        got = event_part.get(spec) if event_part is not None else None
+        typed, problem = got if got is not None else _field(spec, event, line, ctx, fallback)
         if problem:
-            problems[spec.name] = f"{problem} (source {spec.source})"
-            continue
-        body[spec.name] = typed
+            problems[spec.name] = problem
+        elif typed is not _SKIP:
+            body[spec.name] = typed
     if problems:
         raise FieldMissing(label, problems)
     return body

@@ -29,6 +29,8 @@ identifiers are added only as the destination's patient policy allows.
 from __future__ import annotations
 
 import operator
+from collections import OrderedDict
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -39,7 +41,15 @@ from canonical.model import CHINA_TZ, Event, EventKind, Line, OrderControl
 from gateway.config import DestinationConfig, GatewayConfig
 from gateway.platforms.base import Answer, Request, Verdict
 from gateway.platforms.custom_fields import destination_specs
-from gateway.platforms.fields import BCHNO, BodyChecks, build_fields, check_value
+from gateway.platforms.fields import (
+    BCHNO,
+    BodyChecks,
+    EventPart,
+    FieldSpec,
+    build_fields,
+    check_value,
+    event_fields,
+)
 from gateway.platforms.privacy import PatientPolicy, patient_payload
 from gateway.platforms.signing import Signer, SigningKeys
 
@@ -97,6 +107,10 @@ def _extra(event: Event, key: str) -> str:
 
 
 _SEQ = operator.attrgetter("seq")
+# an event of this many lines has its own fields worked out once for all its units;
+# the last EVENT_PARTS_KEPT such (event, transaction) pairs are kept
+EVENT_PART_MIN_LINES = 8
+EVENT_PARTS_KEPT = 32
 
 
 def unit_action(event: Event, unit: int) -> tuple[str, Line]:
@@ -155,6 +169,8 @@ class NhsaInventoryProfile:
         self.policy = patient_policy(dest, gateway)
         self.specs = destination_specs(dest)
         self._checks = {infno: BodyChecks.of(specs) for infno, specs in self.specs.items()}
+        self._event_parts: OrderedDict[tuple[int, str], tuple[Event, EventPart]] = \
+            OrderedDict()
 
     async def prepare(self, session: aiohttp.ClientSession) -> None:
         """Nothing to prepare: every request is signed on its own."""
@@ -227,15 +243,32 @@ class NhsaInventoryProfile:
         action, line = self._unit_action(event, unit)
         ctx = {"bchno": self.batch_no(event, line),
                "inv_data_type": DELETE_DATA_TYPE[event.kind]}
+        infno, wrapper = ("3507", "data") if action == "delete" else INFNO[event.kind]
+        specs = self.specs[infno]
+        body = build_fields(infno, specs, event, line, ctx, self.dest.field_defaults,
+                            self._event_part(infno, specs, event, line, ctx))
         if action == "delete":
-            return "3507", "data", build_fields("3507", self.specs["3507"], event, line, ctx,
-                                                self.dest.field_defaults)
-        infno, wrapper = INFNO[event.kind]
-        body = build_fields(infno, self.specs[infno], event, line, ctx,
-                            self.dest.field_defaults)
+            return infno, wrapper, body
         if wrapper == "selinfo":
             body.update(self._patient_fields(event))
         return infno, wrapper, body
+
+    def _event_part(self, infno: str, specs: Sequence[FieldSpec], event: Event, line: Line,
+                    ctx: Mapping[str, Any]) -> EventPart | None:
+        """The event's own fields for ``infno``, worked out at its first unit and kept
+        while its units go out (a big event only: a few lines gain nothing)."""
+        if len(event.lines) < EVENT_PART_MIN_LINES:
+            return None
+        key = (id(event), infno)
+        kept = self._event_parts.get(key)
+        if kept is not None and kept[0] is event:
+            self._event_parts.move_to_end(key)
+            return kept[1]
+        part = event_fields(specs, event, line, ctx, self.dest.field_defaults)
+        self._event_parts[key] = (event, part)  # the event kept too: its id stays its own
+        if len(self._event_parts) > EVENT_PARTS_KEPT:
+            self._event_parts.popitem(last=False)
+        return part
 
     def build(self, event: Event, unit: int, msgid: str, now: float) -> Request:
         """The signed envelope for unit ``unit`` of ``event`` (an upload or a 3507 delete).

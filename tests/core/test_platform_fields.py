@@ -404,3 +404,66 @@ def test_warehouse_json_documents_are_complete(kind: str, infno: str, qty: int,
     env = orjson.loads(request.body)
     assert env["infno"] == infno
     assert validate_envelope(env) is None, validate_envelope(env)
+
+
+# --- a big event: its own fields worked out once for all its units -------------------
+
+def _lines(event: Event, n: int) -> Event:
+    """``event`` with ``n`` lines, each its own batch and quantity."""
+    first = event.lines[0]
+    return event.with_lines(tuple(
+        msgspec.structs.replace(first, seq=i + 1, lot_no=f"L2026{i:04d}",
+                                quantity=first.quantity + i) for i in range(n)))
+
+
+def _plain(profile: NhsaInventoryProfile, event: Event, unit: int) -> dict[str, Any]:
+    """The body as each unit's fields worked out on their own would make it."""
+    from gateway.platforms.fields import build_fields
+    from gateway.platforms.nhsa import DELETE_DATA_TYPE, INFNO, unit_action
+
+    action, line = unit_action(event, unit)
+    infno = "3507" if action == "delete" else INFNO[event.kind][0]
+    ctx = {"bchno": profile.batch_no(event, line),
+           "inv_data_type": DELETE_DATA_TYPE[event.kind]}
+    return build_fields(infno, profile.specs[infno], event, line, ctx,
+                        profile.dest.field_defaults)
+
+
+@pytest.mark.parametrize("infno", sorted(_EVENTS))
+def test_a_big_events_bodies_are_those_of_its_units_built_alone(infno: str) -> None:
+    profile = nhsa_profile(field_defaults={"inv_chg_type": "105"})
+    event = _lines(_EVENTS[infno], 12)
+    change = msgspec.structs.replace(event, order_control=OrderControl.CHANGE)
+    for ev in (event, change):
+        for unit in range(profile.units(ev)):
+            _, _, body = profile.body(ev, unit)
+            plain = _plain(profile, ev, unit)
+            assert body == plain and list(body) == list(plain)  # same fields, same order
+            _accepted(profile, ev, unit)  # and the strict simulator takes each
+
+
+def test_a_big_event_after_another_carries_its_own_event_fields() -> None:
+    from canonical.model import Party
+
+    profile = nhsa_profile()
+    first = _lines(_EVENTS["3505"], 10)
+    second = msgspec.structs.replace(first, pharmacist=Party("Y0042", "赵敏"),
+                                     document_no="CF20261123009999")
+    for unit in range(10):
+        assert profile.body(first, unit)[2]["sel_retn_opter_name"] == "王芳"
+        body = profile.body(second, unit)[2]
+        assert (body["sel_retn_opter_name"], body["rxno"]) == ("赵敏", "CF20261123009999")
+
+
+@pytest.mark.parametrize("source", ["party.pharmacist.name", "extra.phar_prac_cert_no",
+                                    "derived.mdtrt_sn", "event.document_no"])
+def test_a_big_event_missing_an_event_field_names_it_for_every_unit(source: str) -> None:
+    profile = nhsa_profile()
+    event = _lines(_without(_EVENTS["3505"], source), 10)
+    expected = {n for n, s in ((s.name, s.source) for s in SPECS["3505"])
+                if s == source}
+    for unit in (0, 5, 9):
+        with pytest.raises(FieldMissing) as err:
+            profile.body(event, unit)
+        assert expected and expected <= set(err.value.problems)
+        assert all(source in err.value.problems[name] for name in expected)

@@ -368,7 +368,9 @@ class PostgresStore(GroupCommitting):
                 await _add_lanes(con, {(r.destination, r.hospital_id, r.lane) for r in rows})
                 await self.notify(con, Topic.OUTBOX)
         self.commits += 1
-        return commit_results(staged, rows, ids)
+        results = commit_results(staged, rows, ids)
+        self._decoded.add_committed(items, results)
+        return results
 
     @staticmethod
     async def _allocate(con: Any, hospitals: list[str], now: float) -> list[str]:

@@ -391,6 +391,7 @@ class SqliteStore(GroupCommitting):
             con.execute("ROLLBACK")
             raise
         self.commits += 1
+        self._decoded.add_committed(items, results)
         return results
 
     def _write_rows(self, con: sqlite3.Connection, items: list[Incoming],
