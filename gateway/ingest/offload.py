@@ -18,6 +18,7 @@ gateway itself would copy its threads' locks), so a replaced worker is ready at 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import multiprocessing
 import os
@@ -42,6 +43,7 @@ log = logging.getLogger(__name__)
 Recipe = tuple[int, str, Mapping[str, Any]]
 
 _ADAPTERS: dict[int, Adapter] = {}  # in a worker: the adapters built so far
+WORKER_NICENESS = 10  # added to a parse worker's scheduling niceness
 
 
 class WorkerFailed(Exception):
@@ -72,6 +74,13 @@ def parse_in_worker(recipe: Recipe, raw: bytes, received_at: datetime,
 
 def _ready() -> int:
     return os.getpid()
+
+
+def _yield_cpu() -> None:
+    """A worker's CPU goes after the listeners' (the gateway process, its store threads):
+    on a small server a long parse must not take a core from the messages being answered."""
+    with contextlib.suppress(OSError):
+        os.nice(WORKER_NICENESS)
 
 
 def _unpack(result: tuple[str, Any]) -> ParsedMessage:
@@ -140,7 +149,7 @@ class ParseWorkers:
     def _create(self) -> tuple[ProcessPool, int]:
         ctx = multiprocessing.get_context("forkserver")
         ctx.set_forkserver_preload([__name__])
-        pool = ProcessPool(max_workers=self.workers, context=ctx)
+        pool = ProcessPool(max_workers=self.workers, context=ctx, initializer=_yield_cpu)
         try:
             return pool, int(pool.schedule(_ready).result(timeout=60))
         except BaseException:

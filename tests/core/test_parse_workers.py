@@ -52,6 +52,21 @@ async def test_a_parse_in_a_worker_gives_what_a_parse_in_the_loop_gives(
             == adapter.reply(here, raw, accepted, now=NOW).body)
 
 
+async def test_a_worker_gives_the_cpu_to_the_gateway_first(workers: ParseWorkers) -> None:
+    """On a small server a long parse must not take a core from the listeners and the
+    store, which answer everyone else's messages meanwhile."""
+    import os
+
+    from gateway.ingest.offload import WORKER_NICENESS
+
+    adapter = create("hl7v2", CONFIG)
+    workers.register(adapter, "hl7v2", CONFIG)
+    await workers.parse(adapter, many_codes(4, 10), NOW, Limits())  # the workers started
+    assert workers._pool is not None
+    niceness = await asyncio.wrap_future(workers._pool.schedule(os.nice, (0,)))
+    assert niceness >= min(19, os.nice(0) + WORKER_NICENESS)
+
+
 async def test_a_refusal_in_a_worker_names_the_field_or_the_limit(
         workers: ParseWorkers) -> None:
     adapter = create("hl7v2", CONFIG)
