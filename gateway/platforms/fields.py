@@ -425,10 +425,6 @@ def _getter(spec: FieldSpec) -> Getter:
     return lambda e, ln, ctx: None
 
 
-def _resolve(spec: FieldSpec, event: Event, line: Line, ctx: Mapping[str, Any]) -> Any:
-    return _getter(spec)(event, line, ctx)
-
-
 def _empty(value: Any) -> bool:
     return value is None or value == "" or value == []
 
@@ -471,7 +467,7 @@ def _field(spec: FieldSpec, event: Event, line: Line, ctx: Mapping[str, Any],
            fallback: Mapping[str, str]) -> tuple[Any, str]:
     """(typed value, "") of one row, (``_SKIP``, "") for an optional row without a value,
     or (None, why the platform would refuse it, naming the source)."""
-    value = _resolve(spec, event, line, ctx)
+    value = _getter(spec)(event, line, ctx)
     if _empty(value):
         value = fallback.get(spec.name, spec.default)
     if _empty(value):
