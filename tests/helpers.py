@@ -4,25 +4,29 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import inspect
 import socket
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from dataclasses import dataclass
+from datetime import date, datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
+import orjson
 import yaml
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 
+from canonical.model import Event
 from gateway.app import SIMULATOR, STORE, Timings
 from gateway.config import DestinationConfig, GatewayConfig, parse_config
 from gateway.ingest.framing import END, START
 from gateway.platforms.nhsa import NhsaInventoryProfile
-from gateway.platforms.simulator import SimulatorState
+from gateway.platforms.simulator import SimulatorState, validate_envelope
 from gateway.store.base import Balance
 from gateway.store.sqlite import SqliteStore
-from mappings.crosswalk import Crosswalk
+from mappings.crosswalk import Crosswalk, load_csv, map_event
 
 ROOT = Path(__file__).resolve().parent.parent
 DATA = ROOT / "tests" / "data"
@@ -109,6 +113,34 @@ def nhsa_profile(**dest: Any) -> NhsaInventoryProfile:
         "hospitals": [{"code": HOSPITAL, "name": "浙江省人民医院", "admdvs": "330100"}],
         "destinations": [fields]})
     return NhsaInventoryProfile(DestinationConfig.model_validate(fields), gw)
+
+@functools.cache
+def sample_crosswalk() -> Crosswalk:
+    """The sample crosswalk (``config/crosswalk.sample.csv``), loaded once."""
+    return load_csv(CROSSWALK)
+
+
+def mapped(events: Iterable[Event], day: date) -> list[Event]:
+    """``events`` mapped with the sample crosswalk on ``day``; every line must map."""
+    out = []
+    for event in events:
+        done, unmapped = map_event(event, sample_crosswalk(), day)
+        assert not unmapped, unmapped
+        out.append(done)
+    return out
+
+
+def accepted_body(profile: NhsaInventoryProfile, event: Event, unit: int,
+                  now: datetime) -> dict[str, Any]:
+    """The body the platform gets for one unit of ``event``, sent at ``now``, after the
+    strict simulator's check of the whole envelope accepted it."""
+    request = profile.build(event, unit, f"{HOSPITAL}{now:%Y%m%d%H%M%S}{unit:04d}",
+                            now.timestamp())
+    env = orjson.loads(request.body)
+    assert validate_envelope(env) is None, validate_envelope(env)
+    body: dict[str, Any] = next(iter(env["input"].values()))
+    return body
+
 
 def sample(name: str) -> bytes:
     """A sample message's bytes."""

@@ -9,7 +9,7 @@ long) holds the event naming the field at ingest instead of making a dead letter
 
 from __future__ import annotations
 
-from datetime import date, datetime
+from datetime import datetime
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -21,13 +21,13 @@ import pytest
 import yaml
 from aiohttp.test_utils import TestServer
 from helpers import (
-    CROSSWALK,
     HOSPITAL,
     TIMINGS,
     MLLPClient,
     ack_fields,
     free_port,
     make_config,
+    mapped,
     nhsa_profile,
     sample,
     write_config,
@@ -42,10 +42,8 @@ from gateway.platforms.coverage import config_gaps
 from gateway.platforms.fields import check_body
 from gateway.platforms.nhsa import NhsaInventoryProfile
 from gateway.platforms.zhaocai import ZhaocaiProfile
-from mappings.crosswalk import load_csv, map_event
 
 NOW = datetime(2026, 11, 23, 16, 0, tzinfo=CHINA_TZ)
-CW = load_csv(CROSSWALK)
 URL = "http://127.0.0.1:9/fsi/api"
 DEPT_FIELD = {"name": "hosp_dept_codg", "source": "party.department.id", "length": 30,
               "mandatory": True}
@@ -57,10 +55,8 @@ def _dest(**fields: Any) -> DestinationConfig:
 
 def _dispense(name: str = "rds_o13_dispense_utf8.hl7") -> Event:
     adapter = HL7v2Adapter({"facilities": {"ZJSRMYY": HOSPITAL}})
-    (event,) = adapter.parse(sample(name), received_at=NOW).events
-    mapped, unmapped = map_event(event, CW, date(2026, 11, 23))
-    assert not unmapped
-    return mapped
+    (event,) = mapped(adapter.parse(sample(name), received_at=NOW).events, NOW.date())
+    return event
 
 
 def _body(profile: NhsaInventoryProfile, event: Event) -> dict[str, Any]:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import copy
 from collections.abc import AsyncIterator
-from datetime import date, datetime
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -19,11 +19,12 @@ import msgspec
 import orjson
 import pytest
 from helpers import (
-    CROSSWALK,
     DATA,
     HOSPITAL,
     RunningGateway,
+    accepted_body,
     gateway_with_http_listeners,
+    mapped,
     nhsa_profile,
     post_to_listener,
     sample,
@@ -43,11 +44,8 @@ from canonical.errors import MessageRejected
 from canonical.model import CHINA_TZ, Event, EventKind
 from gateway.platforms.coverage import inputs_of
 from gateway.platforms.fields import build_body
-from gateway.platforms.simulator import validate_envelope
-from mappings.crosswalk import load_csv, map_event
 
 NOW = datetime(2026, 11, 27, 16, 0, tzinfo=CHINA_TZ)
-CW = load_csv(CROSSWALK)
 HL7_CIRCULATED = DATA / "hl7v2" / "valid" / "rds_o13_circulated_prescription.hl7"
 HL7_FREE_GOODS = DATA / "hl7v2" / "valid" / "zwh_z01_receipt_with_free_goods.hl7"
 FHIR_CIRCULATED = DATA / "fhir-r4" / "valid" / "medicationdispense_circulated_prescription.json"
@@ -58,22 +56,12 @@ EXT = "http://jicai-gateway.org/fhir/StructureDefinition/"
 
 
 def _mapped(events: tuple[Event, ...]) -> list[Event]:
-    out = []
-    for event in events:
-        mapped, unmapped = map_event(event, CW, date(2026, 11, 27))
-        assert not unmapped, unmapped
-        out.append(mapped)
-    return out
+    return mapped(events, NOW.date())
 
 
 def _body(event: Event, unit: int = 0) -> dict[str, Any]:
     """The body the platform gets for one unit of ``event``, checked as it checks it."""
-    request = nhsa_profile().build(event, unit, f"{HOSPITAL}20261127160000{unit:04d}",
-                               NOW.timestamp())
-    env = orjson.loads(request.body)
-    assert validate_envelope(env) is None, validate_envelope(env)
-    body: dict[str, Any] = next(iter(env["input"].values()))
-    return body
+    return accepted_body(nhsa_profile(), event, unit, NOW)
 
 
 def _hl7(raw: bytes, **config: Any) -> list[Event]:

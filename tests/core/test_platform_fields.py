@@ -16,7 +16,7 @@ from typing import Any
 import msgspec
 import orjson
 import pytest
-from helpers import CROSSWALK, HOSPITAL, ROOT, nhsa_profile, sample
+from helpers import HOSPITAL, ROOT, accepted_body, mapped, nhsa_profile, sample
 
 from adapters.fhir import FhirR4Adapter
 from adapters.hl7v2 import HL7v2Adapter
@@ -29,27 +29,15 @@ from gateway.platforms.simulator import _apply_inventory as apply_inventory
 from mappings.crosswalk import load_csv, map_event
 
 NOW = datetime(2026, 11, 23, 16, 0, tzinfo=CHINA_TZ)
-CW = load_csv(CROSSWALK)
-
-
-def _mapped(event: Event) -> Event:
-    mapped, unmapped = map_event(event, CW, date(2026, 11, 23))
-    assert not unmapped, unmapped
-    return mapped
 
 
 def _hl7(raw: bytes) -> list[Event]:
     adapter = HL7v2Adapter({"facilities": {"ZJSRMYY": HOSPITAL}})
-    return [_mapped(e) for e in adapter.parse(raw, received_at=NOW).events]
+    return mapped(adapter.parse(raw, received_at=NOW).events, NOW.date())
 
 
 def _accepted(profile: NhsaInventoryProfile, event: Event, unit: int = 0) -> dict[str, Any]:
-    request = profile.build(event, unit, f"{HOSPITAL}20261123160000{unit:04d}", NOW.timestamp())
-    env = orjson.loads(request.body)
-    assert validate_envelope(env) is None, validate_envelope(env)
-    wrapper = next(iter(env["input"]))
-    body: dict[str, Any] = env["input"][wrapper]
-    return body
+    return accepted_body(profile, event, unit, NOW)
 
 
 # a warehouse (SPD) system's documents: 入库 with invoice, 退货 against it, 盘点, 报损
@@ -146,7 +134,7 @@ _RETURN = {
 def test_3506_a_cancelled_fhir_dispense_is_complete() -> None:
     adapter = FhirR4Adapter({})
     parsed = adapter.parse(json.dumps(_RETURN).encode(), received_at=NOW)
-    (event,) = [_mapped(e) for e in parsed.events]
+    (event,) = mapped(parsed.events, NOW.date())
     assert event.kind is EventKind.DISPENSE_RETURN
     body = _accepted(nhsa_profile(), event)
     assert body["medins_prod_sel_no"] == "CF20261123000777"  # the sale's rtal_docno
@@ -200,8 +188,8 @@ def test_3507_a_change_deletes_then_uploads() -> None:
 def _complete() -> dict[str, Event]:
     (sale,) = _hl7(sample("rds_o13_dispense_utf8.hl7"))
     adapter = FhirR4Adapter({})
-    (back,) = [_mapped(e) for e in
-               adapter.parse(json.dumps(_RETURN).encode(), received_at=NOW).events]
+    (back,) = mapped(adapter.parse(json.dumps(_RETURN).encode(), received_at=NOW).events,
+                     NOW.date())
     return {"3501": _warehouse("PD"), "3502": _warehouse("BS"), "3503": _warehouse("RK"),
             "3504": _warehouse("TH"), "3505": sale, "3506": back}
 
@@ -324,10 +312,10 @@ def test_3506_follows_its_3505_at_a_platform_that_checks_the_order() -> None:
                      "extension": _RETURN["extension"][:1] + [
                          e for e in _RETURN["extension"][1:]
                          if not e["url"].endswith("/original-no")]}
-    (sale,) = [_mapped(e) for e in adapter.parse(json.dumps(sale_resource).encode(),
-                                                 received_at=NOW).events]
-    (ret,) = [_mapped(e) for e in adapter.parse(json.dumps(_RETURN).encode(),
-                                                received_at=NOW).events]
+    (sale,) = mapped(adapter.parse(json.dumps(sale_resource).encode(),
+                                   received_at=NOW).events, NOW.date())
+    (ret,) = mapped(adapter.parse(json.dumps(_RETURN).encode(), received_at=NOW).events,
+                    NOW.date())
     assert sale.kind is EventKind.DISPENSE and ret.kind is EventKind.DISPENSE_RETURN
     profile = nhsa_profile()
 
@@ -357,7 +345,7 @@ def _fhir_receipt() -> Event:
                          {"url": ext + "manufacture-date", "valueDate": "2026-08-15"},
                          {"url": ext + "prescription-only", "valueBoolean": True}]
     raw = orjson.dumps(doc).replace(b"H33010200001", HOSPITAL.encode())
-    (event,) = [_mapped(e) for e in FhirR4Adapter({}).parse(raw, received_at=NOW).events]
+    (event,) = mapped(FhirR4Adapter({}).parse(raw, received_at=NOW).events, NOW.date())
     return event
 
 
@@ -386,8 +374,7 @@ def _spd(kind: str, doc_no: str, qty: int, **head: str) -> Event:
         "供应商名称": "华东医药股份有限公司", "操作员工号": "K007", "操作员姓名": "陈静",
         "是否网采": "是", **head, "明细": [{**_SPD_LINE, "数量": qty}]}]}
     adapter = create("vendor-json", {"profile": "warehouse-stock-json"})
-    (event,) = [_mapped(e) for e in adapter.parse(
-        orjson.dumps(doc), received_at=NOW).events]
+    (event,) = mapped(adapter.parse(orjson.dumps(doc), received_at=NOW).events, NOW.date())
     return event
 
 
