@@ -19,24 +19,19 @@ import msgspec
 import orjson
 import pytest
 import yaml
-from aiohttp.test_utils import TestServer
 from helpers import (
     HOSPITAL,
-    TIMINGS,
-    MLLPClient,
-    ack_fields,
-    free_port,
-    make_config,
+    RunningGateway,
     mapped,
     nhsa_profile,
     sample,
+    send_for_ack,
     write_config,
 )
 
 from adapters.hl7v2 import HL7v2Adapter
 from canonical.errors import ConfigError
 from canonical.model import CHINA_TZ, Event
-from gateway.app import build_app
 from gateway.config import DestinationConfig, GatewayConfig, parse_config
 from gateway.platforms.coverage import config_gaps
 from gateway.platforms.fields import check_body
@@ -178,26 +173,14 @@ def test_a_zhaocai_line_field_made_mandatory_holds_the_document() -> None:
 
 
 async def test_a_dispense_with_a_lot_number_too_long_is_held_naming_it(
-        tmp_path: Path) -> None:
+        gateway: RunningGateway) -> None:
     """Acknowledged (the hospital did dispense), held with the field and its limit, and
     never sent to be refused."""
-    mllp, sim = free_port(), free_port()
-    cfg = make_config(tmp_path, mllp_port=mllp, http_port=0, simulator_port=sim,
-                      platform_url=f"http://127.0.0.1:{sim}/fsi/api/inventory")
-    server = TestServer(build_app(cfg, timings=TIMINGS), host="127.0.0.1")
-    await server.start_server()
-    try:
-        client = await MLLPClient.connect(mllp)
-        ack = ack_fields(await client.send(sample("rds_o13_dispense_long_lot.hl7")))
-        await client.close()
-        assert ack["MSA"][1] == "AA"
-        async with aiohttp.ClientSession() as s:
-            async with s.get(server.make_url("/api/held")) as r:
-                (held,) = await r.json()
-            async with s.get(f"http://127.0.0.1:{sim}/_sim/counts") as r:
-                sent = await r.json()
-        assert any("3505 manu_lotnum" in why and "超过30" in why and "line.lot_no" in why
-                   for why in held["reasons"]), held["reasons"]
-        assert sent["accepted"] == 0 and sent["rejected"] == 0
-    finally:
-        await server.close()
+    ack = await send_for_ack(gateway, sample("rds_o13_dispense_long_lot.hl7"))
+    assert ack["MSA"][1] == "AA"
+    async with aiohttp.ClientSession() as s, s.get(gateway.url("/api/held")) as r:
+        (held,) = await r.json()
+    assert any("3505 manu_lotnum" in why and "超过30" in why and "line.lot_no" in why
+               for why in held["reasons"]), held["reasons"]
+    counts = gateway.simulator.counts()
+    assert counts["accepted"] == 0 and counts["rejected"] == 0
