@@ -19,6 +19,7 @@ from datetime import date
 from decimal import Decimal
 from pathlib import Path
 
+from canonical.breaks import take_break
 from canonical.model import Event, Line
 from codes import validate
 from mappings._bulk import paused_gc
@@ -210,6 +211,7 @@ def map_event(event: Event, crosswalk: Crosswalk, day: date,
     mapped: list[Line] = []
     unmapped: list[Line] = []
     for line in event.lines:
+        take_break()
         entry = crosswalk.lookup(event.hospital_id, line.item_code, day)
         if entry is None:
             unmapped.append(line)

@@ -23,6 +23,7 @@ from adapters.base import (
     Severity,
     rejection_issues,
 )
+from canonical.breaks import take_break, with_breaks
 from canonical.errors import MessageRejected, StoreError
 from canonical.model import CHINA_TZ, Event, EventKind, Line, event_json
 from gateway.config import HOSPITAL_CODE
@@ -242,6 +243,7 @@ class Ingestor:
             for route in self.routes:
                 profile = route.profile
                 for unit in range(profile.units(ev)):
+                    take_break()
                     out.append(PlannedDelivery(i, route.destination, unit,
                                                profile.order_key(ev, unit)))
         return tuple(out)
@@ -391,10 +393,13 @@ class Ingestor:
         if refused is not None:
             return refused
         # mapping 2,000 lines takes ~10 ms and checking their mandatory data a few more:
-        # in a thread, where the loop keeps its turns
-        mapping = await asyncio.to_thread(_map_events, parsed, self.crosswalk.current,
-                                          received_at.date(), self.products())
-        found, deliveries = await asyncio.to_thread(self._gaps_and_plan, *mapping[:2])
+        # in a thread, where the loop keeps its turns, with breaks in which the loop and
+        # the store's writer have the GIL (canonical.breaks)
+        mapping = await asyncio.to_thread(with_breaks, _map_events, parsed,
+                                          self.crosswalk.current, received_at.date(),
+                                          self.products())
+        found, deliveries = await asyncio.to_thread(with_breaks, self._gaps_and_plan,
+                                                    mapping[0], mapping[1])
         prep = self._map_and_advise(adapter, raw, peer, parsed, received_at, mapping=mapping,
                                     found=found, deliveries=deliveries)
         if prep.incoming is not None:

@@ -40,6 +40,7 @@ import msgspec
 import msgspec.structs
 
 from adapters.base import Issue, Severity
+from canonical.breaks import take_break, with_breaks
 from canonical.errors import GatewayError
 from canonical.model import Event, EventKind, Line, OrderControl
 from gateway.ledger.answers import is_order_answer, orders_answered, receipts_paid
@@ -474,9 +475,10 @@ class Ledger:
                 events = await self._events(session, seqs, known or {})
                 try:
                     # a 2,000-line dispense takes ~10 ms to plan: in a thread, where the
-                    # loop keeps its turns (the view changes only under this lock)
+                    # loop keeps its turns, with breaks for it and the store's writer (the
+                    # view changes only under this lock)
                     lines = sum(len(ev.lines) for _, ev in events)
-                    writes = (await asyncio.to_thread(self.plan, events)
+                    writes = (await asyncio.to_thread(with_breaks, self.plan, events)
                               if lines > _PLAN_IN_THREAD else self.plan(events))
                     version, change = await session.commit(writes)
                 except Exception as exc:  # one bad event must not stop every later one
@@ -520,6 +522,7 @@ class Ledger:
         for _, ev in events:
             day = local_date(ev.occurred_at)
             for line in ev.lines:
+                take_break()
                 code = line.national_code
                 if code:
                     self._plan_line(ev, line, code, day, daily, stock, flags, trace)

@@ -37,6 +37,7 @@ from typing import Any
 import aiohttp
 import orjson
 
+from canonical.breaks import take_break
 from canonical.model import CHINA_TZ, Event, EventKind, Line, OrderControl
 from gateway.config import DestinationConfig, GatewayConfig
 from gateway.platforms.base import Answer, Request, Verdict
@@ -203,6 +204,7 @@ class NhsaInventoryProfile:
         good: set[tuple[str, Any]] = set()
         shared = {"inv_data_type": data_type}  # what the rows checked for form read
         for unit in range(self.units(event)):
+            take_break()
             action, line = unit_action(event, unit)
             infno = "3507" if action == "delete" else INFNO[event.kind][0]
             checks = self._checks[infno]

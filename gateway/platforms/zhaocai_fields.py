@@ -22,6 +22,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from canonical.breaks import take_break
 from canonical.model import Event
 from gateway.platforms.fields import (
     BodyChecks,
@@ -222,6 +223,7 @@ def missing_in_document(checks: DocumentChecks, event: Event,
     seen: set[tuple[Any, ...]] = set()
     good: set[tuple[str, Any]] = set()
     for line in event.lines:
+        take_break()
         found.update(rows.malformed_line(event, line, ctx, good))
         sig = rows.signature(line)
         if sig not in seen:
