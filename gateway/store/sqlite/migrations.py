@@ -197,5 +197,10 @@ CREATE TABLE ledger_untraced (
     national_code TEXT NOT NULL, day TEXT NOT NULL, PRIMARY KEY (event_id, line));
 CREATE INDEX ledger_untraced_hospital ON ledger_untraced (hospital_id, day);
 """,
+    # the rows that may hold others of their scope up (gateway.store.query.UNBLOCKED)
+    14: """
+CREATE INDEX outbox_blocking ON outbox (destination, hospital_id, order_scope, id)
+    WHERE state = 2 OR (state = 0 AND next_attempt_at > 0);
+""",
 }
 SCHEMA_VERSION = max(MIGRATIONS)
