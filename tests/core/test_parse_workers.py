@@ -16,7 +16,7 @@ from adapters.registry import create
 from canonical.errors import MessageRejected
 from canonical.model import CHINA_TZ
 from gateway.ingest.limits import Limits
-from gateway.ingest.offload import ParseWorkers, WorkerFailed
+from gateway.ingest.offload import LINES_PER_PIECE, ParseWorkers, WorkerFailed
 from gateway.keys import METRICS
 
 CONFIG = {"facilities": {"ZJSRMYY": HOSPITAL}}
@@ -50,6 +50,32 @@ async def test_a_parse_in_a_worker_gives_what_a_parse_in_the_loop_gives(
     accepted = Outcome(OutcomeStatus.ACCEPTED)
     assert (adapter.reply(there, raw, accepted, now=NOW).body
             == adapter.reply(here, raw, accepted, now=NOW).body)
+
+
+def many_lines(n: int, count: int) -> bytes:
+    """A sample dispense with ``count`` order groups (lines), each its own codes."""
+    segs = numbered_dispense(n, "LINES").rstrip(b"\r").split(b"\r")
+    group = [s for s in segs if s[:3] in (b"ORC", b"RXE", b"RXD", b"ZJC")]
+    head = [s for s in segs if s[:3] not in (b"ORC", b"RXE", b"RXD", b"ZJC")]
+    lines = [s.replace(b"81234567890123456789~81234567890123456790",
+                       f"8{i:019d}~8{i + 50_000:019d}".encode())
+             for i in range(count) for s in group]
+    return b"\r".join(head + lines) + b"\r"
+
+
+async def test_a_many_line_dispense_comes_back_from_a_worker_line_for_line(
+        workers: ParseWorkers) -> None:
+    """The lines come back in pieces (LINES_PER_PIECE each, the last one shorter): every
+    line, in order, equal to the loop's parse."""
+    adapter = create("hl7v2", CONFIG)
+    workers.register(adapter, "hl7v2", CONFIG)
+    raw = many_lines(7, 2 * LINES_PER_PIECE + 37)
+    here = adapter.parse(raw, received_at=NOW)
+    there = await workers.parse(adapter, raw, NOW, Limits())
+    assert len(there.events[0].lines) == 2 * LINES_PER_PIECE + 37
+    assert there.events == here.events
+    assert (there.adapter, there.sender, there.control_id, there.message_type) == (
+        here.adapter, here.sender, here.control_id, here.message_type)
 
 
 async def test_a_worker_gives_the_cpu_to_the_gateway_first(workers: ParseWorkers) -> None:
