@@ -5,8 +5,10 @@ and vendor parsers are compiled to C (:mod:`gateway.native`) and keep the GIL fo
 whole parse, so a thread would not help: a 2,000-line dispense (900 KB) holds the loop
 for 60–90 ms and one at the 5,000-line limit for several times that, and every other
 sender waits. A message of at least ``limits.parse_offload_bytes`` is therefore parsed
-and checked against the limits in a worker process; the loop only unpickles the result
-(a few milliseconds for 2,000 lines). A parse that takes longer than
+and checked against the limits in a worker process. The result comes back as the message
+without its lines (unpickled, small) and the lines as MessagePack pieces, decoded in a
+helper thread that takes breaks (:mod:`canonical.breaks`), so no single step of taking it
+back holds the GIL for more than half a millisecond. A parse that takes longer than
 ``limits.parse_timeout_s`` is stopped (the worker is killed and replaced) and the message
 refused naming the limit; a worker that dies under a message answers "internal error,
 send it again", like any fault of the gateway's own.
