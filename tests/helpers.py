@@ -154,6 +154,17 @@ def numbered_dispense(n: int, control_prefix: str = "RDS") -> bytes:
                .replace(b"CF20261123000123", f"CF{control_prefix}{n:010d}".encode()))
 
 
+def many_lines(n: int, count: int) -> bytes:
+    """A sample dispense with ``count`` order groups (lines), each its own codes."""
+    segs = numbered_dispense(n, "LINES").rstrip(b"\r").split(b"\r")
+    group = [s for s in segs if s[:3] in (b"ORC", b"RXE", b"RXD", b"ZJC")]
+    head = [s for s in segs if s[:3] not in (b"ORC", b"RXE", b"RXD", b"ZJC")]
+    lines = [s.replace(b"81234567890123456789~81234567890123456790",
+                       f"8{i:019d}~8{i + 50_000:019d}".encode())
+             for i in range(count) for s in group]
+    return b"\r".join(head + lines) + b"\r"
+
+
 def config_dict(tmp: Path, *, mllp_port: int, http_port: int, platform_url: str,
                 simulator_port: int | None = None, max_frame: int = 1_048_576,
                 **extra: Any) -> dict[str, Any]:

@@ -7,9 +7,8 @@ from __future__ import annotations
 import threading
 from datetime import date, datetime
 
-import msgspec
 import pytest
-from helpers import HOSPITAL, nhsa_profile, numbered_dispense, sample_crosswalk
+from helpers import HOSPITAL, many_lines, nhsa_profile, sample_crosswalk
 
 from adapters.registry import create
 from canonical.breaks import Breaks, take_break, taking_breaks, with_breaks
@@ -91,13 +90,9 @@ def test_with_breaks_returns_the_result_and_breaks_only_in_its_own_thread(
 
 
 def _big_dispense(lines: int) -> Event:
-    """The sample dispense (浙江省人民医院) with ``lines`` lines of its first item."""
-    parsed = create("hl7v2", {"facilities": {"ZJSRMYY": HOSPITAL}}).parse(
-        numbered_dispense(1), received_at=NOW)
-    event = parsed.events[0]
-    first = event.lines[0]
-    return event.with_lines(tuple(msgspec.structs.replace(first, seq=i + 1)
-                                  for i in range(lines)))
+    """The sample dispense (浙江省人民医院) with ``lines`` order groups."""
+    return create("hl7v2", {"facilities": {"ZJSRMYY": HOSPITAL}}).parse(
+        many_lines(1, lines), received_at=NOW).events[0]
 
 
 def test_mapping_and_the_platform_checks_have_a_break_point_on_every_line() -> None:

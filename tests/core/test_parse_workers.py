@@ -8,7 +8,14 @@ from collections.abc import AsyncIterator
 from datetime import datetime
 
 import pytest
-from helpers import HOSPITAL, MLLPClient, RunningGateway, ack_fields, numbered_dispense
+from helpers import (
+    HOSPITAL,
+    MLLPClient,
+    RunningGateway,
+    ack_fields,
+    many_lines,
+    numbered_dispense,
+)
 
 from adapters.base import Outcome, OutcomeStatus
 from adapters.hl7v2 import HL7v2Adapter
@@ -50,17 +57,6 @@ async def test_a_parse_in_a_worker_gives_what_a_parse_in_the_loop_gives(
     accepted = Outcome(OutcomeStatus.ACCEPTED)
     assert (adapter.reply(there, raw, accepted, now=NOW).body
             == adapter.reply(here, raw, accepted, now=NOW).body)
-
-
-def many_lines(n: int, count: int) -> bytes:
-    """A sample dispense with ``count`` order groups (lines), each its own codes."""
-    segs = numbered_dispense(n, "LINES").rstrip(b"\r").split(b"\r")
-    group = [s for s in segs if s[:3] in (b"ORC", b"RXE", b"RXD", b"ZJC")]
-    head = [s for s in segs if s[:3] not in (b"ORC", b"RXE", b"RXD", b"ZJC")]
-    lines = [s.replace(b"81234567890123456789~81234567890123456790",
-                       f"8{i:019d}~8{i + 50_000:019d}".encode())
-             for i in range(count) for s in group]
-    return b"\r".join(head + lines) + b"\r"
 
 
 async def test_a_many_line_dispense_comes_back_from_a_worker_line_for_line(
