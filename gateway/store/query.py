@@ -49,11 +49,11 @@ ITEM_COLUMNS = ("o.id, o.msgid, o.hospital_id, o.stream, o.unit, o.attempts, o.c
 # against 0.3 ms now; blockers are few, and with none the check is one index probe.
 _SAME_SCOPE = ("{a}.destination = o.destination AND {a}.hospital_id = o.hospital_id"
                " AND {a}.order_scope = o.order_scope AND {a}.state <> 1")
-BLOCKING = "(b.state = 2 OR (b.state = 0 AND b.next_attempt_at > 0))"
+_BLOCKING = "(b.state = 2 OR (b.state = 0 AND b.next_attempt_at > 0))"
 UNBLOCKED = (
     "NOT EXISTS (SELECT 1 FROM outbox b WHERE b.destination = o.destination"
     " AND b.hospital_id = o.hospital_id AND b.order_scope = o.order_scope"
-    f" AND {BLOCKING}"
+    f" AND {_BLOCKING}"
     " AND b.id < o.id AND (b.state = 2 OR b.next_attempt_at > {now})"
     " AND (b.order_key = o.order_key OR b.order_key = b.order_scope"
     "  OR o.order_key = o.order_scope"
