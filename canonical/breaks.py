@@ -10,7 +10,8 @@ the GIL behind one such job, and every acknowledgement with it.
 So the loops of that work call :func:`take_break` once per line. Outside
 :func:`with_breaks` it does nothing (a context-variable read); inside, after every
 ``slice_s`` of work it sleeps ``pause_s``, which releases the GIL for as long: the loop
-and the writer run their waiting steps, and the big message takes about a fifth longer.
+and the writer run their waiting steps, and the big message's work takes a fifth longer
+or more in wall time (a 0.1 ms sleep often lasts longer).
 """
 
 from __future__ import annotations
